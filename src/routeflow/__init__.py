@@ -1,0 +1,1 @@
+"""routeflow: RouteFlow virtual routers driving OpenFlow switches."""

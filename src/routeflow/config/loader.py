@@ -1,0 +1,100 @@
+"""Load and validate a routeflow config file, reporting every error with its path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from routeflow.config.fields import Fields, Problems, check_unique, load_yaml
+from routeflow.config.schema import ENGINES, FRR_DAEMONS, Config, RfvsConfig, VmConfig, VmInterface
+from routeflow.protocol.transport import parse_address
+
+
+def load_config(path: str | Path) -> Config:
+    """Read ``path``; raise :class:`~routeflow.errors.ConfigError` listing every problem."""
+    return parse_config(load_yaml(path), str(path))
+
+
+def parse_config(document: object, source: str = "<config>") -> Config:
+    problems = Problems(source)
+    top = Fields(document, "", problems)
+
+    rfvs_fields = Fields(top.raw("rfvs", {}), "rfvs", problems)
+    rfvs = RfvsConfig(
+        bridge=rfvs_fields.name("bridge") if "bridge" in rfvs_fields.data else RfvsConfig.bridge,
+        dpid=rfvs_fields.dpid("dpid") if "dpid" in rfvs_fields.data else RfvsConfig.dpid,
+        controller=rfvs_fields.str("controller", RfvsConfig.controller),
+    )
+    rfvs_fields.finish()
+
+    listen = []
+    for i, text in enumerate(top.list("listen", list(Config.listen))):
+        try:
+            parse_address(text if isinstance(text, str) else repr(text))
+            listen.append(text)
+        except ValueError as exc:
+            problems.add(f"listen[{i}]", str(exc))
+    manage_vms = top.bool("manage_vms", True)
+
+    vms = []
+    for vm in top.items("vms"):
+        vms.append(_parse_vm(vm))
+    if "vms" in top.data and not vms and isinstance(top.data["vms"], list):
+        problems.add("vms", "must list at least one VM")
+    top.finish()
+
+    check_unique(problems, "vms", "VM name", [(f"vms[{i}].name", v.name) for i, v in enumerate(vms)])
+    check_unique(problems, "vms", "datapath id", [(f"vms[{i}].dpid", v.dpid) for i, v in enumerate(vms)])
+    for i, vm in enumerate(vms):
+        if vm.dpid is not None and vm.dpid == rfvs.dpid:
+            problems.add(f"vms[{i}].dpid", f"{vm.dpid:#x} is the RFVS datapath id")
+    problems.raise_if_any()
+    return Config(vms=tuple(vms), rfvs=rfvs, listen=tuple(listen), manage_vms=manage_vms, source=source)
+
+
+def _parse_vm(vm: Fields) -> VmConfig:
+    name = vm.name("name", max_len=10)  # leaves room for "-ethN" on host-side veth names
+    dpid = vm.dpid("dpid")
+    engine = vm.choice("engine", ENGINES, "frr")
+    daemons = []
+    for i, d in enumerate(vm.list("daemons", [])):
+        if d not in FRR_DAEMONS:
+            vm.problems.add(f"{vm.path}.daemons[{i}]", f"{d!r} is not one of {', '.join(FRR_DAEMONS)}")
+        else:
+            daemons.append(d)
+    if engine != "frr" and daemons:
+        vm.error("daemons", f"only the frr engine runs daemons (engine is {engine!r})")
+    engine_config = vm.raw("engine_config", "")
+    if not isinstance(engine_config, str):
+        vm.error("engine_config", "must be text (use a YAML block: engine_config: |)")
+        engine_config = ""
+    loopback = vm.interface_addresses("loopback", [])
+    interfaces = []
+    for iface in vm.items("interfaces"):
+        interfaces.append(
+            VmInterface(
+                name=iface.name("name"),
+                port=iface.int("port", lo=1, hi=0xFFFFFF00),
+                addresses=iface.interface_addresses("addresses", []),
+                mac=iface.mac("mac", None),
+            )
+        )
+        iface.finish()
+    if not interfaces and isinstance(vm.data.get("interfaces"), list):
+        vm.error("interfaces", "must list at least one interface")
+    check_unique(vm.problems, vm.path, "interface name",
+                 [(f"{vm.path}.interfaces[{i}].name", x.name) for i, x in enumerate(interfaces)])
+    check_unique(vm.problems, vm.path, "switch port",
+                 [(f"{vm.path}.interfaces[{i}].port", x.port) for i, x in enumerate(interfaces)])
+    for i, x in enumerate(interfaces):
+        if x.name == "lo":
+            vm.problems.add(f"{vm.path}.interfaces[{i}].name", "'lo' is the loopback; use the loopback key")
+    vm.finish()
+    return VmConfig(
+        name=name,
+        dpid=dpid,
+        interfaces=tuple(interfaces),
+        engine=engine or "frr",
+        daemons=tuple(daemons),
+        engine_config=engine_config,
+        loopback=loopback,
+    )

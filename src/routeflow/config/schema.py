@@ -1,0 +1,84 @@
+"""The routeflow configuration: which VM mirrors which datapath, and what it runs.
+
+Example (see ``examples/rftest2/routeflow.yaml``)::
+
+    rfvs: {bridge: rfvs, dpid: 0x7266}
+    vms:
+      - name: rA
+        dpid: 0x1
+        engine: frr
+        daemons: [ospfd]
+        interfaces:
+          - {name: eth1, port: 1, addresses: [172.31.1.1/24]}
+        engine_config: |
+          router ospf
+           network 172.31.0.0/16 area 0
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from routeflow.protocol.transport import DEFAULT_SERVER, DEFAULT_TCP
+
+ENGINES = ("frr", "none")
+FRR_DAEMONS = ("ospfd", "bgpd", "ospf6d", "ripd", "staticd", "bfdd")
+
+
+@dataclass(frozen=True)
+class VmInterface:
+    """A VM NIC mirroring one switch port."""
+
+    name: str
+    port: int
+    addresses: tuple[str, ...] = ()
+    #: Fixed MAC for the NIC (also the router MAC on the switch port); random if None.
+    mac: str | None = None
+
+
+@dataclass(frozen=True)
+class VmConfig:
+    """One virtual router and the datapath it mirrors (logical split)."""
+
+    name: str
+    dpid: int
+    interfaces: tuple[VmInterface, ...]
+    engine: str = "frr"
+    daemons: tuple[str, ...] = ()
+    #: Routing-engine configuration text (FRR: frr.conf syntax).
+    engine_config: str = ""
+    loopback: tuple[str, ...] = ()
+
+    def interface(self, ifname: str) -> VmInterface | None:
+        return next((i for i in self.interfaces if i.name == ifname), None)
+
+    def port_of(self, ifname: str) -> int | None:
+        iface = self.interface(ifname)
+        return iface.port if iface else None
+
+
+@dataclass(frozen=True)
+class RfvsConfig:
+    """The RFVS: the Open vSwitch bridge the VM NICs plug into."""
+
+    bridge: str = "rfvs"
+    dpid: int = 0x7266
+    #: OpenFlow controller target the RFVS bridge is given.
+    controller: str = "tcp:127.0.0.1:6653"
+
+
+@dataclass(frozen=True)
+class Config:
+    vms: tuple[VmConfig, ...]
+    rfvs: RfvsConfig = field(default_factory=RfvsConfig)
+    #: Addresses the server listens on.
+    listen: tuple[str, ...] = (DEFAULT_SERVER, DEFAULT_TCP)
+    #: Whether the server creates the virtual environment (namespaces, RFVS, engines).
+    manage_vms: bool = True
+    source: str = ""
+
+    def vm(self, name: str) -> VmConfig | None:
+        return next((v for v in self.vms if v.name == name), None)
+
+    def vm_of_dpid(self, dpid: int) -> VmConfig | None:
+        return next((v for v in self.vms if v.dpid == dpid), None)

@@ -1,0 +1,63 @@
+"""Differences between two tables of a datapath, as changes to apply or text to report."""
+
+from __future__ import annotations
+
+from routeflow.flows.model import Table, format_flow, format_group
+from routeflow.protocol.messages import TableMod
+
+
+def diff_tables(dpid: int, installed: Table, desired: Table) -> TableMod:
+    """The TableMod that turns ``installed`` into ``desired`` (empty if equal)."""
+    add, modify = [], []
+    for key, flow in desired.flows.items():
+        have = installed.flows.get(key)
+        if have is None:
+            add.append(flow)
+        elif have != flow:
+            modify.append(flow)
+    delete = [key for key in installed.flows if key not in desired.flows]
+    group_add, group_modify = [], []
+    for gid, grp in desired.groups.items():
+        have_group = installed.groups.get(gid)
+        if have_group is None:
+            group_add.append(grp)
+        elif have_group != grp:
+            group_modify.append(grp)
+    group_delete = [gid for gid in installed.groups if gid not in desired.groups]
+    return TableMod(
+        dpid=dpid,
+        add=tuple(sorted(add)),
+        modify=tuple(sorted(modify)),
+        delete=tuple(sorted(delete)),
+        group_add=tuple(sorted(group_add)),
+        group_modify=tuple(sorted(group_modify)),
+        group_delete=tuple(sorted(group_delete)),
+    )
+
+
+def is_empty(mod: TableMod) -> bool:
+    return not (mod.add or mod.modify or mod.delete or mod.group_add or mod.group_modify or mod.group_delete)
+
+
+def describe_differences(where: str, actual: Table, expected: Table) -> list[str]:
+    """Human-readable lines: what is missing, stale or different on a datapath."""
+    lines = []
+    for key, flow in sorted(expected.flows.items()):
+        have = actual.flows.get(key)
+        if have is None:
+            lines.append(f"{where}: missing flow {format_flow(flow)}")
+        elif have != flow:
+            lines.append(f"{where}: wrong flow {format_flow(have)} (expected {format_flow(flow)})")
+    for key, flow in sorted(actual.flows.items()):
+        if key not in expected.flows:
+            lines.append(f"{where}: stale flow {format_flow(flow)}")
+    for gid, grp in sorted(expected.groups.items()):
+        have_group = actual.groups.get(gid)
+        if have_group is None:
+            lines.append(f"{where}: missing group {format_group(grp)}")
+        elif have_group != grp:
+            lines.append(f"{where}: wrong group {format_group(have_group)} (expected {format_group(grp)})")
+    for gid, grp in sorted(actual.groups.items()):
+        if gid not in expected.groups:
+            lines.append(f"{where}: stale group {format_group(grp)}")
+    return lines

@@ -1,0 +1,42 @@
+"""The OpenFlow pipeline of a routeflow datapath, declared once.
+
+Table ids and priority bands appear nowhere else.
+
+``CONTROL`` classifies every packet entering a switch port: routing-protocol
+and neighbour-discovery traffic and packets addressed to the router go to the
+virtual router (slow path); frames addressed to the router's MAC on their
+ingress port continue to ``FIB``; everything else is dropped, as a router
+would. ``FIB`` holds one flow per route and per resolved neighbour, longest
+prefix first; a packet with no route goes to the virtual router, which answers
+it (ICMP unreachable) or resolves the neighbour.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class TableSpec(NamedTuple):
+    table_id: int
+    name: str
+    description: str
+
+
+CONTROL = TableSpec(0, "control", "slow-path classification and router-MAC admission")
+FIB = TableSpec(1, "fib", "longest-prefix-match routes and connected hosts")
+PIPELINE = (CONTROL, FIB)
+
+#: RFVS bridges have one table: everything goes to the controller for relaying.
+RFVS_TABLE = 0
+
+# Priorities in CONTROL.
+PRIO_SLOW_PATH = 400
+PRIO_ROUTER_MAC = 200
+
+# Priorities in FIB: base + prefix length, so longer prefixes win.
+PRIO_FIB_BASE = 1000
+PRIO_FIB_MISS = 0
+
+
+def fib_priority(prefixlen: int) -> int:
+    return PRIO_FIB_BASE + prefixlen

@@ -1,0 +1,266 @@
+"""RF-protocol messages: commands and events between the RF-Server and its peers.
+
+Every peer opens with :class:`Hello`; the server answers :class:`Welcome` or
+:class:`Goodbye`. After that each role may send only the messages listed for it
+in :data:`ACCEPTED` (what the server accepts) and the server sends back the
+ones listed in the role's docstring. Anything else closes the connection.
+
+Roles:
+
+* ``controller`` -- the RF-Controller (os-ken application), one at a time.
+* ``client`` -- an RF-Client inside a virtual router; ``name`` is the VM name.
+* ``operator`` -- the ``routeflow`` CLI asking for status or a verify run.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+from routeflow.flows.model import Flow, FlowKey, Group
+from routeflow.model import Fib, Interface, Neighbour, PortDesc, Route
+
+#: Bumped on any incompatible change to the message set.
+PROTOCOL_VERSION = 1
+
+Role = Literal["controller", "client", "operator"]
+
+
+class Message(msgspec.Struct, tag_field="type", frozen=True):
+    """Base of every RF-protocol message; the class name is the wire tag."""
+
+
+# -- session ---------------------------------------------------------------------
+
+
+class Hello(Message, tag="hello"):
+    """First message of every peer: who it is and which protocol it speaks."""
+
+    version: int
+    role: Role
+    name: str
+
+
+class Welcome(Message, tag="welcome"):
+    """The server accepts the peer. ``rfvs`` lists the datapath ids of the RFVS bridges."""
+
+    version: int
+    rfvs: tuple[int, ...] = ()
+
+
+class Goodbye(Message, tag="goodbye"):
+    """Either side closes the session and says why."""
+
+    reason: str
+
+
+# -- controller -> server --------------------------------------------------------
+
+
+class DatapathJoin(Message, tag="datapath_join"):
+    """A datapath connected (or is re-reported after a controller restart)."""
+
+    dpid: int
+    ports: tuple[PortDesc, ...]
+
+
+class DatapathLeave(Message, tag="datapath_leave"):
+    dpid: int
+
+
+class PortChange(Message, tag="port_change"):
+    """A port was added, modified (link or admin state) or deleted."""
+
+    dpid: int
+    port: PortDesc
+    deleted: bool = False
+
+
+class MappingSeen(Message, tag="mapping_seen"):
+    """A port-identification packet from VM ``vm`` interface ``ifname`` entered RFVS port."""
+
+    rfvs_dpid: int
+    rfvs_port: int
+    vm: str
+    ifname: str
+
+
+class TableDump(Message, tag="table_dump"):
+    """Reply to :class:`DumpTable`: every flow and group the switch holds."""
+
+    request_id: int
+    dpid: int
+    flows: tuple[Flow, ...]
+    groups: tuple[Group, ...]
+    error: str = ""
+
+
+class SwitchError(Message, tag="switch_error"):
+    """The switch refused a message; the server re-reads that datapath's table."""
+
+    dpid: int
+    text: str
+
+
+class ControllerStats(Message, tag="controller_stats"):
+    """Reply to :class:`StatsRequest`: slow-path counters by datapath id."""
+
+    request_id: int
+    packet_in: dict[int, int]
+    packet_out: dict[int, int]
+
+
+# -- server -> controller --------------------------------------------------------
+
+
+class RelayEntry(msgspec.Struct, frozen=True, order=True, array_like=True):
+    """Slow-path pairing of a switch port with the RFVS port of its VM NIC."""
+
+    dpid: int
+    port: int
+    rfvs_dpid: int
+    rfvs_port: int
+
+
+class RelayMap(Message, tag="relay_map"):
+    """The complete slow-path relay table (replaces the previous one)."""
+
+    entries: tuple[RelayEntry, ...]
+
+
+class TableMod(Message, tag="table_mod"):
+    """Changes to one datapath, applied in a safe order by the controller:
+    groups added and modified, flows added, modified and deleted, then groups deleted."""
+
+    dpid: int
+    add: tuple[Flow, ...] = ()
+    modify: tuple[Flow, ...] = ()
+    delete: tuple[FlowKey, ...] = ()
+    group_add: tuple[Group, ...] = ()
+    group_modify: tuple[Group, ...] = ()
+    group_delete: tuple[int, ...] = ()
+
+
+class DumpTable(Message, tag="dump_table"):
+    request_id: int
+    dpid: int
+
+
+class StatsRequest(Message, tag="stats_request"):
+    request_id: int
+
+
+# -- client -> server ------------------------------------------------------------
+
+
+class FibSnapshot(Message, tag="fib_snapshot"):
+    """The complete state of a VM; replaces what the server held for it.
+
+    Sent at start, after a Netlink overflow, and with the ``request_id`` of a
+    :class:`SnapshotRequest` in reply to one (``0`` when unsolicited).
+    """
+
+    fib: Fib
+    request_id: int = 0
+
+
+class FibDelta(Message, tag="fib_delta"):
+    """Incremental changes since the last snapshot or delta."""
+
+    interfaces_set: tuple[Interface, ...] = ()
+    interfaces_del: tuple[str, ...] = ()
+    routes_set: tuple[Route, ...] = ()
+    routes_del: tuple[str, ...] = ()
+    neighbours_set: tuple[Neighbour, ...] = ()
+    #: ``(ifname, ip)`` pairs.
+    neighbours_del: tuple[tuple[str, str], ...] = ()
+
+
+# -- server -> client ------------------------------------------------------------
+
+
+class PortMapped(Message, tag="port_mapped"):
+    """The server knows where interface ``ifname`` is: stop sending mapping packets."""
+
+    ifname: str
+    dpid: int
+    port: int
+
+
+class LinkState(Message, tag="link_state"):
+    """Set the VM interface mirroring a switch port up or down."""
+
+    ifname: str
+    up: bool
+
+
+class SnapshotRequest(Message, tag="snapshot_request"):
+    request_id: int
+
+
+# -- operator <-> server ---------------------------------------------------------
+
+
+class StatusRequest(Message, tag="status_request"):
+    request_id: int
+
+
+class StatusReply(Message, tag="status_reply"):
+    request_id: int
+    #: JSON-ready status document (see ``routeflow.server.status``).
+    status: dict[str, Any]
+
+
+class VerifyRequest(Message, tag="verify_request"):
+    request_id: int
+
+
+class VerifyReply(Message, tag="verify_reply"):
+    request_id: int
+    ok: bool
+    differences: tuple[str, ...]
+    checked: dict[str, int] = {}
+
+
+AnyMessage = (
+    Hello
+    | Welcome
+    | Goodbye
+    | DatapathJoin
+    | DatapathLeave
+    | PortChange
+    | MappingSeen
+    | TableDump
+    | SwitchError
+    | ControllerStats
+    | RelayMap
+    | TableMod
+    | DumpTable
+    | StatsRequest
+    | FibSnapshot
+    | FibDelta
+    | PortMapped
+    | LinkState
+    | SnapshotRequest
+    | StatusRequest
+    | StatusReply
+    | VerifyRequest
+    | VerifyReply
+)
+
+#: What the server accepts from each role after the handshake.
+ACCEPTED: dict[str, tuple[type[Message], ...]] = {
+    "controller": (
+        DatapathJoin,
+        DatapathLeave,
+        PortChange,
+        MappingSeen,
+        TableDump,
+        SwitchError,
+        ControllerStats,
+        Goodbye,
+    ),
+    "client": (FibSnapshot, FibDelta, Goodbye),
+    "operator": (StatusRequest, VerifyRequest, Goodbye),
+}

@@ -1,0 +1,128 @@
+"""Where RF-protocol peers meet: ``tcp:HOST:PORT`` or ``unix:PATH`` addresses,
+and the client side of a session for blocking and asyncio callers.
+
+Unix sockets let an RF-Client inside a network namespace reach the server
+without any address in that namespace; TCP serves real VMs and remote hosts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import NamedTuple
+
+from routeflow.protocol import codec
+from routeflow.protocol.messages import PROTOCOL_VERSION, AnyMessage, Hello, Message, Role, Welcome
+
+DEFAULT_UNIX = "/run/routeflow/server.sock"
+DEFAULT_TCP = "tcp:127.0.0.1:6650"
+DEFAULT_SERVER = "unix:" + DEFAULT_UNIX
+
+
+class Address(NamedTuple):
+    kind: str  # "tcp" or "unix"
+    host: str  # host for tcp, path for unix
+    port: int = 0
+
+    def __str__(self) -> str:
+        return f"unix:{self.host}" if self.kind == "unix" else f"tcp:{self.host}:{self.port}"
+
+
+def parse_address(text: str) -> Address:
+    """Parse ``tcp:HOST:PORT`` or ``unix:PATH``; raise ValueError with the reason."""
+    kind, _, rest = text.partition(":")
+    if kind == "unix" and rest:
+        return Address("unix", rest)
+    if kind == "tcp":
+        host, _, port = rest.rpartition(":")
+        if host and port.isdigit() and 0 < int(port) < 65536:
+            return Address("tcp", host.strip("[]"), int(port))
+    raise ValueError(f"bad address {text!r}: expected tcp:HOST:PORT or unix:PATH")
+
+
+def connect_blocking(address: Address, timeout: float = 5.0) -> socket.socket:
+    if address.kind == "unix":
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        sock.connect(address.host)
+    else:
+        sock = socket.create_connection((address.host, address.port), timeout=timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+class BlockingSession:
+    """A blocking RF-protocol session (controller threads and the CLI)."""
+
+    def __init__(self, address: Address, role: Role, name: str, timeout: float = 5.0) -> None:
+        self.sock = connect_blocking(address, timeout)
+        self.conn = codec.Connection()
+        self._pending: list[AnyMessage] = []
+        self.send(Hello(PROTOCOL_VERSION, role, name))
+        self.welcome: Welcome = codec.check_welcome(self.receive())
+
+    def send(self, msg: Message) -> None:
+        self.sock.sendall(codec.encode(msg))
+
+    def receive(self) -> AnyMessage:
+        """Next message; raises ConnectionError when the server closes."""
+        while not self._pending:
+            data = self.sock.recv(1 << 20)
+            if not data:
+                raise ConnectionError("server closed the connection")
+            self._pending.extend(self.conn.receive_data(data))
+        return self._pending.pop(0)
+
+    def settimeout(self, timeout: float | None) -> None:
+        self.sock.settimeout(timeout)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class AsyncSession:
+    """An asyncio RF-protocol session (the RF-Client)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, welcome: Welcome,
+                 conn: codec.Connection, pending: list[AnyMessage]) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.welcome = welcome
+        self._conn = conn
+        self._pending = pending
+
+    @classmethod
+    async def open(cls, address: Address, role: Role, name: str) -> AsyncSession:
+        if address.kind == "unix":
+            reader, writer = await asyncio.open_unix_connection(address.host, limit=1 << 20)
+        else:
+            reader, writer = await asyncio.open_connection(address.host, address.port, limit=1 << 20)
+        conn = codec.Connection()
+        writer.write(codec.encode(Hello(PROTOCOL_VERSION, role, name)))
+        pending: list[AnyMessage] = []
+        while not pending:
+            data = await reader.read(1 << 20)
+            if not data:
+                raise ConnectionError("server closed the connection during the handshake")
+            pending.extend(conn.receive_data(data))
+        welcome = codec.check_welcome(pending.pop(0))
+        return cls(reader, writer, welcome, conn, pending)
+
+    async def send(self, msg: Message) -> None:
+        self.writer.write(codec.encode(msg))
+        await self.writer.drain()
+
+    async def receive(self) -> AnyMessage:
+        while not self._pending:
+            data = await self.reader.read(1 << 20)
+            if not data:
+                raise ConnectionError("server closed the connection")
+            self._pending.extend(self._conn.receive_data(data))
+        return self._pending.pop(0)
+
+    async def close(self) -> None:
+        self.writer.close()
+        try:
+            await self.writer.wait_closed()
+        except OSError:
+            pass
