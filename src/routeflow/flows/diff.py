@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from routeflow.flows.model import Table, format_flow, format_group
+from routeflow.flows.model import Flow, FlowKey, Group, Table, format_flow, format_group
 from routeflow.protocol.messages import TableMod
 
 
@@ -26,11 +26,11 @@ def diff_tables(dpid: int, installed: Table, desired: Table) -> TableMod:
     group_delete = [gid for gid in installed.groups if gid not in desired.groups]
     return TableMod(
         dpid=dpid,
-        add=tuple(sorted(add)),
-        modify=tuple(sorted(modify)),
+        add=tuple(sorted(add, key=_key)),
+        modify=tuple(sorted(modify, key=_key)),
         delete=tuple(sorted(delete)),
-        group_add=tuple(sorted(group_add)),
-        group_modify=tuple(sorted(group_modify)),
+        group_add=tuple(sorted(group_add, key=_gid)),
+        group_modify=tuple(sorted(group_modify, key=_gid)),
         group_delete=tuple(sorted(group_delete)),
     )
 
@@ -42,22 +42,30 @@ def is_empty(mod: TableMod) -> bool:
 def describe_differences(where: str, actual: Table, expected: Table) -> list[str]:
     """Human-readable lines: what is missing, stale or different on a datapath."""
     lines = []
-    for key, flow in sorted(expected.flows.items()):
+    for key, flow in sorted(expected.flows.items(), key=lambda kv: kv[0]):
         have = actual.flows.get(key)
         if have is None:
             lines.append(f"{where}: missing flow {format_flow(flow)}")
         elif have != flow:
             lines.append(f"{where}: wrong flow {format_flow(have)} (expected {format_flow(flow)})")
-    for key, flow in sorted(actual.flows.items()):
+    for key, flow in sorted(actual.flows.items(), key=lambda kv: kv[0]):
         if key not in expected.flows:
             lines.append(f"{where}: stale flow {format_flow(flow)}")
-    for gid, grp in sorted(expected.groups.items()):
+    for gid, grp in sorted(expected.groups.items(), key=lambda kv: kv[0]):
         have_group = actual.groups.get(gid)
         if have_group is None:
             lines.append(f"{where}: missing group {format_group(grp)}")
         elif have_group != grp:
             lines.append(f"{where}: wrong group {format_group(have_group)} (expected {format_group(grp)})")
-    for gid, grp in sorted(actual.groups.items()):
+    for gid, grp in sorted(actual.groups.items(), key=lambda kv: kv[0]):
         if gid not in expected.groups:
             lines.append(f"{where}: stale group {format_group(grp)}")
     return lines
+
+
+def _key(flow: Flow) -> FlowKey:
+    return flow.key
+
+
+def _gid(grp: Group) -> int:
+    return grp.group_id

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections import deque
 from typing import NamedTuple
 
 from routeflow.protocol import codec
@@ -57,7 +58,7 @@ class BlockingSession:
     def __init__(self, address: Address, role: Role, name: str, timeout: float = 5.0) -> None:
         self.sock = connect_blocking(address, timeout)
         self.conn = codec.Connection()
-        self._pending: list[AnyMessage] = []
+        self._pending: deque[AnyMessage] = deque()
         self.send(Hello(PROTOCOL_VERSION, role, name))
         self.welcome: Welcome = codec.check_welcome(self.receive())
 
@@ -71,7 +72,7 @@ class BlockingSession:
             if not data:
                 raise ConnectionError("server closed the connection")
             self._pending.extend(self.conn.receive_data(data))
-        return self._pending.pop(0)
+        return self._pending.popleft()
 
     def settimeout(self, timeout: float | None) -> None:
         self.sock.settimeout(timeout)
@@ -84,7 +85,7 @@ class AsyncSession:
     """An asyncio RF-protocol session (the RF-Client)."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, welcome: Welcome,
-                 conn: codec.Connection, pending: list[AnyMessage]) -> None:
+                 conn: codec.Connection, pending: deque[AnyMessage]) -> None:
         self.reader = reader
         self.writer = writer
         self.welcome = welcome
@@ -99,13 +100,13 @@ class AsyncSession:
             reader, writer = await asyncio.open_connection(address.host, address.port, limit=1 << 20)
         conn = codec.Connection()
         writer.write(codec.encode(Hello(PROTOCOL_VERSION, role, name)))
-        pending: list[AnyMessage] = []
+        pending: deque[AnyMessage] = deque()
         while not pending:
             data = await reader.read(1 << 20)
             if not data:
                 raise ConnectionError("server closed the connection during the handshake")
             pending.extend(conn.receive_data(data))
-        welcome = codec.check_welcome(pending.pop(0))
+        welcome = codec.check_welcome(pending.popleft())
         return cls(reader, writer, welcome, conn, pending)
 
     async def send(self, msg: Message) -> None:
@@ -118,7 +119,7 @@ class AsyncSession:
             if not data:
                 raise ConnectionError("server closed the connection")
             self._pending.extend(self._conn.receive_data(data))
-        return self._pending.pop(0)
+        return self._pending.popleft()
 
     async def close(self) -> None:
         self.writer.close()
