@@ -1,0 +1,5 @@
+import sys
+
+from routeflow.cli import main
+
+sys.exit(main())

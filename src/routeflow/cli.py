@@ -1,0 +1,167 @@
+"""The ``routeflow`` command: run each component, drive the lab, ask the server.
+
+Exit codes: 0 success, 1 a check failed (verify found differences, demo
+step failed), 2 bad usage or invalid config/topology, 3 the server cannot be
+reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from typing import Any, Sequence
+
+from routeflow.errors import ConfigError
+from routeflow.protocol.transport import DEFAULT_SERVER
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+def _add_server_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--server", default=DEFAULT_SERVER,
+                        help=f"RF-Server address, tcp:HOST:PORT or unix:PATH (default {DEFAULT_SERVER})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="routeflow", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("server", help="run the RF-Server (and the VMs of its config)")
+    p.add_argument("config", help="routeflow YAML config")
+    p.add_argument("--no-vms", action="store_true", help="do not create the VMs; they are run elsewhere")
+
+    p = sub.add_parser("controller", help="run the RF-Controller (os-ken, OpenFlow 1.3)")
+    _add_server_option(p)
+    p.add_argument("--listen-host", default="127.0.0.1", help="OpenFlow listen address")
+    p.add_argument("--listen-port", type=int, default=6653, help="OpenFlow listen port")
+
+    p = sub.add_parser("client", help="run an RF-Client inside a VM")
+    p.add_argument("--vm", required=True, help="the VM's name in the server's config")
+    _add_server_option(p)
+
+    p = sub.add_parser("check", help="validate a routeflow config or lab topology file")
+    p.add_argument("file")
+    p.add_argument("--topology", action="store_true", help="the file is a lab topology")
+
+    lab = sub.add_parser("lab", help="the emulated physical network")
+    lab_sub = lab.add_subparsers(dest="lab_command", required=True)
+    p = lab_sub.add_parser("up", help="create the switches, hosts and links of a topology file")
+    p.add_argument("topology")
+    p.add_argument("--state", default=None, help="where to record what was created")
+    p = lab_sub.add_parser("down", help="remove everything the last `lab up` created")
+    p.add_argument("--state", default=None)
+
+    p = sub.add_parser("status", help="datapaths, VMs, port mappings, routes and flows")
+    _add_server_option(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--flows", action="store_true", help="list every flow and group")
+    p.add_argument("--routes", action="store_true", help="list every route and neighbour")
+
+    p = sub.add_parser("verify", help="check every VM's FIB, translated, equals its datapath's flows")
+    _add_server_option(p)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                   help="retry until clean or this many seconds have passed")
+
+    p = sub.add_parser("demo", help="bring up an example network end to end, test it, tear it down")
+    p.add_argument("example", nargs="?", default="rftest2", help="example name (default rftest2)")
+    p.add_argument("--keep", action="store_true", help="leave it running to explore")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return _run(args)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_FAILED
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "server":
+        from routeflow.config.loader import load_config
+        from routeflow.server.service import serve
+
+        config = load_config(args.config)
+        if args.no_vms:
+            config = type(config)(**{**config.__dict__, "manage_vms": False})
+        asyncio.run(serve(config))
+        return EXIT_OK
+    if args.command == "controller":
+        from routeflow.controller.main import run as run_controller
+
+        run_controller(args.server, of_port=args.listen_port, of_host=args.listen_host)
+        return EXIT_OK
+    if args.command == "client":
+        from routeflow.client.agent import run as run_client
+
+        asyncio.run(run_client(args.vm, args.server))
+        return EXIT_OK
+    if args.command == "check":
+        return _check(args)
+    if args.command == "lab":
+        return _lab(args)
+    if args.command in ("status", "verify"):
+        from routeflow import ops
+
+        try:
+            if args.command == "status":
+                return ops.status(args.server, as_json=args.json, flows=args.flows, routes=args.routes)
+            return ops.verify(args.server, as_json=args.json, wait=args.wait)
+        except (OSError, ConnectionError) as exc:
+            print(f"routeflow: cannot reach the server at {args.server}: {exc}", file=sys.stderr)
+            return EXIT_UNREACHABLE
+    if args.command == "demo":
+        from routeflow.lab.demo import run_demo
+
+        return run_demo(args.example, keep=args.keep)
+    raise AssertionError(args.command)
+
+
+def _check(args: argparse.Namespace) -> int:
+    if args.topology:
+        from routeflow.lab.topology import load_topology
+
+        topo: Any = load_topology(args.file)
+        print(f"{args.file}: valid topology ({len(topo.switches)} switches, {len(topo.hosts)} hosts)")
+    else:
+        from routeflow.config.loader import load_config
+
+        config = load_config(args.file)
+        print(f"{args.file}: valid config ({len(config.vms)} VMs)")
+    return EXIT_OK
+
+
+def _lab(args: argparse.Namespace) -> int:
+    from routeflow.lab import network
+
+    kwargs = {"state_path": args.state} if args.state else {}
+    if args.lab_command == "up":
+        network.lab_up(args.topology, **kwargs)
+        print(f"lab {args.topology} is up")
+    else:
+        network.lab_down(**kwargs)
+        print("lab is down")
+    return EXIT_OK
+
+
+def print_json(document: Any) -> None:
+    json.dump(document, sys.stdout, indent=2, sort_keys=True)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

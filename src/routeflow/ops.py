@@ -1,0 +1,123 @@
+"""Operator requests to a running RF-Server: status tables and verify reports."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from routeflow.protocol.messages import StatusReply, StatusRequest, VerifyReply, VerifyRequest
+from routeflow.protocol.transport import BlockingSession, parse_address
+
+#: Reply wait: verify dumps every datapath and every VM's FIB.
+TIMEOUT = 120.0
+
+
+def request_status(server: str) -> dict[str, Any]:
+    """The server's status document."""
+    reply = _ask(server, StatusRequest(1))
+    assert isinstance(reply, StatusReply)
+    return reply.status
+
+
+def request_verify(server: str) -> VerifyReply:
+    reply = _ask(server, VerifyRequest(1))
+    assert isinstance(reply, VerifyReply)
+    return reply
+
+
+def _ask(server: str, request: StatusRequest | VerifyRequest) -> Any:
+    session = BlockingSession(parse_address(server), "operator", "cli", timeout=TIMEOUT)
+    try:
+        session.send(request)
+        reply = session.receive()
+        if not isinstance(reply, (StatusReply, VerifyReply)):
+            raise ConnectionError(f"unexpected reply {type(reply).__name__}")
+        return reply
+    finally:
+        session.close()
+
+
+def status(server: str, as_json: bool, flows: bool, routes: bool) -> int:
+    from routeflow.cli import print_json
+
+    doc = request_status(server)
+    if as_json:
+        print_json(doc)
+        return 0
+    out = sys.stdout
+    out.write(f"controller: {'connected' if doc['controller_connected'] else 'NOT connected'}\n\n")
+    rows = [("DATAPATH", "MIRRORED BY", "STATE", "PORTS UP", "FLOWS", "GROUPS", "PACKET-IN", "UNRESOLVED")]
+    for dp in doc["datapaths"]:
+        ports = dp["ports"]
+        rows.append((
+            dp["dpid"], dp["mirrored_by"], "up" if dp["connected"] else "down",
+            f"{sum(p['up'] for p in ports)}/{len(ports)}", str(len(dp["flows"])), str(len(dp["groups"])),
+            "-" if dp["packet_in"] is None else str(dp["packet_in"]), str(len(dp["unresolved_next_hops"])),
+        ))
+    _table(rows)
+    out.write("\n")
+    rows = [("VM", "DATAPATH", "CLIENT", "INTERFACE", "PORT", "RFVS PORT", "STATE", "ADDRESSES")]
+    for vm in doc["vms"]:
+        client = ("synced" if vm["synced"] else "connected") if vm["client_connected"] else "down"
+        for i, iface in enumerate(vm["interfaces"]):
+            rows.append((
+                vm["name"] if i == 0 else "", vm["dpid"] if i == 0 else "", client if i == 0 else "",
+                iface["name"], str(iface["port"]), _dash(iface["rfvs_port"]),
+                "-" if iface["up"] is None else "up" if iface["up"] else "down",
+                " ".join(iface["addresses"]),
+            ))
+    _table(rows)
+    out.write("\n")
+    rows = [("VM", "ROUTES", "NEIGHBOURS")]
+    rows += [(vm["name"], str(len(vm["routes"])), str(len(vm["neighbours"]))) for vm in doc["vms"]]
+    _table(rows)
+    if routes:
+        for vm in doc["vms"]:
+            out.write(f"\nroutes of {vm['name']}:\n")
+            rows = [("PREFIX", "TYPE", "PROTO", "NEXT HOPS")]
+            for r in vm["routes"]:
+                hops = ", ".join(f"{h['gateway'] or 'connected'} dev {h['ifname']}" for h in r["nexthops"])
+                rows.append((r["prefix"], r["type"], r["proto"], hops or "-"))
+            _table(rows)
+            for n in vm["neighbours"]:
+                out.write(f"  neighbour {n['ip']} lladdr {n['mac']} dev {n['ifname']}\n")
+    if flows:
+        for dp in doc["datapaths"]:
+            out.write(f"\nflows of {dp['dpid']} ({dp['mirrored_by']}):\n")
+            for line in dp["groups"] + dp["flows"]:
+                out.write(f"  {line}\n")
+            for u in dp["unresolved_next_hops"]:
+                out.write(f"  unresolved: {u['prefix']} via {u['gateway']} dev {u['ifname']}\n")
+    return 0
+
+
+def verify(server: str, as_json: bool, wait: float) -> int:
+    from routeflow.cli import print_json
+
+    deadline = time.monotonic() + wait
+    while True:
+        reply = request_verify(server)
+        if reply.ok or time.monotonic() >= deadline:
+            break
+        time.sleep(1.0)
+    if as_json:
+        print_json({"ok": reply.ok, "differences": list(reply.differences), "checked": reply.checked})
+    else:
+        for line in reply.differences:
+            sys.stdout.write(line + "\n")
+        c = reply.checked
+        verdict = "clean" if reply.ok else f"{len(reply.differences)} differences"
+        sys.stdout.write(f"verify: {verdict} ({c.get('datapaths', 0)} datapaths, {c.get('flows', 0)} flows, "
+                         f"{c.get('routes', 0)} routes checked)\n")
+    return 0 if reply.ok else 1
+
+
+def _dash(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def _table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        sys.stdout.write("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() + "\n")

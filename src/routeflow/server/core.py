@@ -1,0 +1,270 @@
+"""The RF-Server's decisions: RF-protocol events in, RF-protocol commands out.
+
+:class:`ServerCore` owns the NIB and does no I/O. Each ``on_*`` method updates
+the NIB and returns the messages to send, addressed to the controller or to a
+VM's client. :meth:`ServerCore.reconcile` turns the NIB into each datapath's
+desired table (the pure compiler) and returns only the differences.
+The asyncio service (:mod:`routeflow.server.service`) delivers the messages.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from dataclasses import dataclass
+
+from routeflow.config.schema import Config, VmConfig
+from routeflow.flows.compiler import compile_datapath, compile_rfvs
+from routeflow.flows.diff import diff_tables, is_empty
+from routeflow.flows.model import Table
+from routeflow.protocol.messages import (
+    DatapathJoin,
+    DatapathLeave,
+    DumpTable,
+    FibDelta,
+    FibSnapshot,
+    LinkState,
+    MappingSeen,
+    Message,
+    PortChange,
+    PortMapped,
+    RelayEntry,
+    RelayMap,
+    SwitchError,
+    TableDump,
+    TableMod,
+)
+from routeflow.server.nib import DatapathState, Nib
+
+log = logging.getLogger("routeflow.server")
+
+CONTROLLER = "controller"
+
+
+@dataclass(frozen=True)
+class Out:
+    """A message to deliver: ``to`` is ``"controller"`` or a VM name."""
+
+    to: str
+    msg: Message
+
+
+class ServerCore:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.nib = Nib(config)
+        self._dirty: set[int] = set()
+        self._request_ids = itertools.count(1)
+        #: request id -> dpid of dumps the core asked for (to resync).
+        self._dumps: dict[int, int] = {}
+
+    def next_request_id(self) -> int:
+        return next(self._request_ids)
+
+    # -- controller events -------------------------------------------------------
+
+    def on_controller_up(self) -> list[Out]:
+        self.nib.controller_connected = True
+        return [Out(CONTROLLER, self.relay_map())]
+
+    def on_controller_down(self) -> list[Out]:
+        """The controller went away: what switches hold is unknown until re-dumped.
+
+        Port states are kept: a controller restart is not a link failure, and
+        taking VM interfaces down for it would tear down every adjacency.
+        """
+        self.nib.controller_connected = False
+        for dp in self.nib.datapaths.values():
+            dp.installed = None
+            dp.dump_pending = False
+        self._dumps.clear()
+        return []
+
+    def on_datapath_join(self, msg: DatapathJoin) -> list[Out]:
+        dp = self.nib.datapaths.setdefault(msg.dpid, DatapathState())
+        dp.ports = {p.port_no: p for p in msg.ports}
+        dp.installed = None
+        log.info("datapath %#x joined with %d ports", msg.dpid, len(msg.ports))
+        out = self._request_dump(msg.dpid)
+        vm = self.config.vm_of_dpid(msg.dpid)
+        if vm is not None:
+            out += self._link_states(vm)
+        return out
+
+    def on_datapath_leave(self, msg: DatapathLeave) -> list[Out]:
+        dp = self.nib.datapaths.pop(msg.dpid, None)
+        log.info("datapath %#x left", msg.dpid)
+        vm = self.config.vm_of_dpid(msg.dpid)
+        if dp is None or vm is None:
+            return []
+        # A switch gone means every mirrored link is gone.
+        return [Out(vm.name, LinkState(i.name, False)) for i in vm.interfaces]
+
+    def on_port_change(self, msg: PortChange) -> list[Out]:
+        dp = self.nib.datapaths.get(msg.dpid)
+        if dp is None:
+            return []
+        if msg.deleted:
+            dp.ports.pop(msg.port.port_no, None)
+        else:
+            dp.ports[msg.port.port_no] = msg.port
+        self._dirty.add(msg.dpid)
+        vm = self.config.vm_of_dpid(msg.dpid)
+        if vm is None:
+            return []
+        out = []
+        for iface in vm.interfaces:
+            if iface.port == msg.port.port_no:
+                up = msg.port.up and not msg.deleted
+                log.info("%s port %d %s: VM %s %s %s", f"{msg.dpid:#x}", iface.port,
+                         "up" if up else "down", vm.name, iface.name, "up" if up else "down")
+                out.append(Out(vm.name, LinkState(iface.name, up)))
+        return out
+
+    def on_mapping_seen(self, msg: MappingSeen) -> list[Out]:
+        vm = self.config.vm(msg.vm)
+        iface = vm.interface(msg.ifname) if vm else None
+        if vm is None or iface is None:
+            log.warning("mapping packet from unknown VM interface %s/%s on RFVS port %d",
+                        msg.vm, msg.ifname, msg.rfvs_port)
+            return []
+        key = (msg.vm, msg.ifname)
+        where = (msg.rfvs_dpid, msg.rfvs_port)
+        out = [Out(vm.name, PortMapped(msg.ifname, vm.dpid, iface.port))]
+        if self.nib.rfvs_ports.get(key) != where:
+            log.info("VM %s %s is RFVS port %d, mirrors %#x port %d",
+                     msg.vm, msg.ifname, msg.rfvs_port, vm.dpid, iface.port)
+            self.nib.rfvs_ports[key] = where
+            out.append(Out(CONTROLLER, self.relay_map()))
+        return out
+
+    def on_table_dump(self, msg: TableDump) -> list[Out]:
+        """A dump the core asked for: the switch's real table becomes our baseline."""
+        dpid = self._dumps.pop(msg.request_id, None)
+        dp = self.nib.datapaths.get(msg.dpid)
+        if dpid is None or dp is None:
+            return []
+        dp.dump_pending = False
+        if msg.error:
+            log.warning("dump of %#x failed: %s; retrying", msg.dpid, msg.error)
+            return self._request_dump(msg.dpid)
+        dp.installed = Table(flows={f.key: f for f in msg.flows}, groups={g.group_id: g for g in msg.groups})
+        self._dirty.add(msg.dpid)
+        return []
+
+    def on_switch_error(self, msg: SwitchError) -> list[Out]:
+        """The switch refused a change: stop trusting our copy and re-read it."""
+        log.warning("datapath %#x reported an error: %s", msg.dpid, msg.text)
+        dp = self.nib.datapaths.get(msg.dpid)
+        if dp is None or dp.dump_pending:
+            return []
+        dp.installed = None
+        return self._request_dump(msg.dpid)
+
+    # -- client events -----------------------------------------------------------
+
+    def on_client_up(self, vm_name: str) -> list[Out]:
+        self.nib.vms[vm_name].connected = True
+        vm = self.config.vm(vm_name)
+        return self._link_states(vm) if vm else []
+
+    def on_client_down(self, vm_name: str) -> list[Out]:
+        # Flows stay: forwarding goes on headless until the client is back.
+        self.nib.vms[vm_name].connected = False
+        return []
+
+    def on_fib_snapshot(self, vm_name: str, msg: FibSnapshot) -> list[Out]:
+        self.nib.vms[vm_name].replace(msg.fib)
+        self._mark_vm(vm_name)
+        return []
+
+    def on_fib_delta(self, vm_name: str, msg: FibDelta) -> list[Out]:
+        state = self.nib.vms[vm_name]
+        if not state.synced:
+            log.warning("delta from %s before its snapshot: ignored", vm_name)
+            return []
+        state.apply(msg)
+        self._mark_vm(vm_name)
+        return []
+
+    # -- flow programming --------------------------------------------------------
+
+    def desired_table(self, dpid: int) -> Table | None:
+        """What datapath ``dpid`` should hold now, or None if it is not ours to program yet."""
+        if dpid == self.config.rfvs.dpid:
+            return compile_rfvs()
+        vm = self.config.vm_of_dpid(dpid)
+        dp = self.nib.datapaths.get(dpid)
+        if vm is None or dp is None:
+            return None
+        state = self.nib.vms[vm.name]
+        if not state.synced:
+            return None
+        compiled = compile_datapath(vm, state.fib(), dp.ports)
+        dp.unresolved = compiled.unresolved
+        return compiled.table
+
+    def reconcile(self) -> list[Out]:
+        """Send each dirty datapath the changes that make it hold its desired table."""
+        out = []
+        dirty, self._dirty = self._dirty, set()
+        for dpid in sorted(dirty):
+            dp = self.nib.datapaths.get(dpid)
+            if dp is None or dp.installed is None or not self.nib.controller_connected:
+                continue  # reconciled when its dump arrives
+            desired = self.desired_table(dpid)
+            if desired is None:
+                continue
+            mod = diff_tables(dpid, dp.installed, desired)
+            if is_empty(mod):
+                continue
+            dp.installed = desired
+            dp.flow_mods += _size(mod)
+            log.debug("datapath %#x: +%d ~%d -%d flows", dpid, len(mod.add), len(mod.modify), len(mod.delete))
+            out.append(Out(CONTROLLER, mod))
+        return out
+
+    @property
+    def has_dirty(self) -> bool:
+        return bool(self._dirty)
+
+    def relay_map(self) -> RelayMap:
+        entries = []
+        for (vm_name, ifname), (rfvs_dpid, rfvs_port) in self.nib.rfvs_ports.items():
+            vm = self.config.vm(vm_name)
+            port = vm.port_of(ifname) if vm else None
+            if vm is not None and port is not None:
+                entries.append(RelayEntry(vm.dpid, port, rfvs_dpid, rfvs_port))
+        return RelayMap(tuple(sorted(entries)))
+
+    # -- helpers -----------------------------------------------------------------
+
+    def _request_dump(self, dpid: int) -> list[Out]:
+        dp = self.nib.datapaths.get(dpid)
+        if dp is None or not self.nib.controller_connected:
+            return []
+        request_id = self.next_request_id()
+        self._dumps[request_id] = dpid
+        dp.dump_pending = True
+        return [Out(CONTROLLER, DumpTable(request_id, dpid))]
+
+    def _mark_vm(self, vm_name: str) -> None:
+        vm = self.config.vm(vm_name)
+        if vm is not None:
+            self._dirty.add(vm.dpid)
+
+    def _link_states(self, vm: VmConfig) -> list[Out]:
+        """Mirror the known state of each switch port onto the VM's interfaces."""
+        dp = self.nib.datapaths.get(vm.dpid)
+        if dp is None:
+            return []
+        out = []
+        for iface in vm.interfaces:
+            port = dp.ports.get(iface.port)
+            out.append(Out(vm.name, LinkState(iface.name, port is not None and port.up)))
+        return out
+
+
+def _size(mod: TableMod) -> int:
+    return (len(mod.add) + len(mod.modify) + len(mod.delete)
+            + len(mod.group_add) + len(mod.group_modify) + len(mod.group_delete))

@@ -1,0 +1,82 @@
+"""The network information base (NIB): everything the RF-Server knows.
+
+Pure data with small, obviously-correct mutators; the decisions live in
+:mod:`routeflow.server.core`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from routeflow.config.schema import Config
+from routeflow.flows.compiler import Unresolved
+from routeflow.flows.model import Table
+from routeflow.model import Fib, Interface, Neighbour, PortDesc, Route
+from routeflow.protocol.messages import FibDelta
+
+
+@dataclass
+class VmState:
+    """What a VM's RF-Client has reported, kept as dicts for cheap deltas."""
+
+    interfaces: dict[str, Interface] = field(default_factory=dict)
+    routes: dict[str, Route] = field(default_factory=dict)
+    neighbours: dict[tuple[str, str], Neighbour] = field(default_factory=dict)
+    #: True once a snapshot arrived: until then the server leaves the VM's
+    #: datapath flows alone (after a server restart they are still valid).
+    synced: bool = False
+    connected: bool = False
+
+    def replace(self, fib: Fib) -> None:
+        self.interfaces = {i.ifname: i for i in fib.interfaces}
+        self.routes = {r.prefix: r for r in fib.routes}
+        self.neighbours = {(n.ifname, n.ip): n for n in fib.neighbours}
+        self.synced = True
+
+    def apply(self, delta: FibDelta) -> None:
+        for name in delta.interfaces_del:
+            self.interfaces.pop(name, None)
+        for iface in delta.interfaces_set:
+            self.interfaces[iface.ifname] = iface
+        for prefix in delta.routes_del:
+            self.routes.pop(prefix, None)
+        for route in delta.routes_set:
+            self.routes[route.prefix] = route
+        for key in delta.neighbours_del:
+            self.neighbours.pop((key[0], key[1]), None)
+        for neigh in delta.neighbours_set:
+            self.neighbours[(neigh.ifname, neigh.ip)] = neigh
+
+    def fib(self) -> Fib:
+        return Fib(
+            interfaces=tuple(self.interfaces.values()),
+            routes=tuple(self.routes.values()),
+            neighbours=tuple(self.neighbours.values()),
+        )
+
+
+@dataclass
+class DatapathState:
+    """A datapath the controller reported, and what we believe its table holds."""
+
+    ports: dict[int, PortDesc] = field(default_factory=dict)
+    #: The switch's table as last dumped plus the changes sent since; None
+    #: until a dump arrives, and the server never diffs against a guess.
+    installed: Table | None = None
+    dump_pending: bool = False
+    unresolved: list[Unresolved] = field(default_factory=list)
+    flow_mods: int = 0
+
+
+@dataclass
+class Nib:
+    config: Config
+    vms: dict[str, VmState] = field(default_factory=dict)
+    datapaths: dict[int, DatapathState] = field(default_factory=dict)
+    #: (vm, ifname) -> (rfvs dpid, rfvs port), learned from mapping packets.
+    rfvs_ports: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+    controller_connected: bool = False
+
+    def __post_init__(self) -> None:
+        for vm in self.config.vms:
+            self.vms.setdefault(vm.name, VmState())

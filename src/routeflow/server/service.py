@@ -1,0 +1,337 @@
+"""The RF-Server process: asyncio I/O around :class:`~routeflow.server.core.ServerCore`.
+
+Listens on Unix and TCP sockets for the controller, the VMs' clients and
+operators; feeds each decoded message to the core and delivers what it
+returns; coalesces flow programming so a burst of FIB changes becomes one
+TableMod per datapath. Optionally owns the virtual environment (the VMs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from routeflow.config.schema import Config
+from routeflow.flows.model import Table
+from routeflow.model import Fib
+from routeflow.protocol import codec
+from routeflow.protocol.messages import (
+    PROTOCOL_VERSION,
+    ControllerStats,
+    DatapathJoin,
+    DatapathLeave,
+    DumpTable,
+    FibDelta,
+    FibSnapshot,
+    Goodbye,
+    Hello,
+    MappingSeen,
+    Message,
+    PortChange,
+    SnapshotRequest,
+    StatsRequest,
+    StatusReply,
+    StatusRequest,
+    SwitchError,
+    TableDump,
+    VerifyReply,
+    VerifyRequest,
+    Welcome,
+)
+from routeflow.protocol.transport import parse_address
+from routeflow.server.core import CONTROLLER, Out, ServerCore
+from routeflow.server.status import fib_drift, status_document, verify_datapath
+
+log = logging.getLogger("routeflow.server")
+
+#: How long the server waits for a reply from the controller or a client.
+REQUEST_TIMEOUT = 15.0
+
+
+class Peer:
+    """One connected controller, client or operator."""
+
+    def __init__(self, role: str, name: str, writer: asyncio.StreamWriter) -> None:
+        self.role = role
+        self.name = name
+        self.writer = writer
+
+    def send(self, msg: Message) -> None:
+        if not self.writer.is_closing():
+            self.writer.write(codec.encode(msg))
+
+    def close(self, reason: str) -> None:
+        self.send(Goodbye(reason))
+        self.writer.close()
+
+
+class RFServer:
+    """The RF-Server service: sockets, peers, request/reply plumbing."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.core = ServerCore(config)
+        self.controller: Peer | None = None
+        self.clients: dict[str, Peer] = {}
+        self._servers: list[asyncio.AbstractServer] = []
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._reconcile_scheduled = False
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        for text in self.config.listen:
+            address = parse_address(text)
+            if address.kind == "unix":
+                path = Path(address.host)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                server = await asyncio.start_unix_server(self._serve, str(path), limit=1 << 20)
+                os.chmod(path, 0o660)
+            else:
+                server = await asyncio.start_server(self._serve, address.host, address.port,
+                                                    limit=1 << 20, reuse_address=True)
+            self._servers.append(server)
+            log.info("listening on %s", address)
+
+    async def stop(self) -> None:
+        for peer in [self.controller, *self.clients.values()]:
+            if peer is not None:
+                peer.close("server shutting down")
+        for server in self._servers:
+            server.close()
+            await server.wait_closed()
+        for text in self.config.listen:
+            address = parse_address(text)
+            if address.kind == "unix":
+                with contextlib.suppress(FileNotFoundError):
+                    Path(address.host).unlink()
+
+    # -- connections -------------------------------------------------------------
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = codec.Connection()
+        peer: Peer | None = None
+        where = writer.get_extra_info("peername") or "unix socket"
+        try:
+            while True:
+                data = await reader.read(1 << 20)
+                if not data:
+                    break
+                for msg in conn.receive_data(data):
+                    if peer is None:
+                        peer = self._handshake(codec.check_hello(msg), writer)
+                        if peer is None:
+                            return
+                        continue
+                    codec.check_accepted(peer.role, msg)  # type: ignore[arg-type]
+                    if isinstance(msg, Goodbye):
+                        log.info("%s %s says goodbye: %s", peer.role, peer.name, msg.reason)
+                        return
+                    self._dispatch(peer, msg)
+        except codec.RemoteProtocolError as exc:
+            who = f"{peer.role} {peer.name}" if peer else f"peer {where}"
+            log.warning("closing %s: %s", who, exc)
+            with contextlib.suppress(Exception):
+                writer.write(codec.encode(Goodbye(str(exc))))
+        except (ConnectionError, OSError) as exc:
+            log.info("connection lost (%s): %s", peer.name if peer else where, exc)
+        finally:
+            writer.close()
+            if peer is not None:
+                self._disconnected(peer)
+
+    def _handshake(self, hello: Hello, writer: asyncio.StreamWriter) -> Peer | None:
+        if hello.role == "client" and self.config.vm(hello.name) is None:
+            writer.write(codec.encode(Goodbye(f"unknown VM {hello.name!r}")))
+            log.warning("refused client for unknown VM %r", hello.name)
+            return None
+        peer = Peer(hello.role, hello.name, writer)
+        peer.send(Welcome(PROTOCOL_VERSION, rfvs=(self.config.rfvs.dpid,)))
+        if hello.role == "controller":
+            if self.controller is not None:
+                # The newest controller wins: the old one is most likely a dead connection.
+                old, self.controller = self.controller, None
+                old.close("replaced by a new controller connection")
+                self._deliver(self.core.on_controller_down())
+            self.controller = peer
+            log.info("controller %s connected", hello.name)
+            self._deliver(self.core.on_controller_up())
+        elif hello.role == "client":
+            old_client = self.clients.pop(hello.name, None)
+            if old_client is not None:
+                old_client.close("replaced by a new connection of the same VM")
+            self.clients[hello.name] = peer
+            log.info("client of VM %s connected", hello.name)
+            self._deliver(self.core.on_client_up(hello.name))
+        return peer
+
+    def _disconnected(self, peer: Peer) -> None:
+        if peer.role == "controller" and self.controller is peer:
+            self.controller = None
+            log.warning("controller %s disconnected", peer.name)
+            self._deliver(self.core.on_controller_down())
+        elif peer.role == "client" and self.clients.get(peer.name) is peer:
+            del self.clients[peer.name]
+            log.warning("client of VM %s disconnected", peer.name)
+            self._deliver(self.core.on_client_down(peer.name))
+
+    # -- dispatch ----------------------------------------------------------------
+
+    def _dispatch(self, peer: Peer, msg: Message) -> None:
+        core = self.core
+        out: list[Out] = []
+        if isinstance(msg, (TableDump, ControllerStats)) and msg.request_id in self._pending:
+            self._resolve(msg.request_id, msg)
+        elif isinstance(msg, TableDump):
+            out = core.on_table_dump(msg)
+        elif isinstance(msg, DatapathJoin):
+            out = core.on_datapath_join(msg)
+        elif isinstance(msg, DatapathLeave):
+            out = core.on_datapath_leave(msg)
+        elif isinstance(msg, PortChange):
+            out = core.on_port_change(msg)
+        elif isinstance(msg, MappingSeen):
+            out = core.on_mapping_seen(msg)
+        elif isinstance(msg, SwitchError):
+            out = core.on_switch_error(msg)
+        elif isinstance(msg, FibSnapshot):
+            if msg.request_id:
+                self._resolve(msg.request_id, msg)
+            else:
+                out = core.on_fib_snapshot(peer.name, msg)
+        elif isinstance(msg, FibDelta):
+            out = core.on_fib_delta(peer.name, msg)
+        elif isinstance(msg, StatusRequest):
+            self._spawn(peer, self._status(peer, msg))
+        elif isinstance(msg, VerifyRequest):
+            self._spawn(peer, self._verify(peer, msg))
+        self._deliver(out)
+        if core.has_dirty:
+            self._schedule_reconcile()
+
+    def _deliver(self, out: list[Out]) -> None:
+        for item in out:
+            peer = self.controller if item.to == CONTROLLER else self.clients.get(item.to)
+            if peer is not None:
+                peer.send(item.msg)
+
+    def _schedule_reconcile(self) -> None:
+        # Run once after the current burst of messages, so many FIB changes
+        # arriving together become one TableMod per datapath.
+        if not self._reconcile_scheduled:
+            self._reconcile_scheduled = True
+            asyncio.get_running_loop().call_soon(self._reconcile)
+
+    def _reconcile(self) -> None:
+        self._reconcile_scheduled = False
+        self._deliver(self.core.reconcile())
+
+    # -- requests to peers -------------------------------------------------------
+
+    def _resolve(self, request_id: int, msg: Message) -> None:
+        future = self._pending.pop(request_id, None)
+        if future is not None and not future.done():
+            future.set_result(msg)
+
+    async def _request(self, peer: Peer | None, msg: Message, request_id: int) -> Any:
+        if peer is None:
+            raise ConnectionError("not connected")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        peer.send(msg)
+        try:
+            return await asyncio.wait_for(future, REQUEST_TIMEOUT)
+        finally:
+            self._pending.pop(request_id, None)
+
+    def _spawn(self, peer: Peer, work: Awaitable[Message]) -> None:
+        async def run() -> None:
+            try:
+                peer.send(await work)
+            except Exception:  # an operator request must never take the server down
+                log.exception("operator request failed")
+                peer.close("internal error; see the server log")
+
+        asyncio.get_running_loop().create_task(run())
+
+    async def _status(self, peer: Peer, msg: StatusRequest) -> StatusReply:
+        packet_in = None
+        with contextlib.suppress(ConnectionError, asyncio.TimeoutError):
+            rid = self.core.next_request_id()
+            stats: ControllerStats = await self._request(self.controller, StatsRequest(rid), rid)
+            packet_in = stats.packet_in
+        return StatusReply(msg.request_id, status_document(self.core.nib, packet_in))
+
+    async def _dump(self, dpid: int) -> Table:
+        rid = self.core.next_request_id()
+        dump: TableDump = await self._request(self.controller, DumpTable(rid, dpid), rid)
+        if dump.error:
+            raise ConnectionError(dump.error)
+        return Table(flows={f.key: f for f in dump.flows}, groups={g.group_id: g for g in dump.groups})
+
+    async def _fresh_fib(self, vm: str) -> Fib:
+        rid = self.core.next_request_id()
+        snap: FibSnapshot = await self._request(self.clients.get(vm), SnapshotRequest(rid), rid)
+        return snap.fib
+
+    async def _verify(self, peer: Peer, msg: VerifyRequest) -> VerifyReply:
+        """Compare every VM's real FIB, translated, with the flows its datapath holds."""
+        differences: list[str] = []
+        checked = {"datapaths": 0, "flows": 0, "routes": 0}
+        nib = self.core.nib
+        targets = [(vm.dpid, vm.name) for vm in self.config.vms] + [(self.config.rfvs.dpid, None)]
+        for dpid, vm_name in targets:
+            fib = None
+            if vm_name is not None:
+                try:
+                    fib = await self._fresh_fib(vm_name)
+                except (ConnectionError, asyncio.TimeoutError) as exc:
+                    differences.append(f"{vm_name}: cannot read its FIB: {exc or 'timeout'}")
+                    continue
+                differences += fib_drift(vm_name, nib.vms[vm_name].fib(), fib)
+                checked["routes"] += len(fib.routes)
+            dp = nib.datapaths.get(dpid)
+            if dp is None:
+                differences.append(f"datapath {dpid:#x}: not connected")
+                continue
+            try:
+                actual = await self._dump(dpid)
+            except (ConnectionError, asyncio.TimeoutError) as exc:
+                differences.append(f"datapath {dpid:#x}: cannot read its table: {exc or 'timeout'}")
+                continue
+            checked["datapaths"] += 1
+            checked["flows"] += len(actual.flows)
+            differences += verify_datapath(self.config, dpid, fib, dp.ports, actual)
+        return VerifyReply(msg.request_id, not differences, tuple(differences), checked)
+
+
+async def serve(config: Config, ready: Callable[[], None] | None = None) -> None:
+    """Run the RF-Server (and, if configured, its VMs) until SIGTERM or SIGINT."""
+    server = RFServer(config)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        if config.manage_vms:
+            from routeflow.vnet.manager import VirtualEnvironment
+
+            async with VirtualEnvironment(config):
+                if ready:
+                    ready()
+                await stop.wait()
+        else:
+            if ready:
+                ready()
+            await stop.wait()
+    finally:
+        log.info("shutting down")
+        await server.stop()

@@ -1,0 +1,80 @@
+from pathlib import Path
+
+import pytest
+
+from routeflow.config.loader import load_config, parse_config
+from routeflow.errors import ConfigError
+
+GOOD = {
+    "rfvs": {"bridge": "rfvs", "dpid": "0x7266"},
+    "vms": [
+        {"name": "rA", "dpid": 1, "engine": "frr", "daemons": ["ospfd"],
+         "interfaces": [{"name": "eth1", "port": 1, "addresses": ["172.31.1.1/24"]}],
+         "engine_config": "router ospf\n"},
+        {"name": "rB", "dpid": "00:00:00:00:00:00:00:02", "engine": "none",
+         "interfaces": [{"name": "eth1", "port": 1, "mac": "02:00:00:00:00:AA"}]},
+    ],
+}
+
+
+def problems(document) -> list[tuple[str, str]]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(document, "cfg.yaml")
+    assert info.value.file == "cfg.yaml"
+    return info.value.problems
+
+
+def test_good_config():
+    config = parse_config(GOOD)
+    assert [v.dpid for v in config.vms] == [1, 2]
+    assert config.rfvs.dpid == 0x7266
+    assert config.vms[1].interfaces[0].mac == "02:00:00:00:00:aa"
+    assert config.vm_of_dpid(2).name == "rB"
+
+
+def test_every_error_is_reported_with_its_field():
+    bad = {
+        "vms": [
+            {"name": "rA", "dpid": "nope", "colour": "red",
+             "interfaces": [{"name": "eth1", "port": 1, "addresses": ["10.0.0.300/24", "10.0.0.1"]},
+                            {"name": "eth1", "port": 0}]},
+            {"name": "rA", "dpid": 0x7266, "daemons": ["sshd"], "interfaces": []},
+        ],
+        "extra": 1,
+    }
+    found = dict(problems(bad))
+    assert "not a datapath id" in found["vms[0].dpid"]
+    assert found["vms[0].colour"] == "unknown key"
+    assert "not an address" in found["vms[0].interfaces[0].addresses[0]"]
+    assert "not an address" in found["vms[0].interfaces[0].addresses[1]"]
+    assert "duplicate interface name" in found["vms[0].interfaces[1].name"]
+    assert "integer from 1" in found["vms[0].interfaces[1].port"]
+    assert "duplicate VM name" in found["vms[1].name"]
+    assert "sshd" in found["vms[1].daemons[0]"]
+    assert "at least one interface" in found["vms[1].interfaces"]
+    assert "RFVS" in found["vms[1].dpid"]
+    assert found["extra"] == "unknown key"
+
+
+def test_duplicate_dpid_and_missing_fields():
+    found = dict(problems({"vms": [{"name": "a", "dpid": 1, "interfaces": [{"name": "e", "port": 1}]},
+                                    {"dpid": 1, "interfaces": [{"port": 2}]}]}))
+    assert "duplicate datapath id" in found["vms[1].dpid"]
+    assert found["vms[1].name"] == "is required"
+    assert found["vms[1].interfaces[0].name"] == "is required"
+
+
+def test_missing_file_and_bad_yaml(tmp_path: Path):
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "absent.yaml")
+    assert "absent.yaml" in str(info.value) and "No such file" in str(info.value)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("vms: [\n")
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_config(bad)
+
+
+def test_examples_load():
+    root = Path(__file__).resolve().parents[3] / "examples"
+    for path in sorted(root.glob("*/routeflow.yaml")):
+        load_config(path)

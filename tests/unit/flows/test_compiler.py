@@ -1,0 +1,157 @@
+"""The flow compiler, checked by forwarding packets through a fake switch."""
+
+from routeflow.config.schema import VmConfig, VmInterface
+from routeflow.flows.compiler import compile_datapath
+from routeflow.model import Fib, Interface, Neighbour, NextHop, PortDesc, Route
+from tests.unit.fakeswitch import forward
+
+MAC1, MAC2, MAC3 = "02:00:00:00:00:01", "02:00:00:00:00:02", "02:00:00:00:00:03"
+H1, GW2, GW3 = "0a:00:00:00:00:01", "0a:00:00:00:00:02", "0a:00:00:00:00:03"
+
+VM = VmConfig(
+    name="rA",
+    dpid=1,
+    interfaces=(
+        VmInterface("eth1", 1, ("172.31.1.1/24",)),
+        VmInterface("eth2", 2, ("10.0.2.1/30",)),
+        VmInterface("eth3", 3, ("10.0.3.1/30",)),
+    ),
+)
+IFACES = (
+    Interface("eth1", MAC1, True, ("172.31.1.1/24",)),
+    Interface("eth2", MAC2, True, ("10.0.2.1/30",)),
+    Interface("eth3", MAC3, True, ("10.0.3.1/30",)),
+    Interface("lo", "00:00:00:00:00:00", True, ("10.255.0.1/32",)),
+)
+CONNECTED = (
+    Route("172.31.1.0/24", (NextHop("eth1"),), proto="kernel"),
+    Route("10.0.2.0/30", (NextHop("eth2"),), proto="kernel"),
+    Route("10.0.3.0/30", (NextHop("eth3"),), proto="kernel"),
+)
+NEIGHBOURS = (
+    Neighbour("eth1", "172.31.1.100", H1),
+    Neighbour("eth2", "10.0.2.2", GW2),
+    Neighbour("eth3", "10.0.3.2", GW3),
+)
+
+
+def ports(*down: int) -> dict[int, PortDesc]:
+    return {n: PortDesc(n, f"s1-eth{n}", f"aa:00:00:00:00:0{n}", n not in down) for n in (1, 2, 3)}
+
+
+def compiled(routes=(), neighbours=NEIGHBOURS, down=()):
+    fib = Fib(IFACES, CONNECTED + tuple(routes), neighbours)
+    return compile_datapath(VM, fib, ports(*down))
+
+
+def ip_packet(dst: str, in_port: int = 1, eth_dst: str = MAC1, **extra):
+    return {"in_port": in_port, "eth_type": 0x0800, "eth_dst": eth_dst, "ipv4_dst": dst, "ip_proto": 1, **extra}
+
+
+def test_route_rewrites_macs_decrements_ttl_and_outputs_mapped_port():
+    table = compiled([Route("172.31.4.0/24", (NextHop("eth2", "10.0.2.2"),), proto="ospf")]).table
+    out = forward(table, ip_packet("172.31.4.100"))
+    assert out.ports == [2]
+    assert out.outputs[0]["eth_src"] == MAC2 and out.outputs[0]["eth_dst"] == GW2
+    assert out.ttl_decremented and not out.controller
+
+
+def test_longest_prefix_wins():
+    table = compiled([
+        Route("172.31.0.0/16", (NextHop("eth3", "10.0.3.2"),)),
+        Route("172.31.4.0/24", (NextHop("eth2", "10.0.2.2"),)),
+        Route("0.0.0.0/0", (NextHop("eth3", "10.0.3.2"),)),
+    ]).table
+    assert forward(table, ip_packet("172.31.4.7")).ports == [2]
+    assert forward(table, ip_packet("172.31.9.7")).ports == [3]
+    assert forward(table, ip_packet("192.0.2.1")).ports == [3]
+
+
+def test_connected_host_from_neighbour_table():
+    table = compiled().table
+    out = forward(table, ip_packet("172.31.1.100", in_port=2, eth_dst=MAC2))
+    assert out.ports == [1] and out.outputs[0]["eth_dst"] == H1 and out.outputs[0]["eth_src"] == MAC1
+
+
+def test_unresolved_connected_host_and_no_route_go_to_vm():
+    table = compiled().table
+    assert forward(table, ip_packet("172.31.1.55", in_port=2, eth_dst=MAC2)).controller
+    assert forward(table, ip_packet("198.51.100.1")).controller
+
+
+def test_unresolved_gateway_goes_to_vm_and_is_reported():
+    result = compiled([Route("172.31.4.0/24", (NextHop("eth2", "10.0.2.9"),))])
+    assert forward(result.table, ip_packet("172.31.4.1")).controller
+    assert [(u.prefix, u.gateway) for u in result.unresolved] == [("172.31.4.0/24", "10.0.2.9")]
+
+
+def test_control_traffic_goes_to_vm_and_transit_icmp_does_not():
+    table = compiled([Route("172.31.4.0/24", (NextHop("eth2", "10.0.2.2"),))]).table
+    arp = {"in_port": 1, "eth_type": 0x0806, "eth_dst": "ff:ff:ff:ff:ff:ff"}
+    assert forward(table, arp).controller
+    ospf = {"in_port": 2, "eth_type": 0x0800, "eth_dst": "01:00:5e:00:00:05", "ipv4_dst": "224.0.0.5", "ip_proto": 89}
+    assert forward(table, ospf).controller
+    bgp = ip_packet("10.0.2.1", in_port=2, eth_dst=MAC2, ip_proto=6, tcp_dst=179)
+    assert forward(table, bgp).controller
+    ping_router = ip_packet("172.31.1.1")
+    assert forward(table, ping_router).controller
+    ping_loopback = ip_packet("10.255.0.1")
+    assert forward(table, ping_loopback).controller
+    transit = forward(table, ip_packet("172.31.4.100"))
+    assert not transit.controller and transit.ports == [2]
+
+
+def test_frames_not_for_router_mac_are_dropped():
+    table = compiled([Route("172.31.4.0/24", (NextHop("eth2", "10.0.2.2"),))]).table
+    assert forward(table, ip_packet("172.31.4.100", eth_dst="0e:00:00:00:00:99")).dropped
+    # The router MAC of another port is not admitted on this one.
+    assert forward(table, ip_packet("172.31.4.100", in_port=1, eth_dst=MAC2)).dropped
+
+
+def test_ecmp_route_uses_a_select_group_shared_by_routes_with_same_next_hops():
+    hops = (NextHop("eth2", "10.0.2.2"), NextHop("eth3", "10.0.3.2"))
+    result = compiled([Route("172.31.4.0/24", hops), Route("172.31.5.0/24", tuple(reversed(hops)))])
+    table = result.table
+    assert len(table.groups) == 1
+    out = forward(table, ip_packet("172.31.4.100"))
+    assert sorted(b[0]["port"] for b in out.buckets) == [2, 3]
+    assert {b[0]["eth_dst"] for b in out.buckets} == {GW2, GW3}
+    assert out.ttl_decremented
+    other = forward(table, ip_packet("172.31.5.1"))
+    assert [b[0]["port"] for b in other.buckets] == [b[0]["port"] for b in out.buckets]
+
+
+def test_group_id_is_stable_across_compilations():
+    hops = (NextHop("eth2", "10.0.2.2"), NextHop("eth3", "10.0.3.2"))
+    a = compiled([Route("172.31.4.0/24", hops)]).table.groups
+    b = compiled([Route("172.31.9.0/24", hops), Route("172.31.4.0/24", hops)]).table.groups
+    assert a.keys() == b.keys()
+
+
+def test_port_down_removes_its_next_hops_and_its_admission():
+    hops = (NextHop("eth2", "10.0.2.2"), NextHop("eth3", "10.0.3.2"))
+    table = compiled([Route("172.31.4.0/24", hops)], down=(3,)).table
+    assert not table.groups
+    assert forward(table, ip_packet("172.31.4.100")).ports == [2]
+    assert forward(table, ip_packet("172.31.4.100", in_port=3, eth_dst=MAC3)).dropped
+
+
+def test_blackhole_drops_and_unreachable_goes_to_vm():
+    table = compiled([Route("192.0.2.0/24", type="blackhole"), Route("198.51.100.0/24", type="unreachable")]).table
+    assert forward(table, ip_packet("192.0.2.1")).dropped
+    assert forward(table, ip_packet("198.51.100.1")).controller
+
+
+def test_route_via_unmapped_interface_yields_no_flow():
+    table = compiled([Route("203.0.113.0/24", (NextHop("dummy0", "10.9.9.9"),))]).table
+    assert not [f for f in table.flows.values() if ("ipv4_dst", "203.0.113.0/24") in f.match]
+
+
+def test_explicit_host_route_shadows_neighbour_entry():
+    table = compiled([Route("172.31.1.100/32", (NextHop("eth2", "10.0.2.2"),))]).table
+    assert forward(table, ip_packet("172.31.1.100", in_port=2, eth_dst=MAC2)).ports == [2]
+
+
+def test_ipv6_routes_are_ignored_for_now():
+    table = compiled([Route("2001:db8::/32", (NextHop("eth2", "fe80::1"),))]).table
+    assert compiled().table.flows == table.flows

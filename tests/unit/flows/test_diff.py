@@ -1,0 +1,31 @@
+from routeflow.flows.diff import describe_differences, diff_tables, is_empty
+from routeflow.flows.model import CONTROLLER, Flow, Group, Table, match, output
+
+
+def table(*flows: Flow, groups=()) -> Table:
+    return Table(flows={f.key: f for f in flows}, groups={g.group_id: g for g in groups})
+
+
+A = Flow(1, 1024, match(eth_type=0x800, ipv4_dst="10.0.0.0/24"), (output(1),))
+A2 = Flow(1, 1024, match(eth_type=0x800, ipv4_dst="10.0.0.0/24"), (output(2),))
+B = Flow(1, 1032, match(eth_type=0x800, ipv4_dst="10.0.0.1"), (CONTROLLER,))
+G = Group(7, "select", (((output(1),)), ((output(2),))))
+
+
+def test_equal_tables_need_no_change():
+    assert is_empty(diff_tables(1, table(A, B, groups=[G]), table(A, B, groups=[G])))
+
+
+def test_add_modify_delete():
+    mod = diff_tables(1, table(A, B), table(A2, groups=[G]))
+    assert mod.add == () and mod.modify == (A2,) and mod.delete == (B.key,)
+    assert mod.group_add == (G,) and mod.group_delete == ()
+    back = diff_tables(1, table(A2, groups=[G]), table())
+    assert back.delete == (A2.key,) and back.group_delete == (7,)
+
+
+def test_describe_names_missing_stale_and_wrong():
+    lines = describe_differences("rA", table(A2, B), table(A, groups=[G]))
+    text = "\n".join(lines)
+    assert "wrong flow" in text and "stale flow" in text and "missing group" in text
+    assert len(lines) == 3

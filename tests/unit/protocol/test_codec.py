@@ -1,0 +1,78 @@
+import struct
+
+import pytest
+
+from routeflow.flows.model import CONTROLLER, Flow, FlowKey, Group, match, output
+from routeflow.model import Fib, Interface, Neighbour, NextHop, PortDesc, Route
+from routeflow.protocol import codec, mapping
+from routeflow.protocol.messages import (
+    PROTOCOL_VERSION,
+    DatapathJoin,
+    FibDelta,
+    FibSnapshot,
+    Hello,
+    StatusRequest,
+    TableMod,
+    Welcome,
+)
+
+FLOW = Flow(1, 1024, match(eth_type=0x800, ipv4_dst="10.0.0.0/24"), (("dec_nw_ttl",), output(2)))
+
+
+@pytest.mark.parametrize("msg", [
+    Hello(PROTOCOL_VERSION, "client", "rA"),
+    Welcome(PROTOCOL_VERSION, (0x7266,)),
+    DatapathJoin(1, (PortDesc(1, "s1-eth1", "aa:bb:cc:dd:ee:ff", True),)),
+    TableMod(1, add=(FLOW,), delete=(FlowKey(1, 0, ()),), group_add=(Group(3, "select", ((output(1),), (CONTROLLER,))),)),
+    FibSnapshot(Fib(
+        (Interface("eth1", "02:00:00:00:00:01", True, ("172.31.1.1/24",)),),
+        (Route("10.0.0.0/24", (NextHop("eth1", "172.31.1.9"),), proto="ospf"),),
+        (Neighbour("eth1", "172.31.1.9", "02:00:00:00:00:09"),),
+    )),
+    FibDelta(routes_del=("10.0.0.0/24",), neighbours_del=(("eth1", "172.31.1.9"),)),
+])
+def test_round_trip(msg):
+    conn = codec.Connection()
+    assert conn.receive_data(codec.encode(msg)) == [msg]
+
+
+def test_frames_split_and_joined_at_any_byte():
+    msgs = [StatusRequest(i) for i in range(5)]
+    data = b"".join(codec.encode(m) for m in msgs)
+    conn = codec.Connection()
+    got = []
+    for i in range(len(data)):
+        got += conn.receive_data(data[i : i + 1])
+    assert got == msgs and conn.buffered == 0
+
+
+def test_oversized_frame_is_a_remote_error_before_buffering_it():
+    conn = codec.Connection(max_frame=100)
+    with pytest.raises(codec.RemoteProtocolError, match="exceeds"):
+        conn.receive_data(struct.pack("!I", 101))
+
+
+@pytest.mark.parametrize("body", [b"\xc1", b"\x81\xa4type\xa5bogus", b"\x81\xa4type\xa5hello"])
+def test_garbage_is_a_remote_error(body):
+    with pytest.raises(codec.RemoteProtocolError):
+        codec.Connection().receive_data(struct.pack("!I", len(body)) + body)
+
+
+def test_handshake_checks():
+    with pytest.raises(codec.RemoteProtocolError, match="expected hello"):
+        codec.check_hello(StatusRequest(1))
+    with pytest.raises(codec.RemoteProtocolError, match="version"):
+        codec.check_hello(Hello(99, "client", "rA"))
+    with pytest.raises(codec.RemoteProtocolError, match="unexpected TableMod"):
+        codec.check_accepted("client", TableMod(1))
+    codec.check_accepted("controller", DatapathJoin(1, ()))
+
+
+def test_mapping_packet_round_trip_and_rejections():
+    frame = mapping.encode("rA", "eth1", "02:00:00:00:00:01")
+    assert len(frame) >= 60 and frame[:6] == b"\xff" * 6
+    assert mapping.decode(frame) == ("rA", "eth1")
+    with pytest.raises(mapping.MappingPacketError):
+        mapping.decode(frame[:12] + b"\x08\x00" + frame[14:])
+    with pytest.raises(mapping.MappingPacketError):
+        mapping.decode(frame[:20])

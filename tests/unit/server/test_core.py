@@ -1,0 +1,122 @@
+"""The server core as a state machine: events in, commands out, no sockets."""
+
+from routeflow.config.loader import parse_config
+from routeflow.model import Fib, Interface, Neighbour, NextHop, PortDesc, Route
+from routeflow.protocol.messages import (
+    DatapathJoin,
+    DatapathLeave,
+    DumpTable,
+    FibDelta,
+    FibSnapshot,
+    LinkState,
+    MappingSeen,
+    PortChange,
+    PortMapped,
+    RelayMap,
+    SwitchError,
+    TableDump,
+    TableMod,
+)
+from routeflow.server.core import CONTROLLER, ServerCore
+
+CONFIG = parse_config({
+    "vms": [{"name": "rA", "dpid": 1, "engine": "none", "interfaces": [
+        {"name": "eth1", "port": 1, "addresses": ["172.31.1.1/24"]},
+        {"name": "eth2", "port": 2, "addresses": ["172.31.2.1/24"]},
+    ]}],
+})
+RFVS = CONFIG.rfvs.dpid
+PORTS = (PortDesc(1, "s1-eth1", "aa:00:00:00:00:01", True), PortDesc(2, "s1-eth2", "aa:00:00:00:00:02", True))
+FIB = Fib(
+    (Interface("eth1", "02:00:00:00:00:01", True, ("172.31.1.1/24",)),
+     Interface("eth2", "02:00:00:00:00:02", True, ("172.31.2.1/24",))),
+    (Route("172.31.1.0/24", (NextHop("eth1"),)), Route("172.31.2.0/24", (NextHop("eth2"),))),
+    (Neighbour("eth1", "172.31.1.2", "0a:00:00:00:00:01"),),
+)
+
+
+def messages(out, kind, to=None):
+    return [o.msg for o in out if isinstance(o.msg, kind) and (to is None or o.to == to)]
+
+
+def joined_core() -> tuple[ServerCore, list]:
+    core = ServerCore(CONFIG)
+    core.on_controller_up()
+    out = core.on_datapath_join(DatapathJoin(1, PORTS))
+    (dump,) = messages(out, DumpTable)
+    core.on_table_dump(TableDump(dump.request_id, 1, (), ()))
+    return core, out
+
+
+def test_no_flows_until_the_vm_has_synced():
+    core, _ = joined_core()
+    assert core.reconcile() == []  # after a server restart the switch keeps its flows
+    core.on_fib_snapshot("rA", FibSnapshot(FIB))
+    (mod,) = messages(core.reconcile(), TableMod, CONTROLLER)
+    assert mod.dpid == 1 and mod.add and not mod.delete
+    assert core.reconcile() == []
+
+
+def test_delta_changes_only_what_changed():
+    core, _ = joined_core()
+    core.on_fib_snapshot("rA", FibSnapshot(FIB))
+    core.reconcile()
+    core.on_fib_delta("rA", FibDelta(neighbours_del=(("eth1", "172.31.1.2"),)))
+    (mod,) = messages(core.reconcile(), TableMod)
+    assert len(mod.delete) == 1 and not mod.add and not mod.modify
+    assert ("ipv4_dst", "172.31.1.2") in mod.delete[0].match
+
+
+def test_resync_against_the_switchs_real_table():
+    core, _ = joined_core()
+    core.on_fib_snapshot("rA", FibSnapshot(FIB))
+    (mod,) = messages(core.reconcile(), TableMod)
+    # Controller restart: the switch still holds everything plus one stale flow.
+    core.on_controller_down()
+    core.on_controller_up()
+    (dump,) = messages(core.on_datapath_join(DatapathJoin(1, PORTS)), DumpTable)
+    stale = mod.add[0].__class__(1, 1099, (("eth_type", 2048), ("ipv4_dst", "192.0.2.0/24")), (("controller",),))
+    core.on_table_dump(TableDump(dump.request_id, 1, mod.add + (stale,), ()))
+    (fix,) = messages(core.reconcile(), TableMod)
+    assert fix.delete == (stale.key,) and not fix.add
+
+
+def test_port_status_mirrors_onto_vm_interface_and_flows():
+    core, out = joined_core()
+    assert {(m.ifname, m.up) for m in messages(out, LinkState, "rA")} == {("eth1", True), ("eth2", True)}
+    core.on_fib_snapshot("rA", FibSnapshot(FIB))
+    core.reconcile()
+    out = core.on_port_change(PortChange(1, PortDesc(1, "s1-eth1", "aa:00:00:00:00:01", False)))
+    assert messages(out, LinkState, "rA") == [LinkState("eth1", False)]
+    (mod,) = messages(core.reconcile(), TableMod)
+    assert mod.delete  # host flow and admission rule of port 1 are gone
+    out = core.on_datapath_leave(DatapathLeave(1))
+    assert {m.up for m in messages(out, LinkState)} == {False}
+
+
+def test_mapping_packet_acknowledged_and_relay_map_updated():
+    core = ServerCore(CONFIG)
+    out = core.on_mapping_seen(MappingSeen(RFVS, 7, "rA", "eth2"))
+    assert messages(out, PortMapped, "rA") == [PortMapped("eth2", 1, 2)]
+    (relay,) = messages(out, RelayMap, CONTROLLER)
+    assert [(e.dpid, e.port, e.rfvs_port) for e in relay.entries] == [(1, 2, 7)]
+    # Seen again on the same port: acknowledged, relay map unchanged.
+    out = core.on_mapping_seen(MappingSeen(RFVS, 7, "rA", "eth2"))
+    assert not messages(out, RelayMap)
+    assert core.on_mapping_seen(MappingSeen(RFVS, 8, "rZ", "eth1")) == []
+
+
+def test_switch_error_triggers_a_fresh_dump():
+    core, _ = joined_core()
+    out = core.on_switch_error(SwitchError(1, "OFPET_BAD_ACTION"))
+    assert messages(out, DumpTable)
+    assert core.nib.datapaths[1].installed is None
+
+
+def test_rfvs_gets_its_relay_table():
+    core = ServerCore(CONFIG)
+    core.on_controller_up()
+    (dump,) = messages(core.on_datapath_join(DatapathJoin(RFVS, ())), DumpTable)
+    core.on_table_dump(TableDump(dump.request_id, RFVS, (), ()))
+    (mod,) = messages(core.reconcile(), TableMod)
+    assert mod.dpid == RFVS and [f.actions for f in mod.add] == [(("controller",),)]
