@@ -125,7 +125,7 @@ def _run(args: argparse.Namespace) -> int:
             print(f"routeflow: cannot reach the server at {args.server}: {exc}", file=sys.stderr)
             return EXIT_UNREACHABLE
     if args.command == "demo":
-        from routeflow.lab.demo import run_demo
+        from routeflow.demo import run_demo
 
         return run_demo(args.example, keep=args.keep)
     raise AssertionError(args.command)

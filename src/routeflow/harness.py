@@ -1,0 +1,218 @@
+"""A whole routeflow deployment on this machine, for the demo, tests and benchmarks.
+
+:class:`Stack` brings up an example's lab (switches and hosts), the
+RF-Controller and the RF-Server (which creates the VMs) as separate
+processes, and always tears all of it down again, even when a step fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, TypeVar
+
+from routeflow import ops
+from routeflow.config.loader import load_config
+from routeflow.config.schema import Config
+from routeflow.lab import network
+from routeflow.lab.topology import Topology, load_topology
+from routeflow.protocol.transport import DEFAULT_SERVER, DEFAULT_UNIX
+
+log = logging.getLogger("routeflow.harness")
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+T = TypeVar("T")
+
+
+@dataclass
+class PingResult:
+    sent: int
+    received: int
+    rtts_ms: list[float]
+
+    @property
+    def ok(self) -> bool:
+        return self.sent > 0 and self.received == self.sent
+
+    @property
+    def avg_ms(self) -> float:
+        return sum(self.rtts_ms) / len(self.rtts_ms) if self.rtts_ms else float("nan")
+
+    @property
+    def p90_ms(self) -> float:
+        if not self.rtts_ms:
+            return float("nan")
+        ordered = sorted(self.rtts_ms)
+        return ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
+
+
+_RTT = re.compile(r"time=([0-9.]+) ms")
+_SUMMARY = re.compile(r"(\d+) packets transmitted, (\d+) received")
+
+
+def ping(namespace: str, destination: str, count: int = 1, interval: float = 0.2,
+         timeout: float = 1.0) -> PingResult:
+    """Ping from inside a namespace (a lab host) and parse per-packet RTTs."""
+    argv = ["ip", "netns", "exec", namespace, "ping", "-n", "-c", str(count), "-i", str(interval),
+            "-W", str(timeout), destination]
+    proc = subprocess.run(argv, capture_output=True, text=True,
+                          timeout=count * (interval + timeout) + 5)
+    summary = _SUMMARY.search(proc.stdout)
+    sent, received = (int(summary[1]), int(summary[2])) if summary else (count, 0)
+    return PingResult(sent, received, [float(x) for x in _RTT.findall(proc.stdout)])
+
+
+def wait_for(check: Callable[[], T], timeout: float, interval: float = 0.5) -> T:
+    """Call ``check`` until it returns something truthy; raise TimeoutError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"not reached within {timeout:.0f} s")
+        time.sleep(interval)
+
+
+class Stack:
+    """Lab + RF-Controller + RF-Server (with its VMs) of one example, as processes."""
+
+    def __init__(self, example: str | Path, run_dir: str | Path, of_port: int = 6653) -> None:
+        directory = Path(example) if Path(example).is_dir() else EXAMPLES / str(example)
+        self.topology_path = directory / "topology.yaml"
+        self.config_path = directory / "routeflow.yaml"
+        self.topology: Topology = load_topology(self.topology_path)
+        self.config: Config = load_config(self.config_path)
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.of_port = of_port
+        self.server_address = DEFAULT_SERVER
+        self.lab_state = self.run_dir / "lab.json"
+        self.controller: subprocess.Popen[bytes] | None = None
+        self.server: subprocess.Popen[bytes] | None = None
+        self.server_started_at = 0.0
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def __enter__(self) -> Stack:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        network.lab_up(self.topology_path, state_path=self.lab_state)
+        self.start_controller()
+        self.start_server()
+
+    def stop(self) -> None:
+        """Tear everything down; every step runs even if an earlier one fails."""
+        with contextlib.suppress(Exception):
+            self.stop_server()
+        with contextlib.suppress(Exception):
+            self.stop_controller()
+        if self.lab_state.exists():
+            network.lab_down(state_path=self.lab_state)
+
+    def _spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        log_file = open(self.run_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
+        argv = [sys.executable, "-m", "routeflow", "-v", *args]
+        return subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+
+    def start_controller(self) -> None:
+        self.controller = self._spawn("controller", "controller", "--server", self.server_address,
+                                      "--listen-port", str(self.of_port))
+
+    def stop_controller(self, sig: int = signal.SIGTERM) -> None:
+        _terminate(self.controller, sig)
+        self.controller = None
+
+    def restart_controller(self, sig: int = signal.SIGKILL) -> None:
+        self.stop_controller(sig)
+        self.start_controller()
+
+    def start_server(self) -> None:
+        self.server_started_at = time.monotonic()
+        self.server = self._spawn("server", "server", str(self.config_path))
+        wait_for(lambda: Path(DEFAULT_UNIX).exists() or self._server_died(), 30, 0.1)
+        self._server_died()
+
+    def _server_died(self) -> bool:
+        if self.server is not None and self.server.poll() is not None:
+            raise RuntimeError(f"the server exited with {self.server.returncode}; see {self.run_dir}/server.log")
+        return False
+
+    def stop_server(self) -> None:
+        _terminate(self.server, signal.SIGTERM, grace=30)
+        self.server = None
+
+    # -- observation -------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        return ops.request_status(self.server_address)
+
+    def verify(self) -> ops.VerifyReply:
+        return ops.request_verify(self.server_address)
+
+    def host_addresses(self) -> dict[str, str]:
+        """Host name -> its first IPv4 address."""
+        return {h.name: str(h.addresses[0].ip) for h in self.topology.hosts}
+
+    def all_pairs(self, count: int = 1, interval: float = 0.2, timeout: float = 1.0) -> dict[tuple[str, str], PingResult]:
+        addresses = self.host_addresses()
+        return {
+            (src, dst): ping(src, addresses[dst], count, interval, timeout)
+            for src in addresses for dst in addresses if src != dst
+        }
+
+    def packet_ins(self) -> dict[str, int]:
+        """Slow-path packet-in counters by traffic kind, summed over datapaths."""
+        totals: dict[str, int] = {}
+        for dp in self.status()["datapaths"]:
+            for kind, n in (dp.get("packet_in") or {}).items():
+                totals[kind] = totals.get(kind, 0) + n
+        return totals
+
+    def client_pids(self, vm: str) -> list[int]:
+        """PIDs of the RF-Client processes running inside VM ``vm``."""
+        out = subprocess.run(["ip", "netns", "pids", vm], capture_output=True, text=True).stdout
+        pids = []
+        for pid in map(int, out.split()):
+            with contextlib.suppress(OSError):
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                if b"client" in cmdline and b"routeflow" in cmdline:
+                    pids.append(pid)
+        return pids
+
+    def logs(self) -> Iterator[tuple[str, str]]:
+        for path in sorted(self.run_dir.glob("*.log")):
+            yield path.name, path.read_text(errors="replace")
+
+
+def _terminate(proc: subprocess.Popen[bytes] | None, sig: int, grace: float = 10) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    # Signal the process alone: it stops its own children in order (the
+    # server tears its VMs down); the group is killed only if it hangs.
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(sig)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
