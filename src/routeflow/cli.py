@@ -8,6 +8,7 @@ reached.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import asyncio
 import json
 import logging
@@ -97,7 +98,7 @@ def _run(args: argparse.Namespace) -> int:
 
         config = load_config(args.config)
         if args.no_vms:
-            config = type(config)(**{**config.__dict__, "manage_vms": False})
+            config = dataclasses.replace(config, manage_vms=False)
         asyncio.run(serve(config))
         return EXIT_OK
     if args.command == "controller":

@@ -1,0 +1,122 @@
+"""The real RF-Server process against misbehaving peers: it closes them with a
+reason and carries on serving everyone else."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from routeflow import ops
+from routeflow.protocol import codec
+from routeflow.protocol.messages import PROTOCOL_VERSION, FibSnapshot, Goodbye, Hello, TableMod, Welcome
+from routeflow.model import Fib
+from routeflow.protocol.transport import BlockingSession, parse_address
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture()
+def server(tmp_path: Path):
+    sock = tmp_path / "rf.sock"
+    config = {
+        "manage_vms": False,
+        "listen": [f"unix:{sock}"],
+        "vms": [{"name": "rA", "dpid": 1, "engine": "none",
+                 "interfaces": [{"name": "eth1", "port": 1, "addresses": ["172.31.1.1/24"]}]}],
+    }
+    path = tmp_path / "routeflow.yaml"
+    path.write_text(yaml.safe_dump(config))
+    log = open(tmp_path / "server.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "routeflow", "-v", "server", str(path)],
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while not sock.exists():
+            assert proc.poll() is None, (tmp_path / "server.log").read_text()
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.05)
+        yield f"unix:{sock}", tmp_path / "server.log", proc
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+
+
+def raw_connect(address: str) -> socket.socket:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(5)
+    s.connect(parse_address(address).host)
+    return s
+
+
+def read_all(s: socket.socket) -> list:
+    conn, msgs = codec.Connection(), []
+    while True:
+        data = s.recv(65536)
+        if not data:
+            return msgs
+        msgs += conn.receive_data(data)
+
+
+@pytest.mark.parametrize("payload", [
+    b"GET / HTTP/1.1\r\n\r\n",                       # absurd frame length
+    struct.pack("!I", 3) + b"\xc1\xc1\xc1",          # undecodable msgpack
+    codec.encode(FibSnapshot(Fib())),                 # no hello first
+    codec.encode(Hello(PROTOCOL_VERSION + 7, "client", "rA")),  # wrong version
+])
+def test_malformed_peer_is_closed_with_a_reason_and_server_carries_on(server, payload):
+    address, log, proc = server
+    s = raw_connect(address)
+    s.sendall(payload)
+    msgs = read_all(s)
+    assert msgs and isinstance(msgs[-1], Goodbye) and msgs[-1].reason
+    assert proc.poll() is None
+    assert ops.request_status(address)["vms"][0]["name"] == "rA"
+    assert "closing peer" in log.read_text()
+
+
+def test_unexpected_message_for_role_closes_only_that_peer(server):
+    address, log, proc = server
+    bad = BlockingSession(parse_address(address), "client", "rA")
+    good = BlockingSession(parse_address(address), "operator", "cli")
+    bad.send(TableMod(1))
+    reply = bad.receive()
+    assert isinstance(reply, Goodbye) and "unexpected TableMod" in reply.reason
+    assert proc.poll() is None
+    assert ops.request_status(address)["controller_connected"] is False
+    good.close()
+
+
+def test_unknown_vm_is_refused(server):
+    address, _, _ = server
+    s = raw_connect(address)
+    s.sendall(codec.encode(Hello(PROTOCOL_VERSION, "client", "nosuchvm")))
+    msgs = read_all(s)
+    assert isinstance(msgs[-1], Goodbye) and "unknown VM" in msgs[-1].reason
+
+
+def test_snapshot_then_status_shows_routes(server):
+    address, _, _ = server
+    from routeflow.model import Interface, NextHop, Route
+
+    client = BlockingSession(parse_address(address), "client", "rA")
+    assert isinstance(client.welcome, Welcome)
+    fib = Fib((Interface("eth1", "02:00:00:00:00:01", True, ("172.31.1.1/24",)),),
+              (Route("172.31.1.0/24", (NextHop("eth1"),), proto="kernel"),))
+    client.send(FibSnapshot(fib))
+    deadline = time.monotonic() + 5
+    while True:
+        vm = ops.request_status(address)["vms"][0]
+        if vm["synced"]:
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert vm["client_connected"] and [r["prefix"] for r in vm["routes"]] == ["172.31.1.0/24"]
+    client.close()
