@@ -53,7 +53,8 @@ def status(server: str, as_json: bool, flows: bool, routes: bool) -> int:
         rows.append((
             dp["dpid"], dp["mirrored_by"], "up" if dp["connected"] else "down",
             f"{sum(p['up'] for p in ports)}/{len(ports)}", str(len(dp["flows"])), str(len(dp["groups"])),
-            "-" if dp["packet_in"] is None else str(dp["packet_in"]), str(len(dp["unresolved_next_hops"])),
+            "-" if dp["packet_in"] is None else str(sum(dp["packet_in"].values())),
+            str(len(dp["unresolved_next_hops"])),
         ))
     _table(rows)
     out.write("\n")

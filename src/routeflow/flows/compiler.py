@@ -148,7 +148,10 @@ def _route_flow(route: Route, net: ipaddress.IPv4Network, usable: Mapping[str, t
                 neighbours: Mapping[tuple[str, str], str],
                 groups: dict[tuple[tuple[Action, ...], ...], Group],
                 unresolved: list[Unresolved]) -> Flow | None:
-    flow_match = match(eth_type=ETH_TYPE_IPV4, ipv4_dst=_prefix_text(net))
+    # A /0 mask is no match field at all: switches drop it, so must we, or the
+    # dumped flow would never equal the desired one.
+    flow_match = (match(eth_type=ETH_TYPE_IPV4, ipv4_dst=_prefix_text(net)) if net.prefixlen
+                  else match(eth_type=ETH_TYPE_IPV4))
     priority = P.fib_priority(net.prefixlen)
     table = P.FIB.table_id
     if route.type == "blackhole":

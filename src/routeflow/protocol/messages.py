@@ -109,6 +109,10 @@ class ControllerStats(Message, tag="controller_stats"):
     request_id: int
     packet_in: dict[int, int]
     packet_out: dict[int, int]
+    #: Packet-ins by traffic kind (``arp``, ``ospf``, ``icmp``...) per datapath.
+    packet_in_by_kind: dict[int, dict[str, int]] = {}
+    #: Packet-ins that could not be relayed (no mapping, truncated, malformed).
+    dropped: dict[int, int] = {}
 
 
 # -- server -> controller --------------------------------------------------------

@@ -266,7 +266,7 @@ class RFServer:
         with contextlib.suppress(ConnectionError, asyncio.TimeoutError):
             rid = self.core.next_request_id()
             stats: ControllerStats = await self._request(self.controller, StatsRequest(rid), rid)
-            packet_in = stats.packet_in
+            packet_in = stats.packet_in_by_kind
         return StatusReply(msg.request_id, status_document(self.core.nib, packet_in))
 
     async def _dump(self, dpid: int) -> Table:

@@ -12,8 +12,12 @@ from routeflow.model import Fib, PortDesc
 from routeflow.server.nib import Nib
 
 
-def status_document(nib: Nib, packet_in: Mapping[int, int] | None = None) -> dict[str, Any]:
-    """A JSON-ready picture of the system: datapaths, VMs, mappings, routes and flows."""
+def status_document(nib: Nib, packet_in: Mapping[int, Mapping[str, int]] | None = None) -> dict[str, Any]:
+    """A JSON-ready picture of the system: datapaths, VMs, mappings, routes and flows.
+
+    ``packet_in`` is the controller's slow-path counters by datapath and traffic
+    kind, or None if the controller could not be asked.
+    """
     config = nib.config
     datapaths = []
     names = {vm.dpid: vm.name for vm in config.vms}
@@ -32,7 +36,7 @@ def status_document(nib: Nib, packet_in: Mapping[int, int] | None = None) -> dic
             "flows": sorted(format_flow(f) for f in table.flows.values()) if table else [],
             "groups": sorted(format_group(g) for g in table.groups.values()) if table else [],
             "flow_mods_sent": dp.flow_mods if dp else 0,
-            "packet_in": (packet_in or {}).get(dpid),
+            "packet_in": None if packet_in is None else dict(packet_in.get(dpid, {})),
             "unresolved_next_hops": [
                 {"prefix": u.prefix, "ifname": u.ifname, "gateway": u.gateway} for u in dp.unresolved
             ] if dp else [],

@@ -1,0 +1,463 @@
+"""The RF-Controller: an os-ken application between OpenFlow switches and the RF-Server.
+
+It holds no routing logic. It reports datapaths, their ports and port status
+to the server; applies the server's :class:`TableMod` and answers its
+:class:`DumpTable` and :class:`StatsRequest`; and relays slow-path packets
+between switch ports and the RFVS ports of the VM NICs mirroring them,
+reporting port-identification (mapping) packets instead of relaying them.
+
+Threads: os-ken runs each datapath's socket loops and this app's event loop
+on native threads; server messages arrive on the :class:`ServerLink` thread.
+``Datapath.send`` only puts bytes on a thread-safe queue, so any thread may
+send; transaction ids come from this app's own counter because os-ken's
+``set_xid`` is not atomic. ``_lock`` guards every table below, and messages
+whose order the server relies on (joins, port changes, leaves) are sent
+while holding it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import socket
+import threading
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from os_ken.base import app_manager
+from os_ken.controller import ofp_event
+from os_ken.controller.controller import Datapath
+from os_ken.controller.handler import CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
+from os_ken.ofproto import ofproto_v1_3 as ofp
+from os_ken.ofproto import ofproto_v1_3_parser as parser
+from oslo_config import cfg
+
+from routeflow.controller import ofcodec
+from routeflow.controller.classify import traffic_kind
+from routeflow.controller.link import ServerLink
+from routeflow.flows.model import Flow, Group
+from routeflow.model import PortDesc
+from routeflow.protocol import mapping
+from routeflow.protocol.codec import RemoteProtocolError
+from routeflow.protocol.messages import (
+    AnyMessage,
+    ControllerStats,
+    DatapathJoin,
+    DatapathLeave,
+    DumpTable,
+    Goodbye,
+    MappingSeen,
+    Message,
+    PortChange,
+    RelayMap,
+    StatsRequest,
+    SwitchError,
+    TableDump,
+    TableMod,
+    Welcome,
+)
+from routeflow.protocol.transport import DEFAULT_SERVER, parse_address
+
+LOGGER_NAME = "routeflow.controller"
+DUMP_TIMEOUT = 10.0
+#: Bytes of serialised OpenFlow messages handed to os-ken's send queue at once.
+SEND_CHUNK = 64 * 1024
+_MAPPING_ETH_TYPE = mapping.ETH_TYPE.to_bytes(2, "big")
+_PACKET_IN_REASONS = 1 << ofp.OFPR_NO_MATCH | 1 << ofp.OFPR_ACTION | 1 << ofp.OFPR_INVALID_TTL
+_PORT_STATUS_REASONS = 1 << ofp.OFPPR_ADD | 1 << ofp.OFPPR_DELETE | 1 << ofp.OFPPR_MODIFY
+
+OPTIONS = [
+    cfg.StrOpt("server", default=DEFAULT_SERVER, help="RF-Server address (tcp:HOST:PORT or unix:PATH)"),
+    cfg.StrOpt("name", default="", help="name to give the RF-Server (default: host name)"),
+]
+
+
+def register_options(conf: cfg.ConfigOpts) -> None:
+    """Declare ``--routeflow-server`` and ``--routeflow-name`` on os-ken's config."""
+    conf.register_cli_opts(OPTIONS, group="routeflow")
+
+
+@dataclass(frozen=True)
+class ControllerSettings:
+    """What the app needs besides os-ken's own options: whom to report to, as whom."""
+
+    server: str
+    name: str
+
+
+@dataclass
+class _Dump:
+    """A table dump in progress: two multipart requests and what came back so far."""
+
+    request_id: int
+    dpid: int
+    xids: tuple[int, int]  # flow stats, group desc
+    timer: threading.Timer
+    flows: list[Flow] = field(default_factory=list)
+    groups: list[Group] = field(default_factory=list)
+    waiting: set[int] = field(default_factory=set)
+
+
+def port_desc(port: Any) -> PortDesc | None:
+    """The :class:`PortDesc` of an os-ken ``OFPPort``; None for reserved ports."""
+    if port.port_no >= ofp.OFPP_MAX:  # OFPP_LOCAL and the other reserved numbers
+        return None
+    name = port.name.decode("utf-8", "replace") if isinstance(port.name, bytes) else str(port.name)
+    up = not (port.config & ofp.OFPPC_PORT_DOWN) and not (port.state & ofp.OFPPS_LINK_DOWN)
+    return PortDesc(port.port_no, name, port.hw_addr.lower(), up)
+
+
+class RouteFlowController(app_manager.OSKenApp):
+    """The os-ken application: OpenFlow events <-> RF-protocol messages."""
+
+    OFP_VERSIONS = [ofp.OFP_VERSION]
+    LOGGER_NAME = LOGGER_NAME
+
+    def __init__(self, *args: Any, settings: ControllerSettings | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if settings is None:
+            conf = self.CONF.routeflow
+            settings = ControllerSettings(conf.server, conf.name or socket.gethostname())
+        self.settings = settings
+        self.link = ServerLink(parse_address(settings.server), settings.name,
+                               self._on_server_connect, self._on_server_message)
+        self._lock = threading.Lock()
+        self._xids = itertools.count(1)
+        self._datapaths: dict[int, Datapath] = {}
+        #: Ports of the datapaths reported to the server (joined), by dpid.
+        self._ports: dict[int, dict[int, PortDesc]] = {}
+        self._port_requests: dict[tuple[int, int], list[PortDesc]] = {}
+        self._rfvs: frozenset[int] = frozenset()
+        self._to_rfvs: dict[tuple[int, int], tuple[int, int]] = {}
+        self._from_rfvs: dict[tuple[int, int], tuple[int, int]] = {}
+        self._dumps: dict[tuple[int, int], _Dump] = {}
+        self.packet_in: Counter[int] = Counter()
+        #: (dpid, traffic kind) -> packet-ins, so data traffic in the slow path shows.
+        self.packet_in_kinds: Counter[tuple[int, str]] = Counter()
+        self.packet_out: Counter[int] = Counter()
+        self.dropped: Counter[int] = Counter()
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def start(self) -> Any:
+        thread = super().start()
+        self.link.start()
+        return thread
+
+    def stop(self) -> None:
+        self.link.stop()
+        with self._lock:
+            for dump in self._dumps.values():
+                dump.timer.cancel()
+        super().stop()
+
+    # -- server side ---------------------------------------------------------------
+
+    def _send(self, msg: Message) -> None:
+        self.link.send(msg)
+
+    def _on_server_connect(self, welcome: Welcome) -> None:
+        with self._lock:
+            self._rfvs = frozenset(welcome.rfvs)
+            # The server may have restarted and forgotten everything: re-report.
+            for dpid, ports in self._ports.items():
+                self._send(DatapathJoin(dpid, tuple(sorted(ports.values()))))
+
+    def _on_server_message(self, msg: AnyMessage) -> None:
+        if isinstance(msg, TableMod):
+            self.apply_table_mod(msg)
+        elif isinstance(msg, RelayMap):
+            self.set_relay_map(msg)
+        elif isinstance(msg, DumpTable):
+            self.dump_table(msg)
+        elif isinstance(msg, StatsRequest):
+            with self._lock:
+                kinds: dict[int, dict[str, int]] = {}
+                for (dpid, kind), count in self.packet_in_kinds.items():
+                    kinds.setdefault(dpid, {})[kind] = count
+                stats = ControllerStats(msg.request_id, dict(self.packet_in), dict(self.packet_out),
+                                        packet_in_by_kind=kinds, dropped=dict(self.dropped))
+            self._send(stats)
+        elif isinstance(msg, Goodbye):
+            raise ConnectionError(f"server said goodbye: {msg.reason}")
+        else:
+            raise RemoteProtocolError(f"unexpected {type(msg).__name__} from the server")
+
+    def set_relay_map(self, relay: RelayMap) -> None:
+        """Replace the slow-path relay table."""
+        to_rfvs = {(e.dpid, e.port): (e.rfvs_dpid, e.rfvs_port) for e in relay.entries}
+        from_rfvs = {(e.rfvs_dpid, e.rfvs_port): (e.dpid, e.port) for e in relay.entries}
+        with self._lock:
+            self._to_rfvs, self._from_rfvs = to_rfvs, from_rfvs
+        self.logger.info("relay map: %d entries", len(relay.entries))
+
+    def apply_table_mod(self, mod: TableMod) -> None:
+        """Send the flow and group changes of ``mod`` to its datapath, in a safe order."""
+        with self._lock:
+            dp = self._datapaths.get(mod.dpid)
+        if dp is None:
+            self.logger.warning("table change for datapath %016x, which is not connected", mod.dpid)
+            self._send(SwitchError(mod.dpid, "datapath not connected"))
+            return
+        messages, errors = ofcodec.encode_table_mod(mod, dp)
+        for error in errors:
+            self.logger.error("datapath %016x: %s", mod.dpid, error)
+            self._send(SwitchError(mod.dpid, error))
+        self.send_batch(dp, messages)
+        self.logger.debug("datapath %016x: sent %d messages", mod.dpid, len(messages))
+
+    def send_batch(self, dp: Datapath, messages: Iterable[Any]) -> bool:
+        """Serialise ``messages`` back to back into few large writes (linear in their number)."""
+        chunk = bytearray()
+        for msg in messages:
+            msg.set_xid(self._next_xid())
+            msg.serialize()
+            chunk += msg.buf
+            if len(chunk) >= SEND_CHUNK:
+                if not dp.send(bytes(chunk)):
+                    return False
+                chunk = bytearray()
+        return not chunk or bool(dp.send(bytes(chunk)))
+
+    def _next_xid(self) -> int:
+        return next(self._xids) & 0xFFFFFFFF
+
+    def _send_msg(self, dp: Datapath, msg: Any) -> bool:
+        msg.set_xid(self._next_xid())
+        return bool(dp.send_msg(msg))
+
+    def dump_table(self, request: DumpTable) -> None:
+        """Ask the datapath for every flow and group; the reply goes out when both are complete."""
+        dpid = request.dpid
+        with self._lock:
+            dp = self._datapaths.get(dpid)
+        if dp is None:
+            self._send(TableDump(request.request_id, dpid, (), (), "datapath not connected"))
+            return
+        flow_req = parser.OFPFlowStatsRequest(dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY,
+                                              0, 0, parser.OFPMatch())
+        group_req = parser.OFPGroupDescStatsRequest(dp, 0)
+        flow_req.set_xid(self._next_xid())
+        group_req.set_xid(self._next_xid())
+        xids = (flow_req.xid, group_req.xid)
+        timer = threading.Timer(DUMP_TIMEOUT, self._finish_dump, (dpid, xids[0], "timed out"))
+        timer.daemon = True
+        dump = _Dump(request.request_id, dpid, xids, timer, waiting=set(xids))
+        with self._lock:
+            for xid in xids:
+                self._dumps[(dpid, xid)] = dump
+        timer.start()
+        if not (dp.send_msg(flow_req) and dp.send_msg(group_req)):
+            self._finish_dump(dpid, xids[0], "datapath disconnected")
+
+    def _dump_reply(self, dpid: int, xid: int, more: bool, flows: Iterable[Any], groups: Iterable[Any]) -> None:
+        try:
+            converted_flows = [ofcodec.flow_from_stats(s) for s in flows]
+            converted_groups = [ofcodec.group_from_stats(s) for s in groups]
+        except Exception as exc:  # a reply we cannot read must not leave the server waiting
+            self.logger.exception("datapath %016x: unreadable table dump", dpid)
+            self._finish_dump(dpid, xid, f"unreadable reply: {exc}")
+            return
+        with self._lock:
+            dump = self._dumps.get((dpid, xid))
+            if dump is None:
+                return
+            dump.flows += converted_flows
+            dump.groups += converted_groups
+            if not more:
+                dump.waiting.discard(xid)
+            if dump.waiting:
+                return
+        self._finish_dump(dpid, xid)
+
+    def _finish_dump(self, dpid: int, xid: int, error: str = "") -> None:
+        with self._lock:
+            dump = self._dumps.get((dpid, xid))
+            if dump is None:  # already answered
+                return
+            for key in dump.xids:
+                self._dumps.pop((dpid, key), None)
+        dump.timer.cancel()
+        if error:
+            self.logger.warning("datapath %016x: table dump failed: %s", dpid, error)
+            reply = TableDump(dump.request_id, dpid, (), (), error)
+        else:
+            reply = TableDump(dump.request_id, dpid, tuple(dump.flows), tuple(dump.groups))
+        self._send(reply)
+
+    # -- datapaths ---------------------------------------------------------------------
+
+    @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
+    def _switch_features(self, ev: Any) -> None:
+        dp = ev.msg.datapath
+        # Whole packets in every packet-in, so they can be relayed as they are.
+        self._send_msg(dp, parser.OFPSetConfig(dp, ofp.OFPC_FRAG_NORMAL, ofp.OFPCML_NO_BUFFER))
+        # OpenFlow 1.3 switches (Open vSwitch among them) leave TTL-expired
+        # packet-ins off by default; the VM needs them to send time-exceeded.
+        self._send_msg(dp, parser.OFPSetAsync(dp, [_PACKET_IN_REASONS, 0],
+                                              [_PORT_STATUS_REASONS, _PORT_STATUS_REASONS], [0, 0]))
+
+    @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
+    def _state_change(self, ev: Any) -> None:
+        dp = ev.datapath
+        if dp.id is None:  # died before the handshake finished
+            return
+        if ev.state == MAIN_DISPATCHER:
+            self._datapath_up(dp, dp.id)
+        elif ev.state == DEAD_DISPATCHER:
+            self._datapath_down(dp, dp.id)
+
+    def _datapath_up(self, dp: Datapath, dpid: int) -> None:
+        request = parser.OFPPortDescStatsRequest(dp, 0)
+        request.set_xid(self._next_xid())
+        with self._lock:
+            old = self._datapaths.get(dpid)
+            self._datapaths[dpid] = dp
+            # A reconnect: the new connection's join replaces the old one's ports.
+            self._ports.pop(dpid, None)
+            self._port_requests[(dpid, request.xid)] = []
+        if old is not None:
+            self.logger.info("datapath %016x reconnected", dpid)
+            self._fail_dumps(dpid, "datapath reconnected")
+        self.logger.info("datapath %016x connected from %s", dpid, dp.address)
+        dp.send_msg(request)
+
+    def _datapath_down(self, dp: Datapath, dpid: int) -> None:
+        with self._lock:
+            if self._datapaths.get(dpid) is not dp:  # a newer connection replaced it
+                return
+            del self._datapaths[dpid]
+            self._port_requests = {k: v for k, v in self._port_requests.items() if k[0] != dpid}
+            if self._ports.pop(dpid, None) is not None:
+                self._send(DatapathLeave(dpid))
+        self.logger.info("datapath %016x disconnected", dpid)
+        self._fail_dumps(dpid, "datapath disconnected")
+
+    def _fail_dumps(self, dpid: int, error: str) -> None:
+        with self._lock:
+            keys = [key for key in self._dumps if key[0] == dpid]
+        for _, xid in keys:
+            self._finish_dump(dpid, xid, error)
+
+    @set_ev_cls(ofp_event.EventOFPPortDescStatsReply, MAIN_DISPATCHER)
+    def _port_desc_reply(self, ev: Any) -> None:
+        msg = ev.msg
+        dp = msg.datapath
+        dpid: int = dp.id
+        key = (dpid, msg.xid)
+        with self._lock:
+            collected = self._port_requests.get(key)
+            if collected is None:
+                return
+            collected += [p for p in map(port_desc, msg.body) if p is not None]
+            if msg.flags & ofp.OFPMPF_REPLY_MORE:
+                return
+            del self._port_requests[key]
+            if self._datapaths.get(dpid) is not dp:
+                return
+            self._ports[dpid] = {p.port_no: p for p in collected}
+            self._send(DatapathJoin(dpid, tuple(sorted(collected))))
+        self.logger.info("datapath %016x joined with %d ports", dpid, len(collected))
+
+    @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
+    def _port_status(self, ev: Any) -> None:
+        msg = ev.msg
+        dpid = msg.datapath.id
+        port = port_desc(msg.desc)
+        if port is None:
+            return
+        deleted = msg.reason == ofp.OFPPR_DELETE
+        with self._lock:
+            ports = self._ports.get(dpid)
+            if ports is None:  # not joined yet: the port description reply will include this
+                return
+            if deleted:
+                ports.pop(port.port_no, None)
+            else:
+                ports[port.port_no] = port
+            self._send(PortChange(dpid, port, deleted))
+        self.logger.info("datapath %016x port %d %s: %s", dpid, port.port_no, port.name,
+                         "deleted" if deleted else "up" if port.up else "down")
+
+    @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
+    def _flow_stats_reply(self, ev: Any) -> None:
+        msg = ev.msg
+        self._dump_reply(msg.datapath.id, msg.xid, bool(msg.flags & ofp.OFPMPF_REPLY_MORE), msg.body, ())
+
+    @set_ev_cls(ofp_event.EventOFPGroupDescStatsReply, MAIN_DISPATCHER)
+    def _group_desc_reply(self, ev: Any) -> None:
+        msg = ev.msg
+        self._dump_reply(msg.datapath.id, msg.xid, bool(msg.flags & ofp.OFPMPF_REPLY_MORE), (), msg.body)
+
+    @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
+    def _error(self, ev: Any) -> None:
+        msg = ev.msg
+        dpid = msg.datapath.id
+        text = error_text(msg)
+        self.logger.warning("datapath %s: %s", "?" if dpid is None else f"{dpid:016x}", text)
+        if dpid is None:
+            return
+        with self._lock:
+            dumping = (dpid, msg.xid) in self._dumps
+        if dumping:
+            self._finish_dump(dpid, msg.xid, text)
+        else:
+            self._send(SwitchError(dpid, text))
+
+    # -- slow path -----------------------------------------------------------------------
+
+    @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
+    def _packet_in(self, ev: Any) -> None:
+        msg = ev.msg
+        dpid = msg.datapath.id
+        try:
+            in_port: int = msg.match["in_port"]
+            data = bytes(msg.data)
+            total_len = int(msg.total_len)
+        except (KeyError, TypeError, AttributeError):
+            self.logger.debug("datapath %016x: malformed packet-in dropped", dpid)
+            with self._lock:
+                self.packet_in[dpid] += 1
+                self.dropped[dpid] += 1
+            return
+        with self._lock:
+            self.packet_in[dpid] += 1
+            self.packet_in_kinds[dpid, traffic_kind(data)] += 1
+            on_rfvs = dpid in self._rfvs
+            target = (self._from_rfvs if on_rfvs else self._to_rfvs).get((dpid, in_port))
+            out_dp = self._datapaths.get(target[0]) if target is not None else None
+        if on_rfvs and data[12:14] == _MAPPING_ETH_TYPE:
+            self._mapping_packet(dpid, in_port, data)
+            return
+        # A truncated packet (switch ignored miss_send_len) cannot be relayed faithfully.
+        if out_dp is None or target is None or len(data) < total_len:
+            with self._lock:
+                self.dropped[dpid] += 1
+            return
+        out = parser.OFPPacketOut(out_dp, ofp.OFP_NO_BUFFER, ofp.OFPP_CONTROLLER,
+                                  [parser.OFPActionOutput(target[1], 0)], data)
+        if self._send_msg(out_dp, out):
+            with self._lock:
+                self.packet_out[target[0]] += 1
+
+    def _mapping_packet(self, dpid: int, port: int, data: bytes) -> None:
+        try:
+            packet = mapping.decode(data)
+        except mapping.MappingPacketError as exc:
+            self.logger.debug("rfvs %016x port %d: bad mapping packet: %s", dpid, port, exc)
+            with self._lock:
+                self.dropped[dpid] += 1
+            return
+        self.logger.debug("mapping packet from %s/%s on rfvs port %d", packet.vm, packet.ifname, port)
+        self._send(MappingSeen(dpid, port, packet.vm, packet.ifname))
+
+
+def error_text(msg: Any) -> str:
+    """Readable text of an OpenFlow error message."""
+    ofproto = msg.datapath.ofproto
+    kind = f"{ofproto.ofp_error_type_to_str(msg.type)} {ofproto.ofp_error_code_to_str(msg.type, msg.code)}"
+    failed = ""
+    if len(msg.data) >= ofproto.OFP_HEADER_SIZE:
+        failed = f" in {ofproto.ofp_msg_type_to_str(msg.data[1])}"
+    return f"{kind}{failed} (xid {msg.xid})"

@@ -1,0 +1,30 @@
+"""What kind of traffic a slow-path packet is, for the controller's counters.
+
+Operators (and the demo) read these to see that data traffic stays in the
+fast path while routing protocols and ARP keep using the slow path.
+"""
+
+from __future__ import annotations
+
+_IP_PROTOCOLS = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 89: "ospf"}
+_VLAN_TYPES = (0x8100, 0x88A8)
+
+
+def traffic_kind(frame: bytes) -> str:
+    """``arp``, ``icmp``, ``icmpv6``, ``ospf``, ``tcp``, ``udp``, ``ip``, ``mapping`` or ``other``."""
+    if len(frame) < 14:
+        return "other"
+    eth_type = int.from_bytes(frame[12:14], "big")
+    offset = 14
+    while eth_type in _VLAN_TYPES and len(frame) >= offset + 4:
+        eth_type = int.from_bytes(frame[offset + 2 : offset + 4], "big")
+        offset += 4
+    if eth_type == 0x0806:
+        return "arp"
+    if eth_type == 0x0A0A:
+        return "mapping"
+    if eth_type == 0x0800 and len(frame) >= offset + 10:
+        return _IP_PROTOCOLS.get(frame[offset + 9], "ip")
+    if eth_type == 0x86DD and len(frame) >= offset + 7:
+        return _IP_PROTOCOLS.get(frame[offset + 6], "ip")
+    return "other"

@@ -1,0 +1,86 @@
+"""Run the RF-Controller: os-ken in-process, without ``osken-manager``."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import threading
+from types import FrameType
+from typing import Any
+
+from os_ken import cfg
+from os_ken.base.app_manager import AppManager
+from os_ken.lib import hub
+
+from routeflow.controller.app import register_options
+from routeflow.protocol.transport import parse_address
+
+LOG = logging.getLogger("routeflow.controller")
+APP_MODULE = "routeflow.controller.app"
+
+
+def run(server: str, of_port: int = 6653, of_host: str = "127.0.0.1", name: str = "") -> None:
+    """Serve OpenFlow switches on ``of_host:of_port`` for the RF-Server at ``server``.
+
+    Blocks until SIGTERM or SIGINT (when called from the main thread), then says
+    goodbye to the server and returns. Raises RuntimeError if os-ken stops by
+    itself (for instance when the OpenFlow port is taken). Once per process:
+    os-ken's configuration and application manager are process-wide.
+    """
+    parse_address(server)  # a bad address fails here, not in a retry loop
+    register_options(cfg.CONF)
+    cfg.CONF(
+        args=[
+            "--ofp-tcp-listen-port", str(of_port),
+            "--ofp-listen-host", of_host,
+            "--routeflow-server", server,
+            "--routeflow-name", name or socket.gethostname(),
+        ],
+        project="os_ken",
+    )
+    stop = threading.Event()
+    signalled = threading.Event()
+    started = threading.Event()
+    manager = AppManager.get_instance()
+
+    def serve() -> None:
+        # AppManager.run_apps, with a mark once every app has started: closing
+        # the apps while os-ken still starts them breaks its iteration over them.
+        try:
+            manager.load_apps([APP_MODULE])
+            services = manager.instantiate_apps(**manager.create_contexts())
+            started.set()
+            hub.joinall(services)
+        except Exception:
+            LOG.exception("os-ken failed")
+        finally:
+            stop.set()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        LOG.info("%s: stopping", signal.Signals(signum).name)
+        signalled.set()
+        stop.set()
+
+    previous: dict[signal.Signals, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, on_signal)
+    # os-ken's threads inherit daemon status from the thread that spawns them:
+    # started from a daemon thread, none of them (its accept loop has no stop)
+    # can keep the process alive after we return.
+    runner = threading.Thread(target=serve, name="os-ken", daemon=True)
+    LOG.info("RF-Controller listening on %s:%d, server %s", of_host, of_port, server)
+    runner.start()
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        while runner.is_alive() and not started.wait(0.1):
+            pass
+        manager.close()
+    if not signalled.is_set():
+        raise RuntimeError(f"os-ken stopped unexpectedly (is {of_host}:{of_port} in use?)")
+    LOG.info("RF-Controller stopped")

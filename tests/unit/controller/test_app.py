@@ -1,0 +1,429 @@
+"""The os-ken application driven by constructed OpenFlow events and fake datapaths."""
+
+from __future__ import annotations
+
+import struct
+import threading
+import time
+
+import pytest
+from os_ken.controller import ofp_event
+from os_ken.controller.handler import DEAD_DISPATCHER, MAIN_DISPATCHER
+from os_ken.ofproto import ofproto_parser
+from os_ken.ofproto import ofproto_v1_3 as ofp
+from os_ken.ofproto import ofproto_v1_3_parser as parser
+
+from routeflow.controller import app as appmod
+from routeflow.controller import ofcodec
+from routeflow.controller.app import ControllerSettings, RouteFlowController, port_desc
+from routeflow.flows.model import CONTROLLER, Flow, Group, match, output
+from routeflow.model import PortDesc
+from routeflow.protocol import mapping
+from routeflow.protocol.codec import RemoteProtocolError
+from routeflow.protocol.messages import (
+    PROTOCOL_VERSION,
+    ControllerStats,
+    DatapathJoin,
+    DatapathLeave,
+    DumpTable,
+    Goodbye,
+    Hello,
+    MappingSeen,
+    PortChange,
+    RelayEntry,
+    RelayMap,
+    StatsRequest,
+    SwitchError,
+    TableDump,
+    TableMod,
+    Welcome,
+)
+
+S1, RFVS = 0x1, 0x7266
+MAC = "02:00:00:00:00:01"
+
+
+class FakeDatapath:
+    """Records what the app sends, split back into OpenFlow messages."""
+
+    ofproto = ofp
+    ofproto_parser = parser
+
+    def __init__(self, dpid: int) -> None:
+        self.id = dpid
+        self.address = ("127.0.0.1", 40000 + dpid % 1000)
+        self.writes: list[bytes] = []
+        self.alive = True
+
+    def send(self, buf: bytes) -> bool:
+        if self.alive:
+            self.writes.append(bytes(buf))
+        return self.alive
+
+    def send_msg(self, msg) -> bool:
+        assert msg.xid is not None, "the app must assign its own xids"
+        msg.serialize()
+        return self.send(msg.buf)
+
+    def messages(self) -> list[tuple[int, int, bytes]]:
+        """(type, xid, bytes) of every message sent so far."""
+        data = b"".join(self.writes)
+        out = []
+        while data:
+            _, kind, length, xid = struct.unpack_from("!BBHI", data)
+            out.append((kind, xid, data[:length]))
+            data = data[length:]
+        return out
+
+    def of_type(self, kind: int) -> list[tuple[int, int, bytes]]:
+        return [m for m in self.messages() if m[0] == kind]
+
+
+class FakeLink:
+    def __init__(self) -> None:
+        self.sent: list[object] = []
+
+    def send(self, msg) -> bool:
+        self.sent.append(msg)
+        return True
+
+    def stop(self) -> None:
+        pass
+
+    def take(self) -> list[object]:
+        sent, self.sent = self.sent, []
+        return sent
+
+
+def ofport(no: int, name: str = "", config: int = 0, state: int = 0, mac: str = MAC) -> parser.OFPPort:
+    return parser.OFPPort(no, mac, (name or f"p{no}").encode(), config, state, 0, 0, 0, 0, 0, 0)
+
+
+@pytest.fixture
+def app():
+    controller = RouteFlowController(settings=ControllerSettings("unix:/nonexistent", "test"))
+    controller.link = FakeLink()
+    yield controller
+    with controller._lock:
+        for dump in controller._dumps.values():
+            dump.timer.cancel()
+
+
+def state_change(app, dp, state):
+    ev = ofp_event.EventOFPStateChange(dp)
+    ev.state = state
+    app._state_change(ev)
+
+
+def port_desc_reply(app, dp, ports, more=False):
+    (_, xid, _), = [m for m in dp.of_type(ofp.OFPT_MULTIPART_REQUEST)][-1:]
+    reply = parser.OFPPortDescStatsReply(dp, body=ports, flags=ofp.OFPMPF_REPLY_MORE if more else 0)
+    reply.xid = xid
+    app._port_desc_reply(ofp_event.EventOFPPortDescStatsReply(reply))
+
+
+def join(app, dpid, ports=None) -> FakeDatapath:
+    dp = FakeDatapath(dpid)
+    state_change(app, dp, MAIN_DISPATCHER)
+    port_desc_reply(app, dp, ports or [ofport(1), ofport(2)])
+    return dp
+
+
+def packet_in(app, dp, in_port, data, reason=ofp.OFPR_NO_MATCH):
+    msg = parser.OFPPacketIn(dp, ofp.OFP_NO_BUFFER, len(data), reason, 0, 0,
+                             parser.OFPMatch(in_port=in_port), data)
+    app._packet_in(ofp_event.EventOFPPacketIn(msg))
+
+
+def packet_outs(dp) -> list[tuple[int, int, bytes]]:
+    """(in_port, output port, data) of every packet-out sent to ``dp``."""
+    outs = []
+    for _, _, raw in dp.of_type(ofp.OFPT_PACKET_OUT):
+        buffer_id, in_port, actions_len = struct.unpack_from("!IIH", raw, 8)
+        assert buffer_id == ofp.OFP_NO_BUFFER
+        (port,) = struct.unpack_from("!I", raw, 24 + 4)
+        outs.append((in_port, port, raw[24 + actions_len:]))
+    return outs
+
+
+# -- datapaths -------------------------------------------------------------------------
+
+
+def test_port_desc_conversion():
+    assert port_desc(ofport(3, "s1-eth3", mac="AA:00:00:00:00:03")) == PortDesc(3, "s1-eth3", "aa:00:00:00:00:03", True)
+    assert not port_desc(ofport(1, config=ofp.OFPPC_PORT_DOWN)).up
+    assert not port_desc(ofport(1, state=ofp.OFPPS_LINK_DOWN)).up
+    assert port_desc(ofport(ofp.OFPP_LOCAL)) is None
+
+
+def test_features_ask_for_whole_packets_and_ttl_expiry(app):
+    dp = FakeDatapath(S1)
+    features = parser.OFPSwitchFeatures(dp, S1, 0, 1, 0, 0)
+    app._switch_features(ofp_event.EventOFPSwitchFeatures(features))
+    (_, _, raw), = dp.of_type(ofp.OFPT_SET_CONFIG)
+    assert struct.unpack_from("!HH", raw, 8) == (ofp.OFPC_FRAG_NORMAL, ofp.OFPCML_NO_BUFFER)
+    (_, _, raw), = dp.of_type(ofp.OFPT_SET_ASYNC)
+    packet_in_master, _, port_status_master, _ = struct.unpack_from("!IIII", raw, 8)
+    assert packet_in_master & (1 << ofp.OFPR_INVALID_TTL) and packet_in_master & (1 << ofp.OFPR_NO_MATCH)
+    assert port_status_master == 0b111
+
+
+def test_join_reports_ports_after_the_last_reply_part(app):
+    dp = FakeDatapath(S1)
+    state_change(app, dp, MAIN_DISPATCHER)
+    assert app.link.take() == []
+    port_desc_reply(app, dp, [ofport(2, "s1-eth2", state=ofp.OFPPS_LINK_DOWN)], more=True)
+    assert app.link.take() == []
+    port_desc_reply(app, dp, [ofport(ofp.OFPP_LOCAL, "s1"), ofport(1, "s1-eth1")])
+    expected = (PortDesc(1, "s1-eth1", MAC, True), PortDesc(2, "s1-eth2", MAC, False))
+    assert app.link.take() == [DatapathJoin(S1, expected)]
+
+
+def test_port_status_after_join_and_leave(app):
+    dp = FakeDatapath(S1)
+    state_change(app, dp, MAIN_DISPATCHER)
+    status = parser.OFPPortStatus(dp, ofp.OFPPR_MODIFY, ofport(1, config=ofp.OFPPC_PORT_DOWN))
+    app._port_status(ofp_event.EventOFPPortStatus(status))
+    assert app.link.take() == [], "before the join, the port description reply covers it"
+    port_desc_reply(app, dp, [ofport(1), ofport(2)])
+    app.link.take()
+
+    app._port_status(ofp_event.EventOFPPortStatus(status))
+    gone = parser.OFPPortStatus(dp, ofp.OFPPR_DELETE, ofport(2))
+    app._port_status(ofp_event.EventOFPPortStatus(gone))
+    local = parser.OFPPortStatus(dp, ofp.OFPPR_MODIFY, ofport(ofp.OFPP_LOCAL))
+    app._port_status(ofp_event.EventOFPPortStatus(local))
+    assert app.link.take() == [
+        PortChange(S1, PortDesc(1, "p1", MAC, False)),
+        PortChange(S1, PortDesc(2, "p2", MAC, True), deleted=True),
+    ]
+    state_change(app, dp, DEAD_DISPATCHER)
+    assert app.link.take() == [DatapathLeave(S1)]
+
+
+def test_stale_connection_death_does_not_remove_the_new_one(app):
+    old = join(app, S1)
+    new = join(app, S1)
+    app.link.take()
+    state_change(app, old, DEAD_DISPATCHER)
+    assert app.link.take() == []
+    app.apply_table_mod(TableMod(S1, add=(Flow(0, 1, ()),)))
+    assert new.of_type(ofp.OFPT_FLOW_MOD) and not old.of_type(ofp.OFPT_FLOW_MOD)
+
+
+def test_reconnect_re_reports_every_datapath(app):
+    join(app, S1)
+    join(app, RFVS, [ofport(5)])
+    app.link.take()
+    app._on_server_connect(Welcome(PROTOCOL_VERSION, (RFVS,)))
+    assert sorted(m.dpid for m in app.link.take()) == [S1, RFVS]
+    assert app._rfvs == {RFVS}
+
+
+# -- server messages ----------------------------------------------------------------------
+
+
+def test_unexpected_server_messages_end_the_session(app):
+    with pytest.raises(RemoteProtocolError):
+        app._on_server_message(Hello(PROTOCOL_VERSION, "client", "x"))
+    with pytest.raises(ConnectionError):
+        app._on_server_message(Goodbye("bye"))
+
+
+def test_table_mod_applied_in_order_with_barrier(app):
+    dp = join(app, S1)
+    grp = Group(9, "select", ((output(1),), (output(2),)))
+    flow = Flow(1, 1024, match(eth_type=0x800, ipv4_dst="10.0.0.0/24"), (("group", 9),))
+    app._on_server_message(TableMod(S1, add=(flow,), delete=(Flow(1, 0, ()).key,), group_add=(grp,),
+                                    group_delete=(3,)))
+    kinds = [m[0] for m in dp.messages() if m[0] != ofp.OFPT_MULTIPART_REQUEST]
+    assert kinds == [ofp.OFPT_GROUP_MOD, ofp.OFPT_BARRIER_REQUEST, ofp.OFPT_FLOW_MOD, ofp.OFPT_FLOW_MOD,
+                     ofp.OFPT_BARRIER_REQUEST, ofp.OFPT_GROUP_MOD, ofp.OFPT_BARRIER_REQUEST]
+    xids = [m[1] for m in dp.messages()]
+    assert len(set(xids)) == len(xids)
+    first = dp.of_type(ofp.OFPT_FLOW_MOD)[0]
+    parsed = ofproto_parser.msg(dp, ofp.OFP_VERSION, first[0], len(first[2]), first[1], first[2])
+    assert parsed.cookie == ofcodec.ROUTEFLOW_COOKIE and parsed.command == ofp.OFPFC_ADD
+
+
+def test_large_table_mod_is_sent_in_few_large_writes(app):
+    dp = join(app, S1)
+    dp.writes.clear()
+    flows = tuple(Flow(1, 1032, match(eth_type=0x800, ipv4_dst=f"10.{i >> 8}.{i & 255}.1"), (CONTROLLER,))
+                  for i in range(5000))
+    app.apply_table_mod(TableMod(S1, add=flows))
+    assert len(dp.of_type(ofp.OFPT_FLOW_MOD)) == 5000
+    total = sum(map(len, dp.writes))
+    assert len(dp.writes) <= total // appmod.SEND_CHUNK + 1
+    assert all(len(w) < appmod.SEND_CHUNK + 1024 for w in dp.writes)
+
+
+def test_table_mod_errors_are_reported(app):
+    app.apply_table_mod(TableMod(42, add=(Flow(0, 1, ()),)))
+    assert app.link.take() == [SwitchError(42, "datapath not connected")]
+    dp = join(app, S1)
+    app.link.take()
+    app.apply_table_mod(TableMod(S1, add=(Flow(0, 1, (), (("teleport",),)), Flow(0, 2, ()))))
+    (error,) = app.link.take()
+    assert isinstance(error, SwitchError) and "teleport" in error.text
+    assert len(dp.of_type(ofp.OFPT_FLOW_MOD)) == 1
+
+
+def test_switch_errors_are_reported(app):
+    dp = join(app, S1)
+    app.link.take()
+    failed = ofcodec.flow_add(Flow(0, 1, ()), dp)
+    failed.set_xid(77)
+    failed.serialize()
+    err = parser.OFPErrorMsg(dp, ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_OUT_PORT, bytes(failed.buf[:64]))
+    err.xid = 77
+    app._error(ofp_event.EventOFPErrorMsg(err))
+    (msg,) = app.link.take()
+    assert msg.dpid == S1 and "OFPBAC_BAD_OUT_PORT" in msg.text and "OFPT_FLOW_MOD" in msg.text
+
+
+def dump_requests(dp):
+    """xids of the flow-stats and group-desc requests, in that order."""
+    xids = {}
+    for _, xid, raw in dp.of_type(ofp.OFPT_MULTIPART_REQUEST):
+        (kind,) = struct.unpack_from("!H", raw, 8)
+        xids[kind] = xid
+    return xids[ofp.OFPMP_FLOW], xids[ofp.OFPMP_GROUP_DESC]
+
+
+def test_dump_table_collects_every_reply_part(app):
+    dp = join(app, S1)
+    app.link.take()
+    app._on_server_message(DumpTable(7, S1))
+    flow_xid, group_xid = dump_requests(dp)
+    flows = [Flow(0, 5, match(eth_type=0x806), (CONTROLLER,)), Flow(1, 0, ())]
+    grp = Group(3, "select", ((output(1),), (output(2),)))
+
+    def stats(flow):
+        mod = ofcodec.flow_add(flow, dp)
+        return parser.OFPFlowStats(flow.table, 0, 0, flow.priority, 0, 0, 0, mod.cookie, 0, 0,
+                                   mod.match, mod.instructions)
+
+    def flow_reply(body, more):
+        msg = parser.OFPFlowStatsReply(dp, body=body, flags=ofp.OFPMPF_REPLY_MORE if more else 0)
+        msg.xid = flow_xid
+        app._flow_stats_reply(ofp_event.EventOFPFlowStatsReply(msg))
+
+    flow_reply([stats(flows[0])], True)
+    flow_reply([stats(flows[1])], False)
+    assert app.link.take() == []
+    desc = parser.OFPGroupDescStats(ofp.OFPGT_SELECT, 3, ofcodec.group_add(grp).buckets)
+    msg = parser.OFPGroupDescStatsReply(dp, body=[desc], flags=0)
+    msg.xid = group_xid
+    app._group_desc_reply(ofp_event.EventOFPGroupDescStatsReply(msg))
+    assert app.link.take() == [TableDump(7, S1, tuple(flows), (grp,))]
+    assert app._dumps == {}
+
+
+def test_dump_table_errors(app, monkeypatch):
+    app.dump_table(DumpTable(1, 99))
+    assert app.link.take() == [TableDump(1, 99, (), (), "datapath not connected")]
+
+    dp = join(app, S1)
+    app.link.take()
+    app.dump_table(DumpTable(2, S1))
+    flow_xid, _ = dump_requests(dp)
+    err = parser.OFPErrorMsg(dp, ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_MULTIPART, b"")
+    err.xid = flow_xid
+    app._error(ofp_event.EventOFPErrorMsg(err))
+    (reply,) = app.link.take()
+    assert reply.request_id == 2 and "OFPBRC_BAD_MULTIPART" in reply.error
+
+    app.dump_table(DumpTable(3, S1))
+    state_change(app, dp, DEAD_DISPATCHER)
+    assert app.link.take() == [DatapathLeave(S1), TableDump(3, S1, (), (), "datapath disconnected")]
+
+    monkeypatch.setattr(appmod, "DUMP_TIMEOUT", 0.05)
+    join(app, S1)
+    app.link.take()
+    app.dump_table(DumpTable(4, S1))
+    deadline = time.monotonic() + 5
+    while not app.link.sent and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert app.link.take() == [TableDump(4, S1, (), (), "timed out")]
+
+
+# -- slow path ---------------------------------------------------------------------------
+
+
+FRAME = bytes.fromhex("0a0000000001" "020000000001" "0800") + b"\x45" + b"\0" * 50
+
+
+@pytest.fixture
+def relay(app):
+    switch = join(app, S1)
+    rfvs = join(app, RFVS, [ofport(10), ofport(11)])
+    app._on_server_connect(Welcome(PROTOCOL_VERSION, (RFVS,)))
+    app._on_server_message(RelayMap((RelayEntry(S1, 1, RFVS, 10), RelayEntry(S1, 2, RFVS, 11))))
+    app.link.take()
+    return switch, rfvs
+
+
+def test_relay_both_ways(app, relay):
+    switch, rfvs = relay
+    packet_in(app, switch, 2, FRAME)
+    assert packet_outs(rfvs) == [(ofp.OFPP_CONTROLLER, 11, FRAME)]
+    packet_in(app, rfvs, 10, FRAME)
+    # A TTL-expired packet goes to the VM like any other, so it can answer time-exceeded.
+    packet_in(app, switch, 1, FRAME, reason=ofp.OFPR_INVALID_TTL)
+    assert packet_outs(switch) == [(ofp.OFPP_CONTROLLER, 1, FRAME)]
+    assert packet_outs(rfvs)[-1] == (ofp.OFPP_CONTROLLER, 10, FRAME)
+    app._on_server_message(StatsRequest(5))
+    assert app.link.take() == [ControllerStats(5, {S1: 2, RFVS: 1}, {RFVS: 2, S1: 1},
+                                               packet_in_by_kind={S1: {"ip": 2}, RFVS: {"ip": 1}})]
+
+
+def test_unmapped_and_malformed_packets_are_dropped_and_counted(app, relay):
+    switch, rfvs = relay
+    packet_in(app, switch, 3, FRAME)  # no relay entry
+    packet_in(app, rfvs, 10, b"\x01")  # too short to be anything
+    packet_in(app, rfvs, 10, FRAME[:12] + b"\x0a\x0a" + b"RFMP\x09")  # mapping type, bad version
+    broken = parser.OFPPacketIn(switch, ofp.OFP_NO_BUFFER, 0, 0, 0, 0, parser.OFPMatch(), None)
+    app._packet_in(ofp_event.EventOFPPacketIn(broken))  # no in_port, no data
+    truncated = parser.OFPPacketIn(switch, 7, 1500, 0, 0, 0, parser.OFPMatch(in_port=1), FRAME)
+    app._packet_in(ofp_event.EventOFPPacketIn(truncated))  # switch buffered the rest
+    assert app.dropped == {S1: 3, RFVS: 1}
+    assert packet_outs(switch)[-1:] == [(ofp.OFPP_CONTROLLER, 1, b"\x01")]
+    assert app.link.take() == []
+
+
+def test_new_relay_map_replaces_the_old(app, relay):
+    switch, rfvs = relay
+    app.set_relay_map(RelayMap((RelayEntry(S1, 3, RFVS, 11),)))
+    packet_in(app, switch, 1, FRAME)
+    packet_in(app, switch, 3, FRAME)
+    assert packet_outs(rfvs) == [(ofp.OFPP_CONTROLLER, 11, FRAME)]
+
+
+def test_mapping_packet_is_reported_not_relayed(app, relay):
+    switch, rfvs = relay
+    packet_in(app, rfvs, 11, mapping.encode("rA", "eth2", "02:00:00:00:00:02"))
+    assert app.link.take() == [MappingSeen(RFVS, 11, "rA", "eth2")]
+    assert packet_outs(switch) == []
+
+
+def test_server_thread_and_event_thread_in_parallel(app, relay):
+    """TableMods from the server thread while packet-ins relay: no lost counts, no exceptions."""
+    switch, rfvs = relay
+    errors = []
+
+    def mods():
+        try:
+            for i in range(200):
+                app.apply_table_mod(TableMod(S1, add=(Flow(0, i, ()),)))
+                app.set_relay_map(RelayMap((RelayEntry(S1, 1, RFVS, 10), RelayEntry(S1, 2, RFVS, 11))))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=mods)
+    thread.start()
+    for _ in range(500):
+        packet_in(app, switch, 1, FRAME)
+    thread.join()
+    assert errors == []
+    assert app.packet_in[S1] == 500 and app.packet_out[RFVS] == 500
