@@ -16,6 +16,7 @@ import sys
 from typing import Any, Sequence
 
 from routeflow.errors import ConfigError
+from routeflow.vnet import VnetError
 from routeflow.protocol.transport import DEFAULT_SERVER
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
@@ -24,6 +25,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 def _setup_logging(verbose: int) -> None:
     level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # pyroute2's debug output would drown ours.
+    logging.getLogger("pyroute2").setLevel(logging.WARNING)
 
 
 def _add_server_option(parser: argparse.ArgumentParser) -> None:
@@ -60,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state", default=None, help="where to record what was created")
     p = lab_sub.add_parser("down", help="remove everything the last `lab up` created")
     p.add_argument("--state", default=None)
+    p = lab_sub.add_parser("link", help="cut or restore a link (both ends down or up)")
+    p.add_argument("link", help="link name or endpoint, e.g. A-B or sA:3")
+    p.add_argument("state_word", choices=("up", "down"))
+    p.add_argument("--state", default=None)
 
     p = sub.add_parser("status", help="datapaths, VMs, port mappings, routes and flows")
     _add_server_option(p)
@@ -87,6 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_USAGE
+    except VnetError as exc:
+        print(f"routeflow: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return EXIT_FAILED
 
@@ -153,9 +163,13 @@ def _lab(args: argparse.Namespace) -> int:
     if args.lab_command == "up":
         network.lab_up(args.topology, **kwargs)
         print(f"lab {args.topology} is up")
-    else:
-        network.lab_down(**kwargs)
+    elif args.lab_command == "link":
+        link = network.set_link(args.link, args.state_word == "up", **kwargs)
+        print(f"link {link.name} is {args.state_word}")
+    elif network.lab_down(**kwargs):
         print("lab is down")
+    else:
+        print("no lab was up")
     return EXIT_OK
 
 

@@ -1,0 +1,311 @@
+"""The emulated physical network as a pure graph: switches, hosts and links.
+
+A topology file (see ``examples/rftest2/topology.yaml``)::
+
+    controller: tcp:127.0.0.1:6653        # default for every switch
+    switches:
+      - {name: sA, dpid: 0x1}
+    hosts:
+      - {name: h1, addresses: [172.31.1.100/24, "2001:db8:1::100/64"],
+         gateway: 172.31.1.1, gateway6: "2001:db8:1::1"}     # gateways optional
+    links:
+      - {name: A-h1, ends: [sA:1, h1]}    # name is optional
+
+An endpoint is ``SWITCH:PORT`` (an OpenFlow port number) or a host name: a
+host is a namespace with a single NIC, ``eth0``. A switch port becomes the
+veth ``SWITCH-pPORT`` in the root namespace, so that name must fit Linux's
+15 characters. Nothing here touches the system; :mod:`routeflow.lab.network`
+builds it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from routeflow.config.fields import Fields, Problems, check_unique, load_yaml
+from routeflow.vnet.links import IFNAME_MAX, IfAddress, IpAddress
+
+DEFAULT_CONTROLLER = "tcp:127.0.0.1:6653"
+#: Highest port number Open vSwitch accepts in ``ofport_request``.
+MAX_PORT = 65279
+_CONTROLLER = re.compile(r"^(?:(?:tcp|ssl):(?:\[[0-9A-Fa-f:.]+\]|[^\[\]:]+)(?::(\d+))?|unix:/.+)$")
+
+
+@dataclass(frozen=True)
+class Switch:
+    """An OpenFlow switch (an Open vSwitch bridge)."""
+
+    name: str
+    dpid: int
+    controller: str = DEFAULT_CONTROLLER
+
+    def port_ifname(self, port: int) -> str:
+        """The name of the veth end that is this switch's port ``port``."""
+        return port_ifname(self.name, port)
+
+
+@dataclass(frozen=True)
+class Host:
+    """An end host: a namespace with one NIC, ``eth0``."""
+
+    ifname: ClassVar[str] = "eth0"
+
+    name: str
+    addresses: tuple[IfAddress, ...]
+    gateway: ipaddress.IPv4Address | None = None
+    gateway6: ipaddress.IPv6Address | None = None
+
+    @property
+    def gateways(self) -> tuple[IpAddress, ...]:
+        return tuple(g for g in (self.gateway, self.gateway6) if g is not None)
+
+
+@dataclass(frozen=True, order=True)
+class Endpoint:
+    """One end of a link: a switch port, or a host (port None)."""
+
+    node: str
+    port: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Endpoint:
+        """``"s1:3"`` or ``"h1"``; raise ValueError if malformed."""
+        node, sep, port = text.partition(":")
+        if not node or (sep and not port.isdigit()):
+            raise ValueError(f"{text!r} is not SWITCH:PORT or HOST")
+        return cls(node, int(port) if sep else None)
+
+    @property
+    def is_host(self) -> bool:
+        return self.port is None
+
+    def __str__(self) -> str:
+        return self.node if self.port is None else f"{self.node}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Link:
+    """A cable between two endpoints."""
+
+    name: str
+    a: Endpoint
+    b: Endpoint
+
+    @property
+    def ends(self) -> tuple[Endpoint, Endpoint]:
+        return (self.a, self.b)
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Switches, hosts and the links between them; ``source`` is the file it came from."""
+
+    switches: tuple[Switch, ...]
+    hosts: tuple[Host, ...]
+    links: tuple[Link, ...]
+    source: str = ""
+
+    def switch(self, name: str) -> Switch | None:
+        return next((s for s in self.switches if s.name == name), None)
+
+    def host(self, name: str) -> Host | None:
+        return next((h for h in self.hosts if h.name == name), None)
+
+    def interface(self, end: Endpoint) -> tuple[str | None, str]:
+        """Where an endpoint's veth end lives: ``(namespace or None for root, ifname)``."""
+        if end.port is None:
+            return (end.node, Host.ifname)
+        return (None, port_ifname(end.node, end.port))
+
+    def find_link(self, spec: str) -> Link:
+        """The link named ``spec``, or the one with endpoint ``spec`` (``s1:3``, ``h1``)."""
+        for link in self.links:
+            if link.name == spec:
+                return link
+        try:
+            end = Endpoint.parse(spec)
+        except ValueError:
+            end = None
+        for link in self.links:
+            if end in link.ends:
+                return link
+        raise KeyError(f"no link named {spec!r} or with endpoint {spec!r}")
+
+    def ports(self, switch: str) -> dict[int, Link]:
+        """The used ports of ``switch`` and their links, by port number."""
+        return {e.port: link for link in self.links for e in link.ends
+                if e.node == switch and e.port is not None}
+
+    def links_of(self, node: str) -> list[Link]:
+        return [link for link in self.links if node in (link.a.node, link.b.node)]
+
+    def neighbours(self, node: str) -> set[str]:
+        """Nodes one link away from ``node``."""
+        return {e.node for link in self.links_of(node) for e in link.ends if e.node != node}
+
+    def attachment(self, host: str) -> Endpoint | None:
+        """The switch port ``host`` is cabled to."""
+        for link in self.links_of(host):
+            return link.b if link.a.node == host else link.a
+        return None
+
+
+def port_ifname(switch: str, port: int) -> str:
+    return f"{switch}-p{port}"
+
+
+def load_topology(path: str | Path) -> Topology:
+    """Read ``path``; raise :class:`~routeflow.errors.ConfigError` listing every problem."""
+    return parse_topology(load_yaml(path), str(path))
+
+
+def parse_topology(document: object, source: str = "<topology>") -> Topology:
+    """Validate a parsed YAML document; raise ConfigError naming ``source`` and each field."""
+    problems = Problems(source)
+    top = Fields(document, "", problems)
+    default_controller = _controller(top, DEFAULT_CONTROLLER)
+    switches = [_parse_switch(f, default_controller) for f in top.items("switches")]
+    hosts = [_parse_host(f) for f in top.items("hosts", [])]
+    nodes = {s.name: s for s in switches if s.name} | {h.name: h for h in hosts if h.name}
+    # (index in the file, link) of the valid links: errors name the file's index.
+    links = [(i, link) for i, link in enumerate(_parse_link(f, nodes) for f in top.items("links", []))
+             if link is not None]
+    top.finish()
+    if "switches" in top.data and not switches and isinstance(top.data["switches"], list):
+        problems.add("switches", "must list at least one switch")
+
+    check_unique(problems, "", "node name", [(f"switches[{i}].name", s.name) for i, s in enumerate(switches)]
+                 + [(f"hosts[{i}].name", h.name) for i, h in enumerate(hosts)])
+    check_unique(problems, "", "datapath id", [(f"switches[{i}].dpid", s.dpid) for i, s in enumerate(switches)])
+    check_unique(problems, "", "link name", [(f"links[{i}].name", link.name) for i, link in links])
+    check_unique(problems, "", "endpoint (each port and host takes one link)",
+                 [(f"links[{i}].ends[{j}]", str(e)) for i, link in links for j, e in enumerate(link.ends)])
+    linked = {e.node for _, link in links for e in link.ends}
+    for i, host in enumerate(hosts):
+        if host.name and host.name not in linked:
+            problems.add(f"hosts[{i}].name", f"host {host.name!r} is not connected by any link")
+    problems.raise_if_any()
+    return Topology(tuple(switches), tuple(hosts), tuple(link for _, link in links), source)
+
+
+def _controller(f: Fields, default: str) -> str:
+    """The ``controller`` key of ``f`` (checked), or ``default``."""
+    value = f.str("controller", default)
+    if "controller" not in f.data or value is None:
+        return default
+    match = _CONTROLLER.match(value)
+    if not match or (match.group(1) is not None and not 0 < int(match.group(1)) < 65536):
+        f.error("controller", f"{value!r} is not an OpenFlow controller target "
+                "(tcp:HOST:PORT, ssl:HOST:PORT, unix:PATH)")
+    return str(value)
+
+
+def _parse_switch(f: Fields, default_controller: str) -> Switch:
+    name = f.name("name", max_len=IFNAME_MAX)
+    dpid = f.dpid("dpid")
+    controller = _controller(f, default_controller)
+    f.finish()
+    return Switch(name, dpid, controller)
+
+
+def _parse_host(f: Fields) -> Host:
+    name = f.name("name", max_len=IFNAME_MAX)
+    addresses = tuple(_host_addresses(f))
+    gateway = _gateway(f, "gateway", 4, addresses)
+    gateway6 = _gateway(f, "gateway6", 6, addresses)
+    f.finish()
+    return Host(name, addresses,
+                gateway if isinstance(gateway, ipaddress.IPv4Address) else None,
+                gateway6 if isinstance(gateway6, ipaddress.IPv6Address) else None)
+
+
+def _host_addresses(f: Fields) -> list[IfAddress]:
+    """The valid host addresses of ``f``, each bad one reported at its index."""
+    raw_list = f.list("addresses")
+    if "addresses" in f.data and isinstance(f.data["addresses"], list) and not raw_list:
+        f.error("addresses", "must list at least one address")
+    addresses = []
+    for i, raw in enumerate(raw_list):
+        path = f"{f.path}.addresses[{i}]"
+        try:
+            if not isinstance(raw, str) or "/" not in raw:
+                raise ValueError(raw)
+            address = ipaddress.ip_interface(raw)
+        except ValueError:
+            f.problems.add(path, f"{raw!r} is not an address with prefix length (like 172.31.1.2/24)")
+            continue
+        net = address.network
+        # A /31 or /32 has no network or broadcast address to avoid.
+        if net.num_addresses > 2 and address.ip in (net.network_address, net.broadcast_address):
+            f.problems.add(path, f"{address} is the network or broadcast address of {net}")
+            continue
+        addresses.append(address)
+    return addresses
+
+
+def _gateway(f: Fields, key: str, version: int, addresses: tuple[IfAddress, ...]) -> IpAddress | None:
+    text = f.ip(key, None)
+    if text is None:
+        return None
+    gateway = ipaddress.ip_address(text)
+    if gateway.version != version:
+        f.error(key, f"{gateway} is not an IPv{version} address")
+        return None
+    if not any(gateway in a.network for a in addresses):
+        f.error(key, f"{gateway} is not in any subnet of the host's addresses")
+    return gateway
+
+
+def _parse_link(f: Fields, nodes: dict[str, Switch | Host]) -> Link | None:
+    raw_ends = f.list("ends")
+    name = f.str("name", None)
+    f.finish()
+    if len(raw_ends) != 2:
+        if isinstance(f.data.get("ends"), list):
+            f.error("ends", f"must list exactly two endpoints, not {len(raw_ends)}")
+        return None
+    ends = [_parse_endpoint(f, f"{f.path}.ends[{j}]", raw, nodes) for j, raw in enumerate(raw_ends)]
+    if ends[0] is None or ends[1] is None:
+        return None
+    if ends[0].is_host and ends[1].is_host:
+        f.error("ends", "a link needs a switch port at one end at least")
+        return None
+    return Link(name or f"{ends[0]}-{ends[1]}", ends[0], ends[1])
+
+
+def _parse_endpoint(f: Fields, path: str, raw: object, nodes: dict[str, Switch | Host]) -> Endpoint | None:
+    def bad(reason: str) -> None:
+        f.problems.add(path, reason)
+
+    if not isinstance(raw, str):
+        bad(f"{raw!r} is not SWITCH:PORT or HOST")
+        return None
+    try:
+        end = Endpoint.parse(raw)
+    except ValueError as exc:
+        bad(str(exc))
+        return None
+    node = nodes.get(end.node)
+    if node is None:
+        bad(f"unknown switch or host {end.node!r}")
+        return None
+    if isinstance(node, Host):
+        if end.port is not None:
+            bad(f"{end.node!r} is a host: name it without a port (its one NIC is {Host.ifname})")
+            return None
+        return end
+    if end.port is None:
+        bad(f"{end.node!r} is a switch: give a port, like {end.node}:1")
+        return None
+    if not 1 <= end.port <= MAX_PORT:
+        bad(f"port {end.port} is out of range (1 to {MAX_PORT})")
+        return None
+    ifname = port_ifname(end.node, end.port)
+    if len(ifname) > IFNAME_MAX:
+        bad(f"its interface name {ifname!r} is longer than Linux's {IFNAME_MAX} characters")
+        return None
+    return end

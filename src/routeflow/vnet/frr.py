@@ -1,0 +1,70 @@
+"""FRR inside a VM: its config file, its daemons' command lines, and vtysh.
+
+Each VM runs its own FRR instance: ``zebra`` plus the configured daemons,
+all reading one ``frr.conf`` in the VM's run directory, where they also
+keep their pidfiles, zebra's API socket and their vty sockets.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from routeflow.config.schema import VmConfig
+from routeflow.vnet import VnetError
+
+FRR_DIR = Path("/usr/lib/frr")
+FRR_USER = "frr"
+#: Root of the per-VM run directories, ``<root>/<vm>/``.
+DEFAULT_RUN_ROOT = Path("/run/routeflow/vms")
+
+
+def frr_conf(vm: VmConfig, run_dir: Path) -> str:
+    """The ``frr.conf`` of ``vm``: its hostname, a log file, then its ``engine_config``."""
+    lines = [
+        f"! frr.conf of VM {vm.name}, written by routeflow from {vm.name}'s engine_config",
+        f"hostname {vm.name}",
+        f"log file {run_dir / 'frr.log'}",
+        "!",
+        vm.engine_config.rstrip("\n"),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def daemon_argv(daemon: str, instance: str, run_dir: Path) -> tuple[str, ...]:
+    """The command starting FRR ``daemon`` (``zebra``, ``ospfd``...) of one instance.
+
+    ``-d`` daemonizes: the command returns once the daemon runs and has
+    written its pidfile. ``-N`` names the instance (its default paths), and
+    every path is then given explicitly so that nothing is shared with
+    another instance or the system's FRR.
+    """
+    return (
+        str(FRR_DIR / daemon), "-d",
+        "-N", instance,
+        "-f", str(run_dir / "frr.conf"),
+        "-i", str(pidfile(daemon, run_dir)),
+        "-z", str(zserv_socket(run_dir)),
+        "--vty_socket", str(run_dir),
+    )
+
+
+def pidfile(daemon: str, run_dir: Path) -> Path:
+    return run_dir / f"{daemon}.pid"
+
+
+def zserv_socket(run_dir: Path) -> Path:
+    """zebra's API socket, which the other daemons connect to."""
+    return run_dir / "zserv.api"
+
+
+def vtysh(vm: str, command: str, run_root: Path = DEFAULT_RUN_ROOT, timeout: float = 10.0) -> str:
+    """Run one vtysh ``command`` (``show ip ospf neighbor``) against ``vm``'s FRR; its output."""
+    argv = ["vtysh", "--vty_socket", str(run_root / vm), "-c", command]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise VnetError(f"vtysh {command!r} on {vm}: {exc}") from exc
+    if done.returncode != 0:
+        raise VnetError(f"vtysh {command!r} on {vm}: {(done.stderr or done.stdout).strip()}")
+    return done.stdout

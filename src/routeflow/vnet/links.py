@@ -1,0 +1,205 @@
+"""Network namespaces, veth pairs, addresses and routes, through pyroute2.
+
+All Netlink work goes through :class:`~pyroute2.AsyncIPRoute`, opened in the
+namespace concerned with ``flags=0`` so that a missing namespace is an error
+rather than silently created.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import socket
+from typing import AsyncIterator, Mapping, Sequence
+
+from pyroute2 import AsyncIPRoute, netns
+from pyroute2 import config as pyroute2_config
+from pyroute2.ethtool.ioctl import IoctlEthtool
+from pyroute2.netlink.exceptions import NetlinkError
+
+from routeflow.vnet import VnetError
+
+log = logging.getLogger("routeflow.vnet")
+
+# pyroute2 forks short-lived children to enter namespaces and stops them
+# with SIGTERM. A child forked from a process whose asyncio loop handles
+# SIGTERM (the RF-Server) would run the inherited handler, which writes to
+# the loop's wakeup fd shared with the parent: the parent then sees a
+# SIGTERM and shuts down. This pyroute2 setting makes its children reset
+# SIGTERM to the default first.
+pyroute2_config.disable_mp_signal = True
+
+IfAddress = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+#: ifaddrmsg flag: skip IPv6 duplicate address detection (the address is usable at once).
+IFA_F_NODAD = 0x02
+#: Linux's limit on interface names (IFNAMSIZ less the terminating NUL).
+IFNAME_MAX = 15
+
+
+def netns_argv(name: str, argv: Sequence[str]) -> list[str]:
+    """``argv`` run inside network namespace ``name``."""
+    return ["ip", "netns", "exec", name, *argv]
+
+
+def netns_exists(name: str) -> bool:
+    return name in netns.listnetns()
+
+
+async def create_netns(name: str) -> None:
+    """Create namespace ``name``; fail if it exists. Its ``lo`` is brought up."""
+    if netns_exists(name):
+        raise VnetError(f"network namespace {name} already exists")
+    # pyroute2 forks a child to unshare; keep that off the event loop.
+    await asyncio.to_thread(netns.create, name)
+    async with rtnl(name) as ipr:
+        await ipr.link("set", index=await _index(ipr, "lo", name), state="up")
+
+
+async def remove_netns(name: str) -> None:
+    """Remove namespace ``name`` (and with it its interfaces) if it exists."""
+    if netns_exists(name):
+        await asyncio.to_thread(netns.remove, name)
+
+
+@contextlib.asynccontextmanager
+async def rtnl(namespace: str | None = None) -> AsyncIterator[AsyncIPRoute]:
+    """An rtnetlink socket in ``namespace`` (None: this process's namespace)."""
+    if namespace is not None and not netns_exists(namespace):
+        raise VnetError(f"network namespace {namespace} does not exist")
+    async with AsyncIPRoute(netns=namespace, flags=0) as ipr:
+        yield ipr
+
+
+async def _index(ipr: AsyncIPRoute, ifname: str, namespace: str | None) -> int:
+    found = await ipr.link_lookup(ifname=ifname)
+    if not found:
+        raise VnetError(f"no interface {ifname} in {_where(namespace)}")
+    return int(found[0])
+
+
+def _where(namespace: str | None) -> str:
+    return f"namespace {namespace}" if namespace else "the root namespace"
+
+
+async def add_veth(ifname: str, peer: str, peer_netns: str | None = None, peer_mac: str | None = None) -> None:
+    """Create veth ``ifname`` (here) with ``peer`` in ``peer_netns``, both up.
+
+    The peer is created directly inside its namespace, so its name (often
+    ``eth0``) never clashes with an interface of this one. Its TX checksum
+    offload is turned off: Open vSwitch's userspace datapath reads the other
+    end with a packet socket and would forward TCP and UDP segments with
+    their checksums left unfilled, which the receiver drops.
+    """
+    peer_spec: dict[str, str] = {"ifname": peer}
+    if peer_netns is not None:
+        peer_spec["net_ns_fd"] = peer_netns
+    if peer_mac is not None:
+        peer_spec["address"] = peer_mac
+    async with rtnl() as ipr:
+        try:
+            await ipr.link("add", ifname=ifname, kind="veth", peer=peer_spec)
+        except NetlinkError as exc:
+            raise VnetError(f"cannot create veth {ifname} <-> {peer} ({_where(peer_netns)}): {exc}") from exc
+        await ipr.link("set", index=await _index(ipr, ifname, None), state="up")
+    await asyncio.to_thread(disable_tx_checksum, peer, peer_netns)
+    await set_link_state(peer, True, peer_netns)
+    log.debug("veth %s <-> %s (%s)", ifname, peer, _where(peer_netns))
+
+
+def disable_tx_checksum(ifname: str, namespace: str | None = None) -> None:
+    """Turn off TX checksum offload (and with it TSO) on ``ifname``."""
+    # The ethtool ioctl acts on the namespace of the socket it is issued on.
+    sock = netns.create_socket(namespace, socket.AF_INET, socket.SOCK_DGRAM) if namespace else None
+    ethtool = IoctlEthtool()
+    if sock is not None:
+        ethtool.sock.close()
+        ethtool.sock = sock
+    try:
+        ethtool.change_ifname(ifname)
+        ethtool.set_offload_flag("tx-checksumming", 0)
+    finally:
+        ethtool.close()
+
+
+async def delete_link(ifname: str, namespace: str | None = None) -> None:
+    """Delete ``ifname`` (a veth: both ends) if it exists."""
+    if namespace is not None and not netns_exists(namespace):
+        return
+    async with rtnl(namespace) as ipr:
+        found = await ipr.link_lookup(ifname=ifname)
+        if found:
+            try:
+                await ipr.link("del", index=found[0])
+            except NetlinkError as exc:
+                # Gone meanwhile: deleting one veth end also deletes its peer.
+                if exc.code != 19:  # ENODEV
+                    raise
+
+
+async def set_link_state(ifname: str, up: bool, namespace: str | None = None) -> None:
+    async with rtnl(namespace) as ipr:
+        await ipr.link("set", index=await _index(ipr, ifname, namespace), state="up" if up else "down")
+
+
+async def link_is_up(ifname: str, namespace: str | None = None) -> bool:
+    """Whether ``ifname`` is administratively up."""
+    async with rtnl(namespace) as ipr:
+        index = await _index(ipr, ifname, namespace)
+        link = (await ipr.link("get", index=index))[0]
+        return bool(link["flags"] & 1)  # IFF_UP
+
+
+async def add_addresses(namespace: str | None, ifname: str, addresses: Sequence[IfAddress]) -> None:
+    """Add ``addresses`` to ``ifname``; IPv6 ones skip duplicate address detection."""
+    async with rtnl(namespace) as ipr:
+        index = await _index(ipr, ifname, namespace)
+        for address in addresses:
+            flags = IFA_F_NODAD if address.version == 6 else 0
+            try:
+                await ipr.addr("add", index=index, address=str(address.ip),
+                               prefixlen=address.network.prefixlen, flags=flags)
+            except NetlinkError as exc:
+                raise VnetError(f"cannot add {address} to {ifname} in {_where(namespace)}: {exc}") from exc
+
+
+async def addresses(namespace: str | None, ifname: str) -> list[IfAddress]:
+    """The addresses of ``ifname``, except IPv6 link-local ones."""
+    async with rtnl(namespace) as ipr:
+        index = await _index(ipr, ifname, namespace)
+        found: list[IfAddress] = []
+        async for msg in await ipr.addr("dump", index=index):
+            found.append(ipaddress.ip_interface(f"{msg.get('IFA_ADDRESS')}/{msg['prefixlen']}"))
+        return [a for a in found if not a.is_link_local]
+
+
+async def add_default_route(namespace: str, gateway: IpAddress) -> None:
+    async with rtnl(namespace) as ipr:
+        dst = "0.0.0.0/0" if gateway.version == 4 else "::/0"
+        try:
+            await ipr.route("add", dst=dst, gateway=str(gateway))
+        except NetlinkError as exc:
+            raise VnetError(f"cannot add default route via {gateway} in {_where(namespace)}: {exc}") from exc
+
+
+async def set_sysctls(namespace: str, settings: Mapping[str, str]) -> None:
+    """Write ``settings`` (``net.ipv4.ip_forward`` -> ``1``) inside ``namespace``.
+
+    /proc/sys/net shows the namespace of the process reading it, so this
+    runs ``sysctl`` inside the namespace.
+    """
+    argv = netns_argv(namespace, ["sysctl", "-q", "-w", *(f"{k}={v}" for k, v in settings.items())])
+    proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.DEVNULL,
+                                                stderr=asyncio.subprocess.PIPE)
+    _, err = await proc.communicate()
+    if proc.returncode != 0:
+        raise VnetError(f"sysctl in namespace {namespace} failed: {err.decode().strip()}")
+
+
+async def existing_links(names: Sequence[str], namespace: str | None = None) -> list[str]:
+    """Which of ``names`` exist as interfaces in ``namespace``."""
+    async with rtnl(namespace) as ipr:
+        present = {msg.get("IFLA_IFNAME") async for msg in await ipr.link("dump")}
+    return [name for name in names if name in present]

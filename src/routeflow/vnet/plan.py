@@ -1,0 +1,137 @@
+"""What the virtual environment of a config consists of: a pure plan.
+
+:func:`plan_vnet` turns a :class:`~routeflow.config.schema.Config` into the
+RFVS bridge and, per VM, its namespace, NICs, sysctls, engine files and
+daemon command lines, without touching the system, so it is unit tested
+and the drivers only carry it out.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from routeflow.config.fields import Problems
+from routeflow.config.schema import Config, VmConfig
+from routeflow.protocol.transport import DEFAULT_SERVER
+from routeflow.vnet import frr
+from routeflow.vnet.links import IFNAME_MAX, IfAddress
+from routeflow.vnet.ovs import BridgeSpec
+
+#: Every VM routes, and answers on whichever NIC traffic arrives (flows, not
+#: the kernel's idea of the reverse path, decide where packets go).
+VM_SYSCTLS: tuple[tuple[str, str], ...] = (
+    ("net.ipv4.ip_forward", "1"),
+    ("net.ipv6.conf.all.forwarding", "1"),
+    ("net.ipv4.conf.all.rp_filter", "0"),
+    ("net.ipv4.conf.default.rp_filter", "0"),
+)
+
+
+@dataclass(frozen=True)
+class NicPlan:
+    """A VM NIC: ``name`` inside the VM, ``host_ifname`` its veth peer on the RFVS."""
+
+    name: str
+    host_ifname: str
+    port: int
+    mac: str | None
+    addresses: tuple[IfAddress, ...]
+
+
+@dataclass(frozen=True)
+class DaemonPlan:
+    """A routing-engine daemon: its name, command line (run inside the VM) and pidfile."""
+
+    name: str
+    argv: tuple[str, ...]
+    pidfile: Path
+
+
+@dataclass(frozen=True)
+class VmPlan:
+    name: str
+    dpid: int
+    #: The network namespace (for the namespace driver: the VM's name).
+    netns: str
+    nics: tuple[NicPlan, ...]
+    loopback: tuple[IfAddress, ...]
+    sysctls: tuple[tuple[str, str], ...]
+    engine: str
+    #: Where the engine's config, pidfiles and sockets live (None: no engine).
+    run_dir: Path | None
+    #: ``frr.conf`` text for the frr engine.
+    engine_conf: str
+    #: Daemons in start order: zebra first, which the others connect to.
+    daemons: tuple[DaemonPlan, ...]
+
+
+@dataclass(frozen=True)
+class VnetPlan:
+    bridge: BridgeSpec
+    vms: tuple[VmPlan, ...]
+
+    def vm(self, name: str) -> VmPlan:
+        return next(v for v in self.vms if v.name == name)
+
+
+def plan_vnet(config: Config, run_root: Path = frr.DEFAULT_RUN_ROOT) -> VnetPlan:
+    """The plan for ``config``; raise ConfigError if a derived name does not fit Linux."""
+    problems = Problems(config.source or "<config>")
+    vms = tuple(_plan_vm(i, vm, run_root, problems) for i, vm in enumerate(config.vms))
+    problems.raise_if_any()
+    rfvs = config.rfvs
+    return VnetPlan(BridgeSpec(rfvs.bridge, rfvs.dpid, rfvs.controller), vms)
+
+
+def host_ifname(vm: str, nic: str) -> str:
+    """The RFVS-side name of a VM NIC's veth: ``<vm>-<nic>``."""
+    return f"{vm}-{nic}"
+
+
+def _plan_vm(index: int, vm: VmConfig, run_root: Path, problems: Problems) -> VmPlan:
+    nics = []
+    for j, iface in enumerate(vm.interfaces):
+        outer = host_ifname(vm.name, iface.name)
+        if len(outer) > IFNAME_MAX:
+            problems.add(f"vms[{index}].interfaces[{j}].name",
+                         f"the RFVS interface name {outer!r} is longer than Linux's {IFNAME_MAX} characters")
+        nics.append(NicPlan(iface.name, outer, iface.port, iface.mac,
+                            tuple(ipaddress.ip_interface(a) for a in iface.addresses)))
+    run_dir = run_root / vm.name if vm.engine == "frr" else None
+    daemons: tuple[DaemonPlan, ...] = ()
+    engine_conf = ""
+    if run_dir is not None:
+        engine_conf = frr.frr_conf(vm, run_dir)
+        daemons = tuple(DaemonPlan(d, frr.daemon_argv(d, vm.name, run_dir), frr.pidfile(d, run_dir))
+                        for d in ("zebra", *vm.daemons))
+    return VmPlan(
+        name=vm.name,
+        dpid=vm.dpid,
+        netns=vm.name,
+        nics=tuple(nics),
+        loopback=tuple(ipaddress.ip_interface(a) for a in vm.loopback),
+        sysctls=VM_SYSCTLS,
+        engine=vm.engine,
+        run_dir=run_dir,
+        engine_conf=engine_conf,
+        daemons=daemons,
+    )
+
+
+def client_server_address(config: Config) -> str:
+    """The server address an RF-Client in a VM should use.
+
+    A Unix socket if the server listens on one: a namespace has its own
+    loopback, so ``tcp:127.0.0.1`` inside a VM is not the server's.
+    Otherwise the first listen address (which must then be routable).
+    """
+    return next((a for a in config.listen if a.startswith("unix:")), config.listen[0] if config.listen
+                else DEFAULT_SERVER)
+
+
+def client_argv(vm: str, server: str = DEFAULT_SERVER) -> list[str]:
+    """The RF-Client command for ``vm`` (run inside the VM)."""
+    return [sys.executable, "-m", "routeflow", "client", "--vm", vm, "--server", server]

@@ -1,0 +1,97 @@
+"""The plan of a config's virtual environment (no system access)."""
+
+import ipaddress
+import sys
+from pathlib import Path
+
+import pytest
+
+from routeflow.config.loader import load_config, parse_config
+from routeflow.errors import ConfigError
+from routeflow.vnet import frr
+from routeflow.vnet.ovs import BridgeSpec, add_bridge_argv, add_port_argv
+from routeflow.vnet.plan import VM_SYSCTLS, client_argv, client_server_address, plan_vnet
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+RUN = Path("/run/rf-test/vms")
+
+
+def test_rftest2_plan():
+    plan = plan_vnet(load_config(EXAMPLES / "rftest2" / "routeflow.yaml"), RUN)
+    assert plan.bridge == BridgeSpec("rfvs", 0x7266, "tcp:127.0.0.1:6653")
+    assert [v.name for v in plan.vms] == ["rA", "rB", "rC", "rD"]
+    ra = plan.vm("rA")
+    assert ra.netns == "rA" and ra.dpid == 1
+    assert [(n.name, n.host_ifname, n.port, n.mac) for n in ra.nics] == [
+        ("eth1", "rA-eth1", 1, "02:52:46:01:00:01"), ("eth3", "rA-eth3", 3, "02:52:46:01:00:03"),
+        ("eth4", "rA-eth4", 4, "02:52:46:01:00:04"), ("eth5", "rA-eth5", 5, "02:52:46:01:00:05")]
+    assert ra.nics[1].addresses == (ipaddress.ip_interface("10.0.12.1/24"),)
+    assert ra.loopback == (ipaddress.ip_interface("10.255.0.1/32"),)
+    assert dict(ra.sysctls)["net.ipv4.ip_forward"] == "1"
+    assert dict(ra.sysctls)["net.ipv4.conf.all.rp_filter"] == "0"
+    assert ra.sysctls == VM_SYSCTLS
+    assert ra.run_dir == RUN / "rA"
+    assert [d.name for d in ra.daemons] == ["zebra", "ospfd"]
+
+
+def test_frr_daemon_command_lines_and_conf():
+    plan = plan_vnet(load_config(EXAMPLES / "rftest2" / "routeflow.yaml"), RUN)
+    rb = plan.vm("rB")
+    zebra, ospfd = rb.daemons
+    assert zebra.argv == ("/usr/lib/frr/zebra", "-d", "-N", "rB", "-f", str(RUN / "rB/frr.conf"),
+                          "-i", str(RUN / "rB/zebra.pid"), "-z", str(RUN / "rB/zserv.api"),
+                          "--vty_socket", str(RUN / "rB"))
+    assert zebra.pidfile == RUN / "rB/zebra.pid"
+    assert ospfd.argv[0] == "/usr/lib/frr/ospfd" and ospfd.argv[1:] == zebra.argv[1:6] + (
+        "-i", str(RUN / "rB/ospfd.pid")) + zebra.argv[8:]
+    conf = rb.engine_conf.splitlines()
+    assert conf[1] == "hostname rB"
+    assert f"log file {RUN / 'rB/frr.log'}" in conf
+    assert " ospf router-id 10.255.0.2" in conf
+    assert rb.engine_conf.endswith("network 10.255.0.2/32 area 0\n")
+
+
+def test_engine_none_has_no_daemons():
+    plan = plan_vnet(load_config(EXAMPLES / "rftest1" / "routeflow.yaml"), RUN)
+    vm = plan.vm("rfvmA")
+    assert vm.engine == "none" and vm.run_dir is None and vm.daemons == () and vm.engine_conf == ""
+    assert [n.host_ifname for n in vm.nics] == ["rfvmA-eth1", "rfvmA-eth2"]
+
+
+def test_rfvs_side_names_must_fit_linux():
+    config = parse_config({"vms": [{"name": "router_ten", "dpid": 1, "engine": "none", "interfaces": [
+        {"name": "eth1", "port": 1}, {"name": "ethernet2", "port": 2}]}]}, "cfg.yaml")
+    with pytest.raises(ConfigError) as info:
+        plan_vnet(config, RUN)
+    assert info.value.file == "cfg.yaml"
+    assert dict(info.value.problems) == {
+        "vms[0].interfaces[1].name": "the RFVS interface name 'router_ten-ethernet2' is longer than "
+                                     "Linux's 15 characters"}
+
+
+def test_client_command_and_server_address():
+    assert client_argv("rA", "unix:/x.sock") == [sys.executable, "-m", "routeflow", "client", "--vm", "rA",
+                                                 "--server", "unix:/x.sock"]
+    base = {"vms": [{"name": "a", "dpid": 1, "interfaces": [{"name": "e", "port": 1}]}]}
+    assert client_server_address(parse_config({**base, "listen": ["tcp:127.0.0.1:1", "unix:/s"]})) == "unix:/s"
+    assert client_server_address(parse_config({**base, "listen": ["tcp:10.0.0.1:6650"]})) == "tcp:10.0.0.1:6650"
+
+
+def test_bridge_is_one_transaction():
+    argv = add_bridge_argv(BridgeSpec("sA", 0x1, "tcp:127.0.0.1:6653", (("sA-p1", 1),)))
+    assert argv[:3] == ["--", "add-br", "sA"]
+    for setting in ("datapath_type=netdev", "fail_mode=secure", "protocols=OpenFlow13",
+                    "other-config:datapath-id=0000000000000001", 'target="tcp:127.0.0.1:6653"',
+                    "max_backoff=1000", "controller=@c"):
+        assert setting in argv
+    port = add_port_argv("sA", "sA-p1", 1)
+    assert argv[-len(port):] == port == ["--", "add-port", "sA", "sA-p1",
+                                         "--", "set", "Interface", "sA-p1", "ofport_request=1"]
+    assert add_port_argv("rfvs", "rA-eth1") == ["--", "add-port", "rfvs", "rA-eth1"]
+
+
+def test_vtysh_failure_is_reported(tmp_path):
+    from routeflow.vnet import VnetError
+
+    with pytest.raises(VnetError, match="rX"):
+        frr.vtysh("rX", "show version", run_root=tmp_path, timeout=5)

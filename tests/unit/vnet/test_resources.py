@@ -1,0 +1,117 @@
+"""The record of created resources: persistence, teardown order, process identity."""
+
+import asyncio
+import subprocess
+import sys
+import time
+
+import pytest
+
+from routeflow.vnet import VnetError, resources
+from routeflow.vnet.resources import (Resource, ResourceLog, is_running, process_record, read_pidfile,
+                                      stop_process, teardown)
+
+
+def test_log_is_saved_on_every_change_and_reloads(tmp_path):
+    path = tmp_path / "state" / "vnet.json"
+    log = ResourceLog(path, meta={"topology": "/x.yaml"})
+    a = log.add(Resource("netns", "h1", "h1"))
+    log.add(Resource("link", "s1-p1", "s1-h1"))
+    assert [r.name for r in ResourceLog.load(path).resources] == ["h1", "s1-p1"]
+    log.update(a, Resource("netns", "h1", "other"))
+    log.discard(log.resources[1])
+    again = ResourceLog.load(path)
+    assert again.resources == [Resource("netns", "h1", "other")] and again.meta == {"topology": "/x.yaml"}
+    assert not list(path.parent.glob("*.tmp"))
+    log.remove_file()
+    assert not path.exists()
+
+
+def test_unreadable_state_file(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text("{not json")
+    with pytest.raises(VnetError, match="cannot read state file"):
+        ResourceLog.load(path)
+    path.write_text('{"resources": [{"kind": "netns"}]}')
+    with pytest.raises(VnetError):
+        ResourceLog.load(path)
+
+
+def test_teardown_order_owner_filter_and_failures(monkeypatch):
+    removed = []
+
+    async def fake_remove(resource):
+        if resource.name == "stuck":
+            raise OSError("busy")
+        removed.append((resource.kind, resource.name))
+
+    monkeypatch.setattr(resources, "_remove", fake_remove)
+    log = ResourceLog()
+    for kind, name, owner in [("dir", "/run/a", "a"), ("netns", "a", "a"), ("link", "a-e1", "a"),
+                              ("port", "a-e1", "a"), ("bridge", "rfvs", "rfvs"), ("link", "a-e2", "a"),
+                              ("process", "p1", "a"), ("process", "p2", "a"), ("netns", "stuck", "b")]:
+        log.add(Resource(kind, name, owner))
+    assert asyncio.run(teardown(log, owner="a", kinds=("process",))) == []
+    assert removed == [("process", "p2"), ("process", "p1")]
+    removed.clear()
+    failures = asyncio.run(teardown(log))
+    assert removed == [("port", "a-e1"), ("bridge", "rfvs"), ("link", "a-e2"), ("link", "a-e1"),
+                       ("netns", "a"), ("dir", "/run/a")]
+    assert failures == ["netns stuck: busy"]
+    assert log.resources == [Resource("netns", "stuck", "b")]
+
+
+def _sleeper(*extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", *extra])
+
+
+def test_process_identity_and_stop():
+    proc = _sleeper()
+    try:
+        record = process_record("client:rA", "rA", proc.pid)
+        assert is_running(record)
+        # Same pid, another start time: a reused pid is never signalled.
+        impostor = Resource("process", "x", "rA", proc.pid, record.start_time - 1)
+        assert not is_running(impostor)
+        asyncio.run(stop_process(impostor))
+        assert proc.poll() is None
+        asyncio.run(stop_process(record))
+        assert proc.wait(timeout=5) is not None
+        assert not is_running(record)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_process_found_by_pidfile_only_if_it_names_it(tmp_path):
+    pidfile = tmp_path / "zebra.pid"
+    proc = _sleeper("-i", str(pidfile))
+    other = _sleeper()
+    try:
+        pidfile.write_text(f"{proc.pid}\n")
+        assert read_pidfile(str(pidfile)) == proc.pid
+        assert is_running(Resource("process", str(pidfile), "rA"))
+        pidfile.write_text(f"{other.pid}\n")
+        assert not is_running(Resource("process", str(pidfile), "rA"))
+        pidfile.write_text(f"{proc.pid}\n")
+        asyncio.run(stop_process(Resource("process", str(pidfile), "rA")))
+        assert proc.wait(timeout=5) is not None and other.poll() is None
+    finally:
+        for p in (proc, other):
+            p.kill()
+            p.wait()
+    assert read_pidfile(str(tmp_path / "missing.pid")) is None
+
+
+def test_stop_process_escalates_to_sigkill():
+    proc = subprocess.Popen([sys.executable, "-c",
+                             "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                             "print('ready', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        started = time.monotonic()
+        asyncio.run(stop_process(process_record("stubborn", "x", proc.pid), timeout=0.3))
+        assert proc.wait(timeout=5) == -9 and time.monotonic() - started < 3
+    finally:
+        proc.kill()
+        proc.wait()
