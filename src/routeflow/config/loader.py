@@ -86,9 +86,6 @@ def _parse_vm(vm: Fields) -> VmConfig:
     check_unique(vm.problems, vm.path, "switch port",
                  [(f"{vm.path}.interfaces[{i}].port", x.port) for i, x in enumerate(interfaces)])
     for i, x in enumerate(interfaces):
-        if name and x.name and len(f"{name}-{x.name}") > 15:
-            vm.problems.add(f"{vm.path}.interfaces[{i}].name",
-                            f"host-side NIC name {name}-{x.name!s} is longer than Linux's 15 characters")
         if x.name == "lo":
             vm.problems.add(f"{vm.path}.interfaces[{i}].name", "'lo' is the loopback; use the loopback key")
     vm.finish()
