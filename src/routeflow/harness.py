@@ -168,6 +168,27 @@ class Stack:
     def verify(self) -> ops.VerifyReply:
         return ops.request_verify(self.server_address)
 
+    def wait_verify_clean(self, timeout: float = 30.0) -> ops.VerifyReply:
+        """Verify until clean; raise TimeoutError listing the last differences."""
+        last: list[ops.VerifyReply] = []
+
+        def clean() -> bool:
+            last[:] = [self.verify()]
+            return last[0].ok
+
+        try:
+            wait_for(clean, timeout, 0.5)
+        except TimeoutError:
+            raise TimeoutError("verify not clean:\n" + "\n".join(last[0].differences)) from None
+        return last[0]
+
+    def flows(self, dpid: str) -> list[str]:
+        """The flows the server believes datapath ``dpid`` (``"0x1"``) holds, as text."""
+        return next(dp["flows"] for dp in self.status()["datapaths"] if dp["dpid"] == dpid)
+
+    def all_pairs_ok(self) -> bool:
+        return all(r.ok for r in self.all_pairs(count=1, timeout=0.5).values())
+
     def host_addresses(self) -> dict[str, str]:
         """Host name -> its first IPv4 address."""
         return {h.name: str(h.addresses[0].ip) for h in self.topology.hosts}

@@ -1,0 +1,190 @@
+"""Regenerate the golden Netlink fixtures of this directory (needs root).
+
+    .venv/bin/python tests/golden/netlink/capture.py
+
+Builds a namespace, records a full dump and then the events of a scripted
+sequence of ``ip`` commands, as raw netlink bytes in hex (pyroute2's own
+parser rebuilds the messages from them), beside the model values that
+``routeflow.client.fib`` derives. Review the ``expected`` parts against the
+``ip`` outputs stored with them before committing a regenerated file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+from pathlib import Path
+from socket import AF_UNSPEC
+from typing import Any
+
+import msgspec
+from pyroute2 import AsyncIPRoute
+from pyroute2.netlink.rtnl import (
+    RTMGRP_IPV4_IFADDR,
+    RTMGRP_IPV4_ROUTE,
+    RTMGRP_IPV6_IFADDR,
+    RTMGRP_IPV6_ROUTE,
+    RTMGRP_LINK,
+    RTMGRP_NEIGH,
+)
+
+from routeflow.client.fib import FibState
+
+HERE = Path(__file__).parent
+NS = "rf-golden"
+
+SETUP = [
+    "link set lo up",
+    "link add eth1 type veth peer name peer1",
+    "link add eth2 type veth peer name peer2",
+    "link add eth3 type veth peer name peer3",  # peer3 stays down: eth3 has no carrier
+    "link set eth1 up", "link set peer1 up", "link set eth2 up", "link set peer2 up",
+    "link set eth3 up",
+    "addr add 10.0.1.1/24 dev eth1",
+    "addr add 10.0.2.1/24 dev eth2",
+    "addr add 10.0.9.1/24 dev eth3",
+    "addr add 10.255.0.1/32 dev lo",
+    "route add 10.20.0.0/16 via 10.0.1.2 metric 100 proto static",
+    "route add 10.20.0.0/16 via 10.0.2.2 metric 200",
+    "route add 10.30.0.0/16 proto 188 nexthop via 10.0.1.2 dev eth1 nexthop via 10.0.2.2 dev eth2 weight 2",
+    "route add blackhole 10.40.0.0/16",
+    "route add unreachable 10.41.0.0/16",
+    "route add prohibit 10.42.0.0/16 proto bird",
+    "route add default via 10.0.1.254",
+    "route add 10.50.0.0/16 dev eth3",
+    "route add 10.60.0.0/16 via 10.0.1.2 table 100",
+    "route add 10.61.0.0/16 via 10.0.1.2 tos 0x10",
+    "route add 10.70.0.0/16 via inet6 fe80::1 dev eth1",
+    "route add 2001:db8::/32 via fe80::1 dev eth1",
+    "neigh add 10.0.1.2 lladdr 02:00:00:00:01:02 dev eth1 nud reachable",
+    "neigh add 10.0.2.2 lladdr 02:00:00:00:02:02 dev eth2 nud stale",
+    "neigh add 10.0.1.254 lladdr 02:00:00:00:01:FE dev eth1 nud permanent",
+    "neigh add 10.0.1.3 lladdr 02:00:00:00:01:03 dev eth1 nud delay",
+    "neigh add 10.0.1.4 lladdr 02:00:00:00:01:04 dev eth1 nud probe",
+    "neigh add 10.0.1.5 lladdr 02:00:00:00:01:05 dev eth1 nud noarp",
+    "neigh add 10.0.1.6 dev eth1 nud incomplete",
+    "neigh add 10.0.1.7 lladdr 02:00:00:00:01:07 dev eth1 nud failed",
+    "neigh add 10.0.1.8 dev eth1 nud none",
+    "neigh add 10.0.1.9 lladdr 01:00:5e:00:00:05 dev eth1 nud noarp",
+    "neigh add proxy 10.0.1.10 dev eth1",
+]  # fmt: skip
+
+STEPS = [
+    ("a better metric shadows the route", ["route add 10.20.0.0/16 via 10.0.2.2 metric 50"]),
+    ("deleting it falls back to the next", ["route del 10.20.0.0/16 metric 50"]),
+    ("deleting a shadowed route changes nothing", ["route del 10.20.0.0/16 metric 200"]),
+    ("multipath", ["route add 10.80.0.0/16 nexthop via 10.0.1.2 dev eth1 nexthop via 10.0.2.2 dev eth2"]),
+    ("replace multipath by one next hop", ["route replace 10.80.0.0/16 via 10.0.1.2"]),
+    ("delete", ["route del 10.80.0.0/16"]),
+    (
+        "protocol names",
+        ["route add blackhole 10.81.0.0/16 proto 42", "route add 10.82.0.0/16 via 10.0.1.2 proto 250"],
+    ),
+    (
+        "ignored tables and types",
+        [
+            "route add 10.83.0.0/16 via 10.0.1.2 table 100",
+            "route add local 10.84.0.0/16 dev eth1 table main",
+            "route add 2001:db9::/32 via fe80::2 dev eth1",
+        ],
+    ),
+    ("neighbour learnt", ["neigh add 10.0.2.3 lladdr 02:00:00:00:02:03 dev eth2 nud reachable"]),
+    ("neighbour moved", ["neigh replace 10.0.2.3 lladdr 02:00:00:00:02:33 dev eth2 nud stale"]),
+    ("neighbour failed", ["neigh change 10.0.2.3 dev eth2 nud failed"]),
+    (
+        "neighbour deleted",
+        [
+            "neigh replace 10.0.2.4 lladdr 02:00:00:00:02:04 dev eth2 nud reachable",
+            "neigh del 10.0.2.4 dev eth2",
+        ],
+    ),
+    ("addresses", ["addr add 10.0.2.100/24 dev eth2", "addr add 10.255.0.2/32 dev lo"]),
+    ("address removed", ["addr del 10.0.2.100/24 dev eth2"]),
+    ("link down flushes routes silently", ["link set eth2 down"]),
+    ("link up revives multipath legs silently", ["link set eth2 up"]),
+    ("new link", ["link add eth4 type veth peer name peer4"]),
+    ("link deleted", ["link del eth4"]),
+    ("link renamed", ["link set eth3 down", "link set eth3 name wan0", "link set wan0 up"]),
+]
+
+GROUPS = (
+    RTMGRP_LINK
+    | RTMGRP_NEIGH
+    | RTMGRP_IPV4_IFADDR
+    | RTMGRP_IPV4_ROUTE
+    | RTMGRP_IPV6_IFADDR
+    | RTMGRP_IPV6_ROUTE
+)
+
+
+def ip(*args: str) -> str:
+    return subprocess.run(["ip", "-n", NS, *args], check=True, capture_output=True, text=True).stdout
+
+
+def raw(msg: Any) -> str:
+    return bytes(msg.data[msg.offset : msg.offset + msg["header"]["length"]]).hex()
+
+
+async def dump(routes_only: bool = False) -> list[Any]:
+    """Links, addresses, routes and neighbours of every family (filters are under test)."""
+    async with AsyncIPRoute(netns=NS) as ipr:
+        requests = [ipr.route("dump", family=AF_UNSPEC)]
+        if not routes_only:
+            requests = [ipr.link("dump"), ipr.addr("dump", family=AF_UNSPEC), *requests,
+                        ipr.neigh("dump", family=AF_UNSPEC)]  # fmt: skip
+        return [msg for request in requests async for msg in await request]
+
+
+async def capture() -> None:
+    subprocess.run(["ip", "netns", "add", NS], check=True)
+    try:
+        for command in SETUP:
+            ip(*command.split())
+        events = AsyncIPRoute(netns=NS)
+        await events.bind(GROUPS)
+        received: list[Any] = []
+
+        async def reader() -> None:
+            while True:
+                received.extend([msg async for msg in events.get()])
+
+        task = asyncio.create_task(reader())
+        messages = await dump()
+        state = FibState.from_dump(messages)
+        text = {what: ip("-4", what, "show", *extra) for what, extra in
+                (("route", ()), ("neigh", ("nud", "all")), ("addr", ()))}  # fmt: skip
+        (HERE / "dump.json").write_text(json.dumps({
+            "setup": SETUP, "ip": text, "messages": [raw(m) for m in messages],
+            "expected": msgspec.to_builtins(state.fib()),
+        }, indent=1) + "\n")  # fmt: skip
+        await asyncio.sleep(0.5)
+        received.clear()  # settle: these events happened before the dump
+        steps = []
+        for title, commands in STEPS:
+            for command in commands:
+                ip(*command.split())
+            await asyncio.sleep(0.5)
+            batch, received[:] = list(received), []
+            for msg in batch:
+                state.apply(msg)
+            step: dict[str, Any] = {"title": title, "commands": commands, "messages": [raw(m) for m in batch]}
+            step["routes_stale"] = state.routes_stale
+            if state.routes_stale:
+                fresh = await dump(routes_only=True)
+                step["route_dump"] = [raw(m) for m in fresh]
+                state.replace_routes(fresh)
+            delta = state.take_delta()
+            step["expected"] = msgspec.to_builtins(delta) if delta else None
+            step["ip_route"] = ip("-4", "route")
+            steps.append(step)
+        step_fib = msgspec.to_builtins(state.fib())
+        (HERE / "events.json").write_text(json.dumps({"steps": steps, "final": step_fib}, indent=1) + "\n")
+        task.cancel()
+        events.close()
+    finally:
+        subprocess.run(["ip", "netns", "del", NS], check=False)
+
+
+if __name__ == "__main__":
+    asyncio.run(capture())

@@ -1,0 +1,434 @@
+"""The RF-Client process in a network namespace against a fake RF-Server.
+
+Namespace ``tcl-vm`` has ``eth1`` (a veth whose far end ``tcl-p1`` stays in
+the root namespace, where mapping packets are captured) and ``eth2`` (a veth
+to ``eth2p`` inside the namespace). The test plays the server on a unix
+socket, mirrors the client's snapshot and deltas as a server would, and
+compares that mirror with what ``ip -j`` shows in the namespace.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from routeflow.model import Fib, Interface, Neighbour, Route
+from routeflow.protocol import codec, mapping
+from routeflow.protocol.messages import (
+    PROTOCOL_VERSION,
+    AnyMessage,
+    FibDelta,
+    FibSnapshot,
+    Goodbye,
+    Hello,
+    LinkState,
+    Message,
+    PortMapped,
+    SnapshotRequest,
+    Welcome,
+)
+
+pytestmark = pytest.mark.integration
+
+NS = "tcl-vm"
+ROOT_PEER = "tcl-p1"
+ROUTE_TYPES = {"unicast", "blackhole", "unreachable", "prohibit"}
+RESOLVED = {"REACHABLE", "STALE", "DELAY", "PROBE", "PERMANENT", "NOARP"}
+
+
+def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, check=check, capture_output=True, text=True)
+
+
+def ip(*args: str) -> str:
+    return sh("ip", "-n", NS, *args).stdout
+
+
+def ip_json(*args: str) -> Any:
+    return json.loads(ip("-j", *args) or "[]")
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def needs_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root for network namespaces")
+
+
+@pytest.fixture
+def netns() -> Iterator[None]:
+    sh("ip", "netns", "del", NS, check=False)  # left over by a killed run
+    sh("ip", "link", "del", ROOT_PEER, check=False)
+    sh("ip", "netns", "add", NS)
+    try:
+        sh("ip", "link", "add", ROOT_PEER, "type", "veth", "peer", "name", "eth1", "netns", NS)
+        sh("ip", "link", "set", ROOT_PEER, "up")
+        for command in (
+            "link set lo up",
+            "link add eth2 type veth peer name eth2p",
+            "link set eth1 up", "link set eth2 up", "link set eth2p up",
+            "addr add 10.0.1.1/24 dev eth1",
+            "addr add 10.0.2.1/24 dev eth2",
+            "addr add 10.255.0.1/32 dev lo",
+            "route add 10.20.0.0/16 via 10.0.1.2 metric 100 proto static",
+            "route add 10.20.0.0/16 via 10.0.2.2 metric 200",
+            "route add 10.30.0.0/16 proto ospf nexthop via 10.0.1.2 dev eth1 nexthop via 10.0.2.2 dev eth2",
+            "route add blackhole 10.40.0.0/16",
+            "route add default via 10.0.1.254",
+            "neigh add 10.0.1.2 lladdr 02:00:00:00:01:02 dev eth1 nud permanent",
+            "neigh add 10.0.2.2 lladdr 02:00:00:00:02:02 dev eth2 nud stale",
+            "neigh add 10.0.1.7 lladdr 02:00:00:00:01:07 dev eth1 nud failed",
+        ):  # fmt: skip
+            ip(*command.split())
+        yield
+    finally:
+        sh("ip", "netns", "del", NS, check=False)
+        sh("ip", "link", "del", ROOT_PEER, check=False)
+        assert NS not in sh("ip", "netns", "list").stdout
+
+
+class Mirror:
+    """What the server would hold for the VM: snapshots replaced, deltas applied."""
+
+    def __init__(self) -> None:
+        self.interfaces: dict[str, Interface] = {}
+        self.routes: dict[str, Route] = {}
+        self.neighbours: dict[tuple[str, str], Neighbour] = {}
+
+    def reset(self, fib: Fib) -> None:
+        self.interfaces = {i.ifname: i for i in fib.interfaces}
+        self.routes = {r.prefix: r for r in fib.routes}
+        self.neighbours = {(n.ifname, n.ip): n for n in fib.neighbours}
+
+    def apply(self, delta: FibDelta) -> None:
+        for name in delta.interfaces_del:
+            del self.interfaces[name]
+        self.interfaces.update((i.ifname, i) for i in delta.interfaces_set)
+        for prefix in delta.routes_del:
+            del self.routes[prefix]
+        self.routes.update((r.prefix, r) for r in delta.routes_set)
+        for key in delta.neighbours_del:
+            del self.neighbours[key]
+        self.neighbours.update(((n.ifname, n.ip), n) for n in delta.neighbours_set)
+
+
+class FakeServer:
+    """Accepts the client, welcomes it, mirrors its FIB and records every message."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(str(path))
+        self.listener.listen()
+        self.lock = threading.Lock()
+        self.mirror = Mirror()
+        self.received: list[AnyMessage] = []
+        self.hellos: list[Hello] = []
+        self.conn: socket.socket | None = None
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        decoder = codec.Connection()
+        with conn:
+            while True:
+                try:
+                    data = conn.recv(1 << 20)
+                except OSError:
+                    return
+                if not data:
+                    return
+                for msg in decoder.receive_data(data):
+                    self._handle(conn, msg)
+
+    def _handle(self, conn: socket.socket, msg: AnyMessage) -> None:
+        with self.lock:
+            if isinstance(msg, Hello):
+                self.hellos.append(msg)
+                self.conn = conn
+                conn.sendall(codec.encode(Welcome(PROTOCOL_VERSION)))
+                return
+            self.received.append(msg)
+            if isinstance(msg, FibSnapshot) and msg.request_id == 0:
+                self.mirror.reset(msg.fib)
+            elif isinstance(msg, FibDelta):
+                self.mirror.apply(msg)
+
+    def send(self, msg: Message) -> None:
+        wait_until(lambda: self.conn is not None, what="a client")
+        assert self.conn is not None
+        self.conn.sendall(codec.encode(msg))
+
+    def routes(self) -> dict[str, Route]:
+        with self.lock:
+            return dict(self.mirror.routes)
+
+    def count(self, kind: type[Message]) -> int:
+        with self.lock:
+            return sum(isinstance(msg, kind) for msg in self.received)
+
+    def close(self) -> None:
+        self.listener.close()
+        if self.conn is not None:
+            self.conn.close()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[FakeServer]:
+    fake = FakeServer(tmp_path / "server.sock")
+    try:
+        yield fake
+    finally:
+        fake.close()
+
+
+@pytest.fixture
+def agent(netns: None, server: FakeServer, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    log = (tmp_path / "agent.log").open("wb")
+    argv = ["ip", "netns", "exec", NS, sys.executable, "-m", "routeflow.client",
+            "--vm", NS, "--server", f"unix:{server.path}", "--log-level", "DEBUG"]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: server.count(FibSnapshot) > 0, what="the first snapshot")
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
+
+
+# -- an oracle independent of routeflow.client.fib: iproute2's own JSON --------------
+
+
+def kernel_routes() -> dict[str, tuple[str, str, tuple[tuple[str, str | None], ...]]]:
+    """Best route per prefix of the main table as ``ip -j`` shows it: (type, proto, hops)."""
+    best: dict[str, tuple[int, tuple[str, str, tuple[tuple[str, str | None], ...]]]] = {}
+    for entry in ip_json("-4", "route", "show", "table", "main"):
+        kind = entry.get("type", "unicast")
+        if kind not in ROUTE_TYPES:
+            continue
+        dst = entry["dst"]
+        prefix = "0.0.0.0/0" if dst == "default" else str(ipaddress.ip_network(dst))
+        legs = entry.get("nexthops") or ([entry] if "dev" in entry else [])
+        hops = tuple((leg["dev"], leg.get("gateway")) for leg in legs if "dead" not in leg.get("flags", ()))
+        metric = entry.get("metric", 0)
+        if prefix not in best or metric < best[prefix][0]:
+            best[prefix] = (metric, (kind, entry.get("protocol", "boot"), hops))
+    return {prefix: value for prefix, (_, value) in best.items()}
+
+
+def mirrored_routes(server: FakeServer) -> dict[str, tuple[str, str, tuple[tuple[str, str | None], ...]]]:
+    return {
+        prefix: (route.type, route.proto, tuple((hop.ifname, hop.gateway) for hop in route.nexthops))
+        for prefix, route in server.routes().items()
+    }
+
+
+def kernel_neighbours() -> set[tuple[str, str, str]]:
+    return {
+        (entry["dev"], entry["dst"], entry["lladdr"])
+        for entry in ip_json("-4", "neigh", "show", "nud", "all")
+        if "lladdr" in entry and RESOLVED & set(entry.get("state", ()))
+    }
+
+
+def mirrored_neighbours(server: FakeServer) -> set[tuple[str, str, str]]:
+    with server.lock:
+        return {(n.ifname, n.ip, n.mac) for n in server.mirror.neighbours.values()}
+
+
+def in_sync(server: FakeServer) -> bool:
+    return mirrored_routes(server) == kernel_routes() and mirrored_neighbours(server) == kernel_neighbours()
+
+
+# -- tests ---------------------------------------------------------------------------
+
+
+def test_snapshot_matches_the_kernel(server: FakeServer, agent: subprocess.Popen[bytes]) -> None:
+    assert [(h.role, h.name) for h in server.hellos] == [("client", NS)]
+    assert mirrored_routes(server) == kernel_routes()
+    assert mirrored_neighbours(server) == kernel_neighbours()
+    routes = server.routes()
+    assert [hop.ifname for hop in routes["10.30.0.0/16"].nexthops] == ["eth1", "eth2"]
+    assert routes["10.20.0.0/16"].proto == "static"
+    with server.lock:
+        interfaces = dict(server.mirror.interfaces)
+    assert interfaces["lo"].addresses == ("10.255.0.1/32",)
+    assert interfaces["eth1"].up and interfaces["eth1"].addresses == ("10.0.1.1/24",)
+
+
+def test_route_changes_arrive_as_deltas(server: FakeServer, agent: subprocess.Popen[bytes]) -> None:
+    steps = [
+        "route add 10.50.0.0/16 nexthop via 10.0.1.3 dev eth1 nexthop via 10.0.2.3 dev eth2",
+        "route add 10.20.0.0/16 via 10.0.2.9 metric 10",  # shadows the metric 100 route
+        "route del 10.20.0.0/16 metric 10",  # falls back to it
+        "route del 10.20.0.0/16 metric 100",  # falls back to metric 200
+        "route replace 10.50.0.0/16 via 10.0.1.3",
+        "neigh add 10.0.2.5 lladdr 02:00:00:00:02:05 dev eth2 nud reachable",
+        "route del 10.50.0.0/16",
+        "neigh del 10.0.2.2 dev eth2",
+    ]
+    for command in steps:
+        ip(*command.split())
+        wait_until(lambda: in_sync(server), what=command)
+    assert "10.50.0.0/16" not in server.routes()
+    assert server.routes()["10.20.0.0/16"].nexthops[0].gateway == "10.0.2.2"
+    assert server.count(FibSnapshot) == 1  # deltas only after the first snapshot
+
+
+def test_twenty_thousand_routes_in_a_batch(
+    server: FakeServer, agent: subprocess.Popen[bytes], tmp_path: Path
+) -> None:
+    prefixes = [f"10.{100 + n // 256}.{n % 256}.0/24" for n in range(20000)]
+    batch = tmp_path / "add.batch"
+    batch.write_text("".join(f"route add {p} via 10.0.1.2 dev eth1\n" for p in prefixes))
+    before = server.count(FibDelta)
+    ip("-batch", str(batch))
+    wait_until(lambda: set(prefixes) <= server.routes().keys(), timeout=60, what="20k routes")
+    assert in_sync(server)
+    deltas = server.count(FibDelta) - before
+    assert deltas < 2000, f"{deltas} deltas for 20k routes: events are not coalesced"
+    batch.write_text("".join(f"route del {p}\n" for p in prefixes))
+    ip("-batch", str(batch))
+    wait_until(lambda: not set(prefixes) & server.routes().keys(), timeout=60, what="20k routes gone")
+    assert in_sync(server)
+
+
+def test_link_state_sets_the_nic_down_and_up(server: FakeServer, agent: subprocess.Popen[bytes]) -> None:
+    def nic_up() -> bool:
+        return "UP" in ip_json("link", "show", "eth2")[0]["flags"]
+
+    server.send(LinkState("eth2", False))
+    wait_until(lambda: not nic_up(), what="eth2 down")
+    # The kernel flushes eth2's routes without notifying: the client must notice anyway.
+    wait_until(lambda: "10.0.2.0/24" not in server.routes(), what="connected route gone")
+    wait_until(lambda: in_sync(server), what="routes after link down")
+    assert [hop.ifname for hop in server.routes()["10.30.0.0/16"].nexthops] == ["eth1"]
+    with server.lock:
+        assert server.mirror.interfaces["eth2"].up is False
+    server.send(LinkState("eth2", True))
+    wait_until(nic_up, what="eth2 up")
+    wait_until(
+        lambda: len(server.routes().get("10.30.0.0/16", Route("")).nexthops) == 2, what="multipath back"
+    )
+    wait_until(lambda: in_sync(server), what="routes after link up")
+
+
+def test_mapping_packets_until_port_mapped(server: FakeServer, agent: subprocess.Popen[bytes]) -> None:
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(mapping.ETH_TYPE)) as capture:
+        capture.bind((ROOT_PEER, mapping.ETH_TYPE))
+        capture.settimeout(3)
+        frames = [capture.recv(2048) for _ in range(2)]  # one a second
+        mac = ip_json("link", "show", "eth1")[0]["address"]
+        for frame in frames:
+            assert mapping.decode(frame) == mapping.MappingPacket(NS, "eth1")
+            assert frame[6:12] == bytes.fromhex(mac.replace(":", ""))
+        server.send(PortMapped("eth1", 0xC0001, 1))
+        time.sleep(0.5)
+        capture.settimeout(0)
+        while True:  # drop what was already in flight
+            try:
+                capture.recv(2048)
+            except BlockingIOError:
+                break
+        capture.settimeout(2.5)
+        with pytest.raises(TimeoutError):
+            capture.recv(2048)
+
+
+def test_snapshot_request_reads_the_kernel_again(server: FakeServer, agent: subprocess.Popen[bytes]) -> None:
+    ip("route", "add", "10.60.0.0/16", "via", "10.0.1.2")
+    server.send(SnapshotRequest(7))
+
+    def reply() -> FibSnapshot | None:
+        with server.lock:
+            return next(
+                (m for m in server.received if isinstance(m, FibSnapshot) and m.request_id == 7), None
+            )
+
+    wait_until(lambda: reply() is not None, what="the snapshot reply")
+    answer = reply()
+    assert answer is not None
+    assert "10.60.0.0/16" in {route.prefix for route in answer.fib.routes}
+    wait_until(lambda: in_sync(server), what="deltas")
+    with server.lock:
+        assert {r.prefix: r for r in answer.fib.routes} == server.mirror.routes
+
+
+def test_sigterm_says_goodbye_and_exits_cleanly(server: FakeServer, agent: subprocess.Popen[bytes]) -> None:
+    agent.send_signal(signal.SIGTERM)
+    assert agent.wait(10) == 0
+    assert server.count(Goodbye) == 1
+
+
+OVERFLOW_SCRIPT = """
+import asyncio, json, sys
+from routeflow.client.watcher import Watcher
+from routeflow.protocol.messages import FibSnapshot
+
+async def main(target):
+    watcher = Watcher(rcvbuf=32 * 1024)  # tiny on purpose: the burst must overflow it
+    snapshots = 0
+    async for update in watcher.updates():
+        if isinstance(update, FibSnapshot):
+            snapshots += 1
+            print("snapshot", flush=True)
+        if len(watcher.fib().routes) >= target:
+            break
+    print(json.dumps({"snapshots": snapshots, "routes": len(watcher.fib().routes)}), flush=True)
+
+asyncio.run(main(int(sys.argv[1])))
+"""
+
+
+def test_overflow_is_recovered_by_a_full_reread(netns: None, tmp_path: Path) -> None:
+    baseline = len(kernel_routes())
+    batch = tmp_path / "add.batch"
+    batch.write_text(
+        "".join(f"route add 10.{100 + n // 256}.{n % 256}.0/24 via 10.0.1.2\n" for n in range(20000))
+    )
+    argv = ["ip", "netns", "exec", NS, sys.executable, "-c", OVERFLOW_SCRIPT, str(baseline + 20000)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "snapshot"
+        ip("-batch", str(batch))
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["routes"] == baseline + 20000
+    assert result["snapshots"] >= 2, "the burst did not overflow the buffer: nothing was tested"
