@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: setup system venv demo test unit integration bench clean-lab lint
+.PHONY: setup system venv demo demo-stop test unit integration clean-lab
 
 setup: system venv
 
@@ -22,6 +22,9 @@ $(STAMP): pyproject.toml
 
 demo: setup
 	$(PY) -m routeflow demo rftest2 $(if $(KEEP),--keep,)
+
+demo-stop: venv
+	$(PY) -m routeflow demo --stop
 
 test: setup
 	$(PY) -m pytest -q -p no:cacheprovider tests

@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="bring up an example network end to end, test it, tear it down")
     p.add_argument("example", nargs="?", default="rftest2", help="example name (default rftest2)")
     p.add_argument("--keep", action="store_true", help="leave it running to explore")
+    p.add_argument("--stop", action="store_true", help="stop what a previous --keep left running")
     return parser
 
 
@@ -136,6 +137,11 @@ def _run(args: argparse.Namespace) -> int:
             print(f"routeflow: cannot reach the server at {args.server}: {exc}", file=sys.stderr)
             return EXIT_UNREACHABLE
     if args.command == "demo":
+        if args.stop:
+            from routeflow.harness import stop_kept
+
+            print("stopped" if stop_kept() else "nothing was left running")
+            return EXIT_OK
         from routeflow.demo import run_demo
 
         return run_demo(args.example, keep=args.keep)

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from routeflow.harness import Stack, ping, wait_for
+from routeflow.harness import Stack, ping, stop_kept, wait_for
 
 CONVERGENCE_TIMEOUT = 120.0
 
@@ -26,6 +26,8 @@ def _say(text: str) -> None:
 
 
 def run_demo(example: str = "rftest2", keep: bool = False) -> int:
+    if stop_kept():
+        _say("stopped the deployment a previous `demo --keep` left running")
     run_dir = Path(tempfile.mkdtemp(prefix="routeflow-demo-"))
     stack = Stack(example, run_dir)
     ok = False
@@ -41,10 +43,10 @@ def run_demo(example: str = "rftest2", keep: bool = False) -> int:
                 _say(f"--- last lines of {name} ---")
                 _say("\n".join(text.splitlines()[-25:]))
         if keep and ok:
-            _say(f"\nleft running (logs in {run_dir}). Explore with `routeflow status` and "
-                 "`ip netns exec h1 ping 172.31.4.100`; stop with `make clean-lab` after "
-                 "stopping the server and controller:")
-            _say(f"  kill {stack.server.pid if stack.server else ''} {stack.controller.pid if stack.controller else ''}")
+            stack.keep()
+            _say(f"\nleft running (logs in {run_dir}). Explore with `.venv/bin/routeflow status`, "
+                 "`routeflow verify`, `ip netns exec h1 ping 172.31.4.100`; stop it all with "
+                 "`.venv/bin/routeflow demo --stop` (or `make demo-stop`).")
         else:
             _say("tearing down")
             stack.stop()

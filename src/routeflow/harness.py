@@ -8,6 +8,7 @@ processes, and always tears all of it down again, even when a step fails.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
@@ -29,6 +30,8 @@ from routeflow.protocol.transport import DEFAULT_SERVER, DEFAULT_UNIX
 log = logging.getLogger("routeflow.harness")
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+#: Record of a deployment left running by ``routeflow demo --keep``.
+KEPT = Path("/run/routeflow/demo.json")
 T = TypeVar("T")
 
 
@@ -95,7 +98,8 @@ class Stack:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.of_port = of_port
         self.server_address = DEFAULT_SERVER
-        self.lab_state = self.run_dir / "lab.json"
+        # The default lab record, so `routeflow lab down` finds a kept demo's lab.
+        self.lab_state = network.DEFAULT_STATE
         self.controller: subprocess.Popen[bytes] | None = None
         self.server: subprocess.Popen[bytes] | None = None
         self.server_started_at = 0.0
@@ -124,8 +128,13 @@ class Stack:
             self.stop_server()
         with contextlib.suppress(Exception):
             self.stop_controller()
-        if self.lab_state.exists():
-            network.lab_down(state_path=self.lab_state)
+        network.lab_down(state_path=self.lab_state)
+        KEPT.unlink(missing_ok=True)
+
+    def keep(self) -> None:
+        """Record the processes so :func:`stop_kept` can stop them from another process."""
+        pids = [p.pid for p in (self.server, self.controller) if p is not None]
+        KEPT.write_text(json.dumps({"pids": pids, "lab_state": str(self.lab_state)}))
 
     def _spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         log_file = open(self.run_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
@@ -222,6 +231,21 @@ class Stack:
     def logs(self) -> Iterator[tuple[str, str]]:
         for path in sorted(self.run_dir.glob("*.log")):
             yield path.name, path.read_text(errors="replace")
+
+
+def stop_kept() -> bool:
+    """Stop a deployment left running by ``routeflow demo --keep``; False if there is none."""
+    if not KEPT.exists():
+        return False
+    record = json.loads(KEPT.read_text())
+    # Server first: it tears its VMs down on SIGTERM.
+    for pid in record["pids"]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+            wait_for(lambda: not Path(f"/proc/{pid}").exists(), 30, 0.2)
+    network.lab_down(state_path=record["lab_state"])
+    KEPT.unlink()
+    return True
 
 
 def _terminate(proc: subprocess.Popen[bytes] | None, sig: int, grace: float = 10) -> None:
