@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from routeflow.harness import wait_for
 from routeflow.lab import network
 from routeflow.lab.topology import Topology, load_topology
 from routeflow.vnet import links, ovs
@@ -144,10 +145,11 @@ def test_cut_and_restore_a_link(lab: Path) -> None:
     link = network.set_link("sB:2", False, state_path=lab)
     assert link.name == "A-B"
     assert not asyncio.run(links.link_is_up("sA-p3")) and not asyncio.run(links.link_is_up("sB-p2"))
-    assert _vsctl_get("Interface", "sA-p3", "link_state") == "down"
+    # OVS notices carrier changes asynchronously.
+    wait_for(lambda: _vsctl_get("Interface", "sA-p3", "link_state") == "down", 5, 0.1)
     assert not _ping("h1", "10.99.0.2")
     network.set_link("A-B", True, state_path=lab)
-    assert _vsctl_get("Interface", "sA-p3", "link_state") == "up"
+    wait_for(lambda: _vsctl_get("Interface", "sA-p3", "link_state") == "up", 5, 0.1)
     assert _ping("h1", "10.99.0.2", count=2)
     # A host's link: its eth0 goes down with the switch port.
     network.set_link("h3", False, state_path=lab)
