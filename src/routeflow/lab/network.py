@@ -14,12 +14,11 @@ import logging
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Sequence
 
 from routeflow.lab.topology import Host, Link, Topology, load_topology
 from routeflow.vnet import VnetError, links, ovs
-from routeflow.vnet.resources import Resource, ResourceLog, teardown
+from routeflow.vnet.resources import Lifecycle, Resource, ResourceLog, teardown
 
 log = logging.getLogger("routeflow.lab")
 
@@ -65,7 +64,7 @@ def plan_lab(topology: Topology) -> LabPlan:
     return LabPlan(topology.hosts, tuple(veths), bridges)
 
 
-class Lab:
+class Lab(Lifecycle):
     """A running lab: ``async with Lab(topology) as lab:`` builds it and always removes it.
 
     ``start()``/``stop()`` do the same without a ``with`` block (``routeflow lab up``).
@@ -76,19 +75,6 @@ class Lab:
         self.plan = plan_lab(topology)
         self.record = ResourceLog(Path(state_path) if state_path else None,
                                   meta={"topology": str(Path(topology.source).resolve())})
-
-    async def __aenter__(self) -> Lab:
-        await self.start()
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        try:
-            await self.stop()
-        except VnetError as error:
-            if exc is None:
-                raise
-            log.error("%s", error)  # don't hide the exception that ended the block
 
     async def start(self) -> None:
         """Create everything; on any failure remove what was created and re-raise."""

@@ -19,14 +19,13 @@ import fcntl
 import functools
 import logging
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Callable, Sequence
 
 from routeflow.config.schema import Config
 from routeflow.vnet import VnetError, frr, links, ovs
 from routeflow.vnet.driver import NamespaceDriver, VmDriver
 from routeflow.vnet.plan import VmPlan, client_argv, client_server_address, plan_vnet
-from routeflow.vnet.resources import Resource, ResourceLog, process_record, teardown
+from routeflow.vnet.resources import Lifecycle, Resource, ResourceLog, process_record, teardown
 
 log = logging.getLogger("routeflow.vnet")
 
@@ -114,7 +113,7 @@ class ClientSupervisor:
         self._forget()
 
 
-class VirtualEnvironment:
+class VirtualEnvironment(Lifecycle):
     """The RFVS bridge and the VMs of ``config``, their engines and RF-Clients.
 
     ``client_argv`` gives the RF-Client command of a VM (default:
@@ -140,19 +139,6 @@ class VirtualEnvironment:
         self._backoff = (min_backoff, max_backoff)
         self.supervisors: dict[str, ClientSupervisor] = {}
         self._lock: IO[str] | None = None
-
-    async def __aenter__(self) -> VirtualEnvironment:
-        await self.start()
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        try:
-            await self.stop()
-        except VnetError as error:
-            if exc is None:
-                raise
-            log.error("%s", error)  # don't hide the exception that ended the block
 
     async def start(self) -> None:
         """Bring everything up; on failure tear down what was made and re-raise."""

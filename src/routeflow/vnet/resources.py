@@ -20,7 +20,8 @@ import signal
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from types import TracebackType
+from typing import Literal, Self
 
 from routeflow.vnet import VnetError, links, ovs
 
@@ -221,3 +222,30 @@ async def stop_process(resource: Resource, timeout: float = STOP_TIMEOUT) -> Non
         if sig == signal.SIGTERM:
             log.warning("process %d (%s) ignored SIGTERM; killing it", pid, resource.name)
     raise VnetError(f"process {pid} ({resource.name}) did not exit")
+
+
+class Lifecycle:
+    """An async context manager over ``start()`` and ``stop()``.
+
+    A failure while stopping is raised only if the block itself succeeded, so
+    it never hides the exception that ended the block.
+    """
+
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        try:
+            await self.stop()
+        except VnetError as error:
+            if exc is None:
+                raise
+            log.error("%s", error)
