@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: setup system venv demo demo-stop test unit integration clean-lab
+.PHONY: setup system venv demo demo-stop test unit integration lint clean-lab
 
 setup: system venv
 
@@ -34,6 +34,11 @@ unit: venv
 
 integration: setup
 	$(PY) -m pytest -q -p no:cacheprovider -m integration tests/integration
+
+lint: venv
+	@$(PY) -m pip install -q -e '.[test,dev]'
+	$(PY) -m ruff check --select F,E9,I src tests
+	$(PY) -m mypy
 
 clean-lab: venv
 	-$(PY) -m routeflow lab down

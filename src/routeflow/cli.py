@@ -8,16 +8,16 @@ reached.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import asyncio
+import dataclasses
 import json
 import logging
 import sys
 from typing import Any, Sequence
 
 from routeflow.errors import ConfigError
-from routeflow.vnet import VnetError
 from routeflow.protocol.transport import DEFAULT_SERVER
+from routeflow.vnet import VnetError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any
+from typing import Any, Sequence
 
 from routeflow.protocol.messages import StatusReply, StatusRequest, VerifyReply, VerifyRequest
 from routeflow.protocol.transport import BlockingSession, parse_address
@@ -47,7 +47,7 @@ def status(server: str, as_json: bool, flows: bool, routes: bool) -> int:
         return 0
     out = sys.stdout
     out.write(f"controller: {'connected' if doc['controller_connected'] else 'NOT connected'}\n\n")
-    rows = [("DATAPATH", "MIRRORED BY", "STATE", "PORTS UP", "FLOWS", "GROUPS", "PACKET-IN", "UNRESOLVED")]
+    rows: list[tuple[str, ...]] = [("DATAPATH", "MIRRORED BY", "STATE", "PORTS UP", "FLOWS", "GROUPS", "PACKET-IN", "UNRESOLVED")]
     for dp in doc["datapaths"]:
         ports = dp["ports"]
         rows.append((
@@ -118,7 +118,7 @@ def _dash(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
-def _table(rows: list[tuple[str, ...]]) -> None:
+def _table(rows: Sequence[Sequence[str]]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         sys.stdout.write("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() + "\n")

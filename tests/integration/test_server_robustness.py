@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 from routeflow import ops
+from routeflow.model import Fib
 from routeflow.protocol import codec
 from routeflow.protocol.messages import PROTOCOL_VERSION, FibSnapshot, Goodbye, Hello, TableMod, Welcome
-from routeflow.model import Fib
 from routeflow.protocol.transport import BlockingSession, parse_address
 
 pytestmark = pytest.mark.integration

@@ -81,7 +81,7 @@ class Fields:
             return default
         return self.data[key]
 
-    def str(self, key: str, default: Any = _MISSING) -> Any:
+    def text(self, key: str, default: Any = _MISSING) -> Any:
         value = self.raw(key, default)
         if value is None or (default is not _MISSING and value is default):
             return value
@@ -92,13 +92,13 @@ class Fields:
 
     def name(self, key: str, max_len: int = 15) -> Any:
         """An identifier usable as a namespace, bridge or interface name."""
-        value = self.str(key)
+        value = self.text(key)
         if value is not None and (not _NAME.match(value) or len(value) > max_len):
             self.error(key, f"{value!r} must be a letter then letters, digits or '_', at most {max_len} long")
             return None
         return value
 
-    def int(self, key: str, default: Any = _MISSING, lo: int = 0, hi: int = 2**32 - 1) -> Any:
+    def integer(self, key: str, default: Any = _MISSING, lo: int = 0, hi: int = 2**32 - 1) -> Any:
         value = self.raw(key, default)
         if value is None or (default is not _MISSING and value is default):
             return value
@@ -107,7 +107,7 @@ class Fields:
             return None
         return value
 
-    def bool(self, key: str, default: bool) -> bool:
+    def flag(self, key: str, default: bool) -> bool:
         value = self.raw(key, default)
         if not isinstance(value, bool):
             self.error(key, f"must be true or false, not {value!r}")
@@ -131,7 +131,7 @@ class Fields:
             return None
         return value
 
-    def list(self, key: str, default: Any = _MISSING) -> list[Any]:
+    def seq(self, key: str, default: Any = _MISSING) -> list[Any]:
         value = self.raw(key, default)
         if value is None:
             return []
@@ -142,13 +142,13 @@ class Fields:
 
     def items(self, key: str, default: Any = _MISSING) -> Iterator[Fields]:
         """Each element of a list of mappings, as Fields."""
-        for i, item in enumerate(self.list(key, default)):
+        for i, item in enumerate(self.seq(key, default)):
             yield Fields(item, f"{self._field(key)}[{i}]", self.problems)
 
     def interface_addresses(self, key: str, default: Any = _MISSING) -> tuple[str, ...]:
         """A list of ``ADDRESS/PREFIXLEN`` interface addresses, canonicalised."""
         result = []
-        for i, value in enumerate(self.list(key, default)):
+        for i, value in enumerate(self.seq(key, default)):
             try:
                 if not isinstance(value, str) or "/" not in value:
                     raise ValueError

@@ -22,18 +22,18 @@ def parse_config(document: object, source: str = "<config>") -> Config:
     rfvs = RfvsConfig(
         bridge=rfvs_fields.name("bridge") if "bridge" in rfvs_fields.data else RfvsConfig.bridge,
         dpid=rfvs_fields.dpid("dpid") if "dpid" in rfvs_fields.data else RfvsConfig.dpid,
-        controller=rfvs_fields.str("controller", RfvsConfig.controller),
+        controller=rfvs_fields.text("controller", RfvsConfig.controller),
     )
     rfvs_fields.finish()
 
     listen = []
-    for i, text in enumerate(top.list("listen", list(Config.listen))):
+    for i, text in enumerate(top.seq("listen", list(Config.listen))):
         try:
             parse_address(text if isinstance(text, str) else repr(text))
             listen.append(text)
         except ValueError as exc:
             problems.add(f"listen[{i}]", str(exc))
-    manage_vms = top.bool("manage_vms", True)
+    manage_vms = top.flag("manage_vms", True)
 
     vms = []
     for vm in top.items("vms"):
@@ -44,9 +44,9 @@ def parse_config(document: object, source: str = "<config>") -> Config:
 
     check_unique(problems, "vms", "VM name", [(f"vms[{i}].name", v.name) for i, v in enumerate(vms)])
     check_unique(problems, "vms", "datapath id", [(f"vms[{i}].dpid", v.dpid) for i, v in enumerate(vms)])
-    for i, vm in enumerate(vms):
-        if vm.dpid is not None and vm.dpid == rfvs.dpid:
-            problems.add(f"vms[{i}].dpid", f"{vm.dpid:#x} is the RFVS datapath id")
+    for i, parsed in enumerate(vms):
+        if parsed.dpid is not None and parsed.dpid == rfvs.dpid:
+            problems.add(f"vms[{i}].dpid", f"{parsed.dpid:#x} is the RFVS datapath id")
     problems.raise_if_any()
     return Config(vms=tuple(vms), rfvs=rfvs, listen=tuple(listen), manage_vms=manage_vms, source=source)
 
@@ -56,7 +56,7 @@ def _parse_vm(vm: Fields) -> VmConfig:
     dpid = vm.dpid("dpid")
     engine = vm.choice("engine", ENGINES, "frr")
     daemons = []
-    for i, d in enumerate(vm.list("daemons", [])):
+    for i, d in enumerate(vm.seq("daemons", [])):
         if d not in FRR_DAEMONS:
             vm.problems.add(f"{vm.path}.daemons[{i}]", f"{d!r} is not one of {', '.join(FRR_DAEMONS)}")
         else:
@@ -73,7 +73,7 @@ def _parse_vm(vm: Fields) -> VmConfig:
         interfaces.append(
             VmInterface(
                 name=iface.name("name"),
-                port=iface.int("port", lo=1, hi=0xFFFFFF00),
+                port=iface.integer("port", lo=1, hi=0xFFFFFF00),
                 addresses=iface.interface_addresses("addresses", []),
                 mac=iface.mac("mac", None),
             )

@@ -71,8 +71,8 @@ def compile_datapath(vm: VmConfig, fib: Fib, ports: Mapping[int, PortDesc]) -> C
     usable: dict[str, tuple[int, str]] = {}
     for nic in vm.interfaces:
         iface = interfaces.get(nic.name)
-        port = ports.get(nic.port)
-        if iface is not None and port is not None and port.up and iface.up:
+        desc = ports.get(nic.port)
+        if iface is not None and desc is not None and desc.up and iface.up:
             usable[nic.name] = (nic.port, iface.mac)
 
     flows: list[Flow] = list(_control_flows(vm, interfaces, usable))
@@ -94,13 +94,13 @@ def compile_datapath(vm: VmConfig, fib: Fib, ports: Mapping[int, PortDesc]) -> C
     for neigh in fib.neighbours:
         if neigh.ifname not in usable or neigh.ip in host_routes or _ipv4_network(neigh.ip) is None:
             continue
-        port, src = usable[neigh.ifname]
+        port_no, src = usable[neigh.ifname]
         flows.append(
             Flow(
                 P.FIB.table_id,
                 P.fib_priority(32),
                 match(eth_type=ETH_TYPE_IPV4, ipv4_dst=neigh.ip),
-                (DEC_TTL, *_Egress(port, src, neigh.mac).actions()),
+                (DEC_TTL, *_Egress(port_no, src, neigh.mac).actions()),
             )
         )
     flows.append(Flow(P.FIB.table_id, P.PRIO_FIB_MISS, (), (CONTROLLER,)))

@@ -194,7 +194,7 @@ def parse_topology(document: object, source: str = "<topology>") -> Topology:
 
 def _controller(f: Fields, default: str) -> str:
     """The ``controller`` key of ``f`` (checked), or ``default``."""
-    value = f.str("controller", default)
+    value = f.text("controller", default)
     if "controller" not in f.data or value is None:
         return default
     match = _CONTROLLER.match(value)
@@ -225,7 +225,7 @@ def _parse_host(f: Fields) -> Host:
 
 def _host_addresses(f: Fields) -> list[IfAddress]:
     """The valid host addresses of ``f``, each bad one reported at its index."""
-    raw_list = f.list("addresses")
+    raw_list = f.seq("addresses")
     if "addresses" in f.data and isinstance(f.data["addresses"], list) and not raw_list:
         f.error("addresses", "must list at least one address")
     addresses = []
@@ -261,8 +261,8 @@ def _gateway(f: Fields, key: str, version: int, addresses: tuple[IfAddress, ...]
 
 
 def _parse_link(f: Fields, nodes: dict[str, Switch | Host]) -> Link | None:
-    raw_ends = f.list("ends")
-    name = f.str("name", None)
+    raw_ends = f.seq("ends")
+    name = f.text("name", None)
     f.finish()
     if len(raw_ends) != 2:
         if isinstance(f.data.get("ends"), list):

@@ -34,7 +34,7 @@ class Message(msgspec.Struct, tag_field="type", frozen=True):
 # -- session ---------------------------------------------------------------------
 
 
-class Hello(Message, tag="hello"):
+class Hello(Message, tag="hello", frozen=True):
     """First message of every peer: who it is and which protocol it speaks."""
 
     version: int
@@ -42,14 +42,14 @@ class Hello(Message, tag="hello"):
     name: str
 
 
-class Welcome(Message, tag="welcome"):
+class Welcome(Message, tag="welcome", frozen=True):
     """The server accepts the peer. ``rfvs`` lists the datapath ids of the RFVS bridges."""
 
     version: int
     rfvs: tuple[int, ...] = ()
 
 
-class Goodbye(Message, tag="goodbye"):
+class Goodbye(Message, tag="goodbye", frozen=True):
     """Either side closes the session and says why."""
 
     reason: str
@@ -58,18 +58,18 @@ class Goodbye(Message, tag="goodbye"):
 # -- controller -> server --------------------------------------------------------
 
 
-class DatapathJoin(Message, tag="datapath_join"):
+class DatapathJoin(Message, tag="datapath_join", frozen=True):
     """A datapath connected (or is re-reported after a controller restart)."""
 
     dpid: int
     ports: tuple[PortDesc, ...]
 
 
-class DatapathLeave(Message, tag="datapath_leave"):
+class DatapathLeave(Message, tag="datapath_leave", frozen=True):
     dpid: int
 
 
-class PortChange(Message, tag="port_change"):
+class PortChange(Message, tag="port_change", frozen=True):
     """A port was added, modified (link or admin state) or deleted."""
 
     dpid: int
@@ -77,7 +77,7 @@ class PortChange(Message, tag="port_change"):
     deleted: bool = False
 
 
-class MappingSeen(Message, tag="mapping_seen"):
+class MappingSeen(Message, tag="mapping_seen", frozen=True):
     """A port-identification packet from VM ``vm`` interface ``ifname`` entered RFVS port."""
 
     rfvs_dpid: int
@@ -86,7 +86,7 @@ class MappingSeen(Message, tag="mapping_seen"):
     ifname: str
 
 
-class TableDump(Message, tag="table_dump"):
+class TableDump(Message, tag="table_dump", frozen=True):
     """Reply to :class:`DumpTable`: every flow and group the switch holds."""
 
     request_id: int
@@ -96,14 +96,14 @@ class TableDump(Message, tag="table_dump"):
     error: str = ""
 
 
-class SwitchError(Message, tag="switch_error"):
+class SwitchError(Message, tag="switch_error", frozen=True):
     """The switch refused a message; the server re-reads that datapath's table."""
 
     dpid: int
     text: str
 
 
-class ControllerStats(Message, tag="controller_stats"):
+class ControllerStats(Message, tag="controller_stats", frozen=True):
     """Reply to :class:`StatsRequest`: slow-path counters by datapath id."""
 
     request_id: int
@@ -127,13 +127,13 @@ class RelayEntry(msgspec.Struct, frozen=True, order=True, array_like=True):
     rfvs_port: int
 
 
-class RelayMap(Message, tag="relay_map"):
+class RelayMap(Message, tag="relay_map", frozen=True):
     """The complete slow-path relay table (replaces the previous one)."""
 
     entries: tuple[RelayEntry, ...]
 
 
-class TableMod(Message, tag="table_mod"):
+class TableMod(Message, tag="table_mod", frozen=True):
     """Changes to one datapath, applied in a safe order by the controller:
     groups added and modified, flows added, modified and deleted, then groups deleted."""
 
@@ -146,19 +146,19 @@ class TableMod(Message, tag="table_mod"):
     group_delete: tuple[int, ...] = ()
 
 
-class DumpTable(Message, tag="dump_table"):
+class DumpTable(Message, tag="dump_table", frozen=True):
     request_id: int
     dpid: int
 
 
-class StatsRequest(Message, tag="stats_request"):
+class StatsRequest(Message, tag="stats_request", frozen=True):
     request_id: int
 
 
 # -- client -> server ------------------------------------------------------------
 
 
-class FibSnapshot(Message, tag="fib_snapshot"):
+class FibSnapshot(Message, tag="fib_snapshot", frozen=True):
     """The complete state of a VM; replaces what the server held for it.
 
     Sent at start, after a Netlink overflow, and with the ``request_id`` of a
@@ -169,7 +169,7 @@ class FibSnapshot(Message, tag="fib_snapshot"):
     request_id: int = 0
 
 
-class FibDelta(Message, tag="fib_delta"):
+class FibDelta(Message, tag="fib_delta", frozen=True):
     """Incremental changes since the last snapshot or delta."""
 
     interfaces_set: tuple[Interface, ...] = ()
@@ -184,7 +184,7 @@ class FibDelta(Message, tag="fib_delta"):
 # -- server -> client ------------------------------------------------------------
 
 
-class PortMapped(Message, tag="port_mapped"):
+class PortMapped(Message, tag="port_mapped", frozen=True):
     """The server knows where interface ``ifname`` is: stop sending mapping packets."""
 
     ifname: str
@@ -192,35 +192,35 @@ class PortMapped(Message, tag="port_mapped"):
     port: int
 
 
-class LinkState(Message, tag="link_state"):
+class LinkState(Message, tag="link_state", frozen=True):
     """Set the VM interface mirroring a switch port up or down."""
 
     ifname: str
     up: bool
 
 
-class SnapshotRequest(Message, tag="snapshot_request"):
+class SnapshotRequest(Message, tag="snapshot_request", frozen=True):
     request_id: int
 
 
 # -- operator <-> server ---------------------------------------------------------
 
 
-class StatusRequest(Message, tag="status_request"):
+class StatusRequest(Message, tag="status_request", frozen=True):
     request_id: int
 
 
-class StatusReply(Message, tag="status_reply"):
+class StatusReply(Message, tag="status_reply", frozen=True):
     request_id: int
     #: JSON-ready status document (see ``routeflow.server.status``).
     status: dict[str, Any]
 
 
-class VerifyRequest(Message, tag="verify_request"):
+class VerifyRequest(Message, tag="verify_request", frozen=True):
     request_id: int
 
 
-class VerifyReply(Message, tag="verify_reply"):
+class VerifyReply(Message, tag="verify_reply", frozen=True):
     request_id: int
     ok: bool
     differences: tuple[str, ...]

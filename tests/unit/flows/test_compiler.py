@@ -1,9 +1,10 @@
 """The flow compiler, checked by forwarding packets through a fake switch."""
 
+from tests.unit.fakeswitch import forward
+
 from routeflow.config.schema import VmConfig, VmInterface
 from routeflow.flows.compiler import compile_datapath
 from routeflow.model import Fib, Interface, Neighbour, NextHop, PortDesc, Route
-from tests.unit.fakeswitch import forward
 
 MAC1, MAC2, MAC3 = "02:00:00:00:00:01", "02:00:00:00:00:02", "02:00:00:00:00:03"
 H1, GW2, GW3 = "0a:00:00:00:00:01", "0a:00:00:00:00:02", "0a:00:00:00:00:03"

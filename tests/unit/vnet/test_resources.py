@@ -8,8 +8,15 @@ import time
 import pytest
 
 from routeflow.vnet import VnetError, resources
-from routeflow.vnet.resources import (Resource, ResourceLog, is_running, process_record, read_pidfile,
-                                      stop_process, teardown)
+from routeflow.vnet.resources import (
+    Resource,
+    ResourceLog,
+    is_running,
+    process_record,
+    read_pidfile,
+    stop_process,
+    teardown,
+)
 
 
 def test_log_is_saved_on_every_change_and_reloads(tmp_path):
