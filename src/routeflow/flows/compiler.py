@@ -21,6 +21,7 @@ from routeflow.flows.model import (
     DEC_TTL,
     Action,
     Flow,
+    FlowKey,
     Group,
     Table,
     group,
@@ -28,7 +29,7 @@ from routeflow.flows.model import (
     output,
     set_field,
 )
-from routeflow.model import Fib, Interface, PortDesc, Route
+from routeflow.model import Fib, Interface, Neighbour, PortDesc, Route
 
 ETH_TYPE_IPV4 = 0x0800
 ETH_TYPE_ARP = 0x0806
@@ -64,52 +65,54 @@ class _Egress:
         return (set_field("eth_src", self.src_mac), set_field("eth_dst", self.dst_mac), output(self.port))
 
 
-def compile_datapath(vm: VmConfig, fib: Fib, ports: Mapping[int, PortDesc]) -> Compiled:
-    """The desired flows and groups of the datapath that ``vm`` mirrors."""
-    interfaces = {i.ifname: i for i in fib.interfaces}
-    # NIC name -> (switch port, router MAC) for NICs whose port is present and up.
+def usable_nics(vm: VmConfig, interfaces: Mapping[str, Interface],
+                ports: Mapping[int, PortDesc]) -> dict[str, tuple[int, str]]:
+    """NIC name -> (switch port, router MAC) for NICs that are up on a port that is up."""
     usable: dict[str, tuple[int, str]] = {}
     for nic in vm.interfaces:
         iface = interfaces.get(nic.name)
         desc = ports.get(nic.port)
         if iface is not None and desc is not None and desc.up and iface.up:
             usable[nic.name] = (nic.port, iface.mac)
+    return usable
 
-    flows: list[Flow] = list(_control_flows(vm, interfaces, usable))
-    groups: dict[tuple[tuple[Action, ...], ...], Group] = {}
+
+def compile_datapath(vm: VmConfig, fib: Fib, ports: Mapping[int, PortDesc]) -> Compiled:
+    """The desired flows and groups of the datapath that ``vm`` mirrors.
+
+    The reference translation: :class:`~routeflow.flows.incremental.IncrementalCompiler`
+    keeps the same result up to date change by change, and verify checks
+    switches against this function.
+    """
+    interfaces = {i.ifname: i for i in fib.interfaces}
+    usable = usable_nics(vm, interfaces, ports)
+    flows: list[Flow] = control_flows(vm, interfaces, usable)
+    groups = GroupTable()
     result = Compiled(Table())
 
     neighbours = {(n.ifname, n.ip): n.mac for n in fib.neighbours}
     host_routes: set[str] = set()
     for route in fib.routes:
-        net = _ipv4_network(route.prefix)
-        if net is None:
+        compiled = route_flow(route, usable, neighbours, groups)
+        if compiled is None:
             continue
-        if net.prefixlen == 32:
-            host_routes.add(str(net.network_address))
-        flow = _route_flow(route, net, usable, neighbours, groups, result.unresolved)
-        if flow is not None:
-            flows.append(flow)
+        if compiled.host is not None:
+            host_routes.add(compiled.host)
+        result.unresolved += compiled.unresolved
+        if compiled.flow is not None:
+            flows.append(compiled.flow)
 
+    by_ip: dict[str, list[Neighbour]] = {}
     for neigh in fib.neighbours:
-        if neigh.ifname not in usable or neigh.ip in host_routes or _ipv4_network(neigh.ip) is None:
-            continue
-        port_no, src = usable[neigh.ifname]
-        flows.append(
-            Flow(
-                P.FIB.table_id,
-                P.fib_priority(32),
-                match(eth_type=ETH_TYPE_IPV4, ipv4_dst=neigh.ip),
-                (DEC_TTL, *_Egress(port_no, src, neigh.mac).actions()),
-            )
-        )
-    flows.append(Flow(P.FIB.table_id, P.PRIO_FIB_MISS, (), (CONTROLLER,)))
+        by_ip.setdefault(neigh.ip, []).append(neigh)
+    for ip, candidates in by_ip.items():
+        if ip not in host_routes:
+            flow = neighbour_flow(candidates, usable)
+            if flow is not None:
+                flows.append(flow)
+    flows.append(FIB_MISS)
 
-    table = Table(
-        flows={f.key: f for f in flows},
-        groups={g.group_id: g for g in groups.values()},
-    )
-    result.table = table
+    result.table = Table(flows={f.key: f for f in flows}, groups=groups.by_id())
     return result
 
 
@@ -120,7 +123,7 @@ def compile_rfvs() -> Table:
     return Table(flows={flow.key: flow})
 
 
-def _control_flows(vm: VmConfig, interfaces: Mapping[str, Interface],
+def control_flows(vm: VmConfig, interfaces: Mapping[str, Interface],
                    usable: Mapping[str, tuple[int, str]]) -> list[Flow]:
     table = P.CONTROL.table_id
     to_vm = (CONTROLLER,)
@@ -144,10 +147,30 @@ def _control_flows(vm: VmConfig, interfaces: Mapping[str, Interface],
     return flows
 
 
-def _route_flow(route: Route, net: ipaddress.IPv4Network, usable: Mapping[str, tuple[int, str]],
-                neighbours: Mapping[tuple[str, str], str],
-                groups: dict[tuple[tuple[Action, ...], ...], Group],
-                unresolved: list[Unresolved]) -> Flow | None:
+FIB_MISS = Flow(P.FIB.table_id, P.PRIO_FIB_MISS, (), (CONTROLLER,))
+
+
+@dataclass(frozen=True)
+class RouteFlow:
+    """A route's translation: its flow (None: none on this datapath), the
+    ECMP buckets it uses, its unresolved next hops, and its address if it is a /32."""
+
+    flow: Flow | None
+    buckets: tuple[tuple[Action, ...], ...] | None = None
+    unresolved: tuple[Unresolved, ...] = ()
+    host: str | None = None
+
+
+def route_flow(route: Route, usable: Mapping[str, tuple[int, str]],
+               neighbours: Mapping[tuple[str, str], str], groups: GroupTable) -> RouteFlow | None:
+    """Translate one route; None for a route this compiler ignores (not IPv4).
+
+    An ECMP route takes a reference on its group in ``groups``.
+    """
+    net = _ipv4_network(route.prefix)
+    if net is None:
+        return None
+    host = str(net.network_address) if net.prefixlen == 32 else None
     # A /0 mask is no match field at all: switches drop it, so must we, or the
     # dumped flow would never equal the desired one.
     flow_match = (match(eth_type=ETH_TYPE_IPV4, ipv4_dst=_prefix_text(net)) if net.prefixlen
@@ -155,11 +178,12 @@ def _route_flow(route: Route, net: ipaddress.IPv4Network, usable: Mapping[str, t
     priority = P.fib_priority(net.prefixlen)
     table = P.FIB.table_id
     if route.type == "blackhole":
-        return Flow(table, priority, flow_match, ())
+        return RouteFlow(Flow(table, priority, flow_match, ()), host=host)
     if route.type != "unicast":  # unreachable, prohibit: the VM sends the ICMP error
-        return Flow(table, priority, flow_match, (CONTROLLER,))
+        return RouteFlow(Flow(table, priority, flow_match, (CONTROLLER,)), host=host)
 
     egresses: list[_Egress] = []
+    unresolved: list[Unresolved] = []
     reachable = False
     for hop in route.nexthops:
         if hop.ifname not in usable:
@@ -174,34 +198,80 @@ def _route_flow(route: Route, net: ipaddress.IPv4Network, usable: Mapping[str, t
         port, src = usable[hop.ifname]
         egresses.append(_Egress(port, src, mac))
     if not reachable:
-        return None
+        return RouteFlow(None, host=host)
     if not egresses:
         # Connected subnet, or next hops not resolved yet: the VM resolves and forwards.
-        return Flow(table, priority, flow_match, (CONTROLLER,))
+        return RouteFlow(Flow(table, priority, flow_match, (CONTROLLER,)), None, tuple(unresolved), host)
     egresses = sorted(set(egresses), key=lambda e: (e.port, e.dst_mac))
     if len(egresses) == 1:
-        return Flow(table, priority, flow_match, (DEC_TTL, *egresses[0].actions()))
-    grp = _ecmp_group(tuple(e.actions() for e in egresses), groups)
-    return Flow(table, priority, flow_match, (DEC_TTL, group(grp.group_id)))
+        return RouteFlow(Flow(table, priority, flow_match, (DEC_TTL, *egresses[0].actions())), None,
+                         tuple(unresolved), host)
+    buckets = tuple(e.actions() for e in egresses)
+    grp = groups.acquire(buckets)
+    return RouteFlow(Flow(table, priority, flow_match, (DEC_TTL, group(grp.group_id))), buckets,
+                     tuple(unresolved), host)
 
 
-def _ecmp_group(buckets: tuple[tuple[Action, ...], ...],
-                groups: dict[tuple[tuple[Action, ...], ...], Group]) -> Group:
-    """The select group for this set of next hops, shared by every route using it.
+def neighbour_flow(candidates: list[Neighbour], usable: Mapping[str, tuple[int, str]]) -> Flow | None:
+    """The connected-host flow for one IP address, from its neighbour entries.
 
-    Its id is a hash of the buckets so it stays the same across recompilations
-    and restarts; a collision probes the next id.
+    The same address on two NICs is ambiguous; the first NIC by name wins, so
+    the result does not depend on the order entries arrived in.
     """
-    existing = groups.get(buckets)
-    if existing is not None:
-        return existing
-    taken = {g.group_id for g in groups.values()}
-    gid = zlib.crc32(repr(buckets).encode()) & 0x7FFFFFFF or 1
-    while gid in taken:
-        gid = gid % 0x7FFFFFFF + 1
-    grp = Group(gid, "select", buckets)
-    groups[buckets] = grp
-    return grp
+    for neigh in sorted(candidates):
+        key = host_key(neigh.ip)
+        if neigh.ifname in usable and key is not None:
+            port_no, src = usable[neigh.ifname]
+            return Flow(key.table, key.priority, key.match, (DEC_TTL, *_Egress(port_no, src, neigh.mac).actions()))
+    return None
+
+
+def host_key(ip: str) -> FlowKey | None:
+    """The key of the connected-host flow for ``ip`` (None if not IPv4)."""
+    if _ipv4_network(ip) is None:
+        return None
+    return FlowKey(P.FIB.table_id, P.fib_priority(32), match(eth_type=ETH_TYPE_IPV4, ipv4_dst=ip))
+
+
+class GroupTable:
+    """ECMP select groups by bucket set, shared by every route using the same next hops.
+
+    A group's id is a hash of its buckets, so it stays the same across
+    recompilations and restarts; a collision probes the next free id. Routes
+    acquire and release references; a group with none left disappears.
+    """
+
+    def __init__(self) -> None:
+        self._groups: dict[tuple[tuple[Action, ...], ...], Group] = {}
+        self._refs: dict[tuple[tuple[Action, ...], ...], int] = {}
+        self._ids: set[int] = set()
+
+    def acquire(self, buckets: tuple[tuple[Action, ...], ...]) -> Group:
+        grp = self._groups.get(buckets)
+        if grp is None:
+            gid = zlib.crc32(repr(buckets).encode()) & 0x7FFFFFFF or 1
+            while gid in self._ids:
+                gid = gid % 0x7FFFFFFF + 1
+            grp = self._groups[buckets] = Group(gid, "select", buckets)
+            self._ids.add(gid)
+        self._refs[buckets] = self._refs.get(buckets, 0) + 1
+        return grp
+
+    def release(self, buckets: tuple[tuple[Action, ...], ...]) -> Group | None:
+        """Drop one reference; return the group if that was the last one."""
+        self._refs[buckets] -= 1
+        if self._refs[buckets]:
+            return None
+        del self._refs[buckets]
+        grp = self._groups.pop(buckets)
+        self._ids.discard(grp.group_id)
+        return grp
+
+    def by_buckets(self, buckets: tuple[tuple[Action, ...], ...]) -> Group:
+        return self._groups[buckets]
+
+    def by_id(self) -> dict[int, Group]:
+        return {g.group_id: g for g in self._groups.values()}
 
 
 def _ipv4_network(text: str) -> ipaddress.IPv4Network | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Mapping
+
 from routeflow.flows.model import Flow, FlowKey, Group, Table, format_flow, format_group
 from routeflow.protocol.messages import TableMod
 
@@ -69,3 +71,40 @@ def _key(flow: Flow) -> FlowKey:
 
 def _gid(grp: Group) -> int:
     return grp.group_id
+
+
+def apply_changes(dpid: int, installed: Table, flows: Mapping[FlowKey, Flow | None],
+                  groups: Mapping[int, Group | None]) -> TableMod:
+    """The TableMod for changes to some keys of the desired table; updates ``installed`` to match.
+
+    Only the changed keys are looked at, so the cost follows the size of the
+    change, not of the table.
+    """
+    add, modify, delete = [], [], []
+    for key, flow in flows.items():
+        have = installed.flows.get(key)
+        if flow is None:
+            if have is not None:
+                delete.append(key)
+                del installed.flows[key]
+        elif have is None:
+            add.append(flow)
+            installed.flows[key] = flow
+        elif have != flow:
+            modify.append(flow)
+            installed.flows[key] = flow
+    group_add, group_modify, group_delete = [], [], []
+    for gid, grp in groups.items():
+        have_group = installed.groups.get(gid)
+        if grp is None:
+            if have_group is not None:
+                group_delete.append(gid)
+                del installed.groups[gid]
+        elif have_group is None:
+            group_add.append(grp)
+            installed.groups[gid] = grp
+        elif have_group != grp:
+            group_modify.append(grp)
+            installed.groups[gid] = grp
+    return TableMod(dpid=dpid, add=tuple(add), modify=tuple(modify), delete=tuple(delete),
+                    group_add=tuple(group_add), group_modify=tuple(group_modify), group_delete=tuple(group_delete))

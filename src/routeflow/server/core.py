@@ -14,8 +14,9 @@ import logging
 from dataclasses import dataclass
 
 from routeflow.config.schema import Config, VmConfig
-from routeflow.flows.compiler import compile_datapath, compile_rfvs
-from routeflow.flows.diff import diff_tables, is_empty
+from routeflow.flows.compiler import compile_rfvs
+from routeflow.flows.diff import apply_changes, diff_tables, is_empty
+from routeflow.flows.incremental import IncrementalCompiler
 from routeflow.flows.model import Table
 from routeflow.protocol.messages import (
     DatapathJoin,
@@ -53,7 +54,10 @@ class ServerCore:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.nib = Nib(config)
+        #: Datapaths to recompile in full, and route/neighbour keys changed per datapath.
         self._dirty: set[int] = set()
+        self._changed: dict[int, tuple[set[str], set[tuple[str, str]]]] = {}
+        self._compilers: dict[int, IncrementalCompiler] = {}
         self._request_ids = itertools.count(1)
         #: request id -> dpid of dumps the core asked for (to resync).
         self._dumps: dict[int, int] = {}
@@ -184,49 +188,73 @@ class ServerCore:
             log.warning("delta from %s before its snapshot: ignored", vm_name)
             return []
         state.apply(msg)
-        self._mark_vm(vm_name)
+        vm = self.config.vm(vm_name)
+        if vm is None:
+            return []
+        if msg.interfaces_set or msg.interfaces_del:
+            self._dirty.add(vm.dpid)  # addresses, MACs or link states: everything may change
+        else:
+            routes, neighbours = self._changed.setdefault(vm.dpid, (set(), set()))
+            routes.update(r.prefix for r in msg.routes_set)
+            routes.update(msg.routes_del)
+            neighbours.update((n.ifname, n.ip) for n in msg.neighbours_set)
+            neighbours.update((k[0], k[1]) for k in msg.neighbours_del)
         return []
 
     # -- flow programming --------------------------------------------------------
 
-    def desired_table(self, dpid: int) -> Table | None:
-        """What datapath ``dpid`` should hold now, or None if it is not ours to program yet."""
-        if dpid == self.config.rfvs.dpid:
-            return compile_rfvs()
-        vm = self.config.vm_of_dpid(dpid)
+    def reconcile(self) -> list[Out]:
+        """Send each changed datapath what makes it hold its desired table.
+
+        A datapath marked dirty is recompiled in full and diffed against the
+        switch's table; one with only route or neighbour changes is updated
+        incrementally, at a cost that follows the size of the change.
+        """
+        out = []
+        dirty, self._dirty = self._dirty, set()
+        changed, self._changed = self._changed, {}
+        for dpid in sorted(dirty | changed.keys()):
+            mod = self._reconcile_datapath(dpid, full=dpid in dirty, changed=changed.get(dpid))
+            if mod is not None and not is_empty(mod):
+                self.nib.datapaths[dpid].flow_mods += _size(mod)
+                log.debug("datapath %#x: +%d ~%d -%d flows", dpid, len(mod.add), len(mod.modify), len(mod.delete))
+                out.append(Out(CONTROLLER, mod))
+        return out
+
+    def _reconcile_datapath(self, dpid: int, full: bool,
+                            changed: tuple[set[str], set[tuple[str, str]]] | None) -> TableMod | None:
         dp = self.nib.datapaths.get(dpid)
-        if vm is None or dp is None:
+        if dp is None or dp.installed is None or not self.nib.controller_connected:
+            # Its dump will bring a full reconcile; until then the compiler is stale.
+            self._compilers.pop(dpid, None)
+            return None
+        if dpid == self.config.rfvs.dpid:
+            desired = compile_rfvs()
+            mod = diff_tables(dpid, dp.installed, desired)
+            dp.installed = _copy(desired)
+            return mod
+        vm = self.config.vm_of_dpid(dpid)
+        if vm is None:
             return None
         state = self.nib.vms[vm.name]
         if not state.synced:
-            return None
-        compiled = compile_datapath(vm, state.fib(), dp.ports)
-        dp.unresolved = compiled.unresolved
-        return compiled.table
-
-    def reconcile(self) -> list[Out]:
-        """Send each dirty datapath the changes that make it hold its desired table."""
-        out = []
-        dirty, self._dirty = self._dirty, set()
-        for dpid in sorted(dirty):
-            dp = self.nib.datapaths.get(dpid)
-            if dp is None or dp.installed is None or not self.nib.controller_connected:
-                continue  # reconciled when its dump arrives
-            desired = self.desired_table(dpid)
-            if desired is None:
-                continue
+            return None  # after a server restart the switch keeps its flows until the VM reports
+        compiler = self._compilers.get(dpid)
+        if full or compiler is None:
+            compiler = self._compilers[dpid] = IncrementalCompiler(vm)
+            desired = compiler.rebuild(state.interfaces, state.routes, state.neighbours, dp.ports)
             mod = diff_tables(dpid, dp.installed, desired)
-            if is_empty(mod):
-                continue
-            dp.installed = desired
-            dp.flow_mods += _size(mod)
-            log.debug("datapath %#x: +%d ~%d -%d flows", dpid, len(mod.add), len(mod.modify), len(mod.delete))
-            out.append(Out(CONTROLLER, mod))
-        return out
+            dp.installed = _copy(desired)
+        else:
+            routes, neighbours = changed or (set(), set())
+            changes = compiler.update(state.routes, state.neighbours, routes, neighbours)
+            mod = apply_changes(dpid, dp.installed, changes.flows, changes.groups)
+        dp.unresolved = compiler.unresolved
+        return mod
 
     @property
     def has_dirty(self) -> bool:
-        return bool(self._dirty)
+        return bool(self._dirty or self._changed)
 
     def relay_map(self) -> RelayMap:
         entries = []
@@ -263,6 +291,10 @@ class ServerCore:
             port = dp.ports.get(iface.port)
             out.append(Out(vm.name, LinkState(iface.name, port is not None and port.up)))
         return out
+
+
+def _copy(table: Table) -> Table:
+    return Table(flows=dict(table.flows), groups=dict(table.groups))
 
 
 def _size(mod: TableMod) -> int:
