@@ -167,15 +167,18 @@ def route_flow(route: Route, usable: Mapping[str, tuple[int, str]],
 
     An ECMP route takes a reference on its group in ``groups``.
     """
-    net = _ipv4_network(route.prefix)
-    if net is None:
+    parsed = ipv4_prefix(route.prefix)
+    if parsed is None:
         return None
-    host = str(net.network_address) if net.prefixlen == 32 else None
+    address, prefixlen = parsed
+    host = address if prefixlen == 32 else None
     # A /0 mask is no match field at all: switches drop it, so must we, or the
-    # dumped flow would never equal the desired one.
-    flow_match = (match(eth_type=ETH_TYPE_IPV4, ipv4_dst=_prefix_text(net)) if net.prefixlen
-                  else match(eth_type=ETH_TYPE_IPV4))
-    priority = P.fib_priority(net.prefixlen)
+    # dumped flow would never equal the desired one. A host is an exact match.
+    if prefixlen == 0:
+        flow_match = match(eth_type=ETH_TYPE_IPV4)
+    else:
+        flow_match = match(eth_type=ETH_TYPE_IPV4, ipv4_dst=address if host else f"{address}/{prefixlen}")
+    priority = P.fib_priority(prefixlen)
     table = P.FIB.table_id
     if route.type == "blackhole":
         return RouteFlow(Flow(table, priority, flow_match, ()), host=host)
@@ -228,7 +231,7 @@ def neighbour_flow(candidates: list[Neighbour], usable: Mapping[str, tuple[int, 
 
 def host_key(ip: str) -> FlowKey | None:
     """The key of the connected-host flow for ``ip`` (None if not IPv4)."""
-    if _ipv4_network(ip) is None:
+    if ipv4_prefix(ip) is None:
         return None
     return FlowKey(P.FIB.table_id, P.fib_priority(32), match(eth_type=ETH_TYPE_IPV4, ipv4_dst=ip))
 
@@ -274,19 +277,29 @@ class GroupTable:
         return {g.group_id: g for g in self._groups.values()}
 
 
-def _ipv4_network(text: str) -> ipaddress.IPv4Network | None:
+def ipv4_prefix(text: str) -> tuple[str, int] | None:
+    """``(network address, prefix length)`` of an IPv4 prefix or address; None if not IPv4.
+
+    The hot path of large FIBs: canonical text (what the kernel reports) is
+    checked with integer arithmetic; anything else is normalised by ``ipaddress``.
+    """
+    address, _, length = text.partition("/")
+    octets = address.split(".")
+    if len(octets) == 4 and all(o.isdigit() and len(o) <= 3 for o in octets) and (not length or length.isdigit()):
+        prefixlen = int(length) if length else 32
+        value = 0
+        for octet in octets:
+            value = value << 8 | int(octet)
+        if value < 1 << 32 and prefixlen <= 32 and not value & ((1 << (32 - prefixlen)) - 1) \
+                and all(o == "0" or not o.startswith("0") for o in octets):
+            return address, prefixlen
     try:
         net = ipaddress.ip_network(text, strict=False)
     except ValueError:
         return None
-    return net if net.version == 4 else None
+    return (str(net.network_address), net.prefixlen) if net.version == 4 else None
 
 
 def _is_routable_v4(address: str) -> bool:
     ip = ipaddress.ip_interface(address).ip
     return ip.version == 4 and not ip.is_loopback
-
-
-def _prefix_text(net: ipaddress.IPv4Network) -> str:
-    """Exact match for a host, prefix notation otherwise (the canonical match value)."""
-    return str(net.network_address) if net.prefixlen == 32 else str(net)

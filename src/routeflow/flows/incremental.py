@@ -46,7 +46,6 @@ class _RouteState:
     buckets: Buckets | None
     gateways: tuple[tuple[str, str], ...]
     host: str | None
-    unresolved: tuple[Unresolved, ...]
 
 
 class IncrementalCompiler:
@@ -60,6 +59,8 @@ class IncrementalCompiler:
         self._routes: dict[str, _RouteState] = {}
         #: (ifname, gateway) -> prefixes of routes using it as a next hop.
         self._by_gateway: dict[tuple[str, str], set[str]] = {}
+        #: Unresolved next hops by prefix, only for routes that have some.
+        self._unresolved: dict[str, tuple[Unresolved, ...]] = {}
         #: Addresses covered by a /32 route: their neighbour flow gives way.
         self._host_routes: dict[str, int] = {}
         #: Neighbour MAC by (ifname, ip), and the keys by ip.
@@ -68,7 +69,7 @@ class IncrementalCompiler:
 
     @property
     def unresolved(self) -> list[Unresolved]:
-        return [u for state in self._routes.values() for u in state.unresolved]
+        return [u for found in self._unresolved.values() for u in found]
 
     def rebuild(self, interfaces: Mapping[str, Interface], routes: Mapping[str, Route],
                 neighbours: Mapping[tuple[str, str], Neighbour], ports: Mapping[int, PortDesc]) -> Table:
@@ -76,6 +77,7 @@ class IncrementalCompiler:
         self._usable = usable_nics(self.vm, interfaces, ports)
         self._groups = GroupTable()
         self._routes = {}
+        self._unresolved = {}
         self._by_gateway = {}
         self._host_routes = {}
         self._neighbours = {k: n.mac for k, n in neighbours.items()}
@@ -135,6 +137,7 @@ class IncrementalCompiler:
     def _route(self, prefix: str, routes: Mapping[str, Route], changes: Changes) -> str | None:
         """Withdraw the old translation of ``prefix`` and add the new one; return its /32 host."""
         old = self._routes.pop(prefix, None)
+        self._unresolved.pop(prefix, None)
         if old is not None:
             if old.key is not None:
                 changes.flows[old.key] = None
@@ -159,7 +162,9 @@ class IncrementalCompiler:
             return None
         gateways = tuple((h.ifname, h.gateway) for h in route.nexthops if h.gateway is not None)
         key = compiled.flow.key if compiled.flow is not None else None
-        self._routes[prefix] = _RouteState(key, compiled.buckets, gateways, compiled.host, compiled.unresolved)
+        self._routes[prefix] = _RouteState(key, compiled.buckets, gateways, compiled.host)
+        if compiled.unresolved:
+            self._unresolved[prefix] = compiled.unresolved
         for gw in gateways:
             self._by_gateway.setdefault(gw, set()).add(prefix)
         if compiled.host is not None:

@@ -2,8 +2,10 @@
 
 from tests.unit.fakeswitch import forward
 
+import pytest
+
 from routeflow.config.schema import VmConfig, VmInterface
-from routeflow.flows.compiler import compile_datapath
+from routeflow.flows.compiler import compile_datapath, ipv4_prefix
 from routeflow.model import Fib, Interface, Neighbour, NextHop, PortDesc, Route
 
 MAC1, MAC2, MAC3 = "02:00:00:00:00:01", "02:00:00:00:00:02", "02:00:00:00:00:03"
@@ -156,3 +158,19 @@ def test_explicit_host_route_shadows_neighbour_entry():
 def test_ipv6_routes_are_ignored_for_now():
     table = compiled([Route("2001:db8::/32", (NextHop("eth2", "fe80::1"),))]).table
     assert compiled().table.flows == table.flows
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("10.0.0.0/8", ("10.0.0.0", 8)),
+    ("0.0.0.0/0", ("0.0.0.0", 0)),
+    ("192.0.2.7", ("192.0.2.7", 32)),
+    ("192.0.2.7/32", ("192.0.2.7", 32)),
+    ("10.0.0.5/24", ("10.0.0.0", 24)),     # host bits set: normalised
+    ("010.0.0.0/8", None),                   # leading zeros are not IPv4 here
+    ("256.0.0.0/8", None),
+    ("10.0.0.0/33", None),
+    ("2001:db8::/32", None),
+    ("bogus", None),
+])
+def test_ipv4_prefix(text, expected):
+    assert ipv4_prefix(text) == expected
