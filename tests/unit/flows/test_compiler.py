@@ -1,8 +1,7 @@
 """The flow compiler, checked by forwarding packets through a fake switch."""
 
-from tests.unit.fakeswitch import forward
-
 import pytest
+from tests.unit.fakeswitch import forward
 
 from routeflow.config.schema import VmConfig, VmInterface
 from routeflow.flows.compiler import compile_datapath, ipv4_prefix
