@@ -9,10 +9,11 @@ The server diffs it against what the switch holds (:mod:`routeflow.flows.diff`).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import zlib
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Mapping, NamedTuple
 
 from routeflow.config.schema import VmConfig
 from routeflow.flows import pipeline as P
@@ -23,6 +24,7 @@ from routeflow.flows.model import (
     Flow,
     FlowKey,
     Group,
+    Match,
     Table,
     group,
     match,
@@ -53,16 +55,29 @@ class Compiled:
     unresolved: list[Unresolved] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class _Egress:
+class _Egress(NamedTuple):
     """Where and how a packet leaves: port, router MAC of that port, next-hop MAC."""
 
     port: int
     src_mac: str
     dst_mac: str
 
-    def actions(self) -> tuple[Action, ...]:
-        return (set_field("eth_src", self.src_mac), set_field("eth_dst", self.dst_mac), output(self.port))
+
+@functools.lru_cache(maxsize=65536)
+def _rewrite(egress: _Egress) -> tuple[Action, ...]:
+    """The actions sending a packet to one next hop. Memoised: a large FIB has
+    few next hops, so thousands of flows share one tuple (time and memory)."""
+    return (set_field("eth_src", egress.src_mac), set_field("eth_dst", egress.dst_mac), output(egress.port))
+
+
+@functools.lru_cache(maxsize=65536)
+def _forward(egress: _Egress) -> tuple[Action, ...]:
+    """TTL decrement, then :func:`_rewrite`: a routed flow's whole action list."""
+    return (DEC_TTL, *_rewrite(egress))
+
+
+#: Shared first match field of every IPv4 flow.
+_IPV4: tuple[str, int] = ("eth_type", ETH_TYPE_IPV4)
 
 
 def usable_nics(vm: VmConfig, interfaces: Mapping[str, Interface],
@@ -170,14 +185,12 @@ def route_flow(route: Route, usable: Mapping[str, tuple[int, str]],
     parsed = ipv4_prefix(route.prefix)
     if parsed is None:
         return None
-    address, prefixlen = parsed
+    address, prefixlen, text = parsed
     host = address if prefixlen == 32 else None
     # A /0 mask is no match field at all: switches drop it, so must we, or the
     # dumped flow would never equal the desired one. A host is an exact match.
-    if prefixlen == 0:
-        flow_match = match(eth_type=ETH_TYPE_IPV4)
-    else:
-        flow_match = match(eth_type=ETH_TYPE_IPV4, ipv4_dst=address if host else f"{address}/{prefixlen}")
+    # Built directly rather than with match(): this runs once per route.
+    flow_match: Match = (_IPV4, ("ipv4_dst", address if host else text)) if prefixlen else (_IPV4,)
     priority = P.fib_priority(prefixlen)
     table = P.FIB.table_id
     if route.type == "blackhole":
@@ -205,11 +218,11 @@ def route_flow(route: Route, usable: Mapping[str, tuple[int, str]],
     if not egresses:
         # Connected subnet, or next hops not resolved yet: the VM resolves and forwards.
         return RouteFlow(Flow(table, priority, flow_match, (CONTROLLER,)), None, tuple(unresolved), host)
-    egresses = sorted(set(egresses), key=lambda e: (e.port, e.dst_mac))
+    egresses = sorted(set(egresses))
     if len(egresses) == 1:
-        return RouteFlow(Flow(table, priority, flow_match, (DEC_TTL, *egresses[0].actions())), None,
+        return RouteFlow(Flow(table, priority, flow_match, _forward(egresses[0])), None,
                          tuple(unresolved), host)
-    buckets = tuple(e.actions() for e in egresses)
+    buckets = tuple(_rewrite(e) for e in egresses)
     grp = groups.acquire(buckets)
     return RouteFlow(Flow(table, priority, flow_match, (DEC_TTL, group(grp.group_id))), buckets,
                      tuple(unresolved), host)
@@ -225,7 +238,7 @@ def neighbour_flow(candidates: list[Neighbour], usable: Mapping[str, tuple[int, 
         key = host_key(neigh.ip)
         if neigh.ifname in usable and key is not None:
             port_no, src = usable[neigh.ifname]
-            return Flow(key.table, key.priority, key.match, (DEC_TTL, *_Egress(port_no, src, neigh.mac).actions()))
+            return Flow(key.table, key.priority, key.match, _forward(_Egress(port_no, src, neigh.mac)))
     return None
 
 
@@ -277,8 +290,9 @@ class GroupTable:
         return {g.group_id: g for g in self._groups.values()}
 
 
-def ipv4_prefix(text: str) -> tuple[str, int] | None:
-    """``(network address, prefix length)`` of an IPv4 prefix or address; None if not IPv4.
+def ipv4_prefix(text: str) -> tuple[str, int, str] | None:
+    """``(network address, prefix length, canonical prefix text)`` of an IPv4
+    prefix or address; None if not IPv4.
 
     The hot path of large FIBs: canonical text (what the kernel reports) is
     checked with integer arithmetic; anything else is normalised by ``ipaddress``.
@@ -292,12 +306,12 @@ def ipv4_prefix(text: str) -> tuple[str, int] | None:
             value = value << 8 | int(octet)
         if value < 1 << 32 and prefixlen <= 32 and not value & ((1 << (32 - prefixlen)) - 1) \
                 and all(o == "0" or not o.startswith("0") for o in octets):
-            return address, prefixlen
+            return address, prefixlen, text if length else f"{text}/32"
     try:
         net = ipaddress.ip_network(text, strict=False)
     except ValueError:
         return None
-    return (str(net.network_address), net.prefixlen) if net.version == 4 else None
+    return (str(net.network_address), net.prefixlen, str(net)) if net.version == 4 else None
 
 
 def _is_routable_v4(address: str) -> bool:

@@ -12,6 +12,7 @@ interface, a port, the router MACs) takes the full path, :meth:`rebuild`.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
@@ -19,15 +20,15 @@ from routeflow.config.schema import VmConfig
 from routeflow.flows.compiler import (
     FIB_MISS,
     GroupTable,
-    host_key,
     Unresolved,
     control_flows,
+    host_key,
     neighbour_flow,
     route_flow,
     usable_nics,
 )
 from routeflow.flows.model import Action, Flow, FlowKey, Group, Table
-from routeflow.model import Interface, Neighbour, PortDesc, Route
+from routeflow.model import Interface, Neighbour, NextHop, PortDesc, Route
 
 Buckets = tuple[tuple[Action, ...], ...]
 
@@ -40,7 +41,7 @@ class Changes:
     groups: dict[int, Group | None] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(slots=True)
 class _RouteState:
     key: FlowKey | None
     buckets: Buckets | None
@@ -160,7 +161,7 @@ class IncrementalCompiler:
         compiled = route_flow(route, self._usable, self._neighbours, self._groups)
         if compiled is None:
             return None
-        gateways = tuple((h.ifname, h.gateway) for h in route.nexthops if h.gateway is not None)
+        gateways = _gateways(route.nexthops)
         key = compiled.flow.key if compiled.flow is not None else None
         self._routes[prefix] = _RouteState(key, compiled.buckets, gateways, compiled.host)
         if compiled.unresolved:
@@ -169,8 +170,8 @@ class IncrementalCompiler:
             self._by_gateway.setdefault(gw, set()).add(prefix)
         if compiled.host is not None:
             self._host_routes[compiled.host] = self._host_routes.get(compiled.host, 0) + 1
-        if compiled.flow is not None:
-            changes.flows[compiled.flow.key] = compiled.flow
+        if compiled.flow is not None and key is not None:
+            changes.flows[key] = compiled.flow
         if compiled.buckets is not None:
             grp = self._groups.by_buckets(compiled.buckets)
             changes.groups[grp.group_id] = grp
@@ -200,3 +201,8 @@ class IncrementalCompiler:
             else:
                 groups[gid] = grp
 
+
+@functools.lru_cache(maxsize=65536)
+def _gateways(nexthops: tuple[NextHop, ...]) -> tuple[tuple[str, str], ...]:
+    """The (ifname, gateway) pairs of a next-hop set; memoised, as few sets serve many routes."""
+    return tuple((h.ifname, h.gateway) for h in nexthops if h.gateway is not None)

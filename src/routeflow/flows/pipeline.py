@@ -38,5 +38,9 @@ PRIO_FIB_BASE = 1000
 PRIO_FIB_MISS = 0
 
 
+_FIB_PRIORITIES = tuple(PRIO_FIB_BASE + n for n in range(129))
+
+
 def fib_priority(prefixlen: int) -> int:
-    return PRIO_FIB_BASE + prefixlen
+    # Shared int objects: a large FIB would otherwise hold one per flow.
+    return _FIB_PRIORITIES[prefixlen]

@@ -6,12 +6,13 @@ Pure data with small, obviously-correct mutators; the decisions live in
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from routeflow.config.schema import Config
 from routeflow.flows.compiler import Unresolved
 from routeflow.flows.model import Table
-from routeflow.model import Fib, Interface, Neighbour, PortDesc, Route
+from routeflow.model import Fib, Interface, Neighbour, NextHop, PortDesc, Route
 from routeflow.protocol.messages import FibDelta
 
 
@@ -29,7 +30,7 @@ class VmState:
 
     def replace(self, fib: Fib) -> None:
         self.interfaces = {i.ifname: i for i in fib.interfaces}
-        self.routes = {r.prefix: r for r in fib.routes}
+        self.routes = {r.prefix: _shared(r) for r in fib.routes}
         self.neighbours = {(n.ifname, n.ip): n for n in fib.neighbours}
         self.synced = True
 
@@ -41,7 +42,7 @@ class VmState:
         for prefix in delta.routes_del:
             self.routes.pop(prefix, None)
         for route in delta.routes_set:
-            self.routes[route.prefix] = route
+            self.routes[route.prefix] = _shared(route)
         for key in delta.neighbours_del:
             self.neighbours.pop((key[0], key[1]), None)
         for neigh in delta.neighbours_set:
@@ -80,3 +81,22 @@ class Nib:
     def __post_init__(self) -> None:
         for vm in self.config.vms:
             self.vms.setdefault(vm.name, VmState())
+
+
+@functools.lru_cache(maxsize=65536)
+def _nexthops(nexthops: tuple[NextHop, ...]) -> tuple[NextHop, ...]:
+    return nexthops
+
+
+@functools.lru_cache(maxsize=1024)
+def _proto(proto: str) -> str:
+    return proto
+
+
+def _shared(route: Route) -> Route:
+    """The route with its next-hop set and protocol name shared with other routes.
+
+    A million routes typically use a handful of next-hop sets; decoded, each
+    route would carry its own copies (about 250 bytes of a route's ~400).
+    """
+    return Route(route.prefix, _nexthops(route.nexthops), route.type, _proto(route.proto))
