@@ -297,7 +297,7 @@ class FibState:
         if kind in (RTM_NEWROUTE, RTM_DELROUTE):
             route = parse_route(msg)
             if route is not None:
-                self._apply_route(route, kind == RTM_NEWROUTE, msg["header"]["flags"])
+                self.apply_route(route, kind == RTM_NEWROUTE, msg["header"]["flags"])
         elif kind in (RTM_NEWNEIGH, RTM_DELNEIGH):
             entry = parse_neighbour(msg)
             if entry is not None:
@@ -317,18 +317,21 @@ class FibState:
 
     def replace_routes(self, messages: Iterable[NetlinkMessage]) -> None:
         """Replace the route table with a fresh dump (after :attr:`routes_stale`)."""
+        self.replace_kernel_routes(route for route in map(parse_route, messages) if route is not None)
+
+    def replace_kernel_routes(self, routes: Iterable[KernelRoute]) -> None:
+        """Replace the route table with freshly dumped, decoded routes."""
         fresh: dict[str, list[KernelRoute]] = {}
-        for msg in messages:
-            route = parse_route(msg)
-            if route is not None:
-                fresh.setdefault(route.prefix, []).append(route)  # dumps come in kernel order
+        for route in routes:
+            fresh.setdefault(route.prefix, []).append(route)  # dumps come in kernel order
         for prefix in fresh.keys() | self._routes.keys():
             if fresh.get(prefix) != self._routes.get(prefix):
                 self._dirty_routes.add(prefix)
         self._routes = fresh
         self.routes_stale = False
 
-    def _apply_route(self, route: KernelRoute, new: bool, flags: int) -> None:
+    def apply_route(self, route: KernelRoute, new: bool, flags: int) -> None:
+        """Apply an already decoded RTM_NEWROUTE (``new``) or RTM_DELROUTE."""
         aliases = self._routes.setdefault(route.prefix, [])
         if new:
             _insert_alias(aliases, route, flags)

@@ -22,11 +22,11 @@ import socket
 from collections import deque
 from collections.abc import AsyncGenerator
 
-from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.rtnl import RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE, RTMGRP_LINK, RTMGRP_NEIGH
 from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 
-from routeflow.client.fib import FAMILIES, FibState, NetlinkMessage
+from routeflow.client import rtnetlink
+from routeflow.client.fib import FAMILIES, FibState
 from routeflow.model import Fib
 from routeflow.protocol.messages import FibDelta, FibSnapshot
 
@@ -44,26 +44,33 @@ _DRAIN_MAX = 10000
 Update = FibSnapshot | FibDelta
 
 
-async def dump_routes() -> list[NetlinkMessage]:
-    """A fresh dump of the routes of every handled family."""
-    async with AsyncIPRoute() as ipr:
-        return [msg for family in sorted(FAMILIES) async for msg in await ipr.route("dump", family=family)]
+async def dump_routes() -> list[bytes]:
+    """A fresh dump of the routes of every handled family, as raw datagrams."""
+    return [d for family in sorted(FAMILIES) for d in await asyncio.to_thread(rtnetlink.dump, rtnetlink.RTM_GETROUTE, family)]
 
 
-async def dump() -> list[NetlinkMessage]:
+async def dump() -> list[bytes]:
     """A fresh dump of links (first, to name the rest), addresses, routes and neighbours."""
-    async with AsyncIPRoute() as ipr:
-        messages = [msg async for msg in await ipr.link("dump")]
-        for family in sorted(FAMILIES):
-            messages += [msg async for msg in await ipr.addr("dump", family=family)]
-            messages += [msg async for msg in await ipr.route("dump", family=family)]
-            messages += [msg async for msg in await ipr.neigh("dump", family=family)]
-    return messages
+    datagrams = await asyncio.to_thread(rtnetlink.dump, rtnetlink.RTM_GETLINK)
+    for family in sorted(FAMILIES):
+        for request in (rtnetlink.RTM_GETADDR, rtnetlink.RTM_GETROUTE, rtnetlink.RTM_GETNEIGH):
+            datagrams += await asyncio.to_thread(rtnetlink.dump, request, family)
+    return datagrams
+
+
+def load(datagrams: list[bytes]) -> FibState:
+    """A state loaded from dump datagrams, with everything reported."""
+    state = FibState()
+    marshal = MarshalRtnl()
+    for data in datagrams:
+        rtnetlink.apply_datagram(state, data, marshal)
+    state.take_delta()
+    return state
 
 
 async def fresh_fib() -> Fib:
     """The FIB read from the kernel right now, independent of any watcher."""
-    return FibState.from_dump(await dump()).fib()
+    return load(await dump()).fib()
 
 
 class _Overflow(Exception):
@@ -137,7 +144,7 @@ class Watcher:
         while True:
             events = _EventSocket(self.rcvbuf)
             try:
-                self._state = FibState.from_dump(await dump())
+                self._state = load(await dump())
                 yield FibSnapshot(self._state.fib())
                 while True:
                     delta = await self._next_delta(events)
@@ -157,10 +164,9 @@ class Watcher:
                 raise _Overflow from events.error
             raise events.error
         for _ in range(min(len(events.datagrams), self.max_batch)):
-            for msg in self._marshal.parse(events.datagrams.popleft()):
-                self._state.apply(msg)
+            rtnetlink.apply_datagram(self._state, events.datagrams.popleft(), self._marshal)
         if not events.datagrams:
             events.readable.clear()
         if self._state.routes_stale:
-            self._state.replace_routes(await dump_routes())
+            self._state.replace_kernel_routes(rtnetlink.routes(await dump_routes(), self._marshal))
         return self._state.take_delta()

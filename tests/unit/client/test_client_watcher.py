@@ -38,12 +38,12 @@ class FakeKernel:
         self.dumps = 0
         self.sockets: list[FakeEventSocket] = []
 
-    async def dump(self) -> list[Any]:
+    async def dump(self) -> list[bytes]:
         self.dumps += 1
-        return self.links + self.routes
+        return [raw(m) for m in self.links + self.routes]
 
-    async def dump_routes(self) -> list[Any]:
-        return list(self.routes)
+    async def dump_routes(self) -> list[bytes]:
+        return [raw(m) for m in self.routes]
 
     def open(self, rcvbuf: int) -> FakeEventSocket:
         self.sockets.append(FakeEventSocket(rcvbuf))
