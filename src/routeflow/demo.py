@@ -99,10 +99,10 @@ def _checks(stack: Stack) -> bool:
         _say("      FAILED: pings lost")
         return False
 
-    status = stack.status()
-    routes = sum(len(vm["routes"]) for vm in status["vms"])
-    flows = sum(len(dp["flows"]) for dp in status["datapaths"])
-    groups = sum(len(dp["groups"]) for dp in status["datapaths"])
+    status = stack.status(detail=False)
+    routes = sum(vm["route_count"] for vm in status["vms"])
+    flows = sum(dp["flow_count"] for dp in status["datapaths"])
+    groups = sum(dp["group_count"] for dp in status["datapaths"])
     _say("[6/6] summary")
     rows = [
         ("convergence (server start to all pairs + verify clean)", f"{convergence:.1f} s"),

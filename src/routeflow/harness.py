@@ -171,8 +171,8 @@ class Stack:
 
     # -- observation -------------------------------------------------------------
 
-    def status(self) -> dict[str, Any]:
-        return ops.request_status(self.server_address)
+    def status(self, detail: bool = True) -> dict[str, Any]:
+        return ops.request_status(self.server_address, detail)
 
     def verify(self) -> ops.VerifyReply:
         return ops.request_verify(self.server_address)
@@ -212,7 +212,7 @@ class Stack:
     def packet_ins(self) -> dict[str, int]:
         """Slow-path packet-in counters by traffic kind, summed over datapaths."""
         totals: dict[str, int] = {}
-        for dp in self.status()["datapaths"]:
+        for dp in self.status(detail=False)["datapaths"]:
             for kind, n in (dp.get("packet_in") or {}).items():
                 totals[kind] = totals.get(kind, 0) + n
         return totals

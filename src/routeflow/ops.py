@@ -10,12 +10,12 @@ from routeflow.protocol.messages import StatusReply, StatusRequest, VerifyReply,
 from routeflow.protocol.transport import BlockingSession, parse_address
 
 #: Reply wait: verify dumps every datapath and every VM's FIB.
-TIMEOUT = 120.0
+TIMEOUT = 900.0
 
 
-def request_status(server: str) -> dict[str, Any]:
-    """The server's status document."""
-    reply = _ask(server, StatusRequest(1))
+def request_status(server: str, detail: bool = True) -> dict[str, Any]:
+    """The server's status document (with every route and flow if ``detail``)."""
+    reply = _ask(server, StatusRequest(1, detail))
     assert isinstance(reply, StatusReply)
     return reply.status
 
@@ -41,7 +41,7 @@ def _ask(server: str, request: StatusRequest | VerifyRequest) -> Any:
 def status(server: str, as_json: bool, flows: bool, routes: bool) -> int:
     from routeflow.cli import print_json
 
-    doc = request_status(server)
+    doc = request_status(server, detail=as_json or flows or routes)
     if as_json:
         print_json(doc)
         return 0
@@ -52,7 +52,7 @@ def status(server: str, as_json: bool, flows: bool, routes: bool) -> int:
         ports = dp["ports"]
         rows.append((
             dp["dpid"], dp["mirrored_by"], "up" if dp["connected"] else "down",
-            f"{sum(p['up'] for p in ports)}/{len(ports)}", str(len(dp["flows"])), str(len(dp["groups"])),
+            f"{sum(p['up'] for p in ports)}/{len(ports)}", str(dp["flow_count"]), str(dp["group_count"]),
             "-" if dp["packet_in"] is None else str(sum(dp["packet_in"].values())),
             str(len(dp["unresolved_next_hops"])),
         ))
@@ -71,7 +71,7 @@ def status(server: str, as_json: bool, flows: bool, routes: bool) -> int:
     _table(rows)
     out.write("\n")
     rows = [("VM", "ROUTES", "NEIGHBOURS")]
-    rows += [(vm["name"], str(len(vm["routes"])), str(len(vm["neighbours"]))) for vm in doc["vms"]]
+    rows += [(vm["name"], str(vm["route_count"]), str(vm["neighbour_count"])) for vm in doc["vms"]]
     _table(rows)
     if routes:
         for vm in doc["vms"]:

@@ -208,6 +208,8 @@ class SnapshotRequest(Message, tag="snapshot_request", frozen=True):
 
 class StatusRequest(Message, tag="status_request", frozen=True):
     request_id: int
+    #: Include every route, neighbour, flow and group, not only their counts.
+    detail: bool = True
 
 
 class StatusReply(Message, tag="status_reply", frozen=True):

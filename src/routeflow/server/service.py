@@ -49,8 +49,10 @@ from routeflow.server.status import fib_drift, status_document, verify_datapath
 
 log = logging.getLogger("routeflow.server")
 
-#: How long the server waits for a reply from the controller or a client.
+#: How long the server waits for a reply from the controller or a client:
+#: quick questions, and whole tables (a dump of a million flows takes a while).
 REQUEST_TIMEOUT = 15.0
+TABLE_TIMEOUT = 600.0
 
 
 class Peer:
@@ -240,14 +242,15 @@ class RFServer:
         if future is not None and not future.done():
             future.set_result(msg)
 
-    async def _request(self, peer: Peer | None, msg: Message, request_id: int) -> Any:
+    async def _request(self, peer: Peer | None, msg: Message, request_id: int,
+                       timeout: float = REQUEST_TIMEOUT) -> Any:
         if peer is None:
             raise ConnectionError("not connected")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
         peer.send(msg)
         try:
-            return await asyncio.wait_for(future, REQUEST_TIMEOUT)
+            return await asyncio.wait_for(future, timeout)
         finally:
             self._pending.pop(request_id, None)
 
@@ -267,18 +270,18 @@ class RFServer:
             rid = self.core.next_request_id()
             stats: ControllerStats = await self._request(self.controller, StatsRequest(rid), rid)
             packet_in = stats.packet_in_by_kind
-        return StatusReply(msg.request_id, status_document(self.core.nib, packet_in))
+        return StatusReply(msg.request_id, status_document(self.core.nib, packet_in, msg.detail))
 
     async def _dump(self, dpid: int) -> Table:
         rid = self.core.next_request_id()
-        dump: TableDump = await self._request(self.controller, DumpTable(rid, dpid), rid)
+        dump: TableDump = await self._request(self.controller, DumpTable(rid, dpid), rid, TABLE_TIMEOUT)
         if dump.error:
             raise ConnectionError(dump.error)
         return Table(flows={f.key: f for f in dump.flows}, groups={g.group_id: g for g in dump.groups})
 
     async def _fresh_fib(self, vm: str) -> Fib:
         rid = self.core.next_request_id()
-        snap: FibSnapshot = await self._request(self.clients.get(vm), SnapshotRequest(rid), rid)
+        snap: FibSnapshot = await self._request(self.clients.get(vm), SnapshotRequest(rid), rid, TABLE_TIMEOUT)
         return snap.fib
 
     async def _verify(self, peer: Peer, msg: VerifyRequest) -> VerifyReply:

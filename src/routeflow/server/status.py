@@ -12,11 +12,14 @@ from routeflow.model import Fib, PortDesc
 from routeflow.server.nib import Nib
 
 
-def status_document(nib: Nib, packet_in: Mapping[int, Mapping[str, int]] | None = None) -> dict[str, Any]:
+def status_document(nib: Nib, packet_in: Mapping[int, Mapping[str, int]] | None = None,
+                    detail: bool = True) -> dict[str, Any]:
     """A JSON-ready picture of the system: datapaths, VMs, mappings, routes and flows.
 
     ``packet_in`` is the controller's slow-path counters by datapath and traffic
-    kind, or None if the controller could not be asked.
+    kind, or None if the controller could not be asked. Without ``detail``
+    only counts of routes, neighbours, flows and groups are given (a million
+    routes make a large document).
     """
     config = nib.config
     datapaths = []
@@ -33,8 +36,10 @@ def status_document(nib: Nib, packet_in: Mapping[int, Mapping[str, int]] | None 
                 {"port": p.port_no, "name": p.name, "mac": p.mac, "up": p.up}
                 for p in sorted(dp.ports.values())
             ] if dp else [],
-            "flows": sorted(format_flow(f) for f in table.flows.values()) if table else [],
-            "groups": sorted(format_group(g) for g in table.groups.values()) if table else [],
+            "flow_count": len(table.flows) if table else 0,
+            "group_count": len(table.groups) if table else 0,
+            "flows": sorted(format_flow(f) for f in table.flows.values()) if table and detail else [],
+            "groups": sorted(format_group(g) for g in table.groups.values()) if table and detail else [],
             "flow_mods_sent": dp.flow_mods if dp else 0,
             "packet_in": None if packet_in is None else dict(packet_in.get(dpid, {})),
             "unresolved_next_hops": [
@@ -64,7 +69,9 @@ def status_document(nib: Nib, packet_in: Mapping[int, Mapping[str, int]] | None 
             "client_connected": state.connected,
             "synced": state.synced,
             "interfaces": interfaces,
-            "routes": [
+            "route_count": len(state.routes),
+            "neighbour_count": len(state.neighbours),
+            "routes": [] if not detail else [
                 {
                     "prefix": r.prefix,
                     "type": r.type,
@@ -73,7 +80,7 @@ def status_document(nib: Nib, packet_in: Mapping[int, Mapping[str, int]] | None 
                 }
                 for r in sorted(state.routes.values())
             ],
-            "neighbours": [
+            "neighbours": [] if not detail else [
                 {"ifname": n.ifname, "ip": n.ip, "mac": n.mac} for n in sorted(state.neighbours.values())
             ],
         })
