@@ -21,7 +21,7 @@ import itertools
 import socket
 import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +33,7 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 from oslo_config import cfg
 
-from routeflow.controller import ofcodec
+from routeflow.controller import ofcodec, ofwire
 from routeflow.controller.classify import traffic_kind
 from routeflow.controller.link import ServerLink
 from routeflow.flows.model import Flow, Group
@@ -60,6 +60,8 @@ from routeflow.protocol.messages import (
 from routeflow.protocol.transport import DEFAULT_SERVER, parse_address
 
 LOGGER_NAME = "routeflow.controller"
+#: A dump fails when the switch sends no reply part for this long (a large
+#: table takes longer than this in all; each part restarts the clock).
 DUMP_TIMEOUT = 10.0
 #: Bytes of serialised OpenFlow messages handed to os-ken's send queue at once.
 SEND_CHUNK = 64 * 1024
@@ -116,6 +118,8 @@ class RouteFlowController(app_manager.OSKenApp):
 
     def __init__(self, *args: Any, settings: ControllerSettings | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # Table dumps come as raw bytes, decoded by ofwire instead of os-ken.
+        ofwire.install_raw_stats_replies()
         if settings is None:
             conf = self.CONF.routeflow
             settings = ControllerSettings(conf.server, conf.name or socket.gethostname())
@@ -200,25 +204,16 @@ class RouteFlowController(app_manager.OSKenApp):
             self.logger.warning("table change for datapath %016x, which is not connected", mod.dpid)
             self._send(SwitchError(mod.dpid, "datapath not connected"))
             return
-        messages, errors = ofcodec.encode_table_mod(mod, dp)
-        for error in errors:
+        # Wire bytes straight away (os-ken objects only for shapes ofwire does not write),
+        # sent as they are encoded: the switch works while the rest is encoded.
+        writer = ofwire.TableModWriter(mod, self._next_xid, SEND_CHUNK)
+        for chunk in writer:
+            if not dp.send(chunk):
+                break
+        for error in writer.errors:
             self.logger.error("datapath %016x: %s", mod.dpid, error)
             self._send(SwitchError(mod.dpid, error))
-        self.send_batch(dp, messages)
-        self.logger.debug("datapath %016x: sent %d messages", mod.dpid, len(messages))
-
-    def send_batch(self, dp: Datapath, messages: Iterable[Any]) -> bool:
-        """Serialise ``messages`` back to back into few large writes (linear in their number)."""
-        chunk = bytearray()
-        for msg in messages:
-            msg.set_xid(self._next_xid())
-            msg.serialize()
-            chunk += msg.buf
-            if len(chunk) >= SEND_CHUNK:
-                if not dp.send(bytes(chunk)):
-                    return False
-                chunk = bytearray()
-        return not chunk or bool(dp.send(bytes(chunk)))
+        self.logger.debug("datapath %016x: sent %d messages", mod.dpid, writer.count)
 
     def _next_xid(self) -> int:
         return next(self._xids) & 0xFFFFFFFF
@@ -241,20 +236,23 @@ class RouteFlowController(app_manager.OSKenApp):
         flow_req.set_xid(self._next_xid())
         group_req.set_xid(self._next_xid())
         xids = (flow_req.xid, group_req.xid)
-        timer = threading.Timer(DUMP_TIMEOUT, self._finish_dump, (dpid, xids[0], "timed out"))
-        timer.daemon = True
-        dump = _Dump(request.request_id, dpid, xids, timer, waiting=set(xids))
+        dump = _Dump(request.request_id, dpid, xids, self._dump_timer(dpid, xids[0]), waiting=set(xids))
         with self._lock:
             for xid in xids:
                 self._dumps[(dpid, xid)] = dump
-        timer.start()
+        dump.timer.start()
         if not (dp.send_msg(flow_req) and dp.send_msg(group_req)):
             self._finish_dump(dpid, xids[0], "datapath disconnected")
 
-    def _dump_reply(self, dpid: int, xid: int, more: bool, flows: Iterable[Any], groups: Iterable[Any]) -> None:
+    def _dump_timer(self, dpid: int, xid: int) -> threading.Timer:
+        timer = threading.Timer(DUMP_TIMEOUT, self._finish_dump, (dpid, xid, "timed out"))
+        timer.daemon = True
+        return timer
+
+    def _dump_reply(self, dpid: int, xid: int, more: bool,
+                    decode: Callable[[], tuple[list[Flow], list[Group]]]) -> None:
         try:
-            converted_flows = [ofcodec.flow_from_stats(s) for s in flows]
-            converted_groups = [ofcodec.group_from_stats(s) for s in groups]
+            converted_flows, converted_groups = decode()
         except Exception as exc:  # a reply we cannot read must not leave the server waiting
             self.logger.exception("datapath %016x: unreadable table dump", dpid)
             self._finish_dump(dpid, xid, f"unreadable reply: {exc}")
@@ -265,6 +263,9 @@ class RouteFlowController(app_manager.OSKenApp):
                 return
             dump.flows += converted_flows
             dump.groups += converted_groups
+            dump.timer.cancel()
+            dump.timer = self._dump_timer(dpid, xid)
+            dump.timer.start()
             if not more:
                 dump.waiting.discard(xid)
             if dump.waiting:
@@ -383,12 +384,24 @@ class RouteFlowController(app_manager.OSKenApp):
     @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
     def _flow_stats_reply(self, ev: Any) -> None:
         msg = ev.msg
-        self._dump_reply(msg.datapath.id, msg.xid, bool(msg.flags & ofp.OFPMPF_REPLY_MORE), msg.body, ())
+
+        def decode() -> tuple[list[Flow], list[Group]]:
+            if msg.buf is not None:  # off the wire: decode the raw bytes
+                return ofwire.decode_flow_stats(msg.buf, end=msg.msg_len), []
+            return [ofcodec.flow_from_stats(s) for s in msg.body], []
+
+        self._dump_reply(msg.datapath.id, msg.xid, bool(msg.flags & ofp.OFPMPF_REPLY_MORE), decode)
 
     @set_ev_cls(ofp_event.EventOFPGroupDescStatsReply, MAIN_DISPATCHER)
     def _group_desc_reply(self, ev: Any) -> None:
         msg = ev.msg
-        self._dump_reply(msg.datapath.id, msg.xid, bool(msg.flags & ofp.OFPMPF_REPLY_MORE), (), msg.body)
+
+        def decode() -> tuple[list[Flow], list[Group]]:
+            if msg.buf is not None:
+                return [], ofwire.decode_group_desc(msg.buf, end=msg.msg_len)
+            return [], [ofcodec.group_from_stats(s) for s in msg.body]
+
+        self._dump_reply(msg.datapath.id, msg.xid, bool(msg.flags & ofp.OFPMPF_REPLY_MORE), decode)
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def _error(self, ev: Any) -> None:

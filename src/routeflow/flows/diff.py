@@ -108,3 +108,30 @@ def apply_changes(dpid: int, installed: Table, flows: Mapping[FlowKey, Flow | No
             installed.groups[gid] = grp
     return TableMod(dpid=dpid, add=tuple(add), modify=tuple(modify), delete=tuple(delete),
                     group_add=tuple(group_add), group_modify=tuple(group_modify), group_delete=tuple(group_delete))
+
+
+#: Most flow changes in one TableMod: the controller decodes a message whole,
+#: and a million-flow one would stall it past the switch's echo timeout.
+MAX_FLOWS_PER_MOD = 50_000
+
+
+def split_table_mod(mod: TableMod, limit: int = MAX_FLOWS_PER_MOD) -> list[TableMod]:
+    """``mod`` as TableMods of at most ``limit`` flow changes, in an order that
+    keeps it safe: groups are added in the first and deleted in the last."""
+    changes = [("add", f) for f in mod.add] + [("modify", f) for f in mod.modify] + [("delete", k) for k in mod.delete]
+    if len(changes) <= limit:
+        return [mod]
+    parts = []
+    for start in range(0, len(changes), limit):
+        chunk = changes[start : start + limit]
+        first, last = start == 0, start + limit >= len(changes)
+        parts.append(TableMod(
+            dpid=mod.dpid,
+            add=tuple(f for kind, f in chunk if kind == "add"),  # type: ignore[misc]
+            modify=tuple(f for kind, f in chunk if kind == "modify"),  # type: ignore[misc]
+            delete=tuple(k for kind, k in chunk if kind == "delete"),  # type: ignore[misc]
+            group_add=mod.group_add if first else (),
+            group_modify=mod.group_modify if first else (),
+            group_delete=mod.group_delete if last else (),
+        ))
+    return parts

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from routeflow.config.schema import Config, VmConfig
 from routeflow.flows.compiler import compile_rfvs
-from routeflow.flows.diff import apply_changes, diff_tables, is_empty
+from routeflow.flows.diff import apply_changes, diff_tables, is_empty, split_table_mod
 from routeflow.flows.incremental import IncrementalCompiler
 from routeflow.flows.model import Table
 from routeflow.protocol.messages import (
@@ -218,7 +218,7 @@ class ServerCore:
             if mod is not None and not is_empty(mod):
                 self.nib.datapaths[dpid].flow_mods += _size(mod)
                 log.debug("datapath %#x: +%d ~%d -%d flows", dpid, len(mod.add), len(mod.modify), len(mod.delete))
-                out.append(Out(CONTROLLER, mod))
+                out += [Out(CONTROLLER, part) for part in split_table_mod(mod)]
         return out
 
     def _reconcile_datapath(self, dpid: int, full: bool,

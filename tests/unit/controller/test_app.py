@@ -348,6 +348,59 @@ def test_dump_table_errors(app, monkeypatch):
     assert app.link.take() == [TableDump(4, S1, (), (), "timed out")]
 
 
+def raw_reply(dp, kind: int, xid: int, entries: list[bytes], more: bool = False):
+    """A multipart reply as os-ken hands it over off the wire (raw bytes in ``msg.buf``)."""
+    body = b"".join(entries)
+    buf = struct.pack("!BBHIHH4x", ofp.OFP_VERSION, ofp.OFPT_MULTIPART_REPLY, 16 + len(body), xid, kind,
+                      ofp.OFPMPF_REPLY_MORE if more else 0) + body
+    return ofproto_parser.msg(dp, ofp.OFP_VERSION, ofp.OFPT_MULTIPART_REPLY, len(buf), xid, buf)
+
+
+def test_dump_table_decodes_raw_replies(app):
+    """Replies off the wire are decoded from their bytes, never parsed by os-ken."""
+    dp = join(app, S1)
+    app.link.take()
+    app._on_server_message(DumpTable(8, S1))
+    flow_xid, group_xid = dump_requests(dp)
+    flows = [Flow(0, 5, match(eth_type=0x806), (CONTROLLER,)),
+             Flow(1, 1024, match(eth_type=0x800, ipv4_dst="10.0.0.0/24"), (("group", 3),)), Flow(1, 0, ())]
+    grp = Group(3, "select", ((output(1),), (output(2),)))
+
+    def entry(flow):
+        mod = ofcodec.flow_add(flow, dp)
+        mod.set_xid(0)
+        mod.serialize()
+        rest = bytes(mod.buf[48:])
+        return struct.pack(ofp.OFP_FLOW_STATS_0_PACK_STR, 48 + len(rest), flow.table, 0, 0, flow.priority,
+                           0, 0, 0, mod.cookie, 0, 0) + rest
+
+    first = raw_reply(dp, ofp.OFPMP_FLOW, flow_xid, [entry(f) for f in flows[:2]], more=True)
+    assert first.body._items is None
+    app._flow_stats_reply(ofp_event.EventOFPFlowStatsReply(first))
+    app._flow_stats_reply(ofp_event.EventOFPFlowStatsReply(
+        raw_reply(dp, ofp.OFPMP_FLOW, flow_xid, [entry(flows[2])])))
+    mod = ofcodec.group_add(grp, dp)
+    mod.set_xid(0)
+    mod.serialize()
+    buckets = bytes(mod.buf[16:])
+    group_entry = struct.pack("!HBxI", 8 + len(buckets), ofp.OFPGT_SELECT, 3) + buckets
+    groups = raw_reply(dp, ofp.OFPMP_GROUP_DESC, group_xid, [group_entry])
+    app._group_desc_reply(ofp_event.EventOFPGroupDescStatsReply(groups))
+    assert app.link.take() == [TableDump(8, S1, tuple(flows), (grp,))]
+    assert first.body._items is None, "os-ken never parsed the body"
+
+
+def test_unreadable_raw_reply_fails_the_dump(app):
+    dp = join(app, S1)
+    app.link.take()
+    app._on_server_message(DumpTable(9, S1))
+    flow_xid, _ = dump_requests(dp)
+    msg = raw_reply(dp, ofp.OFPMP_FLOW, flow_xid, [b"\0\x10" + bytes(14)])  # entry shorter than its header
+    app._flow_stats_reply(ofp_event.EventOFPFlowStatsReply(msg))
+    (reply,) = app.link.take()
+    assert reply.request_id == 9 and reply.error.startswith("unreadable reply")
+
+
 # -- slow path ---------------------------------------------------------------------------
 
 

@@ -29,3 +29,17 @@ def test_describe_names_missing_stale_and_wrong():
     text = "\n".join(lines)
     assert "wrong flow" in text and "stale flow" in text and "missing group" in text
     assert len(lines) == 3
+
+
+def test_large_mods_are_split_with_groups_first_and_last():
+    from routeflow.flows.diff import split_table_mod
+    from routeflow.protocol.messages import TableMod
+
+    adds = tuple(Flow(1, 1024, match(eth_type=0x800, ipv4_dst=f"10.0.{i}.0/24"), (output(1),)) for i in range(7))
+    mod = TableMod(1, add=adds, delete=(B.key,), group_add=(G,), group_delete=(9,))
+    parts = split_table_mod(mod, limit=3)
+    assert [len(p.add) + len(p.delete) for p in parts] == [3, 3, 2]
+    assert parts[0].group_add == (G,) and all(not p.group_add for p in parts[1:])
+    assert parts[-1].group_delete == (9,) and all(not p.group_delete for p in parts[:-1])
+    assert sum((p.add for p in parts), ()) == adds and parts[-1].delete == (B.key,)
+    assert split_table_mod(mod, limit=100) == [mod]
