@@ -153,7 +153,8 @@ def _check(args: argparse.Namespace) -> int:
         from routeflow.lab.topology import load_topology
 
         topo: Any = load_topology(args.file)
-        print(f"{args.file}: valid topology ({len(topo.switches)} switches, {len(topo.hosts)} hosts)")
+        print(f"{args.file}: valid topology ({len(topo.switches)} switches, {len(topo.hosts)} hosts, "
+              f"{len(topo.routers)} routers)")
     else:
         from routeflow.config.loader import load_config
 

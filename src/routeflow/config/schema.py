@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from routeflow.protocol.transport import DEFAULT_SERVER, DEFAULT_TCP
 
-ENGINES = ("frr", "none")
+ENGINES = ("frr", "bird", "none")
 FRR_DAEMONS = ("ospfd", "bgpd", "ospf6d", "ripd", "staticd", "bfdd")
 
 
@@ -45,7 +45,9 @@ class VmConfig:
     interfaces: tuple[VmInterface, ...]
     engine: str = "frr"
     daemons: tuple[str, ...] = ()
-    #: Routing-engine configuration text (FRR: frr.conf syntax).
+    #: Routing-engine configuration text (frr: frr.conf syntax; bird: bird.conf syntax,
+    #: which must include ``router id``, ``protocol device`` and a ``protocol kernel``
+    #: exporting its routes).
     engine_config: str = ""
     loopback: tuple[str, ...] = ()
 

@@ -1,10 +1,12 @@
-"""Build and tear down a lab topology: OVS bridges, host namespaces, veth cables.
+"""Build and tear down a lab topology: OVS bridges, host and router namespaces, veth cables.
 
 :func:`plan_lab` says, purely, what a topology needs; :class:`Lab` creates
 it (an async context manager with guaranteed teardown) and records every
 object in a state file before creating it, so :func:`lab_down` in another
 process removes exactly what :func:`lab_up` made, and a failing bring-up
-removes what it had made so far.
+removes what it had made so far. Legacy routers run their engine (FRR or
+BIRD) with the same code as the VMs (:mod:`routeflow.vnet.engine`), their
+daemons recorded by pidfile like everything else.
 """
 
 from __future__ import annotations
@@ -16,13 +18,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from routeflow.lab.topology import Host, Link, Topology, load_topology
-from routeflow.vnet import VnetError, links, ovs
+from routeflow.lab.topology import Host, Link, Router, Topology, load_topology
+from routeflow.vnet import VnetError, engine, links, ovs
+from routeflow.vnet.engine import EnginePlan, plan_engine
+from routeflow.vnet.links import IfAddress
+from routeflow.vnet.plan import VM_SYSCTLS
 from routeflow.vnet.resources import Lifecycle, Resource, ResourceLog, teardown
 
 log = logging.getLogger("routeflow.lab")
 
 DEFAULT_STATE = Path("/run/routeflow/lab.json")
+#: Where legacy routers keep their engine's files, ``<root>/<router>/``.
+ROUTER_RUN_ROOT = Path("/run/routeflow/lab")
 
 
 class LabError(VnetError):
@@ -31,12 +38,29 @@ class LabError(VnetError):
 
 @dataclass(frozen=True)
 class Veth:
-    """The veth pair that is one link: ``ifname`` in the root namespace, ``peer`` in ``peer_netns``."""
+    """The veth pair that is one link: ``ifname`` in ``netns`` (None: the root namespace),
+    ``peer`` in ``peer_netns``."""
 
     link: str
     ifname: str
     peer: str
     peer_netns: str | None
+    netns: str | None = None
+
+
+@dataclass(frozen=True)
+class RouterPlan:
+    """A legacy router: its namespace, addresses, sysctls and engine instance."""
+
+    name: str
+    addresses: tuple[tuple[str, tuple[IfAddress, ...]], ...]
+    loopback: tuple[IfAddress, ...]
+    sysctls: tuple[tuple[str, str], ...]
+    engine_run: EnginePlan
+
+    @property
+    def netns(self) -> str:
+        return self.name
 
 
 @dataclass(frozen=True)
@@ -46,22 +70,31 @@ class LabPlan:
     hosts: tuple[Host, ...]
     veths: tuple[Veth, ...]
     bridges: tuple[ovs.BridgeSpec, ...]
+    routers: tuple[RouterPlan, ...] = ()
 
 
-def plan_lab(topology: Topology) -> LabPlan:
+def plan_lab(topology: Topology, run_root: Path = ROUTER_RUN_ROOT) -> LabPlan:
     """What to create for ``topology``: pure, no system access."""
     veths = []
     for link in topology.links:
-        # A host end goes in the host's namespace, so the root end is the switch's.
-        a, b = (link.b, link.a) if link.a.is_host else (link.a, link.b)
-        _, ifname = topology.interface(a)
+        # The first end is a switch port (root namespace) if there is one, else a router NIC:
+        # a host end always goes in the host's namespace as the peer.
+        a, b = (link.b, link.a) if link.a.is_host or (link.b.is_switch and not link.a.is_switch) else link.ends
+        netns, ifname = topology.interface(a)
         peer_netns, peer = topology.interface(b)
-        veths.append(Veth(link.name, ifname, peer, peer_netns))
+        veths.append(Veth(link.name, ifname, peer, peer_netns, netns))
     bridges = tuple(
         ovs.BridgeSpec(s.name, s.dpid, s.controller,
                        tuple((s.port_ifname(port), port) for port in sorted(topology.ports(s.name))))
         for s in topology.switches)
-    return LabPlan(topology.hosts, tuple(veths), bridges)
+    return LabPlan(topology.hosts, tuple(veths), bridges, tuple(_plan_router(r, run_root) for r in topology.routers))
+
+
+def _plan_router(router: Router, run_root: Path) -> RouterPlan:
+    engine_run = plan_engine(router.engine, router.name, router.engine_config, router.daemons, run_root)
+    assert engine_run is not None  # the topology allows only engines that run daemons
+    return RouterPlan(router.name, tuple((i.name, i.addresses) for i in router.interfaces), router.loopback,
+                      VM_SYSCTLS, engine_run)
 
 
 class Lab(Lifecycle):
@@ -70,9 +103,10 @@ class Lab(Lifecycle):
     ``start()``/``stop()`` do the same without a ``with`` block (``routeflow lab up``).
     """
 
-    def __init__(self, topology: Topology, state_path: Path | None = DEFAULT_STATE) -> None:
+    def __init__(self, topology: Topology, state_path: Path | None = DEFAULT_STATE,
+                 run_root: Path = ROUTER_RUN_ROOT) -> None:
         self.topology = topology
-        self.plan = plan_lab(topology)
+        self.plan = plan_lab(topology, run_root)
         self.record = ResourceLog(Path(state_path) if state_path else None,
                                   meta={"topology": str(Path(topology.source).resolve())})
 
@@ -92,18 +126,20 @@ class Lab(Lifecycle):
             except VnetError as exc:  # report, but let the original failure surface
                 log.error("%s", exc)
             raise
-        log.info("lab up: %d switches, %d hosts, %d links", len(self.plan.bridges), len(self.plan.hosts),
-                 len(self.plan.veths))
+        log.info("lab up: %d switches, %d hosts, %d routers, %d links", len(self.plan.bridges),
+                 len(self.plan.hosts), len(self.plan.routers), len(self.plan.veths))
 
     async def stop(self) -> None:
         """Remove everything this lab created; raise LabError if something stays."""
         await _remove_all(self.record)
 
     async def _check_free(self) -> None:
-        taken = [f"namespace {h.name}" for h in self.plan.hosts if links.netns_exists(h.name)]
+        namespaces = [h.name for h in self.plan.hosts] + [r.netns for r in self.plan.routers]
+        taken = [f"namespace {name}" for name in namespaces if links.netns_exists(name)]
         bridges = set(await ovs.list_bridges())
         taken += [f"bridge {b.name}" for b in self.plan.bridges if b.name in bridges]
-        root_ends = [v.ifname for v in self.plan.veths] + [v.peer for v in self.plan.veths if v.peer_netns is None]
+        root_ends = ([v.ifname for v in self.plan.veths if v.netns is None]
+                     + [v.peer for v in self.plan.veths if v.peer_netns is None])
         taken += [f"interface {name}" for name in await links.existing_links(root_ends)]
         if taken:
             raise LabError(f"cannot build the lab from {self.topology.source}: already in use: {', '.join(taken)} "
@@ -113,16 +149,29 @@ class Lab(Lifecycle):
         for host in self.plan.hosts:
             self.record.add(Resource("netns", host.name, host.name))
             await links.create_netns(host.name)
+        for router in self.plan.routers:
+            self.record.add(Resource("netns", router.netns, router.name))
+            await links.create_netns(router.netns)
+            await links.set_sysctls(router.netns, dict(router.sysctls))
+            await links.add_addresses(router.netns, "lo", router.loopback)
         for veth in self.plan.veths:
-            self.record.add(Resource("link", veth.ifname, veth.link))
-            await links.add_veth(veth.ifname, veth.peer, veth.peer_netns)
+            # A veth between two namespaces goes with them; only root ends are recorded.
+            if veth.netns is None:
+                self.record.add(Resource("link", veth.ifname, veth.link))
+            await links.add_veth(veth.ifname, veth.peer, veth.peer_netns, netns=veth.netns)
         for host in self.plan.hosts:
             await links.add_addresses(host.name, Host.ifname, host.addresses)
             for gateway in host.gateways:
                 await links.add_default_route(host.name, gateway)
+        for router in self.plan.routers:
+            for ifname, addresses in router.addresses:
+                await links.add_addresses(router.netns, ifname, addresses)
         for bridge in self.plan.bridges:
             self.record.add(Resource("bridge", bridge.name, bridge.name))
             await ovs.add_bridge(bridge)
+        for router in self.plan.routers:
+            await engine.start_engine(router.netns, f"router {router.name}", router.engine_run, self.record,
+                                      owner=router.name)
 
     async def set_link(self, spec: str, up: bool) -> Link:
         """Bring link ``spec`` (a link name or an endpoint) down or up, both ends."""

@@ -1,4 +1,4 @@
-"""The emulated physical network as a pure graph: switches, hosts and links.
+"""The emulated physical network as a pure graph: switches, hosts, legacy routers and links.
 
 A topology file (see ``examples/rftest2/topology.yaml``)::
 
@@ -8,14 +8,28 @@ A topology file (see ``examples/rftest2/topology.yaml``)::
     hosts:
       - {name: h1, addresses: [172.31.1.100/24, "2001:db8:1::100/64"],
          gateway: 172.31.1.1, gateway6: "2001:db8:1::1"}     # gateways optional
+    routers:                              # legacy routers: routeflow does not control them
+      - name: L1
+        engine: frr                       # or bird
+        daemons: [ospfd]                  # frr only
+        loopback: [10.255.0.9/32]         # optional
+        interfaces:
+          - {name: eth1, addresses: [10.0.100.9/24]}
+        engine_config: |
+          router ospf
+           network 10.0.0.0/8 area 0
     links:
       - {name: A-h1, ends: [sA:1, h1]}    # name is optional
+      - {ends: ["sB:6", "L1:eth1"]}
 
-An endpoint is ``SWITCH:PORT`` (an OpenFlow port number) or a host name: a
-host is a namespace with a single NIC, ``eth0``. A switch port becomes the
-veth ``SWITCH-pPORT`` in the root namespace, so that name must fit Linux's
-15 characters. Nothing here touches the system; :mod:`routeflow.lab.network`
-builds it.
+An endpoint is ``SWITCH:PORT`` (an OpenFlow port number), ``ROUTER:NIC`` (an
+interface of a legacy router) or a host name: a host is a namespace with a
+single NIC, ``eth0``. A switch port becomes the veth ``SWITCH-pPORT`` in the
+root namespace, so that name must fit Linux's 15 characters. A legacy router
+is a namespace with one NIC per link and its own routing engine (FRR or
+BIRD, run like a VM's, see :mod:`routeflow.vnet.engine`). Every link has a
+switch port or a router NIC at one end at least. Nothing here touches the
+system; :mod:`routeflow.lab.network` builds it.
 """
 
 from __future__ import annotations
@@ -27,11 +41,15 @@ from pathlib import Path
 from typing import ClassVar
 
 from routeflow.config.fields import Fields, Problems, check_unique, load_yaml
+from routeflow.config.schema import FRR_DAEMONS
 from routeflow.vnet.links import IFNAME_MAX, IfAddress, IpAddress
 
 DEFAULT_CONTROLLER = "tcp:127.0.0.1:6653"
 #: Highest port number Open vSwitch accepts in ``ofport_request``.
 MAX_PORT = 65279
+#: Routing engines a legacy router can run.
+ROUTER_ENGINES = ("frr", "bird")
+_IFNAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _CONTROLLER = re.compile(r"^(?:(?:tcp|ssl):(?:\[[0-9A-Fa-f:.]+\]|[^\[\]:]+)(?::(\d+))?|unix:/.+)$")
 
 
@@ -64,27 +82,60 @@ class Host:
         return tuple(g for g in (self.gateway, self.gateway6) if g is not None)
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
+class RouterInterface:
+    """A legacy router's NIC: its name in the router and its addresses."""
+
+    name: str
+    addresses: tuple[IfAddress, ...] = ()
+
+
+@dataclass(frozen=True)
+class Router:
+    """A legacy router: a namespace with one NIC per link, running its own routing engine."""
+
+    name: str
+    engine: str
+    interfaces: tuple[RouterInterface, ...]
+    daemons: tuple[str, ...] = ()
+    #: The engine's configuration text (frr.conf or bird.conf syntax).
+    engine_config: str = ""
+    loopback: tuple[IfAddress, ...] = ()
+
+    def interface(self, name: str) -> RouterInterface | None:
+        return next((i for i in self.interfaces if i.name == name), None)
+
+
+@dataclass(frozen=True)
 class Endpoint:
-    """One end of a link: a switch port, or a host (port None)."""
+    """One end of a link: a switch port, a router NIC (``ifname``), or a host (neither)."""
 
     node: str
     port: int | None = None
+    ifname: str | None = None
 
     @classmethod
     def parse(cls, text: str) -> Endpoint:
-        """``"s1:3"`` or ``"h1"``; raise ValueError if malformed."""
-        node, sep, port = text.partition(":")
-        if not node or (sep and not port.isdigit()):
-            raise ValueError(f"{text!r} is not SWITCH:PORT or HOST")
-        return cls(node, int(port) if sep else None)
+        """``"s1:3"``, ``"R1:eth1"`` or ``"h1"``; raise ValueError if malformed."""
+        node, sep, rest = text.partition(":")
+        if not node or (sep and not (rest.isdigit() or _IFNAME.match(rest))):
+            raise ValueError(f"{text!r} is not SWITCH:PORT, ROUTER:NIC or HOST")
+        if not sep:
+            return cls(node)
+        return cls(node, int(rest)) if rest.isdigit() else cls(node, ifname=rest)
 
     @property
     def is_host(self) -> bool:
-        return self.port is None
+        return self.port is None and self.ifname is None
+
+    @property
+    def is_switch(self) -> bool:
+        return self.port is not None
 
     def __str__(self) -> str:
-        return self.node if self.port is None else f"{self.node}:{self.port}"
+        if self.port is not None:
+            return f"{self.node}:{self.port}"
+        return self.node if self.ifname is None else f"{self.node}:{self.ifname}"
 
 
 @dataclass(frozen=True)
@@ -102,12 +153,13 @@ class Link:
 
 @dataclass(frozen=True)
 class Topology:
-    """Switches, hosts and the links between them; ``source`` is the file it came from."""
+    """Switches, hosts, legacy routers and the links between them; ``source`` is the file it came from."""
 
     switches: tuple[Switch, ...]
     hosts: tuple[Host, ...]
     links: tuple[Link, ...]
     source: str = ""
+    routers: tuple[Router, ...] = ()
 
     def switch(self, name: str) -> Switch | None:
         return next((s for s in self.switches if s.name == name), None)
@@ -115,11 +167,14 @@ class Topology:
     def host(self, name: str) -> Host | None:
         return next((h for h in self.hosts if h.name == name), None)
 
+    def router(self, name: str) -> Router | None:
+        return next((r for r in self.routers if r.name == name), None)
+
     def interface(self, end: Endpoint) -> tuple[str | None, str]:
         """Where an endpoint's veth end lives: ``(namespace or None for root, ifname)``."""
-        if end.port is None:
-            return (end.node, Host.ifname)
-        return (None, port_ifname(end.node, end.port))
+        if end.port is not None:
+            return (None, port_ifname(end.node, end.port))
+        return (end.node, end.ifname or Host.ifname)
 
     def find_link(self, spec: str) -> Link:
         """The link named ``spec``, or the one with endpoint ``spec`` (``s1:3``, ``h1``)."""
@@ -148,7 +203,7 @@ class Topology:
         return {e.node for link in self.links_of(node) for e in link.ends if e.node != node}
 
     def attachment(self, host: str) -> Endpoint | None:
-        """The switch port ``host`` is cabled to."""
+        """The switch port (or router NIC) ``host`` is cabled to."""
         for link in self.links_of(host):
             return link.b if link.a.node == host else link.a
         return None
@@ -170,7 +225,10 @@ def parse_topology(document: object, source: str = "<topology>") -> Topology:
     default_controller = _controller(top, DEFAULT_CONTROLLER)
     switches = [_parse_switch(f, default_controller) for f in top.items("switches")]
     hosts = [_parse_host(f) for f in top.items("hosts", [])]
-    nodes = {s.name: s for s in switches if s.name} | {h.name: h for h in hosts if h.name}
+    routers = [_parse_router(f) for f in top.items("routers", [])]
+    nodes: dict[str, Switch | Host | Router] = (
+        {s.name: s for s in switches if s.name} | {h.name: h for h in hosts if h.name}
+        | {r.name: r for r in routers if r.name})
     # (index in the file, link) of the valid links: errors name the file's index.
     links = [(i, link) for i, link in enumerate(_parse_link(f, nodes) for f in top.items("links", []))
              if link is not None]
@@ -179,17 +237,24 @@ def parse_topology(document: object, source: str = "<topology>") -> Topology:
         problems.add("switches", "must list at least one switch")
 
     check_unique(problems, "", "node name", [(f"switches[{i}].name", s.name) for i, s in enumerate(switches)]
-                 + [(f"hosts[{i}].name", h.name) for i, h in enumerate(hosts)])
+                 + [(f"hosts[{i}].name", h.name) for i, h in enumerate(hosts)]
+                 + [(f"routers[{i}].name", r.name) for i, r in enumerate(routers)])
     check_unique(problems, "", "datapath id", [(f"switches[{i}].dpid", s.dpid) for i, s in enumerate(switches)])
     check_unique(problems, "", "link name", [(f"links[{i}].name", link.name) for i, link in links])
-    check_unique(problems, "", "endpoint (each port and host takes one link)",
+    check_unique(problems, "", "endpoint (each port, router NIC and host takes one link)",
                  [(f"links[{i}].ends[{j}]", str(e)) for i, link in links for j, e in enumerate(link.ends)])
     linked = {e.node for _, link in links for e in link.ends}
     for i, host in enumerate(hosts):
         if host.name and host.name not in linked:
             problems.add(f"hosts[{i}].name", f"host {host.name!r} is not connected by any link")
+    used = {(e.node, e.ifname) for _, link in links for e in link.ends if e.ifname is not None}
+    for i, router in enumerate(routers):
+        for j, iface in enumerate(router.interfaces):
+            if router.name and iface.name not in (None, "lo") and (router.name, iface.name) not in used:
+                problems.add(f"routers[{i}].interfaces[{j}].name",
+                             f"{router.name}:{iface.name} is not connected by any link")
     problems.raise_if_any()
-    return Topology(tuple(switches), tuple(hosts), tuple(link for _, link in links), source)
+    return Topology(tuple(switches), tuple(hosts), tuple(link for _, link in links), source, tuple(routers))
 
 
 def _controller(f: Fields, default: str) -> str:
@@ -260,7 +325,39 @@ def _gateway(f: Fields, key: str, version: int, addresses: tuple[IfAddress, ...]
     return gateway
 
 
-def _parse_link(f: Fields, nodes: dict[str, Switch | Host]) -> Link | None:
+def _parse_router(f: Fields) -> Router:
+    name = f.name("name", max_len=IFNAME_MAX)
+    engine = f.choice("engine", ROUTER_ENGINES, "frr")
+    daemons = []
+    for i, d in enumerate(f.seq("daemons", [])):
+        if d not in FRR_DAEMONS:
+            f.problems.add(f"{f.path}.daemons[{i}]", f"{d!r} is not one of {', '.join(FRR_DAEMONS)}")
+        else:
+            daemons.append(d)
+    if engine == "bird" and daemons:
+        f.error("daemons", "only the frr engine runs daemons (engine is 'bird')")
+    engine_config = f.raw("engine_config", "")
+    if not isinstance(engine_config, str):
+        f.error("engine_config", "must be text (use a YAML block: engine_config: |)")
+        engine_config = ""
+    loopback = tuple(ipaddress.ip_interface(a) for a in f.interface_addresses("loopback", []))
+    interfaces = []
+    for iface in f.items("interfaces"):
+        ifname = iface.name("name", max_len=IFNAME_MAX)
+        if ifname == "lo":
+            iface.error("name", "'lo' is the loopback; use the router's loopback key")
+        interfaces.append(RouterInterface(
+            ifname, tuple(ipaddress.ip_interface(a) for a in iface.interface_addresses("addresses", []))))
+        iface.finish()
+    if not interfaces and isinstance(f.data.get("interfaces"), list):
+        f.error("interfaces", "must list at least one interface")
+    check_unique(f.problems, f.path, "interface name",
+                 [(f"{f.path}.interfaces[{i}].name", x.name) for i, x in enumerate(interfaces)])
+    f.finish()
+    return Router(name, engine or "frr", tuple(interfaces), tuple(daemons), engine_config, loopback)
+
+
+def _parse_link(f: Fields, nodes: dict[str, Switch | Host | Router]) -> Link | None:
     raw_ends = f.seq("ends")
     name = f.text("name", None)
     f.finish()
@@ -272,17 +369,18 @@ def _parse_link(f: Fields, nodes: dict[str, Switch | Host]) -> Link | None:
     if ends[0] is None or ends[1] is None:
         return None
     if ends[0].is_host and ends[1].is_host:
-        f.error("ends", "a link needs a switch port at one end at least")
+        f.error("ends", "a link needs a switch port or a router NIC at one end at least")
         return None
     return Link(name or f"{ends[0]}-{ends[1]}", ends[0], ends[1])
 
 
-def _parse_endpoint(f: Fields, path: str, raw: object, nodes: dict[str, Switch | Host]) -> Endpoint | None:
+def _parse_endpoint(f: Fields, path: str, raw: object,
+                    nodes: dict[str, Switch | Host | Router]) -> Endpoint | None:
     def bad(reason: str) -> None:
         f.problems.add(path, reason)
 
     if not isinstance(raw, str):
-        bad(f"{raw!r} is not SWITCH:PORT or HOST")
+        bad(f"{raw!r} is not SWITCH:PORT, ROUTER:NIC or HOST")
         return None
     try:
         end = Endpoint.parse(raw)
@@ -291,15 +389,24 @@ def _parse_endpoint(f: Fields, path: str, raw: object, nodes: dict[str, Switch |
         return None
     node = nodes.get(end.node)
     if node is None:
-        bad(f"unknown switch or host {end.node!r}")
+        bad(f"unknown switch, router or host {end.node!r}")
         return None
     if isinstance(node, Host):
-        if end.port is not None:
+        if not end.is_host:
             bad(f"{end.node!r} is a host: name it without a port (its one NIC is {Host.ifname})")
             return None
         return end
+    if isinstance(node, Router):
+        names = [i.name for i in node.interfaces if i.name]
+        if end.ifname is None:
+            bad(f"{end.node!r} is a router: name its NIC, like {end.node}:{names[0] if names else 'eth1'}")
+            return None
+        if end.ifname not in names:
+            bad(f"router {end.node!r} has no interface {end.ifname!r} (it has: {', '.join(names) or 'none'})")
+            return None
+        return end
     if end.port is None:
-        bad(f"{end.node!r} is a switch: give a port, like {end.node}:1")
+        bad(f"{end.node!r} is a switch: give a port number, like {end.node}:1")
         return None
     if not 1 <= end.port <= MAX_PORT:
         bad(f"port {end.port} is out of range (1 to {MAX_PORT})")

@@ -11,19 +11,13 @@ from __future__ import annotations
 import abc
 import asyncio
 import logging
-import os
-import shutil
-from pathlib import Path
 from typing import Sequence
 
-from routeflow.vnet import VnetError, frr, links, ovs
-from routeflow.vnet.plan import DaemonPlan, VmPlan
-from routeflow.vnet.resources import Resource, ResourceLog, is_running, process_record, read_pidfile, teardown
+from routeflow.vnet import VnetError, engine, links, ovs
+from routeflow.vnet.plan import VmPlan
+from routeflow.vnet.resources import Resource, ResourceLog, is_running, teardown
 
 log = logging.getLogger("routeflow.vnet")
-
-#: How long zebra may take to open its API socket.
-ZEBRA_START_TIMEOUT = 10.0
 
 
 class VmDriver(abc.ABC):
@@ -84,31 +78,8 @@ class NamespaceDriver(VmDriver):
         log.info("VM %s: namespace with %d NICs on %s", vm.name, len(vm.nics), self.bridge)
 
     async def start_engine(self, vm: VmPlan) -> None:
-        if vm.run_dir is None:
-            return
-        self.record.add(Resource("dir", str(vm.run_dir), vm.name))
-        _prepare_run_dir(vm.run_dir, vm.engine_conf)
-        for daemon in vm.daemons:
-            await self._start_daemon(vm, daemon, vm.run_dir)
-            if daemon.name == "zebra":
-                await _wait_for_socket(frr.zserv_socket(vm.run_dir), ZEBRA_START_TIMEOUT, vm.name)
-        log.info("VM %s: %s running", vm.name, ", ".join(d.name for d in vm.daemons))
-
-    async def _start_daemon(self, vm: VmPlan, daemon: DaemonPlan, run_dir: Path) -> None:
-        # Recorded by pidfile first: a crash before the pid is known still
-        # leaves a record that finds the daemon.
-        pending = self.record.add(Resource("process", str(daemon.pidfile), vm.name))
-        output = run_dir / f"{daemon.name}.out"
-        with output.open("ab") as out:
-            proc = await asyncio.create_subprocess_exec(
-                *links.netns_argv(vm.netns, daemon.argv),
-                stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out)
-            returncode = await proc.wait()
-        pid = read_pidfile(str(daemon.pidfile))
-        if returncode != 0 or pid is None:
-            raise VnetError(f"VM {vm.name}: {daemon.name} did not start (exit {returncode}): "
-                            f"{output.read_text(errors='replace').strip()[-500:]}")
-        self.record.update(pending, process_record(str(daemon.pidfile), vm.name, pid))
+        if vm.engine_run is not None:
+            await engine.start_engine(vm.netns, f"VM {vm.name}", vm.engine_run, self.record, owner=vm.name)
 
     async def start_client(self, vm: VmPlan, argv: Sequence[str]) -> asyncio.subprocess.Process:
         # `ip netns exec` execs the command: the process handle is the client's.
@@ -131,26 +102,3 @@ class NamespaceDriver(VmDriver):
     def is_alive(self, vm: VmPlan) -> bool:
         running = {r.name for r in self.record.of(vm.name, "process") if is_running(r)}
         return links.netns_exists(vm.netns) and all(str(d.pidfile) in running for d in vm.daemons)
-
-
-def _prepare_run_dir(run_dir: Path, conf: str) -> None:
-    """A fresh run directory holding ``frr.conf``, all owned by the FRR user."""
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True)
-    (run_dir / "frr.conf").write_text(conf)
-    try:
-        for path in (run_dir, run_dir / "frr.conf"):
-            shutil.chown(path, frr.FRR_USER, frr.FRR_USER)
-    except LookupError as exc:
-        raise VnetError(f"user {frr.FRR_USER!r} does not exist: is FRR installed?") from exc
-    os.chmod(run_dir, 0o755)
-
-
-async def _wait_for_socket(path: Path, timeout: float, vm: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not path.exists():
-        if loop.time() > deadline:
-            raise VnetError(f"VM {vm}: zebra did not open {path} within {timeout:.0f} s")
-        await asyncio.sleep(0.02)

@@ -8,9 +8,9 @@ keep their pidfiles, zebra's API socket and their vty sockets.
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
-from routeflow.config.schema import VmConfig
 from routeflow.vnet import VnetError
 
 FRR_DIR = Path("/usr/lib/frr")
@@ -19,14 +19,15 @@ FRR_USER = "frr"
 DEFAULT_RUN_ROOT = Path("/run/routeflow/vms")
 
 
-def frr_conf(vm: VmConfig, run_dir: Path) -> str:
-    """The ``frr.conf`` of ``vm``: its hostname, a log file, then its ``engine_config``."""
+def frr_conf(name: str, engine_config: str, run_dir: Path) -> str:
+    """The ``frr.conf`` of instance ``name`` (a VM or a lab router): its hostname,
+    a log file, then its ``engine_config``."""
     lines = [
-        f"! frr.conf of VM {vm.name}, written by routeflow from {vm.name}'s engine_config",
-        f"hostname {vm.name}",
+        f"! frr.conf of {name}, written by routeflow from {name}'s engine_config",
+        f"hostname {name}",
         f"log file {run_dir / 'frr.log'}",
         "!",
-        vm.engine_config.rstrip("\n"),
+        engine_config.rstrip("\n"),
     ]
     return "\n".join(lines) + "\n"
 
@@ -58,9 +59,16 @@ def zserv_socket(run_dir: Path) -> Path:
     return run_dir / "zserv.api"
 
 
-def vtysh(vm: str, command: str, run_root: Path = DEFAULT_RUN_ROOT, timeout: float = 10.0) -> str:
-    """Run one vtysh ``command`` (``show ip ospf neighbor``) against ``vm``'s FRR; its output."""
-    argv = ["vtysh", "--vty_socket", str(run_root / vm), "-c", command]
+def vtysh(vm: str, command: str | Sequence[str], run_root: Path = DEFAULT_RUN_ROOT, timeout: float = 10.0) -> str:
+    """Run vtysh ``command`` (``show ip ospf neighbor``) against ``vm``'s FRR; its output.
+
+    A sequence of commands runs in one vtysh session, in order (``configure
+    terminal``, ``router bgp 65001``, ``no network ...``).
+    """
+    commands = [command] if isinstance(command, str) else list(command)
+    argv = ["vtysh", "--vty_socket", str(run_root / vm)]
+    for line in commands:
+        argv += ["-c", line]
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
     except (OSError, subprocess.TimeoutExpired) as exc:

@@ -84,8 +84,9 @@ def _where(namespace: str | None) -> str:
     return f"namespace {namespace}" if namespace else "the root namespace"
 
 
-async def add_veth(ifname: str, peer: str, peer_netns: str | None = None, peer_mac: str | None = None) -> None:
-    """Create veth ``ifname`` (here) with ``peer`` in ``peer_netns``, both up.
+async def add_veth(ifname: str, peer: str, peer_netns: str | None = None, peer_mac: str | None = None,
+                   netns: str | None = None) -> None:
+    """Create veth ``ifname`` (in ``netns``, default here) with ``peer`` in ``peer_netns``, both up.
 
     The peer is created directly inside its namespace, so its name (often
     ``eth0``) never clashes with an interface of this one. Its TX checksum
@@ -98,12 +99,13 @@ async def add_veth(ifname: str, peer: str, peer_netns: str | None = None, peer_m
         peer_spec["net_ns_fd"] = peer_netns
     if peer_mac is not None:
         peer_spec["address"] = peer_mac
-    async with rtnl() as ipr:
+    async with rtnl(netns) as ipr:
         try:
             await ipr.link("add", ifname=ifname, kind="veth", peer=peer_spec)
         except NetlinkError as exc:
-            raise VnetError(f"cannot create veth {ifname} <-> {peer} ({_where(peer_netns)}): {exc}") from exc
-        await ipr.link("set", index=await _index(ipr, ifname, None), state="up")
+            raise VnetError(f"cannot create veth {ifname} ({_where(netns)}) <-> {peer} ({_where(peer_netns)}): "
+                            f"{exc}") from exc
+        await ipr.link("set", index=await _index(ipr, ifname, netns), state="up")
     await asyncio.to_thread(disable_tx_checksum, peer, peer_netns)
     await set_link_state(peer, True, peer_netns)
     log.debug("veth %s <-> %s (%s)", ifname, peer, _where(peer_netns))

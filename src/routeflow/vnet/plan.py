@@ -2,8 +2,8 @@
 
 :func:`plan_vnet` turns a :class:`~routeflow.config.schema.Config` into the
 RFVS bridge and, per VM, its namespace, NICs, sysctls, engine files and
-daemon command lines, without touching the system, so it is unit tested
-and the drivers only carry it out.
+daemon command lines (FRR or BIRD: :mod:`routeflow.vnet.engine`), without
+touching the system, so it is unit tested and the drivers only carry it out.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from routeflow.config.fields import Problems
 from routeflow.config.schema import Config, VmConfig
 from routeflow.protocol.transport import DEFAULT_SERVER
 from routeflow.vnet import frr
+from routeflow.vnet.engine import DaemonPlan, EnginePlan, plan_engine
 from routeflow.vnet.links import IFNAME_MAX, IfAddress
 from routeflow.vnet.ovs import BridgeSpec
 
@@ -42,15 +43,6 @@ class NicPlan:
 
 
 @dataclass(frozen=True)
-class DaemonPlan:
-    """A routing-engine daemon: its name, command line (run inside the VM) and pidfile."""
-
-    name: str
-    argv: tuple[str, ...]
-    pidfile: Path
-
-
-@dataclass(frozen=True)
 class VmPlan:
     name: str
     dpid: int
@@ -60,12 +52,23 @@ class VmPlan:
     loopback: tuple[IfAddress, ...]
     sysctls: tuple[tuple[str, str], ...]
     engine: str
-    #: Where the engine's config, pidfiles and sockets live (None: no engine).
-    run_dir: Path | None
-    #: ``frr.conf`` text for the frr engine.
-    engine_conf: str
-    #: Daemons in start order: zebra first, which the others connect to.
-    daemons: tuple[DaemonPlan, ...]
+    #: The engine instance (config file, daemons); None for engine "none".
+    engine_run: EnginePlan | None
+
+    @property
+    def run_dir(self) -> Path | None:
+        """Where the engine's config, pidfiles and sockets live (None: no engine)."""
+        return self.engine_run.run_dir if self.engine_run else None
+
+    @property
+    def engine_conf(self) -> str:
+        """The engine's config file text (``frr.conf``, ``bird.conf``)."""
+        return self.engine_run.conf if self.engine_run else ""
+
+    @property
+    def daemons(self) -> tuple[DaemonPlan, ...]:
+        """Daemons in start order (FRR: zebra first, which the others connect to)."""
+        return self.engine_run.daemons if self.engine_run else ()
 
 
 @dataclass(frozen=True)
@@ -100,13 +103,6 @@ def _plan_vm(index: int, vm: VmConfig, run_root: Path, problems: Problems) -> Vm
                          f"the RFVS interface name {outer!r} is longer than Linux's {IFNAME_MAX} characters")
         nics.append(NicPlan(iface.name, outer, iface.port, iface.mac,
                             tuple(ipaddress.ip_interface(a) for a in iface.addresses)))
-    run_dir = run_root / vm.name if vm.engine == "frr" else None
-    daemons: tuple[DaemonPlan, ...] = ()
-    engine_conf = ""
-    if run_dir is not None:
-        engine_conf = frr.frr_conf(vm, run_dir)
-        daemons = tuple(DaemonPlan(d, frr.daemon_argv(d, vm.name, run_dir), frr.pidfile(d, run_dir))
-                        for d in ("zebra", *vm.daemons))
     return VmPlan(
         name=vm.name,
         dpid=vm.dpid,
@@ -115,9 +111,7 @@ def _plan_vm(index: int, vm: VmConfig, run_root: Path, problems: Problems) -> Vm
         loopback=tuple(ipaddress.ip_interface(a) for a in vm.loopback),
         sysctls=VM_SYSCTLS,
         engine=vm.engine,
-        run_dir=run_dir,
-        engine_conf=engine_conf,
-        daemons=daemons,
+        engine_run=plan_engine(vm.engine, vm.name, vm.engine_config, vm.daemons, run_root),
     )
 
 

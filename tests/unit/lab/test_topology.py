@@ -67,7 +67,10 @@ def test_graph_queries():
 def test_endpoint_parse():
     assert Endpoint.parse("sA:12") == Endpoint("sA", 12)
     assert str(Endpoint.parse("h1")) == "h1"
-    for bad in ("", ":1", "s1:", "s1:x"):
+    assert Endpoint.parse("R1:eth2") == Endpoint("R1", ifname="eth2") and str(Endpoint("R1", ifname="eth2")) == "R1:eth2"
+    assert Endpoint.parse("h1").is_host and Endpoint.parse("s1:2").is_switch
+    assert not Endpoint.parse("R1:eth2").is_host and not Endpoint.parse("R1:eth2").is_switch
+    for bad in ("", ":1", "s1:", "s1:1x", "s1:e-1"):
         with pytest.raises(ValueError):
             Endpoint.parse(bad)
 
@@ -145,14 +148,14 @@ def test_bad_links():
         {"ends": "s1:1"},
     ]))
     assert "duplicate endpoint" in found["links[1].ends[0]"] and "links[0].ends[0]" in found["links[1].ends[0]"]
-    assert "unknown switch or host 's9'" in found["links[2].ends[0]"]
+    assert "unknown switch, router or host 's9'" in found["links[2].ends[0]"]
     assert "is a switch: give a port" in found["links[3].ends[0]"]
     assert "is a host: name it without a port" in found["links[4].ends[1]"]
     assert "out of range" in found["links[5].ends[0]"] and "out of range" in found["links[5].ends[1]"]
     assert "exactly two endpoints, not 1" in found["links[6].ends"]
-    assert "switch port at one end" in found["links[7].ends"]
-    assert "not SWITCH:PORT or HOST" in found["links[8].ends[0]"]
-    assert "not SWITCH:PORT or HOST" in found["links[8].ends[1]"]
+    assert "a switch port or a router NIC at one end" in found["links[7].ends"]
+    assert "is a switch: give a port number" in found["links[8].ends[0]"]
+    assert "not SWITCH:PORT, ROUTER:NIC or HOST" in found["links[8].ends[1]"]
     assert "must be a list" in found["links[9].ends"]
 
 
