@@ -151,3 +151,23 @@ def test_rftest2_restarted_controller_resyncs(rftest2):
     rftest2.wait_verify_clean()
     wait_for(lambda: rftest2.all_pairs_ok(), 30, 0.5)
 
+
+
+def test_rftest2_next_hop_that_never_resolves_is_visible_and_harmless(rftest2):
+    # 10.0.12.99 is on rA's A-B subnet but nobody answers for it.
+    subprocess.run(["ip", "netns", "exec", "rA", "ip", "route", "add", "198.51.100.0/24", "via", "10.0.12.99"],
+                   check=True)
+    try:
+        def shown() -> bool:
+            dp = next(d for d in rftest2.status(detail=False)["datapaths"] if d["dpid"] == "0x1")
+            return {"prefix": "198.51.100.0/24", "ifname": "eth3", "gateway": "10.0.12.99"} in dp[
+                "unresolved_next_hops"]
+
+        wait_for(shown, 10, 0.2)
+        # Its traffic goes to the VM (which tries to resolve it); nothing else is disturbed.
+        assert any("198.51.100.0/24" in f and "actions=controller" in f for f in rftest2.flows("0x1"))
+        assert rftest2.all_pairs_ok()
+        rftest2.wait_verify_clean()
+    finally:
+        subprocess.run(["ip", "netns", "exec", "rA", "ip", "route", "del", "198.51.100.0/24"], check=True)
+    wait_for(lambda: not any("198.51.100.0/24" in f for f in rftest2.flows("0x1")), 10, 0.2)
