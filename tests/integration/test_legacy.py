@@ -18,6 +18,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -188,6 +189,45 @@ class TestEbgp:
         finally:
             _legacy_vtysh("E1", [*bgp, f"network {WITHDRAWN}"])
         wait_for(lambda: _flows_everywhere(stack, ANNOUNCED), 30, 0.2)
+        stack.wait_verify_clean()
+
+
+    def test_garbage_to_the_vms_bgp_port_disturbs_nothing(self, ebgp):
+        # From E1's namespace: a TCP connection to rB's BGP port carrying junk
+        # (it crosses the switch to the VM like any BGP packet).
+        sender = (
+            "import socket\n"
+            "for _ in range(5):\n"
+            "    s = socket.create_connection(('10.0.29.2', 179), timeout=3)\n"
+            "    s.sendall(b'\\xff' * 16 + b'\\x00\\x13\\x09' + b'garbage' * 50)\n"
+            "    s.settimeout(3)\n"
+            "    try:\n"
+            "        s.recv(4096)\n"
+            "    except OSError:\n"
+            "        pass\n"
+            "    s.close()\n"
+        )
+        subprocess.run(["ip", "netns", "exec", "E1", sys.executable, "-c", sender], check=True, timeout=60)
+        _, stack = ebgp
+        assert _bgp_session("E1")[0] == "Established"
+        assert _flows_everywhere(stack, ANNOUNCED)
+        stack.wait_verify_clean()
+
+    def test_flapping_session_leaves_no_stale_or_missing_flow(self, ebgp):
+        _, stack = ebgp
+        bgp = ["configure terminal", "router bgp 65001"]
+        for _ in range(3):
+            _legacy_vtysh("E1", [*bgp, "neighbor 10.0.29.2 shutdown"])
+            time.sleep(0.3)
+            _legacy_vtysh("E1", [*bgp, "no neighbor 10.0.29.2 shutdown"])
+            time.sleep(0.3)
+        _legacy_vtysh("E1", [*bgp, "neighbor 10.0.29.2 shutdown"])
+        try:
+            wait_for(lambda: all(_no_flow_anywhere(stack, p) for p in ANNOUNCED), 30, 0.2)
+            stack.wait_verify_clean()
+        finally:
+            _legacy_vtysh("E1", [*bgp, "no neighbor 10.0.29.2 shutdown"])
+        wait_for(lambda: _flows_everywhere(stack, ANNOUNCED), 60, 0.5)
         stack.wait_verify_clean()
 
 
