@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: setup system venv demo demo-stop test unit integration lint clean-lab
+.PHONY: setup system venv demo demo-stop test unit integration lint clean-lab bench bench-smoke
 
 setup: system venv
 
@@ -43,3 +43,11 @@ lint: venv
 clean-lab: venv
 	-$(PY) -m routeflow lab down
 	-$(PY) -m routeflow.vnet.cleanup
+
+# Benchmarks (issue 4): one table, JSON in bench/results/. Not part of `make test`.
+# Extra options: make bench BENCH_ARGS="--only install --sizes 1000000 --profile"
+bench: setup
+	$(PY) bench/run.py $(BENCH_ARGS)
+
+bench-smoke: setup
+	$(PY) bench/run.py --quick --only table1,install --sizes 1000 $(BENCH_ARGS)

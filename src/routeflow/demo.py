@@ -39,9 +39,7 @@ def run_demo(example: str = "rftest2", keep: bool = False) -> int:
         _say(f"FAILED: {exc}")
     finally:
         if not ok:
-            for name, text in stack.logs():
-                _say(f"--- last lines of {name} ---")
-                _say("\n".join(text.splitlines()[-25:]))
+            _say(stack.log_tails(25))
         if keep and ok:
             stack.keep()
             _say(f"\nleft running (logs in {run_dir}). Explore with `.venv/bin/routeflow status`, "

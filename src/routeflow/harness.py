@@ -232,6 +232,31 @@ class Stack:
         for path in sorted(self.run_dir.glob("*.log")):
             yield path.name, path.read_text(errors="replace")
 
+    def log_tails(self, lines: int = 60) -> str:
+        """The last lines of every component's log, for failure reports."""
+        return "\n".join(f"--- {name} ---\n" + "\n".join(text.splitlines()[-lines:]) for name, text in self.logs())
+
+
+#: How long an example may take to converge.
+CONVERGE_TIMEOUT = 90.0
+
+
+@contextlib.contextmanager
+def running(example: str | Path, run_dir: str | Path, ready: Callable[[Stack], bool] | None = None,
+            timeout: float = CONVERGE_TIMEOUT) -> Iterator[Stack]:
+    """A started :class:`Stack` once ``ready(stack)`` holds and verify is clean.
+
+    If it does not converge, the error carries the tails of the components' logs.
+    """
+    with Stack(example, run_dir) as stack:
+        try:
+            if ready is not None:
+                wait_for(lambda: ready(stack), timeout, 0.2)
+            stack.wait_verify_clean()
+        except TimeoutError as exc:
+            raise RuntimeError(f"{example} did not converge: {exc}\n{stack.log_tails()}") from exc
+        yield stack
+
 
 def stop_kept() -> bool:
     """Stop a deployment left running by ``routeflow demo --keep``; False if there is none."""

@@ -3,33 +3,19 @@ and with FRR and BIRD mixed. The RF-Client is the same for both engines."""
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 
-from routeflow.harness import Stack, ping, wait_for
+from routeflow.harness import CONVERGE_TIMEOUT, Stack, ping, running, wait_for
 from routeflow.lab import network
 from routeflow.vnet.bird import birdc
 
 pytestmark = pytest.mark.integration
 
-CONVERGE = 90.0
-
-
-def _dump_logs(stack: Stack) -> None:
-    for name, text in stack.logs():
-        sys.stderr.write(f"--- {name} ---\n" + "\n".join(text.splitlines()[-60:]) + "\n")
 
 
 @pytest.fixture(scope="module", params=["rftest2-bird", "rftest2-mixed"])
 def stack(request, tmp_path_factory):
-    with Stack(request.param, tmp_path_factory.mktemp(request.param)) as stack:
-        try:
-            wait_for(lambda: stack.all_pairs_ok(), CONVERGE, 0.2)
-            stack.wait_verify_clean()
-        except BaseException:
-            _dump_logs(stack)
-            raise
+    with running(request.param, tmp_path_factory.mktemp(request.param), Stack.all_pairs_ok) as stack:
         yield stack
 
 
@@ -79,5 +65,5 @@ def test_link_cut_reroutes_and_restores(stack):
         assert all(r.ok for r in stack.all_pairs(count=1).values())
     finally:
         network.set_link("A-B", True, state_path=state)
-    wait_for(lambda: stack.all_pairs_ok(), CONVERGE, 0.5)
+    wait_for(lambda: stack.all_pairs_ok(), CONVERGE_TIMEOUT, 0.5)
     stack.wait_verify_clean()

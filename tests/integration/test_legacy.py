@@ -13,6 +13,7 @@ example opens the session from a different side.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 import shutil
@@ -24,7 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from routeflow.harness import Stack, ping, wait_for
+from routeflow.harness import Stack, ping, running, wait_for
 from routeflow.lab import network
 from routeflow.lab.network import ROUTER_RUN_ROOT
 from routeflow.lab.topology import load_topology, parse_topology
@@ -34,12 +35,6 @@ from routeflow.vnet.frr import vtysh
 
 pytestmark = pytest.mark.integration
 
-CONVERGE = 90.0
-
-
-def _dump_logs(stack: Stack) -> None:
-    for name, text in stack.logs():
-        sys.stderr.write(f"--- {name} ---\n" + "\n".join(text.splitlines()[-60:]) + "\n")
 
 
 def _legacy_vtysh(router: str, command: str | list[str]) -> str:
@@ -54,13 +49,7 @@ def _ospf_neighbours(router: str) -> dict[str, str]:
 
 @pytest.fixture(scope="class")
 def legacy(tmp_path_factory):
-    with Stack("legacy", tmp_path_factory.mktemp("legacy")) as stack:
-        try:
-            wait_for(lambda: stack.all_pairs_ok(), CONVERGE, 0.2)
-            stack.wait_verify_clean()
-        except BaseException:
-            _dump_logs(stack)
-            raise
+    with running("legacy", tmp_path_factory.mktemp("legacy"), Stack.all_pairs_ok) as stack:
         yield stack
 
 
@@ -123,13 +112,8 @@ _PORTS = re.compile(r"Local port: (\d+).*?Foreign port: (\d+)", re.S)
 
 @pytest.fixture(scope="class", params=["ebgp", "ebgp-peer-initiates"])
 def ebgp(request, tmp_path_factory):
-    with Stack(request.param, tmp_path_factory.mktemp(request.param)) as stack:
-        try:
-            wait_for(lambda: _flows_everywhere(stack, ANNOUNCED), CONVERGE, 0.5)
-            stack.wait_verify_clean()
-        except BaseException:
-            _dump_logs(stack)
-            raise
+    ready = functools.partial(_flows_everywhere, prefixes=ANNOUNCED)
+    with running(request.param, tmp_path_factory.mktemp(request.param), ready) as stack:
         yield request.param, stack
 
 

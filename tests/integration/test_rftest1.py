@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 
-from routeflow.harness import Stack, ping, wait_for
+from routeflow.harness import ping, running, wait_for
 
 pytestmark = pytest.mark.integration
 
-CONVERGE = 90.0
-
-
-def _dump_logs(stack: Stack) -> None:
-    for name, text in stack.logs():
-        sys.stderr.write(f"--- {name} ---\n" + "\n".join(text.splitlines()[-60:]) + "\n")
 
 
 @pytest.fixture(scope="module")
 def rftest1(tmp_path_factory):
-    with Stack("rftest1", tmp_path_factory.mktemp("rftest1")) as stack:
-        try:
-            yield stack
-        except BaseException:
-            _dump_logs(stack)
-            raise
+    with running("rftest1", tmp_path_factory.mktemp("rftest1")) as stack:
+        yield stack
 
 
 def test_rftest1_hosts_ping_through_flows_from_connected_routes_and_arp(rftest1):

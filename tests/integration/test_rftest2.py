@@ -15,28 +15,16 @@ import time
 
 import pytest
 
-from routeflow.harness import Stack, ping, wait_for
+from routeflow.harness import CONVERGE_TIMEOUT, Stack, ping, running, wait_for
 from routeflow.lab import network
 
 pytestmark = pytest.mark.integration
 
-CONVERGE = 90.0
-
-
-def _dump_logs(stack: Stack) -> None:
-    for name, text in stack.logs():
-        sys.stderr.write(f"--- {name} ---\n" + "\n".join(text.splitlines()[-60:]) + "\n")
 
 
 @pytest.fixture(scope="module")
 def rftest2(tmp_path_factory):
-    with Stack("rftest2", tmp_path_factory.mktemp("rftest2")) as stack:
-        try:
-            wait_for(lambda: stack.all_pairs_ok(), CONVERGE, 0.2)
-            stack.wait_verify_clean()
-        except BaseException:
-            _dump_logs(stack)
-            raise
+    with running("rftest2", tmp_path_factory.mktemp("rftest2"), Stack.all_pairs_ok) as stack:
         yield stack
 
 
@@ -97,7 +85,7 @@ def test_rftest2_link_cut_reroutes_and_restores(rftest2):
         assert all(r.ok for r in rftest2.all_pairs(count=1).values())
     finally:
         network.set_link("A-B", True, state_path=state)
-    wait_for(lambda: rftest2.all_pairs_ok(), CONVERGE, 0.5)
+    wait_for(lambda: rftest2.all_pairs_ok(), CONVERGE_TIMEOUT, 0.5)
     rftest2.wait_verify_clean()
 
 

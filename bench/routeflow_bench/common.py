@@ -1,0 +1,215 @@
+"""What every benchmark shares: the run context, the stack lock, shell helpers,
+plain OVS bridges (the baselines) and the check that nothing is left behind."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from routeflow_bench.parse import parse_flow_count, parse_proc_status_kb
+
+log = logging.getLogger("routeflow.bench")
+
+LOCK = Path("/run/routeflow-stack.lock")
+BENCH_DIR = Path(__file__).resolve().parents[1]
+ROOT = BENCH_DIR.parent
+#: Prefix of everything the baselines create (bridges, namespaces, veths).
+PREFIX = "bnb-"
+
+
+@dataclass
+class Context:
+    """Options and shared state of one run."""
+
+    quick: bool
+    repeat: int
+    sizes: list[int]
+    run_dir: Path
+    lock: bool = True
+    profile: bool = False
+    faucet_max: int = 100_000
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    def say(self, text: str) -> None:
+        print(f"  {time.strftime('%H:%M:%S')} {text}", flush=True)
+
+
+# --- the stack lock --------------------------------------------------------
+
+
+@contextlib.contextmanager
+def stack_lock(enabled: bool = True) -> Iterator[None]:
+    """Hold /run/routeflow-stack.lock (the lock ``flock(1)`` takes) for one benchmark.
+
+    Disabled with ``--no-lock`` when the whole run is already under
+    ``flock /run/routeflow-stack.lock`` (taking it again would wait forever).
+    """
+    if not enabled:
+        yield
+        return
+    with open(LOCK, "a") as handle:
+        t = time.monotonic()
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        waited = time.monotonic() - t
+        if waited > 1:
+            log.info("waited %.0f s for %s", waited, LOCK)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# --- shell -------------------------------------------------------------------
+
+
+def sh(argv: Sequence[str], check: bool = True, timeout: float | None = 60, **kw: Any) -> str:
+    proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, **kw)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}: {proc.stderr.strip()[:500]}")
+    return proc.stdout
+
+
+def netns_exec(ns: str, *argv: str) -> list[str]:
+    return ["ip", "netns", "exec", ns, *argv]
+
+
+def flow_count(bridge: str, match: str = "") -> int:
+    """Flows on an OVS bridge matching ``match`` (e.g. ``table=1``), straight from the switch."""
+    argv = ["ovs-ofctl", "-O", "OpenFlow13", "dump-aggregate", bridge]
+    if match:
+        argv.append(match)
+    return parse_flow_count(sh(argv, timeout=120))
+
+
+def peak_rss_kb(pid: int) -> int | None:
+    """VmHWM (peak resident set) of a process in kB; None if it is gone."""
+    try:
+        return parse_proc_status_kb(Path(f"/proc/{pid}/status").read_text()).get("VmHWM")
+    except OSError:
+        return None
+
+
+# --- leftovers -----------------------------------------------------------------
+
+
+def snapshot() -> dict[str, list[str]]:
+    """Namespaces and OVS bridges that exist now."""
+    netns = sorted(line.split()[0] for line in sh(["ip", "netns", "list"], check=False).splitlines() if line.strip())
+    bridges = sorted(sh(["ovs-vsctl", "list-br"], check=False).split())
+    return {"netns": netns, "bridges": bridges}
+
+
+def leftovers(before: dict[str, list[str]]) -> list[str]:
+    """What exists now that did not before (our own prefix only is cleaned up here)."""
+    after = snapshot()
+    extra = [f"netns {n}" for n in after["netns"] if n not in before["netns"]]
+    extra += [f"bridge {b}" for b in after["bridges"] if b not in before["bridges"]]
+    return extra
+
+
+def remove_prefixed() -> None:
+    """Remove anything named ``bnb-*`` (ours alone), whatever state a failed run left."""
+    for b in sh(["ovs-vsctl", "list-br"], check=False).split():
+        if b.startswith(PREFIX):
+            sh(["ovs-vsctl", "--if-exists", "del-br", b], check=False)
+    for line in sh(["ip", "netns", "list"], check=False).splitlines():
+        if line.startswith(PREFIX):
+            sh(["ip", "netns", "del", line.split()[0]], check=False)
+    for line in sh(["ip", "-o", "link", "show"], check=False).splitlines():
+        parts = line.split(": ")
+        if len(parts) > 1:
+            name = parts[1].split("@")[0]
+            if name.startswith(PREFIX):
+                sh(["ip", "link", "del", name], check=False)
+
+
+# --- plain OVS bridges: the baselines --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BaselineHost:
+    name: str  # namespace name, bnb-...
+    address: str  # with prefix length
+    port: int
+
+
+class PlainBridge:
+    """An OVS userspace (netdev) bridge, OpenFlow 1.3, fail-mode secure, optionally a controller
+    and hosts in namespaces plugged into numbered ports; removed with everything it made."""
+
+    def __init__(self, name: str, hosts: Sequence[BaselineHost] = (), controller: str | None = None,
+                 dpid: int | None = None) -> None:
+        assert name.startswith(PREFIX)
+        self.name = name
+        self.hosts = list(hosts)
+        self.controller = controller
+        self.dpid = dpid
+
+    def __enter__(self) -> PlainBridge:
+        try:
+            self.create()
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+    def veth(self, host: BaselineHost) -> str:
+        return f"{PREFIX}v{host.port}{self.name[-1]}"
+
+    def create(self) -> None:
+        argv = ["ovs-vsctl", "add-br", self.name, "--", "set", "Bridge", self.name, "datapath_type=netdev",
+                "fail_mode=secure", "protocols=OpenFlow13", "other-config:disable-in-band=true"]
+        if self.dpid is not None:
+            argv.append(f"other-config:datapath-id={self.dpid:016x}")
+        sh(argv)
+        if self.controller:
+            sh(["ovs-vsctl", "set-controller", self.name, self.controller])
+        for host in self.hosts:
+            root, peer = self.veth(host), f"{PREFIX}p{host.port}{self.name[-1]}"
+            sh(["ip", "netns", "add", host.name])
+            sh(["ip", "link", "add", root, "type", "veth", "peer", "name", peer])
+            sh(["ip", "link", "set", peer, "netns", host.name])
+            sh(netns_exec(host.name, "ip", "link", "set", peer, "name", "eth0"))
+            sh(netns_exec(host.name, "ip", "addr", "add", host.address, "dev", "eth0"))
+            sh(netns_exec(host.name, "ip", "link", "set", "eth0", "up"))
+            sh(netns_exec(host.name, "ip", "link", "set", "lo", "up"))
+            sh(["ip", "link", "set", root, "up"])
+            sh(["ovs-vsctl", "add-port", self.name, root, "--", "set", "Interface", root,
+                f"ofport_request={host.port}"])
+
+    def add_flows_text(self, text: str, bundle: bool = False) -> None:
+        """``ovs-ofctl add-flows`` from text; ``bundle``: as one OpenFlow bundle (one transaction,
+        about ten times faster for 100k flows than one flow-mod at a time)."""
+        sh(["ovs-ofctl", "-O", "OpenFlow13", *(["--bundle"] if bundle else []), "add-flows", self.name, "-"],
+           input=text, timeout=3600)
+
+    def remove(self) -> None:
+        sh(["ovs-vsctl", "--if-exists", "del-br", self.name], check=False)
+        for host in self.hosts:
+            sh(["ip", "link", "del", self.veth(host)], check=False)
+            sh(["ip", "netns", "del", host.name], check=False)
+
+
+def wait_until(check: Any, timeout: float, interval: float = 0.05) -> float:
+    """Poll ``check()`` until truthy; the monotonic time it became so. TimeoutError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if check():
+            return time.monotonic()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not reached within {timeout:.0f} s")
+        time.sleep(interval)
+
+
+def pid_alive(pid: int) -> bool:
+    return os.path.exists(f"/proc/{pid}")

@@ -1,0 +1,119 @@
+"""Failure recovery on rftest2: a 1 ms ICMP echo stream h1 -> h2 (path A-B) while link A-B is
+cut and restored; milliseconds of loss = lost probes x the 1 ms send interval.
+
+The stream comes from :mod:`.prober`, which sends every 1 ms whatever comes back
+(``ping -i 0.001`` paces itself on outstanding replies and sends almost nothing during an
+outage, so its lost sequence numbers understate the loss).
+
+routeflow: the link is cut by taking both veth ends down (``lab.network.set_link``): the
+switches report port-down, routeflow takes the mirrored VM NICs down, FRR reroutes over
+A-D-B at once.
+
+Baseline, measured in the same run: the same cut made invisible to the ports (OpenFlow port
+config ``no-receive,no-forward`` on both ends of A-B: every packet dropped, carrier and port
+state stay up; ``tc netem`` is not available in this kernel), so only OSPF's dead interval
+(3 s in rftest2) detects it: what the network loses without port-status propagation.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from routeflow.harness import Stack, wait_for
+from routeflow.lab import network
+from routeflow_bench.common import Context, sh
+from routeflow_bench.report import Row
+from routeflow_bench.stats import Summary, probe_losses
+
+SRC, DST, LINK = "h1", "172.31.2.100", "A-B"
+INTERVAL = 0.001
+PROBER = str(Path(__file__).with_name("prober.py"))
+LINK_ENDS = (("sA", "sA-p3"), ("sB", "sB-p2"))  # A-B's switch ports (topology port names)
+
+
+def _direct(stack: Stack) -> bool:
+    """Traffic h1 -> h2 takes A-B again (rA's route to h2 leaves by eth3) and verify is clean."""
+    out = sh(["ip", "-n", "rA", "route", "get", DST], check=False)
+    back = sh(["ip", "-n", "rB", "route", "get", "172.31.1.100"], check=False)
+    return "dev eth3" in out and "dev eth2" in back and stack.verify().ok
+
+
+def _blackhole(cut: bool) -> None:
+    """Drop everything on both ends of A-B at the switches with the OpenFlow port config bits
+    no-receive and no-forward: carrier and port state (LINK_DOWN) stay up, so only OSPF notices."""
+    for switch, ifname in LINK_ENDS:
+        for bit in ("receive", "forward"):
+            sh(["ovs-ofctl", "-O", "OpenFlow13", "mod-port", switch, ifname, f"no-{bit}" if cut else bit])
+
+
+def _cycle(stack: Stack, cut: Callable[[], None], restore: Callable[[], None], settle: float,
+           lead: float = 1.5) -> dict[str, Any]:
+    """One cut/restore under a 1 ms ping stream; losses per phase."""
+    duration = lead + 2 * settle
+    proc = subprocess.Popen(["ip", "netns", "exec", SRC, sys.executable, PROBER, DST, str(INTERVAL), str(duration)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(lead)
+    t_cut = time.time()
+    cut()
+    time.sleep(settle)
+    t_restore = time.time()
+    restore()
+    out, err = proc.communicate(timeout=duration + 30)
+    if proc.returncode != 0:
+        raise RuntimeError(f"prober exited {proc.returncode}: {err.strip()[-300:]}")
+    data = json.loads(out)
+    result = probe_losses(data["sent"], data["reply"], [t_cut, t_restore])
+    phases = result["phases"]
+    return {"sent": result["sent"], "received": result["received"], "interval_ms": result["interval_ms"],
+            "before": phases.get(-1), "cut": phases.get(0), "restore": phases.get(1)}
+
+
+def run(ctx: Context) -> list[Row]:
+    repeat = ctx.repeat
+    settle = 5.0 if ctx.quick else 6.0
+    run_dir = Path(tempfile.mkdtemp(prefix="bench-recovery-", dir=ctx.run_dir))
+    cycles: dict[str, list[dict[str, Any]]] = {"routeflow": [], "baseline": []}
+    ctx.raw["recovery"] = cycles
+    ctx.say(f"recovery: bringing up rftest2; {repeat} cut/restore cycles each, {settle:.0f} s apart")
+    # The stack's teardown removes the switches, so a failed cycle leaves no port config behind.
+    with Stack("rftest2", run_dir) as stack:
+        wait_for(lambda: stack.all_pairs_ok() and _direct(stack), 120, 0.2)
+        for i in range(repeat):
+            for kind in ("routeflow", "baseline"):
+                if kind == "routeflow":
+                    def cut() -> None:
+                        network.set_link(LINK, False, state_path=stack.lab_state)
+
+                    def restore() -> None:
+                        network.set_link(LINK, True, state_path=stack.lab_state)
+                else:
+                    def cut() -> None:
+                        _blackhole(True)
+
+                    def restore() -> None:
+                        _blackhole(False)
+                c = _cycle(stack, cut, restore, settle)
+                cycles[kind].append(c)
+                ctx.say(f"recovery: {kind} cycle {i + 1}/{repeat}: cut {c['cut']['loss_ms']:.0f} ms "
+                        f"({c['cut']['lost']} lost), restore {c['restore']['loss_ms']:.0f} ms; "
+                        f"interval {c['interval_ms']:.2f} ms")
+                wait_for(lambda: _direct(stack), 60, 0.2)
+    label = "same cut, carrier up: OSPF dead timer"
+    rf, base = cycles["routeflow"], cycles["baseline"]
+    note = ("1 ms ICMP probes h1->h2 (bench/routeflow_bench/prober.py); loss = lost probes x send interval "
+            f"(median {Summary.of(c['interval_ms'] for c in rf + base).median:.3f} ms); longest outage at the cut: "
+            f"{Summary.of(c['cut']['outage_ms'] for c in rf).median:.0f} ms routeflow, "
+            f"{Summary.of(c['cut']['outage_ms'] for c in base).median:.0f} ms baseline; OSPF dead-interval 3 s; "
+            "baseline cut = OpenFlow port config no-receive,no-forward on both ends (carrier stays up)")
+    return [
+        Row("recovery", "loss after link A-B cut", "ms", Summary.of(c["cut"]["loss_ms"] for c in rf),
+            Summary.of(c["cut"]["loss_ms"] for c in base), label, "target < 100 ms", note=note),
+        Row("recovery", "loss after link A-B returns", "ms", Summary.of(c["restore"]["loss_ms"] for c in rf),
+            Summary.of(c["restore"]["loss_ms"] for c in base), label),
+    ]
