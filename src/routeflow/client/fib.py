@@ -24,6 +24,7 @@ and the watcher must hand a fresh route dump to :meth:`FibState.replace_routes`.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 from socket import AF_INET, AF_INET6
@@ -218,6 +219,12 @@ def parse_neighbour(msg: NetlinkMessage) -> NeighbourEntry | None:
     mac = (attrs.get("NDA_LLADDR") or "").lower()
     usable = msg["state"] & NUD_RESOLVED and _unicast_ethernet(mac)
     return NeighbourEntry(msg["ifindex"], ip, mac if usable else None)
+
+
+@functools.lru_cache(maxsize=65536)
+def _nexthops(hops: tuple[NextHop, ...]) -> tuple[NextHop, ...]:
+    """One copy of each next-hop set (a million routes typically share a handful)."""
+    return hops
 
 
 def proto_name(proto: int) -> str:
@@ -438,7 +445,7 @@ class FibState:
             kind = ROUTE_TYPES.get(alias.type)
             if kind is None:
                 return None  # e.g. a throw route: this prefix does not forward
-            hops = tuple(NextHop(self._ifname(hop.oif), hop.gateway) for hop in live)
+            hops = _nexthops(tuple(NextHop(self._ifname(hop.oif), hop.gateway) for hop in live))
             return Route(prefix, hops if kind == "unicast" else (), kind, proto_name(alias.proto))
         return None
 

@@ -13,6 +13,7 @@ uses pyroute2 for that message.
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import struct
@@ -121,9 +122,15 @@ def route(data: bytes, start: int, end: int) -> KernelRoute | None | _Unhandled:
         type=rtype,
         proto=proto,
         prefsrc=prefsrc,
-        nexthops=tuple(hop for hop, _ in hops),
-        dead=tuple(dead for _, dead in hops),
+        nexthops=_shared(tuple(hop for hop, _ in hops)),
+        dead=_shared(tuple(dead for _, dead in hops)),
     )
+
+
+@functools.lru_cache(maxsize=65536)
+def _shared(value: tuple[Any, ...]) -> tuple[Any, ...]:
+    """One copy of each next-hop set: a large FIB has few, shared by many routes."""
+    return value
 
 
 def _multipath(data: bytes, offset: int, end: int) -> list[tuple[KernelNextHop, bool]] | None:
