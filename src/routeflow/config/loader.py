@@ -51,22 +51,28 @@ def parse_config(document: object, source: str = "<config>") -> Config:
     return Config(vms=tuple(vms), rfvs=rfvs, listen=tuple(listen), manage_vms=manage_vms, source=source)
 
 
-def _parse_vm(vm: Fields) -> VmConfig:
-    name = vm.name("name", max_len=10)  # leaves room for "-ethN" on host-side veth names
-    dpid = vm.dpid("dpid")
-    engine = vm.choice("engine", ENGINES, "frr")
+def parse_engine(f: Fields, engines: tuple[str, ...]) -> tuple[str, tuple[str, ...], str]:
+    """The ``engine``, ``daemons`` and ``engine_config`` keys of a VM or a lab router."""
+    engine = f.choice("engine", engines, "frr") or "frr"
     daemons = []
-    for i, d in enumerate(vm.seq("daemons", [])):
+    for i, d in enumerate(f.seq("daemons", [])):
         if d not in FRR_DAEMONS:
-            vm.problems.add(f"{vm.path}.daemons[{i}]", f"{d!r} is not one of {', '.join(FRR_DAEMONS)}")
+            f.problems.add(f"{f.path}.daemons[{i}]", f"{d!r} is not one of {', '.join(FRR_DAEMONS)}")
         else:
             daemons.append(d)
     if engine != "frr" and daemons:
-        vm.error("daemons", f"only the frr engine runs daemons (engine is {engine!r})")
-    engine_config = vm.raw("engine_config", "")
+        f.error("daemons", f"only the frr engine runs daemons (engine is {engine!r})")
+    engine_config = f.raw("engine_config", "")
     if not isinstance(engine_config, str):
-        vm.error("engine_config", "must be text (use a YAML block: engine_config: |)")
+        f.error("engine_config", "must be text (use a YAML block: engine_config: |)")
         engine_config = ""
+    return engine, tuple(daemons), engine_config
+
+
+def _parse_vm(vm: Fields) -> VmConfig:
+    name = vm.name("name", max_len=10)  # leaves room for "-ethN" on host-side veth names
+    dpid = vm.dpid("dpid")
+    engine, daemons, engine_config = parse_engine(vm, ENGINES)
     loopback = vm.interface_addresses("loopback", [])
     interfaces = []
     for iface in vm.items("interfaces"):
@@ -93,8 +99,8 @@ def _parse_vm(vm: Fields) -> VmConfig:
         name=name,
         dpid=dpid,
         interfaces=tuple(interfaces),
-        engine=engine or "frr",
-        daemons=tuple(daemons),
+        engine=engine,
+        daemons=daemons,
         engine_config=engine_config,
         loopback=loopback,
     )

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from routeflow.config.fields import Fields, Problems, check_unique, load_yaml
-from routeflow.config.schema import FRR_DAEMONS
+from routeflow.config.loader import parse_engine
 from routeflow.vnet.links import IFNAME_MAX, IfAddress, IpAddress
 
 DEFAULT_CONTROLLER = "tcp:127.0.0.1:6653"
@@ -327,19 +327,7 @@ def _gateway(f: Fields, key: str, version: int, addresses: tuple[IfAddress, ...]
 
 def _parse_router(f: Fields) -> Router:
     name = f.name("name", max_len=IFNAME_MAX)
-    engine = f.choice("engine", ROUTER_ENGINES, "frr")
-    daemons = []
-    for i, d in enumerate(f.seq("daemons", [])):
-        if d not in FRR_DAEMONS:
-            f.problems.add(f"{f.path}.daemons[{i}]", f"{d!r} is not one of {', '.join(FRR_DAEMONS)}")
-        else:
-            daemons.append(d)
-    if engine == "bird" and daemons:
-        f.error("daemons", "only the frr engine runs daemons (engine is 'bird')")
-    engine_config = f.raw("engine_config", "")
-    if not isinstance(engine_config, str):
-        f.error("engine_config", "must be text (use a YAML block: engine_config: |)")
-        engine_config = ""
+    engine, daemons, engine_config = parse_engine(f, ROUTER_ENGINES)
     loopback = tuple(ipaddress.ip_interface(a) for a in f.interface_addresses("loopback", []))
     interfaces = []
     for iface in f.items("interfaces"):
@@ -354,7 +342,7 @@ def _parse_router(f: Fields) -> Router:
     check_unique(f.problems, f.path, "interface name",
                  [(f"{f.path}.interfaces[{i}].name", x.name) for i, x in enumerate(interfaces)])
     f.finish()
-    return Router(name, engine or "frr", tuple(interfaces), tuple(daemons), engine_config, loopback)
+    return Router(name, engine, tuple(interfaces), daemons, engine_config, loopback)
 
 
 def _parse_link(f: Fields, nodes: dict[str, Switch | Host | Router]) -> Link | None:

@@ -9,5 +9,20 @@ primitives the lab shares.
 """
 
 
+import subprocess
+from collections.abc import Sequence
+
+
 class VnetError(Exception):
     """Creating, querying or removing part of a virtual network failed."""
+
+
+def query(argv: Sequence[str], what: str, timeout: float) -> str:
+    """Run a routing engine's query tool (vtysh, birdc); its output, or VnetError naming ``what``."""
+    try:
+        done = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise VnetError(f"{what}: {exc}") from exc
+    if done.returncode != 0:
+        raise VnetError(f"{what}: {(done.stderr or done.stdout).strip()}")
+    return done.stdout

@@ -9,10 +9,9 @@ needs nothing BIRD-specific: the user's ``engine_config`` must have
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
-from routeflow.vnet import VnetError
+from routeflow.vnet import query
 from routeflow.vnet.frr import DEFAULT_RUN_ROOT
 
 BIRD = Path("/usr/sbin/bird")
@@ -53,10 +52,4 @@ def control_socket(run_dir: Path) -> Path:
 def birdc(name: str, command: str, run_root: Path = DEFAULT_RUN_ROOT, timeout: float = 10.0) -> str:
     """Run one birdc ``command`` (``show protocols``) against instance ``name``; its output."""
     argv = [BIRDC, "-s", str(control_socket(run_root / name)), command]
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise VnetError(f"birdc {command!r} on {name}: {exc}") from exc
-    if done.returncode != 0:
-        raise VnetError(f"birdc {command!r} on {name}: {(done.stderr or done.stdout).strip()}")
-    return done.stdout
+    return query(argv, f"birdc {command!r} on {name}", timeout)

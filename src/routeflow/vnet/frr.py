@@ -7,11 +7,10 @@ keep their pidfiles, zebra's API socket and their vty sockets.
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from routeflow.vnet import VnetError
+from routeflow.vnet import query
 
 FRR_DIR = Path("/usr/lib/frr")
 FRR_USER = "frr"
@@ -69,10 +68,4 @@ def vtysh(vm: str, command: str | Sequence[str], run_root: Path = DEFAULT_RUN_RO
     argv = ["vtysh", "--vty_socket", str(run_root / vm)]
     for line in commands:
         argv += ["-c", line]
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise VnetError(f"vtysh {command!r} on {vm}: {exc}") from exc
-    if done.returncode != 0:
-        raise VnetError(f"vtysh {command!r} on {vm}: {(done.stderr or done.stdout).strip()}")
-    return done.stdout
+    return query(argv, f"vtysh {command!r} on {vm}", timeout)
