@@ -37,7 +37,7 @@ integration: setup
 
 lint: venv
 	@$(PY) -m pip install -q -e '.[test,dev]'
-	$(PY) -m ruff check --select F,E9,I src tests
+	$(PY) -m ruff check --select F,E9,I src tests bench
 	$(PY) -m mypy
 
 clean-lab: venv

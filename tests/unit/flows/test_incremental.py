@@ -3,11 +3,11 @@
 import random
 
 import pytest
+from tests.unit.flows.test_compiler import CONNECTED, IFACES, NEIGHBOURS, VM, ports
 
 from routeflow.flows.compiler import compile_datapath
 from routeflow.flows.incremental import IncrementalCompiler
 from routeflow.model import Fib, Neighbour, NextHop, Route
-from tests.unit.flows.test_compiler import CONNECTED, IFACES, NEIGHBOURS, VM, ports
 
 GATEWAYS = [("eth2", "10.0.2.2"), ("eth3", "10.0.3.2"), ("eth2", "10.0.2.3"), ("eth1", "172.31.1.100")]
 PREFIXES = ["172.31.4.0/24", "172.31.5.0/24", "0.0.0.0/0", "172.31.1.100/32", "10.0.3.2/32",
