@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from routeflow.config.schema import Config
+from routeflow.flows.diff import describe_differences
 from routeflow.flows.model import Table
 from routeflow.model import Fib
 from routeflow.protocol import codec
@@ -45,7 +46,7 @@ from routeflow.protocol.messages import (
 )
 from routeflow.protocol.transport import parse_address
 from routeflow.server.core import CONTROLLER, Out, ServerCore
-from routeflow.server.status import fib_drift, status_document, verify_datapath
+from routeflow.server.status import datapath_name, expected_table, fib_drift, status_document
 
 log = logging.getLogger("routeflow.server")
 
@@ -298,11 +299,17 @@ class RFServer:
                 except (ConnectionError, asyncio.TimeoutError) as exc:
                     differences.append(f"{vm_name}: cannot read its FIB: {exc or 'timeout'}")
                     continue
-                differences += fib_drift(vm_name, nib.vms[vm_name].fib(), fib)
+                differences += fib_drift(vm_name, nib.vms[vm_name], fib)
                 checked["routes"] += len(fib.routes)
             dp = nib.datapaths.get(dpid)
             if dp is None:
                 differences.append(f"datapath {dpid:#x}: not connected")
+                continue
+            # Translate, then let the FIB go before the dump arrives: at a
+            # million routes each of the three is hundreds of megabytes.
+            expected = expected_table(self.config, dpid, fib, dp.ports)
+            del fib
+            if expected is None:
                 continue
             try:
                 actual = await self._dump(dpid)
@@ -311,7 +318,8 @@ class RFServer:
                 continue
             checked["datapaths"] += 1
             checked["flows"] += len(actual.flows)
-            differences += verify_datapath(self.config, dpid, fib, dp.ports, actual)
+            differences += describe_differences(datapath_name(self.config, dpid), actual, expected)
+            del actual, expected
         return VerifyReply(msg.request_id, not differences, tuple(differences), checked)
 
 
