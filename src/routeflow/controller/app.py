@@ -63,6 +63,8 @@ LOGGER_NAME = "routeflow.controller"
 #: A dump fails when the switch sends no reply part for this long (a large
 #: table takes longer than this in all; each part restarts the clock).
 DUMP_TIMEOUT = 10.0
+#: Flows per TableDump part sent to the server.
+DUMP_PART = 50_000
 #: Bytes of serialised OpenFlow messages handed to os-ken's send queue at once.
 SEND_CHUNK = 64 * 1024
 _MAPPING_ETH_TYPE = mapping.ETH_TYPE.to_bytes(2, "big")
@@ -283,9 +285,14 @@ class RouteFlowController(app_manager.OSKenApp):
         if error:
             self.logger.warning("datapath %016x: table dump failed: %s", dpid, error)
             reply = TableDump(dump.request_id, dpid, (), (), error)
-        else:
-            reply = TableDump(dump.request_id, dpid, tuple(dump.flows), tuple(dump.groups))
-        self._send(reply)
+            self._send(reply)
+            return
+        flows = dump.flows
+        last = max(len(flows) - 1, 0) // DUMP_PART
+        for part in range(last + 1):
+            chunk = tuple(flows[part * DUMP_PART : (part + 1) * DUMP_PART])
+            groups = tuple(dump.groups) if part == last else ()
+            self._send(TableDump(dump.request_id, dpid, chunk, groups, more=part < last))
 
     # -- datapaths ---------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Any, Iterable, Mapping
 
 from routeflow.flows.model import Flow, FlowKey, Group, Table, format_flow, format_group
 from routeflow.protocol.messages import TableMod
@@ -41,28 +41,56 @@ def is_empty(mod: TableMod) -> bool:
     return not (mod.add or mod.modify or mod.delete or mod.group_add or mod.group_modify or mod.group_delete)
 
 
+class TableComparison:
+    """Compares a switch's table, fed in parts as it is dumped, with the expected one.
+
+    Holds the expected table and the differences, never the whole actual table.
+    """
+
+    def __init__(self, expected: Table) -> None:
+        self._expected = expected
+        self._unseen = dict(expected.flows)
+        self._groups: dict[int, Group] = {}
+        self._wrong: list[tuple[FlowKey, Flow, Flow]] = []
+        self._stale: list[Flow] = []
+        self.flows_seen = 0
+
+    def feed(self, flows: Iterable[Flow], groups: Iterable[Group] = ()) -> TableComparison:
+        for flow in flows:
+            self.flows_seen += 1
+            want = self._unseen.pop(flow.key, None)
+            if want is None:
+                self._stale.append(flow)
+            elif want != flow:
+                self._wrong.append((flow.key, flow, want))
+        self._groups.update((g.group_id, g) for g in groups)
+        return self
+
+    def lines(self, where: str) -> list[str]:
+        """Human-readable lines: what is missing, wrong or stale on the datapath."""
+        lines = [f"{where}: missing flow {format_flow(f)}" for _, f in sorted(self._unseen.items(), key=_first)]
+        lines += [f"{where}: wrong flow {format_flow(have)} (expected {format_flow(want)})"
+                  for _, have, want in sorted(self._wrong, key=_first)]
+        lines += [f"{where}: stale flow {format_flow(f)}" for f in sorted(self._stale, key=_key)]
+        expected, actual = self._expected.groups, self._groups
+        for gid, grp in sorted(expected.items(), key=_first):
+            have_group = actual.get(gid)
+            if have_group is None:
+                lines.append(f"{where}: missing group {format_group(grp)}")
+            elif have_group != grp:
+                lines.append(f"{where}: wrong group {format_group(have_group)} (expected {format_group(grp)})")
+        lines += [f"{where}: stale group {format_group(g)}" for gid, g in sorted(actual.items(), key=_first)
+                  if gid not in expected]
+        return lines
+
+
 def describe_differences(where: str, actual: Table, expected: Table) -> list[str]:
     """Human-readable lines: what is missing, stale or different on a datapath."""
-    lines = []
-    for key, flow in sorted(expected.flows.items(), key=lambda kv: kv[0]):
-        have = actual.flows.get(key)
-        if have is None:
-            lines.append(f"{where}: missing flow {format_flow(flow)}")
-        elif have != flow:
-            lines.append(f"{where}: wrong flow {format_flow(have)} (expected {format_flow(flow)})")
-    for key, flow in sorted(actual.flows.items(), key=lambda kv: kv[0]):
-        if key not in expected.flows:
-            lines.append(f"{where}: stale flow {format_flow(flow)}")
-    for gid, grp in sorted(expected.groups.items(), key=lambda kv: kv[0]):
-        have_group = actual.groups.get(gid)
-        if have_group is None:
-            lines.append(f"{where}: missing group {format_group(grp)}")
-        elif have_group != grp:
-            lines.append(f"{where}: wrong group {format_group(have_group)} (expected {format_group(grp)})")
-    for gid, grp in sorted(actual.groups.items(), key=lambda kv: kv[0]):
-        if gid not in expected.groups:
-            lines.append(f"{where}: stale group {format_group(grp)}")
-    return lines
+    return TableComparison(expected).feed(actual.flows.values(), actual.groups.values()).lines(where)
+
+
+def _first(item: tuple[Any, ...]) -> Any:
+    return item[0]
 
 
 def _key(flow: Flow) -> FlowKey:

@@ -87,13 +87,18 @@ class MappingSeen(Message, tag="mapping_seen", frozen=True):
 
 
 class TableDump(Message, tag="table_dump", frozen=True):
-    """Reply to :class:`DumpTable`: every flow and group the switch holds."""
+    """Reply to :class:`DumpTable`: the flows and groups the switch holds.
+
+    A large table comes in parts of the same ``request_id``: every part but
+    the last has ``more`` set, so neither side holds it twice as one message.
+    """
 
     request_id: int
     dpid: int
     flows: tuple[Flow, ...]
     groups: tuple[Group, ...]
     error: str = ""
+    more: bool = False
 
 
 class SwitchError(Message, tag="switch_error", frozen=True):

@@ -14,11 +14,10 @@ import logging
 import os
 import signal
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 from routeflow.config.schema import Config
-from routeflow.flows.diff import describe_differences
-from routeflow.flows.model import Table
+from routeflow.flows.diff import TableComparison
 from routeflow.model import Fib
 from routeflow.protocol import codec
 from routeflow.protocol.messages import (
@@ -83,6 +82,9 @@ class RFServer:
         self.clients: dict[str, Peer] = {}
         self._servers: list[asyncio.AbstractServer] = []
         self._pending: dict[int, asyncio.Future[Any]] = {}
+        #: Dumps read part by part (verify), and parts of dumps the core asked for.
+        self._streams: dict[int, asyncio.Queue[TableDump]] = {}
+        self._parts: dict[int, list[TableDump]] = {}
         self._reconcile_scheduled = False
 
     # -- lifecycle ---------------------------------------------------------------
@@ -179,6 +181,9 @@ class RFServer:
         if peer.role == "controller" and self.controller is peer:
             self.controller = None
             log.warning("controller %s disconnected", peer.name)
+            self._parts.clear()
+            for queue in self._streams.values():
+                queue.put_nowait(TableDump(0, 0, (), (), "controller disconnected"))
             self._deliver(self.core.on_controller_down())
         elif peer.role == "client" and self.clients.get(peer.name) is peer:
             del self.clients[peer.name]
@@ -190,10 +195,14 @@ class RFServer:
     def _dispatch(self, peer: Peer, msg: Message) -> None:
         core = self.core
         out: list[Out] = []
-        if isinstance(msg, (TableDump, ControllerStats)) and msg.request_id in self._pending:
+        if isinstance(msg, ControllerStats):
             self._resolve(msg.request_id, msg)
+        elif isinstance(msg, TableDump) and msg.request_id in self._streams:
+            self._streams[msg.request_id].put_nowait(msg)
         elif isinstance(msg, TableDump):
-            out = core.on_table_dump(msg)
+            whole = self._assemble(msg)
+            if whole is not None:
+                out = core.on_table_dump(whole)
         elif isinstance(msg, DatapathJoin):
             out = core.on_datapath_join(msg)
         elif isinstance(msg, DatapathLeave):
@@ -273,12 +282,36 @@ class RFServer:
             packet_in = stats.packet_in_by_kind
         return StatusReply(msg.request_id, status_document(self.core.nib, packet_in, msg.detail))
 
-    async def _dump(self, dpid: int) -> Table:
+    def _assemble(self, part: TableDump) -> TableDump | None:
+        """The whole dump once its last part is in (None until then)."""
+        parts = self._parts.setdefault(part.request_id, [])
+        parts.append(part)
+        if part.more:
+            return None
+        del self._parts[part.request_id]
+        if len(parts) == 1:
+            return part
+        flows = tuple(f for p in parts for f in p.flows)
+        return TableDump(part.request_id, part.dpid, flows, part.groups, part.error)
+
+    async def _dump_parts(self, dpid: int) -> AsyncIterator[TableDump]:
+        """A switch's table as the controller sends it, part by part."""
+        if self.controller is None:
+            raise ConnectionError("controller not connected")
         rid = self.core.next_request_id()
-        dump: TableDump = await self._request(self.controller, DumpTable(rid, dpid), rid, TABLE_TIMEOUT)
-        if dump.error:
-            raise ConnectionError(dump.error)
-        return Table(flows={f.key: f for f in dump.flows}, groups={g.group_id: g for g in dump.groups})
+        queue: asyncio.Queue[TableDump] = asyncio.Queue()
+        self._streams[rid] = queue
+        self.controller.send(DumpTable(rid, dpid))
+        try:
+            while True:
+                part = await asyncio.wait_for(queue.get(), TABLE_TIMEOUT)
+                if part.error:
+                    raise ConnectionError(part.error)
+                yield part
+                if not part.more:
+                    return
+        finally:
+            del self._streams[rid]
 
     async def _fresh_fib(self, vm: str) -> Fib:
         rid = self.core.next_request_id()
@@ -311,15 +344,17 @@ class RFServer:
             del fib
             if expected is None:
                 continue
+            comparison = TableComparison(expected)
             try:
-                actual = await self._dump(dpid)
+                async for part in self._dump_parts(dpid):
+                    comparison.feed(part.flows, part.groups)
             except (ConnectionError, asyncio.TimeoutError) as exc:
                 differences.append(f"datapath {dpid:#x}: cannot read its table: {exc or 'timeout'}")
                 continue
             checked["datapaths"] += 1
-            checked["flows"] += len(actual.flows)
-            differences += describe_differences(datapath_name(self.config, dpid), actual, expected)
-            del actual, expected
+            checked["flows"] += comparison.flows_seen
+            differences += comparison.lines(datapath_name(self.config, dpid))
+            del comparison, expected
         return VerifyReply(msg.request_id, not differences, tuple(differences), checked)
 
 

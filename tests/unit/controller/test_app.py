@@ -320,6 +320,29 @@ def test_dump_table_collects_every_reply_part(app):
     assert app._dumps == {}
 
 
+def test_large_dump_goes_to_the_server_in_parts(app, monkeypatch):
+    monkeypatch.setattr(appmod, "DUMP_PART", 2)
+    dp = join(app, S1)
+    app.link.take()
+    app._on_server_message(DumpTable(9, S1))
+    flow_xid, group_xid = dump_requests(dp)
+    flows = [Flow(1, 1000 + i, match(eth_type=0x800, ipv4_dst=f"10.0.{i}.0/24"), (output(1),)) for i in range(5)]
+    body = []
+    for flow in flows:
+        mod = ofcodec.flow_add(flow, dp)
+        body.append(parser.OFPFlowStats(flow.table, 0, 0, flow.priority, 0, 0, 0, mod.cookie, 0, 0,
+                                        mod.match, mod.instructions))
+    msg = parser.OFPFlowStatsReply(dp, body=body, flags=0)
+    msg.xid = flow_xid
+    app._flow_stats_reply(ofp_event.EventOFPFlowStatsReply(msg))
+    msg = parser.OFPGroupDescStatsReply(dp, body=[], flags=0)
+    msg.xid = group_xid
+    app._group_desc_reply(ofp_event.EventOFPGroupDescStatsReply(msg))
+    parts = app.link.take()
+    assert [(len(p.flows), p.more) for p in parts] == [(2, True), (2, True), (1, False)]
+    assert sum((p.flows for p in parts), ()) == tuple(flows)
+
+
 def test_dump_table_errors(app, monkeypatch):
     app.dump_table(DumpTable(1, 99))
     assert app.link.take() == [TableDump(1, 99, (), (), "datapath not connected")]

@@ -43,3 +43,15 @@ def test_large_mods_are_split_with_groups_first_and_last():
     assert parts[-1].group_delete == (9,) and all(not p.group_delete for p in parts[:-1])
     assert sum((p.add for p in parts), ()) == adds and parts[-1].delete == (B.key,)
     assert split_table_mod(mod, limit=100) == [mod]
+
+
+def test_comparison_fed_in_parts_equals_the_whole_comparison():
+    from routeflow.flows.diff import TableComparison
+
+    actual = table(A2, B, Flow(1, 1, (), (output(9),)), groups=[G])
+    expected = table(A, Flow(1, 2, (), ()), groups=[Group(8, "select", ((output(3),),))])
+    parts = TableComparison(expected)
+    flows = list(actual.flows.values())
+    parts.feed(flows[:1]).feed(flows[1:], actual.groups.values())
+    assert parts.lines("rA") == describe_differences("rA", actual, expected)
+    assert parts.flows_seen == 3 and len(parts.lines("rA")) == 6
