@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, TypeVar
 
 from routeflow.flows.model import Flow, FlowKey, Group, Table, format_flow, format_group
 from routeflow.protocol.messages import TableMod
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 def diff_tables(dpid: int, installed: Table, desired: Table) -> TableMod:
@@ -108,32 +111,8 @@ def apply_changes(dpid: int, installed: Table, flows: Mapping[FlowKey, Flow | No
     Only the changed keys are looked at, so the cost follows the size of the
     change, not of the table.
     """
-    add, modify, delete = [], [], []
-    for key, flow in flows.items():
-        have = installed.flows.get(key)
-        if flow is None:
-            if have is not None:
-                delete.append(key)
-                del installed.flows[key]
-        elif have is None:
-            add.append(flow)
-            installed.flows[key] = flow
-        elif have != flow:
-            modify.append(flow)
-            installed.flows[key] = flow
-    group_add, group_modify, group_delete = [], [], []
-    for gid, grp in groups.items():
-        have_group = installed.groups.get(gid)
-        if grp is None:
-            if have_group is not None:
-                group_delete.append(gid)
-                del installed.groups[gid]
-        elif have_group is None:
-            group_add.append(grp)
-            installed.groups[gid] = grp
-        elif have_group != grp:
-            group_modify.append(grp)
-            installed.groups[gid] = grp
+    add, modify, delete = _apply(installed.flows, flows)
+    group_add, group_modify, group_delete = _apply(installed.groups, groups)
     return TableMod(dpid=dpid, add=tuple(add), modify=tuple(modify), delete=tuple(delete),
                     group_add=tuple(group_add), group_modify=tuple(group_modify), group_delete=tuple(group_delete))
 
@@ -163,3 +142,23 @@ def split_table_mod(mod: TableMod, limit: int = MAX_FLOWS_PER_MOD) -> list[Table
             group_delete=mod.group_delete if last else (),
         ))
     return parts
+
+
+def _apply(installed: dict[K, V], changes: Mapping[K, V | None]) -> tuple[list[V], list[V], list[K]]:
+    """Apply changes (None: removal) to ``installed``; what was added, modified and deleted."""
+    add: list[V] = []
+    modify: list[V] = []
+    delete: list[K] = []
+    for key, value in changes.items():
+        have = installed.get(key)
+        if value is None:
+            if have is not None:
+                delete.append(key)
+                del installed[key]
+        elif have is None:
+            add.append(value)
+            installed[key] = value
+        elif have != value:
+            modify.append(value)
+            installed[key] = value
+    return add, modify, delete
