@@ -64,7 +64,14 @@ def _run_actions(actions, packet, outcome: Outcome, table: Table) -> list[dict[s
         elif name == "dec_nw_ttl":
             outcome.ttl_decremented = True
         elif name == "set_field":
+            assert action[1] != "vlan_vid" or "vlan_vid" in pkt, "set_field vlan_vid on an untagged frame"
             pkt[action[1]] = action[2]
+        elif name == "push_vlan":
+            assert "vlan_vid" not in pkt, "this fake switch carries one tag at most"
+            pkt["vlan_vid"] = 0x1000  # OFPVID_PRESENT, VLAN 0
+        elif name == "pop_vlan":
+            assert "vlan_vid" in pkt, "pop_vlan on an untagged frame"
+            del pkt["vlan_vid"]
         elif name == "group":
             grp = table.groups[action[1]]
             assert grp.type == "select"

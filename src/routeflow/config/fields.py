@@ -98,6 +98,14 @@ class Fields:
             return None
         return value
 
+    def ifname(self, key: str) -> Any:
+        """An existing network interface's name, as Linux allows them."""
+        value = self.text(key)
+        if value is not None and (len(value) > 15 or value in (".", "..") or any(c in value for c in "/: \t\n")):
+            self.error(key, f"{value!r} is not an interface name (at most 15 characters, no '/', ':' or spaces)")
+            return None
+        return value
+
     def integer(self, key: str, default: Any = _MISSING, lo: int = 0, hi: int = 2**32 - 1) -> Any:
         value = self.raw(key, default)
         if value is None or (default is not _MISSING and value is default):

@@ -5,7 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from routeflow.config.fields import Fields, Problems, check_unique, load_yaml
-from routeflow.config.schema import ENGINES, FRR_DAEMONS, Config, RfvsConfig, VmConfig, VmInterface
+from routeflow.config.schema import (
+    ENGINES,
+    FRR_DAEMONS,
+    TRUNK_MAX_PORT,
+    Config,
+    RfvsConfig,
+    Trunk,
+    VmConfig,
+    VmInterface,
+)
 from routeflow.protocol.transport import parse_address
 
 
@@ -47,6 +56,9 @@ def parse_config(document: object, source: str = "<config>") -> Config:
     for i, parsed in enumerate(vms):
         if parsed.dpid is not None and parsed.dpid == rfvs.dpid:
             problems.add(f"vms[{i}].dpid", f"{parsed.dpid:#x} is the RFVS datapath id")
+    check_unique(problems, "vms", "trunk RFVS interface",
+                 [(f"vms[{i}].trunk.rfvs_interface", v.trunk.rfvs_port_name(v.dpid))
+                  for i, v in enumerate(vms) if v.trunk is not None and v.dpid is not None])
     problems.raise_if_any()
     return Config(vms=tuple(vms), rfvs=rfvs, listen=tuple(listen), manage_vms=manage_vms, source=source)
 
@@ -94,6 +106,7 @@ def _parse_vm(vm: Fields) -> VmConfig:
     for i, x in enumerate(interfaces):
         if x.name == "lo":
             vm.problems.add(f"{vm.path}.interfaces[{i}].name", "'lo' is the loopback; use the loopback key")
+    trunk = _parse_trunk(vm, interfaces) if "trunk" in vm.data else None
     vm.finish()
     return VmConfig(
         name=name,
@@ -103,4 +116,20 @@ def _parse_vm(vm: Fields) -> VmConfig:
         daemons=daemons,
         engine_config=engine_config,
         loopback=loopback,
+        trunk=trunk,
     )
+
+
+def _parse_trunk(vm: Fields, interfaces: list[VmInterface]) -> Trunk | None:
+    f = Fields(vm.raw("trunk"), f"{vm.path}.trunk", vm.problems)
+    port = f.integer("port", lo=1, hi=0xFFFFFF00)
+    rfvs_interface = f.ifname("rfvs_interface") if "rfvs_interface" in f.data else None
+    f.finish()
+    for i, x in enumerate(interfaces):
+        if x.port == port:
+            vm.problems.add(f"{f.path}.port", f"port {port} is also interfaces[{i}] ({x.name})")
+        if isinstance(x.port, int) and x.port > TRUNK_MAX_PORT:
+            # The trunk tags frames with their switch port as VLAN id (12 bits).
+            vm.problems.add(f"{vm.path}.interfaces[{i}].port",
+                            f"{x.port} does not fit a VLAN id: with a trunk, ports must be 1..{TRUNK_MAX_PORT}")
+    return Trunk(port, rfvs_interface) if isinstance(port, int) else None

@@ -36,6 +36,34 @@ class VmInterface:
     mac: str | None = None
 
 
+#: A VLAN id carries the switch port on a trunk: ports 1..4094 fit.
+TRUNK_MAX_PORT = 4094
+
+
+def trunk_patch_names(dpid: int) -> tuple[str, str]:
+    """(switch end, RFVS end) of the OVS patch-port pair that cables datapath ``dpid``'s
+    trunk to an RFVS on the same Open vSwitch (the lab's case)."""
+    return f"rft{dpid:x}-sw", f"rft{dpid:x}-rf"
+
+
+@dataclass(frozen=True)
+class Trunk:
+    """The data-plane slow path of one datapath: a switch port cabled to the RFVS.
+
+    Slow-path packets cross it tagged with their switch port as VLAN id, with
+    no packet-in and no packet-out: the controller is out of the path.
+    """
+
+    #: The trunk's port on the mirrored switch.
+    port: int
+    #: The RFVS port it lands on: a host NIC (real switches) or, if None, a patch
+    #: port to a switch on the same Open vSwitch (see :func:`trunk_patch_names`).
+    rfvs_interface: str | None = None
+
+    def rfvs_port_name(self, dpid: int) -> str:
+        return self.rfvs_interface or trunk_patch_names(dpid)[1]
+
+
 @dataclass(frozen=True)
 class VmConfig:
     """One virtual router and the datapath it mirrors (logical split)."""
@@ -50,6 +78,8 @@ class VmConfig:
     #: exporting its routes).
     engine_config: str = ""
     loopback: tuple[str, ...] = ()
+    #: Slow path through a trunk port (None: relayed by the controller).
+    trunk: Trunk | None = None
 
     def interface(self, ifname: str) -> VmInterface | None:
         return next((i for i in self.interfaces if i.name == ifname), None)

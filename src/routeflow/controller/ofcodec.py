@@ -133,6 +133,10 @@ def encode_action(action: Action) -> Any:
         return parser.OFPActionGroup(action[1])
     if kind == "dec_nw_ttl" and len(action) == 1:
         return parser.OFPActionDecNwTtl()
+    if kind == "push_vlan" and len(action) == 2 and isinstance(action[1], int):
+        return parser.OFPActionPushVlan(action[1])
+    if kind == "pop_vlan" and len(action) == 1:
+        return parser.OFPActionPopVlan()
     if kind == "set_field" and len(action) == 3 and isinstance(action[1], str):
         field, value = action[1], action[2]
         encoded = _encode_value(field, value)
@@ -152,6 +156,10 @@ def decode_action(ofp_action: Any) -> Action:
         return ("group", ofp_action.group_id)
     if isinstance(ofp_action, parser.OFPActionDecNwTtl):
         return ("dec_nw_ttl",)
+    if isinstance(ofp_action, parser.OFPActionPushVlan):
+        return ("push_vlan", ofp_action.ethertype)
+    if isinstance(ofp_action, parser.OFPActionPopVlan):
+        return ("pop_vlan",)
     if isinstance(ofp_action, parser.OFPActionSetField):
         return ("set_field", ofp_action.key, _decode_value(ofp_action.key, ofp_action.value))
     return ("unknown", str(ofp_action))

@@ -59,6 +59,7 @@ _BUCKET = struct.Struct("!HHII4x")
 _ACTION_OUTPUT = struct.Struct("!HHIH6x")
 _ACTION_GROUP = struct.Struct("!HHI")
 _ACTION_HDR = struct.Struct("!HH")
+_ACTION_PUSH = struct.Struct("!HHH2x")
 _INST_APPLY = struct.Struct("!HH4x")
 _INST_GOTO = struct.Struct("!HHB3x")
 _OXM_HDR = struct.Struct("!I")
@@ -88,6 +89,7 @@ _FIELDS: dict[str, tuple[int, str, int]] = {
     "eth_dst": (ofp.OFPXMT_OFB_ETH_DST, "mac", 6),
     "eth_src": (ofp.OFPXMT_OFB_ETH_SRC, "mac", 6),
     "eth_type": (ofp.OFPXMT_OFB_ETH_TYPE, "int", 2),
+    "vlan_vid": (ofp.OFPXMT_OFB_VLAN_VID, "int", 2),
     "ip_proto": (ofp.OFPXMT_OFB_IP_PROTO, "int", 1),
     "ipv4_src": (ofp.OFPXMT_OFB_IPV4_SRC, "ip4", 4),
     "ipv4_dst": (ofp.OFPXMT_OFB_IPV4_DST, "ip4", 4),
@@ -270,7 +272,9 @@ def encode_match(match: Match) -> bytes:
 
 _OUTPUT, _GROUP, _DEC_TTL, _SET_FIELD = (ofp.OFPAT_OUTPUT, ofp.OFPAT_GROUP, ofp.OFPAT_DEC_NW_TTL,
                                          ofp.OFPAT_SET_FIELD)
+_PUSH_VLAN, _POP_VLAN = ofp.OFPAT_PUSH_VLAN, ofp.OFPAT_POP_VLAN
 _DEC_TTL_BYTES = _INST_APPLY.pack(_DEC_TTL, 8)  # type, len, 4 bytes of pad: same layout
+_POP_VLAN_BYTES = _INST_APPLY.pack(_POP_VLAN, 8)
 _CONTROLLER_BYTES = _ACTION_OUTPUT.pack(_OUTPUT, 16, _CONTROLLER_PORT, ofp.OFPCML_NO_BUFFER)
 
 
@@ -294,6 +298,14 @@ def encode_action(action: Action) -> bytes:
         return _ACTION_GROUP.pack(_GROUP, 8, group_id)
     if kind == "dec_nw_ttl" and n == 1:
         return _DEC_TTL_BYTES
+    if kind == "push_vlan" and n == 2 and _is_int(action[1]):
+        ethertype = action[1]
+        assert isinstance(ethertype, int)
+        if not 0 <= ethertype <= 0xFFFF:
+            raise Unsupported(f"push_vlan {ethertype}")
+        return _ACTION_PUSH.pack(_PUSH_VLAN, 8, ethertype)
+    if kind == "pop_vlan" and n == 1:
+        return _POP_VLAN_BYTES
     if kind == "set_field" and n == 3 and type(action[1]) is str:
         value = action[2]
         if isinstance(value, str) and "/" in value:
@@ -652,6 +664,10 @@ def decode_actions(buf: bytes, offset: int, end: int) -> list[Action]:
             actions.append(("group", _U32.unpack_from(buf, offset + 4)[0]))
         elif kind == _DEC_TTL and length == 8:
             actions.append(("dec_nw_ttl",))
+        elif kind == _PUSH_VLAN and length == 8:
+            actions.append(("push_vlan", _U16.unpack_from(buf, offset + 4)[0]))
+        elif kind == _POP_VLAN and length == 8:
+            actions.append(("pop_vlan",))
         elif kind == _SET_FIELD:
             tlv_end = offset + 8 + buf[offset + 7]
             if tlv_end > offset + length or buf[offset + 6] & 1:

@@ -15,11 +15,14 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Mapping, NamedTuple
 
-from routeflow.config.schema import VmConfig
+from routeflow.config.schema import Config, VmConfig
 from routeflow.flows import pipeline as P
 from routeflow.flows.model import (
     CONTROLLER,
     DEC_TTL,
+    POP_VLAN,
+    PUSH_VLAN,
+    VID_PRESENT,
     Action,
     Flow,
     FlowKey,
@@ -32,6 +35,7 @@ from routeflow.flows.model import (
     set_field,
 )
 from routeflow.model import Fib, Interface, Neighbour, PortDesc, Route
+from routeflow.protocol import mapping
 
 ETH_TYPE_IPV4 = 0x0800
 ETH_TYPE_ARP = 0x0806
@@ -131,21 +135,57 @@ def compile_datapath(vm: VmConfig, fib: Fib, ports: Mapping[int, PortDesc]) -> C
     return result
 
 
-def compile_rfvs() -> Table:
-    """The RFVS table: every packet from a VM NIC goes to the controller, which
-    relays it to the mirrored switch port or reads it as a mapping packet."""
-    flow = Flow(P.RFVS_TABLE, 0, (), (CONTROLLER,))
-    return Table(flows={flow.key: flow})
+def compile_rfvs(config: Config, nics: Mapping[tuple[str, str], int], ports: Mapping[int, PortDesc]) -> Table:
+    """The RFVS table.
+
+    ``nics`` maps (VM, interface) to the RFVS port its mapping packets came
+    from; ``ports`` are the RFVS's ports, where trunks are found by name. A VM
+    NIC whose datapath has a trunk is cabled to it in both directions, its
+    frames tagged with the switch port it mirrors. Everything else (mapping
+    packets, NICs of datapaths without a trunk) goes to the controller, which
+    reads mapping packets and relays the rest.
+    """
+    table = P.RFVS_TABLE
+    flows = [
+        Flow(table, P.PRIO_RFVS_RELAY, (), (CONTROLLER,)),
+        Flow(table, P.PRIO_RFVS_MAPPING, match(eth_type=mapping.ETH_TYPE), (CONTROLLER,)),
+    ]
+    by_name = {p.name: p.port_no for p in ports.values()}
+    for vm in config.vms:
+        trunk = by_name.get(vm.trunk.rfvs_port_name(vm.dpid)) if vm.trunk is not None else None
+        if trunk is None:
+            continue
+        # Untagged or unknown tags from the switch are nobody's: never relay them.
+        flows.append(Flow(table, P.PRIO_RFVS_TRUNK_DROP, match(in_port=trunk), ()))
+        for nic in vm.interfaces:
+            rfvs_port = nics.get((vm.name, nic.name))
+            if rfvs_port is None:
+                continue  # not identified yet: relayed until its mapping packet arrives
+            vid = nic.port | VID_PRESENT
+            flows += [
+                Flow(table, P.PRIO_RFVS_TRUNK, match(in_port=rfvs_port), _tag(vid, trunk)),
+                Flow(table, P.PRIO_RFVS_TRUNK, match(in_port=trunk, vlan_vid=vid), (POP_VLAN, output(rfvs_port))),
+            ]
+    return Table(flows={f.key: f for f in flows})
+
+
+def _tag(vid: int, port: int) -> tuple[Action, ...]:
+    return (PUSH_VLAN, set_field("vlan_vid", vid), output(port))
+
+
+def _to_vm(table: int, priority: int, flow_match: Match) -> Flow:
+    """A flow handing its packets to the virtual router (see :data:`pipeline.SLOW_PATH`)."""
+    return Flow(table, priority, flow_match, (), goto=P.SLOW_PATH.table_id)
 
 
 def control_flows(vm: VmConfig, interfaces: Mapping[str, Interface],
-                   usable: Mapping[str, tuple[int, str]]) -> list[Flow]:
+                  usable: Mapping[str, tuple[int, str]]) -> list[Flow]:
+    """The CONTROL and SLOW_PATH tables of ``vm``'s datapath."""
     table = P.CONTROL.table_id
-    to_vm = (CONTROLLER,)
     flows = [
-        Flow(table, P.PRIO_SLOW_PATH, match(eth_type=ETH_TYPE_ARP), to_vm),
-        Flow(table, P.PRIO_SLOW_PATH, match(eth_type=ETH_TYPE_IPV4, ip_proto=IP_PROTO_OSPF), to_vm),
-        Flow(table, P.PRIO_SLOW_PATH, match(eth_type=ETH_TYPE_IPV4, ipv4_dst=LINK_LOCAL_MULTICAST_V4), to_vm),
+        _to_vm(table, P.PRIO_SLOW_PATH, match(eth_type=ETH_TYPE_ARP)),
+        _to_vm(table, P.PRIO_SLOW_PATH, match(eth_type=ETH_TYPE_IPV4, ip_proto=IP_PROTO_OSPF)),
+        _to_vm(table, P.PRIO_SLOW_PATH, match(eth_type=ETH_TYPE_IPV4, ipv4_dst=LINK_LOCAL_MULTICAST_V4)),
     ]
     # Everything addressed to the router itself (ICMP echo, BGP, BFD...) is for the VM.
     own = sorted({
@@ -154,15 +194,32 @@ def control_flows(vm: VmConfig, interfaces: Mapping[str, Interface],
         for a in iface.addresses
         if _is_routable_v4(a)
     })
-    flows += [Flow(table, P.PRIO_SLOW_PATH, match(eth_type=ETH_TYPE_IPV4, ipv4_dst=ip), to_vm) for ip in own]
+    flows += [_to_vm(table, P.PRIO_SLOW_PATH, match(eth_type=ETH_TYPE_IPV4, ipv4_dst=ip)) for ip in own]
     flows += [
         Flow(table, P.PRIO_ROUTER_MAC, match(in_port=port, eth_dst=mac), goto=P.FIB.table_id)
         for port, mac in sorted(usable.values())
     ]
+    return flows + slow_path_flows(vm, usable)
+
+
+def slow_path_flows(vm: VmConfig, usable: Mapping[str, tuple[int, str]]) -> list[Flow]:
+    """How packets for the VM reach it: down the trunk, tagged with their ingress
+    port, and back up untagged onto the port the tag names (for ports that are
+    up, as everything else); or, with no trunk, through the controller."""
+    if vm.trunk is None:
+        return [Flow(P.SLOW_PATH.table_id, P.PRIO_TO_CONTROLLER, (), (CONTROLLER,))]
+    trunk = vm.trunk.port
+    flows = [Flow(P.CONTROL.table_id, P.PRIO_TRUNK_DROP, match(in_port=trunk), ())]
+    for port, _ in sorted(usable.values()):
+        vid = port | VID_PRESENT
+        flows += [
+            Flow(P.SLOW_PATH.table_id, P.PRIO_TO_TRUNK, match(in_port=port), _tag(vid, trunk)),
+            Flow(P.CONTROL.table_id, P.PRIO_TRUNK, match(in_port=trunk, vlan_vid=vid), (POP_VLAN, output(port))),
+        ]
     return flows
 
 
-FIB_MISS = Flow(P.FIB.table_id, P.PRIO_FIB_MISS, (), (CONTROLLER,))
+FIB_MISS = _to_vm(P.FIB.table_id, P.PRIO_FIB_MISS, ())
 
 
 @dataclass(frozen=True)
@@ -196,7 +253,7 @@ def route_flow(route: Route, usable: Mapping[str, tuple[int, str]],
     if route.type == "blackhole":
         return RouteFlow(Flow(table, priority, flow_match, ()), host=host)
     if route.type != "unicast":  # unreachable, prohibit: the VM sends the ICMP error
-        return RouteFlow(Flow(table, priority, flow_match, (CONTROLLER,)), host=host)
+        return RouteFlow(_to_vm(table, priority, flow_match), host=host)
 
     egresses: list[_Egress] = []
     unresolved: list[Unresolved] = []
@@ -217,7 +274,7 @@ def route_flow(route: Route, usable: Mapping[str, tuple[int, str]],
         return RouteFlow(None, host=host)
     if not egresses:
         # Connected subnet, or next hops not resolved yet: the VM resolves and forwards.
-        return RouteFlow(Flow(table, priority, flow_match, (CONTROLLER,)), None, tuple(unresolved), host)
+        return RouteFlow(_to_vm(table, priority, flow_match), None, tuple(unresolved), host)
     egresses = sorted(set(egresses))
     if len(egresses) == 1:
         return RouteFlow(Flow(table, priority, flow_match, _forward(egresses[0])), None,

@@ -11,7 +11,8 @@ Match fields use OpenFlow OXM names (``in_port``, ``eth_type``, ``eth_dst``,
 Actions are tuples whose first element names the action:
 
 ``("output", port)``, ``("controller",)``, ``("group", group_id)``,
-``("dec_nw_ttl",)``, ``("set_field", field, value)``.
+``("dec_nw_ttl",)``, ``("set_field", field, value)``, ``("push_vlan", ethertype)``,
+``("pop_vlan",)``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ Action = tuple[str | int, ...]
 
 CONTROLLER: Action = ("controller",)
 DEC_TTL: Action = ("dec_nw_ttl",)
+POP_VLAN: Action = ("pop_vlan",)
+#: 802.1Q: the tag the data-plane slow path carries the switch port in.
+PUSH_VLAN: Action = ("push_vlan", 0x8100)
+#: OFPVID_PRESENT: a ``vlan_vid`` value (match or set_field) with this bit names a tagged frame.
+VID_PRESENT = 0x1000
 
 
 def output(port: int) -> Action:

@@ -9,6 +9,13 @@ ingress port continue to ``FIB``; everything else is dropped, as a router
 would. ``FIB`` holds one flow per route and per resolved neighbour, longest
 prefix first; a packet with no route goes to the virtual router, which answers
 it (ICMP unreachable) or resolves the neighbour.
+
+Every "to the virtual router" decision continues in ``SLOW_PATH``, which says
+how packets reach it: to the controller, which relays them to the VM NIC
+(packet-in, packet-out), or, where the datapath has a trunk to the RFVS,
+tagged with their ingress port as VLAN id and sent down the trunk, with no
+controller in the path. Frames coming back up the trunk are untagged onto the
+port their tag names (at ``PRIO_TRUNK`` in ``CONTROL``).
 """
 
 from __future__ import annotations
@@ -24,14 +31,27 @@ class TableSpec(NamedTuple):
 
 CONTROL = TableSpec(0, "control", "slow-path classification and router-MAC admission")
 FIB = TableSpec(1, "fib", "longest-prefix-match routes and connected hosts")
-PIPELINE = (CONTROL, FIB)
+SLOW_PATH = TableSpec(2, "slow_path", "to the virtual router: via the controller or the trunk")
+PIPELINE = (CONTROL, FIB, SLOW_PATH)
 
-#: RFVS bridges have one table: everything goes to the controller for relaying.
+#: RFVS bridges have one table: VM NICs to and from trunks, the rest to the controller.
 RFVS_TABLE = 0
 
 # Priorities in CONTROL.
+PRIO_TRUNK = 500
+PRIO_TRUNK_DROP = 450
 PRIO_SLOW_PATH = 400
 PRIO_ROUTER_MAC = 200
+
+# Priorities in SLOW_PATH.
+PRIO_TO_TRUNK = 100
+PRIO_TO_CONTROLLER = 0
+
+# Priorities in the RFVS table.
+PRIO_RFVS_MAPPING = 300
+PRIO_RFVS_TRUNK = 200
+PRIO_RFVS_TRUNK_DROP = 100
+PRIO_RFVS_RELAY = 0
 
 # Priorities in FIB: base + prefix length, so longer prefixes win.
 PRIO_FIB_BASE = 1000

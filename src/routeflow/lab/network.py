@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from routeflow.lab.topology import Host, Link, Router, Topology, load_topology
+from routeflow.config.schema import trunk_patch_names
+from routeflow.lab.topology import Host, Link, Router, Switch, Topology, load_topology
 from routeflow.vnet import VnetError, engine, links, ovs
 from routeflow.vnet.engine import EnginePlan, plan_engine
 from routeflow.vnet.links import IfAddress
@@ -85,9 +86,18 @@ def plan_lab(topology: Topology, run_root: Path = ROUTER_RUN_ROOT) -> LabPlan:
         veths.append(Veth(link.name, ifname, peer, peer_netns, netns))
     bridges = tuple(
         ovs.BridgeSpec(s.name, s.dpid, s.controller,
-                       tuple((s.port_ifname(port), port) for port in sorted(topology.ports(s.name))))
+                       tuple((s.port_ifname(port), port) for port in sorted(topology.ports(s.name))),
+                       _trunk_patch(s))
         for s in topology.switches)
     return LabPlan(topology.hosts, tuple(veths), bridges, tuple(_plan_router(r, run_root) for r in topology.routers))
+
+
+def _trunk_patch(switch: Switch) -> tuple[tuple[str, int | None, str], ...]:
+    """The switch end of the trunk's patch-port pair; the RFVS end comes with the VMs."""
+    if switch.trunk is None:
+        return ()
+    switch_end, rfvs_end = trunk_patch_names(switch.dpid)
+    return ((switch_end, switch.trunk, rfvs_end),)
 
 
 def _plan_router(router: Router, run_root: Path) -> RouterPlan:

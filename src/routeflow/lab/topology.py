@@ -5,6 +5,7 @@ A topology file (see ``examples/rftest2/topology.yaml``)::
     controller: tcp:127.0.0.1:6653        # default for every switch
     switches:
       - {name: sA, dpid: 0x1}
+      - {name: sB, dpid: 0x2, trunk: 100}   # port 100: the data-plane slow path to the RFVS
     hosts:
       - {name: h1, addresses: [172.31.1.100/24, "2001:db8:1::100/64"],
          gateway: 172.31.1.1, gateway6: "2001:db8:1::1"}     # gateways optional
@@ -28,8 +29,11 @@ single NIC, ``eth0``. A switch port becomes the veth ``SWITCH-pPORT`` in the
 root namespace, so that name must fit Linux's 15 characters. A legacy router
 is a namespace with one NIC per link and its own routing engine (FRR or
 BIRD, run like a VM's, see :mod:`routeflow.vnet.engine`). Every link has a
-switch port or a router NIC at one end at least. Nothing here touches the
-system; :mod:`routeflow.lab.network` builds it.
+switch port or a router NIC at one end at least. A switch's ``trunk`` port is
+cabled to the RFVS (an OVS patch port, see
+:func:`routeflow.config.schema.trunk_patch_names`), for a VM configured with
+the same trunk port. Nothing here touches the system;
+:mod:`routeflow.lab.network` builds it.
 """
 
 from __future__ import annotations
@@ -60,6 +64,8 @@ class Switch:
     name: str
     dpid: int
     controller: str = DEFAULT_CONTROLLER
+    #: The port cabled to the RFVS for the data-plane slow path (None: no trunk).
+    trunk: int | None = None
 
     def port_ifname(self, port: int) -> str:
         """The name of the veth end that is this switch's port ``port``."""
@@ -243,6 +249,11 @@ def parse_topology(document: object, source: str = "<topology>") -> Topology:
     check_unique(problems, "", "link name", [(f"links[{i}].name", link.name) for i, link in links])
     check_unique(problems, "", "endpoint (each port, router NIC and host takes one link)",
                  [(f"links[{i}].ends[{j}]", str(e)) for i, link in links for j, e in enumerate(link.ends)])
+    trunks = {s.name: s.trunk for s in switches if s.trunk is not None}
+    for i, link in links:
+        for j, e in enumerate(link.ends):
+            if e.port is not None and trunks.get(e.node) == e.port:
+                problems.add(f"links[{i}].ends[{j}]", f"port {e.port} of {e.node} is its trunk to the RFVS")
     linked = {e.node for _, link in links for e in link.ends}
     for i, host in enumerate(hosts):
         if host.name and host.name not in linked:
@@ -273,8 +284,9 @@ def _parse_switch(f: Fields, default_controller: str) -> Switch:
     name = f.name("name", max_len=IFNAME_MAX)
     dpid = f.dpid("dpid")
     controller = _controller(f, default_controller)
+    trunk = f.integer("trunk", None, lo=1, hi=0xFFFFFF00)
     f.finish()
-    return Switch(name, dpid, controller)
+    return Switch(name, dpid, controller, trunk)
 
 
 def _parse_host(f: Fields) -> Host:

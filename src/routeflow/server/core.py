@@ -139,6 +139,7 @@ class ServerCore:
             log.info("VM %s %s is RFVS port %d, mirrors %#x port %d",
                      msg.vm, msg.ifname, msg.rfvs_port, vm.dpid, iface.port)
             self.nib.rfvs_ports[key] = where
+            self._dirty.add(self.config.rfvs.dpid)  # a trunked NIC gets its RFVS flows
             out.append(Out(CONTROLLER, self.relay_map()))
         return out
 
@@ -229,7 +230,7 @@ class ServerCore:
             self._compilers.pop(dpid, None)
             return None
         if dpid == self.config.rfvs.dpid:
-            desired = compile_rfvs()
+            desired = compile_rfvs(self.config, self.nib.rfvs_nics(), dp.ports)
             mod = diff_tables(dpid, dp.installed, desired)
             dp.installed = _copy(desired)
             return mod

@@ -82,6 +82,11 @@ class Nib:
         for vm in self.config.vms:
             self.vms.setdefault(vm.name, VmState())
 
+    def rfvs_nics(self) -> dict[tuple[str, str], int]:
+        """(vm, ifname) -> port on the configured RFVS, for the NICs identified so far."""
+        rfvs = self.config.rfvs.dpid
+        return {key: port for key, (dpid, port) in self.rfvs_ports.items() if dpid == rfvs}
+
 
 @functools.lru_cache(maxsize=65536)
 def _nexthops(nexthops: tuple[NextHop, ...]) -> tuple[NextHop, ...]:

@@ -340,7 +340,7 @@ class RFServer:
                 continue
             # Translate, then let the FIB go before the dump arrives: at a
             # million routes each of the three is hundreds of megabytes.
-            expected = expected_table(self.config, dpid, fib, dp.ports)
+            expected = expected_table(nib, dpid, fib, dp.ports)
             del fib
             if expected is None:
                 continue

@@ -86,10 +86,11 @@ def status_document(nib: Nib, packet_in: Mapping[int, Mapping[str, int]] | None 
     return {"controller_connected": nib.controller_connected, "datapaths": datapaths, "vms": vms}
 
 
-def expected_table(config: Config, dpid: int, fib: Fib | None, ports: Mapping[int, PortDesc]) -> Table | None:
-    """What ``dpid`` must hold for ``fib`` (the RFVS: its relay table); None if not ours."""
+def expected_table(nib: Nib, dpid: int, fib: Fib | None, ports: Mapping[int, PortDesc]) -> Table | None:
+    """What ``dpid`` must hold for ``fib`` (the RFVS: its relay and trunk table); None if not ours."""
+    config = nib.config
     if dpid == config.rfvs.dpid:
-        return compile_rfvs()
+        return compile_rfvs(config, nib.rfvs_nics(), ports)
     vm = config.vm_of_dpid(dpid)
     if vm is None or fib is None:
         return None

@@ -39,6 +39,10 @@ class BridgeSpec:
     controller: str
     #: ``(interface name, OpenFlow port number or None for any)``
     ports: tuple[tuple[str, int | None], ...] = ()
+    #: Patch ports to other bridges of this Open vSwitch: ``(name, OpenFlow port
+    #: number or None, peer port name)``. The peer may be created later, by
+    #: another party: the link comes up when both ends exist.
+    patches: tuple[tuple[str, int | None, str], ...] = ()
 
 
 def add_bridge_argv(spec: BridgeSpec) -> list[str]:
@@ -60,6 +64,9 @@ def add_bridge_argv(spec: BridgeSpec) -> list[str]:
     ]
     for ifname, ofport in spec.ports:
         argv += add_port_argv(spec.name, ifname, ofport)
+    for name, ofport, peer in spec.patches:
+        argv += add_port_argv(spec.name, name, ofport)
+        argv += ["--", "set", "Interface", name, "type=patch", f"options:peer={peer}"]
     return argv
 
 

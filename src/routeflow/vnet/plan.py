@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from routeflow.config.fields import Problems
-from routeflow.config.schema import Config, VmConfig
+from routeflow.config.schema import Config, VmConfig, trunk_patch_names
 from routeflow.protocol.transport import DEFAULT_SERVER
 from routeflow.vnet import frr
 from routeflow.vnet.engine import DaemonPlan, EnginePlan, plan_engine
@@ -86,7 +86,14 @@ def plan_vnet(config: Config, run_root: Path = frr.DEFAULT_RUN_ROOT) -> VnetPlan
     vms = tuple(_plan_vm(i, vm, run_root, problems) for i, vm in enumerate(config.vms))
     problems.raise_if_any()
     rfvs = config.rfvs
-    return VnetPlan(BridgeSpec(rfvs.bridge, rfvs.dpid, rfvs.controller), vms)
+    # Trunks land on a host NIC (real switches) or on a patch port whose peer
+    # is the switch end a lab on this Open vSwitch creates.
+    ports = tuple((vm.trunk.rfvs_interface, None) for vm in config.vms
+                  if vm.trunk is not None and vm.trunk.rfvs_interface is not None)
+    patches = tuple((rfvs_end, None, switch_end) for vm in config.vms if vm.trunk is not None
+                    and vm.trunk.rfvs_interface is None
+                    for switch_end, rfvs_end in [trunk_patch_names(vm.dpid)])
+    return VnetPlan(BridgeSpec(rfvs.bridge, rfvs.dpid, rfvs.controller, ports, patches), vms)
 
 
 def host_ifname(vm: str, nic: str) -> str:

@@ -78,3 +78,22 @@ def test_examples_load():
     root = Path(__file__).resolve().parents[3] / "examples"
     for path in sorted(root.glob("*/routeflow.yaml")):
         load_config(path)
+
+
+def test_trunk():
+    vm = {"name": "rA", "dpid": 1, "interfaces": [{"name": "eth1", "port": 1}]}
+    config = parse_config({"vms": [{**vm, "trunk": {"port": 100}},
+                                   {**vm, "name": "rB", "dpid": 2, "trunk": {"port": 48, "rfvs_interface": "eth3"}}]})
+    assert config.vms[0].trunk.rfvs_port_name(1) == "rft1-rf"
+    assert config.vms[1].trunk.rfvs_port_name(2) == "eth3"
+    found = dict(problems({"vms": [
+        {**vm, "interfaces": [{"name": "eth1", "port": 5000}, {"name": "eth2", "port": 7}],
+         "trunk": {"port": 7, "speed": 10}},
+        {**vm, "name": "rB", "dpid": 2, "trunk": {"port": 1, "rfvs_interface": "rft1-rf"}},
+        {**vm, "name": "rC", "dpid": 3, "trunk": "yes"},
+    ]}))
+    assert "VLAN id" in found["vms[0].interfaces[0].port"]
+    assert "also interfaces[1]" in found["vms[0].trunk.port"]
+    assert found["vms[0].trunk.speed"] == "unknown key"
+    assert "duplicate trunk RFVS interface" in found["vms[1].trunk.rfvs_interface"]
+    assert "mapping" in found["vms[2].trunk"]

@@ -7,12 +7,14 @@ from os_ken.ofproto import ofproto_parser
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from routeflow.config.schema import VmConfig, VmInterface
+from routeflow.config.schema import Config, Trunk, VmConfig, VmInterface
 from routeflow.controller import ofcodec
 from routeflow.flows.compiler import compile_datapath, compile_rfvs
 from routeflow.flows.model import (
     CONTROLLER,
     DEC_TTL,
+    POP_VLAN,
+    PUSH_VLAN,
     Flow,
     FlowKey,
     Group,
@@ -46,6 +48,9 @@ FLOWS = [
     Flow(0, 300, match(eth_type=0x86DD, ip_proto=58, icmpv6_type=135, ipv6_dst="ff02::1:ff00:0/104",
                        ipv6_src="2001:db8::1"), (CONTROLLER,)),
     Flow(1, 1064, match(eth_type=0x86DD, ipv6_dst="2001:db8:1::/48"), (DEC_TTL, output(1))),
+    # the data-plane slow path
+    Flow(2, 100, match(in_port=3), (PUSH_VLAN, set_field("vlan_vid", 0x1003), output(100))),
+    Flow(0, 500, match(in_port=100, vlan_vid=0x1003), (POP_VLAN, output(3))),
 ]
 
 GROUPS = [
@@ -128,9 +133,10 @@ def test_select_buckets_weigh_one_and_watch_nothing():
     assert (delete.command, delete.group_id, delete.buckets) == (ofp.OFPGC_DELETE, 77, [])
 
 
-def test_everything_the_compiler_emits_round_trips():
+@pytest.mark.parametrize("trunk", [None, Trunk(100)], ids=["relay", "trunk"])
+def test_everything_the_compiler_emits_round_trips(trunk):
     vm = VmConfig(name="rA", dpid=1, interfaces=(VmInterface("eth1", 1, ("172.31.1.1/24",)),
-                                                  VmInterface("eth2", 2, ("10.0.2.1/30",))))
+                                                  VmInterface("eth2", 2, ("10.0.2.1/30",))), trunk=trunk)
     fib = Fib(
         (Interface("eth1", "02:00:00:00:00:01", True, ("172.31.1.1/24",)),
          Interface("eth2", "02:00:00:00:00:02", True, ("10.0.2.1/30",))),
@@ -143,7 +149,9 @@ def test_everything_the_compiler_emits_round_trips():
     ports = {n: PortDesc(n, f"s1-eth{n}", f"aa:00:00:00:00:0{n}", True) for n in (1, 2)}
     table = compile_datapath(vm, fib, ports).table
     assert table.groups, "the example should exercise a select group"
-    for flow in [*table.flows.values(), *compile_rfvs().flows.values()]:
+    rfvs = compile_rfvs(Config(vms=(vm,)), {("rA", "eth1"): 5, ("rA", "eth2"): 6},
+                        {7: PortDesc(7, "rft1-rf", "aa:00:00:00:00:07", True)})
+    for flow in [*table.flows.values(), *rfvs.flows.values()]:
         assert flow_via_wire(ofcodec.flow_add(flow)) == flow
     for grp in table.groups.values():
         assert group_via_wire(ofcodec.group_add(grp)) == grp
@@ -182,7 +190,7 @@ def test_foreign_entries_decode_as_differences_instead_of_failing():
         table_id=0, priority=1, cookie=0,
         match=parser.OFPMatch(vlan_vid=(0x1000, 0x1000), ipv4_dst=("10.0.0.0", "255.0.255.0"), eth_type=0x800),
         instructions=[parser.OFPInstructionActions(ofp.OFPIT_WRITE_ACTIONS, [parser.OFPActionOutput(1, 0)]),
-                      parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, [parser.OFPActionPopVlan()])],
+                      parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, [parser.OFPActionSetQueue(3)])],
     )
     flow = ofcodec.flow_from_stats(stats)
     assert dict(flow.match) == {"eth_type": 0x800, "ipv4_dst": "10.0.0.0/255.0.255.0", "vlan_vid": "4096/4096"}

@@ -23,7 +23,18 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from routeflow.controller import ofcodec, ofwire
-from routeflow.flows.model import CONTROLLER, DEC_TTL, Flow, Group, group, match, output, set_field
+from routeflow.flows.model import (
+    CONTROLLER,
+    DEC_TTL,
+    POP_VLAN,
+    PUSH_VLAN,
+    Flow,
+    Group,
+    group,
+    match,
+    output,
+    set_field,
+)
 from routeflow.protocol.messages import TableMod
 
 DP = ofcodec.STANDALONE
@@ -52,6 +63,9 @@ FAST_FLOWS = [
     Flow(1, 1160, match(eth_type=0x86DD, ipv6_dst="2001:db8::5/128"), (DEC_TTL, group(0xFFFFFFFE))),
     Flow(1, 1000, match(eth_type=0x86DD, ipv6_dst="::/0"), (CONTROLLER,)),
     Flow(0, 200, match(in_port=0xFFFFFF00, eth_dst="0A:00:00:00:00:FF"), goto=255),  # upper-case MAC
+    # the data-plane slow path: tag with the ingress port, untag on the trunk
+    Flow(2, 100, match(in_port=3), (PUSH_VLAN, set_field("vlan_vid", 0x1003), output(100))),
+    Flow(0, 500, match(in_port=100, vlan_vid=0x1003), (POP_VLAN, output(3))),
     Flow(255, 0xFFFF, match(eth_type=0x800, ipv4_dst="255.255.255.255"),
          (set_field("ipv4_dst", "10.0.0.9"), set_field("ipv6_src", "fe80::1"), set_field("tcp_dst", 80),
           set_field("eth_dst", "AA:BB:CC:DD:EE:FF"), set_field("ip_proto", 6), output(1))),
@@ -68,14 +82,14 @@ FAST_GROUPS = [
 
 #: Shapes the fast path leaves to os-ken (which still encodes them).
 FALLBACK_FLOWS = [
-    Flow(0, 1, match(vlan_vid=0x1005), (CONTROLLER,)),  # field not written by routeflow
+    Flow(0, 1, match(mpls_label=5, eth_type=0x8847), (CONTROLLER,)),  # field not written by routeflow
     Flow(0, 1, match(eth_dst="01:00:00:00:00:00/01:00:00:00:00:00"), (CONTROLLER,)),  # masked MAC
     Flow(0, 1, match(eth_type=0x800, ipv4_dst="10.0.0.0/255.255.0.0"), (CONTROLLER,)),  # netmask text
     Flow(0, 1, match(eth_type=0x86DD, ipv6_dst="::ffff:10.0.0.1"), (CONTROLLER,)),  # embedded IPv4
     Flow(0, 1, match(eth_type=0x806, arp_op=1), (CONTROLLER,)),
     Flow(0, 1, match(eth_type=0x800, ip_dscp=46), (CONTROLLER,)),
     Flow(0, 1, match(eth_dst="2:0:0:0:0:a"), (CONTROLLER,)),  # short MAC octets
-    Flow(0, 1, (), (set_field("vlan_vid", 0x1005), output(1))),
+    Flow(0, 1, (), (set_field("mpls_label", 5), output(1))),
 ]
 
 #: Entries neither path can encode: each must come out as an error, not a message.

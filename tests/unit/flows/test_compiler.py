@@ -3,8 +3,8 @@
 import pytest
 from tests.unit.fakeswitch import forward
 
-from routeflow.config.schema import VmConfig, VmInterface
-from routeflow.flows.compiler import compile_datapath, ipv4_prefix
+from routeflow.config.schema import Config, RfvsConfig, Trunk, VmConfig, VmInterface
+from routeflow.flows.compiler import compile_datapath, compile_rfvs, ipv4_prefix
 from routeflow.model import Fib, Interface, Neighbour, NextHop, PortDesc, Route
 
 MAC1, MAC2, MAC3 = "02:00:00:00:00:01", "02:00:00:00:00:02", "02:00:00:00:00:03"
@@ -157,6 +157,69 @@ def test_explicit_host_route_shadows_neighbour_entry():
 def test_ipv6_routes_are_ignored_for_now():
     table = compiled([Route("2001:db8::/32", (NextHop("eth2", "fe80::1"),))]).table
     assert compiled().table.flows == table.flows
+
+
+TRUNKED = VmConfig(name="rA", dpid=1, interfaces=VM.interfaces, trunk=Trunk(100))
+
+
+def trunked(routes=()):
+    return compile_datapath(TRUNKED, Fib(IFACES, CONNECTED + tuple(routes), NEIGHBOURS), ports()).table
+
+
+def test_trunk_carries_slow_path_tagged_with_ingress_port_and_no_packet_in():
+    table = trunked([Route("172.31.4.0/24", (NextHop("eth2", "10.0.2.9"),))])  # unresolved
+    arp = forward(table, {"in_port": 3, "eth_type": 0x0806, "eth_dst": "ff:ff:ff:ff:ff:ff"})
+    assert not arp.controller and arp.ports == [100] and arp.outputs[0]["vlan_vid"] == 0x1003
+    for packet in (ip_packet("172.31.1.1"), ip_packet("198.51.100.1"), ip_packet("172.31.4.1")):
+        out = forward(table, packet)  # the router's address, no route, unresolved next hop
+        assert not out.controller and out.ports == [100] and out.outputs[0]["vlan_vid"] == 0x1001
+        assert not out.ttl_decremented
+    transit = forward(table, ip_packet("172.31.1.100", in_port=2, eth_dst=MAC2))
+    assert transit.ports == [1] and "vlan_vid" not in transit.outputs[0]
+
+
+def test_trunk_frames_from_the_vm_leave_untagged_on_the_port_their_tag_names():
+    table = trunked()
+    out = forward(table, {"in_port": 100, "vlan_vid": 0x1002, "eth_type": 0x0806, "eth_dst": "ff:ff:ff:ff:ff:ff"})
+    assert out.ports == [2] and "vlan_vid" not in out.outputs[0] and not out.controller
+    # Untagged, or tagged for no port of the VM: dropped, never routed or punted.
+    assert forward(table, {"in_port": 100, "eth_type": 0x0806, "eth_dst": "ff:ff:ff:ff:ff:ff"}).dropped
+    assert forward(table, {**ip_packet("172.31.1.1", in_port=100), "vlan_vid": 0x1009}).dropped
+    assert forward(table, ip_packet("172.31.1.100", in_port=100)).dropped
+
+
+def test_without_trunk_the_slow_path_goes_to_the_controller():
+    table = compiled().table
+    assert not any(a[0] in ("push_vlan", "pop_vlan") for f in table.flows.values() for a in f.actions)
+
+
+RFVS = RfvsConfig(dpid=0x7266)
+PLAIN = VmConfig(name="rB", dpid=2, interfaces=(VmInterface("eth1", 1),))
+
+
+def rfvs_table(nics, port_names):
+    config = Config(vms=(TRUNKED, PLAIN), rfvs=RFVS)
+    rfvs_ports = {n: PortDesc(n, name, f"aa:00:00:00:01:{n:02x}", True) for n, name in port_names.items()}
+    return compile_rfvs(config, nics, rfvs_ports)
+
+
+def test_rfvs_cables_identified_nics_to_their_trunk():
+    table = rfvs_table({("rA", "eth1"): 11, ("rA", "eth2"): 12, ("rB", "eth1"): 21},
+                       {11: "rA.1", 12: "rA.2", 21: "rB.1", 7: "rft1-rf"})
+    up = forward(table, ip_packet("172.31.1.100", in_port=12))
+    assert up.ports == [7] and up.outputs[0]["vlan_vid"] == 0x1002 and not up.controller
+    down = forward(table, {**ip_packet("172.31.1.100", in_port=7), "vlan_vid": 0x1001})
+    assert down.ports == [11] and "vlan_vid" not in down.outputs[0]
+    # eth3 has no mapping yet, rB has no trunk: the controller relays them.
+    assert forward(table, {**ip_packet("10.0.3.2", in_port=7), "vlan_vid": 0x1003}).dropped
+    assert forward(table, ip_packet("10.0.0.1", in_port=21)).controller
+    # Mapping packets always reach the controller, whatever port they come from.
+    assert forward(table, {"in_port": 11, "eth_type": 0x0A0A}).controller
+
+
+def test_rfvs_without_the_trunk_port_relays_everything():
+    table = rfvs_table({("rA", "eth1"): 11}, {11: "rA.1"})
+    assert forward(table, ip_packet("172.31.1.100", in_port=11)).controller
 
 
 @pytest.mark.parametrize("text, expected", [

@@ -119,4 +119,22 @@ def test_rfvs_gets_its_relay_table():
     (dump,) = messages(core.on_datapath_join(DatapathJoin(RFVS, ())), DumpTable)
     core.on_table_dump(TableDump(dump.request_id, RFVS, (), ()))
     (mod,) = messages(core.reconcile(), TableMod)
-    assert mod.dpid == RFVS and [f.actions for f in mod.add] == [(("controller",),)]
+    assert mod.dpid == RFVS and {f.actions for f in mod.add} == {(("controller",),)}
+
+
+def test_mapping_a_trunked_nic_cables_it_to_the_trunk_on_the_rfvs():
+    config = parse_config({"vms": [{"name": "rA", "dpid": 1, "engine": "none", "trunk": {"port": 100},
+                                    "interfaces": [{"name": "eth1", "port": 1}]}]})
+    core = ServerCore(config)
+    core.on_controller_up()
+    trunk = PortDesc(9, "rft1-rf", "aa:00:00:00:00:09", True)
+    (dump,) = messages(core.on_datapath_join(DatapathJoin(RFVS, (trunk,))), DumpTable)
+    core.on_table_dump(TableDump(dump.request_id, RFVS, (), ()))
+    (first,) = messages(core.reconcile(), TableMod)
+    assert not [f for f in first.add if f.actions and f.actions[0] == ("push_vlan", 0x8100)]
+    core.on_mapping_seen(MappingSeen(RFVS, 4, "rA", "eth1"))
+    (mod,) = messages(core.reconcile(), TableMod)
+    assert {(f.match, f.actions) for f in mod.add} == {
+        ((("in_port", 4),), (("push_vlan", 0x8100), ("set_field", "vlan_vid", 0x1001), ("output", 9))),
+        ((("in_port", 9), ("vlan_vid", 0x1001)), (("pop_vlan",), ("output", 4))),
+    }

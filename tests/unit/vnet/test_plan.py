@@ -18,7 +18,9 @@ RUN = Path("/run/rf-test/vms")
 
 def test_rftest2_plan():
     plan = plan_vnet(load_config(EXAMPLES / "rftest2" / "routeflow.yaml"), RUN)
-    assert plan.bridge == BridgeSpec("rfvs", 0x7266, "tcp:127.0.0.1:6653")
+    # Each switch's trunk lands on a patch port whose peer the lab creates.
+    patches = tuple((f"rft{n}-rf", None, f"rft{n}-sw") for n in (1, 2, 3, 4))
+    assert plan.bridge == BridgeSpec("rfvs", 0x7266, "tcp:127.0.0.1:6653", (), patches)
     assert [v.name for v in plan.vms] == ["rA", "rB", "rC", "rD"]
     ra = plan.vm("rA")
     assert ra.netns == "rA" and ra.dpid == 1
@@ -88,6 +90,13 @@ def test_bridge_is_one_transaction():
     assert argv[-len(port):] == port == ["--", "add-port", "sA", "sA-p1",
                                          "--", "set", "Interface", "sA-p1", "ofport_request=1"]
     assert add_port_argv("rfvs", "rA-eth1") == ["--", "add-port", "rfvs", "rA-eth1"]
+
+
+def test_patch_port_is_created_with_its_bridge():
+    argv = add_bridge_argv(BridgeSpec("sA", 0x1, "tcp:127.0.0.1:6653", patches=(("rft1-sw", 100, "rft1-rf"),)))
+    assert argv[-15:] == ["--", "add-port", "sA", "rft1-sw", "--", "set", "Interface", "rft1-sw",
+                          "ofport_request=100", "--", "set", "Interface", "rft1-sw", "type=patch",
+                          "options:peer=rft1-rf"]
 
 
 def test_vtysh_failure_is_reported(tmp_path):
