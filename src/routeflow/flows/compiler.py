@@ -39,9 +39,13 @@ from routeflow.protocol import mapping
 
 ETH_TYPE_IPV4 = 0x0800
 ETH_TYPE_ARP = 0x0806
+ETH_TYPE_IPV6 = 0x86DD
 IP_PROTO_OSPF = 89
 #: Link-local multicast (OSPF, RIP, VRRP...) always belongs to the router.
 LINK_LOCAL_MULTICAST_V4 = "224.0.0.0/24"
+#: IPv6 link-scope multicast: neighbour and router discovery (solicited-node,
+#: all-routers), OSPFv3 (ff02::5, ff02::6), MLD. Link-scope: never forwarded.
+LINK_LOCAL_MULTICAST_V6 = "ff02::/16"
 
 
 @dataclass(frozen=True)
@@ -80,8 +84,9 @@ def _forward(egress: _Egress) -> tuple[Action, ...]:
     return (DEC_TTL, *_rewrite(egress))
 
 
-#: Shared first match field of every IPv4 flow.
+#: Shared first match field of every IPv4 and every IPv6 flow.
 _IPV4: tuple[str, int] = ("eth_type", ETH_TYPE_IPV4)
+_IPV6: tuple[str, int] = ("eth_type", ETH_TYPE_IPV6)
 
 
 def usable_nics(vm: VmConfig, interfaces: Mapping[str, Interface],
@@ -186,15 +191,18 @@ def control_flows(vm: VmConfig, interfaces: Mapping[str, Interface],
         _to_vm(table, P.PRIO_SLOW_PATH, match(eth_type=ETH_TYPE_ARP)),
         _to_vm(table, P.PRIO_SLOW_PATH, match(eth_type=ETH_TYPE_IPV4, ip_proto=IP_PROTO_OSPF)),
         _to_vm(table, P.PRIO_SLOW_PATH, match(eth_type=ETH_TYPE_IPV4, ipv4_dst=LINK_LOCAL_MULTICAST_V4)),
+        _to_vm(table, P.PRIO_SLOW_PATH, match(eth_type=ETH_TYPE_IPV6, ip_proto=IP_PROTO_OSPF)),
+        _to_vm(table, P.PRIO_SLOW_PATH, match(eth_type=ETH_TYPE_IPV6, ipv6_dst=LINK_LOCAL_MULTICAST_V6)),
     ]
-    # Everything addressed to the router itself (ICMP echo, BGP, BFD...) is for the VM.
+    # Everything addressed to the router itself (ICMP echo, BGP, BFD, unicast
+    # ND to its link-local addresses...) is for the VM.
     own = sorted({
-        str(ipaddress.ip_interface(a).ip)
+        ip
         for iface in interfaces.values()
         for a in iface.addresses
-        if _is_routable_v4(a)
-    })
-    flows += [_to_vm(table, P.PRIO_SLOW_PATH, match(eth_type=ETH_TYPE_IPV4, ipv4_dst=ip)) for ip in own]
+        if (ip := ipaddress.ip_interface(a).ip) and not ip.is_loopback
+    }, key=lambda ip: (ip.version, ip))
+    flows += [_to_vm(table, P.PRIO_SLOW_PATH, _host_match(ip)) for ip in own]
     flows += [
         Flow(table, P.PRIO_ROUTER_MAC, match(in_port=port, eth_dst=mac), goto=P.FIB.table_id)
         for port, mac in sorted(usable.values())
@@ -235,19 +243,25 @@ class RouteFlow:
 
 def route_flow(route: Route, usable: Mapping[str, tuple[int, str]],
                neighbours: Mapping[tuple[str, str], str], groups: GroupTable) -> RouteFlow | None:
-    """Translate one route; None for a route this compiler ignores (not IPv4).
+    """Translate one route; None for a route this compiler ignores (not IP unicast).
 
     An ECMP route takes a reference on its group in ``groups``.
     """
     parsed = ipv4_prefix(route.prefix)
-    if parsed is None:
-        return None
-    address, prefixlen, text = parsed
-    host = address if prefixlen == 32 else None
-    # A /0 mask is no match field at all: switches drop it, so must we, or the
-    # dumped flow would never equal the desired one. A host is an exact match.
-    # Built directly rather than with match(): this runs once per route.
-    flow_match: Match = (_IPV4, ("ipv4_dst", address if host else text)) if prefixlen else (_IPV4,)
+    if parsed is not None:
+        address, prefixlen, text = parsed
+        host = address if prefixlen == 32 else None
+        # A /0 mask is no match field at all: switches drop it, so must we, or the
+        # dumped flow would never equal the desired one. A host is an exact match.
+        # Built directly rather than with match(): this runs once per route.
+        flow_match: Match = (_IPV4, ("ipv4_dst", address if host else text)) if prefixlen else (_IPV4,)
+    else:
+        parsed = ipv6_prefix(route.prefix)
+        if parsed is None:
+            return None
+        address, prefixlen, text = parsed
+        host = address if prefixlen == 128 else None
+        flow_match = (_IPV6, ("ipv6_dst", address if host else text)) if prefixlen else (_IPV6,)
     priority = P.fib_priority(prefixlen)
     table = P.FIB.table_id
     if route.type == "blackhole":
@@ -300,10 +314,20 @@ def neighbour_flow(candidates: list[Neighbour], usable: Mapping[str, tuple[int, 
 
 
 def host_key(ip: str) -> FlowKey | None:
-    """The key of the connected-host flow for ``ip`` (None if not IPv4)."""
-    if ipv4_prefix(ip) is None:
+    """The key of the connected-host flow for ``ip``; None if it has none: not an IP
+    address, or an IPv6 link-local one (on-link only, never a destination to route to)."""
+    if ipv4_prefix(ip) is not None:
+        return FlowKey(P.FIB.table_id, P.fib_priority(32), match(eth_type=ETH_TYPE_IPV4, ipv4_dst=ip))
+    parsed = ipv6_prefix(ip)
+    if parsed is None or parsed[1] != 128 or ipaddress.IPv6Address(parsed[0]).is_link_local:
         return None
-    return FlowKey(P.FIB.table_id, P.fib_priority(32), match(eth_type=ETH_TYPE_IPV4, ipv4_dst=ip))
+    return FlowKey(P.FIB.table_id, P.fib_priority(128), match(eth_type=ETH_TYPE_IPV6, ipv6_dst=parsed[0]))
+
+
+def _host_match(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> Match:
+    if ip.version == 4:
+        return match(eth_type=ETH_TYPE_IPV4, ipv4_dst=str(ip))
+    return match(eth_type=ETH_TYPE_IPV6, ipv6_dst=str(ip))
 
 
 class GroupTable:
@@ -371,6 +395,14 @@ def ipv4_prefix(text: str) -> tuple[str, int, str] | None:
     return (str(net.network_address), net.prefixlen, str(net)) if net.version == 4 else None
 
 
-def _is_routable_v4(address: str) -> bool:
-    ip = ipaddress.ip_interface(address).ip
-    return ip.version == 4 and not ip.is_loopback
+@functools.lru_cache(maxsize=65536)
+def ipv6_prefix(text: str) -> tuple[str, int, str] | None:
+    """``(network address, prefix length, canonical prefix text)`` of an IPv6
+    prefix or address; None if not IPv6 or not a unicast destination (multicast)."""
+    try:
+        net = ipaddress.IPv6Network(text, strict=False)
+    except ValueError:
+        return None
+    if net.is_multicast:
+        return None
+    return str(net.network_address), net.prefixlen, str(net)

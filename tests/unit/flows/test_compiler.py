@@ -154,9 +154,69 @@ def test_explicit_host_route_shadows_neighbour_entry():
     assert forward(table, ip_packet("172.31.1.100", in_port=2, eth_dst=MAC2)).ports == [2]
 
 
-def test_ipv6_routes_are_ignored_for_now():
-    table = compiled([Route("2001:db8::/32", (NextHop("eth2", "fe80::1"),))]).table
-    assert compiled().table.flows == table.flows
+IFACES6 = (
+    Interface("eth1", MAC1, True, ("172.31.1.1/24", "2001:db8:1::1/64", "fe80::1:1/64")),
+    Interface("eth2", MAC2, True, ("10.0.2.1/30", "fe80::2:1/64")),
+    Interface("eth3", MAC3, True, ("10.0.3.1/30", "fe80::3:1/64")),
+    Interface("lo", "00:00:00:00:00:00", True, ("10.255.0.1/32", "2001:db8:ff::1/128", "::1/128")),
+)
+NEIGHBOURS6 = NEIGHBOURS + (
+    Neighbour("eth1", "2001:db8:1::100", H1),
+    Neighbour("eth1", "fe80::100", H1),
+    Neighbour("eth2", "fe80::2:2", GW2),
+    Neighbour("eth3", "fe80::3:2", GW3),
+)
+
+
+def compiled6(routes=(), neighbours=NEIGHBOURS6):
+    fib = Fib(IFACES6, CONNECTED + (Route("2001:db8:1::/64", (NextHop("eth1"),)),) + tuple(routes), neighbours)
+    return compile_datapath(VM, fib, ports())
+
+
+def ip6_packet(dst: str, in_port: int = 1, eth_dst: str = MAC1, **extra):
+    return {"in_port": in_port, "eth_type": 0x86DD, "eth_dst": eth_dst, "ipv6_dst": dst, "ip_proto": 58, **extra}
+
+
+def test_ipv6_route_via_link_local_next_hop_is_forwarded_beside_ipv4():
+    result = compiled6([Route("2001:db8:4::/48", (NextHop("eth2", "fe80::2:2"),)),
+                        Route("172.31.4.0/24", (NextHop("eth2", "10.0.2.2"),))])
+    out = forward(result.table, ip6_packet("2001:db8:4::9"))
+    assert out.ports == [2] and out.outputs[0]["eth_dst"] == GW2 and out.outputs[0]["eth_src"] == MAC2
+    assert out.ttl_decremented and not out.controller
+    assert forward(result.table, ip_packet("172.31.4.9")).ports == [2]
+    assert not result.unresolved
+
+
+def test_ipv6_connected_hosts_but_no_link_local_host_flows():
+    table = compiled6().table
+    out = forward(table, ip6_packet("2001:db8:1::100", in_port=2, eth_dst=MAC2))
+    assert out.ports == [1] and out.outputs[0]["eth_dst"] == H1
+    # An unknown host on the connected subnet goes to the VM, which runs ND.
+    assert forward(table, ip6_packet("2001:db8:1::55", in_port=2, eth_dst=MAC2)).controller
+    assert not [f for f in table.flows.values() if ("ipv6_dst", "fe80::100") in f.match]
+
+
+def test_ipv6_control_traffic_goes_to_vm_and_transit_icmpv6_does_not():
+    table = compiled6([Route("2001:db8:4::/48", (NextHop("eth2", "fe80::2:2"),))]).table
+    ns = ip6_packet("ff02::1:ff00:100", eth_dst="33:33:ff:00:01:00", icmpv6_type=135)
+    ospf3 = ip6_packet("ff02::5", in_port=2, eth_dst="33:33:00:00:00:05", ip_proto=89)
+    for packet in (ns, ospf3, ip6_packet("2001:db8:1::1"), ip6_packet("fe80::1:1"), ip6_packet("2001:db8:ff::1"),
+                   ip6_packet("2001:db8:ff::1", ip_proto=6, tcp_dst=179)):
+        assert forward(table, packet).controller, packet
+    transit = forward(table, ip6_packet("2001:db8:4::1", icmpv6_type=128))
+    assert not transit.controller and transit.ports == [2]
+
+
+def test_ipv6_ecmp_unresolved_and_unroutable():
+    hops = (NextHop("eth2", "fe80::2:2"), NextHop("eth3", "fe80::3:2"))
+    result = compiled6([Route("2001:db8:5::/48", hops), Route("2001:db8:6::/48", (NextHop("eth2", "fe80::2:9"),)),
+                        Route("2001:db8:7::/48", type="blackhole"), Route("ff00::/8", (NextHop("eth1"),))])
+    out = forward(result.table, ip6_packet("2001:db8:5::1"))
+    assert sorted(b[0]["port"] for b in out.buckets) == [2, 3]
+    assert forward(result.table, ip6_packet("2001:db8:6::1")).controller
+    assert [(u.prefix, u.gateway) for u in result.unresolved] == [("2001:db8:6::/48", "fe80::2:9")]
+    assert forward(result.table, ip6_packet("2001:db8:7::1")).dropped
+    assert not [f for f in result.table.flows.values() if ("ipv6_dst", "ff00::/8") in f.match]
 
 
 TRUNKED = VmConfig(name="rA", dpid=1, interfaces=VM.interfaces, trunk=Trunk(100))

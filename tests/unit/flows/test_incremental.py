@@ -9,9 +9,11 @@ from routeflow.flows.compiler import compile_datapath
 from routeflow.flows.incremental import IncrementalCompiler
 from routeflow.model import Fib, Neighbour, NextHop, Route
 
-GATEWAYS = [("eth2", "10.0.2.2"), ("eth3", "10.0.3.2"), ("eth2", "10.0.2.3"), ("eth1", "172.31.1.100")]
+GATEWAYS4 = [("eth2", "10.0.2.2"), ("eth3", "10.0.3.2"), ("eth2", "10.0.2.3"), ("eth1", "172.31.1.100")]
+GATEWAYS6 = [("eth2", "fe80::2:2"), ("eth3", "fe80::3:2"), ("eth2", "fe80::2:3"), ("eth1", "2001:db8:1::100")]
+GATEWAYS = GATEWAYS4 + GATEWAYS6
 PREFIXES = ["172.31.4.0/24", "172.31.5.0/24", "0.0.0.0/0", "172.31.1.100/32", "10.0.3.2/32",
-            "192.0.2.0/25", "192.0.2.0/24", "2001:db8::/32"]
+            "192.0.2.0/25", "192.0.2.0/24", "2001:db8::/32", "2001:db8:4::/48", "::/0", "2001:db8:1::100/128"]
 
 
 def random_route(rng: random.Random, prefix: str) -> Route:
@@ -20,7 +22,7 @@ def random_route(rng: random.Random, prefix: str) -> Route:
         return Route(prefix, type="blackhole")
     if kind < 0.2:
         return Route(prefix, (NextHop(rng.choice(["eth1", "eth2"])),))
-    hops = rng.sample(GATEWAYS, rng.choice([1, 1, 2, 3]))
+    hops = rng.sample(GATEWAYS6 if ":" in prefix else GATEWAYS4, rng.choice([1, 1, 2, 3]))
     return Route(prefix, tuple(NextHop(i, g) for i, g in hops), proto="ospf")
 
 

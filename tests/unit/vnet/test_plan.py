@@ -92,6 +92,13 @@ def test_bridge_is_one_transaction():
     assert add_port_argv("rfvs", "rA-eth1") == ["--", "add-port", "rfvs", "rA-eth1"]
 
 
+def test_a_trunk_on_a_host_nic_puts_that_nic_on_the_rfvs():
+    config = parse_config({"vms": [{"name": "rA", "dpid": 1, "engine": "none", "interfaces": [{"name": "eth1", "port": 1}],
+                                    "trunk": {"port": 48, "rfvs_interface": "enp3s0"}}]})
+    bridge = plan_vnet(config, RUN).bridge
+    assert bridge.ports == (("enp3s0", None),) and bridge.patches == ()
+
+
 def test_patch_port_is_created_with_its_bridge():
     argv = add_bridge_argv(BridgeSpec("sA", 0x1, "tcp:127.0.0.1:6653", patches=(("rft1-sw", 100, "rft1-rf"),)))
     assert argv[-15:] == ["--", "add-port", "sA", "rft1-sw", "--", "set", "Interface", "rft1-sw",
