@@ -58,7 +58,7 @@ def status(server: str, as_json: bool, flows: bool, routes: bool) -> int:
         ))
     _table(rows)
     out.write("\n")
-    rows = [("VM", "DATAPATH", "CLIENT", "INTERFACE", "PORT", "RFVS PORT", "STATE", "ADDRESSES")]
+    rows = [("VM", "DATAPATH", "CLIENT", "INTERFACE", "PORT", "RFVS PORT", "STATE", "VIRTUAL LINK", "ADDRESSES")]
     for vm in doc["vms"]:
         client = ("synced" if vm["synced"] else "connected") if vm["client_connected"] else "down"
         for i, iface in enumerate(vm["interfaces"]):
@@ -66,7 +66,7 @@ def status(server: str, as_json: bool, flows: bool, routes: bool) -> int:
                 vm["name"] if i == 0 else "", vm["dpid"] if i == 0 else "", client if i == 0 else "",
                 iface["name"], str(iface["port"]), _dash(iface["rfvs_port"]),
                 "-" if iface["up"] is None else "up" if iface["up"] else "down",
-                " ".join(iface["addresses"]),
+                _dash(iface["virtual_link"]), " ".join(iface["addresses"]),
             ))
     _table(rows)
     out.write("\n")

@@ -8,6 +8,7 @@ from routeflow.config.fields import Fields, Problems, check_unique, load_yaml
 from routeflow.config.schema import (
     ENGINES,
     FRR_DAEMONS,
+    ROUTING_PLANES,
     TRUNK_MAX_PORT,
     Config,
     RfvsConfig,
@@ -107,6 +108,7 @@ def _parse_vm(vm: Fields) -> VmConfig:
         if x.name == "lo":
             vm.problems.add(f"{vm.path}.interfaces[{i}].name", "'lo' is the loopback; use the loopback key")
     trunk = _parse_trunk(vm, interfaces) if "trunk" in vm.data else None
+    routing_plane = vm.choice("routing_plane", ROUTING_PLANES, "physical") or "physical"
     vm.finish()
     return VmConfig(
         name=name,
@@ -117,6 +119,7 @@ def _parse_vm(vm: Fields) -> VmConfig:
         engine_config=engine_config,
         loopback=loopback,
         trunk=trunk,
+        routing_plane=routing_plane,
     )
 
 

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from routeflow.protocol.transport import DEFAULT_SERVER, DEFAULT_TCP
 
 ENGINES = ("frr", "bird", "none")
+#: Where a VM's routing messages to another routeflow VM travel (see VmConfig.routing_plane).
+ROUTING_PLANES = ("physical", "virtual")
 FRR_DAEMONS = ("ospfd", "bgpd", "ospf6d", "ripd", "staticd", "bfdd")
 
 
@@ -80,6 +82,11 @@ class VmConfig:
     loopback: tuple[str, ...] = ()
     #: Slow path through a trunk port (None: relayed by the controller).
     trunk: Trunk | None = None
+    #: ``physical``: everything the VM sends leaves through the mirrored switch port.
+    #: ``virtual``: on a link discovered between two switches whose VMs are both
+    #: ``virtual``, the two VM NICs are wired to each other on the RFVS, so routing
+    #: messages never cross the physical link (the paper's second sub-mode).
+    routing_plane: str = "physical"
 
     def interface(self, ifname: str) -> VmInterface | None:
         return next((i for i in self.interfaces if i.name == ifname), None)

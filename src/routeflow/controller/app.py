@@ -5,6 +5,9 @@ to the server; applies the server's :class:`TableMod` and answers its
 :class:`DumpTable` and :class:`StatsRequest`; and relays slow-path packets
 between switch ports and the RFVS ports of the VM NICs mirroring them,
 reporting port-identification (mapping) packets instead of relaying them.
+For the datapaths the server's :class:`DiscoveryPlan` names, it finds the
+physical links between switches with LLDP probes and reports each link found
+or lost (:class:`LinkChange`); a port going down loses its links at once.
 
 Threads: os-ken runs each datapath's socket loops and this app's event loop
 on native threads; server messages arrive on the :class:`ServerLink` thread.
@@ -20,6 +23,7 @@ from __future__ import annotations
 import itertools
 import socket
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,18 +39,21 @@ from oslo_config import cfg
 
 from routeflow.controller import ofcodec, ofwire
 from routeflow.controller.classify import traffic_kind
+from routeflow.controller.discovery import Change, LinkTable
 from routeflow.controller.link import ServerLink
 from routeflow.flows.model import Flow, Group
 from routeflow.model import PortDesc
-from routeflow.protocol import mapping
+from routeflow.protocol import lldp, mapping
 from routeflow.protocol.codec import RemoteProtocolError
 from routeflow.protocol.messages import (
     AnyMessage,
     ControllerStats,
     DatapathJoin,
     DatapathLeave,
+    DiscoveryPlan,
     DumpTable,
     Goodbye,
+    LinkChange,
     MappingSeen,
     Message,
     PortChange,
@@ -68,6 +75,9 @@ DUMP_PART = 50_000
 #: Bytes of serialised OpenFlow messages handed to os-ken's send queue at once.
 SEND_CHUNK = 64 * 1024
 _MAPPING_ETH_TYPE = mapping.ETH_TYPE.to_bytes(2, "big")
+_LLDP_ETH_TYPE = lldp.ETH_TYPE.to_bytes(2, "big")
+#: A link no probe crossed for this many probe intervals is lost.
+LINK_TIMEOUT_INTERVALS = 3.5
 _PACKET_IN_REASONS = 1 << ofp.OFPR_NO_MATCH | 1 << ofp.OFPR_ACTION | 1 << ofp.OFPR_INVALID_TTL
 _PORT_STATUS_REASONS = 1 << ofp.OFPPR_ADD | 1 << ofp.OFPPR_DELETE | 1 << ofp.OFPPR_MODIFY
 
@@ -143,15 +153,22 @@ class RouteFlowController(app_manager.OSKenApp):
         self.packet_in_kinds: Counter[tuple[int, str]] = Counter()
         self.packet_out: Counter[int] = Counter()
         self.dropped: Counter[int] = Counter()
+        self._probe_dpids: frozenset[int] = frozenset()
+        self._probe_interval = 1.0
+        self._links = LinkTable(LINK_TIMEOUT_INTERVALS * self._probe_interval)
+        self._stopping = threading.Event()
+        self._prober = threading.Thread(target=self._probe_loop, name="routeflow-discovery", daemon=True)
 
     # -- lifecycle ---------------------------------------------------------------
 
     def start(self) -> Any:
         thread = super().start()
         self.link.start()
+        self._prober.start()
         return thread
 
     def stop(self) -> None:
+        self._stopping.set()
         self.link.stop()
         with self._lock:
             for dump in self._dumps.values():
@@ -169,12 +186,16 @@ class RouteFlowController(app_manager.OSKenApp):
             # The server may have restarted and forgotten everything: re-report.
             for dpid, ports in self._ports.items():
                 self._send(DatapathJoin(dpid, tuple(sorted(ports.values()))))
+            for src, dst in self._links.last_seen:
+                self._send(LinkChange(*src, *dst, True))
 
     def _on_server_message(self, msg: AnyMessage) -> None:
         if isinstance(msg, TableMod):
             self.apply_table_mod(msg)
         elif isinstance(msg, RelayMap):
             self.set_relay_map(msg)
+        elif isinstance(msg, DiscoveryPlan):
+            self.set_discovery_plan(msg)
         elif isinstance(msg, DumpTable):
             self.dump_table(msg)
         elif isinstance(msg, StatsRequest):
@@ -297,6 +318,51 @@ class RouteFlowController(app_manager.OSKenApp):
     # -- datapaths ---------------------------------------------------------------------
 
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
+    def set_discovery_plan(self, plan: DiscoveryPlan) -> None:
+        """Probe the ports of ``plan.dpids`` from now on; links elsewhere are forgotten."""
+        with self._lock:
+            self._probe_dpids = frozenset(plan.dpids)
+            self._probe_interval = plan.interval
+            self._links.timeout = LINK_TIMEOUT_INTERVALS * plan.interval
+            for dpid in set(self._ports) - self._probe_dpids:
+                self._report_links(self._links.datapath_gone(dpid))
+            targets = [(dpid, port) for dpid in self._probe_dpids for port in self._ports.get(dpid, {}).values()]
+        self.logger.info("discovery: probing %d datapaths every %.1f s", len(plan.dpids), plan.interval)
+        self._probe(targets)
+
+    def _probe_loop(self) -> None:
+        while not self._stopping.wait(self._probe_interval):
+            with self._lock:
+                targets = [(dpid, port) for dpid in self._probe_dpids for port in self._ports.get(dpid, {}).values()]
+                self._report_links(self._links.expire(time.monotonic()))
+            self._probe(targets)
+
+    def _probe(self, targets: list[tuple[int, PortDesc]]) -> None:
+        """Send a discovery probe out of each (datapath, port) that is up."""
+        for dpid, port in targets:
+            with self._lock:
+                dp = self._datapaths.get(dpid)
+            if dp is None or not port.up:
+                continue
+            frame = lldp.build_probe(dpid, port.port_no, port.mac)
+            self._send_msg(dp, parser.OFPPacketOut(dp, ofp.OFP_NO_BUFFER, ofp.OFPP_CONTROLLER,
+                                                   [parser.OFPActionOutput(port.port_no, 0)], frame))
+
+    def _report_links(self, changes: list[Change]) -> None:
+        """Tell the server; called holding ``_lock``, so link changes keep their order."""
+        for change in changes:
+            self._send(LinkChange(*change.src, *change.dst, change.up))
+            self.logger.info("link %016x:%d -> %016x:%d %s", *change.src, *change.dst,
+                             "up" if change.up else "down")
+
+    def _discovery_probe(self, dpid: int, in_port: int, data: bytes) -> None:
+        source = lldp.parse_probe(data)
+        with self._lock:
+            if source is None or source[0] not in self._probe_dpids:
+                self.dropped[dpid] += 1  # foreign LLDP, or a probe from a plan since replaced
+                return
+            self._report_links(self._links.seen(source, (dpid, in_port), time.monotonic()))
+
     def _switch_features(self, ev: Any) -> None:
         dp = ev.msg.datapath
         # Whole packets in every packet-in, so they can be relayed as they are.
@@ -338,6 +404,7 @@ class RouteFlowController(app_manager.OSKenApp):
             del self._datapaths[dpid]
             self._port_requests = {k: v for k, v in self._port_requests.items() if k[0] != dpid}
             if self._ports.pop(dpid, None) is not None:
+                self._report_links(self._links.datapath_gone(dpid))
                 self._send(DatapathLeave(dpid))
         self.logger.info("datapath %016x disconnected", dpid)
         self._fail_dumps(dpid, "datapath disconnected")
@@ -385,6 +452,11 @@ class RouteFlowController(app_manager.OSKenApp):
             else:
                 ports[port.port_no] = port
             self._send(PortChange(dpid, port, deleted))
+            if deleted or not port.up:
+                self._report_links(self._links.port_down((dpid, port.port_no)))
+            reprobe = dpid in self._probe_dpids and port.up and not deleted
+        if reprobe:  # a link back up is wired again at once, not at the next round
+            self._probe([(dpid, port)])
         self.logger.info("datapath %016x port %d %s: %s", dpid, port.port_no, port.name,
                          "deleted" if deleted else "up" if port.up else "down")
 
@@ -449,6 +521,9 @@ class RouteFlowController(app_manager.OSKenApp):
             out_dp = self._datapaths.get(target[0]) if target is not None else None
         if on_rfvs and data[12:14] == _MAPPING_ETH_TYPE:
             self._mapping_packet(dpid, in_port, data)
+            return
+        if not on_rfvs and data[12:14] == _LLDP_ETH_TYPE:
+            self._discovery_probe(dpid, in_port, data)
             return
         # A truncated packet (switch ignored miss_send_len) cannot be relayed faithfully.
         if out_dp is None or target is None or len(data) < total_len:

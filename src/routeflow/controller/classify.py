@@ -11,7 +11,7 @@ _VLAN_TYPES = (0x8100, 0x88A8)
 
 
 def traffic_kind(frame: bytes) -> str:
-    """``arp``, ``icmp``, ``icmpv6``, ``ospf``, ``tcp``, ``udp``, ``ip``, ``mapping`` or ``other``."""
+    """``arp``, ``icmp``, ``icmpv6``, ``ospf``, ``tcp``, ``udp``, ``ip``, ``mapping``, ``lldp`` or ``other``."""
     if len(frame) < 14:
         return "other"
     eth_type = int.from_bytes(frame[12:14], "big")
@@ -23,6 +23,8 @@ def traffic_kind(frame: bytes) -> str:
         return "arp"
     if eth_type == 0x0A0A:
         return "mapping"
+    if eth_type == 0x88CC:
+        return "lldp"
     if eth_type == 0x0800 and len(frame) >= offset + 10:
         return _IP_PROTOCOLS.get(frame[offset + 9], "ip")
     if eth_type == 0x86DD and len(frame) >= offset + 7:

@@ -13,7 +13,7 @@ import functools
 import ipaddress
 import zlib
 from dataclasses import dataclass, field
-from typing import Mapping, NamedTuple
+from typing import Iterable, Mapping, NamedTuple
 
 from routeflow.config.schema import Config, VmConfig
 from routeflow.flows import pipeline as P
@@ -35,7 +35,7 @@ from routeflow.flows.model import (
     set_field,
 )
 from routeflow.model import Fib, Interface, Neighbour, PortDesc, Route
-from routeflow.protocol import mapping
+from routeflow.protocol import lldp, mapping
 
 ETH_TYPE_IPV4 = 0x0800
 ETH_TYPE_ARP = 0x0806
@@ -140,21 +140,27 @@ def compile_datapath(vm: VmConfig, fib: Fib, ports: Mapping[int, PortDesc]) -> C
     return result
 
 
-def compile_rfvs(config: Config, nics: Mapping[tuple[str, str], int], ports: Mapping[int, PortDesc]) -> Table:
+def compile_rfvs(config: Config, nics: Mapping[tuple[str, str], int], ports: Mapping[int, PortDesc],
+                 wires: Iterable[tuple[int, int]] = ()) -> Table:
     """The RFVS table.
 
     ``nics`` maps (VM, interface) to the RFVS port its mapping packets came
-    from; ``ports`` are the RFVS's ports, where trunks are found by name. A VM
-    NIC whose datapath has a trunk is cabled to it in both directions, its
-    frames tagged with the switch port it mirrors. Everything else (mapping
-    packets, NICs of datapaths without a trunk) goes to the controller, which
-    reads mapping packets and relays the rest.
+    from; ``ports`` are the RFVS's ports, where trunks are found by name;
+    ``wires`` are pairs of RFVS ports (VM NICs) joined like a cable: the
+    virtual plane of a physical link between two switches. A VM NIC whose
+    datapath has a trunk is cabled to it in both directions, its frames tagged
+    with the switch port it mirrors. Everything else (mapping packets, NICs of
+    datapaths without a trunk) goes to the controller, which reads mapping
+    packets and relays the rest.
     """
     table = P.RFVS_TABLE
     flows = [
         Flow(table, P.PRIO_RFVS_RELAY, (), (CONTROLLER,)),
         Flow(table, P.PRIO_RFVS_MAPPING, match(eth_type=mapping.ETH_TYPE), (CONTROLLER,)),
     ]
+    for a, b in wires:
+        flows += [Flow(table, P.PRIO_RFVS_WIRE, match(in_port=a), (output(b),)),
+                  Flow(table, P.PRIO_RFVS_WIRE, match(in_port=b), (output(a),))]
     by_name = {p.name: p.port_no for p in ports.values()}
     for vm in config.vms:
         trunk = by_name.get(vm.trunk.rfvs_port_name(vm.dpid)) if vm.trunk is not None else None
@@ -207,6 +213,9 @@ def control_flows(vm: VmConfig, interfaces: Mapping[str, Interface],
         Flow(table, P.PRIO_ROUTER_MAC, match(in_port=port, eth_dst=mac), goto=P.FIB.table_id)
         for port, mac in sorted(usable.values())
     ]
+    if vm.routing_plane == "virtual":
+        # Discovery probes from the controller, to find links to wire in the virtual plane.
+        flows.append(Flow(table, P.PRIO_DISCOVERY, match(eth_type=lldp.ETH_TYPE), (CONTROLLER,)))
     return flows + slow_path_flows(vm, usable)
 
 

@@ -108,6 +108,17 @@ class SwitchError(Message, tag="switch_error", frozen=True):
     text: str
 
 
+class LinkChange(Message, tag="link_change", frozen=True):
+    """Discovery found (``up``) or lost a physical link: probes leaving ``src_port``
+    of ``src_dpid`` arrive at ``dst_port`` of ``dst_dpid``."""
+
+    src_dpid: int
+    src_port: int
+    dst_dpid: int
+    dst_port: int
+    up: bool
+
+
 class ControllerStats(Message, tag="controller_stats", frozen=True):
     """Reply to :class:`StatsRequest`: slow-path counters by datapath id."""
 
@@ -136,6 +147,14 @@ class RelayMap(Message, tag="relay_map", frozen=True):
     """The complete slow-path relay table (replaces the previous one)."""
 
     entries: tuple[RelayEntry, ...]
+
+
+class DiscoveryPlan(Message, tag="discovery_plan", frozen=True):
+    """Probe every port of ``dpids`` for physical links each ``interval`` seconds
+    (replaces the previous plan; no datapaths: no discovery)."""
+
+    dpids: tuple[int, ...]
+    interval: float = 1.0
 
 
 class TableMod(Message, tag="table_mod", frozen=True):
@@ -242,10 +261,12 @@ AnyMessage = (
     | DatapathLeave
     | PortChange
     | MappingSeen
+    | LinkChange
     | TableDump
     | SwitchError
     | ControllerStats
     | RelayMap
+    | DiscoveryPlan
     | TableMod
     | DumpTable
     | StatsRequest
@@ -267,6 +288,7 @@ ACCEPTED: dict[str, tuple[type[Message], ...]] = {
         DatapathLeave,
         PortChange,
         MappingSeen,
+        LinkChange,
         TableDump,
         SwitchError,
         ControllerStats,

@@ -21,9 +21,11 @@ from routeflow.flows.model import Table
 from routeflow.protocol.messages import (
     DatapathJoin,
     DatapathLeave,
+    DiscoveryPlan,
     DumpTable,
     FibDelta,
     FibSnapshot,
+    LinkChange,
     LinkState,
     MappingSeen,
     Message,
@@ -69,7 +71,7 @@ class ServerCore:
 
     def on_controller_up(self) -> list[Out]:
         self.nib.controller_connected = True
-        return [Out(CONTROLLER, self.relay_map())]
+        return [Out(CONTROLLER, self.relay_map()), Out(CONTROLLER, self.discovery_plan())]
 
     def on_controller_down(self) -> list[Out]:
         """The controller went away: what switches hold is unknown until re-dumped.
@@ -78,6 +80,7 @@ class ServerCore:
         taking VM interfaces down for it would tear down every adjacency.
         """
         self.nib.controller_connected = False
+        self.nib.links.clear()  # rediscovered by the next controller
         for dp in self.nib.datapaths.values():
             dp.installed = None
             dp.dump_pending = False
@@ -142,6 +145,20 @@ class ServerCore:
             self._dirty.add(self.config.rfvs.dpid)  # a trunked NIC gets its RFVS flows
             out.append(Out(CONTROLLER, self.relay_map()))
         return out
+
+    def on_link_change(self, msg: LinkChange) -> list[Out]:
+        """Discovery found or lost a link: wire or unwire the VM NICs mirroring its ends."""
+        link = ((msg.src_dpid, msg.src_port), (msg.dst_dpid, msg.dst_port))
+        before = self.nib.virtual_links()
+        if msg.up:
+            self.nib.links.add(link)
+        else:
+            self.nib.links.discard(link)
+        log.info("link %#x:%d -> %#x:%d %s", msg.src_dpid, msg.src_port, msg.dst_dpid, msg.dst_port,
+                 "up" if msg.up else "down")
+        if self.nib.virtual_links() != before:
+            self._dirty.add(self.config.rfvs.dpid)
+        return []
 
     def on_table_dump(self, msg: TableDump) -> list[Out]:
         """A dump the core asked for: the switch's real table becomes our baseline."""
@@ -230,7 +247,7 @@ class ServerCore:
             self._compilers.pop(dpid, None)
             return None
         if dpid == self.config.rfvs.dpid:
-            desired = compile_rfvs(self.config, self.nib.rfvs_nics(), dp.ports)
+            desired = compile_rfvs(self.config, self.nib.rfvs_nics(), dp.ports, self.nib.rfvs_wires())
             mod = diff_tables(dpid, dp.installed, desired)
             dp.installed = _copy(desired)
             return mod
@@ -256,6 +273,10 @@ class ServerCore:
     @property
     def has_dirty(self) -> bool:
         return bool(self._dirty or self._changed)
+
+    def discovery_plan(self) -> DiscoveryPlan:
+        """Probe the datapaths of ``virtual`` routing-plane VMs: their links get wired."""
+        return DiscoveryPlan(tuple(sorted(vm.dpid for vm in self.config.vms if vm.routing_plane == "virtual")))
 
     def relay_map(self) -> RelayMap:
         entries = []

@@ -76,6 +76,8 @@ class Nib:
     datapaths: dict[int, DatapathState] = field(default_factory=dict)
     #: (vm, ifname) -> (rfvs dpid, rfvs port), learned from mapping packets.
     rfvs_ports: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+    #: Directed physical links found by discovery: ((dpid, port), (dpid, port)).
+    links: set[tuple[tuple[int, int], tuple[int, int]]] = field(default_factory=set)
     controller_connected: bool = False
 
     def __post_init__(self) -> None:
@@ -86,6 +88,22 @@ class Nib:
         """(vm, ifname) -> port on the configured RFVS, for the NICs identified so far."""
         rfvs = self.config.rfvs.dpid
         return {key: port for key, (dpid, port) in self.rfvs_ports.items() if dpid == rfvs}
+
+    def virtual_links(self) -> list[tuple[tuple[str, str], tuple[str, str]]]:
+        """Physical links, seen in both directions, between ports mirrored by NICs of
+        two ``virtual`` routing-plane VMs: ((vm, ifname), (vm, ifname)) pairs."""
+        nic_of = {(vm.dpid, nic.port): (vm.name, nic.name)
+                  for vm in self.config.vms if vm.routing_plane == "virtual" for nic in vm.interfaces}
+        pairs = []
+        for a, b in self.links:
+            if a < b and (b, a) in self.links and a in nic_of and b in nic_of:
+                pairs.append((nic_of[a], nic_of[b]))
+        return sorted(pairs)
+
+    def rfvs_wires(self) -> list[tuple[int, int]]:
+        """The RFVS ports to wire together for :meth:`virtual_links` (NICs identified so far)."""
+        nics = self.rfvs_nics()
+        return [(nics[a], nics[b]) for a, b in self.virtual_links() if a in nics and b in nics]
 
 
 @functools.lru_cache(maxsize=65536)

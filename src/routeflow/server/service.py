@@ -30,6 +30,7 @@ from routeflow.protocol.messages import (
     FibSnapshot,
     Goodbye,
     Hello,
+    LinkChange,
     MappingSeen,
     Message,
     PortChange,
@@ -211,6 +212,8 @@ class RFServer:
             out = core.on_port_change(msg)
         elif isinstance(msg, MappingSeen):
             out = core.on_mapping_seen(msg)
+        elif isinstance(msg, LinkChange):
+            out = core.on_link_change(msg)
         elif isinstance(msg, SwitchError):
             out = core.on_switch_error(msg)
         elif isinstance(msg, FibSnapshot):

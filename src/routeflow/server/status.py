@@ -45,6 +45,9 @@ def status_document(nib: Nib, packet_in: Mapping[int, Mapping[str, int]] | None 
                 {"prefix": u.prefix, "ifname": u.ifname, "gateway": u.gateway} for u in dp.unresolved
             ] if dp else [],
         })
+    wired = {}
+    for a, b in nib.virtual_links():
+        wired[a], wired[b] = b, a
     vms = []
     for vm in config.vms:
         state = nib.vms[vm.name]
@@ -52,6 +55,7 @@ def status_document(nib: Nib, packet_in: Mapping[int, Mapping[str, int]] | None 
         for nic in vm.interfaces:
             iface = state.interfaces.get(nic.name)
             rfvs = nib.rfvs_ports.get((vm.name, nic.name))
+            peer = wired.get((vm.name, nic.name))
             interfaces.append({
                 "name": nic.name,
                 "dpid": f"{vm.dpid:#x}",
@@ -60,6 +64,8 @@ def status_document(nib: Nib, packet_in: Mapping[int, Mapping[str, int]] | None 
                 "mac": iface.mac if iface else None,
                 "up": iface.up if iface else None,
                 "addresses": list(iface.addresses) if iface else list(nic.addresses),
+                # The NIC it is wired to on the RFVS (virtual routing plane), if any.
+                "virtual_link": f"{peer[0]}:{peer[1]}" if peer else None,
             })
         vms.append({
             "name": vm.name,
@@ -83,14 +89,16 @@ def status_document(nib: Nib, packet_in: Mapping[int, Mapping[str, int]] | None 
                 {"ifname": n.ifname, "ip": n.ip, "mac": n.mac} for n in sorted(state.neighbours.values())
             ],
         })
-    return {"controller_connected": nib.controller_connected, "datapaths": datapaths, "vms": vms}
+    links = [{"from": f"{a[0]:#x}:{a[1]}", "to": f"{b[0]:#x}:{b[1]}"} for a, b in sorted(nib.links)]
+    return {"controller_connected": nib.controller_connected, "datapaths": datapaths, "vms": vms,
+            "links": links}
 
 
 def expected_table(nib: Nib, dpid: int, fib: Fib | None, ports: Mapping[int, PortDesc]) -> Table | None:
     """What ``dpid`` must hold for ``fib`` (the RFVS: its relay and trunk table); None if not ours."""
     config = nib.config
     if dpid == config.rfvs.dpid:
-        return compile_rfvs(config, nib.rfvs_nics(), ports)
+        return compile_rfvs(config, nib.rfvs_nics(), ports, nib.rfvs_wires())
     vm = config.vm_of_dpid(dpid)
     if vm is None or fib is None:
         return None

@@ -97,3 +97,11 @@ def test_trunk():
     assert found["vms[0].trunk.speed"] == "unknown key"
     assert "duplicate trunk RFVS interface" in found["vms[1].trunk.rfvs_interface"]
     assert "mapping" in found["vms[2].trunk"]
+
+
+def test_routing_plane():
+    vm = {"name": "rA", "dpid": 1, "interfaces": [{"name": "eth1", "port": 1}]}
+    assert parse_config({"vms": [vm]}).vms[0].routing_plane == "physical"
+    assert parse_config({"vms": [{**vm, "routing_plane": "virtual"}]}).vms[0].routing_plane == "virtual"
+    found = dict(problems({"vms": [{**vm, "routing_plane": "astral"}]}))
+    assert "astral" in found["vms[0].routing_plane"]

@@ -18,16 +18,18 @@ from routeflow.controller import ofcodec
 from routeflow.controller.app import ControllerSettings, RouteFlowController, port_desc
 from routeflow.flows.model import CONTROLLER, Flow, Group, match, output
 from routeflow.model import PortDesc
-from routeflow.protocol import mapping
+from routeflow.protocol import lldp, mapping
 from routeflow.protocol.codec import RemoteProtocolError
 from routeflow.protocol.messages import (
     PROTOCOL_VERSION,
     ControllerStats,
     DatapathJoin,
     DatapathLeave,
+    DiscoveryPlan,
     DumpTable,
     Goodbye,
     Hello,
+    LinkChange,
     MappingSeen,
     PortChange,
     RelayEntry,
@@ -503,3 +505,40 @@ def test_server_thread_and_event_thread_in_parallel(app, relay):
     thread.join()
     assert errors == []
     assert app.packet_in[S1] == 500 and app.packet_out[RFVS] == 500
+
+
+# -- discovery ---------------------------------------------------------------------------
+
+
+def test_discovery_probes_finds_and_loses_links(app):
+    s2 = 0x2
+    dp1, dp2 = join(app, S1), join(app, s2, [ofport(1), ofport(2), ofport(3, state=ofp.OFPPS_LINK_DOWN)])
+    join(app, 0x3)  # not in the plan: never probed
+    app.link.take()
+    app._on_server_message(DiscoveryPlan((S1, s2), interval=1.0))
+    # One probe out of every port that is up, naming its datapath and port.
+    assert sorted(lldp.parse_probe(d) + (p,) for _, p, d in packet_outs(dp1) + packet_outs(dp2)) == [
+        (S1, 1, 1), (S1, 2, 2), (s2, 1, 1), (s2, 2, 2)]
+    probe = next(d for _, p, d in packet_outs(dp1) if p == 2)
+    sent = len(packet_outs(dp2))
+    packet_in(app, dp2, 1, probe, reason=ofp.OFPR_ACTION)
+    packet_in(app, dp2, 1, probe, reason=ofp.OFPR_ACTION)  # seen again: no news
+    assert app.link.take() == [LinkChange(S1, 2, s2, 1, True)]
+    assert len(packet_outs(dp2)) == sent, "probes are never relayed"
+    # Foreign LLDP and garbage are dropped and counted, never reported.
+    packet_in(app, dp2, 2, lldp.DESTINATION + bytes(6) + b"\x88\xcc\x02\x07\x04abcdef")
+    assert app.link.take() == [] and app.dropped[s2] == 1
+    # The port going down loses the link at once.
+    status = parser.OFPPortStatus(dp2, ofp.OFPPR_MODIFY, ofport(1, state=ofp.OFPPS_LINK_DOWN))
+    app._port_status(ofp_event.EventOFPPortStatus(status))
+    assert app.link.take()[1:] == [LinkChange(S1, 2, s2, 1, False)]
+    # Back up: probed at once, and a restarted server hears of every link again.
+    up = parser.OFPPortStatus(dp2, ofp.OFPPR_MODIFY, ofport(1))
+    app._port_status(ofp_event.EventOFPPortStatus(up))
+    assert lldp.parse_probe(packet_outs(dp2)[-1][2]) == (s2, 1)
+    packet_in(app, dp2, 1, probe, reason=ofp.OFPR_ACTION)
+    app.link.take()
+    app._on_server_connect(Welcome(1, (RFVS,)))
+    assert LinkChange(S1, 2, s2, 1, True) in app.link.take()
+    state_change(app, dp1, DEAD_DISPATCHER)
+    assert app.link.take() == [LinkChange(S1, 2, s2, 1, False), DatapathLeave(S1)]

@@ -5,9 +5,11 @@ from routeflow.model import Fib, Interface, Neighbour, NextHop, PortDesc, Route
 from routeflow.protocol.messages import (
     DatapathJoin,
     DatapathLeave,
+    DiscoveryPlan,
     DumpTable,
     FibDelta,
     FibSnapshot,
+    LinkChange,
     LinkState,
     MappingSeen,
     PortChange,
@@ -138,3 +140,34 @@ def test_mapping_a_trunked_nic_cables_it_to_the_trunk_on_the_rfvs():
         ((("in_port", 4),), (("push_vlan", 0x8100), ("set_field", "vlan_vid", 0x1001), ("output", 9))),
         ((("in_port", 9), ("vlan_vid", 0x1001)), (("pop_vlan",), ("output", 4))),
     }
+
+
+def test_a_link_between_two_virtual_plane_vms_wires_their_nics_on_the_rfvs():
+    vm = {"engine": "none", "routing_plane": "virtual"}
+    config = parse_config({"vms": [
+        {**vm, "name": "rA", "dpid": 1, "interfaces": [{"name": "eth1", "port": 1}, {"name": "eth3", "port": 3}]},
+        {**vm, "name": "rB", "dpid": 2, "interfaces": [{"name": "eth2", "port": 2}]},
+        {"name": "rC", "dpid": 3, "engine": "none", "interfaces": [{"name": "eth1", "port": 1}]},
+    ]})
+    core = ServerCore(config)
+    assert DiscoveryPlan((1, 2)) in messages(core.on_controller_up(), DiscoveryPlan)
+    (dump,) = messages(core.on_datapath_join(DatapathJoin(RFVS, ())), DumpTable)
+    core.on_table_dump(TableDump(dump.request_id, RFVS, (), ()))
+    core.reconcile()
+    for port, (vm_name, ifname) in enumerate([("rA", "eth3"), ("rB", "eth2"), ("rC", "eth1")], start=11):
+        core.on_mapping_seen(MappingSeen(RFVS, port, vm_name, ifname))
+    core.reconcile()
+    # One direction is not a link yet; both are.
+    core.on_link_change(LinkChange(1, 3, 2, 2, True))
+    assert core.nib.virtual_links() == [] and not core.has_dirty
+    core.on_link_change(LinkChange(2, 2, 1, 3, True))
+    (mod,) = messages(core.reconcile(), TableMod)
+    assert {(f.match, f.actions) for f in mod.add} == {
+        ((("in_port", 11),), (("output", 12),)), ((("in_port", 12),), (("output", 11),))}
+    # A link to a physical-plane VM is never wired; losing the link unwires.
+    core.on_link_change(LinkChange(3, 1, 1, 1, True))
+    core.on_link_change(LinkChange(1, 1, 3, 1, True))
+    assert core.nib.virtual_links() == [(("rA", "eth3"), ("rB", "eth2"))]
+    core.on_link_change(LinkChange(2, 2, 1, 3, False))
+    (mod,) = messages(core.reconcile(), TableMod)
+    assert len(mod.delete) == 2 and not mod.add
