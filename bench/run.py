@@ -17,6 +17,7 @@ import argparse
 import logging
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -66,6 +67,8 @@ def _git_state() -> dict[str, object]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # SIGTERM (timeout(1), a background kill) unwinds like Ctrl-C, so every teardown runs.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if os.geteuid() != 0:

@@ -2,47 +2,78 @@
 
 The peer E1 is a legacy FRR router (bgpd, AS 65001) on port 1 of switch s1; the VM
 rfvmA (bgpd, AS 65000) mirrors s1 and peers with it across the switch (the session's
-packets take routeflow's slow path). E1 announces its kernel FIB (``redistribute
-kernel``), so the feed is ``ip -batch`` adding N blackhole routes ``10.X.Y.0/24`` (the
-install benchmark's prefixes) to E1's FIB: the first change has a clean timestamp (the
-batch starts) and FRR's C bgpd builds the updates, so no Python feeder paces them.
-Withdrawal is the batch deleting them.
+packets take routeflow's slow path). Before the clock starts, E1's kernel FIB is loaded
+with N blackhole routes ``10.X.Y.0/24`` (the install benchmark's prefixes) in chunks
+its zebra keeps up with. The clock starts with one command on E1, ``redistribute
+kernel``: all N go out at once, built by FRR's C bgpd, so the first change has a clean
+timestamp and no Python feeder paces the updates. ``no redistribute kernel`` withdraws
+them. (Announcing by ``ip -batch`` into E1's FIB loses routes: 100k deletions overrun
+zebra's netlink socket and E1 never withdraws the routes it missed.)
 
-Three clocks run from the same start, sampled while the routes travel: rfvmA's kernel
-FIB (``/proc/PID/net/fib_triestat`` of a process in the VM, no fork, no route dump)
-and s1's table 1 (``ovs-ofctl dump-aggregate``, the switch itself). The FIB curve is
-the baseline in the same run: BGP alone, the routing engine's ceiling; the switch
-curve is routeflow's result. Per-route latency: announcement to flow (growth-curve
-method of the install benchmark, the batch's runtime spread over the routes) and
-routeflow's share, VM FIB to flow, pairing the k-th route of both curves (FIFO).
-The switch's own ceiling, the same N flows by ``ovs-ofctl --bundle add-flows``, is
-measured in the same run as in the install benchmark.
+Two clocks run from that command, sampled while the routes travel: rfvmA's kernel FIB
+(``/proc/PID/net/fib_triestat`` of a process in the VM: no fork, no route dump) and s1's
+table 1 (``ovs-ofctl dump-aggregate``, the switch itself). The FIB curve is the baseline
+in the same run, BGP alone (the routing engines' ceiling); the switch curve is
+routeflow's result. Per-route latency: the peer's command to the flow (the growth-curve
+method of the install benchmark) and routeflow's share, VM FIB to flow, pairing the
+k-th route of both curves (FIFO). The switch's own ceiling, the same N flows by
+``ovs-ofctl --bundle add-flows``, is measured in the same run as in the install benchmark.
 """
 
 from __future__ import annotations
 
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 from routeflow.harness import Stack, wait_for
+from routeflow.lab.network import ROUTER_RUN_ROOT
 from routeflow.vnet import VnetError
 from routeflow.vnet.frr import DEFAULT_RUN_ROOT, vtysh
 from routeflow_bench.common import BENCH_DIR, Context, PlainBridge, flow_count, peak_rss_kb, sh, wait_until
 from routeflow_bench.install import PUBLISHED_RATE, Poller, bundle_baseline, counters, prefix
-from routeflow_bench.parse import parse_fib_prefixes
+from routeflow_bench.parse import parse_fib_prefixes, parse_frr_route_counts
 from routeflow_bench.report import Row
 from routeflow_bench.stats import Summary, curve_delays, curve_latencies, percentile
 
 TOPOLOGY = BENCH_DIR / "topologies" / "bgp"
-VM, PEER, SWITCH, PEER_IP = "rfvmA", "E1", "s1", "192.168.29.9"
+VM, PEER, SWITCH, PEER_IP, PEER_AS = "rfvmA", "E1", "s1", "192.168.29.9", 65001
 
 
-def feed_batch(n: int, verb: str) -> str:
-    """``ip -batch`` lines adding or deleting the N blackhole routes the peer announces."""
-    return "".join(f"route {verb} blackhole {prefix(i)}\n" for i in range(n))
+def route_lines(start: int, stop: int, verb: str) -> str:
+    """``ip -batch`` lines adding or deleting blackhole routes for prefixes ``start`` .. ``stop - 1``."""
+    return "".join(f"route {verb} blackhole {prefix(i)}\n" for i in range(start, stop))
+
+
+class Feed:
+    """An FRR lab router whose kernel FIB holds the benchmark prefixes, announced to its
+    BGP neighbours or withdrawn with one command."""
+
+    #: Routes per ``ip -batch``: zebra reads each chunk's notifications before the next.
+    CHUNK = 10_000
+
+    def __init__(self, router: str, asn: int) -> None:
+        self.router, self.asn = router, asn
+        self.loaded = 0
+
+    def kernel_routes(self) -> int:
+        text = vtysh(self.router, "show ip route summary json", ROUTER_RUN_ROOT)
+        return parse_frr_route_counts(text).get("kernel", 0)
+
+    def load(self, n: int) -> None:
+        """Make prefixes 0 .. n-1 (exactly) the router's kernel routes, as zebra sees them."""
+        while self.loaded != n:
+            step = max(-self.CHUNK, min(self.CHUNK, n - self.loaded))
+            lo, hi = sorted((self.loaded, self.loaded + step))
+            sh(["ip", "-n", self.router, "-batch", "-"], input=route_lines(lo, hi, "add" if step > 0 else "del"),
+               timeout=300)
+            self.loaded += step
+            wait_for(lambda: self.kernel_routes() == self.loaded, 120, 0.1)
+
+    def announce(self, on: bool) -> None:
+        vtysh(self.router, ["configure terminal", f"router bgp {self.asn}", "address-family ipv4 unicast",
+                            ("" if on else "no ") + "redistribute kernel"], ROUTER_RUN_ROOT)
 
 
 class NetnsFib:
@@ -68,18 +99,15 @@ def session_established(router: str, neighbour: str, run_root: Path = DEFAULT_RU
     return "BGP state = Established" in text
 
 
-def timed_feed(batch: Path, n: int, adding: bool, bases: tuple[int, int], fib: NetnsFib,
+def timed_feed(feed: Feed, n: int, adding: bool, bases: tuple[int, int], fib: NetnsFib,
                timeout: float) -> dict[str, Any]:
-    """Run ``batch`` in the peer's FIB; time to the VM's FIB and to the switch being done."""
+    """Announce (or withdraw) the peer's N routes; time to the VM's FIB and to the switch being done."""
     fib_done, fib_progress = counters(bases[0], n, adding)
     flows_done, flows_progress = counters(bases[1], n, adding)
     with Poller(fib.count, 0.01) as fib_poll, Poller(lambda: flow_count(SWITCH, "table=1")) as switch_poll:
         t0 = time.monotonic()
-        proc = subprocess.run(["ip", "-n", PEER, "-batch", str(batch)], capture_output=True, text=True,
-                              timeout=timeout)
+        feed.announce(adding)
         t_feed = time.monotonic()
-        if proc.returncode != 0:
-            raise RuntimeError(f"ip -batch in {PEER} failed: {proc.stderr.strip()[:300]}")
         t_fib = fib_poll.wait(fib_done, timeout)
         t_done = switch_poll.wait(flows_done, timeout)
     fib_curve = _curve(fib_poll, t0, fib_progress)
@@ -100,7 +128,7 @@ def _curve(poller: Poller, t0: float, progress: Callable[[int], int]) -> list[tu
 
 def run(ctx: Context) -> list[Row]:
     run_dir = Path(tempfile.mkdtemp(prefix="bench-bgp-", dir=ctx.run_dir))
-    raw: dict[str, Any] = {"feed": f"{PEER} (FRR bgpd, redistribute kernel) <- ip -batch of blackhole routes",
+    raw: dict[str, Any] = {"feed": f"{PEER} (FRR bgpd): [no] redistribute kernel of N preloaded blackhole routes",
                            "sizes": {}}
     ctx.raw["bgp"] = raw
     rows: list[Row] = []
@@ -111,6 +139,7 @@ def run(ctx: Context) -> list[Row]:
         neigh = sh(["ip", "-n", VM, "neigh", "show", PEER_IP, "dev", "eth1"]).split()
         peer_mac = neigh[neigh.index("lladdr") + 1]
         fib = NetnsFib(VM)
+        feed = Feed(PEER, PEER_AS)
         bases = (fib.count(), flow_count(SWITCH, "table=1"))
         assert stack.server and stack.controller
         pids = {"server": [stack.server.pid], "controller": [stack.controller.pid],
@@ -118,10 +147,8 @@ def run(ctx: Context) -> list[Row]:
         ctx.say(f"bgp: session up; {bases[0]} prefixes in {VM}'s FIB, {bases[1]} flows in {SWITCH} table 1")
         for n in ctx.bgp_sizes:
             repeat = ctx.repeat if n < 100_000 else min(ctx.repeat, 3)
-            timeout = max(120.0, n / 100)
-            add, delete = Path(run_dir, f"add-{n}.batch"), Path(run_dir, f"del-{n}.batch")
-            add.write_text(feed_batch(n, "add"))
-            delete.write_text(feed_batch(n, "del"))
+            timeout = max(60.0, n / 1000)  # BGP alone manages ~10k routes/s here
+            feed.load(n)
             adds: list[dict[str, Any]] = []
             dels: list[dict[str, Any]] = []
             b_adds: list[float] = []
@@ -132,14 +159,14 @@ def run(ctx: Context) -> list[Row]:
                 b_adds.append(bundle_baseline(bridge, n, peer_mac, delete=False))
                 b_dels.append(bundle_baseline(bridge, n, peer_mac, delete=True))
                 try:
-                    adds.append(timed_feed(add, n, True, bases, fib, timeout))
+                    adds.append(timed_feed(feed, n, True, bases, fib, timeout))
                     ctx.say(f"bgp: N={n} run {r + 1}/{repeat}: announce {adds[-1]['seconds']:.2f} s "
                             f"({adds[-1]['rate']:,.0f}/s; {VM}'s FIB alone {adds[-1]['fib_seconds']:.2f} s)")
                     if r == repeat - 1:
                         t = time.monotonic()
                         stack.wait_verify_clean(max(60.0, n / 500))
                         verify_s.append(time.monotonic() - t)
-                    dels.append(timed_feed(delete, n, False, bases, fib, timeout))
+                    dels.append(timed_feed(feed, n, False, bases, fib, timeout))
                     ctx.say(f"bgp: N={n} run {r + 1}/{repeat}: withdraw {dels[-1]['seconds']:.2f} s "
                             f"({dels[-1]['rate']:,.0f}/s; {VM}'s FIB alone {dels[-1]['fib_seconds']:.2f} s)")
                     if r == repeat - 1:
@@ -149,7 +176,7 @@ def run(ctx: Context) -> list[Row]:
                 except Exception as exc:
                     errors.append(f"{type(exc).__name__}: {exc}")
                     ctx.say(f"bgp: N={n} run {r + 1} failed: {errors[-1]}; withdrawing the routes")
-                    subprocess.run(["ip", "-n", PEER, "-force", "-batch", str(delete)], capture_output=True)
+                    feed.announce(False)
                     wait_until(lambda: flow_count(SWITCH, "table=1") <= bases[1], timeout, 0.5)
                     break
             rss = {name: max((peak_rss_kb(p) or 0 for p in ps), default=0) for name, ps in pids.items()}
@@ -173,7 +200,7 @@ def _rows(n: int, adds: list[dict[str, Any]], dels: list[dict[str, Any]], b_adds
         rows += [
             Row(bench, f"{phase}: time to s1 done", "s", Summary.of(a["seconds"] for a in runs),
                 Summary.of(a["fib_seconds"] for a in runs), fib_label,
-                note=(f"clock from {PEER}'s ip -batch starting (it took "
+                note=(f"clock from {PEER}'s {'' if phase == 'announce' else 'no '}redistribute kernel (the command took "
                       f"{Summary.of(a['feed_seconds'] for a in runs).median:.2f} s median) to {SWITCH} holding all N "
                       f"flows; first flow after {Summary.of(a['first_flow_seconds'] for a in runs).median:.2f} s; "
                       f"baseline = the same announcement reaching {VM}'s FIB; {verified}{err}")),

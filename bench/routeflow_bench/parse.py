@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 
@@ -74,3 +75,9 @@ def parse_fib_prefixes(text: str) -> int:
     if not m:
         raise ValueError(f"no Main table prefix count in fib_triestat: {text.strip()[:200]!r}")
     return int(m[1])
+
+
+def parse_frr_route_counts(text: str) -> dict[str, int]:
+    """Routes per source (``kernel``, ``connected``, ``bgp``...) in an FRR RIB, from
+    ``show ip route summary json``."""
+    return {entry["type"]: int(entry["rib"]) for entry in json.loads(text).get("routes", [])}

@@ -1,5 +1,11 @@
 import pytest
-from routeflow_bench.parse import parse_fib_prefixes, parse_flow_count, parse_ping, parse_proc_status_kb
+from routeflow_bench.parse import (
+    parse_fib_prefixes,
+    parse_flow_count,
+    parse_frr_route_counts,
+    parse_ping,
+    parse_proc_status_kb,
+)
 
 PING_D = """PING 172.31.2.100 (172.31.2.100) 56(84) bytes of data.
 [1764042000.100000] 64 bytes from 172.31.2.100: icmp_seq=1 ttl=62 time=0.512 ms
@@ -85,3 +91,11 @@ def test_parse_fib_prefixes_reads_the_main_table():
         parse_fib_prefixes("Basic info: x\nMain:\n\tAver depth: 0\nLocal:\n\tPrefixes: 7\n")
     with pytest.raises(ValueError):
         parse_fib_prefixes("")
+
+
+def test_parse_frr_route_counts():
+    text = ('{"routes":[{"fib":100000,"rib":100000,"fibOffLoaded":0,"fibTrapped":0,"type":"kernel"},'
+            '{"fib":1,"rib":1,"fibOffLoaded":0,"fibTrapped":0,"type":"connected"}],'
+            '"routesTotal":100001,"routesTotalFib":100001}')
+    assert parse_frr_route_counts(text) == {"kernel": 100000, "connected": 1}
+    assert parse_frr_route_counts("{}") == {}
