@@ -50,4 +50,4 @@ bench: setup
 	$(PY) bench/run.py $(BENCH_ARGS)
 
 bench-smoke: setup
-	$(PY) bench/run.py --quick --only table1,install --sizes 1000 $(BENCH_ARGS)
+	$(PY) bench/run.py --quick --only table1,install,bgp --sizes 1000 $(BENCH_ARGS)

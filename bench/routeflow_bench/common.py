@@ -35,6 +35,8 @@ class Context:
     lock: bool = True
     profile: bool = False
     faucet_max: int = 100_000
+    #: Route counts of the bgp benchmark: 100k unless --sizes or --quick says otherwise.
+    bgp_sizes: list[int] = field(default_factory=lambda: [100_000])
     raw: dict[str, Any] = field(default_factory=dict)
 
     def say(self, text: str) -> None:

@@ -13,6 +13,7 @@ install benchmark of this run (kernel FIB -> flows), so the ratio is routeflow /
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -20,7 +21,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from routeflow_bench.common import BENCH_DIR, BaselineHost, Context, PlainBridge, flow_count, sh, wait_until
 from routeflow_bench.install import prefix
@@ -46,7 +47,8 @@ def ensure_venv() -> Path:
     return manager
 
 
-def faucet_yaml(n: int) -> str:
+def faucet_yaml(n: int, routers: str = "") -> str:
+    """faucet.yaml: one VLAN with N static routes, ports 1 and 2, and ``routers`` (YAML) if given."""
     routes = "".join(f"      - route: {{ip_dst: '{prefix(i)}', ip_gw: '{NEXT_HOP}'}}\n" for i in range(n))
     return (
         "vlans:\n"
@@ -61,6 +63,7 @@ def faucet_yaml(n: int) -> str:
         "    interfaces:\n"
         "      1: {native_vlan: bench}\n"
         "      2: {native_vlan: bench}\n"
+        + routers
     )
 
 
@@ -70,57 +73,68 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@contextlib.contextmanager
+def faucet_running(manager: Path, work: Path, config: Path, bridge: str) -> Iterator[subprocess.Popen[bytes]]:
+    """FAUCET on ``config`` (logs in ``work``), once it has programmed ``bridge``; stopped afterwards."""
+    env = {**os.environ, "FAUCET_CONFIG": str(config), "FAUCET_LOG": str(work / "faucet.log"),
+           "FAUCET_EXCEPTION_LOG": str(work / "faucet_exception.log"),
+           "FAUCET_PROMETHEUS_ADDR": "127.0.0.1", "FAUCET_PROMETHEUS_PORT": str(_free_port()),
+           "PATH": f"{VENV / 'bin'}:{os.environ.get('PATH', '')}"}
+    env.pop("VIRTUAL_ENV", None)
+    env.pop("PYTHONPATH", None)  # routeflow's tree must not shadow FAUCET's os-ken 3.x
+    proc = subprocess.Popen([str(manager), f"--ofp-tcp-listen-port={OF_PORT}", "faucet.faucet"], env=env,
+                            stdout=open(work / "stdout.log", "wb"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        try:
+            wait_until(lambda: proc.poll() is None and flow_count(bridge) > 0, 60, 0.5)
+        except TimeoutError:
+            tail = (work / "stdout.log").read_text(errors="replace")[-800:]
+            raise RuntimeError(f"FAUCET did not program {bridge} within 60 s: {tail}") from None
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+def faucet_version() -> str:
+    return sh([str(VENV / "bin" / "pip"), "show", "faucet"]).split("Version: ")[1].split()[0]
+
+
 def run(ctx: Context) -> list[Row]:
     raw: dict[str, Any] = {"route_source": "faucet.yaml static routes, reloaded with SIGHUP", "sizes": {}}
     ctx.raw["faucet"] = raw
     try:
         manager = ensure_venv()
-        version = sh([str(VENV / "bin" / "pip"), "show", "faucet"]).split("Version: ")[1].split()[0]
+        version = faucet_version()
     except Exception as exc:
         return [Row("faucet", "(could not install FAUCET)", status="failed", note=f"{type(exc).__name__}: {exc}")]
     raw["version"] = version
     work = Path(tempfile.mkdtemp(prefix="bench-faucet-", dir=ctx.run_dir))
     config = work / "faucet.yaml"
     config.write_text(faucet_yaml(0))
-    env = {**os.environ, "FAUCET_CONFIG": str(config), "FAUCET_LOG": str(work / "faucet.log"),
-           "FAUCET_EXCEPTION_LOG": str(work / "faucet_exception.log"),
-           "FAUCET_PROMETHEUS_ADDR": "127.0.0.1", "FAUCET_PROMETHEUS_PORT": str(_free_port()),
-           "PATH": f"{VENV / 'bin'}:{os.environ.get('PATH', '')}"}
-    env.pop("VIRTUAL_ENV", None)
     host = BaselineHost("bnb-fh1", f"{NEXT_HOP}/24", 1)
     rows: list[Row] = []
     ctx.say(f"faucet: FAUCET {version} on {BRIDGE}; sizes {ctx.sizes}")
-    proc = None
-    try:
-        with PlainBridge(BRIDGE, [host], controller=f"tcp:127.0.0.1:{OF_PORT}", dpid=DPID):
-            sh(["ip", "netns", "exec", host.name, "ip", "route", "add", "default", "via", VIP.split("/")[0]])
-            proc = subprocess.Popen([str(manager), f"--ofp-tcp-listen-port={OF_PORT}", "faucet.faucet"], env=env,
-                                    stdout=open(work / "stdout.log", "wb"), stderr=subprocess.STDOUT,
-                                    start_new_session=True)
-            try:
-                wait_until(lambda: proc.poll() is None and flow_count(BRIDGE) > 0, 60, 0.5)
-            except TimeoutError:
-                tail = (work / "stdout.log").read_text(errors="replace")[-800:]
-                raise RuntimeError(f"FAUCET did not program {BRIDGE} within 60 s: {tail}") from None
-            # The next hop answers FAUCET's ARP; a ping to the VIP makes FAUCET learn it at once.
-            sh(["ip", "netns", "exec", host.name, "ping", "-c", "3", "-i", "0.2", VIP.split("/")[0]], check=False)
-            for n in ctx.sizes:
-                if n > ctx.faucet_max:
-                    rows.append(Row(f"faucet N={n:,}", "add: routes/s, routeflow vs FAUCET", status="skipped",
-                                    note=f"FAUCET not run above N={ctx.faucet_max:,} (--faucet-max)"))
-                    continue
-                result = raw["sizes"][str(n)] = _measure(ctx, proc, config, n)
-                rows += _rows(ctx, n, result)
-                if result["error"]:
-                    ctx.say(f"faucet: N={n}: {result['error']}")
-                    break  # FAUCET is in no state for a larger N
-    finally:
-        if proc is not None and proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+    with PlainBridge(BRIDGE, [host], controller=f"tcp:127.0.0.1:{OF_PORT}", dpid=DPID), \
+            faucet_running(manager, work, config, BRIDGE) as proc:
+        sh(["ip", "netns", "exec", host.name, "ip", "route", "add", "default", "via", VIP.split("/")[0]])
+        # The next hop answers FAUCET's ARP; a ping to the VIP makes FAUCET learn it at once.
+        sh(["ip", "netns", "exec", host.name, "ping", "-c", "3", "-i", "0.2", VIP.split("/")[0]], check=False)
+        for n in ctx.sizes:
+            if n > ctx.faucet_max:
+                rows.append(Row(f"faucet N={n:,}", "add: routes/s, routeflow vs FAUCET", status="skipped",
+                                note=f"FAUCET not run above N={ctx.faucet_max:,} (--faucet-max)"))
+                continue
+            result = raw["sizes"][str(n)] = _measure(ctx, proc, config, n)
+            rows += _rows(ctx, n, result)
+            if result["error"]:
+                ctx.say(f"faucet: N={n}: {result['error']}")
+                break  # FAUCET is in no state for a larger N
     return rows
 
 

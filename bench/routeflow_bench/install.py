@@ -114,7 +114,7 @@ def timed_batch(batch: Path, target: Callable[[int], bool], progress: Callable[[
             "polls": len(curve)}
 
 
-def _counters(base: int, n: int, adding: bool) -> tuple[Callable[[int], bool], Callable[[int], int]]:
+def counters(base: int, n: int, adding: bool) -> tuple[Callable[[int], bool], Callable[[int], int]]:
     """(done?, routes done so far) as functions of the switch's table-1 flow count."""
     if adding:
         return (lambda c: c >= base + n), (lambda c: c - base)
@@ -236,10 +236,10 @@ def run(ctx: Context) -> list[Row]:
             verify_s: list[float] = []
             for r in range(repeat):
                 # Baseline first: the bridge is idle while routeflow runs, and vice versa.
-                b_adds.append(_baseline(bridge, n, gw_mac, delete=False))
-                b_dels.append(_baseline(bridge, n, gw_mac, delete=True))
+                b_adds.append(bundle_baseline(bridge, n, gw_mac, delete=False))
+                b_dels.append(bundle_baseline(bridge, n, gw_mac, delete=True))
                 try:
-                    adds.append(timed_batch(add, *_counters(base, n, adding=True), n, timeout,
+                    adds.append(timed_batch(add, *counters(base, n, adding=True), n, timeout,
                                             lambda: flow_count(SWITCH, "table=1")))
                     ctx.say(f"install: N={n} run {r + 1}/{repeat}: add {adds[-1]['seconds']:.2f} s "
                             f"({adds[-1]['rate']:,.0f}/s; baseline {n / b_adds[-1]:,.0f}/s)")
@@ -247,7 +247,7 @@ def run(ctx: Context) -> list[Row]:
                         t = time.monotonic()
                         stack.wait_verify_clean(max(60.0, n / 500))
                         verify_s.append(time.monotonic() - t)
-                    dels.append(timed_batch(delete, *_counters(base, n, adding=False), n, timeout,
+                    dels.append(timed_batch(delete, *counters(base, n, adding=False), n, timeout,
                                             lambda: flow_count(SWITCH, "table=1")))
                     ctx.say(f"install: N={n} run {r + 1}/{repeat}: delete {dels[-1]['seconds']:.2f} s "
                             f"({dels[-1]['rate']:,.0f}/s; baseline {n / b_dels[-1]:,.0f}/s)")
@@ -263,11 +263,11 @@ def run(ctx: Context) -> list[Row]:
             elif ctx.profile and n == max(sizes) and not errors:
                 ctx.say(f"install: N={n}: one more add/delete under py-spy (not counted)")
                 procs = _profile(ctx, pids, f"add-{n}")
-                timed_batch(add, *_counters(base, n, adding=True), n, timeout,
+                timed_batch(add, *counters(base, n, adding=True), n, timeout,
                             lambda: flow_count(SWITCH, "table=1"))
                 profile = {"add": _stop_profile(ctx, procs, f"add-{n}")}
                 procs = _profile(ctx, pids, f"del-{n}")
-                timed_batch(delete, *_counters(base, n, adding=False), n, timeout,
+                timed_batch(delete, *counters(base, n, adding=False), n, timeout,
                             lambda: flow_count(SWITCH, "table=1"))
                 profile["delete"] = _stop_profile(ctx, procs, f"del-{n}")
             rss = {name: max((peak_rss_kb(p) or 0 for p in ps), default=0) for name, ps in pids.items()}
@@ -277,7 +277,7 @@ def run(ctx: Context) -> list[Row]:
     return rows
 
 
-def _baseline(bridge: PlainBridge, n: int, gw_mac: str, delete: bool) -> float:
+def bundle_baseline(bridge: PlainBridge, n: int, gw_mac: str, delete: bool) -> float:
     text = flow_file(n, gw_mac, delete)
     target = 0 if delete else n
     t0 = time.monotonic()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 
@@ -10,6 +11,7 @@ _REPLY = re.compile(r"^(?:\[(?P<ts>[0-9.]+)\] )?\d+ bytes from [^:]+: icmp_seq=(
 _SUMMARY = re.compile(r"(\d+) packets transmitted, (\d+) received")
 _FLOW_COUNT = re.compile(r"\bflow_count=(\d+)")
 _KB = re.compile(r"^(\w+):\s+(\d+) kB", re.MULTILINE)
+_PREFIXES = re.compile(r"^\s*Prefixes:\s+(\d+)", re.MULTILINE)
 
 
 @dataclass
@@ -60,3 +62,22 @@ def parse_flow_count(text: str) -> int:
 def parse_proc_status_kb(text: str) -> dict[str, int]:
     """The ``kB`` fields of /proc/PID/status (VmHWM, VmRSS, ...) in kB."""
     return {m[1]: int(m[2]) for m in _KB.finditer(text)}
+
+
+def parse_fib_prefixes(text: str) -> int:
+    """IPv4 prefixes in the main table from ``/proc/net/fib_triestat``.
+
+    Without policy rules the kernel keeps local and main in one trie, so the count
+    includes the local table's addresses: compare against a count taken before.
+    """
+    main = text.partition("\nMain:\n")[2].partition("\nLocal:")[0]
+    m = _PREFIXES.search(main)
+    if not m:
+        raise ValueError(f"no Main table prefix count in fib_triestat: {text.strip()[:200]!r}")
+    return int(m[1])
+
+
+def parse_frr_route_counts(text: str) -> dict[str, int]:
+    """Routes per source (``kernel``, ``connected``, ``bgp``...) in an FRR RIB, from
+    ``show ip route summary json``."""
+    return {entry["type"]: int(entry["rib"]) for entry in json.loads(text).get("routes", [])}

@@ -117,6 +117,33 @@ def curve_latencies(samples: Sequence[tuple[float, int]], n: int, t_start: float
     return out
 
 
+def curve_delays(first: Sequence[tuple[float, int]], second: Sequence[tuple[float, int]], n: int,
+                 points: int = 500) -> list[float]:
+    """Per-route delays between two growth curves of the same ``n`` routes, in seconds.
+
+    Both are (time, routes done) samples ascending in time, e.g. routes in a VM's FIB
+    and flows in its switch. Route ``k`` (FIFO at both stages) reaches the first stage
+    at the first ``first`` sample counting more than ``k`` and the second at the first
+    such ``second`` sample; its delay is the difference (0 if sampling saw the second
+    stage first). Evaluated for ``points`` routes spread evenly over 0..n-1; routes not
+    seen at both stages are left out.
+    """
+    if n <= 0 or not first or not second:
+        return []
+    step = max(1, n // points)
+    out = []
+    i = j = 0
+    for k in range(0, n, step):
+        while i < len(first) and first[i][1] <= k:
+            i += 1
+        while j < len(second) and second[j][1] <= k:
+            j += 1
+        if i == len(first) or j == len(second):
+            break
+        out.append(max(0.0, second[j][0] - first[i][0]))
+    return out
+
+
 def probe_losses(sent: Sequence[float], reply: Sequence[float | None], events: Sequence[float]) -> dict[str, Any]:
     """Losses of a fixed-rate probe stream, per phase between ``events`` (same clock as ``sent``).
 

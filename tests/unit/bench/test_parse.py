@@ -1,5 +1,11 @@
 import pytest
-from routeflow_bench.parse import parse_flow_count, parse_ping, parse_proc_status_kb
+from routeflow_bench.parse import (
+    parse_fib_prefixes,
+    parse_flow_count,
+    parse_frr_route_counts,
+    parse_ping,
+    parse_proc_status_kb,
+)
 
 PING_D = """PING 172.31.2.100 (172.31.2.100) 56(84) bytes of data.
 [1764042000.100000] 64 bytes from 172.31.2.100: icmp_seq=1 ttl=62 time=0.512 ms
@@ -58,3 +64,38 @@ def test_prober_echo_request_checksum_verifies():
     packet = echo_request(0x1234, 70000)
     assert packet[0] == 8 and packet[6:8] == (70000 & 0xFFFF).to_bytes(2, "big")
     assert checksum(packet) == 0  # a correct ICMP checksum sums to zero
+
+
+FIB_TRIESTAT = """Basic info: size of leaf: 48 bytes, size of tnode: 40 bytes.
+Main:
+\tAver depth:     2.42
+\tMax depth:      3
+\tLeaves:         100005
+\tPrefixes:       100007
+\tInternal nodes: 5
+\t  1: 1  2: 3  3: 1
+\tPointers: 22
+Null ptrs: 11
+Total size: 2  kB
+Local:
+\tAver depth:     2.42
+\tLeaves:         7
+\tPrefixes:       7
+"""
+
+
+def test_parse_fib_prefixes_reads_the_main_table():
+    assert parse_fib_prefixes(FIB_TRIESTAT) == 100007
+    # An empty main trie has no Prefixes line of its own: do not read Local's.
+    with pytest.raises(ValueError):
+        parse_fib_prefixes("Basic info: x\nMain:\n\tAver depth: 0\nLocal:\n\tPrefixes: 7\n")
+    with pytest.raises(ValueError):
+        parse_fib_prefixes("")
+
+
+def test_parse_frr_route_counts():
+    text = ('{"routes":[{"fib":100000,"rib":100000,"fibOffLoaded":0,"fibTrapped":0,"type":"kernel"},'
+            '{"fib":1,"rib":1,"fibOffLoaded":0,"fibTrapped":0,"type":"connected"}],'
+            '"routesTotal":100001,"routesTotalFib":100001}')
+    assert parse_frr_route_counts(text) == {"kernel": 100000, "connected": 1}
+    assert parse_frr_route_counts("{}") == {}

@@ -1,7 +1,17 @@
 import math
 
 import pytest
-from routeflow_bench.stats import Summary, curve_latencies, longest_run, median, percentile, probe_losses, ratio, runs
+from routeflow_bench.stats import (
+    Summary,
+    curve_delays,
+    curve_latencies,
+    longest_run,
+    median,
+    percentile,
+    probe_losses,
+    ratio,
+    runs,
+)
 
 
 def test_percentile_interpolates_like_numpy():
@@ -83,3 +93,26 @@ def test_probe_losses_trailing_losses_and_no_events():
     result = probe_losses(sent, reply, [])
     assert result["phases"][-1]["lost"] == 10
     assert result["phases"][-1]["outage_ms"] == pytest.approx(10.0)
+
+
+def test_curve_delays_pairs_routes_by_rank():
+    fib = [(0.0, 0), (1.0, 5), (2.0, 10)]
+    flows = [(0.5, 0), (1.5, 2), (2.5, 5), (3.5, 10)]
+    # routes 0-1: FIB at 1.0, switch at 1.5; 2-4: 1.0 -> 2.5; 5-9: 2.0 -> 3.5
+    assert curve_delays(fib, flows, 10, points=10) == [0.5, 0.5, 1.5, 1.5, 1.5, 1.5, 1.5, 1.5, 1.5, 1.5]
+
+
+def test_curve_delays_clamps_and_stops_at_unseen_routes():
+    # The switch poll saw route 0 before the FIB poll did: delay 0, not negative.
+    assert curve_delays([(2.0, 1)], [(1.0, 1)], 1) == [0.0]
+    # Routes 3..9 never reached the switch: left out.
+    assert curve_delays([(1.0, 10)], [(2.0, 3)], 10, points=10) == [1.0, 1.0, 1.0]
+    assert curve_delays([], [(1.0, 1)], 1) == []
+    assert curve_delays([(1.0, 1)], [(1.0, 1)], 0) == []
+
+
+def test_curve_delays_samples_evenly():
+    first = [(0.0, 1000)]
+    second = [(float(k), k + 1) for k in range(1000)]
+    delays = curve_delays(first, second, 1000, points=100)
+    assert len(delays) == 100 and delays[:3] == [0.0, 10.0, 20.0]
