@@ -317,7 +317,6 @@ class RouteFlowController(app_manager.OSKenApp):
 
     # -- datapaths ---------------------------------------------------------------------
 
-    @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
     def set_discovery_plan(self, plan: DiscoveryPlan) -> None:
         """Probe the ports of ``plan.dpids`` from now on; links elsewhere are forgotten."""
         with self._lock:
@@ -363,6 +362,7 @@ class RouteFlowController(app_manager.OSKenApp):
                 return
             self._report_links(self._links.seen(source, (dpid, in_port), time.monotonic()))
 
+    @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
     def _switch_features(self, ev: Any) -> None:
         dp = ev.msg.datapath
         # Whole packets in every packet-in, so they can be relayed as they are.
