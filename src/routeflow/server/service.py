@@ -18,7 +18,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 
 from routeflow.config.schema import Config
 from routeflow.flows.diff import TableComparison
-from routeflow.model import Fib
+from routeflow.model import Fib, Interface, Neighbour, Route
 from routeflow.protocol import codec
 from routeflow.protocol.messages import (
     PROTOCOL_VERSION,
@@ -46,6 +46,7 @@ from routeflow.protocol.messages import (
 )
 from routeflow.protocol.transport import parse_address
 from routeflow.server.core import CONTROLLER, Out, ServerCore
+from routeflow.server.nib import shared_route
 from routeflow.server.status import datapath_name, expect_table, fib_drift, status_document
 
 log = logging.getLogger("routeflow.server")
@@ -73,6 +74,25 @@ class Peer:
         self.writer.close()
 
 
+class _FibParts:
+    """A FIB received in parts, each route sharing its next hops and protocol
+    name with the others: decoded, every route would hold its own copies
+    (about 250 of its 400 bytes)."""
+
+    def __init__(self) -> None:
+        self._interfaces: list[Interface] = []
+        self._routes: list[Route] = []
+        self._neighbours: list[Neighbour] = []
+
+    def add(self, part: Fib) -> None:
+        self._interfaces += part.interfaces
+        self._routes += map(shared_route, part.routes)
+        self._neighbours += part.neighbours
+
+    def fib(self) -> Fib:
+        return Fib(tuple(self._interfaces), tuple(self._routes), tuple(self._neighbours))
+
+
 class RFServer:
     """The RF-Server service: sockets, peers, request/reply plumbing."""
 
@@ -86,6 +106,8 @@ class RFServer:
         #: Dumps read part by part (verify), and parts of dumps the core asked for.
         self._streams: dict[int, asyncio.Queue[TableDump]] = {}
         self._parts: dict[int, list[TableDump]] = {}
+        #: FIBs requested from clients, by request id, as their parts arrive.
+        self._fibs: dict[int, _FibParts] = {}
         self._reconcile_scheduled = False
 
     # -- lifecycle ---------------------------------------------------------------
@@ -217,8 +239,12 @@ class RFServer:
         elif isinstance(msg, SwitchError):
             out = core.on_switch_error(msg)
         elif isinstance(msg, FibSnapshot):
-            if msg.request_id:
-                self._resolve(msg.request_id, msg)
+            if msg.request_id in self._fibs:
+                self._fibs[msg.request_id].add(msg.fib)
+                if not msg.more:
+                    self._resolve(msg.request_id, msg)
+            elif msg.request_id:
+                log.debug("%s: part of an abandoned FIB request %d", peer.name, msg.request_id)
             else:
                 out = core.on_fib_snapshot(peer.name, msg)
         elif isinstance(msg, FibDelta):
@@ -317,9 +343,14 @@ class RFServer:
             del self._streams[rid]
 
     async def _fresh_fib(self, vm: str) -> Fib:
+        """A VM's FIB read from its kernel now, assembled as its parts arrive."""
         rid = self.core.next_request_id()
-        snap: FibSnapshot = await self._request(self.clients.get(vm), SnapshotRequest(rid), rid, TABLE_TIMEOUT)
-        return snap.fib
+        self._fibs[rid] = parts = _FibParts()
+        try:
+            await self._request(self.clients.get(vm), SnapshotRequest(rid), rid, TABLE_TIMEOUT)
+        finally:
+            del self._fibs[rid]
+        return parts.fib()
 
     async def _verify(self, peer: Peer, msg: VerifyRequest) -> VerifyReply:
         """Compare every VM's real FIB, translated, with the flows its datapath holds."""
