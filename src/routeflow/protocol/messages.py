@@ -199,7 +199,7 @@ class FibSnapshot(Message, tag="fib_snapshot", frozen=True):
 
 
 #: Routes per part of a snapshot reply.
-SNAPSHOT_PART = 50_000
+SNAPSHOT_PART = 10_000
 
 
 def snapshot_parts(fib: Fib, request_id: int, limit: int = SNAPSHOT_PART) -> Iterator[FibSnapshot]:
