@@ -400,11 +400,14 @@ LARGE = 50_000
 
 
 def wait_dump(server: FakeServer, dpid: int, request_id: int, timeout: float = 120.0) -> TableDump:
+    """The whole dump: its parts joined once the last has arrived."""
     since = server.mark()
     server.send(DumpTable(request_id, dpid))
-    reply = server.wait_for(lambda m: isinstance(m, TableDump) and m.request_id == request_id, since, timeout)
-    assert reply.error == ""
-    return reply
+    last = server.wait_for(lambda m: isinstance(m, TableDump) and m.request_id == request_id and not m.more,
+                           since, timeout)
+    assert last.error == ""
+    parts = [m for m in server.received[since:] if isinstance(m, TableDump) and m.request_id == request_id]
+    return TableDump(request_id, dpid, tuple(f for p in parts for f in p.flows), last.groups)
 
 
 def test_large_table_add_dump_delete(env, capsys):

@@ -28,7 +28,15 @@ from routeflow.client.watcher import Update, Watcher, fresh_fib
 from routeflow.model import Fib
 from routeflow.protocol import mapping
 from routeflow.protocol.codec import ProtocolError
-from routeflow.protocol.messages import FibSnapshot, Goodbye, LinkState, Message, PortMapped, SnapshotRequest
+from routeflow.protocol.messages import (
+    FibSnapshot,
+    Goodbye,
+    LinkState,
+    Message,
+    PortMapped,
+    SnapshotRequest,
+    snapshot_parts,
+)
 from routeflow.protocol.transport import DEFAULT_SERVER, Address, AsyncSession, parse_address
 
 log = logging.getLogger("routeflow.client")
@@ -205,7 +213,8 @@ class Agent:
 
     async def _answer_snapshot(self, session: AsyncSession, request_id: int) -> None:
         # Read from the kernel, not from memory: this is what verification trusts.
-        await self._send(session, FibSnapshot(await self.host.fresh_fib(), request_id))
+        for part in snapshot_parts(await self.host.fresh_fib(), request_id):
+            await self._send(session, part)
 
     # -- port identification ---------------------------------------------------------
 

@@ -71,7 +71,7 @@ LOGGER_NAME = "routeflow.controller"
 #: table takes longer than this in all; each part restarts the clock).
 DUMP_TIMEOUT = 10.0
 #: Flows per TableDump part sent to the server.
-DUMP_PART = 50_000
+DUMP_PART = 10_000
 #: Bytes of serialised OpenFlow messages handed to os-ken's send queue at once.
 SEND_CHUNK = 64 * 1024
 _MAPPING_ETH_TYPE = mapping.ETH_TYPE.to_bytes(2, "big")
@@ -292,6 +292,13 @@ class RouteFlowController(app_manager.OSKenApp):
             if not more:
                 dump.waiting.discard(xid)
             if dump.waiting:
+                # Whole parts go out as the switch's replies come in: a dump is
+                # never held whole (a million flows decoded are hundreds of MB).
+                # Sent under the lock, so that no error reply overtakes them.
+                while len(dump.flows) >= DUMP_PART:
+                    part = tuple(dump.flows[:DUMP_PART])
+                    del dump.flows[:DUMP_PART]
+                    self._send(TableDump(dump.request_id, dpid, part, (), more=True))
                 return
         self._finish_dump(dpid, xid)
 

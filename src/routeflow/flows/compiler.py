@@ -13,7 +13,7 @@ import functools
 import ipaddress
 import zlib
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, NamedTuple
+from typing import Iterable, Iterator, Mapping, NamedTuple
 
 from routeflow.config.schema import Config, VmConfig
 from routeflow.flows import pipeline as P
@@ -106,13 +106,25 @@ def compile_datapath(vm: VmConfig, fib: Fib, ports: Mapping[int, PortDesc]) -> C
 
     The reference translation: :class:`~routeflow.flows.incremental.IncrementalCompiler`
     keeps the same result up to date change by change, and verify checks
-    switches against this function.
+    switches against this function (through :func:`datapath_flows`).
+    """
+    groups = GroupTable()
+    result = Compiled(Table())
+    flows = {f.key: f for f in datapath_flows(vm, fib, ports, groups, result.unresolved)}
+    result.table = Table(flows=flows, groups=groups.by_id())
+    return result
+
+
+def datapath_flows(vm: VmConfig, fib: Fib, ports: Mapping[int, PortDesc], groups: GroupTable,
+                   unresolved: list[Unresolved]) -> Iterator[Flow]:
+    """:func:`compile_datapath` as a stream: its flows one by one (of two with the
+    same key, the later wins), its groups in ``groups`` once the stream ends.
+
+    Verify compares a million-route translation without holding it as a table.
     """
     interfaces = {i.ifname: i for i in fib.interfaces}
     usable = usable_nics(vm, interfaces, ports)
-    flows: list[Flow] = control_flows(vm, interfaces, usable)
-    groups = GroupTable()
-    result = Compiled(Table())
+    yield from control_flows(vm, interfaces, usable)
 
     neighbours = {(n.ifname, n.ip): n.mac for n in fib.neighbours}
     host_routes: set[str] = set()
@@ -122,9 +134,9 @@ def compile_datapath(vm: VmConfig, fib: Fib, ports: Mapping[int, PortDesc]) -> C
             continue
         if compiled.host is not None:
             host_routes.add(compiled.host)
-        result.unresolved += compiled.unresolved
+        unresolved += compiled.unresolved
         if compiled.flow is not None:
-            flows.append(compiled.flow)
+            yield compiled.flow
 
     by_ip: dict[str, list[Neighbour]] = {}
     for neigh in fib.neighbours:
@@ -133,11 +145,8 @@ def compile_datapath(vm: VmConfig, fib: Fib, ports: Mapping[int, PortDesc]) -> C
         if ip not in host_routes:
             flow = neighbour_flow(candidates, usable)
             if flow is not None:
-                flows.append(flow)
-    flows.append(FIB_MISS)
-
-    result.table = Table(flows={f.key: f for f in flows}, groups=groups.by_id())
-    return result
+                yield flow
+    yield FIB_MISS
 
 
 def compile_rfvs(config: Config, nics: Mapping[tuple[str, str], int], ports: Mapping[int, PortDesc],

@@ -44,52 +44,124 @@ def is_empty(mod: TableMod) -> bool:
     return not (mod.add or mod.modify or mod.delete or mod.group_add or mod.group_modify or mod.group_delete)
 
 
-class TableComparison:
-    """Compares a switch's table, fed in parts as it is dumped, with the expected one.
+class _Deviations:
+    """Where one table, read as a stream of flows, differs from a pivot table.
 
-    Holds the expected table and the differences, never the whole actual table.
+    Holds only the differences (key -> the table's flow, None where it lacks
+    a pivot key) and a shallow copy of the pivot's index to tick keys off, never
+    the table itself. Of two flows with the same key, the later wins.
     """
 
-    def __init__(self, expected: Table) -> None:
-        self._expected = expected
-        self._unseen = dict(expected.flows)
+    def __init__(self, pivot: dict[FlowKey, Flow]) -> None:
+        self._pivot = pivot
+        self._unseen = dict(pivot)
+        self.flows: dict[FlowKey, Flow | None] = {}
+        self.count = 0
+
+    def feed(self, flows: Iterable[Flow]) -> None:
+        pivot, unseen, deviations = self._pivot, self._unseen, self.flows
+        for flow in flows:
+            self.count += 1
+            key = flow.key
+            have = unseen.pop(key, None)
+            if have is None:
+                have = pivot.get(key)  # not in the pivot, or a key seen before
+            if flow == have:
+                deviations.pop(key, None)
+            else:
+                deviations[key] = flow
+
+    def close(self) -> None:
+        for key in self._unseen:
+            self.flows[key] = None
+        self._unseen = {}
+
+
+class TableComparison:
+    """Compares an expected table with a switch's, both read as streams, through a pivot.
+
+    The pivot is any table believed close to both (the server's copy of what
+    the switch holds): each side is compared with it as it streams by and
+    only the differences are kept, from which those between the two sides
+    follow exactly. A million-flow comparison then costs the differences plus
+    two copies of the pivot's index, not two million-flow tables. The pivot
+    only decides the cost: an empty one gives the same result.
+
+    Call :meth:`expect` and :meth:`expect_groups` first, then :meth:`feed` the
+    switch's table part by part as it is dumped, then :meth:`lines`.
+    """
+
+    def __init__(self, pivot: Table | None = None) -> None:
+        # A snapshot: the caller's table may change while the dump streams in.
+        self._pivot: dict[FlowKey, Flow] = dict(pivot.flows) if pivot is not None else {}
+        self._expected: _Deviations | None = None
+        self._actual: _Deviations | None = None
+        self._expected_groups: dict[int, Group] = {}
         self._groups: dict[int, Group] = {}
-        self._wrong: list[tuple[FlowKey, Flow, Flow]] = []
-        self._stale: list[Flow] = []
-        self.flows_seen = 0
+
+    @property
+    def flows_seen(self) -> int:
+        """Flows of the switch's table fed so far."""
+        return self._actual.count if self._actual is not None else 0
+
+    def expect(self, flows: Iterable[Flow]) -> TableComparison:
+        """The expected flows, all of them in one stream."""
+        assert self._expected is None, "expect() once"
+        self._expected = _Deviations(self._pivot)
+        self._expected.feed(flows)
+        self._expected.close()
+        self._actual = _Deviations(self._pivot)
+        return self
+
+    def expect_groups(self, groups: Iterable[Group]) -> TableComparison:
+        self._expected_groups.update((g.group_id, g) for g in groups)
+        return self
 
     def feed(self, flows: Iterable[Flow], groups: Iterable[Group] = ()) -> TableComparison:
-        for flow in flows:
-            self.flows_seen += 1
-            want = self._unseen.pop(flow.key, None)
-            if want is None:
-                self._stale.append(flow)
-            elif want != flow:
-                self._wrong.append((flow.key, flow, want))
+        """A part of the switch's table."""
+        assert self._actual is not None, "expect() first"
+        self._actual.feed(flows)
         self._groups.update((g.group_id, g) for g in groups)
         return self
 
     def lines(self, where: str) -> list[str]:
         """Human-readable lines: what is missing, wrong or stale on the datapath."""
-        lines = [f"{where}: missing flow {format_flow(f)}" for _, f in sorted(self._unseen.items(), key=_first)]
+        assert self._expected is not None and self._actual is not None, "expect() first"
+        self._actual.close()
+        expected, actual, pivot = self._expected.flows, self._actual.flows, self._pivot
+        missing: list[Flow] = []
+        wrong: list[tuple[Flow, Flow]] = []
+        stale: list[Flow] = []
+        for key in expected.keys() | actual.keys():
+            want = expected[key] if key in expected else pivot.get(key)
+            have = actual[key] if key in actual else pivot.get(key)
+            if have is None:
+                if want is not None:
+                    missing.append(want)
+            elif want is None:
+                stale.append(have)
+            elif have != want:
+                wrong.append((have, want))
+        lines = [f"{where}: missing flow {format_flow(f)}" for f in sorted(missing, key=_key)]
         lines += [f"{where}: wrong flow {format_flow(have)} (expected {format_flow(want)})"
-                  for _, have, want in sorted(self._wrong, key=_first)]
-        lines += [f"{where}: stale flow {format_flow(f)}" for f in sorted(self._stale, key=_key)]
-        expected, actual = self._expected.groups, self._groups
-        for gid, grp in sorted(expected.items(), key=_first):
-            have_group = actual.get(gid)
+                  for have, want in sorted(wrong, key=_first_key)]
+        lines += [f"{where}: stale flow {format_flow(f)}" for f in sorted(stale, key=_key)]
+        expected_groups, actual_groups = self._expected_groups, self._groups
+        for gid, grp in sorted(expected_groups.items(), key=_first):
+            have_group = actual_groups.get(gid)
             if have_group is None:
                 lines.append(f"{where}: missing group {format_group(grp)}")
             elif have_group != grp:
                 lines.append(f"{where}: wrong group {format_group(have_group)} (expected {format_group(grp)})")
-        lines += [f"{where}: stale group {format_group(g)}" for gid, g in sorted(actual.items(), key=_first)
-                  if gid not in expected]
+        lines += [f"{where}: stale group {format_group(g)}" for gid, g in sorted(actual_groups.items(), key=_first)
+                  if gid not in expected_groups]
         return lines
 
 
 def describe_differences(where: str, actual: Table, expected: Table) -> list[str]:
     """Human-readable lines: what is missing, stale or different on a datapath."""
-    return TableComparison(expected).feed(actual.flows.values(), actual.groups.values()).lines(where)
+    comparison = TableComparison().expect(expected.flows.values()).expect_groups(expected.groups.values())
+    return comparison.feed(actual.flows.values(), actual.groups.values()).lines(where)
 
 
 def _first(item: tuple[Any, ...]) -> Any:
@@ -98,6 +170,10 @@ def _first(item: tuple[Any, ...]) -> Any:
 
 def _key(flow: Flow) -> FlowKey:
     return flow.key
+
+
+def _first_key(pair: tuple[Flow, Flow]) -> FlowKey:
+    return pair[0].key
 
 
 def _gid(grp: Group) -> int:

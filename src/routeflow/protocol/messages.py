@@ -14,6 +14,7 @@ Roles:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, Literal
 
 import msgspec
@@ -186,11 +187,30 @@ class FibSnapshot(Message, tag="fib_snapshot", frozen=True):
     """The complete state of a VM; replaces what the server held for it.
 
     Sent at start, after a Netlink overflow, and with the ``request_id`` of a
-    :class:`SnapshotRequest` in reply to one (``0`` when unsolicited).
+    :class:`SnapshotRequest` in reply to one (``0`` when unsolicited). A reply
+    comes in parts of the same ``request_id`` (:func:`snapshot_parts`): every
+    part but the last has ``more`` set, so neither side encodes or decodes a
+    large FIB as one message.
     """
 
     fib: Fib
     request_id: int = 0
+    more: bool = False
+
+
+#: Routes per part of a snapshot reply.
+SNAPSHOT_PART = 10_000
+
+
+def snapshot_parts(fib: Fib, request_id: int, limit: int = SNAPSHOT_PART) -> Iterator[FibSnapshot]:
+    """``fib`` as the parts of a reply to :class:`SnapshotRequest` ``request_id``:
+    interfaces and neighbours in the first, at most ``limit`` routes in each."""
+    routes = fib.routes
+    last = max(len(routes) - 1, 0) // limit
+    for part in range(last + 1):
+        chunk = routes[part * limit : (part + 1) * limit]
+        first = Fib(fib.interfaces, chunk, fib.neighbours) if part == 0 else Fib(routes=chunk)
+        yield FibSnapshot(first, request_id, more=part < last)
 
 
 class FibDelta(Message, tag="fib_delta", frozen=True):

@@ -30,7 +30,7 @@ class VmState:
 
     def replace(self, fib: Fib) -> None:
         self.interfaces = {i.ifname: i for i in fib.interfaces}
-        self.routes = {r.prefix: _shared(r) for r in fib.routes}
+        self.routes = {r.prefix: shared_route(r) for r in fib.routes}
         self.neighbours = {(n.ifname, n.ip): n for n in fib.neighbours}
         self.synced = True
 
@@ -42,7 +42,7 @@ class VmState:
         for prefix in delta.routes_del:
             self.routes.pop(prefix, None)
         for route in delta.routes_set:
-            self.routes[route.prefix] = _shared(route)
+            self.routes[route.prefix] = shared_route(route)
         for key in delta.neighbours_del:
             self.neighbours.pop((key[0], key[1]), None)
         for neigh in delta.neighbours_set:
@@ -116,7 +116,7 @@ def _proto(proto: str) -> str:
     return proto
 
 
-def _shared(route: Route) -> Route:
+def shared_route(route: Route) -> Route:
     """The route with its next-hop set and protocol name shared with other routes.
 
     A million routes typically use a handful of next-hop sets; decoded, each

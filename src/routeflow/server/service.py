@@ -14,11 +14,11 @@ import logging
 import os
 import signal
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Mapping
 
 from routeflow.config.schema import Config
 from routeflow.flows.diff import TableComparison
-from routeflow.model import Fib
+from routeflow.model import Fib, Interface, Neighbour, Route
 from routeflow.protocol import codec
 from routeflow.protocol.messages import (
     PROTOCOL_VERSION,
@@ -46,7 +46,8 @@ from routeflow.protocol.messages import (
 )
 from routeflow.protocol.transport import parse_address
 from routeflow.server.core import CONTROLLER, Out, ServerCore
-from routeflow.server.status import datapath_name, expected_table, fib_drift, status_document
+from routeflow.server.nib import shared_route
+from routeflow.server.status import datapath_name, expect_table, fib_drift, status_document
 
 log = logging.getLogger("routeflow.server")
 
@@ -73,6 +74,29 @@ class Peer:
         self.writer.close()
 
 
+class _FibParts:
+    """A FIB received in parts, compactly: a route equal to the server's copy
+    is that copy, any other shares its next hops and protocol name with the
+    rest. Decoded, each of a million routes would hold about 400 bytes."""
+
+    def __init__(self, known: Mapping[str, Route]) -> None:
+        self._known = known
+        self._interfaces: list[Interface] = []
+        self._routes: list[Route] = []
+        self._neighbours: list[Neighbour] = []
+
+    def add(self, part: Fib) -> None:
+        self._interfaces += part.interfaces
+        known = self._known
+        for route in part.routes:
+            have = known.get(route.prefix)
+            self._routes.append(have if have == route else shared_route(route))
+        self._neighbours += part.neighbours
+
+    def fib(self) -> Fib:
+        return Fib(tuple(self._interfaces), tuple(self._routes), tuple(self._neighbours))
+
+
 class RFServer:
     """The RF-Server service: sockets, peers, request/reply plumbing."""
 
@@ -83,9 +107,11 @@ class RFServer:
         self.clients: dict[str, Peer] = {}
         self._servers: list[asyncio.AbstractServer] = []
         self._pending: dict[int, asyncio.Future[Any]] = {}
-        #: Dumps read part by part (verify), and parts of dumps the core asked for.
-        self._streams: dict[int, asyncio.Queue[TableDump]] = {}
+        #: Dumps compared part by part as they arrive (verify), and parts of dumps the core asked for.
+        self._tables: dict[int, TableComparison] = {}
         self._parts: dict[int, list[TableDump]] = {}
+        #: FIBs requested from clients, by request id, as their parts arrive.
+        self._fibs: dict[int, _FibParts] = {}
         self._reconcile_scheduled = False
 
     # -- lifecycle ---------------------------------------------------------------
@@ -183,8 +209,8 @@ class RFServer:
             self.controller = None
             log.warning("controller %s disconnected", peer.name)
             self._parts.clear()
-            for queue in self._streams.values():
-                queue.put_nowait(TableDump(0, 0, (), (), "controller disconnected"))
+            for rid in list(self._tables):
+                self._resolve(rid, TableDump(rid, 0, (), (), "controller disconnected"))
             self._deliver(self.core.on_controller_down())
         elif peer.role == "client" and self.clients.get(peer.name) is peer:
             del self.clients[peer.name]
@@ -198,8 +224,13 @@ class RFServer:
         out: list[Out] = []
         if isinstance(msg, ControllerStats):
             self._resolve(msg.request_id, msg)
-        elif isinstance(msg, TableDump) and msg.request_id in self._streams:
-            self._streams[msg.request_id].put_nowait(msg)
+        elif isinstance(msg, TableDump) and msg.request_id in self._tables:
+            # Consumed here, as decoded: the connection reads no further part
+            # until this one is compared, so parts never pile up in memory.
+            if not msg.error:
+                self._tables[msg.request_id].feed(msg.flows, msg.groups)
+            if not msg.more or msg.error:
+                self._resolve(msg.request_id, msg)
         elif isinstance(msg, TableDump):
             whole = self._assemble(msg)
             if whole is not None:
@@ -217,8 +248,12 @@ class RFServer:
         elif isinstance(msg, SwitchError):
             out = core.on_switch_error(msg)
         elif isinstance(msg, FibSnapshot):
-            if msg.request_id:
-                self._resolve(msg.request_id, msg)
+            if msg.request_id in self._fibs:
+                self._fibs[msg.request_id].add(msg.fib)
+                if not msg.more:
+                    self._resolve(msg.request_id, msg)
+            elif msg.request_id:
+                log.debug("%s: part of an abandoned FIB request %d", peer.name, msg.request_id)
             else:
                 out = core.on_fib_snapshot(peer.name, msg)
         elif isinstance(msg, FibDelta):
@@ -297,29 +332,26 @@ class RFServer:
         flows = tuple(f for p in parts for f in p.flows)
         return TableDump(part.request_id, part.dpid, flows, part.groups, part.error)
 
-    async def _dump_parts(self, dpid: int) -> AsyncIterator[TableDump]:
-        """A switch's table as the controller sends it, part by part."""
-        if self.controller is None:
-            raise ConnectionError("controller not connected")
+    async def _compare_table(self, dpid: int, comparison: TableComparison) -> None:
+        """Feed a switch's table to ``comparison`` part by part as the controller sends it."""
         rid = self.core.next_request_id()
-        queue: asyncio.Queue[TableDump] = asyncio.Queue()
-        self._streams[rid] = queue
-        self.controller.send(DumpTable(rid, dpid))
+        self._tables[rid] = comparison
         try:
-            while True:
-                part = await asyncio.wait_for(queue.get(), TABLE_TIMEOUT)
-                if part.error:
-                    raise ConnectionError(part.error)
-                yield part
-                if not part.more:
-                    return
+            last: TableDump = await self._request(self.controller, DumpTable(rid, dpid), rid, TABLE_TIMEOUT)
         finally:
-            del self._streams[rid]
+            del self._tables[rid]
+        if last.error:
+            raise ConnectionError(last.error)
 
     async def _fresh_fib(self, vm: str) -> Fib:
+        """A VM's FIB read from its kernel now, assembled as its parts arrive."""
         rid = self.core.next_request_id()
-        snap: FibSnapshot = await self._request(self.clients.get(vm), SnapshotRequest(rid), rid, TABLE_TIMEOUT)
-        return snap.fib
+        self._fibs[rid] = parts = _FibParts(self.core.nib.vms[vm].routes)
+        try:
+            await self._request(self.clients.get(vm), SnapshotRequest(rid), rid, TABLE_TIMEOUT)
+        finally:
+            del self._fibs[rid]
+        return parts.fib()
 
     async def _verify(self, peer: Peer, msg: VerifyRequest) -> VerifyReply:
         """Compare every VM's real FIB, translated, with the flows its datapath holds."""
@@ -341,23 +373,22 @@ class RFServer:
             if dp is None:
                 differences.append(f"datapath {dpid:#x}: not connected")
                 continue
-            # Translate, then let the FIB go before the dump arrives: at a
-            # million routes each of the three is hundreds of megabytes.
-            expected = expected_table(nib, dpid, fib, dp.ports)
-            del fib
-            if expected is None:
+            # Translate as a stream against our copy of the switch's table, then
+            # let the FIB go before the dump arrives: at a million routes a whole
+            # translated table or FIB is hundreds of megabytes.
+            comparison = TableComparison(dp.installed)
+            if not expect_table(comparison, nib, dpid, fib, dp.ports):
                 continue
-            comparison = TableComparison(expected)
+            del fib
             try:
-                async for part in self._dump_parts(dpid):
-                    comparison.feed(part.flows, part.groups)
+                await self._compare_table(dpid, comparison)
             except (ConnectionError, asyncio.TimeoutError) as exc:
                 differences.append(f"datapath {dpid:#x}: cannot read its table: {exc or 'timeout'}")
                 continue
             checked["datapaths"] += 1
             checked["flows"] += comparison.flows_seen
             differences += comparison.lines(datapath_name(self.config, dpid))
-            del comparison, expected
+            del comparison
         return VerifyReply(msg.request_id, not differences, tuple(differences), checked)
 
 

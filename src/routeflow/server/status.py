@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable, Mapping
 
 from routeflow.config.schema import Config
-from routeflow.flows.compiler import compile_datapath, compile_rfvs
-from routeflow.flows.model import Table, format_flow, format_group
+from routeflow.flows.compiler import GroupTable, compile_rfvs, datapath_flows
+from routeflow.flows.diff import TableComparison
+from routeflow.flows.model import format_flow, format_group
 from routeflow.model import Fib, PortDesc
 from routeflow.server.nib import Nib, VmState
 
@@ -94,15 +95,22 @@ def status_document(nib: Nib, packet_in: Mapping[int, Mapping[str, int]] | None 
             "links": links}
 
 
-def expected_table(nib: Nib, dpid: int, fib: Fib | None, ports: Mapping[int, PortDesc]) -> Table | None:
-    """What ``dpid`` must hold for ``fib`` (the RFVS: its relay and trunk table); None if not ours."""
+def expect_table(comparison: TableComparison, nib: Nib, dpid: int, fib: Fib | None,
+                 ports: Mapping[int, PortDesc]) -> bool:
+    """Give ``comparison`` what ``dpid`` must hold for ``fib`` (the RFVS: its relay
+    and trunk table), translated as a stream; False if it is not ours to check."""
     config = nib.config
     if dpid == config.rfvs.dpid:
-        return compile_rfvs(config, nib.rfvs_nics(), ports, nib.rfvs_wires())
+        rfvs = compile_rfvs(config, nib.rfvs_nics(), ports, nib.rfvs_wires())
+        comparison.expect(rfvs.flows.values()).expect_groups(rfvs.groups.values())
+        return True
     vm = config.vm_of_dpid(dpid)
     if vm is None or fib is None:
-        return None
-    return compile_datapath(vm, fib, ports).table
+        return False
+    groups = GroupTable()
+    comparison.expect(datapath_flows(vm, fib, ports, groups, []))
+    comparison.expect_groups(groups.by_id().values())
+    return True
 
 
 def datapath_name(config: Config, dpid: int) -> str:

@@ -337,10 +337,12 @@ def test_large_dump_goes_to_the_server_in_parts(app, monkeypatch):
     msg = parser.OFPFlowStatsReply(dp, body=body, flags=0)
     msg.xid = flow_xid
     app._flow_stats_reply(ofp_event.EventOFPFlowStatsReply(msg))
+    parts = app.link.take()  # whole parts leave before the dump is complete
+    assert [(len(p.flows), p.more) for p in parts] == [(2, True), (2, True)]
     msg = parser.OFPGroupDescStatsReply(dp, body=[], flags=0)
     msg.xid = group_xid
     app._group_desc_reply(ofp_event.EventOFPGroupDescStatsReply(msg))
-    parts = app.link.take()
+    parts += app.link.take()
     assert [(len(p.flows), p.more) for p in parts] == [(2, True), (2, True), (1, False)]
     assert sum((p.flows for p in parts), ()) == tuple(flows)
 

@@ -1,5 +1,7 @@
+import pytest
+
 from routeflow.flows.diff import describe_differences, diff_tables, is_empty
-from routeflow.flows.model import CONTROLLER, Flow, Group, Table, match, output
+from routeflow.flows.model import CONTROLLER, Flow, Group, Table, format_flow, match, output
 
 
 def table(*flows: Flow, groups=()) -> Table:
@@ -50,8 +52,36 @@ def test_comparison_fed_in_parts_equals_the_whole_comparison():
 
     actual = table(A2, B, Flow(1, 1, (), (output(9),)), groups=[G])
     expected = table(A, Flow(1, 2, (), ()), groups=[Group(8, "select", ((output(3),),))])
-    parts = TableComparison(expected)
+    parts = TableComparison().expect(expected.flows.values()).expect_groups(expected.groups.values())
     flows = list(actual.flows.values())
     parts.feed(flows[:1]).feed(flows[1:], actual.groups.values())
     assert parts.lines("rA") == describe_differences("rA", actual, expected)
     assert parts.flows_seen == 3 and len(parts.lines("rA")) == 6
+
+
+C = Flow(1, 1016, match(eth_type=0x800, ipv4_dst="10.0.0.0/16"), (output(3),))
+C2 = Flow(1, 1016, match(eth_type=0x800, ipv4_dst="10.0.0.0/16"), (output(4),))
+D = Flow(0, 400, match(eth_type=0x806), (CONTROLLER,))
+
+
+@pytest.mark.parametrize("pivot", [(), (A,), (A2, B), (A, B, C, D), (A2, C2), (B, C2, D)])
+@pytest.mark.parametrize("expected,actual", [
+    ((A, B), (A, B)),
+    ((A, B, C), (A2, C2, D)),
+    ((), (A, B)),
+    ((A, C, D), ()),
+    ((A, A2, B), (A2, B)),  # the later flow of a key wins
+    ((A2, B, A), (A, B, B)),
+])
+def test_the_pivot_changes_the_cost_never_the_result(pivot, expected, actual):
+    from routeflow.flows.diff import TableComparison
+
+    want = {f.key: f for f in expected}
+    have = {f.key: f for f in actual}
+    truth = [f"rA: missing flow {format_flow(f)}" for k, f in sorted(want.items()) if k not in have]
+    truth += [f"rA: wrong flow {format_flow(have[k])} (expected {format_flow(f)})"
+              for k, f in sorted(want.items()) if k in have and have[k] != f]
+    truth += [f"rA: stale flow {format_flow(f)}" for k, f in sorted(have.items()) if k not in want]
+    comparison = TableComparison(table(*pivot)).expect(iter(expected))
+    comparison.feed(actual[:1]).feed(actual[1:])
+    assert comparison.lines("rA") == truth

@@ -76,3 +76,32 @@ def test_mapping_packet_round_trip_and_rejections():
         mapping.decode(frame[:12] + b"\x08\x00" + frame[14:])
     with pytest.raises(mapping.MappingPacketError):
         mapping.decode(frame[:20])
+
+
+@pytest.mark.parametrize("routes", [0, 1, 3, 4, 7])
+def test_snapshot_parts_carry_the_whole_fib_in_order(routes):
+    from routeflow.protocol.messages import snapshot_parts
+    from routeflow.server.service import _FibParts
+
+    iface = Interface("eth1", "02:00:00:00:00:01", True, ("172.31.1.1/24",))
+    neigh = Neighbour("eth1", "172.31.1.9", "02:00:00:00:00:09")
+    fib = Fib((iface,), tuple(Route(f"10.0.{i}.0/24", (NextHop("eth1", "172.31.1.9"),)) for i in range(routes)),
+              (neigh,))
+    parts = list(snapshot_parts(fib, 7, limit=3))
+    assert len(parts) == max(1, -(-routes // 3))
+    assert [p.more for p in parts] == [True] * (len(parts) - 1) + [False]
+    assert all(p.request_id == 7 and len(p.fib.routes) <= 3 for p in parts)
+    # The server already holds the first route, and a different version of the second.
+    known = {r.prefix: r for r in fib.routes[:1]}
+    if routes > 1:
+        known[fib.routes[1].prefix] = Route(fib.routes[1].prefix, (NextHop("eth1", "172.31.1.7"),))
+    assembled = _FibParts(known)
+    for part in codec.Connection().receive_data(b"".join(map(codec.encode, parts))):
+        assert isinstance(part, FibSnapshot)
+        assembled.add(part.fib)
+    result = assembled.fib()
+    assert result == fib
+    if routes:
+        assert result.routes[0] is known[fib.routes[0].prefix]  # equal routes are the server's copy
+    if routes > 2:  # decoded ones share one copy of each next-hop set
+        assert result.routes[1].nexthops is result.routes[-1].nexthops
