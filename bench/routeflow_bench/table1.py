@@ -14,14 +14,11 @@ of that run's average (or p90), with the min–max over the repeats.
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
-from routeflow.harness import EXAMPLES, Stack, ping, wait_for
+from routeflow.harness import Stack, example_variant, ping, wait_for
 from routeflow_bench.common import BaselineHost, Context, PlainBridge
 from routeflow_bench.report import Row
 from routeflow_bench.stats import Summary, mean, percentile
@@ -39,18 +36,6 @@ def _ping_stats(namespace: str, destination: str, count: int, interval: float) -
     return mean(result.rtts_ms), percentile(result.rtts_ms, 90), result.sent - result.received
 
 
-def without_trunks(directory: Path) -> Path:
-    """A copy of rftest2 in ``directory`` with its trunks taken out: the controller relays."""
-    shutil.copytree(EXAMPLES / "rftest2", directory)
-    for name, entries in (("topology.yaml", "switches"), ("routeflow.yaml", "vms")):
-        path = directory / name
-        document = yaml.safe_load(path.read_text())
-        for entry in document[entries]:
-            entry.pop("trunk", None)
-        path.write_text(yaml.safe_dump(document, sort_keys=False))
-    return directory
-
-
 def run(ctx: Context) -> list[Row]:
     repeat = ctx.repeat
     count = 20 if ctx.quick else 50
@@ -61,7 +46,7 @@ def run(ctx: Context) -> list[Row]:
                                        for stat in ("avg", "p90")}
     lost = {"slow": 0, "relay": 0, "fast": 0, "base": 0}
     phases = (("rftest2", (("slow", "h1", "172.31.1.1"), ("fast", "h1", "172.31.4.100"))),
-              (without_trunks(run_dir / "rftest2-relay"), (("relay", "h1", "172.31.1.1"),)))
+              (example_variant("rftest2", run_dir / "rftest2-relay", drop=("trunk",)), (("relay", "h1", "172.31.1.1"),)))
     with PlainBridge("bnb-t1", hosts) as bridge:
         bridge.add_flows_text("priority=0,actions=NORMAL\n")
         for example, targets in phases:

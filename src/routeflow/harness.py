@@ -12,13 +12,16 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
+
+import yaml
 
 from routeflow import ops
 from routeflow.config.loader import load_config
@@ -33,6 +36,30 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 #: Record of a deployment left running by ``routeflow demo --keep``.
 KEPT = Path("/run/routeflow/demo.json")
 T = TypeVar("T")
+
+
+def example_variant(example: str, directory: Path, vm_settings: Mapping[str, Any] | None = None,
+                    drop: Sequence[str] = ()) -> Path:
+    """A copy of ``example`` in ``directory``, with ``vm_settings`` set on every VM
+    and the ``drop`` keys taken off every VM and switch (e.g. ``trunk``)."""
+    shutil.copytree(EXAMPLES / example, directory)
+    for name, entries, settings in (("topology.yaml", "switches", {}), ("routeflow.yaml", "vms", vm_settings or {})):
+        path = directory / name
+        document = yaml.safe_load(path.read_text())
+        for entry in document[entries]:
+            for key in drop:
+                entry.pop(key, None)
+            entry.update(settings)
+        path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return directory
+
+
+def captured(ifname: str, bpf: str, seconds: float = 3.0) -> list[str]:
+    """The packets (tcpdump's one-line text, with MACs) matching the filter ``bpf``
+    that cross ``ifname`` (a switch port's veth end, say) during ``seconds``."""
+    out = subprocess.run(["timeout", str(seconds), "tcpdump", "-i", ifname, "-nn", "-e", "-l", bpf],
+                         capture_output=True, text=True, check=False)
+    return [line for line in out.stdout.splitlines() if line.strip()]
 
 
 @dataclass

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from routeflow.config.schema import trunk_patch_names
 from routeflow.harness import wait_for
 from routeflow.lab import network
 from routeflow.lab.topology import Topology, load_topology
@@ -81,7 +82,11 @@ def test_switches_hosts_and_cables_exist(lab: Path) -> None:
         assert _sh("ovs-vsctl", "get-controller", switch.name).strip() == switch.controller
         assert _vsctl_get("Controller", switch.name, "max_backoff") == "1000"
         ports = asyncio.run(ovs.list_ports(switch.name))
-        assert sorted(ports) == sorted(switch.port_ifname(p) for p in TOPOLOGY.ports(switch.name))
+        # The trunk to the RFVS is a patch port whose peer the VMs' RFVS holds.
+        trunk, peer = trunk_patch_names(switch.dpid)
+        assert sorted(ports) == sorted([trunk] + [switch.port_ifname(p) for p in TOPOLOGY.ports(switch.name)])
+        assert (_vsctl_get("Interface", trunk, "type"), _vsctl_get("Interface", trunk, "options:peer"),
+                _vsctl_get("Interface", trunk, "ofport")) == ("patch", peer, str(switch.trunk))
         for port in TOPOLOGY.ports(switch.name):
             assert _vsctl_get("Interface", switch.port_ifname(port), "ofport") == str(port)
             assert asyncio.run(links.link_is_up(switch.port_ifname(port)))

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from routeflow.harness import Stack, ping, running, wait_for
+from routeflow.harness import Stack, captured, ping, running, wait_for
 from routeflow.lab import network
 from routeflow.lab.network import ROUTER_RUN_ROOT
 from routeflow.lab.topology import load_topology, parse_topology
@@ -47,6 +47,11 @@ def _ospf_neighbours(router: str) -> dict[str, str]:
     return {rid: entries[0]["state"] for rid, entries in document["neighbors"].items()}
 
 
+def _wired(stack: Stack) -> dict[tuple[str, str], str]:
+    return {(vm["name"], i["name"]): i["virtual_link"] for vm in stack.status(detail=False)["vms"]
+            for i in vm["interfaces"] if i["virtual_link"]}
+
+
 @pytest.fixture(scope="class")
 def legacy(tmp_path_factory):
     with running("legacy", tmp_path_factory.mktemp("legacy"), Stack.all_pairs_ok) as stack:
@@ -64,6 +69,15 @@ class TestLegacyOspf:
         assert any(r["prefix"] == "172.31.9.0/24" for r in vm["routes"])
         assert "172.31.1.0/24" in _legacy_vtysh("L1", "show ip route ospf")
 
+
+    def test_only_legacy_facing_ports_carry_routing_messages(self, legacy):
+        # rA and rB (routing_plane: virtual) are wired across the RFVS where
+        # discovery found the A-B link; the legacy routers know no discovery,
+        # so their links stay physical.
+        wait_for(lambda: _wired(legacy) == {("rA", "eth3"): "rB:eth2", ("rB", "eth2"): "rA:eth3"}, 15, 0.2)
+        assert not captured("sA-p3", "ip proto 89")
+        assert len(captured("sA-p6", "ip proto 89")) >= 2
+        legacy.wait_verify_clean()
 
     def test_bird_legacy_router_is_full_neighbour_of_the_vm(self, legacy):
         neighbours = birdc("L2", "show ospf neighbors", ROUTER_RUN_ROOT)

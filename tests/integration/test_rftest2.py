@@ -1,7 +1,9 @@
 """End to end on the real stack, rftest2: four switches and VMs running OSPF (FRR).
 
 All pairs, ECMP over the diagonal, a link cut, a withdrawn route, and restarts
-of the RF-Client and the RF-Controller, each ending with a clean verify.
+of the RF-Client and the RF-Controller, each ending with a clean verify; once
+as the example ships (routing messages cross the physical links) and once with
+every VM's routing plane virtual (they cross the RFVS, wired by discovery).
 """
 
 from __future__ import annotations
@@ -15,17 +17,48 @@ import time
 
 import pytest
 
-from routeflow.harness import CONVERGE_TIMEOUT, Stack, ping, running, wait_for
+from routeflow.harness import CONVERGE_TIMEOUT, Stack, captured, example_variant, ping, running, wait_for
 from routeflow.lab import network
 
 pytestmark = pytest.mark.integration
 
 
 
-@pytest.fixture(scope="module")
-def rftest2(tmp_path_factory):
-    with running("rftest2", tmp_path_factory.mktemp("rftest2"), Stack.all_pairs_ok) as stack:
+@pytest.fixture(scope="module", params=["physical", "virtual"])
+def rftest2(request, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp(f"rftest2-{request.param}")
+    example = "rftest2"
+    if request.param == "virtual":
+        example = example_variant("rftest2", run_dir / "example", {"routing_plane": "virtual"})
+    with running(example, run_dir, _converged(request.param)) as stack:
         yield stack
+
+
+def _converged(plane: str):
+    def ready(stack: Stack) -> bool:
+        return stack.all_pairs_ok() and (plane == "physical" or len(_virtual_links(stack)) == 5)
+    return ready
+
+
+def _virtual_links(stack: Stack) -> set[tuple[str, ...]]:
+    """VM NIC pairs wired together on the RFVS, as ``("rA:eth3", "rB:eth2")``."""
+    return {tuple(sorted((f"{vm['name']}:{i['name']}", i["virtual_link"])))
+            for vm in stack.status(detail=False)["vms"] for i in vm["interfaces"] if i["virtual_link"]}
+
+
+def test_rftest2_routing_messages_travel_in_the_plane_configured(rftest2):
+    """Physical: OSPF hellos cross the switch-to-switch links. Virtual: discovery
+    wired each VM pair across the RFVS, and no hello crosses a link."""
+    virtual = rftest2.config.vms[0].routing_plane == "virtual"
+    rftest2.wait_verify_clean()  # the RFVS holds every wire status shows
+    hellos = captured("sA-p3", "ip proto 89")  # OSPF hellos go every second
+    if virtual:
+        assert ("rA:eth3", "rB:eth2") in _virtual_links(rftest2)
+        assert not hellos, hellos
+        assert len(rftest2.status(detail=False)["links"]) == 10  # five links, both directions
+    else:
+        assert not _virtual_links(rftest2)
+        assert len(hellos) >= 2
 
 
 def test_rftest2_all_pairs_through_flows(rftest2):

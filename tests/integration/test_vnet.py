@@ -116,7 +116,8 @@ def test_bring_up_supervise_and_tear_down(state: Path) -> None:
         async with _venv(state) as venv:
             plan = venv.plan
             rfvs_ports = await ovs.list_ports(plan.bridge.name)
-            assert sorted(rfvs_ports) == sorted(n.host_ifname for vm in plan.vms for n in vm.nics)
+            trunks = [name for name, _, _ in plan.bridge.patches]
+            assert sorted(rfvs_ports) == sorted([n.host_ifname for vm in plan.vms for n in vm.nics] + trunks)
             bridge = await ovs.vsctl("get", "Bridge", "rfvs", "datapath_type", "fail_mode", "protocols",
                                      "other-config:datapath-id")
             assert bridge.split() == ["netdev", "secure", "[OpenFlow13]", '"0000000000007266"']
