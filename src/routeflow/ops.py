@@ -89,7 +89,9 @@ def status(server: str, as_json: bool, flows: bool, routes: bool) -> int:
             for line in dp["groups"] + dp["flows"]:
                 out.write(f"  {line}\n")
             for u in dp["unresolved_next_hops"]:
-                out.write(f"  unresolved: {u['prefix']} via {u['gateway']} dev {u['ifname']}\n")
+                retry = f"next attempt in {u['next_attempt_s']} s" if u["next_attempt_s"] is not None else "VM away"
+                out.write(f"  unresolved: {u['prefix']} via {u['gateway']} dev {u['ifname']} "
+                          f"({u['resolve_attempts']} resolution attempts, {retry})\n")
     return 0
 
 

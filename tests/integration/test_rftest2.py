@@ -181,10 +181,19 @@ def test_rftest2_next_hop_that_never_resolves_is_visible_and_harmless(rftest2):
     try:
         def shown() -> bool:
             dp = next(d for d in rftest2.status(detail=False)["datapaths"] if d["dpid"] == "0x1")
-            return {"prefix": "198.51.100.0/24", "ifname": "eth3", "gateway": "10.0.12.99"} in dp[
-                "unresolved_next_hops"]
+            return any((u["prefix"], u["ifname"], u["gateway"]) == ("198.51.100.0/24", "eth3", "10.0.12.99")
+                       for u in dp["unresolved_next_hops"])
 
         wait_for(shown, 10, 0.2)
+        # The VM is asked to resolve it again and again, backing off (1, 2, 4 s...):
+        # its ARP requests leave rA's NIC, and status counts the attempts.
+        assert captured("rA-eth3", "arp and host 10.0.12.99", seconds=2.5)
+
+        def attempts() -> int:
+            dp = next(d for d in rftest2.status(detail=False)["datapaths"] if d["dpid"] == "0x1")
+            return next(u["resolve_attempts"] for u in dp["unresolved_next_hops"] if u["gateway"] == "10.0.12.99")
+
+        wait_for(lambda: attempts() >= 3, 10, 0.2)
         # Its traffic goes to the VM (which tries to resolve it); nothing else is disturbed.
         assert any("198.51.100.0/24" in f and "actions=goto_table:2" in f for f in rftest2.flows("0x1"))
         assert rftest2.all_pairs_ok()

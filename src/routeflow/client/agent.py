@@ -34,6 +34,7 @@ from routeflow.protocol.messages import (
     LinkState,
     Message,
     PortMapped,
+    ResolveNextHops,
     SnapshotRequest,
     snapshot_parts,
 )
@@ -69,6 +70,13 @@ class Host(Protocol):
 
     def send_frame(self, ifname: str, frame: bytes) -> None: ...
 
+    def solicit(self, ifname: str, address: str) -> None: ...
+
+
+#: UDP port the resolution probes go to (discard): whatever answers, the kernel
+#: has to resolve the next hop's MAC address first, which is the point.
+DISCARD_PORT = 9
+
 
 class LinuxHost:
     """The Linux virtual router the agent runs in (needs CAP_NET_ADMIN and CAP_NET_RAW)."""
@@ -100,6 +108,22 @@ class LinuxHost:
             self._packet.sendto(frame, (ifname, 0))
         except OSError as exc:  # e.g. the NIC is down or just went away
             log.debug("cannot send a frame out of %s: %s", ifname, exc)
+
+    def solicit(self, ifname: str, address: str) -> None:
+        """Make the kernel resolve ``address`` on ``ifname`` (ARP or ND), as traffic
+        towards it would: one empty UDP datagram, sent out of that interface."""
+        try:
+            info = socket.getaddrinfo(address, DISCARD_PORT, type=socket.SOCK_DGRAM,
+                                      flags=socket.AI_NUMERICHOST)[0]
+            with socket.socket(info[0], socket.SOCK_DGRAM) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
+                sock.setblocking(False)
+                destination = info[4]
+                if info[0] == socket.AF_INET6:  # a link-local next hop needs its interface
+                    destination = (address, DISCARD_PORT, 0, socket.if_nametoindex(ifname))
+                sock.sendto(b"", destination)
+        except OSError as exc:  # no route (NIC down), unknown NIC, unreachable...
+            log.debug("cannot solicit %s on %s: %s", address, ifname, exc)
 
     def close(self) -> None:
         self._packet.close()
@@ -187,6 +211,10 @@ class Agent:
                     self._mapped.add(msg.ifname)
                 elif isinstance(msg, LinkState):
                     await self.host.set_link_state(msg.ifname, msg.up)
+                elif isinstance(msg, ResolveNextHops):
+                    log.debug("resolving %d next hops", len(msg.hops))
+                    for ifname, gateway in msg.hops:
+                        self.host.solicit(ifname, gateway)
                 elif isinstance(msg, SnapshotRequest):
                     task = asyncio.create_task(self._answer_snapshot(session, msg.request_id))
                     replies.add(task)

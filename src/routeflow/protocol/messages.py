@@ -243,6 +243,13 @@ class LinkState(Message, tag="link_state", frozen=True):
     up: bool
 
 
+class ResolveNextHops(Message, tag="resolve_next_hops", frozen=True):
+    """Next hops of the VM's routes with no neighbour entry: make the kernel try
+    to resolve each ``(ifname, gateway)`` again (ARP or ND)."""
+
+    hops: tuple[tuple[str, str], ...]
+
+
 class SnapshotRequest(Message, tag="snapshot_request", frozen=True):
     request_id: int
 
@@ -294,6 +301,7 @@ AnyMessage = (
     | FibDelta
     | PortMapped
     | LinkState
+    | ResolveNextHops
     | SnapshotRequest
     | StatusRequest
     | StatusReply

@@ -33,15 +33,20 @@ from routeflow.protocol.messages import (
     PortMapped,
     RelayEntry,
     RelayMap,
+    ResolveNextHops,
     SwitchError,
     TableDump,
     TableMod,
 )
-from routeflow.server.nib import DatapathState, Nib
+from routeflow.server.nib import DatapathState, Nib, Retry
 
 log = logging.getLogger("routeflow.server")
 
 CONTROLLER = "controller"
+#: Back-off of resolution attempts for a next hop with no neighbour entry:
+#: the first retry after this many seconds, doubling up to RESOLVE_MAX.
+RESOLVE_FIRST = 1.0
+RESOLVE_MAX = 60.0
 
 
 @dataclass(frozen=True)
@@ -269,6 +274,34 @@ class ServerCore:
             mod = apply_changes(dpid, dp.installed, changes.flows, changes.groups)
         dp.unresolved = compiler.unresolved
         return mod
+
+    def resolve_due(self, now: float) -> list[Out]:
+        """Ask each VM to resolve those of its unresolved next hops whose retry is due.
+
+        Traffic towards an unresolved next hop goes to the VM, whose kernel then
+        resolves it; with no traffic nothing would. Retries back off (1, 2, 4...
+        up to 60 s) so that a next hop that never answers costs almost nothing,
+        and stop as soon as the neighbour appears or the route goes.
+        """
+        out = []
+        for vm in self.config.vms:
+            dp = self.nib.datapaths.get(vm.dpid)
+            wanted = {(u.ifname, u.gateway) for u in dp.unresolved} if dp else set()
+            retries = self.nib.resolving.setdefault(vm.name, {})
+            for key in set(retries) - wanted:
+                del retries[key]
+            if not self.nib.vms[vm.name].connected:
+                continue
+            due = []
+            for key in sorted(wanted):
+                retry = retries.setdefault(key, Retry(0, now))
+                if retry.next_at <= now:
+                    retry.next_at = now + min(RESOLVE_FIRST * 2 ** retry.attempts, RESOLVE_MAX)
+                    retry.attempts += 1
+                    due.append(key)
+            if due:
+                out.append(Out(vm.name, ResolveNextHops(tuple(due))))
+        return out
 
     @property
     def has_dirty(self) -> bool:

@@ -70,12 +70,23 @@ class DatapathState:
 
 
 @dataclass
+class Retry:
+    """Resolution attempts for one unresolved next hop, and when the next is due
+    (the event loop's clock)."""
+
+    attempts: int
+    next_at: float
+
+
+@dataclass
 class Nib:
     config: Config
     vms: dict[str, VmState] = field(default_factory=dict)
     datapaths: dict[int, DatapathState] = field(default_factory=dict)
     #: (vm, ifname) -> (rfvs dpid, rfvs port), learned from mapping packets.
     rfvs_ports: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+    #: VM -> (ifname, gateway) -> resolution attempts of its unresolved next hops.
+    resolving: dict[str, dict[tuple[str, str], Retry]] = field(default_factory=dict)
     #: Directed physical links found by discovery: ((dpid, port), (dpid, port)).
     links: set[tuple[tuple[int, int], tuple[int, int]]] = field(default_factory=set)
     controller_connected: bool = False

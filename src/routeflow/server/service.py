@@ -50,6 +50,8 @@ from routeflow.server.nib import shared_route
 from routeflow.server.status import datapath_name, expect_table, fib_drift, status_document
 
 log = logging.getLogger("routeflow.server")
+#: How often the server looks for next hops due for another resolution attempt.
+RESOLVE_TICK = 0.5
 
 #: How long the server waits for a reply from the controller or a client:
 #: quick questions, and whole tables (a dump of a million flows takes a while).
@@ -113,6 +115,7 @@ class RFServer:
         #: FIBs requested from clients, by request id, as their parts arrive.
         self._fibs: dict[int, _FibParts] = {}
         self._reconcile_scheduled = False
+        self._resolver: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -131,8 +134,11 @@ class RFServer:
                                                     limit=1 << 20, reuse_address=True)
             self._servers.append(server)
             log.info("listening on %s", address)
+        self._resolver = asyncio.get_running_loop().create_task(self._resolve_next_hops())
 
     async def stop(self) -> None:
+        if self._resolver is not None:
+            self._resolver.cancel()
         for peer in [self.controller, *self.clients.values()]:
             if peer is not None:
                 peer.close("server shutting down")
@@ -283,6 +289,12 @@ class RFServer:
         self._reconcile_scheduled = False
         self._deliver(self.core.reconcile())
 
+    async def _resolve_next_hops(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(RESOLVE_TICK)
+            self._deliver(self.core.resolve_due(loop.time()))
+
     # -- requests to peers -------------------------------------------------------
 
     def _resolve(self, request_id: int, msg: Message) -> None:
@@ -318,7 +330,8 @@ class RFServer:
             rid = self.core.next_request_id()
             stats: ControllerStats = await self._request(self.controller, StatsRequest(rid), rid)
             packet_in = stats.packet_in_by_kind
-        return StatusReply(msg.request_id, status_document(self.core.nib, packet_in, msg.detail))
+        return StatusReply(msg.request_id, status_document(self.core.nib, packet_in, msg.detail,
+                                                           asyncio.get_running_loop().time()))
 
     def _assemble(self, part: TableDump) -> TableDump | None:
         """The whole dump once its last part is in (None until then)."""

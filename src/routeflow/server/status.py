@@ -9,17 +9,17 @@ from routeflow.flows.compiler import GroupTable, compile_rfvs, datapath_flows
 from routeflow.flows.diff import TableComparison
 from routeflow.flows.model import format_flow, format_group
 from routeflow.model import Fib, PortDesc
-from routeflow.server.nib import Nib, VmState
+from routeflow.server.nib import Nib, Retry, VmState
 
 
 def status_document(nib: Nib, packet_in: Mapping[int, Mapping[str, int]] | None = None,
-                    detail: bool = True) -> dict[str, Any]:
+                    detail: bool = True, now: float = 0.0) -> dict[str, Any]:
     """A JSON-ready picture of the system: datapaths, VMs, mappings, routes and flows.
 
     ``packet_in`` is the controller's slow-path counters by datapath and traffic
     kind, or None if the controller could not be asked. Without ``detail``
     only counts of routes, neighbours, flows and groups are given (a million
-    routes make a large document).
+    routes make a large document). ``now`` is the clock of the resolution retries.
     """
     config = nib.config
     datapaths = []
@@ -43,7 +43,9 @@ def status_document(nib: Nib, packet_in: Mapping[int, Mapping[str, int]] | None 
             "flow_mods_sent": dp.flow_mods if dp else 0,
             "packet_in": None if packet_in is None else dict(packet_in.get(dpid, {})),
             "unresolved_next_hops": [
-                {"prefix": u.prefix, "ifname": u.ifname, "gateway": u.gateway} for u in dp.unresolved
+                {"prefix": u.prefix, "ifname": u.ifname, "gateway": u.gateway,
+                 **_retry(nib.resolving.get(names.get(dpid, ""), {}).get((u.ifname, u.gateway)), now)}
+                for u in dp.unresolved
             ] if dp else [],
         })
     wired = {}
@@ -93,6 +95,13 @@ def status_document(nib: Nib, packet_in: Mapping[int, Mapping[str, int]] | None 
     links = [{"from": f"{a[0]:#x}:{a[1]}", "to": f"{b[0]:#x}:{b[1]}"} for a, b in sorted(nib.links)]
     return {"controller_connected": nib.controller_connected, "datapaths": datapaths, "vms": vms,
             "links": links}
+
+
+def _retry(retry: Retry | None, now: float) -> dict[str, Any]:
+    """How often the VM was asked to resolve a next hop, and when it will be again."""
+    if retry is None:
+        return {"resolve_attempts": 0, "next_attempt_s": None}
+    return {"resolve_attempts": retry.attempts, "next_attempt_s": round(max(0.0, retry.next_at - now), 1)}
 
 
 def expect_table(comparison: TableComparison, nib: Nib, dpid: int, fib: Fib | None,

@@ -22,6 +22,7 @@ from routeflow.protocol.messages import (
     LinkState,
     Message,
     PortMapped,
+    ResolveNextHops,
     SnapshotRequest,
     Welcome,
 )
@@ -59,6 +60,7 @@ class FakeHost:
     def __init__(self) -> None:
         self.frames: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
         self.link_states: list[tuple[str, bool]] = []
+        self.solicited: list[tuple[str, str]] = []
 
     async def fresh_fib(self) -> Fib:
         return FRESH
@@ -68,6 +70,9 @@ class FakeHost:
 
     def send_frame(self, ifname: str, frame: bytes) -> None:
         self.frames.put_nowait((ifname, frame))
+
+    def solicit(self, ifname: str, address: str) -> None:
+        self.solicited.append((ifname, address))
 
 
 class Peer:
@@ -155,9 +160,11 @@ async def test_snapshot_then_deltas_and_requests(tmp_path: Path) -> None:
         peer.send(SnapshotRequest(42))
         assert await peer.receive() == FibSnapshot(FRESH, 42)
         peer.send(LinkState("eth1", False))
-        peer.send(SnapshotRequest(43))  # ordered after the link state
+        peer.send(ResolveNextHops((("eth2", "10.0.2.9"), ("eth2", "fe80::9"))))
+        peer.send(SnapshotRequest(43))  # ordered after the link state and the resolution
         await peer.receive()
         assert host.link_states == [("eth1", False)]
+        assert host.solicited == [("eth2", "10.0.2.9"), ("eth2", "fe80::9")]
     finally:
         await _stop(task, server)
 

@@ -15,6 +15,7 @@ from routeflow.protocol.messages import (
     PortChange,
     PortMapped,
     RelayMap,
+    ResolveNextHops,
     SwitchError,
     TableDump,
     TableMod,
@@ -171,3 +172,19 @@ def test_a_link_between_two_virtual_plane_vms_wires_their_nics_on_the_rfvs():
     core.on_link_change(LinkChange(2, 2, 1, 3, False))
     (mod,) = messages(core.reconcile(), TableMod)
     assert len(mod.delete) == 2 and not mod.add
+
+
+def test_unresolved_next_hops_are_resolved_again_with_back_off():
+    core, _ = joined_core()
+    core.on_client_up("rA")
+    core.on_fib_snapshot("rA", FibSnapshot(Fib(FIB.interfaces, FIB.routes + (
+        Route("198.51.100.0/24", (NextHop("eth2", "172.31.2.99"),)),), FIB.neighbours)))
+    core.reconcile()
+    asked = [t for t in range(0, 40) for _ in messages(core.resolve_due(float(t)), ResolveNextHops, "rA")]
+    assert asked == [0, 1, 3, 7, 15, 31]  # 1, 2, 4, 8, 16 s apart
+    retry = core.nib.resolving["rA"][("eth2", "172.31.2.99")]
+    assert retry.attempts == 6
+    # The neighbour answers: no more attempts, and none remembered.
+    core.on_fib_delta("rA", FibDelta(neighbours_set=(Neighbour("eth2", "172.31.2.99", "0a:00:00:00:00:99"),)))
+    core.reconcile()
+    assert messages(core.resolve_due(100.0), ResolveNextHops) == [] and core.nib.resolving["rA"] == {}
