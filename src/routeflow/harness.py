@@ -8,6 +8,7 @@ processes, and always tears all of it down again, even when a step fails.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import logging
 import os
@@ -90,8 +91,10 @@ _SUMMARY = re.compile(r"(\d+) packets transmitted, (\d+) received")
 
 def ping(namespace: str, destination: str, count: int = 1, interval: float = 0.2,
          timeout: float = 1.0) -> PingResult:
-    """Ping from inside a namespace (a lab host) and parse per-packet RTTs."""
-    argv = ["ip", "netns", "exec", namespace, "ping", "-n", "-c", str(count), "-i", str(interval),
+    """Ping from inside a namespace (a lab host) and parse per-packet RTTs; an IPv6
+    ``destination`` is pinged over IPv6 (``ping -6``)."""
+    family = ["-6"] if ipaddress.ip_address(destination).version == 6 else []
+    argv = ["ip", "netns", "exec", namespace, "ping", *family, "-n", "-c", str(count), "-i", str(interval),
             "-W", str(timeout), destination]
     proc = subprocess.run(argv, capture_output=True, text=True,
                           timeout=count * (interval + timeout) + 5)
@@ -225,12 +228,18 @@ class Stack:
     def all_pairs_ok(self) -> bool:
         return all(r.ok for r in self.all_pairs(count=1, timeout=0.5).values())
 
-    def host_addresses(self) -> dict[str, str]:
-        """Host name -> its first IPv4 address."""
-        return {h.name: str(h.addresses[0].ip) for h in self.topology.hosts}
+    def host_addresses(self, version: int = 4) -> dict[str, str]:
+        """Host name -> its first address of IP ``version`` (hosts without one are left out)."""
+        found = {}
+        for host in self.topology.hosts:
+            ours = [a for a in host.addresses if a.version == version]
+            if ours:
+                found[host.name] = str(ours[0].ip)
+        return found
 
-    def all_pairs(self, count: int = 1, interval: float = 0.2, timeout: float = 1.0) -> dict[tuple[str, str], PingResult]:
-        addresses = self.host_addresses()
+    def all_pairs(self, count: int = 1, interval: float = 0.2, timeout: float = 1.0,
+                  version: int = 4) -> dict[tuple[str, str], PingResult]:
+        addresses = self.host_addresses(version)
         return {
             (src, dst): ping(src, addresses[dst], count, interval, timeout)
             for src in addresses for dst in addresses if src != dst

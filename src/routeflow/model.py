@@ -18,17 +18,32 @@ RouteType = Literal["unicast", "blackhole", "unreachable", "prohibit"]
 
 
 class Interface(msgspec.Struct, frozen=True, order=True):
-    """A network interface of a virtual router (VM NIC or loopback)."""
+    """A network interface of a virtual router (VM NIC or loopback).
+
+    ``addresses`` are every address the router owns on the interface, IPv4
+    first, each family in numeric order, as canonical ``ipaddress`` text with
+    the prefix length: ``("172.31.1.1/24", "2001:db8:1::1/64",
+    "fe80::a8c1:abff:fe01:203/64")``. IPv6 link-local addresses are included,
+    in the same form and without a zone (the interface is the zone): the
+    router answers neighbour discovery and ICMPv6 for them, and routing
+    protocols (OSPFv3, BGP over link-local) use them as next hops, so the
+    flow compiler needs them; ``ipaddress.ip_interface(a).is_link_local``
+    tells them apart. Addresses still in duplicate address detection are
+    left out until it completes.
+    """
 
     ifname: str
     mac: str
     up: bool
-    #: Addresses with prefix length, e.g. ``"172.31.1.1/24"``.
+    #: Addresses with prefix length, e.g. ``"172.31.1.1/24"``, ``"fe80::1/64"``.
     addresses: tuple[str, ...] = ()
 
 
 class NextHop(msgspec.Struct, frozen=True, order=True):
-    """One next hop of a route: an interface and, unless connected, a gateway."""
+    """One next hop of a route: an interface and, unless connected, a gateway.
+
+    An IPv6 gateway is often link-local (``fe80::1``): it is only meaningful
+    on ``ifname``, and its neighbour entry is keyed ``(ifname, "fe80::1")``."""
 
     ifname: str
     gateway: str | None = None

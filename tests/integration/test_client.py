@@ -2,9 +2,10 @@
 
 Namespace ``tcl-vm`` has ``eth1`` (a veth whose far end ``tcl-p1`` stays in
 the root namespace, where mapping packets are captured) and ``eth2`` (a veth
-to ``eth2p`` inside the namespace). The test plays the server on a unix
-socket, mirrors the client's snapshot and deltas as a server would, and
-compares that mirror with what ``ip -j`` shows in the namespace.
+to ``eth2p`` inside the namespace), dual stack. The test plays the server on
+a unix socket, mirrors the client's snapshot and deltas as a server would,
+and compares that mirror with what ``ip -j`` shows in the namespace, for
+IPv4 and IPv6 alike.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from routeflow.model import Fib, Interface, Neighbour, Route
+from routeflow.model import Fib, Interface, Neighbour, NextHop, Route
 from routeflow.protocol import codec, mapping
 from routeflow.protocol.messages import (
     PROTOCOL_VERSION,
@@ -80,6 +81,9 @@ def netns() -> Iterator[None]:
     sh("ip", "link", "del", ROOT_PEER, check=False)
     sh("ip", "netns", "add", NS)
     try:
+        # Before any NIC exists, so that they all inherit it: link-local addresses usable at once.
+        sh("ip", "netns", "exec", NS, "sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0",
+           "net.ipv6.conf.all.accept_dad=0")
         sh("ip", "link", "add", ROOT_PEER, "type", "veth", "peer", "name", "eth1", "netns", NS)
         sh("ip", "link", "set", ROOT_PEER, "up")
         for command in (
@@ -97,6 +101,18 @@ def netns() -> Iterator[None]:
             "neigh add 10.0.1.2 lladdr 02:00:00:00:01:02 dev eth1 nud permanent",
             "neigh add 10.0.2.2 lladdr 02:00:00:00:02:02 dev eth2 nud stale",
             "neigh add 10.0.1.7 lladdr 02:00:00:00:01:07 dev eth1 nud failed",
+            "addr add 2001:db8:1::1/64 dev eth1",
+            "addr add 2001:db8:2::1/64 dev eth2",
+            "addr add 2001:db8:ff::1/128 dev lo",
+            "-6 route add 2001:db8:20::/48 via 2001:db8:1::2 metric 100 proto static",
+            "-6 route add 2001:db8:20::/48 via 2001:db8:2::2 metric 200",
+            "-6 route add 2001:db8:30::/48 proto ospf nexthop via 2001:db8:1::2 dev eth1 nexthop via fe80::2 dev eth2",
+            "-6 route add 2001:db8:31::/48 via fe80::1 dev eth1",
+            "-6 route add blackhole 2001:db8:40::/48",
+            "-6 route add default via 2001:db8:1::fe",
+            "neigh add 2001:db8:1::2 lladdr 02:00:00:00:01:12 dev eth1 nud reachable",
+            "neigh add fe80::2 lladdr 02:00:00:00:02:12 dev eth2 nud stale router",
+            "neigh add 2001:db8:1::7 lladdr 02:00:00:00:01:17 dev eth1 nud failed",
         ):  # fmt: skip
             ip(*command.split())
         yield
@@ -231,24 +247,44 @@ def agent(netns: None, server: FakeServer, tmp_path: Path) -> Iterator[subproces
 # -- an oracle independent of routeflow.client.fib: iproute2's own JSON --------------
 
 
-def kernel_routes() -> dict[str, tuple[str, str, tuple[tuple[str, str | None], ...]]]:
-    """Best route per prefix of the main table as ``ip -j`` shows it: (type, proto, hops)."""
+Routes = dict[str, tuple[str, str, tuple[tuple[str, str | None], ...]]]
+
+
+def _forwarding_prefix(prefix: str, entry: dict[str, Any]) -> bool:
+    """What routeflow reports: not IPv6 link-local or multicast, nor the loopback's own prefixes."""
+    net = ipaddress.ip_network(prefix)
+    if net.version == 6 and (net.is_link_local or net.is_multicast):
+        return False
+    return not (net.version == 6 and entry.get("dev") == "lo" and entry.get("protocol") == "kernel"
+                and entry.get("type", "unicast") == "unicast")
+
+
+def kernel_routes() -> Routes:
+    """Best route per prefix of the main table as ``ip -j`` shows it: (type, proto, hops).
+    IPv6 ECMP next hops sorted, as the client reports them."""
     best: dict[str, tuple[int, tuple[str, str, tuple[tuple[str, str | None], ...]]]] = {}
-    for entry in ip_json("-4", "route", "show", "table", "main"):
-        kind = entry.get("type", "unicast")
-        if kind not in ROUTE_TYPES:
-            continue
-        dst = entry["dst"]
-        prefix = "0.0.0.0/0" if dst == "default" else str(ipaddress.ip_network(dst))
-        legs = entry.get("nexthops") or ([entry] if "dev" in entry else [])
-        hops = tuple((leg["dev"], leg.get("gateway")) for leg in legs if "dead" not in leg.get("flags", ()))
-        metric = entry.get("metric", 0)
-        if prefix not in best or metric < best[prefix][0]:
-            best[prefix] = (metric, (kind, entry.get("protocol", "boot"), hops))
+    for family in ("-4", "-6"):
+        for entry in ip_json(family, "route", "show", "table", "main"):
+            kind = entry.get("type", "unicast")
+            if kind not in ROUTE_TYPES:
+                continue
+            dst = entry["dst"]
+            prefix = ("0.0.0.0/0" if family == "-4" else "::/0") if dst == "default" else str(ipaddress.ip_network(dst))
+            if not _forwarding_prefix(prefix, entry):
+                continue
+            legs = entry.get("nexthops") or ([entry] if "dev" in entry else [])
+            hops = tuple((leg["dev"], leg.get("gateway")) for leg in legs if "dead" not in leg.get("flags", ()))
+            if kind != "unicast":
+                hops = ()  # IPv6 reject routes point at lo
+            elif family == "-6":
+                hops = tuple(sorted(hops, key=lambda hop: (hop[0], hop[1] or "")))
+            metric = entry.get("metric", 0)
+            if prefix not in best or metric < best[prefix][0]:
+                best[prefix] = (metric, (kind, entry.get("protocol", "boot"), hops))
     return {prefix: value for prefix, (_, value) in best.items()}
 
 
-def mirrored_routes(server: FakeServer) -> dict[str, tuple[str, str, tuple[tuple[str, str | None], ...]]]:
+def mirrored_routes(server: FakeServer) -> Routes:
     return {
         prefix: (route.type, route.proto, tuple((hop.ifname, hop.gateway) for hop in route.nexthops))
         for prefix, route in server.routes().items()
@@ -256,11 +292,20 @@ def mirrored_routes(server: FakeServer) -> dict[str, tuple[str, str, tuple[tuple
 
 
 def kernel_neighbours() -> set[tuple[str, str, str]]:
+    """Resolved neighbours of both families with a unicast MAC (not 33:33:... multicast groups)."""
     return {
         (entry["dev"], entry["dst"], entry["lladdr"])
-        for entry in ip_json("-4", "neigh", "show", "nud", "all")
-        if "lladdr" in entry and RESOLVED & set(entry.get("state", ()))
+        for entry in ip_json("neigh", "show", "nud", "all")
+        if "lladdr" in entry and RESOLVED & set(entry.get("state", ())) and not int(entry["lladdr"][:2], 16) & 1
     }
+
+
+def kernel_addresses(ifname: str) -> tuple[str, ...]:
+    """The addresses of ``ifname`` the router owns (not tentative), IPv4 then IPv6, numeric order."""
+    shown = ip_json("addr", "show", "dev", ifname)[0]["addr_info"]
+    owned = [ipaddress.ip_interface(f"{a['local']}/{a['prefixlen']}") for a in shown
+             if not a.get("tentative") and not a.get("dadfailed") and not ipaddress.ip_address(a["local"]).is_loopback]
+    return tuple(str(a) for a in sorted(owned, key=lambda a: (a.version, a)))
 
 
 def mirrored_neighbours(server: FakeServer) -> set[tuple[str, str, str]]:
@@ -268,8 +313,15 @@ def mirrored_neighbours(server: FakeServer) -> set[tuple[str, str, str]]:
         return {(n.ifname, n.ip, n.mac) for n in server.mirror.neighbours.values()}
 
 
+def mirrored_addresses(server: FakeServer, ifname: str) -> tuple[str, ...]:
+    with server.lock:
+        interface = server.mirror.interfaces.get(ifname)
+    return interface.addresses if interface else ()
+
+
 def in_sync(server: FakeServer) -> bool:
-    return mirrored_routes(server) == kernel_routes() and mirrored_neighbours(server) == kernel_neighbours()
+    return (mirrored_routes(server) == kernel_routes() and mirrored_neighbours(server) == kernel_neighbours()
+            and all(mirrored_addresses(server, name) == kernel_addresses(name) for name in ("eth1", "eth2", "lo")))
 
 
 # -- tests ---------------------------------------------------------------------------
@@ -284,8 +336,15 @@ def test_snapshot_matches_the_kernel(server: FakeServer, agent: subprocess.Popen
     assert routes["10.20.0.0/16"].proto == "static"
     with server.lock:
         interfaces = dict(server.mirror.interfaces)
-    assert interfaces["lo"].addresses == ("10.255.0.1/32",)
-    assert interfaces["eth1"].up and interfaces["eth1"].addresses == ("10.0.1.1/24",)
+    assert interfaces["lo"].addresses == ("10.255.0.1/32", "2001:db8:ff::1/128")
+    assert interfaces["eth1"].up and interfaces["eth1"].addresses[:2] == ("10.0.1.1/24", "2001:db8:1::1/64")
+    assert ipaddress.ip_interface(interfaces["eth1"].addresses[2]).is_link_local
+    assert interfaces["eth1"].addresses == kernel_addresses("eth1")
+    assert routes["2001:db8:30::/48"].nexthops == (NextHop("eth1", "2001:db8:1::2"), NextHop("eth2", "fe80::2"))
+    assert routes["2001:db8:31::/48"].nexthops == (NextHop("eth1", "fe80::1"),)
+    assert routes["2001:db8:40::/48"] == Route("2001:db8:40::/48", (), "blackhole", "boot")
+    assert not [p for p in routes if p.startswith(("fe80:", "ff"))] and "2001:db8:ff::1/128" not in routes
+    assert ("eth2", "fe80::2", "02:00:00:00:02:12") in mirrored_neighbours(server)  # a router entry
 
 
 def test_route_changes_arrive_as_deltas(server: FakeServer, agent: subprocess.Popen[bytes]) -> None:
@@ -307,12 +366,47 @@ def test_route_changes_arrive_as_deltas(server: FakeServer, agent: subprocess.Po
     assert server.count(FibSnapshot) == 1  # deltas only after the first snapshot
 
 
+def test_ipv6_changes_arrive_as_deltas(server: FakeServer, agent: subprocess.Popen[bytes]) -> None:
+    def ecmp(prefix: str) -> tuple[NextHop, ...]:
+        return server.routes()[prefix].nexthops
+
+    steps: list[tuple[str, Callable[[], bool]]] = [
+        # One message with the whole group: the appended leg and its sibling.
+        ("-6 route append 2001:db8:20::/48 via 2001:db8:2::3 metric 100", lambda: len(ecmp("2001:db8:20::/48")) == 2),
+        ("-6 route del 2001:db8:20::/48 via 2001:db8:2::3 metric 100", lambda: len(ecmp("2001:db8:20::/48")) == 1),
+        ("-6 route add 2001:db8:50::/48 nexthop via 2001:db8:1::3 dev eth1 nexthop via fe80::3 dev eth2",
+         lambda: ecmp("2001:db8:50::/48") == (NextHop("eth1", "2001:db8:1::3"), NextHop("eth2", "fe80::3"))),
+        ("-6 route replace 2001:db8:50::/48 via fe80::3 dev eth2",
+         lambda: ecmp("2001:db8:50::/48") == (NextHop("eth2", "fe80::3"),)),
+        ("-6 route add 2001:db8:20::/48 via 2001:db8:2::9 metric 10", lambda: True),  # shadows metric 100
+        ("-6 route del 2001:db8:20::/48 metric 10", lambda: True),
+        ("neigh add fe80::3 lladdr 02:00:00:00:02:13 dev eth2 nud reachable", lambda: True),
+        ("neigh change fe80::3 dev eth2 nud failed", lambda: True),
+        ("neigh add 2001:db8:2::5 lladdr 02:00:00:00:02:15 dev eth2 nud permanent", lambda: True),
+        ("neigh del 2001:db8:2::5 dev eth2", lambda: True),
+        ("-6 route del 2001:db8:50::/48", lambda: "2001:db8:50::/48" not in server.routes()),
+        ("addr add 2001:db8:2::100/64 dev eth2", lambda: "2001:db8:2::100/64" in mirrored_addresses(server, "eth2")),
+        ("addr del 2001:db8:2::100/64 dev eth2", lambda: True),
+    ]
+    for command, check in steps:
+        ip(*command.split())
+        wait_until(lambda: in_sync(server) and check(), what=command)
+    assert server.routes()["2001:db8:20::/48"].nexthops == (NextHop("eth1", "2001:db8:1::2"),)
+    assert server.count(FibSnapshot) == 1
+
+
+@pytest.mark.parametrize("family", ["ipv4", "ipv6"])
 def test_twenty_thousand_routes_in_a_batch(
-    server: FakeServer, agent: subprocess.Popen[bytes], tmp_path: Path
+    server: FakeServer, agent: subprocess.Popen[bytes], tmp_path: Path, family: str
 ) -> None:
-    prefixes = [f"10.{100 + n // 256}.{n % 256}.0/24" for n in range(20000)]
+    if family == "ipv4":
+        prefixes = [f"10.{100 + n // 256}.{n % 256}.0/24" for n in range(20000)]
+        via = "10.0.1.2"
+    else:
+        prefixes = [f"2001:db8:{0x1000 + n:x}::/48" for n in range(20000)]
+        via = "2001:db8:1::2"
     batch = tmp_path / "add.batch"
-    batch.write_text("".join(f"route add {p} via 10.0.1.2 dev eth1\n" for p in prefixes))
+    batch.write_text("".join(f"route add {p} via {via} dev eth1\n" for p in prefixes))
     before = server.count(FibDelta)
     ip("-batch", str(batch))
     wait_until(lambda: set(prefixes) <= server.routes().keys(), timeout=60, what="20k routes")

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from routeflow.config.schema import trunk_patch_names
-from routeflow.harness import wait_for
+from routeflow.harness import ping, wait_for
 from routeflow.lab import network
 from routeflow.lab.topology import Topology, load_topology
 from routeflow.vnet import links, ovs
@@ -117,8 +117,7 @@ def _patch_h1_to_h2() -> None:
 
 
 def _ping(host: str, address: str, count: int = 1) -> bool:
-    done = network.host_exec(host, ["ping", "-c", str(count), "-W", "1", "-i", "0.2", address], timeout=10)
-    return done.returncode == 0
+    return ping(host, address, count).ok
 
 
 def test_frames_cross_switches_on_the_numbered_ports(lab: Path) -> None:
@@ -142,6 +141,29 @@ def test_frames_cross_switches_on_the_numbered_ports(lab: Path) -> None:
     finally:
         server.kill()
         server.wait()
+
+
+def test_ipv6_hosts_and_quiet_switch_ports(lab: Path) -> None:
+    # Switch ports are plumbing: no IPv6 on them, so no autoconfiguration chatter into the network.
+    for switch in TOPOLOGY.switches:
+        for port in TOPOLOGY.ports(switch.name):
+            name = switch.port_ifname(port)
+            assert Path(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6").read_text().strip() == "1", name
+            assert "inet6" not in _sh("ip", "-6", "addr", "show", "dev", name)
+    # Hosts: a link-local address at once (no DAD), kept across a link cut.
+    shown = network.host_exec("h1", ["ip", "-6", "-j", "addr", "show", "dev", "eth0"], check=True).stdout
+    local = [a for a in json.loads(shown)[0]["addr_info"] if a["scope"] == "link"]
+    assert local and not local[0].get("tentative")
+    _add_flows("sA", "in_port=1,actions=output:3", "in_port=3,actions=output:1")
+    _add_flows("sB", "in_port=2,actions=output:1", "in_port=1,actions=output:2")
+    network.host_exec("h1", ["ip", "addr", "add", "2001:db8:99::1/64", "dev", "eth0"], check=True)
+    network.host_exec("h2", ["ip", "addr", "add", "2001:db8:99::2/64", "dev", "eth0"], check=True)
+    assert _ping("h1", "2001:db8:99::2", count=3)
+    assert _ping("h2", local[0]["local"] + "%eth0")  # neighbour discovery to a link-local address
+    network.set_link("h1", False, state_path=lab)
+    network.set_link("h1", True, state_path=lab)
+    assert "2001:db8:99::1/64" in network.host_exec("h1", ["ip", "-6", "addr"], check=True).stdout
+    wait_for(lambda: _ping("h1", "2001:db8:99::2"), 5, 0.1)
 
 
 def test_cut_and_restore_a_link(lab: Path) -> None:

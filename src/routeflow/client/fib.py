@@ -5,21 +5,39 @@ messages of a dump and then of the event stream; the state keeps the kernel's
 raw tables and reports, per batch, only the model-level changes as a
 :class:`~routeflow.protocol.messages.FibDelta`.
 
-Rules (IPv4 only for now; the parsers are family-aware so IPv6 can follow):
+Rules, for IPv4 and IPv6 alike unless said otherwise:
 
-* Routes: main table only, tos 0, types unicast/blackhole/unreachable/prohibit.
-  The kernel may hold several routes per prefix (different metrics, or
-  ``ip route append``); the FIB entry is the first live one of lowest metric,
-  exactly as the kernel's lookup picks it. Dead multipath legs are dropped.
+* Routes: main table only, tos 0, types unicast/blackhole/unreachable/prohibit,
+  no cache clones (RTM_F_CLONED: PMTU and redirect exceptions). The kernel may
+  hold several routes per prefix (different metrics, or ``ip route
+  append``); the FIB entry is the first live one of lowest metric, exactly as
+  the kernel's lookup picks it. Dead multipath legs are dropped.
+* IPv6 routes are kept as the kernel keeps them: one route per next hop
+  ("leg"), legs of equal metric that have a gateway forming one ECMP route.
+  Messages show them either as one route with RTA_MULTIPATH (a multipath add,
+  an append: the whole group) or, with older semantics, as one message per
+  leg with NLM_F_APPEND; a delete names the legs it removes. Either way the
+  legs are merged here, and the ECMP next hops reported sorted (their kernel
+  order depends on history). Not forwarding state, so skipped: link-local
+  ``fe80::/10`` and multicast ``ff00::/8`` prefixes (the kernel's per-interface
+  ``fe80::/64`` and ``ff00::/8``), and the connected routes of addresses on the
+  loopback (``::1/128``, router-id /128s), which IPv4 keeps in the local table.
 * Neighbours: resolved entries (REACHABLE, STALE, DELAY, PROBE, PERMANENT,
-  NOARP) with a unicast Ethernet address; proxy entries are skipped.
+  NOARP) with a unicast Ethernet address; proxy entries are skipped, IPv6
+  router entries (NTF_ROUTER) are ordinary neighbours.
 * Interfaces: every link but the loopback, which appears only when it holds
-  addresses outside 127.0.0.0/8 (router-id loopbacks).
+  addresses that are not loopback addresses (router-id loopbacks). IPv6
+  addresses include link-local ones (see :class:`~routeflow.model.Interface`);
+  addresses still in duplicate address detection (tentative) or that failed
+  it are not the router's yet.
+* Addresses are canonical ``ipaddress`` text (the kernel's ``inet_ntop`` writes
+  ``::ffff:1.2.3.4`` where ``ipaddress`` writes ``::ffff:102:304``).
 
-The kernel changes IPv4 routes without telling anyone when a link goes down or
+The kernel changes routes without telling anyone when a link goes down or
 up, is deleted, or loses an address (routes flushed, multipath legs marked
 dead or alive again). After such an event :attr:`FibState.routes_stale` is set
-and the watcher must hand a fresh route dump to :meth:`FibState.replace_routes`.
+and the watcher must hand a fresh route dump (both families) to
+:meth:`FibState.replace_routes`.
 """
 
 from __future__ import annotations
@@ -48,15 +66,21 @@ from routeflow.protocol.messages import FibDelta
 #: A pyroute2 netlink message (``pyroute2.netlink.nlmsg``); untyped upstream.
 NetlinkMessage = Any
 
-#: Address families handled. Adding AF_INET6 needs its own route semantics first.
-FAMILIES = frozenset({AF_INET})
+#: Address families handled.
+FAMILIES = frozenset({AF_INET, AF_INET6})
 
 RT_TABLE_MAIN = 254
 IFF_UP = 0x1
 IFF_LOOPBACK = 0x8
 IFF_LOWER_UP = 0x10000
 RTNH_F_DEAD = 0x1
+#: rtm_flags of a cache clone (an IPv6 exception route), not a FIB entry.
+RTM_F_CLONED = 0x200
+RTPROT_KERNEL = 2
 NTF_PROXY = 0x8
+#: ifa_flags of IPv6 addresses the router does not own (yet).
+IFA_F_DADFAILED = 0x08
+IFA_F_TENTATIVE = 0x40
 #: NUD_REACHABLE | NUD_STALE | NUD_DELAY | NUD_PROBE | NUD_NOARP | NUD_PERMANENT.
 NUD_RESOLVED = 0x02 | 0x04 | 0x08 | 0x10 | 0x40 | 0x80
 
@@ -72,7 +96,6 @@ PROTO_NAMES = {
 }  # fmt: skip
 
 _ANY = {AF_INET: "0.0.0.0", AF_INET6: "::"}
-_LOOPBACK_NET = ipaddress.ip_network("127.0.0.0/8")
 
 
 # -- pure conversions: one netlink message to one raw record -----------------------
@@ -99,10 +122,12 @@ class Link(NamedTuple):
 
 
 class Address(NamedTuple):
-    """An interface address (RTM_NEWADDR) as ``"a.b.c.d/len"``."""
+    """An interface address (RTM_NEWADDR) as ``"a.b.c.d/len"`` or ``"2001:db8::1/64"``;
+    not ``usable`` while tentative or after failing duplicate address detection."""
 
     ifindex: int
     address: str
+    usable: bool = True
 
 
 class KernelNextHop(NamedTuple):
@@ -152,6 +177,20 @@ def parse_link(msg: NetlinkMessage) -> Link | None:
     return Link(msg["index"], attrs.get("IFLA_IFNAME") or "", mac.lower(), msg["flags"], operstate)
 
 
+def canonical_ip(text: str) -> str:
+    """``ipaddress``'s text for an address ``inet_ntop`` wrote; only IPv6 with
+    an embedded dotted quad differs, so everything else is returned as is."""
+    return str(ipaddress.ip_address(text)) if "." in text and ":" in text else text
+
+
+def ipv6_noise(dst: str, dst_len: int) -> bool:
+    """Whether an IPv6 destination is link-local (fe80::/10) or multicast
+    (ff00::/8): never forwarded by a router, so no FIB entry of ours."""
+    head = dst.partition(":")[0]
+    first = int(head, 16) if head else 0
+    return (dst_len >= 8 and first >> 8 == 0xFF) or (dst_len >= 10 and first & 0xFFC0 == 0xFE80)
+
+
 def parse_address(msg: NetlinkMessage) -> Address | None:
     """An address message; None for unsupported families."""
     if msg["family"] not in FAMILIES:
@@ -159,7 +198,11 @@ def parse_address(msg: NetlinkMessage) -> Address | None:
     attrs = _attrs(msg)
     # IFA_LOCAL is our end of a point-to-point link; IFA_ADDRESS is then the peer.
     local = attrs.get("IFA_LOCAL") or attrs.get("IFA_ADDRESS")
-    return Address(msg["index"], f"{local}/{msg['prefixlen']}")
+    if local is None:
+        return None
+    flags = attrs.get("IFA_FLAGS", msg["flags"])  # IFA_FLAGS: all 32 bits, ifa_flags the low 8
+    usable = not flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED)
+    return Address(msg["index"], f"{canonical_ip(local)}/{msg['prefixlen']}", usable)
 
 
 def _gateway(attrs: dict[str, Any]) -> str | None:
@@ -167,17 +210,21 @@ def _gateway(attrs: dict[str, Any]) -> str | None:
     if gateway is None:
         via = attrs.get("RTA_VIA")  # IPv4 over an IPv6 next hop (RFC 5549)
         gateway = via["addr"] if via else None
-    return gateway
+    return canonical_ip(gateway) if gateway is not None else None
 
 
 def parse_route(msg: NetlinkMessage) -> KernelRoute | None:
     """A route message; None unless it is a tos-0 route of the main table of a
-    supported family (other types are kept: they still shadow worse routes)."""
+    supported family, not a cache clone nor IPv6 link-local or multicast
+    (other types are kept: they still shadow worse routes)."""
     family = msg["family"]
-    if family not in FAMILIES or msg["tos"] != 0:
+    if family not in FAMILIES or msg["tos"] != 0 or msg["flags"] & RTM_F_CLONED:
         return None
     attrs = _attrs(msg)
     if (attrs.get("RTA_TABLE") or msg["table"]) != RT_TABLE_MAIN:
+        return None
+    dst = canonical_ip(attrs.get("RTA_DST") or _ANY[family])
+    if family == AF_INET6 and ipv6_noise(dst, msg["dst_len"]):
         return None
     multipath = attrs.get("RTA_MULTIPATH")
     if multipath:
@@ -193,11 +240,11 @@ def parse_route(msg: NetlinkMessage) -> KernelRoute | None:
     else:
         hops = []
     return KernelRoute(
-        prefix=f"{attrs.get('RTA_DST') or _ANY[family]}/{msg['dst_len']}",
+        prefix=f"{dst}/{msg['dst_len']}",
         priority=attrs.get("RTA_PRIORITY") or 0,
         type=msg["type"],
         proto=msg["proto"],
-        prefsrc=attrs.get("RTA_PREFSRC"),
+        prefsrc=canonical_ip(attrs["RTA_PREFSRC"]) if attrs.get("RTA_PREFSRC") else None,
         nexthops=tuple(hop for hop, _ in hops),
         dead=tuple(dead for _, dead in hops),
     )
@@ -218,7 +265,7 @@ def parse_neighbour(msg: NetlinkMessage) -> NeighbourEntry | None:
         return None
     mac = (attrs.get("NDA_LLADDR") or "").lower()
     usable = msg["state"] & NUD_RESOLVED and _unicast_ethernet(mac)
-    return NeighbourEntry(msg["ifindex"], ip, mac if usable else None)
+    return NeighbourEntry(msg["ifindex"], canonical_ip(ip), mac if usable else None)
 
 
 @functools.lru_cache(maxsize=65536)
@@ -252,6 +299,50 @@ def _insert_alias(aliases: list[KernelRoute], route: KernelRoute, flags: int) ->
     else:  # a new alias goes first among equals, and the list stays sorted by metric
         pos = same[0] if same else sum(1 for alias in aliases if alias.priority < route.priority)
         aliases.insert(pos, route)
+
+
+def _is_ipv6(route: KernelRoute) -> bool:
+    return ":" in route.prefix
+
+
+def _legs(route: KernelRoute) -> list[KernelRoute]:
+    """An IPv6 route message as the kernel's routes: one per next hop."""
+    if len(route.nexthops) <= 1:
+        return [route]
+    legs = zip(route.nexthops, route.dead, strict=True)
+    return [route._replace(nexthops=(hop,), dead=(dead,)) for hop, dead in legs]
+
+
+def _leg_key(leg: KernelRoute) -> tuple[object, ...]:
+    # What makes two IPv6 routes of a prefix the same for the kernel (rt6_duplicate_nexthop).
+    hop = leg.nexthops[0] if leg.nexthops else None
+    return leg.priority, hop.oif if hop else None, hop.gateway if hop else None
+
+
+def _ecmp_capable(leg: KernelRoute) -> bool:
+    """Only IPv6 routes with a gateway join ECMP groups (rt6_qualify_for_ecmp)."""
+    return bool(leg.nexthops) and leg.nexthops[0].gateway is not None
+
+
+def _insert_legs(aliases: list[KernelRoute], route: KernelRoute, flags: int) -> None:
+    """Apply an IPv6 RTM_NEWROUTE to the legs of one prefix like ``fib6_add_rt2node``.
+
+    A known leg is refreshed in place, so the whole group an append reports,
+    or a replayed event, changes nothing more."""
+    legs = _legs(route)
+    if flags & NLM_F_REPLACE:
+        # Replacing takes out the route of that metric and kind, with all its ECMP siblings.
+        ecmp = _ecmp_capable(legs[0])
+        aliases[:] = [a for a in aliases if a.priority != route.priority or _ecmp_capable(a) != ecmp]
+    for n, leg in enumerate(legs):
+        key = _leg_key(leg)
+        index = next((i for i, alias in enumerate(aliases) if _leg_key(alias) == key), None)
+        if index is not None:
+            # A group message has the protocol of its first leg (the route notified):
+            # the other legs keep their own.
+            aliases[index] = leg if n == 0 else aliases[index]._replace(nexthops=leg.nexthops, dead=leg.dead)
+        else:  # siblings and equal-metric routes go last among equals
+            aliases.insert(sum(1 for alias in aliases if alias.priority <= leg.priority), leg)
 
 
 # -- the state -----------------------------------------------------------------------
@@ -329,8 +420,11 @@ class FibState:
     def replace_kernel_routes(self, routes: Iterable[KernelRoute]) -> None:
         """Replace the route table with freshly dumped, decoded routes."""
         fresh: dict[str, list[KernelRoute]] = {}
-        for route in routes:
-            fresh.setdefault(route.prefix, []).append(route)  # dumps come in kernel order
+        for route in routes:  # dumps come in kernel order
+            if _is_ipv6(route):
+                fresh.setdefault(route.prefix, []).extend(_legs(route))
+            else:
+                fresh.setdefault(route.prefix, []).append(route)
         for prefix in fresh.keys() | self._routes.keys():
             if fresh.get(prefix) != self._routes.get(prefix):
                 self._dirty_routes.add(prefix)
@@ -340,7 +434,13 @@ class FibState:
     def apply_route(self, route: KernelRoute, new: bool, flags: int) -> None:
         """Apply an already decoded RTM_NEWROUTE (``new``) or RTM_DELROUTE."""
         aliases = self._routes.setdefault(route.prefix, [])
-        if new:
+        if _is_ipv6(route):
+            if new:
+                _insert_legs(aliases, route, flags)
+            else:  # a delete names the legs it removes (one, or the whole group)
+                gone = {_leg_key(leg) for leg in _legs(route)}
+                aliases[:] = [alias for alias in aliases if _leg_key(alias) not in gone]
+        elif new:
             _insert_alias(aliases, route, flags)
         else:
             aliases[:] = [alias for alias in aliases if alias.identity != route.identity]
@@ -358,10 +458,11 @@ class FibState:
 
     def _apply_address(self, address: Address, new: bool) -> None:
         addresses = self._addresses.setdefault(address.ifindex, {})
-        if new:
+        if new and address.usable:
             addresses[address.address] = None
-        else:
+        else:  # deleted, or (IPv6) not or no longer the router's: tentative, DAD failed
             addresses.pop(address.address, None)
+        if not new:
             self.routes_stale = True  # routes using it as source are flushed, not always told
         self._links_dirty = True
 
@@ -431,13 +532,15 @@ class FibState:
             return None
         addresses = self._addresses.get(index, {})
         if link.loopback:
-            addresses = {a: None for a in addresses if ipaddress.ip_interface(a).ip not in _LOOPBACK_NET}
+            addresses = {a: None for a in addresses if not ipaddress.ip_interface(a).ip.is_loopback}
             if not addresses:
                 return None
         ordered = tuple(sorted(addresses, key=_address_key))
         return Interface(link.ifname, link.mac, link.up, ordered)
 
     def _route(self, prefix: str) -> Route | None:
+        if ":" in prefix:
+            return self._route6(prefix)
         for alias in self._routes.get(prefix, ()):  # kernel order: metric, then age
             live = [hop for hop, dead in zip(alias.nexthops, alias.dead, strict=True) if not dead]
             if alias.nexthops and not live:
@@ -448,6 +551,30 @@ class FibState:
             hops = _nexthops(tuple(NextHop(self._ifname(hop.oif), hop.gateway) for hop in live))
             return Route(prefix, hops if kind == "unicast" else (), kind, proto_name(alias.proto))
         return None
+
+    def _route6(self, prefix: str) -> Route | None:
+        live = [leg for leg in self._routes.get(prefix, ()) if not any(leg.dead)]
+        if not live:
+            return None
+        best = live[0]  # legs are in kernel order: metric first
+        kind = ROUTE_TYPES.get(best.type)
+        if kind is None:
+            return None
+        if kind != "unicast":
+            return Route(prefix, (), kind, proto_name(best.proto))
+        if _ecmp_capable(best):
+            legs = [leg for leg in live if leg.priority == best.priority and _ecmp_capable(leg)]
+        else:
+            legs = [best]
+        oifs = {hop.oif for leg in legs for hop in leg.nexthops}
+        if best.proto == RTPROT_KERNEL and all(self._is_loopback(oif) for oif in oifs):
+            return None  # the prefix route of an address on lo: the router's own, not forwarded
+        hops = sorted(NextHop(self._ifname(hop.oif), hop.gateway) for leg in legs for hop in leg.nexthops)
+        return Route(prefix, _nexthops(tuple(hops)), kind, proto_name(best.proto))
+
+    def _is_loopback(self, index: int) -> bool:
+        link = self._links.get(index)
+        return link is not None and link.loopback
 
     def _diff_interfaces(self) -> tuple[list[Interface], list[str]]:
         if not self._links_dirty:

@@ -3,7 +3,7 @@
 pyroute2 spends about 50 microseconds building a message object; a million
 routes arriving from a BGP feed would take the client most of a minute. Route
 messages are nearly all of such a burst and have a simple, stable layout
-(``struct rtmsg`` and a few attributes), so they are decoded here with
+(``struct rtmsg`` and a few attributes, IPv4 or IPv6), so they are decoded here with
 ``struct`` in a few microseconds each into the same
 :class:`~routeflow.client.fib.KernelRoute` that
 :func:`~routeflow.client.fib.parse_route` makes from pyroute2's objects.
@@ -23,10 +23,13 @@ from typing import Any, Final
 from routeflow.client.fib import (
     FAMILIES,
     RT_TABLE_MAIN,
+    RTM_F_CLONED,
     RTNH_F_DEAD,
     FibState,
     KernelNextHop,
     KernelRoute,
+    canonical_ip,
+    ipv6_noise,
     parse_route,
 )
 
@@ -35,6 +38,7 @@ _RTMSG = struct.Struct("=BBBBBBBBI")
 _RTATTR = struct.Struct("=HH")
 _RTNEXTHOP = struct.Struct("=HBBi")
 _U32 = struct.Struct("=I")
+_U16 = struct.Struct("=H")
 
 RTM_NEWROUTE, RTM_DELROUTE = 24, 25
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC, RTA_MULTIPATH, RTA_TABLE, RTA_VIA = 1, 4, 5, 6, 7, 9, 15, 18
@@ -70,8 +74,27 @@ def _attributes(data: bytes, offset: int, end: int) -> Iterator[tuple[int, int, 
         offset += (length + 3) & ~3
 
 
-def _ipv4(data: bytes, start: int, end: int) -> str | None:
-    return socket.inet_ntop(socket.AF_INET, data[start:end]) if end - start == 4 else None
+#: Address bytes and the all-zeros destination of each family decoded here.
+_WIDTH: dict[int, int] = {socket.AF_INET: 4, socket.AF_INET6: 16}
+_ANY: dict[int, str] = {socket.AF_INET: "0.0.0.0", socket.AF_INET6: "::"}
+
+
+def _ip(family: int, data: bytes, start: int, end: int) -> str | None:
+    if end - start != _WIDTH[family]:
+        return None
+    text = socket.inet_ntop(family, data[start:end])
+    return canonical_ip(text) if family == socket.AF_INET6 else text
+
+
+def _via(data: bytes, start: int, end: int) -> str | None | _Unhandled:
+    """RTA_VIA (``struct rtvia``: a family, then the address): a gateway of
+    another family than the route's, such as IPv4 over IPv6 (RFC 5549)."""
+    if end - start < 2:
+        return UNHANDLED
+    (family,) = _U16.unpack_from(data, start)
+    if family not in _WIDTH or end - start - 2 != _WIDTH[family]:
+        return UNHANDLED
+    return _ip(family, data, start + 2, end)
 
 
 def route(data: bytes, start: int, end: int) -> KernelRoute | None | _Unhandled:
@@ -84,9 +107,9 @@ def route(data: bytes, start: int, end: int) -> KernelRoute | None | _Unhandled:
     if end - body < _RTMSG.size:
         return UNHANDLED
     family, dst_len, _, tos, table, proto, _, rtype, flags = _RTMSG.unpack_from(data, body)
-    if family != socket.AF_INET:
+    if family not in _WIDTH:
         return None if family not in FAMILIES else UNHANDLED
-    if tos != 0:
+    if tos != 0 or flags & RTM_F_CLONED:
         return None
     dst = gateway = prefsrc = None
     oif = None
@@ -94,30 +117,36 @@ def route(data: bytes, start: int, end: int) -> KernelRoute | None | _Unhandled:
     hops: list[tuple[KernelNextHop, bool]] = []
     for kind, a, b in _attributes(data, body + _RTMSG.size, end):
         if kind == RTA_DST:
-            dst = _ipv4(data, a, b)
+            dst = _ip(family, data, a, b)
         elif kind == RTA_OIF:
             (oif,) = _U32.unpack_from(data, a)
         elif kind == RTA_GATEWAY:
-            gateway = _ipv4(data, a, b)
+            gateway = _ip(family, data, a, b)
         elif kind == RTA_PRIORITY:
             (priority,) = _U32.unpack_from(data, a)
         elif kind == RTA_PREFSRC:
-            prefsrc = _ipv4(data, a, b)
+            prefsrc = _ip(family, data, a, b)
         elif kind == RTA_TABLE:
             (table,) = _U32.unpack_from(data, a)
         elif kind == RTA_MULTIPATH:
-            legs = _multipath(data, a, b)
+            legs = _multipath(family, data, a, b)
             if legs is None:
                 return UNHANDLED
             hops = legs
         elif kind == RTA_VIA:
-            return UNHANDLED  # IPv4 over an IPv6 next hop: rare, left to pyroute2
+            via = _via(data, a, b)
+            if via is UNHANDLED:
+                return UNHANDLED
+            gateway = via  # type: ignore[assignment]
     if table != RT_TABLE_MAIN:
+        return None
+    dst = dst or _ANY[family]
+    if family == socket.AF_INET6 and ipv6_noise(dst, dst_len):
         return None
     if not hops and oif is not None:
         hops = [(KernelNextHop(oif, gateway, 1), bool(flags & RTNH_F_DEAD))]
     return KernelRoute(
-        prefix=f"{dst or '0.0.0.0'}/{dst_len}",
+        prefix=f"{dst}/{dst_len}",
         priority=priority,
         type=rtype,
         proto=proto,
@@ -133,7 +162,7 @@ def _shared(value: tuple[Any, ...]) -> tuple[Any, ...]:
     return value
 
 
-def _multipath(data: bytes, offset: int, end: int) -> list[tuple[KernelNextHop, bool]] | None:
+def _multipath(family: int, data: bytes, offset: int, end: int) -> list[tuple[KernelNextHop, bool]] | None:
     legs = []
     while offset + _RTNEXTHOP.size <= end:
         length, flags, hops, ifindex = _RTNEXTHOP.unpack_from(data, offset)
@@ -142,9 +171,12 @@ def _multipath(data: bytes, offset: int, end: int) -> list[tuple[KernelNextHop, 
         gateway = None
         for kind, a, b in _attributes(data, offset + _RTNEXTHOP.size, offset + length):
             if kind == RTA_GATEWAY:
-                gateway = _ipv4(data, a, b)
+                gateway = _ip(family, data, a, b)
             elif kind == RTA_VIA:
-                return None
+                via = _via(data, a, b)
+                if via is UNHANDLED:
+                    return None
+                gateway = via  # type: ignore[assignment]
         legs.append((KernelNextHop(ifindex, gateway, hops + 1), bool(flags & RTNH_F_DEAD)))
         offset += (length + 3) & ~3
     return legs

@@ -22,7 +22,14 @@ import socket
 from collections import deque
 from collections.abc import AsyncGenerator
 
-from pyroute2.netlink.rtnl import RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE, RTMGRP_LINK, RTMGRP_NEIGH
+from pyroute2.netlink.rtnl import (
+    RTMGRP_IPV4_IFADDR,
+    RTMGRP_IPV4_ROUTE,
+    RTMGRP_IPV6_IFADDR,
+    RTMGRP_IPV6_ROUTE,
+    RTMGRP_LINK,
+    RTMGRP_NEIGH,
+)
 from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 
 from routeflow.client import rtnetlink
@@ -32,7 +39,10 @@ from routeflow.protocol.messages import FibDelta, FibSnapshot
 
 log = logging.getLogger("routeflow.client")
 
-GROUPS = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE | RTMGRP_NEIGH
+#: Links, neighbours (both families), and addresses and routes of each handled family.
+GROUPS = (
+    RTMGRP_LINK | RTMGRP_NEIGH | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_IFADDR | RTMGRP_IPV6_ROUTE
+)
 #: Receive buffer of the event socket; room for about 100k route events.
 RCVBUF = 32 * 1024 * 1024
 _SO_RCVBUFFORCE = 33  # not exported by the socket module; lets root exceed rmem_max

@@ -154,15 +154,15 @@ class Fields:
             yield Fields(item, f"{self._field(key)}[{i}]", self.problems)
 
     def interface_addresses(self, key: str, default: Any = _MISSING) -> tuple[str, ...]:
-        """A list of ``ADDRESS/PREFIXLEN`` interface addresses, canonicalised."""
+        """A list of ``ADDRESS/PREFIXLEN`` interface addresses, IPv4 or IPv6, canonicalised."""
         result = []
         for i, value in enumerate(self.seq(key, default)):
-            try:
-                if not isinstance(value, str) or "/" not in value:
-                    raise ValueError
-                result.append(str(ipaddress.ip_interface(value)))
-            except ValueError:
-                self.problems.add(f"{self._field(key)}[{i}]", f"{value!r} is not an address with prefix length (like 172.31.1.1/24)")
+            path = f"{self._field(key)}[{i}]"
+            address = parse_interface_address(value)
+            if isinstance(address, str):
+                self.problems.add(path, address)
+            else:
+                result.append(str(address))
         return tuple(result)
 
     def ip(self, key: str, default: Any = _MISSING) -> Any:
@@ -189,6 +189,24 @@ class Fields:
         for key in self.data:
             if key not in self._seen:
                 self.error(str(key), "unknown key")
+
+
+def parse_interface_address(value: Any) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface | str:
+    """An interface address from YAML, or the reason it is not one.
+
+    IPv6 link-local addresses are refused: the kernel gives every interface
+    its own, and a second one is never what a topology means."""
+    try:
+        if not isinstance(value, str) or "/" not in value:
+            raise ValueError(value)
+        address = ipaddress.ip_interface(value)
+    except ValueError:
+        return f"{value!r} is not an address with prefix length (like 172.31.1.1/24 or 2001:db8:1::1/64)"
+    if address.ip.is_multicast or address.ip.is_unspecified:
+        return f"{address.ip} is {'a multicast' if address.ip.is_multicast else 'an unspecified'} address"
+    if address.version == 6 and address.ip.is_link_local:
+        return f"{address.ip} is link-local: the kernel gives every interface one of its own"
+    return address
 
 
 def parse_dpid(value: Any) -> int | None:

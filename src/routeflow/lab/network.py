@@ -23,7 +23,7 @@ from routeflow.lab.topology import Host, Link, Router, Switch, Topology, load_to
 from routeflow.vnet import VnetError, engine, links, ovs
 from routeflow.vnet.engine import EnginePlan, plan_engine
 from routeflow.vnet.links import IfAddress
-from routeflow.vnet.plan import VM_SYSCTLS
+from routeflow.vnet.plan import IPV6_SYSCTLS, VM_SYSCTLS
 from routeflow.vnet.resources import Lifecycle, Resource, ResourceLog, teardown
 
 log = logging.getLogger("routeflow.lab")
@@ -72,6 +72,8 @@ class LabPlan:
     veths: tuple[Veth, ...]
     bridges: tuple[ovs.BridgeSpec, ...]
     routers: tuple[RouterPlan, ...] = ()
+    #: Written in every host namespace before its NIC is created (no DAD delay).
+    host_sysctls: tuple[tuple[str, str], ...] = IPV6_SYSCTLS
 
 
 def plan_lab(topology: Topology, run_root: Path = ROUTER_RUN_ROOT) -> LabPlan:
@@ -159,6 +161,7 @@ class Lab(Lifecycle):
         for host in self.plan.hosts:
             self.record.add(Resource("netns", host.name, host.name))
             await links.create_netns(host.name)
+            await links.set_sysctls(host.name, dict(self.plan.host_sysctls))
         for router in self.plan.routers:
             self.record.add(Resource("netns", router.netns, router.name))
             await links.create_netns(router.netns)
@@ -172,7 +175,7 @@ class Lab(Lifecycle):
         for host in self.plan.hosts:
             await links.add_addresses(host.name, Host.ifname, host.addresses)
             for gateway in host.gateways:
-                await links.add_default_route(host.name, gateway)
+                await links.add_default_route(host.name, gateway, Host.ifname)
         for router in self.plan.routers:
             for ifname, addresses in router.addresses:
                 await links.add_addresses(router.netns, ifname, addresses)
@@ -238,6 +241,7 @@ def set_link(spec: str, up: bool, state_path: str | Path = DEFAULT_STATE) -> Lin
 
 def host_exec(host: str, argv: Sequence[str], timeout: float | None = None,
               check: bool = False) -> subprocess.CompletedProcess[str]:
-    """Run ``argv`` inside host ``host``'s namespace; its output is captured as text."""
+    """Run ``argv`` inside host ``host``'s namespace; its output is captured as text.
+    (To ping, :func:`routeflow.harness.ping` parses the result, IPv4 or IPv6.)"""
     return subprocess.run(links.netns_argv(host, argv), capture_output=True, text=True, timeout=timeout,
                           check=check)

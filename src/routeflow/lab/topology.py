@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from routeflow.config.fields import Fields, Problems, check_unique, load_yaml
+from routeflow.config.fields import Fields, Problems, check_unique, load_yaml, parse_interface_address
 from routeflow.config.loader import parse_engine
 from routeflow.vnet.links import IFNAME_MAX, IfAddress, IpAddress
 
@@ -80,6 +80,8 @@ class Host:
 
     name: str
     addresses: tuple[IfAddress, ...]
+    #: Default gateways, one per family (a host has one default route each): ``gateway``
+    #: for IPv4, ``gateway6`` for IPv6, which may be the router's link-local address.
     gateway: ipaddress.IPv4Address | None = None
     gateway6: ipaddress.IPv6Address | None = None
 
@@ -308,17 +310,19 @@ def _host_addresses(f: Fields) -> list[IfAddress]:
     addresses = []
     for i, raw in enumerate(raw_list):
         path = f"{f.path}.addresses[{i}]"
-        try:
-            if not isinstance(raw, str) or "/" not in raw:
-                raise ValueError(raw)
-            address = ipaddress.ip_interface(raw)
-        except ValueError:
-            f.problems.add(path, f"{raw!r} is not an address with prefix length (like 172.31.1.2/24)")
+        address = parse_interface_address(raw)
+        if isinstance(address, str):
+            f.problems.add(path, address)
             continue
         net = address.network
-        # A /31 or /32 has no network or broadcast address to avoid.
-        if net.num_addresses > 2 and address.ip in (net.network_address, net.broadcast_address):
+        # A /31 or /32 (/127, /128) has no network or broadcast address to avoid; IPv6 has no
+        # broadcast, but its subnet's first address is the Subnet-Router anycast (RFC 4291).
+        if net.num_addresses > 2 and address.version == 4 and address.ip in (net.network_address,
+                                                                             net.broadcast_address):
             f.problems.add(path, f"{address} is the network or broadcast address of {net}")
+            continue
+        if net.num_addresses > 2 and address.version == 6 and address.ip == net.network_address:
+            f.problems.add(path, f"{address} is the Subnet-Router anycast address of {net}")
             continue
         addresses.append(address)
     return addresses
@@ -332,7 +336,8 @@ def _gateway(f: Fields, key: str, version: int, addresses: tuple[IfAddress, ...]
     if gateway.version != version:
         f.error(key, f"{gateway} is not an IPv{version} address")
         return None
-    if not any(gateway in a.network for a in addresses):
+    # An IPv6 router is as often reached by its link-local address, which is in every host's subnet.
+    if not gateway.is_link_local and not any(gateway in a.network for a in addresses):
         f.error(key, f"{gateway} is not in any subnet of the host's addresses")
     return gateway
 

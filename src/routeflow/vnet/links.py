@@ -12,6 +12,7 @@ import contextlib
 import ipaddress
 import logging
 import socket
+from pathlib import Path
 from typing import AsyncIterator, Mapping, Sequence
 
 from pyroute2 import AsyncIPRoute, netns
@@ -105,10 +106,28 @@ async def add_veth(ifname: str, peer: str, peer_netns: str | None = None, peer_m
         except NetlinkError as exc:
             raise VnetError(f"cannot create veth {ifname} ({_where(netns)}) <-> {peer} ({_where(peer_netns)}): "
                             f"{exc}") from exc
+        for name, namespace in ((ifname, netns), (peer, peer_netns)):
+            if namespace is None:
+                disable_ipv6(name)
         await ipr.link("set", index=await _index(ipr, ifname, netns), state="up")
     await asyncio.to_thread(disable_tx_checksum, peer, peer_netns)
     await set_link_state(peer, True, peer_netns)
     log.debug("veth %s <-> %s (%s)", ifname, peer, _where(peer_netns))
+
+
+def disable_ipv6(ifname: str) -> None:
+    """Turn IPv6 off on ``ifname`` of this process's namespace, before it goes up.
+
+    The veth ends routeflow leaves in the root namespace are switch ports
+    and RFVS ports: plumbing that carries frames for Open vSwitch (which
+    reads them with packet sockets, unaffected) and owns no address. With
+    IPv6 on, each would autoconfigure a link-local address and send router
+    solicitations and MLD reports into the network it is part of.
+    """
+    try:
+        Path(f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6").write_text("1")
+    except FileNotFoundError:  # IPv6 is off in this kernel altogether
+        log.debug("no IPv6 configuration for %s", ifname)
 
 
 def disable_tx_checksum(ifname: str, namespace: str | None = None) -> None:
@@ -177,11 +196,14 @@ async def addresses(namespace: str | None, ifname: str) -> list[IfAddress]:
         return [a for a in found if not a.is_link_local]
 
 
-async def add_default_route(namespace: str, gateway: IpAddress) -> None:
+async def add_default_route(namespace: str, gateway: IpAddress, ifname: str | None = None) -> None:
+    """A default route via ``gateway`` (IPv4 or IPv6) out of ``ifname``, which a
+    link-local gateway needs (it is the address's zone)."""
     async with rtnl(namespace) as ipr:
         dst = "0.0.0.0/0" if gateway.version == 4 else "::/0"
+        oif = {"oif": await _index(ipr, ifname, namespace)} if ifname is not None else {}
         try:
-            await ipr.route("add", dst=dst, gateway=str(gateway))
+            await ipr.route("add", dst=dst, gateway=str(gateway), **oif)
         except NetlinkError as exc:
             raise VnetError(f"cannot add default route via {gateway} in {_where(namespace)}: {exc}") from exc
 

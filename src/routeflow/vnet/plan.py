@@ -21,6 +21,21 @@ from routeflow.vnet.engine import DaemonPlan, EnginePlan, plan_engine
 from routeflow.vnet.links import IFNAME_MAX, IfAddress
 from routeflow.vnet.ovs import BridgeSpec
 
+#: IPv6 settings of every namespace routeflow creates, written before its NICs
+#: exist so that they inherit the ``default`` values. No duplicate address
+#: detection: the namespace's addresses, link-local ones included, are usable
+#: at once (routing protocols speak from link-local addresses, and DAD would
+#: hold them back a second or more). Addresses survive a NIC going down:
+#: the RF-Client sets a NIC down when its switch port goes down, and IPv6
+#: would otherwise flush its addresses for good. ``addr_gen_mode`` stays at
+#: the kernel's default, so every NIC gets its link-local address.
+IPV6_SYSCTLS: tuple[tuple[str, str], ...] = (
+    ("net.ipv6.conf.all.accept_dad", "0"),
+    ("net.ipv6.conf.default.accept_dad", "0"),
+    ("net.ipv6.conf.all.keep_addr_on_down", "1"),
+    ("net.ipv6.conf.default.keep_addr_on_down", "1"),
+)
+
 #: Every VM routes, and answers on whichever NIC traffic arrives (flows, not
 #: the kernel's idea of the reverse path, decide where packets go).
 VM_SYSCTLS: tuple[tuple[str, str], ...] = (
@@ -28,6 +43,7 @@ VM_SYSCTLS: tuple[tuple[str, str], ...] = (
     ("net.ipv6.conf.all.forwarding", "1"),
     ("net.ipv4.conf.all.rp_filter", "0"),
     ("net.ipv4.conf.default.rp_filter", "0"),
+    *IPV6_SYSCTLS,
 )
 
 

@@ -1,12 +1,15 @@
 """Regenerate the golden Netlink fixtures of this directory (needs root).
 
-    .venv/bin/python tests/golden/netlink/capture.py
+    flock /run/routeflow-stack.lock .venv/bin/python tests/golden/netlink/capture.py [ipv4|ipv6]
 
 Builds a namespace, records a full dump and then the events of a scripted
 sequence of ``ip`` commands, as raw netlink bytes in hex (pyroute2's own
 parser rebuilds the messages from them), beside the model values that
-``routeflow.client.fib`` derives. Review the ``expected`` parts against the
-``ip`` outputs stored with them before committing a regenerated file.
+``routeflow.client.fib`` derives. Two scenarios: ``ipv4`` (``dump.json``,
+``events.json``; its links carry IPv6 link-local addresses too) and ``ipv6``
+(``dump6.json``, ``events6.json``: a dual-stack router). Review the
+``expected`` parts against the ``ip`` outputs stored with them before
+committing a regenerated file.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+import sys
+import time
 from pathlib import Path
 from socket import AF_UNSPEC
 from typing import Any
@@ -82,7 +87,7 @@ STEPS = [
         ["route add blackhole 10.81.0.0/16 proto 42", "route add 10.82.0.0/16 via 10.0.1.2 proto 250"],
     ),
     (
-        "ignored tables and types",
+        "ignored tables and types (the IPv6 route is kept: dump6.json has the IPv6 cases)",
         [
             "route add 10.83.0.0/16 via 10.0.1.2 table 100",
             "route add local 10.84.0.0/16 dev eth1 table main",
@@ -107,6 +112,88 @@ STEPS = [
     ("link deleted", ["link del eth4"]),
     ("link renamed", ["link set eth3 down", "link set eth3 name wan0", "link set wan0 up"]),
 ]
+
+SETUP6 = [
+    "link set lo up",
+    "link add eth1 type veth peer name peer1",
+    "link add eth2 type veth peer name peer2",
+    "link add eth3 type veth peer name peer3",  # peer3 stays down: eth3 has no carrier
+    "link set eth1 up", "link set peer1 up", "link set eth2 up", "link set peer2 up",
+    "link set eth3 up",
+    "addr add 10.0.1.1/24 dev eth1",
+    "addr add 2001:db8:1::1/64 dev eth1 nodad",
+    "addr add 2001:db8:2::1/64 dev eth2 nodad",
+    "addr add fd00:9::1/64 dev eth3 nodad",
+    "addr add 2001:db8:ff::1/128 dev lo",
+    "route add 2001:db8:20::/48 via 2001:db8:1::2 metric 100 proto static",
+    "route add 2001:db8:20::/48 via 2001:db8:2::2 metric 200",
+    "route add 2001:db8:30::/48 proto 188 nexthop via 2001:db8:1::2 dev eth1 nexthop via fe80::2 dev eth2 weight 2",
+    "route add 2001:db8:31::/48 via fe80::1 dev eth1",
+    "route add blackhole 2001:db8:40::/48",
+    "route add unreachable 2001:db8:41::/48",
+    "route add prohibit 2001:db8:42::/48 proto bird",
+    "route add default via 2001:db8:1::fe",
+    "route add 2001:db8:50::/48 dev eth3",
+    "route add 2001:db8:60::/48 via 2001:db8:1::2 table 100",
+    "route add ff05::/16 dev eth1",
+    "route add 10.70.0.0/16 via inet6 fe80::1 dev eth1",
+    "neigh add 2001:db8:1::2 lladdr 02:00:00:00:01:02 dev eth1 nud reachable",
+    "neigh add fe80::2 lladdr 02:00:00:00:02:02 dev eth2 nud stale router",
+    "neigh add 2001:db8:1::fe lladdr 02:00:00:00:01:FE dev eth1 nud permanent router",
+    "neigh add 2001:db8:1::3 lladdr 02:00:00:00:01:03 dev eth1 nud delay",
+    "neigh add 2001:db8:1::4 lladdr 02:00:00:00:01:04 dev eth1 nud probe",
+    "neigh add 2001:db8:1::5 lladdr 02:00:00:00:01:05 dev eth1 nud noarp",
+    "neigh add 2001:db8:1::6 dev eth1 nud incomplete",
+    "neigh add 2001:db8:1::7 lladdr 02:00:00:00:01:07 dev eth1 nud failed",
+    "neigh add 2001:db8:1::8 dev eth1 nud none",
+    "neigh add ff02::5 lladdr 33:33:00:00:00:05 dev eth1 nud noarp",
+    "neigh add proxy 2001:db8:1::10 dev eth1",
+]  # fmt: skip
+
+#: (title, commands[, seconds to wait for the events: DAD takes about a second]).
+STEPS6: list[tuple[str, list[str]] | tuple[str, list[str], float]] = [
+    ("a better metric shadows the route", ["route add 2001:db8:20::/48 via 2001:db8:2::2 metric 50"]),
+    ("deleting it falls back to the next", ["route del 2001:db8:20::/48 metric 50"]),
+    ("append: one message with the whole group", ["route append 2001:db8:20::/48 via 2001:db8:2::3 metric 100"]),
+    ("delete one leg of the group", ["route del 2001:db8:20::/48 via 2001:db8:2::3 metric 100"]),
+    ("deleting a shadowed route changes nothing", ["route del 2001:db8:20::/48 metric 200"]),
+    ("multipath with a link-local leg",
+     ["route add 2001:db8:80::/48 nexthop via 2001:db8:1::2 dev eth1 nexthop via fe80::2 dev eth2"]),
+    ("replace multipath by one next hop", ["route replace 2001:db8:80::/48 via 2001:db8:1::2"]),
+    ("replace one next hop by multipath",
+     ["route replace 2001:db8:80::/48 nexthop via 2001:db8:1::9 dev eth1 nexthop via fe80::9 dev eth2"]),
+    ("delete the whole group", ["route del 2001:db8:80::/48"]),
+    ("protocol names", ["route add blackhole 2001:db8:81::/48 proto 42",
+                        "route add 2001:db8:82::/48 via 2001:db8:1::2 proto 250"]),
+    ("ignored tables, types and prefixes", [
+        "route add 2001:db8:83::/48 via 2001:db8:1::2 table 100",
+        "route add local 2001:db8:84::1 dev eth1 table main",
+        "route add ff0e::/16 dev eth2",
+        "route add fe80::/64 dev eth1 metric 10",
+    ]),
+    ("neighbour learnt", ["neigh add 2001:db8:2::3 lladdr 02:00:00:00:02:03 dev eth2 nud reachable"]),
+    ("neighbour becomes a router",
+     ["neigh replace 2001:db8:2::3 lladdr 02:00:00:00:02:03 dev eth2 router nud reachable"]),
+    ("neighbour moved", ["neigh replace 2001:db8:2::3 lladdr 02:00:00:00:02:33 dev eth2 nud stale"]),
+    ("neighbour failed", ["neigh change 2001:db8:2::3 dev eth2 nud failed"]),
+    ("link-local neighbour deleted", ["neigh del fe80::2 dev eth2"]),
+    ("addresses", ["addr add 2001:db8:2::100/64 dev eth2 nodad", "addr add 2001:db8:ff::2/128 dev lo"]),
+    ("a tentative address is not the router's yet", ["addr add 2001:db8:2::101/64 dev eth2"], 0.1),
+    ("until DAD completes", [], 2.5),
+    ("an address whose DAD fails never is",
+     ["addr add 2001:db8:2::202/64 dev peer2 nodad", "addr add 2001:db8:2::202/64 dev eth2"], 2.5),
+    ("address removed", ["addr del 2001:db8:2::100/64 dev eth2"]),
+    ("link down flushes routes silently", ["link set eth2 down"]),
+    ("link up revives multipath legs", ["link set eth2 up"], 2.5),
+    ("new link", ["link add eth4 type veth peer name peer4"]),
+    ("link deleted", ["link del eth4"]),
+]  # fmt: skip
+
+#: Scenario name -> (setup, steps, ``ip`` family flag, dump file, events file).
+SCENARIOS: dict[str, tuple[list[str], list[Any], str, str, str]] = {
+    "ipv4": (SETUP, STEPS, "-4", "dump.json", "events.json"),
+    "ipv6": (SETUP6, STEPS6, "-6", "dump6.json", "events6.json"),
+}
 
 GROUPS = (
     RTMGRP_LINK
@@ -136,11 +223,20 @@ async def dump(routes_only: bool = False) -> list[Any]:
         return [msg for request in requests async for msg in await request]
 
 
-async def capture() -> None:
+def wait_dad() -> None:
+    """Let duplicate address detection finish, so no address changes behind the dump."""
+    deadline = time.monotonic() + 10
+    while ip("-6", "addr", "show", "tentative").strip() and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+async def capture(scenario: str) -> None:
+    setup, script, family, dump_file, events_file = SCENARIOS[scenario]
     subprocess.run(["ip", "netns", "add", NS], check=True)
     try:
-        for command in SETUP:
+        for command in setup:
             ip(*command.split())
+        wait_dad()
         events = AsyncIPRoute(netns=NS)
         await events.bind(GROUPS)
         received: list[Any] = []
@@ -152,19 +248,19 @@ async def capture() -> None:
         task = asyncio.create_task(reader())
         messages = await dump()
         state = FibState.from_dump(messages)
-        text = {what: ip("-4", what, "show", *extra) for what, extra in
+        text = {what: ip(family, what, "show", *extra) for what, extra in
                 (("route", ()), ("neigh", ("nud", "all")), ("addr", ()))}  # fmt: skip
-        (HERE / "dump.json").write_text(json.dumps({
-            "setup": SETUP, "ip": text, "messages": [raw(m) for m in messages],
+        (HERE / dump_file).write_text(json.dumps({
+            "setup": setup, "ip": text, "messages": [raw(m) for m in messages],
             "expected": msgspec.to_builtins(state.fib()),
         }, indent=1) + "\n")  # fmt: skip
         await asyncio.sleep(0.5)
         received.clear()  # settle: these events happened before the dump
         steps = []
-        for title, commands in STEPS:
+        for title, commands, *wait in script:
             for command in commands:
                 ip(*command.split())
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(wait[0] if wait else 0.5)
             batch, received[:] = list(received), []
             for msg in batch:
                 state.apply(msg)
@@ -176,10 +272,10 @@ async def capture() -> None:
                 state.replace_routes(fresh)
             delta = state.take_delta()
             step["expected"] = msgspec.to_builtins(delta) if delta else None
-            step["ip_route"] = ip("-4", "route")
+            step["ip_route"] = ip(family, "route")
             steps.append(step)
         step_fib = msgspec.to_builtins(state.fib())
-        (HERE / "events.json").write_text(json.dumps({"steps": steps, "final": step_fib}, indent=1) + "\n")
+        (HERE / events_file).write_text(json.dumps({"steps": steps, "final": step_fib}, indent=1) + "\n")
         task.cancel()
         events.close()
     finally:
@@ -187,4 +283,5 @@ async def capture() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(capture())
+    for name in sys.argv[1:] or SCENARIOS:
+        asyncio.run(capture(name))

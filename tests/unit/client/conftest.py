@@ -15,17 +15,46 @@ def build() -> type[Build]:
     return Build
 
 
-@pytest.fixture(scope="session")
-def golden_dump() -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((GOLDEN / "dump.json").read_text())
+def _load_dump(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((GOLDEN / name).read_text())
     data["parsed"] = parse_hex(data["messages"])
     return data
 
 
-@pytest.fixture(scope="session")
-def golden_events() -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((GOLDEN / "events.json").read_text())
+def _load_events(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((GOLDEN / name).read_text())
     for step in data["steps"]:
         step["parsed"] = parse_hex(step["messages"])
         step["parsed_dump"] = parse_hex(step.get("route_dump", []))
     return data
+
+
+#: The capture scenarios of ``tests/golden/netlink/capture.py``: (dump file, events file).
+SCENARIOS = {"ipv4": ("dump.json", "events.json"), "ipv6": ("dump6.json", "events6.json")}
+
+
+@pytest.fixture(scope="session")
+def golden_dump() -> dict[str, Any]:
+    return _load_dump("dump.json")
+
+
+@pytest.fixture(scope="session")
+def golden_events() -> dict[str, Any]:
+    return _load_events("events.json")
+
+
+@pytest.fixture(scope="session")
+def golden_dump6() -> dict[str, Any]:
+    return _load_dump("dump6.json")
+
+
+@pytest.fixture(scope="session")
+def golden_events6() -> dict[str, Any]:
+    return _load_events("events6.json")
+
+
+@pytest.fixture(scope="session", params=sorted(SCENARIOS))
+def golden(request: pytest.FixtureRequest) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Each capture scenario in turn: (its dump, its events)."""
+    dump, events = SCENARIOS[request.param]
+    return _load_dump(dump), _load_events(events)

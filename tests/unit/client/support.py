@@ -11,7 +11,7 @@ import asyncio
 import functools
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from socket import AF_INET
+from socket import AF_INET, AF_INET6
 from typing import Any, ParamSpec
 
 from pyroute2.netlink.rtnl import RTM_NEWADDR, RTM_NEWLINK, RTM_NEWNEIGH, RTM_NEWROUTE
@@ -54,10 +54,11 @@ class Build:
         proto: int = 3,
         table: int = 254,
         tos: int = 0,
-        family: int = AF_INET,
     ) -> Any:
-        """``hops`` are ``(oif, gateway[, rtnh_flags])``; more than one makes RTA_MULTIPATH."""
+        """``hops`` are ``(oif, gateway[, rtnh_flags])``; more than one makes RTA_MULTIPATH.
+        The family is the prefix's; with a single hop its flags are the rtm_flags."""
         dst, plen = prefix.split("/")
+        family = _family(dst)
         msg = rtmsg()
         msg["header"]["type"], msg["header"]["flags"] = event, flags
         msg["family"], msg["dst_len"], msg["tos"], msg["type"], msg["proto"] = (
@@ -97,22 +98,32 @@ class Build:
         return _roundtrip(msg)
 
     @staticmethod
-    def address(index: int, address: str, event: int = RTM_NEWADDR, peer: str | None = None) -> Any:
+    def address(index: int, address: str, event: int = RTM_NEWADDR, peer: str | None = None,
+                flags: int = 0) -> Any:  # fmt: skip
+        """IPv4 addresses as the kernel sends them (IFA_LOCAL and IFA_ADDRESS), IPv6 with
+        IFA_ADDRESS only; ``flags`` (IFA_F_*) in ifa_flags and IFA_FLAGS."""
         local, plen = address.split("/")
         msg = ifaddrmsg()
         msg["header"]["type"] = event
-        msg["family"], msg["index"], msg["prefixlen"] = AF_INET, index, int(plen)
-        msg["attrs"] = [["IFA_ADDRESS", peer or local], ["IFA_LOCAL", local]]
+        msg["family"], msg["index"], msg["prefixlen"], msg["flags"] = _family(local), index, int(plen), flags & 0xFF
+        if msg["family"] == AF_INET:
+            msg["attrs"] = [["IFA_ADDRESS", peer or local], ["IFA_LOCAL", local], ["IFA_FLAGS", flags]]
+        else:
+            msg["attrs"] = [["IFA_ADDRESS", local], ["IFA_FLAGS", flags]]
         return _roundtrip(msg)
 
     @staticmethod
     def neighbour(index: int, ip: str, mac: str | None, state: int = 0x02, event: int = RTM_NEWNEIGH,
                   flags: int = 0) -> Any:  # fmt: skip
         msg = ndmsg()
-        msg["header"]["type"], msg["family"], msg["ifindex"] = event, AF_INET, index
+        msg["header"]["type"], msg["family"], msg["ifindex"] = event, _family(ip), index
         msg["state"], msg["flags"] = state, flags
         msg["attrs"] = [["NDA_DST", ip]] + ([["NDA_LLADDR", mac]] if mac else [])
         return _roundtrip(msg)
+
+
+def _family(address: str) -> int:
+    return AF_INET6 if ":" in address else AF_INET
 
 
 P = ParamSpec("P")

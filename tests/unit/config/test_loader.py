@@ -105,3 +105,22 @@ def test_routing_plane():
     assert parse_config({"vms": [{**vm, "routing_plane": "virtual"}]}).vms[0].routing_plane == "virtual"
     found = dict(problems({"vms": [{**vm, "routing_plane": "astral"}]}))
     assert "astral" in found["vms[0].routing_plane"]
+
+
+def test_ipv6_interface_addresses():
+    dual = {**GOOD, "vms": [{**GOOD["vms"][0], "loopback": ["10.255.0.1/32", "2001:DB8:FF::1/128"],
+                             "interfaces": [{"name": "eth1", "port": 1,
+                                             "addresses": ["172.31.1.1/24", "2001:DB8:1:0::1/64"]}]}]}
+    config = parse_config(dual)
+    assert config.vms[0].interfaces[0].addresses == ("172.31.1.1/24", "2001:db8:1::1/64")
+    assert config.vms[0].loopback == ("10.255.0.1/32", "2001:db8:ff::1/128")
+    bad = {**GOOD, "vms": [{**GOOD["vms"][0], "interfaces": [{"name": "eth1", "port": 1, "addresses": [
+        "2001:db8:1::1", "2001:db8::g/64", "ff02::5/64", "fe80::1/64", "::/0", "2001:db8:1::1/129"]}]}]}
+    found = dict(problems(bad))
+    field = "vms[0].interfaces[0].addresses"
+    assert "like 172.31.1.1/24 or 2001:db8:1::1/64" in found[f"{field}[0]"]
+    assert "not an address with prefix length" in found[f"{field}[1]"]
+    assert found[f"{field}[2]"] == "ff02::5 is a multicast address"
+    assert found[f"{field}[3]"] == "fe80::1 is link-local: the kernel gives every interface one of its own"
+    assert found[f"{field}[4]"] == ":: is an unspecified address"
+    assert "not an address with prefix length" in found[f"{field}[5]"]

@@ -38,3 +38,9 @@ def test_host_first_link_is_oriented_switch_first():
                            "hosts": [{"name": "h", "addresses": ["10.0.0.2/24"]}],
                            "links": [{"ends": ["h", "s1:4"]}]})
     assert plan_lab(topo).veths == (Veth("h-s1:4", "s1-p4", "eth0", "h"),)
+
+
+def test_hosts_and_routers_get_ipv6_without_dad_delays():
+    plan = plan_lab(load_topology(EXAMPLES / "rftest2" / "topology.yaml"))
+    assert dict(plan.host_sysctls)["net.ipv6.conf.default.accept_dad"] == "0"
+    assert "net.ipv6.conf.all.forwarding" not in dict(plan.host_sysctls)  # hosts do not route

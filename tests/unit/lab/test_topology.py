@@ -199,3 +199,25 @@ def test_rftest2_has_equal_cost_paths():
     b_to_c = [mid for mid in topo.neighbours("sB") if mid.startswith("s") and "sC" in topo.neighbours(mid)]
     assert sorted(b_to_c) == ["sA", "sD"]
     assert "sC" not in topo.neighbours("sB")
+
+
+def test_ipv6_host_addresses_and_gateways():
+    topology = parse_topology(good(hosts=[
+        {"name": "h1", "addresses": ["2001:DB8:1::2/64"], "gateway6": "fe80::1"},  # link-local router
+        {"name": "h2", "addresses": ["172.31.2.2/24", "fd00:2::ffff:ffff:ffff:ffff/64"], "gateway6": "fd00:2::1"},
+    ]))
+    h1, h2 = topology.hosts
+    assert h1.addresses == (ipaddress.ip_interface("2001:db8:1::2/64"),)
+    assert h1.gateways == (ipaddress.IPv6Address("fe80::1"),) and h1.gateway is None
+    assert h2.gateways == (ipaddress.IPv6Address("fd00:2::1"),)  # all-ones is no broadcast in IPv6
+    found = problems(good(hosts=[
+        {"name": "h1", "addresses": ["2001:db8:1::/64", "ff02::1/64", "fe80::2/64", "2001:db8:1::2"],
+         "gateway6": "2001:db8:9::1"},
+        {"name": "h2", "addresses": ["2001:db8:2::2/64"], "gateway6": "ff02::2"}]))
+    assert found["hosts[0].addresses[0]"] == ("2001:db8:1::/64 is the Subnet-Router anycast address of "
+                                              "2001:db8:1::/64")
+    assert found["hosts[0].addresses[1]"] == "ff02::1 is a multicast address"
+    assert "link-local" in found["hosts[0].addresses[2]"]
+    assert "2001:db8:1::1/64" in found["hosts[0].addresses[3]"]  # the example names IPv6 too
+    assert "not in any subnet" in found["hosts[0].gateway6"]
+    assert "not in any subnet" in found["hosts[1].gateway6"]

@@ -111,3 +111,13 @@ def test_vtysh_failure_is_reported(tmp_path):
 
     with pytest.raises(VnetError, match="rX"):
         frr.vtysh("rX", "show version", run_root=tmp_path, timeout=5)
+
+
+def test_vms_route_ipv6_without_dad_delays_and_keep_link_local_addresses():
+    sysctls = dict(VM_SYSCTLS)
+    assert sysctls["net.ipv6.conf.all.forwarding"] == "1"
+    # "default" before the NICs exist (they inherit it); "all" because DAD runs unless both are 0.
+    assert sysctls["net.ipv6.conf.default.accept_dad"] == sysctls["net.ipv6.conf.all.accept_dad"] == "0"
+    assert sysctls["net.ipv6.conf.default.keep_addr_on_down"] == "1"  # a NIC set down keeps its addresses
+    # Link-local addresses must exist: routing protocols speak from them.
+    assert not any(key.endswith(("addr_gen_mode", "disable_ipv6")) for key in sysctls)
