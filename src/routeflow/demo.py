@@ -57,11 +57,11 @@ def _checks(stack: Stack) -> bool:
     hosts = stack.host_addresses()
     pairs = len(hosts) * (len(hosts) - 1)
 
-    _say(f"[2/6] waiting for convergence: {pairs} host pairs reachable and verify clean")
+    families = " and ".join(f"IPv{v}" for v in stack.versions())
+    _say(f"[2/6] waiting for convergence: {pairs} host pairs reachable over {families}, and verify clean")
 
     def converged() -> bool:
-        results = stack.all_pairs(count=1, timeout=0.5)
-        return all(r.ok for r in results.values()) and stack.verify().ok
+        return stack.all_pairs_ok() and stack.verify().ok
 
     wait_for(converged, CONVERGENCE_TIMEOUT, interval=0.2)
     convergence = time.monotonic() - stack.server_started_at
@@ -72,11 +72,13 @@ def _checks(stack: Stack) -> bool:
     via = ("the slow path crosses the trunks, no packet-in needed" if len(trunked) == len(stack.config.vms)
            else "routing protocol hellos and ARP relayed by the controller")
     before = stack.packet_ins()
-    results = stack.all_pairs(count=5, interval=0.05)
+    results = {(version, *pair): r for version in stack.versions()
+               for pair, r in stack.all_pairs(count=5, interval=0.05, version=version).items()}
     after = stack.packet_ins()
-    failed = [f"{a}->{b}" for (a, b), r in results.items() if not r.ok]
-    icmp_delta = after.get("icmp", 0) - before.get("icmp", 0)
-    _say(f"      {pairs - len(failed)}/{pairs} pairs, {sum(r.received for r in results.values())} replies; "
+    failed = [f"{a}->{b} (IPv{v})" for (v, a, b), r in results.items() if not r.ok]
+    icmp_delta = sum(after.get(k, 0) - before.get(k, 0) for k in ("icmp", "icmpv6"))
+    _say(f"      {len(results) - len(failed)}/{len(results)} pairs ({families}), "
+         f"{sum(r.received for r in results.values())} replies; "
          f"ICMP packet-ins during the pings: {icmp_delta}; packet-ins of any kind: "
          f"{sum(after.values()) - sum(before.values())} ({via})")
     if failed or icmp_delta:

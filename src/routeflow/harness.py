@@ -226,7 +226,13 @@ class Stack:
         return next(dp["flows"] for dp in self.status()["datapaths"] if dp["dpid"] == dpid)
 
     def all_pairs_ok(self) -> bool:
-        return all(r.ok for r in self.all_pairs(count=1, timeout=0.5).values())
+        """Every host reaches every other, in each IP version the hosts have."""
+        return all(r.ok for version in self.versions()
+                   for r in self.all_pairs(count=1, timeout=0.5, version=version).values())
+
+    def versions(self) -> list[int]:
+        """The IP versions the lab's hosts have addresses of (4, 6 or both)."""
+        return [v for v in (4, 6) if self.host_addresses(v)]
 
     def host_addresses(self, version: int = 4) -> dict[str, str]:
         """Host name -> its first address of IP ``version`` (hosts without one are left out)."""

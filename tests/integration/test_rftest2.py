@@ -76,6 +76,23 @@ def _tx_packets(bridge: str, port: int) -> int:
     return int(re.search(r"tx pkts=(\d+)", out)[1])
 
 
+def test_rftest2_ipv6_through_flows_beside_ipv4(rftest2):
+    """Dual stack: OSPFv3 routes via link-local next hops become IPv6 flows; every
+    pair pings over IPv6 with no ICMPv6 packet-in; pings to a router's own
+    addresses (its gateway, a remote loopback) are answered by the VM."""
+    before = rftest2.packet_ins().get("icmpv6", 0)
+    results = rftest2.all_pairs(count=3, interval=0.05, version=6)
+    assert len(results) == 12 and all(r.ok for r in results.values()), results
+    assert rftest2.packet_ins().get("icmpv6", 0) == before
+    flows = rftest2.flows("0x1")
+    towards_h4 = next(f for f in flows if "ipv6_dst=2001:db8:4::/64" in f)
+    assert "dec_nw_ttl" in towards_h4 and "set_field:02:52:46:04:00:02->eth_dst" in towards_h4, towards_h4
+    assert any("ipv6_dst=2001:db8:1::100" in f and "output:1" in f for f in flows)  # neighbour host flow
+    for router_address in ("2001:db8:1::1", "2001:db8:ff::4"):
+        assert ping("h1", router_address, count=2, interval=0.05).ok, router_address
+    rftest2.wait_verify_clean()
+
+
 def test_rftest2_ecmp_uses_both_equal_cost_paths(rftest2):
     # h2 (sB) to h3 (sC): B-A-C (sB port 2) and B-D-C (sB port 5) cost the same,
     # so rB's route to h3's subnet is a select group on sB.

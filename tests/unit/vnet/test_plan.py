@@ -28,18 +28,18 @@ def test_rftest2_plan():
         ("eth1", "rA-eth1", 1, "02:52:46:01:00:01"), ("eth3", "rA-eth3", 3, "02:52:46:01:00:03"),
         ("eth4", "rA-eth4", 4, "02:52:46:01:00:04"), ("eth5", "rA-eth5", 5, "02:52:46:01:00:05")]
     assert ra.nics[1].addresses == (ipaddress.ip_interface("10.0.12.1/24"),)
-    assert ra.loopback == (ipaddress.ip_interface("10.255.0.1/32"),)
+    assert ra.loopback == (ipaddress.ip_interface("10.255.0.1/32"), ipaddress.ip_interface("2001:db8:ff::1/128"))
     assert dict(ra.sysctls)["net.ipv4.ip_forward"] == "1"
     assert dict(ra.sysctls)["net.ipv4.conf.all.rp_filter"] == "0"
     assert ra.sysctls == VM_SYSCTLS
     assert ra.run_dir == RUN / "rA"
-    assert [d.name for d in ra.daemons] == ["zebra", "ospfd"]
+    assert [d.name for d in ra.daemons] == ["zebra", "ospfd", "ospf6d"]
 
 
 def test_frr_daemon_command_lines_and_conf():
     plan = plan_vnet(load_config(EXAMPLES / "rftest2" / "routeflow.yaml"), RUN)
     rb = plan.vm("rB")
-    zebra, ospfd = rb.daemons
+    zebra, ospfd, _ = rb.daemons
     assert zebra.argv == ("/usr/lib/frr/zebra", "-d", "-N", "rB", "-f", str(RUN / "rB/frr.conf"),
                           "-i", str(RUN / "rB/zebra.pid"), "-z", str(RUN / "rB/zserv.api"),
                           "--vty_socket", str(RUN / "rB"))
