@@ -31,11 +31,18 @@ def test_all_pairs_through_flows_and_verify_clean(stack):
     stack.wait_verify_clean()
 
 
+def test_ipv6_all_pairs_through_flows(stack):
+    # OSPFv3 from BIRD (and FRR's ospf6d in the mixed example): the same client, the same flows.
+    results = stack.all_pairs(count=2, interval=0.05, version=6)
+    assert len(results) == 12 and all(r.ok for r in results.values()), {k: r for k, r in results.items() if not r.ok}
+
+
 def test_bird_runs_ospf_with_full_adjacencies(stack):
     for vm in _bird_vms(stack):
-        neighbours = birdc(vm, "show ospf neighbors")
         expected = sum(1 for i in stack.config.vm(vm).interfaces if i.port != 1)
-        assert neighbours.count("Full") == expected, neighbours
+        for protocol in ("ospf1", "ospf6"):  # OSPFv2 (unnamed, BIRD calls it ospf1) and OSPFv3
+            neighbours = birdc(vm, f"show ospf neighbors {protocol}")
+            assert neighbours.count("Full") == expected, neighbours
         # BIRD's routes reach the kernel, and from there the switch.
         assert any(r["proto"] == "bird" for r in _routes(stack, vm)), _routes(stack, vm)
 

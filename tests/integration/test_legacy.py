@@ -176,6 +176,26 @@ class TestEbgp:
         stack.wait_verify_clean()
 
 
+    def test_ebgp_over_ipv6_prefix_becomes_a_flow_and_goes_with_its_withdrawal(self, ebgp):
+        _, stack = ebgp
+        v6 = "2001:db8:100::/48"
+
+        def on_sb() -> bool:
+            return any(f"ipv6_dst={v6}" in f and "output:6" in f for f in stack.flows("0x2"))
+
+        wait_for(on_sb, 30, 0.2)
+        rb = next(v for v in stack.status()["vms"] if v["name"] == "rB")
+        assert [r["proto"] for r in rb["routes"] if r["prefix"] == v6] == ["bgp"]
+        bgp = ["configure terminal", "router bgp 65001", "address-family ipv6 unicast"]
+        _legacy_vtysh("E1", [*bgp, f"no network {v6}"])
+        try:
+            wait_for(lambda: not on_sb(), 30, 0.2)
+            stack.wait_verify_clean()
+        finally:
+            _legacy_vtysh("E1", [*bgp, f"network {v6}"])
+        wait_for(on_sb, 30, 0.2)
+        stack.wait_verify_clean()
+
     def test_ebgp_withdrawal_removes_its_flows_everywhere(self, ebgp):
         _, stack = ebgp
         bgp = ["configure terminal", "router bgp 65001", "address-family ipv4 unicast"]

@@ -26,7 +26,7 @@ from routeflow.vnet import VnetError, links, ovs
 from routeflow.vnet.driver import NamespaceDriver
 from routeflow.vnet.frr import vtysh
 from routeflow.vnet.manager import VirtualEnvironment, cleanup_stale
-from routeflow.vnet.plan import VmPlan
+from routeflow.vnet.plan import VmPlan, plan_vnet
 from routeflow.vnet.resources import Resource, ResourceLog, is_running
 
 pytestmark = pytest.mark.integration
@@ -129,7 +129,7 @@ def test_bring_up_supervise_and_tear_down(state: Path) -> None:
                 interfaces = await asyncio.to_thread(vtysh, vm.name, "show ip ospf interface json", RUN_ROOT)
                 assert set(json.loads(interfaces)["interfaces"]) == {"lo"} | {n.name for n in vm.nics}
             pids = [r.pid for r in _recorded_processes(state)]
-            assert len(pids) == 4 * 2 + 4  # zebra and ospfd per VM, and the clients
+            assert len(pids) == sum(len(vm.daemons) + 1 for vm in plan.vms)  # each daemon, and the clients
 
             # A killed client comes back, and the record follows it.
             old = venv.client_pid("rB")
@@ -219,7 +219,8 @@ def test_cleanup_after_a_crash(state: Path) -> None:
         server.kill()
         server.wait()
     leftovers = _recorded_processes(state)
-    assert len(leftovers) == 12 and all(is_running(r) for r in leftovers)
+    daemons = sum(len(vm.daemons) + 1 for vm in plan_vnet(load_config(EXAMPLE), RUN_ROOT).vms)  # and clients
+    assert len(leftovers) == daemons and all(is_running(r) for r in leftovers)
     assert len(_vnet_objects()) > 0
     assert asyncio.run(cleanup_stale(state)) is True
     assert _vnet_objects() == []
