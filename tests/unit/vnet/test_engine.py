@@ -33,8 +33,8 @@ def test_bird_vm_plan():
 def test_mixed_plan_has_both_engines():
     plan = plan_vnet(load_config(EXAMPLES / "rftest2-mixed" / "routeflow.yaml"), RUN)
     assert [(v.name, v.engine, [d.name for d in v.daemons]) for v in plan.vms] == [
-        ("rA", "frr", ["zebra", "ospfd"]), ("rB", "bird", ["bird"]), ("rC", "bird", ["bird"]),
-        ("rD", "frr", ["zebra", "ospfd"])]
+        ("rA", "frr", ["zebra", "ospfd", "ospf6d"]), ("rB", "bird", ["bird"]), ("rC", "bird", ["bird"]),
+        ("rD", "frr", ["zebra", "ospfd", "ospf6d"])]
     ra = plan.vm("rA")
     assert ra.engine_run.conf_file == RUN / "rA/frr.conf" and ra.engine_run.user == "frr"
     # zebra is ready once its API socket exists; ospfd once it wrote its pidfile.
