@@ -37,8 +37,8 @@ def test_mixed_plan_has_both_engines():
         ("rD", "frr", ["zebra", "ospfd", "ospf6d"])]
     ra = plan.vm("rA")
     assert ra.engine_run.conf_file == RUN / "rA/frr.conf" and ra.engine_run.user == "frr"
-    # zebra is ready once its API socket exists; ospfd once it wrote its pidfile.
-    assert [d.ready for d in ra.daemons] == [RUN / "rA/zserv.api", None]
+    # zebra is ready once its API socket exists; the others once they wrote their pidfiles.
+    assert [d.ready for d in ra.daemons] == [RUN / "rA/zserv.api", None, None]
 
 
 def test_engine_plan_for_any_instance_name():
