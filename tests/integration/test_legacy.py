@@ -186,6 +186,14 @@ class TestEbgp:
         wait_for(on_sb, 30, 0.2)
         rb = next(v for v in stack.status()["vms"] if v["name"] == "rB")
         assert [r["proto"] for r in rb["routes"] if r["prefix"] == v6] == ["bgp"]
+        # h2 (behind routeflow's sB) and h9 (behind the legacy E1) over IPv6, through flows.
+        # The first packets may reach rB's VM while it resolves E1's link-local next hop;
+        # then both directions have their flows on sB.
+        wait_for(lambda: ping("h2", "2001:db8:9::100", timeout=0.5).ok, 30, 0.5)
+        assert ping("h9", "2001:db8:2::100", count=3, interval=0.05).ok
+        flows = stack.flows("0x2")
+        assert any("ipv6_dst=2001:db8:9::/64" in f and "output:6" in f for f in flows)
+        assert any("ipv6_dst=2001:db8:2::100" in f and "output:1" in f for f in flows)
         bgp = ["configure terminal", "router bgp 65001", "address-family ipv6 unicast"]
         _legacy_vtysh("E1", [*bgp, f"no network {v6}"])
         try:
