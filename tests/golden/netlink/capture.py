@@ -39,13 +39,18 @@ from routeflow.client.fib import FibState
 HERE = Path(__file__).parent
 NS = "rf-golden"
 
-SETUP = [
+#: The sandbox's links, the same for both captures.
+LINKS = [
     "link set lo up",
     "link add eth1 type veth peer name peer1",
     "link add eth2 type veth peer name peer2",
     "link add eth3 type veth peer name peer3",  # peer3 stays down: eth3 has no carrier
     "link set eth1 up", "link set peer1 up", "link set eth2 up", "link set peer2 up",
     "link set eth3 up",
+]
+
+SETUP = [
+    *LINKS,
     "addr add 10.0.1.1/24 dev eth1",
     "addr add 10.0.2.1/24 dev eth2",
     "addr add 10.0.9.1/24 dev eth3",
@@ -114,12 +119,7 @@ STEPS = [
 ]
 
 SETUP6 = [
-    "link set lo up",
-    "link add eth1 type veth peer name peer1",
-    "link add eth2 type veth peer name peer2",
-    "link add eth3 type veth peer name peer3",  # peer3 stays down: eth3 has no carrier
-    "link set eth1 up", "link set peer1 up", "link set eth2 up", "link set peer2 up",
-    "link set eth3 up",
+    *LINKS,
     "addr add 10.0.1.1/24 dev eth1",
     "addr add 2001:db8:1::1/64 dev eth1 nodad",
     "addr add 2001:db8:2::1/64 dev eth2 nodad",
