@@ -90,9 +90,14 @@ def run(ctx: Context) -> list[Row]:
     config = work / "faucet.yaml"
     config.write_text(faucet_yaml(0, ROUTERS))
     lab_state = work / "lab.json"
-    rows: list[Row] = []
+    rows: list[Row] = [
+        Row(f"faucet-bgp N={n:,}", "announce: routes/s, routeflow vs FAUCET", status="skipped",
+            note=f"FAUCET not run above N={ctx.faucet_max:,} (--faucet-max)")
+        for n in ctx.bgp_sizes if n > ctx.faucet_max]
     sizes = [n for n in ctx.bgp_sizes if n <= ctx.faucet_max]
     ctx.say(f"faucet-bgp: FAUCET {raw['version']} with BGP from {PEER}; sizes {sizes}")
+    if not sizes:
+        return rows
     try:
         lab_up(TOPOLOGY, state_path=lab_state)
         _control_link()
