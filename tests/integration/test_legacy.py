@@ -187,10 +187,16 @@ class TestEbgp:
         rb = next(v for v in stack.status()["vms"] if v["name"] == "rB")
         assert [r["proto"] for r in rb["routes"] if r["prefix"] == v6] == ["bgp"]
         # h2 (behind routeflow's sB) and h9 (behind the legacy E1) over IPv6, through flows.
-        # The first packets may reach rB's VM while it resolves E1's link-local next hop;
-        # then both directions have their flows on sB.
+        # The first packets of each direction may reach rB's VM while it resolves a
+        # neighbour (E1's link-local next hop, or h2 if its entry aged out), as for
+        # IPv4; after that both directions run on flows alone.
         wait_for(lambda: ping("h2", "2001:db8:9::100", timeout=0.5).ok, 30, 0.5)
+        wait_for(lambda: ping("h9", "2001:db8:2::100", timeout=0.5).ok, 30, 0.5)
+        wait_for(lambda: any("ipv6_dst=2001:db8:2::100" in f for f in stack.flows("0x2")), 10, 0.2)
+        before = stack.packet_ins().get("icmpv6", 0)
         assert ping("h9", "2001:db8:2::100", count=3, interval=0.05).ok
+        assert ping("h2", "2001:db8:9::100", count=3, interval=0.05).ok
+        assert stack.packet_ins().get("icmpv6", 0) == before  # echoes in flows; ND counts as "nd"
         flows = stack.flows("0x2")
         assert any("ipv6_dst=2001:db8:9::/64" in f and "output:6" in f for f in flows)
         assert any("ipv6_dst=2001:db8:2::100" in f and "output:1" in f for f in flows)
