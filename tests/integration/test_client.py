@@ -17,28 +17,24 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.fakeserver import FakeServer
 
 from routeflow.model import Fib, Interface, Neighbour, NextHop, Route
-from routeflow.protocol import codec, mapping
+from routeflow.protocol import mapping
 from routeflow.protocol.messages import (
-    PROTOCOL_VERSION,
-    AnyMessage,
     FibDelta,
     FibSnapshot,
     Goodbye,
-    Hello,
     LinkState,
     Message,
     PortMapped,
     SnapshotRequest,
-    Welcome,
 )
 
 pytestmark = pytest.mark.integration
@@ -147,77 +143,27 @@ class Mirror:
         self.neighbours.update(((n.ifname, n.ip), n) for n in delta.neighbours_set)
 
 
-class FakeServer:
-    """Accepts the client, welcomes it, mirrors its FIB and records every message."""
+class MirroringServer(FakeServer):
+    """A fake server that also mirrors the client's FIB from its snapshots and deltas."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind(str(path))
-        self.listener.listen()
-        self.lock = threading.Lock()
         self.mirror = Mirror()
-        self.received: list[AnyMessage] = []
-        self.hellos: list[Hello] = []
-        self.conn: socket.socket | None = None
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(path)
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        decoder = codec.Connection()
-        with conn:
-            while True:
-                try:
-                    data = conn.recv(1 << 20)
-                except OSError:
-                    return
-                if not data:
-                    return
-                for msg in decoder.receive_data(data):
-                    self._handle(conn, msg)
-
-    def _handle(self, conn: socket.socket, msg: AnyMessage) -> None:
-        with self.lock:
-            if isinstance(msg, Hello):
-                self.hellos.append(msg)
-                self.conn = conn
-                conn.sendall(codec.encode(Welcome(PROTOCOL_VERSION)))
-                return
-            self.received.append(msg)
-            if isinstance(msg, FibSnapshot) and msg.request_id == 0:
-                self.mirror.reset(msg.fib)
-            elif isinstance(msg, FibDelta):
-                self.mirror.apply(msg)
-
-    def send(self, msg: Message) -> None:
-        wait_until(lambda: self.conn is not None, what="a client")
-        assert self.conn is not None
-        self.conn.sendall(codec.encode(msg))
+    def on_message(self, msg: Message) -> None:
+        if isinstance(msg, FibSnapshot) and msg.request_id == 0:
+            self.mirror.reset(msg.fib)
+        elif isinstance(msg, FibDelta):
+            self.mirror.apply(msg)
 
     def routes(self) -> dict[str, Route]:
         with self.lock:
             return dict(self.mirror.routes)
 
-    def count(self, kind: type[Message]) -> int:
-        with self.lock:
-            return sum(isinstance(msg, kind) for msg in self.received)
-
-    def close(self) -> None:
-        self.listener.close()
-        if self.conn is not None:
-            self.conn.close()
-
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[FakeServer]:
-    fake = FakeServer(tmp_path / "server.sock")
+def server(tmp_path: Path) -> Iterator[MirroringServer]:
+    fake = MirroringServer(tmp_path / "server.sock")
     try:
         yield fake
     finally:
@@ -225,7 +171,7 @@ def server(tmp_path: Path) -> Iterator[FakeServer]:
 
 
 @pytest.fixture
-def agent(netns: None, server: FakeServer, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+def agent(netns: None, server: MirroringServer, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     log = (tmp_path / "agent.log").open("wb")
     argv = ["ip", "netns", "exec", NS, sys.executable, "-m", "routeflow.client",
             "--vm", NS, "--server", f"unix:{server.path}", "--log-level", "DEBUG"]  # fmt: skip
@@ -284,7 +230,7 @@ def kernel_routes() -> Routes:
     return {prefix: value for prefix, (_, value) in best.items()}
 
 
-def mirrored_routes(server: FakeServer) -> Routes:
+def mirrored_routes(server: MirroringServer) -> Routes:
     return {
         prefix: (route.type, route.proto, tuple((hop.ifname, hop.gateway) for hop in route.nexthops))
         for prefix, route in server.routes().items()
@@ -308,18 +254,18 @@ def kernel_addresses(ifname: str) -> tuple[str, ...]:
     return tuple(str(a) for a in sorted(owned, key=lambda a: (a.version, a)))
 
 
-def mirrored_neighbours(server: FakeServer) -> set[tuple[str, str, str]]:
+def mirrored_neighbours(server: MirroringServer) -> set[tuple[str, str, str]]:
     with server.lock:
         return {(n.ifname, n.ip, n.mac) for n in server.mirror.neighbours.values()}
 
 
-def mirrored_addresses(server: FakeServer, ifname: str) -> tuple[str, ...]:
+def mirrored_addresses(server: MirroringServer, ifname: str) -> tuple[str, ...]:
     with server.lock:
         interface = server.mirror.interfaces.get(ifname)
     return interface.addresses if interface else ()
 
 
-def in_sync(server: FakeServer) -> bool:
+def in_sync(server: MirroringServer) -> bool:
     return (mirrored_routes(server) == kernel_routes() and mirrored_neighbours(server) == kernel_neighbours()
             and all(mirrored_addresses(server, name) == kernel_addresses(name) for name in ("eth1", "eth2", "lo")))
 
@@ -327,7 +273,7 @@ def in_sync(server: FakeServer) -> bool:
 # -- tests ---------------------------------------------------------------------------
 
 
-def test_snapshot_matches_the_kernel(server: FakeServer, agent: subprocess.Popen[bytes]) -> None:
+def test_snapshot_matches_the_kernel(server: MirroringServer, agent: subprocess.Popen[bytes]) -> None:
     assert [(h.role, h.name) for h in server.hellos] == [("client", NS)]
     assert mirrored_routes(server) == kernel_routes()
     assert mirrored_neighbours(server) == kernel_neighbours()
@@ -347,7 +293,7 @@ def test_snapshot_matches_the_kernel(server: FakeServer, agent: subprocess.Popen
     assert ("eth2", "fe80::2", "02:00:00:00:02:12") in mirrored_neighbours(server)  # a router entry
 
 
-def test_route_changes_arrive_as_deltas(server: FakeServer, agent: subprocess.Popen[bytes]) -> None:
+def test_route_changes_arrive_as_deltas(server: MirroringServer, agent: subprocess.Popen[bytes]) -> None:
     steps = [
         "route add 10.50.0.0/16 nexthop via 10.0.1.3 dev eth1 nexthop via 10.0.2.3 dev eth2",
         "route add 10.20.0.0/16 via 10.0.2.9 metric 10",  # shadows the metric 100 route
@@ -366,7 +312,7 @@ def test_route_changes_arrive_as_deltas(server: FakeServer, agent: subprocess.Po
     assert server.count(FibSnapshot) == 1  # deltas only after the first snapshot
 
 
-def test_ipv6_changes_arrive_as_deltas(server: FakeServer, agent: subprocess.Popen[bytes]) -> None:
+def test_ipv6_changes_arrive_as_deltas(server: MirroringServer, agent: subprocess.Popen[bytes]) -> None:
     def ecmp(prefix: str) -> tuple[NextHop, ...]:
         return server.routes()[prefix].nexthops
 
@@ -397,7 +343,7 @@ def test_ipv6_changes_arrive_as_deltas(server: FakeServer, agent: subprocess.Pop
 
 @pytest.mark.parametrize("family", ["ipv4", "ipv6"])
 def test_twenty_thousand_routes_in_a_batch(
-    server: FakeServer, agent: subprocess.Popen[bytes], tmp_path: Path, family: str
+    server: MirroringServer, agent: subprocess.Popen[bytes], tmp_path: Path, family: str
 ) -> None:
     if family == "ipv4":
         prefixes = [f"10.{100 + n // 256}.{n % 256}.0/24" for n in range(20000)]
@@ -419,7 +365,7 @@ def test_twenty_thousand_routes_in_a_batch(
     assert in_sync(server)
 
 
-def test_link_state_sets_the_nic_down_and_up(server: FakeServer, agent: subprocess.Popen[bytes]) -> None:
+def test_link_state_sets_the_nic_down_and_up(server: MirroringServer, agent: subprocess.Popen[bytes]) -> None:
     def nic_up() -> bool:
         return "UP" in ip_json("link", "show", "eth2")[0]["flags"]
 
@@ -439,7 +385,7 @@ def test_link_state_sets_the_nic_down_and_up(server: FakeServer, agent: subproce
     wait_until(lambda: in_sync(server), what="routes after link up")
 
 
-def test_mapping_packets_until_port_mapped(server: FakeServer, agent: subprocess.Popen[bytes]) -> None:
+def test_mapping_packets_until_port_mapped(server: MirroringServer, agent: subprocess.Popen[bytes]) -> None:
     with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(mapping.ETH_TYPE)) as capture:
         capture.bind((ROOT_PEER, mapping.ETH_TYPE))
         capture.settimeout(3)
@@ -461,7 +407,7 @@ def test_mapping_packets_until_port_mapped(server: FakeServer, agent: subprocess
             capture.recv(2048)
 
 
-def test_snapshot_request_reads_the_kernel_again(server: FakeServer, agent: subprocess.Popen[bytes]) -> None:
+def test_snapshot_request_reads_the_kernel_again(server: MirroringServer, agent: subprocess.Popen[bytes]) -> None:
     ip("route", "add", "10.60.0.0/16", "via", "10.0.1.2")
     server.send(SnapshotRequest(7))
 
@@ -480,7 +426,7 @@ def test_snapshot_request_reads_the_kernel_again(server: FakeServer, agent: subp
         assert {r.prefix: r for r in answer.fib.routes} == server.mirror.routes
 
 
-def test_sigterm_says_goodbye_and_exits_cleanly(server: FakeServer, agent: subprocess.Popen[bytes]) -> None:
+def test_sigterm_says_goodbye_and_exits_cleanly(server: MirroringServer, agent: subprocess.Popen[bytes]) -> None:
     agent.send_signal(signal.SIGTERM)
     assert agent.wait(10) == 0
     assert server.count(Goodbye) == 1

@@ -13,17 +13,17 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.fakeserver import FakeServer
 
 from routeflow.flows.model import CONTROLLER, DEC_TTL, Flow, Group, group, match, output, set_field
 from routeflow.model import PortDesc
-from routeflow.protocol import codec, mapping
+from routeflow.protocol import mapping
 from routeflow.protocol.messages import (
     PROTOCOL_VERSION,
     ControllerStats,
@@ -32,7 +32,6 @@ from routeflow.protocol.messages import (
     Goodbye,
     Hello,
     MappingSeen,
-    Message,
     PortChange,
     RelayEntry,
     RelayMap,
@@ -69,67 +68,6 @@ def needs_ovs() -> None:
         pytest.skip("needs root and Open vSwitch")
     if sh("ovs-vsctl", "--timeout=5", "show", check=False).returncode != 0:
         pytest.skip("ovs-vswitchd/ovsdb-server not running")
-
-
-class FakeServer:
-    """The server end of one controller session: welcome, record, send."""
-
-    def __init__(self, path: Path) -> None:
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind(str(path))
-        self.listener.listen()
-        self.address = f"unix:{path}"
-        self.received: list[Message] = []
-        self._cond = threading.Condition()
-        self._peer: socket.socket | None = None
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                peer, _ = self.listener.accept()
-            except OSError:
-                return
-            self._peer = peer
-            conn = codec.Connection()
-            while True:
-                try:
-                    data = peer.recv(1 << 20)
-                except OSError:
-                    break
-                if not data:
-                    break
-                for msg in conn.receive_data(data):
-                    if isinstance(msg, Hello):
-                        peer.sendall(codec.encode(Welcome(PROTOCOL_VERSION, (RFVS,))))
-                    with self._cond:
-                        self.received.append(msg)
-                        self._cond.notify_all()
-
-    def send(self, msg: Message) -> None:
-        assert self._peer is not None, "controller not connected"
-        self._peer.sendall(codec.encode(msg))
-
-    def mark(self) -> int:
-        """Position in the received history: wait only for what comes after it."""
-        with self._cond:
-            return len(self.received)
-
-    def wait_for(self, pred: Callable[[Any], bool], since: int = 0, timeout: float = 15.0) -> Any:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for msg in self.received[since:]:
-                    if pred(msg):
-                        return msg
-                left = deadline - time.monotonic()
-                assert left > 0, f"timed out; received {self.received[since:]}"
-                self._cond.wait(left)
-
-    def close(self) -> None:
-        self.listener.close()
-        if self._peer is not None:
-            self._peer.close()
 
 
 def start_controller(server: str, of_port: int, log: Path) -> subprocess.Popen[bytes]:
@@ -188,7 +126,7 @@ def joined(dpid: int) -> Callable[[Any], bool]:
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FakeServer, dict[int, DatapathJoin]]]:
     tmp = tmp_path_factory.mktemp("controller")
     remove_topology()  # leftovers of an interrupted run
-    server = FakeServer(tmp / "server.sock")
+    server = FakeServer(tmp / "server.sock", Welcome(PROTOCOL_VERSION, (RFVS,)))
     proc = start_controller(server.address, OF_PORT, tmp / "controller.log")
     try:
         server.wait_for(lambda m: isinstance(m, Hello))
@@ -340,7 +278,7 @@ def test_slow_path_relay_both_ways(env):
 
 
 def test_sigterm_says_goodbye_and_exits_cleanly(tmp_path):
-    server = FakeServer(tmp_path / "server.sock")
+    server = FakeServer(tmp_path / "server.sock", Welcome(PROTOCOL_VERSION, (RFVS,)))
     proc = start_controller(server.address, OF_PORT + 1, tmp_path / "controller.log")
     try:
         server.wait_for(lambda m: isinstance(m, Hello))
