@@ -332,16 +332,20 @@ class RouteFlowController(app_manager.OSKenApp):
             self._links.timeout = LINK_TIMEOUT_INTERVALS * plan.interval
             for dpid in set(self._ports) - self._probe_dpids:
                 self._report_links(self._links.datapath_gone(dpid))
-            targets = [(dpid, port) for dpid in self._probe_dpids for port in self._ports.get(dpid, {}).values()]
+            targets = self._probe_targets()
         self.logger.info("discovery: probing %d datapaths every %.1f s", len(plan.dpids), plan.interval)
         self._probe(targets)
 
     def _probe_loop(self) -> None:
         while not self._stopping.wait(self._probe_interval):
             with self._lock:
-                targets = [(dpid, port) for dpid in self._probe_dpids for port in self._ports.get(dpid, {}).values()]
+                targets = self._probe_targets()
                 self._report_links(self._links.expire(time.monotonic()))
             self._probe(targets)
+
+    def _probe_targets(self) -> list[tuple[int, PortDesc]]:
+        """Every known port of the datapaths in the plan; called holding ``_lock``."""
+        return [(dpid, port) for dpid in self._probe_dpids for port in self._ports.get(dpid, {}).values()]
 
     def _probe(self, targets: list[tuple[int, PortDesc]]) -> None:
         """Send a discovery probe out of each (datapath, port) that is up."""

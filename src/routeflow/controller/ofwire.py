@@ -278,32 +278,29 @@ _POP_VLAN_BYTES = _INST_APPLY.pack(_POP_VLAN, 8)
 _CONTROLLER_BYTES = _ACTION_OUTPUT.pack(_OUTPUT, 16, _CONTROLLER_PORT, ofp.OFPCML_NO_BUFFER)
 
 
+def _argument(action: Action, limit: int) -> int:
+    """The integer argument of a two-element action, checked against ``0..limit``."""
+    value = action[1]
+    assert isinstance(value, int)
+    if not 0 <= value <= limit:
+        raise Unsupported(f"{action[0]} {value}")
+    return value
+
+
 def encode_action(action: Action) -> bytes:
     """One action; raise :class:`Unsupported` for what only os-ken may judge."""
     kind = action[0]
     n = len(action)
     if kind == "output" and n == 2 and _is_int(action[1]):
-        port = action[1]
-        assert isinstance(port, int)
-        if not 0 <= port <= 0xFFFFFFFF:
-            raise Unsupported(f"output port {port}")
-        return _ACTION_OUTPUT.pack(_OUTPUT, 16, port, 0)
+        return _ACTION_OUTPUT.pack(_OUTPUT, 16, _argument(action, 0xFFFFFFFF), 0)
     if kind == "controller" and n == 1:
         return _CONTROLLER_BYTES
     if kind == "group" and n == 2 and _is_int(action[1]):
-        group_id = action[1]
-        assert isinstance(group_id, int)
-        if not 0 <= group_id <= 0xFFFFFFFF:
-            raise Unsupported(f"group {group_id}")
-        return _ACTION_GROUP.pack(_GROUP, 8, group_id)
+        return _ACTION_GROUP.pack(_GROUP, 8, _argument(action, 0xFFFFFFFF))
     if kind == "dec_nw_ttl" and n == 1:
         return _DEC_TTL_BYTES
     if kind == "push_vlan" and n == 2 and _is_int(action[1]):
-        ethertype = action[1]
-        assert isinstance(ethertype, int)
-        if not 0 <= ethertype <= 0xFFFF:
-            raise Unsupported(f"push_vlan {ethertype}")
-        return _ACTION_PUSH.pack(_PUSH_VLAN, 8, ethertype)
+        return _ACTION_PUSH.pack(_PUSH_VLAN, 8, _argument(action, 0xFFFF))
     if kind == "pop_vlan" and n == 1:
         return _POP_VLAN_BYTES
     if kind == "set_field" and n == 3 and type(action[1]) is str:

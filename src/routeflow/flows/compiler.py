@@ -211,13 +211,9 @@ def control_flows(vm: VmConfig, interfaces: Mapping[str, Interface],
     ]
     # Everything addressed to the router itself (ICMP echo, BGP, BFD, unicast
     # ND to its link-local addresses...) is for the VM.
-    own = sorted({
-        ip
-        for iface in interfaces.values()
-        for a in iface.addresses
-        if (ip := ipaddress.ip_interface(a).ip) and not ip.is_loopback
-    }, key=lambda ip: (ip.version, ip))
-    flows += [_to_vm(table, P.PRIO_SLOW_PATH, _host_match(ip)) for ip in own]
+    own = sorted({ipaddress.ip_interface(a).ip for iface in interfaces.values() for a in iface.addresses},
+                 key=lambda ip: (ip.version, ip))
+    flows += [_to_vm(table, P.PRIO_SLOW_PATH, _host_match(str(ip), ip.version)) for ip in own if not ip.is_loopback]
     flows += [
         Flow(table, P.PRIO_ROUTER_MAC, match(in_port=port, eth_dst=mac), goto=P.FIB.table_id)
         for port, mac in sorted(usable.values())
@@ -335,17 +331,18 @@ def host_key(ip: str) -> FlowKey | None:
     """The key of the connected-host flow for ``ip``; None if it has none: not an IP
     address, or an IPv6 link-local one (on-link only, never a destination to route to)."""
     if ipv4_prefix(ip) is not None:
-        return FlowKey(P.FIB.table_id, P.fib_priority(32), match(eth_type=ETH_TYPE_IPV4, ipv4_dst=ip))
+        return FlowKey(P.FIB.table_id, P.fib_priority(32), _host_match(ip, 4))
     parsed = ipv6_prefix(ip)
     if parsed is None or parsed[1] != 128 or ipaddress.IPv6Address(parsed[0]).is_link_local:
         return None
-    return FlowKey(P.FIB.table_id, P.fib_priority(128), match(eth_type=ETH_TYPE_IPV6, ipv6_dst=parsed[0]))
+    return FlowKey(P.FIB.table_id, P.fib_priority(128), _host_match(parsed[0], 6))
 
 
-def _host_match(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> Match:
-    if ip.version == 4:
-        return match(eth_type=ETH_TYPE_IPV4, ipv4_dst=str(ip))
-    return match(eth_type=ETH_TYPE_IPV6, ipv6_dst=str(ip))
+def _host_match(ip: str, version: int) -> Match:
+    """The exact match of one IPv4 or IPv6 destination address."""
+    if version == 4:
+        return match(eth_type=ETH_TYPE_IPV4, ipv4_dst=ip)
+    return match(eth_type=ETH_TYPE_IPV6, ipv6_dst=ip)
 
 
 class GroupTable:
