@@ -126,7 +126,9 @@ class ServerLink:
             self._session = session
         try:
             self._on_connect(session.welcome)
-            while not self._stop.is_set():
+            # Until the connection ends: stop() ends it, after its goodbye. Checking
+            # _stop here would let this thread drop the session before that goodbye.
+            while True:
                 self._on_message(session.receive())
         except codec.ProtocolError as exc:
             LOG.error("protocol error from the server: %s", exc)

@@ -152,3 +152,22 @@ def test_a_handler_bug_does_not_end_the_link(server):
     finally:
         link.stop()
     assert not link.connected
+
+
+def test_goodbye_even_when_stop_begins_while_a_message_is_handled(server):
+    """The receive loop must not drop the session between stop()'s flag and its goodbye."""
+    server.listen()
+    handled = threading.Event()
+
+    def on_message(msg):
+        link._stop.set()  # the moment stop() has raised its flag, before it says goodbye
+        handled.set()
+
+    link, welcomes, _ = make_link(server, on_message)
+    link.start()
+    welcomes.get(timeout=5)
+    server.send(StatsRequest(1))
+    assert handled.wait(5)
+    time.sleep(0.1)  # the receive loop runs on past the handler
+    link.stop()
+    assert server.expect(Goodbye).reason == "controller stopping"
