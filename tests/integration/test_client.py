@@ -24,8 +24,10 @@ from typing import Any
 
 import pytest
 from tests.fakeserver import FakeServer
+from tests.fibmirror import FibMirror
+from tests.processes import sh, stop_process
 
-from routeflow.model import Fib, Interface, Neighbour, NextHop, Route
+from routeflow.model import NextHop, Route
 from routeflow.protocol import mapping
 from routeflow.protocol.messages import (
     FibDelta,
@@ -43,10 +45,6 @@ NS = "tcl-vm"
 ROOT_PEER = "tcl-p1"
 ROUTE_TYPES = {"unicast", "blackhole", "unreachable", "prohibit"}
 RESOLVED = {"REACHABLE", "STALE", "DELAY", "PROBE", "PERMANENT", "NOARP"}
-
-
-def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, check=check, capture_output=True, text=True)
 
 
 def ip(*args: str) -> str:
@@ -118,36 +116,11 @@ def netns() -> Iterator[None]:
         assert NS not in sh("ip", "netns", "list").stdout
 
 
-class Mirror:
-    """What the server would hold for the VM: snapshots replaced, deltas applied."""
-
-    def __init__(self) -> None:
-        self.interfaces: dict[str, Interface] = {}
-        self.routes: dict[str, Route] = {}
-        self.neighbours: dict[tuple[str, str], Neighbour] = {}
-
-    def reset(self, fib: Fib) -> None:
-        self.interfaces = {i.ifname: i for i in fib.interfaces}
-        self.routes = {r.prefix: r for r in fib.routes}
-        self.neighbours = {(n.ifname, n.ip): n for n in fib.neighbours}
-
-    def apply(self, delta: FibDelta) -> None:
-        for name in delta.interfaces_del:
-            del self.interfaces[name]
-        self.interfaces.update((i.ifname, i) for i in delta.interfaces_set)
-        for prefix in delta.routes_del:
-            del self.routes[prefix]
-        self.routes.update((r.prefix, r) for r in delta.routes_set)
-        for key in delta.neighbours_del:
-            del self.neighbours[key]
-        self.neighbours.update(((n.ifname, n.ip), n) for n in delta.neighbours_set)
-
-
 class MirroringServer(FakeServer):
     """A fake server that also mirrors the client's FIB from its snapshots and deltas."""
 
     def __init__(self, path: Path) -> None:
-        self.mirror = Mirror()
+        self.mirror = FibMirror()
         super().__init__(path)
 
     def on_message(self, msg: Message) -> None:
@@ -180,13 +153,7 @@ def agent(netns: None, server: MirroringServer, tmp_path: Path) -> Iterator[subp
         wait_until(lambda: server.count(FibSnapshot) > 0, what="the first snapshot")
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)
         log.close()
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from typing import Any
 
 import pytest
 from tests.fakeserver import FakeServer
+from tests.processes import sh, stop_process
 
 from routeflow.flows.model import CONTROLLER, DEC_TTL, Flow, Group, group, match, output, set_field
 from routeflow.model import PortDesc
@@ -58,10 +58,6 @@ ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
 
 
-def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, check=check, capture_output=True, text=True)
-
-
 @pytest.fixture(scope="module", autouse=True)
 def needs_ovs() -> None:
     if os.geteuid() != 0 or shutil.which("ovs-vsctl") is None:
@@ -80,17 +76,6 @@ def start_controller(server: str, of_port: int, log: Path) -> subprocess.Popen[b
     )
     with open(log, "wb") as out:
         return subprocess.Popen([sys.executable, "-c", code], stdout=out, stderr=subprocess.STDOUT)
-
-
-def stop_process(proc: subprocess.Popen[bytes]) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
 
 
 def remove_topology() -> None:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.processes import output
 
 from routeflow.config.schema import trunk_patch_names
 from routeflow.harness import ping, wait_for
@@ -24,29 +24,16 @@ from routeflow.lab import network
 from routeflow.lab.topology import Topology, load_topology
 from routeflow.vnet import links, ovs
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ovs_running")]
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "rftest2" / "topology.yaml"
 TOPOLOGY = load_topology(EXAMPLE)
 
 
-def _sh(*argv: str) -> str:
-    return subprocess.run(argv, check=True, capture_output=True, text=True).stdout
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ovs_running() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
-    if subprocess.run(["ovs-vsctl", "--timeout=3", "show"], capture_output=True).returncode != 0:
-        subprocess.run(["/usr/share/openvswitch/scripts/ovs-ctl", "start", "--system-id=random"],
-                       check=True, capture_output=True)
-
-
 def _lab_objects(topo: Topology) -> list[str]:
     """The lab's namespaces, bridges and root veth ends that exist now."""
     found = [f"netns {h.name}" for h in topo.hosts if links.netns_exists(h.name)]
-    bridges = set(_sh("ovs-vsctl", "list-br").split())
+    bridges = set(output("ovs-vsctl", "list-br").split())
     found += [f"bridge {s.name}" for s in topo.switches if s.name in bridges]
     ports = [s.port_ifname(p) for s in topo.switches for p in topo.ports(s.name)]
     found += [f"link {n}" for n in asyncio.run(links.existing_links(ports))]
@@ -70,7 +57,7 @@ def lab(tmp_path: Path) -> Iterator[Path]:
 
 
 def _vsctl_get(table: str, record: str, column: str) -> str:
-    return _sh("ovs-vsctl", "get", table, record, column).strip()
+    return output("ovs-vsctl", "get", table, record, column).strip()
 
 
 def test_switches_hosts_and_cables_exist(lab: Path) -> None:
@@ -79,7 +66,7 @@ def test_switches_hosts_and_cables_exist(lab: Path) -> None:
         assert _vsctl_get("Bridge", switch.name, "fail_mode") == "secure"
         assert _vsctl_get("Bridge", switch.name, "protocols") == "[OpenFlow13]"
         assert _vsctl_get("Bridge", switch.name, "other-config:datapath-id") == f'"{switch.dpid:016x}"'
-        assert _sh("ovs-vsctl", "get-controller", switch.name).strip() == switch.controller
+        assert output("ovs-vsctl", "get-controller", switch.name).strip() == switch.controller
         assert _vsctl_get("Controller", switch.name, "max_backoff") == "1000"
         ports = asyncio.run(ovs.list_ports(switch.name))
         # The trunk to the RFVS is a patch port whose peer the VMs' RFVS holds.
@@ -105,7 +92,7 @@ def test_switches_hosts_and_cables_exist(lab: Path) -> None:
 
 def _add_flows(bridge: str, *flows: str) -> None:
     for flow in flows:
-        _sh("ovs-ofctl", "-O", "OpenFlow13", "add-flow", bridge, flow)
+        output("ovs-ofctl", "-O", "OpenFlow13", "add-flow", bridge, flow)
 
 
 def _patch_h1_to_h2() -> None:
@@ -149,7 +136,7 @@ def test_ipv6_hosts_and_quiet_switch_ports(lab: Path) -> None:
         for port in TOPOLOGY.ports(switch.name):
             name = switch.port_ifname(port)
             assert Path(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6").read_text().strip() == "1", name
-            assert "inet6" not in _sh("ip", "-6", "addr", "show", "dev", name)
+            assert "inet6" not in output("ip", "-6", "addr", "show", "dev", name)
     # Hosts: a link-local address at once (no DAD), kept across a link cut.
     shown = network.host_exec("h1", ["ip", "-6", "-j", "addr", "show", "dev", "eth0"], check=True).stdout
     local = [a for a in json.loads(shown)[0]["addr_info"] if a["scope"] == "link"]

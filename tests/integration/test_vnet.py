@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.processes import output
 
 from routeflow.config.loader import load_config
 from routeflow.vnet import VnetError, links, ovs
@@ -29,7 +30,7 @@ from routeflow.vnet.manager import VirtualEnvironment, cleanup_stale
 from routeflow.vnet.plan import VmPlan, plan_vnet
 from routeflow.vnet.resources import Resource, ResourceLog, is_running
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ovs_running")]
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "rftest2" / "routeflow.yaml"
 CONFIG = load_config(EXAMPLE)
@@ -38,23 +39,10 @@ RUN_ROOT = Path("/run/routeflow/test-vnet")
 SLEEP = ["sleep", "600"]
 
 
-def _sh(*argv: str) -> str:
-    return subprocess.run(argv, check=True, capture_output=True, text=True).stdout
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ovs_running() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
-    if subprocess.run(["ovs-vsctl", "--timeout=3", "show"], capture_output=True).returncode != 0:
-        subprocess.run(["/usr/share/openvswitch/scripts/ovs-ctl", "start", "--system-id=random"],
-                       check=True, capture_output=True)
-
-
 def _vnet_objects() -> list[str]:
     """rftest2's VM namespaces, RFVS bridge, RFVS-side veths and run dirs that exist now."""
     found = [f"netns {vm.name}" for vm in CONFIG.vms if links.netns_exists(vm.name)]
-    if CONFIG.rfvs.bridge in _sh("ovs-vsctl", "list-br").split():
+    if CONFIG.rfvs.bridge in output("ovs-vsctl", "list-br").split():
         found.append(f"bridge {CONFIG.rfvs.bridge}")
     names = [f"{vm.name}-{i.name}" for vm in CONFIG.vms for i in vm.interfaces]
     found += [f"link {n}" for n in asyncio.run(links.existing_links(names))]
@@ -87,7 +75,7 @@ def _recorded_processes(state: Path) -> list[Resource]:
 
 
 def _check_vm(plan: VmPlan) -> None:
-    by_name = {a["ifname"]: a for a in json.loads(_sh(*links.netns_argv(plan.netns, ["ip", "-j", "addr"])))}
+    by_name = {a["ifname"]: a for a in json.loads(output(*links.netns_argv(plan.netns, ["ip", "-j", "addr"])))}
     assert set(by_name) == {"lo"} | {nic.name for nic in plan.nics}
     assert "UP" in by_name["lo"]["flags"]
     assert set(plan.loopback) <= set(asyncio.run(links.addresses(plan.netns, "lo")))
@@ -95,7 +83,7 @@ def _check_vm(plan: VmPlan) -> None:
         assert "UP" in by_name[nic.name]["flags"]
         assert by_name[nic.name]["address"] == nic.mac
         assert asyncio.run(links.addresses(plan.netns, nic.name)) == list(nic.addresses)
-    sysctl = _sh(*links.netns_argv(plan.netns, ["sysctl", "-n", "net.ipv4.ip_forward",
+    sysctl = output(*links.netns_argv(plan.netns, ["sysctl", "-n", "net.ipv4.ip_forward",
                                                 "net.ipv4.conf.all.rp_filter"])).split()
     assert sysctl == ["1", "0"]
 

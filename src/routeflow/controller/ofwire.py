@@ -205,15 +205,7 @@ def encode_field(name: str, value: object) -> bytes:
 def _cached_field(name: str, value: object) -> bytes:
     """:func:`encode_field`, memoised for everything but IP addresses (one per route)."""
     key = (name, value)
-    if type(value) is int:
-        tlv = _field_cache.get(key)
-        if tlv is None:
-            tlv = encode_field(name, value)
-            if len(_field_cache) >= CACHE_LIMIT:
-                _field_cache.clear()
-            _field_cache[key] = tlv
-        return tlv
-    if name in ("eth_dst", "eth_src"):
+    if type(value) is int or name in ("eth_dst", "eth_src"):
         tlv = _field_cache.get(key)
         if tlv is None:
             tlv = encode_field(name, value)

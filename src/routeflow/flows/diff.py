@@ -13,22 +13,8 @@ V = TypeVar("V")
 
 def diff_tables(dpid: int, installed: Table, desired: Table) -> TableMod:
     """The TableMod that turns ``installed`` into ``desired`` (empty if equal)."""
-    add, modify = [], []
-    for key, flow in desired.flows.items():
-        have = installed.flows.get(key)
-        if have is None:
-            add.append(flow)
-        elif have != flow:
-            modify.append(flow)
-    delete = [key for key in installed.flows if key not in desired.flows]
-    group_add, group_modify = [], []
-    for gid, grp in desired.groups.items():
-        have_group = installed.groups.get(gid)
-        if have_group is None:
-            group_add.append(grp)
-        elif have_group != grp:
-            group_modify.append(grp)
-    group_delete = [gid for gid in installed.groups if gid not in desired.groups]
+    add, modify, delete = _compare(installed.flows, desired.flows)
+    group_add, group_modify, group_delete = _compare(installed.groups, desired.groups)
     return TableMod(
         dpid=dpid,
         add=tuple(sorted(add, key=_key)),
@@ -38,6 +24,19 @@ def diff_tables(dpid: int, installed: Table, desired: Table) -> TableMod:
         group_modify=tuple(sorted(group_modify, key=_gid)),
         group_delete=tuple(sorted(group_delete)),
     )
+
+
+def _compare(installed: Mapping[K, V], desired: Mapping[K, V]) -> tuple[list[V], list[V], list[K]]:
+    """What turns ``installed`` into ``desired``: values to add, values to modify, keys to delete."""
+    add: list[V] = []
+    modify: list[V] = []
+    for key, value in desired.items():
+        have = installed.get(key)
+        if have is None:
+            add.append(value)
+        elif have != value:
+            modify.append(value)
+    return add, modify, [key for key in installed if key not in desired]
 
 
 def is_empty(mod: TableMod) -> bool:

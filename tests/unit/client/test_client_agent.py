@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -116,6 +117,12 @@ class FakeServer:
     async def peer(self) -> Peer:
         return await asyncio.wait_for(self.peers.get(), TIMEOUT)
 
+    async def session(self) -> tuple[Peer, AnyMessage]:
+        """The next client, welcomed, with the first message it sends (its snapshot)."""
+        peer = await self.peer()
+        await peer.handshake()
+        return peer, await peer.receive()
+
     def stop(self) -> None:
         assert self.server is not None
         self.server.close()
@@ -132,12 +139,17 @@ async def _frame_for(host: FakeHost) -> tuple[str, mapping.MappingPacket]:
     return ifname, mapping.decode(frame)
 
 
-async def _run(tmp_path: Path) -> tuple[FakeServer, FakeWatcher, FakeHost, asyncio.Task[None]]:
+@contextlib.asynccontextmanager
+async def _agent(tmp_path: Path) -> AsyncIterator[tuple[FakeServer, FakeWatcher, FakeHost, asyncio.Task[None]]]:
+    """An agent for VM rA running against a fake server, both stopped at the end."""
     server = FakeServer(tmp_path / "server.sock")
     await server.start()
     watcher, host = FakeWatcher(), FakeHost()
-    agent = Agent("rA", Address("unix", str(server.path)), watcher, host)
-    return server, watcher, host, asyncio.create_task(agent.run())
+    task = asyncio.create_task(Agent("rA", Address("unix", str(server.path)), watcher, host).run())
+    try:
+        yield server, watcher, host, task
+    finally:
+        await _stop(task, server)
 
 
 async def _stop(task: asyncio.Task[None], server: FakeServer) -> None:
@@ -148,8 +160,7 @@ async def _stop(task: asyncio.Task[None], server: FakeServer) -> None:
 
 @run_async
 async def test_snapshot_then_deltas_and_requests(tmp_path: Path) -> None:
-    server, watcher, host, task = await _run(tmp_path)
-    try:
+    async with _agent(tmp_path) as (server, watcher, host, _):
         peer = await server.peer()
         hello = await peer.handshake()
         assert (hello.role, hello.name) == ("client", "rA")
@@ -165,14 +176,11 @@ async def test_snapshot_then_deltas_and_requests(tmp_path: Path) -> None:
         await peer.receive()
         assert host.link_states == [("eth1", False)]
         assert host.solicited == [("eth2", "10.0.2.9"), ("eth2", "fe80::9")]
-    finally:
-        await _stop(task, server)
 
 
 @run_async
 async def test_mapping_packets_until_mapped(tmp_path: Path) -> None:
-    server, _, host, task = await _run(tmp_path)
-    try:
+    async with _agent(tmp_path) as (server, _, host, _):
         peer = await server.peer()
         await peer.handshake()
         seen = {(await _frame_for(host)) for _ in range(4)}
@@ -186,50 +194,35 @@ async def test_mapping_packets_until_mapped(tmp_path: Path) -> None:
         while not host.frames.empty():
             host.frames.get_nowait()
         assert {(await _frame_for(host))[0] for _ in range(3)} == {"eth2"}
-    finally:
-        await _stop(task, server)
 
 
 @run_async
 async def test_reconnects_with_a_new_snapshot_and_remaps(tmp_path: Path) -> None:
-    server, watcher, host, task = await _run(tmp_path)
-    try:
-        peer = await server.peer()
-        await peer.handshake()
-        await peer.receive()
+    async with _agent(tmp_path) as (server, watcher, host, _):
+        peer, _ = await server.session()
         peer.send(PortMapped("eth1", 1, 3))
         peer.send(PortMapped("eth2", 1, 4))
         watcher.current = FRESH
         peer.send(Goodbye("restarting"))
-        peer = await server.peer()
-        await peer.handshake()
-        assert await peer.receive() == FibSnapshot(FRESH)
+        peer, snapshot = await server.session()
+        assert snapshot == FibSnapshot(FRESH)
         while not host.frames.empty():
             host.frames.get_nowait()
         assert {(await _frame_for(host))[0] for _ in range(4)} == {"eth1", "eth2"}
         peer.writer.close()  # the server vanishes without a word
-        peer = await server.peer()
-        await peer.handshake()
-        assert isinstance(await peer.receive(), FibSnapshot)
-    finally:
-        await _stop(task, server)
+        peer, snapshot = await server.session()
+        assert isinstance(snapshot, FibSnapshot)
 
 
 @run_async
 async def test_protocol_error_says_goodbye_and_reconnects(tmp_path: Path) -> None:
-    server, _, _, task = await _run(tmp_path)
-    try:
-        peer = await server.peer()
-        await peer.handshake()
-        await peer.receive()
+    async with _agent(tmp_path) as (server, _, _, _):
+        peer, _ = await server.session()
         peer.send(FibDelta())  # not something a server sends
         reply = await peer.receive()
         assert isinstance(reply, Goodbye) and "unexpected FibDelta" in reply.reason
-        peer = await server.peer()
-        await peer.handshake()
-        assert await peer.receive() == FibSnapshot(FIB)
-    finally:
-        await _stop(task, server)
+        peer, snapshot = await server.session()
+        assert snapshot == FibSnapshot(FIB)
 
 
 @run_async
@@ -241,25 +234,19 @@ async def test_retries_until_the_server_appears(tmp_path: Path) -> None:
     server = FakeServer(path)
     await server.start()
     try:
-        peer = await server.peer()
-        await peer.handshake()
-        assert await peer.receive() == FibSnapshot(FIB)
+        _, snapshot = await server.session()
+        assert snapshot == FibSnapshot(FIB)
     finally:
         await _stop(task, server)
 
 
 @run_async
 async def test_cancelling_says_goodbye(tmp_path: Path) -> None:
-    server, _, _, task = await _run(tmp_path)
-    try:
-        peer = await server.peer()
-        await peer.handshake()
-        await peer.receive()
+    async with _agent(tmp_path) as (server, _, _, task):
+        peer, _ = await server.session()
         task.cancel()
         assert await peer.receive() == Goodbye("client shutting down")
         assert await asyncio.gather(task, return_exceptions=True) != [None]  # cancelled
-    finally:
-        await _stop(task, server)
 
 
 def test_main_rejects_a_bad_server_address(capsys: pytest.CaptureFixture[str]) -> None:

@@ -12,6 +12,7 @@ from pyroute2.netlink.rtnl import RTM_DELADDR, RTM_DELLINK, RTM_DELNEIGH, RTM_DE
 from routeflow.client.fib import FibState, proto_name
 from routeflow.model import Fib, Interface, Neighbour, NextHop, Route
 from routeflow.protocol.messages import FibDelta
+from tests.fibmirror import FibMirror
 
 ETH0 = (2, "eth0", "02:00:00:00:00:02")
 ETH1 = (3, "eth1", "02:00:00:00:00:03")
@@ -69,7 +70,7 @@ def test_event_steps_give_the_captured_deltas(golden: Golden) -> None:
 def test_deltas_applied_to_the_first_snapshot_give_the_final_state(golden: Golden) -> None:
     golden_dump, golden_events = golden
     state = FibState.from_dump(golden_dump["parsed"])
-    server = _Mirror(state.fib())
+    server = FibMirror(state.fib())
     for step in golden_events["steps"]:
         for msg in step["parsed"]:
             state.apply(msg)
@@ -281,32 +282,3 @@ def test_bridge_port_link_messages_are_ignored(build: Any) -> None:
 def test_macs_are_lowercase(build: Any, mac: str) -> None:
     state = FibState.from_dump([build.link(2, "eth0", mac)])
     assert state.fib().interfaces[0].mac == "02:00:00:00:00:02"
-
-
-class _Mirror:
-    """What a server holds: a snapshot with deltas applied to it."""
-
-    def __init__(self, fib: Fib) -> None:
-        self.interfaces = {i.ifname: i for i in fib.interfaces}
-        self.routes = {r.prefix: r for r in fib.routes}
-        self.neighbours = {(n.ifname, n.ip): n for n in fib.neighbours}
-
-    def apply(self, delta: FibDelta | None) -> None:
-        if delta is None:
-            return
-        for name in delta.interfaces_del:
-            del self.interfaces[name]
-        self.interfaces.update((i.ifname, i) for i in delta.interfaces_set)
-        for prefix in delta.routes_del:
-            del self.routes[prefix]
-        self.routes.update((r.prefix, r) for r in delta.routes_set)
-        for key in delta.neighbours_del:
-            del self.neighbours[key]
-        self.neighbours.update(((n.ifname, n.ip), n) for n in delta.neighbours_set)
-
-    def fib(self) -> Fib:
-        return Fib(
-            tuple(sorted(self.interfaces.values())),
-            tuple(sorted(self.routes.values())),
-            tuple(sorted(self.neighbours.values())),
-        )
