@@ -1,6 +1,8 @@
 from pathlib import Path
 
 import pytest
+from tests.unit.problems import assert_reported
+from tests.unit.problems import problems as config_problems
 
 from routeflow.config.loader import load_config, parse_config
 from routeflow.errors import ConfigError
@@ -17,11 +19,8 @@ GOOD = {
 }
 
 
-def problems(document) -> list[tuple[str, str]]:
-    with pytest.raises(ConfigError) as info:
-        parse_config(document, "cfg.yaml")
-    assert info.value.file == "cfg.yaml"
-    return info.value.problems
+def problems(document: object) -> dict[str, str]:
+    return config_problems(parse_config, document, "cfg.yaml")
 
 
 def test_good_config():
@@ -42,23 +41,25 @@ def test_every_error_is_reported_with_its_field():
         ],
         "extra": 1,
     }
-    found = dict(problems(bad))
-    assert "not a datapath id" in found["vms[0].dpid"]
+    found = problems(bad)
+    assert_reported(found, {
+        "vms[0].dpid": "not a datapath id",
+        "vms[0].interfaces[0].addresses[0]": "not an address",
+        "vms[0].interfaces[0].addresses[1]": "not an address",
+        "vms[0].interfaces[1].name": "duplicate interface name",
+        "vms[0].interfaces[1].port": "integer from 1",
+        "vms[1].name": "duplicate VM name",
+        "vms[1].daemons[0]": "sshd",
+        "vms[1].interfaces": "at least one interface",
+        "vms[1].dpid": "RFVS",
+    })
     assert found["vms[0].colour"] == "unknown key"
-    assert "not an address" in found["vms[0].interfaces[0].addresses[0]"]
-    assert "not an address" in found["vms[0].interfaces[0].addresses[1]"]
-    assert "duplicate interface name" in found["vms[0].interfaces[1].name"]
-    assert "integer from 1" in found["vms[0].interfaces[1].port"]
-    assert "duplicate VM name" in found["vms[1].name"]
-    assert "sshd" in found["vms[1].daemons[0]"]
-    assert "at least one interface" in found["vms[1].interfaces"]
-    assert "RFVS" in found["vms[1].dpid"]
     assert found["extra"] == "unknown key"
 
 
 def test_duplicate_dpid_and_missing_fields():
-    found = dict(problems({"vms": [{"name": "a", "dpid": 1, "interfaces": [{"name": "e", "port": 1}]},
-                                    {"dpid": 1, "interfaces": [{"port": 2}]}]}))
+    found = problems({"vms": [{"name": "a", "dpid": 1, "interfaces": [{"name": "e", "port": 1}]},
+                                    {"dpid": 1, "interfaces": [{"port": 2}]}]})
     assert "duplicate datapath id" in found["vms[1].dpid"]
     assert found["vms[1].name"] == "is required"
     assert found["vms[1].interfaces[0].name"] == "is required"
@@ -86,24 +87,26 @@ def test_trunk():
                                    {**vm, "name": "rB", "dpid": 2, "trunk": {"port": 48, "rfvs_interface": "eth3"}}]})
     assert config.vms[0].trunk.rfvs_port_name(1) == "rft1-rf"
     assert config.vms[1].trunk.rfvs_port_name(2) == "eth3"
-    found = dict(problems({"vms": [
+    found = problems({"vms": [
         {**vm, "interfaces": [{"name": "eth1", "port": 5000}, {"name": "eth2", "port": 7}],
          "trunk": {"port": 7, "speed": 10}},
         {**vm, "name": "rB", "dpid": 2, "trunk": {"port": 1, "rfvs_interface": "rft1-rf"}},
         {**vm, "name": "rC", "dpid": 3, "trunk": "yes"},
-    ]}))
-    assert "VLAN id" in found["vms[0].interfaces[0].port"]
-    assert "also interfaces[1]" in found["vms[0].trunk.port"]
+    ]})
+    assert_reported(found, {
+        "vms[0].interfaces[0].port": "VLAN id",
+        "vms[0].trunk.port": "also interfaces[1]",
+        "vms[1].trunk.rfvs_interface": "duplicate trunk RFVS interface",
+        "vms[2].trunk": "mapping",
+    })
     assert found["vms[0].trunk.speed"] == "unknown key"
-    assert "duplicate trunk RFVS interface" in found["vms[1].trunk.rfvs_interface"]
-    assert "mapping" in found["vms[2].trunk"]
 
 
 def test_routing_plane():
     vm = {"name": "rA", "dpid": 1, "interfaces": [{"name": "eth1", "port": 1}]}
     assert parse_config({"vms": [vm]}).vms[0].routing_plane == "physical"
     assert parse_config({"vms": [{**vm, "routing_plane": "virtual"}]}).vms[0].routing_plane == "virtual"
-    found = dict(problems({"vms": [{**vm, "routing_plane": "astral"}]}))
+    found = problems({"vms": [{**vm, "routing_plane": "astral"}]})
     assert "astral" in found["vms[0].routing_plane"]
 
 
@@ -116,7 +119,7 @@ def test_ipv6_interface_addresses():
     assert config.vms[0].loopback == ("10.255.0.1/32", "2001:db8:ff::1/128")
     bad = {**GOOD, "vms": [{**GOOD["vms"][0], "interfaces": [{"name": "eth1", "port": 1, "addresses": [
         "2001:db8:1::1", "2001:db8::g/64", "ff02::5/64", "fe80::1/64", "::/0", "2001:db8:1::1/129"]}]}]}
-    found = dict(problems(bad))
+    found = problems(bad)
     field = "vms[0].interfaces[0].addresses"
     assert "like 172.31.1.1/24 or 2001:db8:1::1/64" in found[f"{field}[0]"]
     assert "not an address with prefix length" in found[f"{field}[1]"]

@@ -41,6 +41,8 @@ from routeflow.protocol.messages import (
     Welcome,
 )
 
+from .wire import split_messages
+
 S1, RFVS = 0x1, 0x7266
 MAC = "02:00:00:00:00:01"
 
@@ -69,13 +71,7 @@ class FakeDatapath:
 
     def messages(self) -> list[tuple[int, int, bytes]]:
         """(type, xid, bytes) of every message sent so far."""
-        data = b"".join(self.writes)
-        out = []
-        while data:
-            _, kind, length, xid = struct.unpack_from("!BBHI", data)
-            out.append((kind, xid, data[:length]))
-            data = data[length:]
-        return out
+        return split_messages(b"".join(self.writes))
 
     def of_type(self, kind: int) -> list[tuple[int, int, bytes]]:
         return [m for m in self.messages() if m[0] == kind]

@@ -37,6 +37,8 @@ from routeflow.flows.model import (
 )
 from routeflow.protocol.messages import TableMod
 
+from .wire import split_messages
+
 DP = ofcodec.STANDALONE
 GOLDEN = Path(__file__).parent / "golden"
 MAC_A, MAC_B = "02:00:00:00:00:0a", "0a:00:00:00:00:0b"
@@ -179,17 +181,8 @@ def test_bad_entries_are_errors_as_before(flow):
                                                     itertools.count(1).__next__)
     assert len(errors) == 1 and errors[0].startswith("cannot encode")
     assert count == 2  # the good flow and the barrier
-    kinds = [kind for kind, _, _ in split(b"".join(chunks))]
+    kinds = [kind for kind, _, _ in split_messages(b"".join(chunks))]
     assert kinds == [ofp.OFPT_FLOW_MOD, ofp.OFPT_BARRIER_REQUEST]
-
-
-def split(data: bytes) -> list[tuple[int, int, bytes]]:
-    out = []
-    while data:
-        _, kind, length, xid = struct.unpack_from("!BBHI", data)
-        out.append((kind, xid, data[:length]))
-        data = data[length:]
-    return out
 
 
 def test_table_mod_bytes_equal_os_kens_messages_in_order():
@@ -221,8 +214,8 @@ def test_table_mod_chunks_hold_whole_messages():
     assert count == 1001 and len(chunks) > 10
     for chunk in chunks:
         assert len(chunk) < 4096 + 200
-        assert sum(len(m) for _, _, m in split(chunk)) == len(chunk)
-    assert [xid for _, xid, _ in split(b"".join(chunks))] == list(range(1, 1002))
+        assert sum(len(m) for _, _, m in split_messages(chunk)) == len(chunk)
+    assert [xid for _, xid, _ in split_messages(b"".join(chunks))] == list(range(1, 1002))
     assert ofwire.encode_table_mod(TableMod(1), itertools.count(1).__next__) == ([], 0, [])
 
 

@@ -6,9 +6,10 @@ from pathlib import Path
 import pytest
 
 from routeflow.config.loader import load_config
-from routeflow.errors import ConfigError
 from routeflow.lab.network import Veth, plan_lab
 from routeflow.lab.topology import Endpoint, load_topology, parse_topology
+from tests.unit.problems import assert_reported
+from tests.unit.problems import problems as config_problems
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 RUN = Path("/run/rf-test/lab")
@@ -34,9 +35,7 @@ GOOD = {
 
 
 def problems(document: object) -> dict[str, str]:
-    with pytest.raises(ConfigError) as info:
-        parse_topology(document, "topo.yaml")
-    return dict(info.value.problems)
+    return config_problems(parse_topology, document, "topo.yaml")
 
 
 def with_routers(routers, links=None) -> dict:
@@ -125,15 +124,17 @@ def test_bad_routers():
         {"name": "R2", "engine": "bird", "daemons": ["bgpd"], "interfaces": []},
         {"engine": "frr"},
     ], links=[{"ends": ["s1:6", "R1:eth1"]}, {"ends": ["h9", "s1:1"]}]))
-    assert "'quagga' is not one of frr, bird" in found["routers[0].engine"]
-    assert "'isisd' is not one of" in found["routers[0].daemons[1]"]
+    assert_reported(found, {
+        "routers[0].engine": "'quagga' is not one of frr, bird",
+        "routers[0].daemons[1]": "'isisd' is not one of",
+        "routers[0].interfaces[0].addresses[0]": "not an address with prefix length",
+        "routers[0].interfaces[1].name": "duplicate interface name 'eth1'",
+        "routers[0].interfaces[2].name": "'lo' is the loopback",
+        "routers[0].engine_config": "must be text",
+        "routers[1].daemons": "only the frr engine runs daemons",
+        "routers[1].interfaces": "at least one interface",
+    })
     assert found["routers[0].colour"] == "unknown key"
-    assert "not an address with prefix length" in found["routers[0].interfaces[0].addresses[0]"]
-    assert "duplicate interface name 'eth1'" in found["routers[0].interfaces[1].name"]
-    assert "'lo' is the loopback" in found["routers[0].interfaces[2].name"]
-    assert "must be text" in found["routers[0].engine_config"]
-    assert "only the frr engine runs daemons" in found["routers[1].daemons"]
-    assert "at least one interface" in found["routers[1].interfaces"]
     assert found["routers[2].name"] == "is required"
     assert found["routers[2].interfaces"] == "is required"
 
@@ -147,10 +148,12 @@ def test_bad_router_endpoints_and_unlinked_nics():
         {"ends": ["s1:7", "R1:eth3"]},        # NIC used twice
         {"ends": ["s1:8", "h9:eth0"]},        # host with a NIC name
     ]))
-    assert "'R1' is a router: name its NIC, like R1:eth1" in found["links[0].ends[1]"]
-    assert "router 'R1' has no interface 'eth9' (it has: eth1, eth2, eth3)" in found["links[1].ends[0]"]
-    assert "'R1:eth3' (also at links[3].ends[0])" in found["links[4].ends[1]"]
-    assert "is a host: name it without a port" in found["links[5].ends[1]"]
+    assert_reported(found, {
+        "links[0].ends[1]": "'R1' is a router: name its NIC, like R1:eth1",
+        "links[1].ends[0]": "router 'R1' has no interface 'eth9' (it has: eth1, eth2, eth3)",
+        "links[4].ends[1]": "'R1:eth3' (also at links[3].ends[0])",
+        "links[5].ends[1]": "is a host: name it without a port",
+    })
     assert found["routers[0].interfaces[0].name"] == "R1:eth1 is not connected by any link"
     assert "duplicate node name" in problems({**GOOD, "hosts": [
         {"name": "R1", "addresses": ["10.9.9.9/24"]}]})["routers[0].name"]

@@ -8,6 +8,8 @@ import pytest
 from routeflow.config.loader import load_config
 from routeflow.errors import ConfigError
 from routeflow.lab.topology import DEFAULT_CONTROLLER, Endpoint, Topology, load_topology, parse_topology
+from tests.unit.problems import assert_reported
+from tests.unit.problems import problems as config_problems
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 
@@ -27,11 +29,7 @@ GOOD = {
 
 
 def problems(document: object) -> dict[str, str]:
-    with pytest.raises(ConfigError) as info:
-        parse_topology(document, "topo.yaml")
-    assert info.value.file == "topo.yaml"
-    assert all(str(line).startswith("topo.yaml: ") for line in str(info.value).splitlines())
-    return dict(info.value.problems)
+    return config_problems(parse_topology, document, "topo.yaml")
 
 
 def good(**changes: object) -> dict:
@@ -92,17 +90,21 @@ def test_duplicate_names_dpids_and_link_names():
     found = problems(good(
         switches=[{"name": "s1", "dpid": 1}, {"name": "s2", "dpid": 1}, {"name": "h2", "dpid": 3}],
         links=[{"name": "x", "ends": ["s1:1", "h1"]}, {"name": "x", "ends": ["h2", "s2:1"]}]))
-    assert "duplicate datapath id 1 (also at switches[0].dpid)" in found["switches[1].dpid"]
-    assert "duplicate node name 'h2' (also at switches[2].name)" in found["hosts[1].name"]
-    assert "duplicate link name 'x'" in found["links[1].name"]
+    assert_reported(found, {
+        "switches[1].dpid": "duplicate datapath id 1 (also at switches[0].dpid)",
+        "hosts[1].name": "duplicate node name 'h2' (also at switches[2].name)",
+        "links[1].name": "duplicate link name 'x'",
+    })
 
 
 def test_names_too_long_for_linux():
     found = problems(good(switches=[{"name": "switch_number_01", "dpid": 1}, {"name": "s2", "dpid": 2},
                                     {"name": "switch_twelve", "dpid": 3}],
                           links=[{"ends": ["s2:1", "h1"]}, {"ends": ["switch_twelve:1", "h2"]}]))
-    assert "at most 15 long" in found["switches[0].name"]
-    assert "'switch_twelve-p1' is longer than Linux's 15 characters" in found["links[1].ends[0]"]
+    assert_reported(found, {
+        "switches[0].name": "at most 15 long",
+        "links[1].ends[0]": "'switch_twelve-p1' is longer than Linux's 15 characters",
+    })
     found = problems(good(hosts=[{"name": "a_very_long_host", "addresses": ["10.0.0.1/24"]}]))
     assert "at most 15 long" in found["hosts[0].name"]
 
@@ -112,22 +114,26 @@ def test_bad_addresses_and_gateways():
         {"name": "h1", "addresses": ["172.31.1.2", "300.1.1.1/24", "172.31.9.0/24", "172.31.8.255/24"],
          "gateway": "10.9.9.9", "gateway6": "172.31.1.1"},
         {"name": "h2", "addresses": [], "gateway": "nope"}]))
-    assert "not an address with prefix length" in found["hosts[0].addresses[0]"]
-    assert "not an address with prefix length" in found["hosts[0].addresses[1]"]
-    assert "network or broadcast address" in found["hosts[0].addresses[2]"]
-    assert "network or broadcast address" in found["hosts[0].addresses[3]"]
-    assert "not in any subnet" in found["hosts[0].gateway"]
-    assert "not an IPv6 address" in found["hosts[0].gateway6"]
-    assert "at least one address" in found["hosts[1].addresses"]
-    assert "not an IP address" in found["hosts[1].gateway"]
+    assert_reported(found, {
+        "hosts[0].addresses[0]": "not an address with prefix length",
+        "hosts[0].addresses[1]": "not an address with prefix length",
+        "hosts[0].addresses[2]": "network or broadcast address",
+        "hosts[0].addresses[3]": "network or broadcast address",
+        "hosts[0].gateway": "not in any subnet",
+        "hosts[0].gateway6": "not an IPv6 address",
+        "hosts[1].addresses": "at least one address",
+        "hosts[1].gateway": "not an IP address",
+    })
 
 
 def test_bad_controller_targets():
     found = problems(good(controller="http://x", switches=[
         {"name": "s1", "dpid": 1, "controller": "tcp:1.2.3.4:70000"},
         {"name": "s2", "dpid": 2, "controller": "unix:/run/ovs.sock"}]))
-    assert "not an OpenFlow controller target" in found["controller"]
-    assert "not an OpenFlow controller target" in found["switches[0].controller"]
+    assert_reported(found, {
+        "controller": "not an OpenFlow controller target",
+        "switches[0].controller": "not an OpenFlow controller target",
+    })
     assert "switches[1].controller" not in found
     topo = parse_topology(good(controller="ssl:[::1]:6653"))
     assert topo.switch("s1").controller == "ssl:[::1]:6653"
@@ -148,15 +154,19 @@ def test_bad_links():
         {"ends": "s1:1"},
     ]))
     assert "duplicate endpoint" in found["links[1].ends[0]"] and "links[0].ends[0]" in found["links[1].ends[0]"]
-    assert "unknown switch, router or host 's9'" in found["links[2].ends[0]"]
-    assert "is a switch: give a port" in found["links[3].ends[0]"]
-    assert "is a host: name it without a port" in found["links[4].ends[1]"]
+    assert_reported(found, {
+        "links[2].ends[0]": "unknown switch, router or host 's9'",
+        "links[3].ends[0]": "is a switch: give a port",
+        "links[4].ends[1]": "is a host: name it without a port",
+    })
     assert "out of range" in found["links[5].ends[0]"] and "out of range" in found["links[5].ends[1]"]
-    assert "exactly two endpoints, not 1" in found["links[6].ends"]
-    assert "a switch port or a router NIC at one end" in found["links[7].ends"]
-    assert "is a switch: give a port number" in found["links[8].ends[0]"]
-    assert "not SWITCH:PORT, ROUTER:NIC or HOST" in found["links[8].ends[1]"]
-    assert "must be a list" in found["links[9].ends"]
+    assert_reported(found, {
+        "links[6].ends": "exactly two endpoints, not 1",
+        "links[7].ends": "a switch port or a router NIC at one end",
+        "links[8].ends[0]": "is a switch: give a port number",
+        "links[8].ends[1]": "not SWITCH:PORT, ROUTER:NIC or HOST",
+        "links[9].ends": "must be a list",
+    })
 
 
 def test_host_without_link():
@@ -216,8 +226,10 @@ def test_ipv6_host_addresses_and_gateways():
         {"name": "h2", "addresses": ["2001:db8:2::2/64"], "gateway6": "ff02::2"}]))
     assert found["hosts[0].addresses[0]"] == ("2001:db8:1::/64 is the Subnet-Router anycast address of "
                                               "2001:db8:1::/64")
-    assert found["hosts[0].addresses[1]"] == "ff02::1 is a multicast address"
     assert "link-local" in found["hosts[0].addresses[2]"]
+    assert found["hosts[0].addresses[1]"] == "ff02::1 is a multicast address"
     assert "2001:db8:1::1/64" in found["hosts[0].addresses[3]"]  # the example names IPv6 too
-    assert "not in any subnet" in found["hosts[0].gateway6"]
-    assert "not in any subnet" in found["hosts[1].gateway6"]
+    assert_reported(found, {
+        "hosts[0].gateway6": "not in any subnet",
+        "hosts[1].gateway6": "not in any subnet",
+    })
