@@ -4,9 +4,9 @@ and with FRR and BIRD mixed. The RF-Client is the same for both engines."""
 from __future__ import annotations
 
 import pytest
+from tests.integration.linkcut import cut_reroutes_and_restores
 
-from routeflow.harness import CONVERGE_TIMEOUT, Stack, ping, running, wait_for
-from routeflow.lab import network
+from routeflow.harness import Stack, running, wait_for
 from routeflow.vnet.bird import birdc
 
 pytestmark = pytest.mark.integration
@@ -63,15 +63,4 @@ def test_ecmp_route_is_a_select_group(stack):
 
 
 def test_link_cut_reroutes_and_restores(stack):
-    state = stack.lab_state
-    network.set_link("A-B", False, state_path=state)
-    try:
-        wait_for(lambda: not any("output:3" in f for f in stack.flows("0x1")), 10, 0.2)
-        wait_for(lambda: ping("h1", "172.31.2.100", timeout=0.5).ok, 30, 0.2)
-        stack.wait_verify_clean()
-        # The other pairs whose paths crossed the cut link may need a moment more.
-        wait_for(lambda: all(r.ok for r in stack.all_pairs(count=1).values()), 30, 0.5)
-    finally:
-        network.set_link("A-B", True, state_path=state)
-    wait_for(lambda: stack.all_pairs_ok(), CONVERGE_TIMEOUT, 0.5)
-    stack.wait_verify_clean()
+    cut_reroutes_and_restores(stack)

@@ -16,9 +16,9 @@ import sys
 import time
 
 import pytest
+from tests.integration.linkcut import cut_reroutes_and_restores
 
-from routeflow.harness import CONVERGE_TIMEOUT, Stack, captured, example_variant, ping, running, wait_for
-from routeflow.lab import network
+from routeflow.harness import Stack, captured, example_variant, ping, running, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -125,26 +125,7 @@ def test_rftest2_ecmp_uses_both_equal_cost_paths(rftest2):
 
 
 def test_rftest2_link_cut_reroutes_and_restores(rftest2):
-    # h1 (sA) to h2 (sB) takes the direct A-B link; cutting it must reroute.
-    state = rftest2.lab_state
-    network.set_link("A-B", False, state_path=state)
-    try:
-        wait_for(lambda: _cut_port_mirrored(rftest2), 10, 0.2)
-        wait_for(lambda: ping("h1", "172.31.2.100", timeout=0.5).ok, 30, 0.2)
-        rftest2.wait_verify_clean()
-        # The other pairs whose paths crossed the cut link may need a moment more.
-        wait_for(lambda: all(r.ok for r in rftest2.all_pairs(count=1).values()), 30, 0.5)
-    finally:
-        network.set_link("A-B", True, state_path=state)
-    wait_for(lambda: rftest2.all_pairs_ok(), CONVERGE_TIMEOUT, 0.5)
-    rftest2.wait_verify_clean()
-
-
-def _cut_port_mirrored(stack: Stack) -> bool:
-    """The VM interface mirroring the cut port went down, and no flow outputs there."""
-    vm = next(v for v in stack.status()["vms"] if v["name"] == "rA")
-    eth3 = next(i for i in vm["interfaces"] if i["name"] == "eth3")
-    return eth3["up"] is False and not any("output:3" in f for f in stack.flows("0x1"))
+    cut_reroutes_and_restores(rftest2)
 
 
 def test_rftest2_withdrawn_route_leaves_no_stale_flow(rftest2):
