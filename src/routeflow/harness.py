@@ -180,10 +180,6 @@ class Stack:
         _terminate(self.controller, sig)
         self.controller = None
 
-    def restart_controller(self, sig: int = signal.SIGKILL) -> None:
-        self.stop_controller(sig)
-        self.start_controller()
-
     def start_server(self) -> None:
         self.server_started_at = time.monotonic()
         self.server = self._spawn("server", "server", str(self.config_path))

@@ -32,7 +32,6 @@ class TableSpec(NamedTuple):
 CONTROL = TableSpec(0, "control", "slow-path classification and router-MAC admission")
 FIB = TableSpec(1, "fib", "longest-prefix-match routes and connected hosts")
 SLOW_PATH = TableSpec(2, "slow_path", "to the virtual router: via the controller or the trunk")
-PIPELINE = (CONTROL, FIB, SLOW_PATH)
 
 #: RFVS bridges have one table: VM NICs to and from trunks, the rest to the controller.
 RFVS_TABLE = 0

@@ -23,8 +23,6 @@ from routeflow.vnet.resources import Resource, ResourceLog, process_record, read
 
 log = logging.getLogger("routeflow.vnet")
 
-#: Engines that run daemons ("none" runs nothing).
-ENGINES_WITH_DAEMONS = ("frr", "bird")
 #: How long a daemon may take to write its pidfile and open its ready socket.
 DAEMON_START_TIMEOUT = 10.0
 
