@@ -9,10 +9,11 @@ routeflow: the link is cut by taking both veth ends down (``lab.network.set_link
 switches report port-down, routeflow takes the mirrored VM NICs down, FRR reroutes over
 A-D-B at once.
 
-Baseline, measured in the same run: the same cut made invisible to the ports (OpenFlow port
-config ``no-receive,no-forward`` on both ends of A-B: every packet dropped, carrier and port
-state stay up; ``tc netem`` is not available in this kernel), so only OSPF's dead interval
-(3 s in rftest2) detects it: what the network loses without port-status propagation.
+Baseline, measured in the same run: the same link made silent (``set_link(..., "silent")``:
+OpenFlow port config ``no-receive,no-forward`` on both ends of A-B, every packet dropped,
+carrier and port state up; ``tc netem`` is not available in this kernel), so only OSPF's
+dead interval (3 s in rftest2) detects it: what the network loses without port-status
+propagation.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ from routeflow_bench.stats import Summary, probe_losses
 SRC, DST, LINK = "h1", "172.31.2.100", "A-B"
 INTERVAL = 0.001
 PROBER = str(Path(__file__).with_name("prober.py"))
-LINK_ENDS = (("sA", "sA-p3"), ("sB", "sB-p2"))  # A-B's switch ports (topology port names)
 
 
 def _direct(stack: Stack) -> bool:
@@ -42,14 +42,6 @@ def _direct(stack: Stack) -> bool:
     out = sh(["ip", "-n", "rA", "route", "get", DST], check=False)
     back = sh(["ip", "-n", "rB", "route", "get", "172.31.1.100"], check=False)
     return "dev eth3" in out and "dev eth2" in back and stack.verify().ok
-
-
-def _blackhole(cut: bool) -> None:
-    """Drop everything on both ends of A-B at the switches with the OpenFlow port config bits
-    no-receive and no-forward: carrier and port state (LINK_DOWN) stay up, so only OSPF notices."""
-    for switch, ifname in LINK_ENDS:
-        for bit in ("receive", "forward"):
-            sh(["ovs-ofctl", "-O", "OpenFlow13", "mod-port", switch, ifname, f"no-{bit}" if cut else bit])
 
 
 def _cycle(stack: Stack, cut: Callable[[], None], restore: Callable[[], None], settle: float,
@@ -85,19 +77,12 @@ def run(ctx: Context) -> list[Row]:
     with Stack("rftest2", run_dir) as stack:
         wait_for(lambda: stack.all_pairs_ok() and _direct(stack), 120, 0.2)
         for i in range(repeat):
-            for kind in ("routeflow", "baseline"):
-                if kind == "routeflow":
-                    def cut() -> None:
-                        network.set_link(LINK, False, state_path=stack.lab_state)
+            for kind, cut_state in (("routeflow", "down"), ("baseline", "silent")):
+                def cut(state: str = cut_state) -> None:
+                    network.set_link(LINK, state, state_path=stack.lab_state)
 
-                    def restore() -> None:
-                        network.set_link(LINK, True, state_path=stack.lab_state)
-                else:
-                    def cut() -> None:
-                        _blackhole(True)
-
-                    def restore() -> None:
-                        _blackhole(False)
+                def restore() -> None:
+                    network.set_link(LINK, "up", state_path=stack.lab_state)
                 c = _cycle(stack, cut, restore, settle)
                 cycles[kind].append(c)
                 ctx.say(f"recovery: {kind} cycle {i + 1}/{repeat}: cut {c['cut']['loss_ms']:.0f} ms "

@@ -16,6 +16,7 @@ import sys
 from typing import Any, Sequence
 
 from routeflow.errors import ConfigError
+from routeflow.lab.topology import LINK_STATES
 from routeflow.protocol.transport import DEFAULT_SERVER
 from routeflow.vnet import VnetError
 
@@ -63,9 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state", default=None, help="where to record what was created")
     p = lab_sub.add_parser("down", help="remove everything the last `lab up` created")
     p.add_argument("--state", default=None)
-    p = lab_sub.add_parser("link", help="cut or restore a link (both ends down or up)")
+    p = lab_sub.add_parser("link", help="cut, silence or restore a link (both ends)")
     p.add_argument("link", help="link name or endpoint, e.g. A-B or sA:3")
-    p.add_argument("state_word", choices=("up", "down"))
+    p.add_argument("state_word", choices=LINK_STATES,
+                   help="down: carrier lost; silent: carrier and port state up, every frame dropped "
+                        "(switch ports at both ends); up: restored")
     p.add_argument("--state", default=None)
 
     p = sub.add_parser("status", help="datapaths, VMs, port mappings, routes and flows")
@@ -171,7 +174,7 @@ def _lab(args: argparse.Namespace) -> int:
         network.lab_up(args.topology, **kwargs)
         print(f"lab {args.topology} is up")
     elif args.lab_command == "link":
-        link = network.set_link(args.link, args.state_word == "up", **kwargs)
+        link = network.set_link(args.link, args.state_word, **kwargs)
         print(f"link {link.name} is {args.state_word}")
     elif network.lab_down(**kwargs):
         print("lab is down")

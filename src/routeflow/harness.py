@@ -40,13 +40,16 @@ T = TypeVar("T")
 
 
 def example_variant(example: str, directory: Path, vm_settings: Mapping[str, Any] | None = None,
-                    drop: Sequence[str] = ()) -> Path:
-    """A copy of ``example`` in ``directory``, with ``vm_settings`` set on every VM
-    and the ``drop`` keys taken off every VM and switch (e.g. ``trunk``)."""
+                    drop: Sequence[str] = (), config_settings: Mapping[str, Any] | None = None) -> Path:
+    """A copy of ``example`` in ``directory``, with ``vm_settings`` set on every VM,
+    ``config_settings`` at the top of its routeflow.yaml and the ``drop`` keys taken
+    off every VM and switch (e.g. ``trunk``)."""
     shutil.copytree(EXAMPLES / example, directory)
-    for name, entries, settings in (("topology.yaml", "switches", {}), ("routeflow.yaml", "vms", vm_settings or {})):
+    for name, entries, settings, top in (("topology.yaml", "switches", {}, {}),
+                                         ("routeflow.yaml", "vms", vm_settings or {}, config_settings or {})):
         path = directory / name
         document = yaml.safe_load(path.read_text())
+        document.update(top)
         for entry in document[entries]:
             for key in drop:
                 entry.pop(key, None)

@@ -1,30 +1,66 @@
-"""The link-cut scenario of rftest2 and its variants, on any engine and plane."""
+"""Link failures on rftest2 and its variants (any engine, either routing plane): link A-B,
+which h1 (sA) to h2 (sB) takes, cut or silenced, then restored."""
 
 from __future__ import annotations
 
 from routeflow.harness import CONVERGE_TIMEOUT, Stack, ping, wait_for
 from routeflow.lab import network
 
+#: The VM NICs that mirror link A-B's ports: sA port 3 and sB port 2.
+A_B_NICS = ("rA:eth3", "rB:eth2")
+
+
+def virtual_links(stack: Stack) -> set[tuple[str, ...]]:
+    """VM NIC pairs wired together on the RFVS, as ``("rA:eth3", "rB:eth2")``."""
+    return {tuple(sorted((f"{vm['name']}:{i['name']}", i["virtual_link"])))
+            for vm in stack.status(detail=False)["vms"] for i in vm["interfaces"] if i["virtual_link"]}
+
 
 def _cut_port_mirrored(stack: Stack) -> bool:
-    """rA's eth3, which mirrors sA port 3 (link A-B), is down and no flow of sA outputs there."""
+    """rA's eth3, which mirrors sA port 3, is down and no flow of sA outputs there."""
     vm = next(v for v in stack.status()["vms"] if v["name"] == "rA")
     eth3 = next(i for i in vm["interfaces"] if i["name"] == "eth3")
     return eth3["up"] is False and not any("output:3" in f for f in stack.flows("0x1"))
 
 
+def _rerouted(stack: Stack) -> None:
+    """h1 reaches h2 without A-B, verify is clean, and every other pair whose path crossed
+    A-B follows (those may need a moment more)."""
+    wait_for(lambda: ping("h1", "172.31.2.100", timeout=0.5).ok, 30, 0.2)
+    stack.wait_verify_clean()
+    wait_for(lambda: all(r.ok for r in stack.all_pairs(count=1).values()), 30, 0.5)
+
+
+def _reconverged(stack: Stack, virtual: bool) -> None:
+    """Every pair pings again (and, in the virtual plane, A-B is wired again); verify is clean."""
+    wait_for(lambda: stack.all_pairs_ok() and (not virtual or A_B_NICS in virtual_links(stack)),
+             CONVERGE_TIMEOUT, 0.5)
+    stack.wait_verify_clean()
+
+
 def cut_reroutes_and_restores(stack: Stack) -> None:
-    """Cut link A-B, which h1 (sA) to h2 (sB) takes: traffic must reroute, verify stay
-    clean, every pair come back; then restore the link and converge again."""
-    state = stack.lab_state
-    network.set_link("A-B", False, state_path=state)
+    """Cut A-B (carrier lost): the mirrored NICs go down at once and traffic reroutes."""
+    network.set_link("A-B", "down", state_path=stack.lab_state)
     try:
         wait_for(lambda: _cut_port_mirrored(stack), 10, 0.2)
-        wait_for(lambda: ping("h1", "172.31.2.100", timeout=0.5).ok, 30, 0.2)
-        stack.wait_verify_clean()
-        # The other pairs whose paths crossed the cut link may need a moment more.
-        wait_for(lambda: all(r.ok for r in stack.all_pairs(count=1).values()), 30, 0.5)
+        _rerouted(stack)
     finally:
-        network.set_link("A-B", True, state_path=state)
-    wait_for(lambda: stack.all_pairs_ok(), CONVERGE_TIMEOUT, 0.5)
-    stack.wait_verify_clean()
+        network.set_link("A-B", "up", state_path=stack.lab_state)
+    _reconverged(stack, stack.config.vms[0].routing_plane == "virtual")
+
+
+def silence_reroutes_and_restores(stack: Stack, probe_interval: float) -> None:
+    """Silence A-B (carrier and port state up, every frame dropped): no port goes down.
+    In the physical plane OSPF's dead interval notices; in the virtual plane, where the
+    routers' hellos cross the RFVS, link discovery must first unwire the NICs (after 3.5
+    probe intervals) so that the hellos take the dead link and fail too."""
+    virtual = stack.config.vms[0].routing_plane == "virtual"
+    network.set_link("A-B", "silent", state_path=stack.lab_state)
+    try:
+        if virtual:
+            wait_for(lambda: A_B_NICS not in virtual_links(stack), 3.5 * probe_interval + 2, 0.1)
+        _rerouted(stack)
+        assert all(i["up"] for vm in stack.status()["vms"] for i in vm["interfaces"]), "a NIC went down"
+    finally:
+        network.set_link("A-B", "up", state_path=stack.lab_state)
+    _reconverged(stack, virtual)

@@ -147,8 +147,8 @@ def test_ipv6_hosts_and_quiet_switch_ports(lab: Path) -> None:
     network.host_exec("h2", ["ip", "addr", "add", "2001:db8:99::2/64", "dev", "eth0"], check=True)
     assert _ping("h1", "2001:db8:99::2", count=3)
     assert _ping("h2", local[0]["local"] + "%eth0")  # neighbour discovery to a link-local address
-    network.set_link("h1", False, state_path=lab)
-    network.set_link("h1", True, state_path=lab)
+    network.set_link("h1", "down", state_path=lab)
+    network.set_link("h1", "up", state_path=lab)
     assert "2001:db8:99::1/64" in network.host_exec("h1", ["ip", "-6", "addr"], check=True).stdout
     wait_for(lambda: _ping("h1", "2001:db8:99::2"), 5, 0.1)
 
@@ -156,20 +156,44 @@ def test_ipv6_hosts_and_quiet_switch_ports(lab: Path) -> None:
 def test_cut_and_restore_a_link(lab: Path) -> None:
     _patch_h1_to_h2()
     assert _ping("h1", "10.99.0.2")
-    link = network.set_link("sB:2", False, state_path=lab)
+    link = network.set_link("sB:2", "down", state_path=lab)
     assert link.name == "A-B"
     assert not asyncio.run(links.link_is_up("sA-p3")) and not asyncio.run(links.link_is_up("sB-p2"))
     # OVS notices carrier changes asynchronously.
     wait_for(lambda: _vsctl_get("Interface", "sA-p3", "link_state") == "down", 5, 0.1)
     assert not _ping("h1", "10.99.0.2")
-    network.set_link("A-B", True, state_path=lab)
+    network.set_link("A-B", "up", state_path=lab)
     wait_for(lambda: _vsctl_get("Interface", "sA-p3", "link_state") == "up", 5, 0.1)
     assert _ping("h1", "10.99.0.2", count=2)
     # A host's link: its eth0 goes down with the switch port.
-    network.set_link("h3", False, state_path=lab)
+    network.set_link("h3", "down", state_path=lab)
     assert not asyncio.run(links.link_is_up("eth0", "h3")) and not asyncio.run(links.link_is_up("sC-p1"))
-    network.set_link("h3", True, state_path=lab)
+    network.set_link("h3", "up", state_path=lab)
     assert asyncio.run(links.link_is_up("eth0", "h3"))
+
+
+def test_silent_link_drops_everything_with_carrier_and_port_state_up(lab: Path) -> None:
+    _patch_h1_to_h2()
+    assert _ping("h1", "10.99.0.2")
+    done = subprocess.run([sys.executable, "-m", "routeflow", "lab", "link", "A-B", "silent", "--state", str(lab)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert (done.returncode, done.stdout) == (0, "link A-B is silent\n"), done.stderr
+    try:
+        for switch, port in (("sA", "sA-p3"), ("sB", "sB-p2")):
+            desc = output("ovs-ofctl", "-O", "OpenFlow13", "show", switch)
+            line = next(x for x in desc.splitlines() if f"({port})" in x)
+            config = desc.split(line, 1)[1].split("state:", 1)[0]
+            assert "NO_RECV" in config and "NO_FWD" in config, desc
+            assert _vsctl_get("Interface", port, "link_state") == "up"
+        assert asyncio.run(links.link_is_up("sA-p3")) and asyncio.run(links.link_is_up("sB-p2"))
+        assert not _ping("h1", "10.99.0.2")
+    finally:
+        network.set_link("A-B", "up", state_path=lab)
+    assert _ping("h1", "10.99.0.2", count=2)
+    with pytest.raises(network.LabError, match="switch ports at both ends, and h1 is not a switch"):
+        network.set_link("h1", "silent", state_path=lab)
+    with pytest.raises(network.LabError, match="'sideways' is not one of up, down, silent"):
+        network.set_link("A-B", "sideways", state_path=lab)
 
 
 def test_lab_down_from_another_process(lab: Path) -> None:
@@ -215,7 +239,7 @@ def test_async_context_manager_without_state_file() -> None:
     async def scenario() -> None:
         async with network.Lab(TOPOLOGY, state_path=None) as lab:
             assert len(await asyncio.to_thread(_lab_objects, TOPOLOGY)) == 4 + 4 + 14
-            await lab.set_link("C-A", False)
+            await lab.set_link("C-A", "down")
             assert not await links.link_is_up("sC-p2")
             raise KeyError("body failed")
 

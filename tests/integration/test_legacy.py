@@ -101,7 +101,7 @@ class TestLegacyOspf:
 
     def test_cut_to_the_legacy_router_withdraws_its_routes_and_restores(self, legacy):
         state = legacy.lab_state
-        network.set_link("B-L1", False, state_path=state)
+        network.set_link("B-L1", "down", state_path=state)
         try:
             # The switch port going down takes rB's eth6 down at once: L1's routes go
             # from every switch, with nothing stale.
@@ -110,7 +110,7 @@ class TestLegacyOspf:
             legacy.wait_verify_clean()
             assert ping("h1", "172.31.2.100").ok
         finally:
-            network.set_link("B-L1", True, state_path=state)
+            network.set_link("B-L1", "up", state_path=state)
         wait_for(lambda: _ospf_neighbours("L1").get("10.255.0.2", "").startswith("Full"), 30, 0.5)
         wait_for(lambda: ping("h9", "172.31.1.100", timeout=0.5).ok, 30, 0.5)
         legacy.wait_verify_clean()

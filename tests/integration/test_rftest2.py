@@ -16,12 +16,13 @@ import sys
 import time
 
 import pytest
-from tests.integration.linkcut import cut_reroutes_and_restores
+from tests.integration.linkcut import cut_reroutes_and_restores, silence_reroutes_and_restores, virtual_links
 
 from routeflow.harness import Stack, captured, example_variant, ping, running, wait_for
 
 pytestmark = pytest.mark.integration
-
+#: Link-discovery probe interval of the virtual plane: a silent link is unwired after 3.5 of them.
+PROBE_INTERVAL = 0.25
 
 
 @pytest.fixture(scope="module", params=["physical", "virtual"])
@@ -29,21 +30,16 @@ def rftest2(request, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp(f"rftest2-{request.param}")
     example = "rftest2"
     if request.param == "virtual":
-        example = example_variant("rftest2", run_dir / "example", {"routing_plane": "virtual"})
+        example = example_variant("rftest2", run_dir / "example", {"routing_plane": "virtual"},
+                                  config_settings={"discovery": {"interval": PROBE_INTERVAL}})
     with running(example, run_dir, _converged(request.param)) as stack:
         yield stack
 
 
 def _converged(plane: str):
     def ready(stack: Stack) -> bool:
-        return stack.all_pairs_ok() and (plane == "physical" or len(_virtual_links(stack)) == 5)
+        return stack.all_pairs_ok() and (plane == "physical" or len(virtual_links(stack)) == 5)
     return ready
-
-
-def _virtual_links(stack: Stack) -> set[tuple[str, ...]]:
-    """VM NIC pairs wired together on the RFVS, as ``("rA:eth3", "rB:eth2")``."""
-    return {tuple(sorted((f"{vm['name']}:{i['name']}", i["virtual_link"])))
-            for vm in stack.status(detail=False)["vms"] for i in vm["interfaces"] if i["virtual_link"]}
 
 
 def test_rftest2_routing_messages_travel_in_the_plane_configured(rftest2):
@@ -53,11 +49,11 @@ def test_rftest2_routing_messages_travel_in_the_plane_configured(rftest2):
     rftest2.wait_verify_clean()  # the RFVS holds every wire status shows
     hellos = captured("sA-p3", "ip proto 89")  # OSPF hellos go every second
     if virtual:
-        assert ("rA:eth3", "rB:eth2") in _virtual_links(rftest2)
+        assert ("rA:eth3", "rB:eth2") in virtual_links(rftest2)
         assert not hellos, hellos
         assert len(rftest2.status(detail=False)["links"]) == 10  # five links, both directions
     else:
-        assert not _virtual_links(rftest2)
+        assert not virtual_links(rftest2)
         assert len(hellos) >= 2
 
 
@@ -126,6 +122,10 @@ def test_rftest2_ecmp_uses_both_equal_cost_paths(rftest2):
 
 def test_rftest2_link_cut_reroutes_and_restores(rftest2):
     cut_reroutes_and_restores(rftest2)
+
+
+def test_rftest2_silent_link_failure_reroutes_and_restores(rftest2):
+    silence_reroutes_and_restores(rftest2, PROBE_INTERVAL)
 
 
 def test_rftest2_withdrawn_route_leaves_no_stale_flow(rftest2):

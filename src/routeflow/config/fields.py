@@ -115,6 +115,14 @@ class Fields:
             return None
         return value
 
+    def seconds(self, key: str, default: float, lo: float, hi: float) -> float:
+        """A duration in seconds, an integer or a decimal number from ``lo`` to ``hi``."""
+        value = self.raw(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+            self.error(key, f"must be a number of seconds from {lo:g} to {hi:g}, not {value!r}")
+            return default
+        return float(value)
+
     def flag(self, key: str, default: bool) -> bool:
         value = self.raw(key, default)
         if not isinstance(value, bool):

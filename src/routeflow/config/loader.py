@@ -6,6 +6,8 @@ from pathlib import Path
 
 from routeflow.config.fields import Fields, Problems, check_unique, load_yaml
 from routeflow.config.schema import (
+    DISCOVERY_INTERVAL_MAX,
+    DISCOVERY_INTERVAL_MIN,
     ENGINES,
     FRR_DAEMONS,
     ROUTING_PLANES,
@@ -44,6 +46,10 @@ def parse_config(document: object, source: str = "<config>") -> Config:
         except ValueError as exc:
             problems.add(f"listen[{i}]", str(exc))
     manage_vms = top.flag("manage_vms", True)
+    discovery = Fields(top.raw("discovery", {}), "discovery", problems)
+    discovery_interval = discovery.seconds("interval", Config.discovery_interval,
+                                           DISCOVERY_INTERVAL_MIN, DISCOVERY_INTERVAL_MAX)
+    discovery.finish()
 
     vms = []
     for vm in top.items("vms"):
@@ -61,7 +67,8 @@ def parse_config(document: object, source: str = "<config>") -> Config:
                  [(f"vms[{i}].trunk.rfvs_interface", v.trunk.rfvs_port_name(v.dpid))
                   for i, v in enumerate(vms) if v.trunk is not None and v.dpid is not None])
     problems.raise_if_any()
-    return Config(vms=tuple(vms), rfvs=rfvs, listen=tuple(listen), manage_vms=manage_vms, source=source)
+    return Config(vms=tuple(vms), rfvs=rfvs, listen=tuple(listen), manage_vms=manage_vms,
+                  discovery_interval=discovery_interval, source=source)
 
 
 def parse_engine(f: Fields, engines: tuple[str, ...]) -> tuple[str, tuple[str, ...], str]:

@@ -25,6 +25,8 @@ ENGINES = ("frr", "bird", "none")
 #: Where a VM's routing messages to another routeflow VM travel (see VmConfig.routing_plane).
 ROUTING_PLANES = ("physical", "virtual")
 FRR_DAEMONS = ("ospfd", "bgpd", "ospf6d", "ripd", "staticd", "bfdd")
+#: Bounds of the link-discovery probe interval, seconds (see Config.discovery_interval).
+DISCOVERY_INTERVAL_MIN, DISCOVERY_INTERVAL_MAX = 0.1, 60.0
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,9 @@ class Config:
     listen: tuple[str, ...] = (DEFAULT_SERVER, DEFAULT_TCP)
     #: Whether the server creates the virtual environment (namespaces, RFVS, engines).
     manage_vms: bool = True
+    #: Seconds between link-discovery probes on the datapaths of ``virtual`` routing-plane
+    #: VMs; a link that passes none for 3.5 intervals while its ports stay up is unwired.
+    discovery_interval: float = 1.0
     source: str = ""
 
     def vm(self, name: str) -> VmConfig | None:

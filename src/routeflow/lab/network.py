@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Sequence
 
 from routeflow.config.schema import trunk_patch_names
-from routeflow.lab.topology import Host, Link, Router, Switch, Topology, load_topology
+from routeflow.lab.topology import LINK_STATES, Host, Link, Router, Switch, Topology, load_topology
 from routeflow.vnet import VnetError, engine, links, ovs
 from routeflow.vnet.engine import EnginePlan, plan_engine
 from routeflow.vnet.links import IfAddress
@@ -186,20 +186,29 @@ class Lab(Lifecycle):
             await engine.start_engine(router.netns, f"router {router.name}", router.engine_run, self.record,
                                       owner=router.name)
 
-    async def set_link(self, spec: str, up: bool) -> Link:
-        """Bring link ``spec`` (a link name or an endpoint) down or up, both ends."""
-        return await _set_link(self.topology, spec, up)
+    async def set_link(self, spec: str, state: str) -> Link:
+        """Put link ``spec`` (a link name or an endpoint) in ``state``, one of :data:`LINK_STATES`."""
+        return await _set_link(self.topology, spec, state)
 
 
-async def _set_link(topology: Topology, spec: str, up: bool) -> Link:
+async def _set_link(topology: Topology, spec: str, state: str) -> Link:
+    if state not in LINK_STATES:
+        raise LabError(f"link state {state!r} is not one of {', '.join(LINK_STATES)}")
     try:
         link = topology.find_link(spec)
     except KeyError as exc:
         raise LabError(str(exc.args[0])) from exc
+    if state == "silent":
+        others = [end.node for end in link.ends if not end.is_switch]
+        if others:
+            raise LabError(f"link {link.name}: a silent failure needs switch ports at both ends, "
+                           f"and {others[0]} is not a switch")
     for end in link.ends:
         namespace, ifname = topology.interface(end)
-        await links.set_link_state(ifname, up, namespace)
-    log.info("link %s %s", link.name, "up" if up else "down")
+        await links.set_link_state(ifname, state != "down", namespace)
+        if end.is_switch and state != "down":
+            await ovs.set_port_forwarding(end.node, ifname, state == "up")
+    log.info("link %s %s", link.name, state)
     return link
 
 
@@ -230,13 +239,14 @@ def lab_down(state_path: str | Path = DEFAULT_STATE) -> bool:
     return True
 
 
-def set_link(spec: str, up: bool, state_path: str | Path = DEFAULT_STATE) -> Link:
-    """Cut (``up=False``) or restore a link of the lab that is up, by name or endpoint."""
+def set_link(spec: str, state: str, state_path: str | Path = DEFAULT_STATE) -> Link:
+    """Put a link of the lab that is up, by name or endpoint, in ``state``: ``up``, ``down``
+    or ``silent`` (see :data:`LINK_STATES`)."""
     path = Path(state_path)
     if not path.exists():
         raise LabError(f"no lab is up (no state file {path})")
     topology = load_topology(ResourceLog.load(path).meta["topology"])
-    return asyncio.run(_set_link(topology, spec, up))
+    return asyncio.run(_set_link(topology, spec, state))
 
 
 def host_exec(host: str, argv: Sequence[str], timeout: float | None = None,

@@ -146,6 +146,12 @@ class Endpoint:
         return self.node if self.ifname is None else f"{self.node}:{self.ifname}"
 
 
+#: What ``routeflow lab link`` can make of a link: pass traffic; lose carrier at both
+#: ends; or keep carrier and port state up while dropping every frame (a silent failure,
+#: which only protocol timers and link discovery notice; switch ports at both ends only).
+LINK_STATES = ("up", "down", "silent")
+
+
 @dataclass(frozen=True)
 class Link:
     """A cable between two endpoints."""

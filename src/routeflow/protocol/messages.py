@@ -15,7 +15,7 @@ Roles:
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -155,7 +155,8 @@ class DiscoveryPlan(Message, tag="discovery_plan", frozen=True):
     (replaces the previous plan; no datapaths: no discovery)."""
 
     dpids: tuple[int, ...]
-    interval: float = 1.0
+    #: Positive: a zero interval would have the controller probe without pause.
+    interval: Annotated[float, msgspec.Meta(gt=0)] = 1.0
 
 
 class TableMod(Message, tag="table_mod", frozen=True):

@@ -309,7 +309,8 @@ class ServerCore:
 
     def discovery_plan(self) -> DiscoveryPlan:
         """Probe the datapaths of ``virtual`` routing-plane VMs: their links get wired."""
-        return DiscoveryPlan(tuple(sorted(vm.dpid for vm in self.config.vms if vm.routing_plane == "virtual")))
+        dpids = tuple(sorted(vm.dpid for vm in self.config.vms if vm.routing_plane == "virtual"))
+        return DiscoveryPlan(dpids, self.config.discovery_interval)
 
     def relay_map(self) -> RelayMap:
         entries = []

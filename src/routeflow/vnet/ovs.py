@@ -128,5 +128,13 @@ async def list_bridges() -> list[str]:
     return (await vsctl("list-br")).split()
 
 
+async def set_port_forwarding(bridge: str, ifname: str, forwarding: bool) -> None:
+    """Let port ``ifname`` of ``bridge`` pass traffic, or drop everything it receives and
+    everything sent to it (OpenFlow port config no-receive, no-forward) while its link,
+    and the port state a controller sees, stay up."""
+    for bit in ("receive", "forward"):
+        await _run(["ovs-ofctl", "-O", "OpenFlow13", "mod-port", bridge, ifname, bit if forwarding else f"no-{bit}"])
+
+
 async def list_ports(bridge: str) -> list[str]:
     return (await vsctl("list-ports", bridge)).split()

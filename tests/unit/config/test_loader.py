@@ -110,6 +110,18 @@ def test_routing_plane():
     assert "astral" in found["vms[0].routing_plane"]
 
 
+def test_discovery_interval():
+    vms = {"vms": [{"name": "rA", "dpid": 1, "interfaces": [{"name": "eth1", "port": 1}]}]}
+    assert parse_config(vms).discovery_interval == 1.0
+    assert parse_config({**vms, "discovery": {"interval": 0.25}}).discovery_interval == 0.25
+    assert parse_config({**vms, "discovery": {"interval": 2}}).discovery_interval == 2.0
+    for bad in (0, 0.05, 61, "1s", True):
+        found = problems({**vms, "discovery": {"interval": bad}})
+        assert "must be a number of seconds from 0.1 to 60" in found["discovery.interval"], bad
+    assert problems({**vms, "discovery": {"every": 1}})["discovery.every"] == "unknown key"
+    assert "must be a mapping" in problems({**vms, "discovery": 5})["discovery"]
+
+
 def test_ipv6_interface_addresses():
     dual = {**GOOD, "vms": [{**GOOD["vms"][0], "loopback": ["10.255.0.1/32", "2001:DB8:FF::1/128"],
                              "interfaces": [{"name": "eth1", "port": 1,

@@ -1,5 +1,6 @@
 import struct
 
+import msgspec
 import pytest
 
 from routeflow.flows.model import CONTROLLER, Flow, FlowKey, Group, match, output
@@ -8,6 +9,7 @@ from routeflow.protocol import codec, mapping
 from routeflow.protocol.messages import (
     PROTOCOL_VERSION,
     DatapathJoin,
+    DiscoveryPlan,
     FibDelta,
     FibSnapshot,
     Hello,
@@ -105,3 +107,11 @@ def test_snapshot_parts_carry_the_whole_fib_in_order(routes):
         assert result.routes[0] is known[fib.routes[0].prefix]  # equal routes are the server's copy
     if routes > 2:  # decoded ones share one copy of each next-hop set
         assert result.routes[1].nexthops is result.routes[-1].nexthops
+
+
+def test_a_discovery_plan_without_a_positive_interval_is_a_remote_error():
+    good = codec.encode(DiscoveryPlan((1,), 0.25))
+    assert codec.Connection().receive_data(good) == [DiscoveryPlan((1,), 0.25)]
+    bad = good.replace(msgspec.msgpack.encode(0.25), msgspec.msgpack.encode(0.0))
+    with pytest.raises(codec.RemoteProtocolError, match="interval"):
+        codec.Connection().receive_data(bad)

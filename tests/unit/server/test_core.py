@@ -149,9 +149,9 @@ def test_a_link_between_two_virtual_plane_vms_wires_their_nics_on_the_rfvs():
         {**vm, "name": "rA", "dpid": 1, "interfaces": [{"name": "eth1", "port": 1}, {"name": "eth3", "port": 3}]},
         {**vm, "name": "rB", "dpid": 2, "interfaces": [{"name": "eth2", "port": 2}]},
         {"name": "rC", "dpid": 3, "engine": "none", "interfaces": [{"name": "eth1", "port": 1}]},
-    ]})
+    ], "discovery": {"interval": 0.25}})
     core = ServerCore(config)
-    assert DiscoveryPlan((1, 2)) in messages(core.on_controller_up(), DiscoveryPlan)
+    assert DiscoveryPlan((1, 2), 0.25) in messages(core.on_controller_up(), DiscoveryPlan)
     (dump,) = messages(core.on_datapath_join(DatapathJoin(RFVS, ())), DumpTable)
     core.on_table_dump(TableDump(dump.request_id, RFVS, (), ()))
     core.reconcile()
