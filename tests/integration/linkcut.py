@@ -3,6 +3,8 @@ which h1 (sA) to h2 (sB) takes, cut or silenced, then restored."""
 
 from __future__ import annotations
 
+from tests.processes import sh
+
 from routeflow.harness import CONVERGE_TIMEOUT, Stack, ping, wait_for
 from routeflow.lab import network
 
@@ -16,6 +18,13 @@ def virtual_links(stack: Stack) -> set[tuple[str, ...]]:
             for vm in stack.status(detail=False)["vms"] for i in vm["interfaces"] if i["virtual_link"]}
 
 
+def _via_a_b() -> bool:
+    """rA routes to h2 over A-B (its eth3), and rB back to h1 over A-B (its eth2)."""
+    there = sh("ip", "-n", "rA", "route", "get", "172.31.2.100", check=False).stdout
+    back = sh("ip", "-n", "rB", "route", "get", "172.31.1.100", check=False).stdout
+    return "dev eth3" in there and "dev eth2" in back
+
+
 def _cut_port_mirrored(stack: Stack) -> bool:
     """rA's eth3, which mirrors sA port 3, is down and no flow of sA outputs there."""
     vm = next(v for v in stack.status()["vms"] if v["name"] == "rA")
@@ -26,7 +35,7 @@ def _cut_port_mirrored(stack: Stack) -> bool:
 def _rerouted(stack: Stack) -> None:
     """h1 reaches h2 without A-B, verify is clean, and every other pair whose path crossed
     A-B follows (those may need a moment more)."""
-    wait_for(lambda: ping("h1", "172.31.2.100", timeout=0.5).ok, 30, 0.2)
+    wait_for(lambda: not _via_a_b() and ping("h1", "172.31.2.100", timeout=0.5).ok, 30, 0.2)
     stack.wait_verify_clean()
     wait_for(lambda: all(r.ok for r in stack.all_pairs(count=1).values()), 30, 0.5)
 
@@ -40,6 +49,7 @@ def _reconverged(stack: Stack, virtual: bool) -> None:
 
 def cut_reroutes_and_restores(stack: Stack) -> None:
     """Cut A-B (carrier lost): the mirrored NICs go down at once and traffic reroutes."""
+    wait_for(_via_a_b, CONVERGE_TIMEOUT, 0.2)  # after an earlier cut, OSPF may still be returning to A-B
     network.set_link("A-B", "down", state_path=stack.lab_state)
     try:
         wait_for(lambda: _cut_port_mirrored(stack), 10, 0.2)
@@ -55,6 +65,7 @@ def silence_reroutes_and_restores(stack: Stack, probe_interval: float) -> None:
     routers' hellos cross the RFVS, link discovery must first unwire the NICs (after 3.5
     probe intervals) so that the hellos take the dead link and fail too."""
     virtual = stack.config.vms[0].routing_plane == "virtual"
+    wait_for(_via_a_b, CONVERGE_TIMEOUT, 0.2)  # after an earlier cut, OSPF may still be returning to A-B
     network.set_link("A-B", "silent", state_path=stack.lab_state)
     try:
         if virtual:
