@@ -15,8 +15,9 @@ carrier and port state up; ``tc netem`` is not available in this kernel), so onl
 dead interval (3 s in rftest2) detects it: what the network loses without port-status
 propagation.
 
-Virtual plane, silent failure: rftest2 again with every VM's routing plane virtual and link
-discovery every 0.25 s, the same silent cut. The routers' hellos cross the RFVS, not A-B, so
+Virtual plane: rftest2 again with every VM's routing plane virtual and link discovery every
+0.25 s, the same cut (the port-down takes the RFVS wire down with the NICs at once) and the
+same silent cut. The routers' hellos cross the RFVS, not A-B, so
 OSPF can notice only once discovery has unwired A-B's NICs and the hellos take the dead link:
 the price of the virtual plane in a failure no port reports, against the physical plane's.
 """
@@ -111,9 +112,11 @@ def run(ctx: Context) -> list[Row]:
     example = example_variant("rftest2", run_dir / "virtual-example", {"routing_plane": "virtual"},
                               config_settings={"discovery": {"interval": PROBE_INTERVAL}})
     with Stack(example, run_dir / "virtual") as stack:
-        _cycles(ctx, stack, {"virtual-silent": "silent"}, cycles, settle + 2, lambda: _direct(stack) and _wired(stack))
+        _cycles(ctx, stack, {"virtual-cut": "down", "virtual-silent": "silent"}, cycles, settle + 2,
+                lambda: _direct(stack) and _wired(stack))
     label = "same cut, carrier up: OSPF dead timer"
-    rf, base, virtual = cycles["routeflow"], cycles["baseline"], cycles["virtual-silent"]
+    rf, base = cycles["routeflow"], cycles["baseline"]
+    virtual_cut, virtual = cycles["virtual-cut"], cycles["virtual-silent"]
     note = ("1 ms ICMP probes h1->h2 (bench/routeflow_bench/prober.py); loss = lost probes x send interval "
             f"(median {Summary.of(c['interval_ms'] for c in rf + base).median:.3f} ms); longest outage at the cut: "
             f"{Summary.of(c['cut']['outage_ms'] for c in rf).median:.0f} ms routeflow, "
@@ -128,6 +131,9 @@ def run(ctx: Context) -> list[Row]:
             Summary.of(c["cut"]["loss_ms"] for c in base), label, "target < 100 ms", note=note),
         Row("recovery", "loss after link A-B returns", "ms", Summary.of(c["restore"]["loss_ms"] for c in rf),
             Summary.of(c["restore"]["loss_ms"] for c in base), label),
+        Row("recovery", "loss after link A-B cut, virtual plane", "ms",
+            Summary.of(c["cut"]["loss_ms"] for c in virtual_cut), Summary.of(c["cut"]["loss_ms"] for c in rf),
+            "same cut, physical plane", "target < 100 ms"),
         Row("recovery", "loss after link A-B goes silent, virtual plane", "ms",
             Summary.of(c["cut"]["loss_ms"] for c in virtual), Summary.of(c["cut"]["loss_ms"] for c in base),
             "same silent cut, physical plane", note=virtual_note),
