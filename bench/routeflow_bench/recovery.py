@@ -32,9 +32,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from routeflow.harness import Stack, example_variant, wait_for
+from routeflow.harness import Stack, example_variant, route_device, wait_for
 from routeflow.lab import network
-from routeflow_bench.common import Context, sh
+from routeflow_bench.common import Context
 from routeflow_bench.report import Row
 from routeflow_bench.stats import Summary, probe_losses
 
@@ -45,11 +45,11 @@ PROBER = str(Path(__file__).with_name("prober.py"))
 PROBE_INTERVAL = 0.25
 
 
-def _direct(stack: Stack) -> bool:
-    """Traffic h1 -> h2 takes A-B again (rA's route to h2 leaves by eth3) and verify is clean."""
-    out = sh(["ip", "-n", "rA", "route", "get", DST], check=False)
-    back = sh(["ip", "-n", "rB", "route", "get", "172.31.1.100"], check=False)
-    return "dev eth3" in out and "dev eth2" in back and stack.verify().ok
+def _ready(stack: Stack) -> bool:
+    """Converged with h1 -> h2 on A-B: rA's route to h2 leaves by eth3 and rB's back by eth2,
+    every pair pings (so the detours exist) and verify is clean."""
+    return (route_device("rA", DST) == "eth3" and route_device("rB", "172.31.1.100") == "eth2"
+            and stack.all_pairs_ok() and stack.verify().ok)
 
 
 def _cycle(stack: Stack, cut: Callable[[], None], restore: Callable[[], None], settle: float,
@@ -107,13 +107,13 @@ def run(ctx: Context) -> list[Row]:
     ctx.say(f"recovery: bringing up rftest2; {ctx.repeat} cut/restore cycles each, {settle:.0f} s apart")
     # The stack's teardown removes the switches, so a failed cycle leaves no port config behind.
     with Stack("rftest2", run_dir / "physical") as stack:
-        _cycles(ctx, stack, {"routeflow": "down", "baseline": "silent"}, cycles, settle, lambda: _direct(stack))
+        _cycles(ctx, stack, {"routeflow": "down", "baseline": "silent"}, cycles, settle, lambda: _ready(stack))
     ctx.say(f"recovery: bringing up rftest2 in the virtual routing plane, discovery every {PROBE_INTERVAL} s")
     example = example_variant("rftest2", run_dir / "virtual-example", {"routing_plane": "virtual"},
                               config_settings={"discovery": {"interval": PROBE_INTERVAL}})
     with Stack(example, run_dir / "virtual") as stack:
         _cycles(ctx, stack, {"virtual-cut": "down", "virtual-silent": "silent"}, cycles, settle + 2,
-                lambda: _direct(stack) and _wired(stack))
+                lambda: _ready(stack) and _wired(stack))
     label = "same cut, carrier up: OSPF dead timer"
     rf, base = cycles["routeflow"], cycles["baseline"]
     virtual_cut, virtual = cycles["virtual-cut"], cycles["virtual-silent"]

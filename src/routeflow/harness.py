@@ -106,6 +106,15 @@ def ping(namespace: str, destination: str, count: int = 1, interval: float = 0.2
     return PingResult(sent, received, [float(x) for x in _RTT.findall(proc.stdout)])
 
 
+def route_device(namespace: str, destination: str) -> str | None:
+    """The interface the kernel of ``namespace`` (a VM, say) sends ``destination`` out of;
+    None without a route."""
+    out = subprocess.run(["ip", "-n", namespace, "-j", "route", "get", destination],
+                         capture_output=True, text=True, check=False).stdout
+    routes = json.loads(out) if out.strip() else []
+    return routes[0].get("dev") if routes else None
+
+
 def wait_for(check: Callable[[], T], timeout: float, interval: float = 0.5) -> T:
     """Call ``check`` until it returns something truthy; raise TimeoutError after ``timeout``."""
     deadline = time.monotonic() + timeout

@@ -3,9 +3,7 @@ which h1 (sA) to h2 (sB) takes, cut or silenced, then restored."""
 
 from __future__ import annotations
 
-from tests.processes import sh
-
-from routeflow.harness import CONVERGE_TIMEOUT, Stack, ping, wait_for
+from routeflow.harness import CONVERGE_TIMEOUT, Stack, ping, route_device, wait_for
 from routeflow.lab import network
 
 #: The VM NICs that mirror link A-B's ports: sA port 3 and sB port 2.
@@ -20,9 +18,7 @@ def virtual_links(stack: Stack) -> set[tuple[str, ...]]:
 
 def _via_a_b() -> bool:
     """rA routes to h2 over A-B (its eth3), and rB back to h1 over A-B (its eth2)."""
-    there = sh("ip", "-n", "rA", "route", "get", "172.31.2.100", check=False).stdout
-    back = sh("ip", "-n", "rB", "route", "get", "172.31.1.100", check=False).stdout
-    return "dev eth3" in there and "dev eth2" in back
+    return route_device("rA", "172.31.2.100") == "eth3" and route_device("rB", "172.31.1.100") == "eth2"
 
 
 def _cut_port_mirrored(stack: Stack) -> bool:
