@@ -58,6 +58,16 @@ RESOLVE_TICK = 0.5
 REQUEST_TIMEOUT = 15.0
 TABLE_TIMEOUT = 600.0
 
+#: Controller reports the core handles as they come, by message type.
+_CONTROLLER_EVENTS: dict[type[Message], Callable[[ServerCore, Any], list[Out]]] = {
+    DatapathJoin: ServerCore.on_datapath_join,
+    DatapathLeave: ServerCore.on_datapath_leave,
+    PortChange: ServerCore.on_port_change,
+    MappingSeen: ServerCore.on_mapping_seen,
+    LinkChange: ServerCore.on_link_change,
+    SwitchError: ServerCore.on_switch_error,
+}
+
 
 class Peer:
     """One connected controller, client or operator."""
@@ -241,18 +251,8 @@ class RFServer:
             whole = self._assemble(msg)
             if whole is not None:
                 out = core.on_table_dump(whole)
-        elif isinstance(msg, DatapathJoin):
-            out = core.on_datapath_join(msg)
-        elif isinstance(msg, DatapathLeave):
-            out = core.on_datapath_leave(msg)
-        elif isinstance(msg, PortChange):
-            out = core.on_port_change(msg)
-        elif isinstance(msg, MappingSeen):
-            out = core.on_mapping_seen(msg)
-        elif isinstance(msg, LinkChange):
-            out = core.on_link_change(msg)
-        elif isinstance(msg, SwitchError):
-            out = core.on_switch_error(msg)
+        elif type(msg) in _CONTROLLER_EVENTS:
+            out = _CONTROLLER_EVENTS[type(msg)](core, msg)
         elif isinstance(msg, FibSnapshot):
             if msg.request_id in self._fibs:
                 self._fibs[msg.request_id].add(msg.fib)
