@@ -87,6 +87,8 @@ def _forward(egress: _Egress) -> tuple[Action, ...]:
 #: Shared first match field of every IPv4 and every IPv6 flow.
 _IPV4: tuple[str, int] = ("eth_type", ETH_TYPE_IPV4)
 _IPV6: tuple[str, int] = ("eth_type", ETH_TYPE_IPV6)
+#: Per IP version: that first match field, the destination field and a host's prefix length.
+_FAMILY: dict[int, tuple[tuple[str, int], str, int]] = {4: (_IPV4, "ipv4_dst", 32), 6: (_IPV6, "ipv6_dst", 128)}
 
 
 def usable_nics(vm: VmConfig, interfaces: Mapping[str, Interface],
@@ -261,21 +263,16 @@ def route_flow(route: Route, usable: Mapping[str, tuple[int, str]],
 
     An ECMP route takes a reference on its group in ``groups``.
     """
-    parsed = ipv4_prefix(route.prefix)
-    if parsed is not None:
-        address, prefixlen, text = parsed
-        host = address if prefixlen == 32 else None
-        # A /0 mask is no match field at all: switches drop it, so must we, or the
-        # dumped flow would never equal the desired one. A host is an exact match.
-        # Built directly rather than with match(): this runs once per route.
-        flow_match: Match = (_IPV4, ("ipv4_dst", address if host else text)) if prefixlen else (_IPV4,)
-    else:
-        parsed = ipv6_prefix(route.prefix)
-        if parsed is None:
-            return None
-        address, prefixlen, text = parsed
-        host = address if prefixlen == 128 else None
-        flow_match = (_IPV6, ("ipv6_dst", address if host else text)) if prefixlen else (_IPV6,)
+    parsed = ip_prefix(route.prefix)
+    if parsed is None:
+        return None
+    version, address, prefixlen, text = parsed
+    eth_type, dst_field, host_len = _FAMILY[version]
+    host = address if prefixlen == host_len else None
+    # A /0 mask is no match field at all: switches drop it, so must we, or the
+    # dumped flow would never equal the desired one. A host is an exact match.
+    # Built directly rather than with match(): this runs once per route.
+    flow_match: Match = (eth_type, (dst_field, address if host else text)) if prefixlen else (eth_type,)
     priority = P.fib_priority(prefixlen)
     table = P.FIB.table_id
     if route.type == "blackhole":
@@ -330,12 +327,14 @@ def neighbour_flow(candidates: list[Neighbour], usable: Mapping[str, tuple[int, 
 def host_key(ip: str) -> FlowKey | None:
     """The key of the connected-host flow for ``ip``; None if it has none: not an IP
     address, or an IPv6 link-local one (on-link only, never a destination to route to)."""
-    if ipv4_prefix(ip) is not None:
-        return FlowKey(P.FIB.table_id, P.fib_priority(32), _host_match(ip, 4))
-    parsed = ipv6_prefix(ip)
-    if parsed is None or parsed[1] != 128 or ipaddress.IPv6Address(parsed[0]).is_link_local:
+    parsed = ip_prefix(ip)
+    if parsed is None:
         return None
-    return FlowKey(P.FIB.table_id, P.fib_priority(128), _host_match(parsed[0], 6))
+    version, address, prefixlen, _ = parsed
+    host_len = _FAMILY[version][2]
+    if prefixlen != host_len or (version == 6 and ipaddress.IPv6Address(address).is_link_local):
+        return None
+    return FlowKey(P.FIB.table_id, P.fib_priority(host_len), _host_match(address, version))
 
 
 def _host_match(ip: str, version: int) -> Match:
@@ -384,6 +383,16 @@ class GroupTable:
 
     def by_id(self) -> dict[int, Group]:
         return {g.group_id: g for g in self._groups.values()}
+
+
+def ip_prefix(text: str) -> tuple[int, str, int, str] | None:
+    """``(IP version, network address, prefix length, canonical prefix text)`` of an
+    IPv4 or IPv6 unicast prefix or address; None for anything else."""
+    parsed = ipv4_prefix(text)
+    if parsed is not None:
+        return (4, *parsed)
+    parsed = ipv6_prefix(text)
+    return None if parsed is None else (6, *parsed)
 
 
 def ipv4_prefix(text: str) -> tuple[str, int, str] | None:
