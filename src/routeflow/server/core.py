@@ -14,7 +14,6 @@ import logging
 from dataclasses import dataclass
 
 from routeflow.config.schema import Config, VmConfig
-from routeflow.flows.compiler import compile_rfvs
 from routeflow.flows.diff import apply_changes, diff_tables, is_empty, split_table_mod
 from routeflow.flows.incremental import IncrementalCompiler
 from routeflow.flows.model import Table
@@ -252,7 +251,7 @@ class ServerCore:
             self._compilers.pop(dpid, None)
             return None
         if dpid == self.config.rfvs.dpid:
-            desired = compile_rfvs(self.config, self.nib.rfvs_nics(), dp.ports, self.nib.rfvs_wires())
+            desired = self.nib.rfvs_table(dp.ports)
             mod = diff_tables(dpid, dp.installed, desired)
             dp.installed = _copy(desired)
             return mod

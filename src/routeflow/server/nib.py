@@ -7,10 +7,11 @@ Pure data with small, obviously-correct mutators; the decisions live in
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from routeflow.config.schema import Config
-from routeflow.flows.compiler import Unresolved
+from routeflow.flows.compiler import Unresolved, compile_rfvs
 from routeflow.flows.model import Table
 from routeflow.model import Fib, Interface, Neighbour, NextHop, PortDesc, Route
 from routeflow.protocol.messages import FibDelta
@@ -111,10 +112,12 @@ class Nib:
                 pairs.append((nic_of[a], nic_of[b]))
         return sorted(pairs)
 
-    def rfvs_wires(self) -> list[tuple[int, int]]:
-        """The RFVS ports to wire together for :meth:`virtual_links` (NICs identified so far)."""
+    def rfvs_table(self, ports: Mapping[int, PortDesc]) -> Table:
+        """The RFVS's whole table, given its ports: the trunks and wires of the VM NICs
+        identified and the links discovered so far."""
         nics = self.rfvs_nics()
-        return [(nics[a], nics[b]) for a, b in self.virtual_links() if a in nics and b in nics]
+        wires = [(nics[a], nics[b]) for a, b in self.virtual_links() if a in nics and b in nics]
+        return compile_rfvs(self.config, nics, ports, wires)
 
 
 @functools.lru_cache(maxsize=65536)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable, Mapping
 
 from routeflow.config.schema import Config
-from routeflow.flows.compiler import GroupTable, compile_rfvs, datapath_flows
+from routeflow.flows.compiler import GroupTable, datapath_flows
 from routeflow.flows.diff import TableComparison
 from routeflow.flows.model import format_flow, format_group
 from routeflow.model import Fib, PortDesc
@@ -110,7 +110,7 @@ def expect_table(comparison: TableComparison, nib: Nib, dpid: int, fib: Fib | No
     and trunk table), translated as a stream; False if it is not ours to check."""
     config = nib.config
     if dpid == config.rfvs.dpid:
-        rfvs = compile_rfvs(config, nib.rfvs_nics(), ports, nib.rfvs_wires())
+        rfvs = nib.rfvs_table(ports)
         comparison.expect(rfvs.flows.values()).expect_groups(rfvs.groups.values())
         return True
     vm = config.vm_of_dpid(dpid)
