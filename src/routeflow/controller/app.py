@@ -63,6 +63,7 @@ from routeflow.protocol.messages import (
     TableDump,
     TableMod,
     Welcome,
+    parts,
 )
 from routeflow.protocol.transport import DEFAULT_SERVER, parse_address
 
@@ -315,12 +316,8 @@ class RouteFlowController(app_manager.OSKenApp):
             reply = TableDump(dump.request_id, dpid, (), (), error)
             self._send(reply)
             return
-        flows = dump.flows
-        last = max(len(flows) - 1, 0) // DUMP_PART
-        for part in range(last + 1):
-            chunk = tuple(flows[part * DUMP_PART : (part + 1) * DUMP_PART])
-            groups = tuple(dump.groups) if part == last else ()
-            self._send(TableDump(dump.request_id, dpid, chunk, groups, more=part < last))
+        for chunk, more in parts(dump.flows, DUMP_PART):
+            self._send(TableDump(dump.request_id, dpid, tuple(chunk), () if more else tuple(dump.groups), more=more))
 
     # -- datapaths ---------------------------------------------------------------------
 

@@ -14,8 +14,8 @@ Roles:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Annotated, Any, Literal
+from collections.abc import Iterator, Sequence
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
@@ -202,16 +202,24 @@ class FibSnapshot(Message, tag="fib_snapshot", frozen=True):
 #: Routes per part of a snapshot reply.
 SNAPSHOT_PART = 10_000
 
+T = TypeVar("T")
+
+
+def parts(items: Sequence[T], limit: int) -> Iterator[tuple[Sequence[T], bool]]:
+    """``items`` in slices of at most ``limit``, each with whether more follow: the
+    parts of a reply (:class:`TableDump`, :class:`FibSnapshot`); one empty slice if none."""
+    last = max(len(items) - 1, 0) // limit
+    for part in range(last + 1):
+        yield items[part * limit : (part + 1) * limit], part < last
+
 
 def snapshot_parts(fib: Fib, request_id: int, limit: int = SNAPSHOT_PART) -> Iterator[FibSnapshot]:
     """``fib`` as the parts of a reply to :class:`SnapshotRequest` ``request_id``:
     interfaces and neighbours in the first, at most ``limit`` routes in each."""
-    routes = fib.routes
-    last = max(len(routes) - 1, 0) // limit
-    for part in range(last + 1):
-        chunk = routes[part * limit : (part + 1) * limit]
-        first = Fib(fib.interfaces, chunk, fib.neighbours) if part == 0 else Fib(routes=chunk)
-        yield FibSnapshot(first, request_id, more=part < last)
+    for i, (chunk, more) in enumerate(parts(fib.routes, limit)):
+        routes = tuple(chunk)
+        first = Fib(fib.interfaces, routes, fib.neighbours) if i == 0 else Fib(routes=routes)
+        yield FibSnapshot(first, request_id, more=more)
 
 
 class FibDelta(Message, tag="fib_delta", frozen=True):
