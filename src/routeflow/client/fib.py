@@ -95,7 +95,8 @@ PROTO_NAMES = {
     194: "sharp", 195: "pbr", 196: "static", 197: "openfabric",
 }  # fmt: skip
 
-_ANY = {AF_INET: "0.0.0.0", AF_INET6: "::"}
+#: The all-zeros destination of each family (a default route has no RTA_DST).
+ANY_ADDRESS = {AF_INET: "0.0.0.0", AF_INET6: "::"}
 
 
 # -- pure conversions: one netlink message to one raw record -----------------------
@@ -223,7 +224,7 @@ def parse_route(msg: NetlinkMessage) -> KernelRoute | None:
     attrs = _attrs(msg)
     if (attrs.get("RTA_TABLE") or msg["table"]) != RT_TABLE_MAIN:
         return None
-    dst = canonical_ip(attrs.get("RTA_DST") or _ANY[family])
+    dst = canonical_ip(attrs.get("RTA_DST") or ANY_ADDRESS[family])
     if family == AF_INET6 and ipv6_noise(dst, msg["dst_len"]):
         return None
     multipath = attrs.get("RTA_MULTIPATH")

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from typing import Any, Final
 
 from routeflow.client.fib import (
+    ANY_ADDRESS,
     FAMILIES,
     RT_TABLE_MAIN,
     RTM_F_CLONED,
@@ -74,9 +75,8 @@ def _attributes(data: bytes, offset: int, end: int) -> Iterator[tuple[int, int, 
         offset += (length + 3) & ~3
 
 
-#: Address bytes and the all-zeros destination of each family decoded here.
+#: Address bytes of each family decoded here.
 _WIDTH: dict[int, int] = {socket.AF_INET: 4, socket.AF_INET6: 16}
-_ANY: dict[int, str] = {socket.AF_INET: "0.0.0.0", socket.AF_INET6: "::"}
 
 
 def _ip(family: int, data: bytes, start: int, end: int) -> str | None:
@@ -140,7 +140,7 @@ def route(data: bytes, start: int, end: int) -> KernelRoute | None | _Unhandled:
             gateway = via  # type: ignore[assignment]
     if table != RT_TABLE_MAIN:
         return None
-    dst = dst or _ANY[family]
+    dst = dst or ANY_ADDRESS[family]
     if family == socket.AF_INET6 and ipv6_noise(dst, dst_len):
         return None
     if not hops and oif is not None:

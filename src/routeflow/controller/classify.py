@@ -6,6 +6,8 @@ fast path while routing protocols and ARP keep using the slow path.
 
 from __future__ import annotations
 
+from routeflow.protocol import lldp, mapping
+
 _IP_PROTOCOLS = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 89: "ospf"}
 _VLAN_TYPES = (0x8100, 0x88A8)
 #: ICMPv6 link control, reported as ``nd``: multicast listener query/report/done (MLD,
@@ -25,9 +27,9 @@ def traffic_kind(frame: bytes) -> str:
         offset += 4
     if eth_type == 0x0806:
         return "arp"
-    if eth_type == 0x0A0A:
+    if eth_type == mapping.ETH_TYPE:
         return "mapping"
-    if eth_type == 0x88CC:
+    if eth_type == lldp.ETH_TYPE:
         return "lldp"
     if eth_type == 0x0800 and len(frame) >= offset + 10:
         return _IP_PROTOCOLS.get(frame[offset + 9], "ip")

@@ -40,7 +40,7 @@ def build_probe(dpid: int, port: int, src_mac: str) -> bytes:
 def parse_probe(frame: bytes) -> tuple[int, int] | None:
     """``(dpid, port)`` a probe left from; None for any other frame, LLDP from
     other senders included. Never raises: frames come from the network."""
-    if len(frame) < 14 or frame[12:14] != b"\x88\xcc":
+    if len(frame) < 14 or int.from_bytes(frame[12:14], "big") != ETH_TYPE:
         return None
     offset = 14
     chassis = port = None
