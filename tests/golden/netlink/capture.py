@@ -25,16 +25,9 @@ from typing import Any
 
 import msgspec
 from pyroute2 import AsyncIPRoute
-from pyroute2.netlink.rtnl import (
-    RTMGRP_IPV4_IFADDR,
-    RTMGRP_IPV4_ROUTE,
-    RTMGRP_IPV6_IFADDR,
-    RTMGRP_IPV6_ROUTE,
-    RTMGRP_LINK,
-    RTMGRP_NEIGH,
-)
 
 from routeflow.client.fib import FibState
+from routeflow.client.watcher import GROUPS  # the events the RF-Client subscribes to
 
 HERE = Path(__file__).parent
 NS = "rf-golden"
@@ -194,15 +187,6 @@ SCENARIOS: dict[str, tuple[list[str], list[Any], str, str, str]] = {
     "ipv4": (SETUP, STEPS, "-4", "dump.json", "events.json"),
     "ipv6": (SETUP6, STEPS6, "-6", "dump6.json", "events6.json"),
 }
-
-GROUPS = (
-    RTMGRP_LINK
-    | RTMGRP_NEIGH
-    | RTMGRP_IPV4_IFADDR
-    | RTMGRP_IPV4_ROUTE
-    | RTMGRP_IPV6_IFADDR
-    | RTMGRP_IPV6_ROUTE
-)
 
 
 def ip(*args: str) -> str:

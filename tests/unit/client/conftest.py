@@ -43,16 +43,6 @@ def golden_events() -> dict[str, Any]:
     return _load_events("events.json")
 
 
-@pytest.fixture(scope="session")
-def golden_dump6() -> dict[str, Any]:
-    return _load_dump("dump6.json")
-
-
-@pytest.fixture(scope="session")
-def golden_events6() -> dict[str, Any]:
-    return _load_events("events6.json")
-
-
 @pytest.fixture(scope="session", params=sorted(SCENARIOS))
 def golden(request: pytest.FixtureRequest) -> tuple[dict[str, Any], dict[str, Any]]:
     """Each capture scenario in turn: (its dump, its events)."""
