@@ -4,9 +4,9 @@ and with FRR and BIRD mixed. The RF-Client is the same for both engines."""
 from __future__ import annotations
 
 import pytest
-from tests.integration.linkcut import cut_reroutes_and_restores
+from tests.integration.scenarios import cut_reroutes_and_restores, vm_routes, wait_for_ecmp_group
 
-from routeflow.harness import Stack, running, wait_for
+from routeflow.harness import Stack, running
 from routeflow.vnet.bird import birdc
 
 pytestmark = pytest.mark.integration
@@ -44,21 +44,11 @@ def test_bird_runs_ospf_with_full_adjacencies(stack):
             neighbours = birdc(vm, f"show ospf neighbors {protocol}")
             assert neighbours.count("Full") == expected, neighbours
         # BIRD's routes reach the kernel, and from there the switch.
-        assert any(r["proto"] == "bird" for r in _routes(stack, vm)), _routes(stack, vm)
-
-
-def _routes(stack: Stack, vm: str) -> list[dict]:
-    return next(v for v in stack.status()["vms"] if v["name"] == vm)["routes"]
+        assert any(r["proto"] == "bird" for r in vm_routes(stack, vm)), vm_routes(stack, vm)
 
 
 def test_ecmp_route_is_a_select_group(stack):
-    # h2 (sB) to h3 (sC): B-A-C and B-D-C cost the same; rB's route has two next hops.
-    def ecmp_route() -> bool:
-        route = next((r for r in _routes(stack, "rB") if r["prefix"] == "172.31.3.0/24"), None)
-        return route is not None and len(route["nexthops"]) == 2
-
-    wait_for(ecmp_route, 30, 0.5)
-    wait_for(lambda: any("172.31.3.0/24" in f and "group:" in f for f in stack.flows("0x2")), 10, 0.2)
+    wait_for_ecmp_group(stack)
     stack.wait_verify_clean()
 
 

@@ -16,7 +16,12 @@ import sys
 import time
 
 import pytest
-from tests.integration.linkcut import cut_reroutes_and_restores, silence_reroutes_and_restores, virtual_links
+from tests.integration.scenarios import (
+    cut_reroutes_and_restores,
+    silence_reroutes_and_restores,
+    virtual_links,
+    wait_for_ecmp_group,
+)
 
 from routeflow.harness import Stack, captured, example_variant, ping, running, wait_for
 
@@ -90,15 +95,7 @@ def test_rftest2_ipv6_through_flows_beside_ipv4(rftest2):
 
 
 def test_rftest2_ecmp_uses_both_equal_cost_paths(rftest2):
-    # h2 (sB) to h3 (sC): B-A-C (sB port 2) and B-D-C (sB port 5) cost the same,
-    # so rB's route to h3's subnet is a select group on sB.
-    def ecmp_route() -> bool:
-        vm = next(v for v in rftest2.status()["vms"] if v["name"] == "rB")
-        route = next((r for r in vm["routes"] if r["prefix"] == "172.31.3.0/24"), None)
-        return route is not None and len(route["nexthops"]) == 2
-
-    wait_for(ecmp_route, 30, 0.5)  # OSPF may still be adding the second path
-    wait_for(lambda: any("172.31.3.0/24" in f and "group:" in f for f in rftest2.flows("0x2")), 10, 0.2)
+    wait_for_ecmp_group(rftest2)
     # TCP connection attempts from 200 source ports: OVS hashes TCP (not UDP)
     # ports into its select-group choice, so the flows spread over both paths.
     sender = (

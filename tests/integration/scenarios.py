@@ -1,5 +1,6 @@
-"""Link failures on rftest2 and its variants (any engine, either routing plane): link A-B,
-which h1 (sA) to h2 (sB) takes, cut or silenced, then restored."""
+"""Scenarios shared by rftest2 and its variants (any engine, either routing plane): ECMP
+between h2 and h3, and link A-B, which h1 (sA) to h2 (sB) takes, cut or silenced, then
+restored."""
 
 from __future__ import annotations
 
@@ -8,6 +9,23 @@ from routeflow.lab import network
 
 #: The VM NICs that mirror link A-B's ports: sA port 3 and sB port 2.
 A_B_NICS = ("rA:eth3", "rB:eth2")
+
+
+def vm_routes(stack: Stack, vm: str) -> list[dict]:
+    """The routes the server holds for ``vm``, as ``routeflow status --json`` lists them."""
+    return next(v for v in stack.status()["vms"] if v["name"] == vm)["routes"]
+
+
+def wait_for_ecmp_group(stack: Stack) -> None:
+    """h2 (sB) to h3 (sC): B-A-C (sB port 2) and B-D-C (sB port 5) cost the same. Wait until
+    rB's route to h3's subnet has both next hops (OSPF may still be adding the second) and
+    sB forwards it by a select group."""
+    def ecmp_route() -> bool:
+        route = next((r for r in vm_routes(stack, "rB") if r["prefix"] == "172.31.3.0/24"), None)
+        return route is not None and len(route["nexthops"]) == 2
+
+    wait_for(ecmp_route, 30, 0.5)
+    wait_for(lambda: any("172.31.3.0/24" in f and "group:" in f for f in stack.flows("0x2")), 10, 0.2)
 
 
 def virtual_links(stack: Stack) -> set[tuple[str, ...]]:
