@@ -19,17 +19,22 @@ from routeflow.protocol.messages import PROTOCOL_VERSION, Hello, Message, Welcom
 
 
 class FakeServer:
-    def __init__(self, path: Path, welcome: Welcome = Welcome(PROTOCOL_VERSION)) -> None:
+    def __init__(self, path: Path, welcome: Welcome = Welcome(PROTOCOL_VERSION), listen: bool = True) -> None:
         self.path = path
         self.address = f"unix:{path}"
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind(str(path))
-        self.listener.listen()
         #: Guards everything below; notified on every message.
         self.lock = threading.Condition()
         self.received: list[Message] = []
         self.peer: socket.socket | None = None
         self._welcome = welcome
+        if listen:
+            self.listen()
+
+    def listen(self) -> None:
+        """Start taking peers (at once unless made with ``listen=False``)."""
+        self.listener.bind(str(self.path))
+        self.listener.listen()
         threading.Thread(target=self._accept, daemon=True).start()
 
     def on_message(self, msg: Message) -> None:
@@ -70,6 +75,13 @@ class FakeServer:
         with self.lock:
             return sum(isinstance(msg, kind) for msg in self.received)
 
+    def drop_peer(self) -> None:
+        """End the latest peer's connection without a word, as a crashed server would."""
+        with self.lock:
+            peer = self.peer
+        assert peer is not None
+        peer.shutdown(socket.SHUT_RDWR)
+
     def close(self) -> None:
         self.listener.close()
         if self.peer is not None:
@@ -95,9 +107,10 @@ class FakeServer:
                     return
                 for msg in decoder.receive_data(data):
                     with self.lock:
+                        # Recorded before the welcome, so a peer that has its welcome finds its hello here.
+                        self.received.append(msg)
                         if isinstance(msg, Hello):
                             self.peer = conn
                             conn.sendall(codec.encode(self._welcome))
-                        self.received.append(msg)
                         self.on_message(msg)
                         self.lock.notify_all()

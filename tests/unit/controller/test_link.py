@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import queue
-import socket
 import threading
 import time
 
 import pytest
 
 from routeflow.controller.link import ServerLink
-from routeflow.protocol import codec
 from routeflow.protocol.codec import RemoteProtocolError
 from routeflow.protocol.messages import (
     PROTOCOL_VERSION,
@@ -21,65 +19,12 @@ from routeflow.protocol.messages import (
     Welcome,
 )
 from routeflow.protocol.transport import Address
-
-
-class FakeServer:
-    """Accepts one peer at a time, answers hello with welcome, records what it gets."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.peer = socket.socket()  # replaced by the accepted peer
-        self.received: queue.Queue = queue.Queue()
-        self.connections = 0
-
-    def listen(self) -> None:
-        self.listener.bind(self.path)
-        self.listener.listen()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                peer, _ = self.listener.accept()
-            except OSError:
-                return
-            self.connections += 1
-            self.peer = peer
-            conn = codec.Connection()
-            while True:
-                try:
-                    data = peer.recv(65536)
-                except OSError:
-                    break
-                if not data:
-                    break
-                for msg in conn.receive_data(data):
-                    if isinstance(msg, Hello):
-                        peer.sendall(codec.encode(Welcome(PROTOCOL_VERSION, (7,))))
-                    self.received.put(msg)
-
-    def send(self, msg) -> None:
-        self.peer.sendall(codec.encode(msg))
-
-    def drop_peer(self) -> None:
-        self.peer.shutdown(socket.SHUT_RDWR)
-
-    def expect(self, kind, timeout: float = 5.0):
-        deadline = time.monotonic() + timeout
-        while True:
-            msg = self.received.get(timeout=max(0.01, deadline - time.monotonic()))
-            if isinstance(msg, kind):
-                return msg
-
-    def close(self) -> None:
-        self.listener.close()
-        self.peer.close()
+from tests.fakeserver import FakeServer
 
 
 @pytest.fixture
 def server(tmp_path):
-    srv = FakeServer(str(tmp_path / "server.sock"))
+    srv = FakeServer(tmp_path / "server.sock", Welcome(PROTOCOL_VERSION, (7,)), listen=False)
     yield srv
     srv.close()
 
@@ -87,7 +32,7 @@ def server(tmp_path):
 def make_link(server, on_message=None):
     welcomes: queue.Queue = queue.Queue()
     messages: queue.Queue = queue.Queue()
-    link = ServerLink(Address("unix", server.path), "ctl", welcomes.put, on_message or messages.put,
+    link = ServerLink(Address("unix", str(server.path)), "ctl", welcomes.put, on_message or messages.put,
                       min_delay=0.05, max_delay=0.2)
     return link, welcomes, messages
 
@@ -100,15 +45,15 @@ def test_connects_once_the_server_appears_and_delivers_messages(server):
         time.sleep(0.3)  # a few failed attempts first
         server.listen()
         assert welcomes.get(timeout=5) == Welcome(PROTOCOL_VERSION, (7,))
-        hello = server.expect(Hello)
+        hello = server.wait_for(lambda m: isinstance(m, Hello), timeout=5)
         assert (hello.role, hello.name) == ("controller", "ctl")
         server.send(StatsRequest(3))
         assert messages.get(timeout=5) == StatsRequest(3)
         assert link.send(DatapathLeave(1))
-        assert server.expect(DatapathLeave) == DatapathLeave(1)
+        assert server.wait_for(lambda m: isinstance(m, DatapathLeave), timeout=5) == DatapathLeave(1)
     finally:
         link.stop()
-    assert server.expect(Goodbye).reason == "controller stopping"
+    assert server.wait_for(lambda m: isinstance(m, Goodbye), timeout=5).reason == "controller stopping"
 
 
 def test_reconnects_after_the_server_drops_it(server):
@@ -119,7 +64,7 @@ def test_reconnects_after_the_server_drops_it(server):
         welcomes.get(timeout=5)
         server.drop_peer()
         welcomes.get(timeout=5)
-        assert server.connections == 2
+        assert len(server.hellos) == 2
     finally:
         link.stop()
 
@@ -135,7 +80,7 @@ def test_protocol_error_says_goodbye_and_reconnects(server):
     try:
         welcomes.get(timeout=5)
         server.send(StatsRequest(1))
-        assert "unexpected StatsRequest" in server.expect(Goodbye).reason
+        assert "unexpected StatsRequest" in server.wait_for(lambda m: isinstance(m, Goodbye), timeout=5).reason
         welcomes.get(timeout=5)
     finally:
         link.stop()
@@ -170,4 +115,4 @@ def test_goodbye_even_when_stop_begins_while_a_message_is_handled(server):
     assert handled.wait(5)
     time.sleep(0.1)  # the receive loop runs on past the handler
     link.stop()
-    assert server.expect(Goodbye).reason == "controller stopping"
+    assert server.wait_for(lambda m: isinstance(m, Goodbye), timeout=5).reason == "controller stopping"
