@@ -31,7 +31,16 @@ from routeflow.harness import Stack, wait_for
 from routeflow.lab.network import ROUTER_RUN_ROOT
 from routeflow.vnet import VnetError
 from routeflow.vnet.frr import DEFAULT_RUN_ROOT, vtysh
-from routeflow_bench.common import BENCH_DIR, Context, PlainBridge, flow_count, peak_rss_kb, sh, wait_until
+from routeflow_bench.common import (
+    BENCH_DIR,
+    Context,
+    PlainBridge,
+    flow_count,
+    peak_rss_kb,
+    sh,
+    timed_verify,
+    wait_until,
+)
 from routeflow_bench.install import PUBLISHED_RATE, Poller, bundle_baseline, counters, prefix
 from routeflow_bench.parse import parse_fib_prefixes, parse_frr_route_counts
 from routeflow_bench.report import Row
@@ -163,16 +172,12 @@ def run(ctx: Context) -> list[Row]:
                     ctx.say(f"bgp: N={n} run {r + 1}/{repeat}: announce {adds[-1]['seconds']:.2f} s "
                             f"({adds[-1]['rate']:,.0f}/s; {VM}'s FIB alone {adds[-1]['fib_seconds']:.2f} s)")
                     if r == repeat - 1:
-                        t = time.monotonic()
-                        stack.wait_verify_clean(max(60.0, n / 500))
-                        verify_s.append(time.monotonic() - t)
+                        verify_s.append(timed_verify(stack, max(60.0, n / 500)))
                     dels.append(timed_feed(feed, n, False, bases, fib, timeout))
                     ctx.say(f"bgp: N={n} run {r + 1}/{repeat}: withdraw {dels[-1]['seconds']:.2f} s "
                             f"({dels[-1]['rate']:,.0f}/s; {VM}'s FIB alone {dels[-1]['fib_seconds']:.2f} s)")
                     if r == repeat - 1:
-                        t = time.monotonic()
-                        stack.wait_verify_clean(60.0)
-                        verify_s.append(time.monotonic() - t)
+                        verify_s.append(timed_verify(stack, 60.0))
                 except Exception as exc:
                     errors.append(f"{type(exc).__name__}: {exc}")
                     ctx.say(f"bgp: N={n} run {r + 1} failed: {errors[-1]}; withdrawing the routes")

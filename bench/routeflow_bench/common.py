@@ -11,9 +11,12 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from routeflow_bench.parse import parse_flow_count, parse_proc_status_kb
+
+if TYPE_CHECKING:
+    from routeflow.harness import Stack
 
 log = logging.getLogger("routeflow.bench")
 
@@ -211,6 +214,13 @@ def wait_until(check: Any, timeout: float, interval: float = 0.05) -> float:
         if time.monotonic() > deadline:
             raise TimeoutError(f"not reached within {timeout:.0f} s")
         time.sleep(interval)
+
+
+def timed_verify(stack: Stack, timeout: float) -> float:
+    """Seconds until ``routeflow verify`` is clean on ``stack`` (TimeoutError after ``timeout``)."""
+    t = time.monotonic()
+    stack.wait_verify_clean(timeout)
+    return time.monotonic() - t
 
 
 def pid_alive(pid: int) -> bool:

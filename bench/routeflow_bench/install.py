@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from routeflow.harness import Stack, wait_for
-from routeflow_bench.common import Context, PlainBridge, flow_count, peak_rss_kb, sh, wait_until
+from routeflow_bench.common import Context, PlainBridge, flow_count, peak_rss_kb, sh, timed_verify, wait_until
 from routeflow_bench.report import Row
 from routeflow_bench.stats import Summary, curve_latencies, percentile
 
@@ -244,9 +244,7 @@ def run(ctx: Context) -> list[Row]:
                     ctx.say(f"install: N={n} run {r + 1}/{repeat}: add {adds[-1]['seconds']:.2f} s "
                             f"({adds[-1]['rate']:,.0f}/s; baseline {n / b_adds[-1]:,.0f}/s)")
                     if r == repeat - 1:
-                        t = time.monotonic()
-                        stack.wait_verify_clean(max(60.0, n / 500))
-                        verify_s.append(time.monotonic() - t)
+                        verify_s.append(timed_verify(stack, max(60.0, n / 500)))
                     dels.append(timed_batch(delete, *counters(base, n, adding=False), n, timeout,
                                             lambda: flow_count(SWITCH, "table=1")))
                     ctx.say(f"install: N={n} run {r + 1}/{repeat}: delete {dels[-1]['seconds']:.2f} s "
