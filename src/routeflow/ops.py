@@ -70,8 +70,9 @@ def status(server: str, as_json: bool, flows: bool, routes: bool) -> int:
             ))
     _table(rows)
     out.write("\n")
-    rows = [("VM", "ROUTES", "NEIGHBOURS")]
-    rows += [(vm["name"], str(vm["route_count"]), str(vm["neighbour_count"])) for vm in doc["vms"]]
+    rows = [("VM", "ROUTES", "NEIGHBOURS", "FIB AUDITS", "REPAIRED", "LAST REPAIR")]
+    rows += [(vm["name"], str(vm["route_count"]), str(vm["neighbour_count"]), str(vm["fib_audits"]),
+              str(vm["fib_repaired"]), vm["fib_last_repair"] or "-") for vm in doc["vms"]]
     _table(rows)
     if routes:
         for vm in doc["vms"]:

@@ -308,6 +308,64 @@ def test_ipv6_changes_arrive_as_deltas(server: MirroringServer, agent: subproces
     assert server.count(FibSnapshot) == 1
 
 
+def test_next_hop_objects_and_what_the_kernel_removes_silently(
+    server: MirroringServer, agent: subprocess.Popen[bytes]
+) -> None:
+    """Routes through next-hop objects (as FRR installs them) follow their objects;
+    and what the kernel removes without an RTM_DELROUTE -- routes of a deleted object,
+    of a shrunk group, of a link that lost its carrier, of a removed address, of a
+    NIC moved into a VRF -- leaves the mirror too."""
+    steps: list[tuple[str, Callable[[], bool]]] = [
+        ("nexthop add id 1 via 10.0.1.2 dev eth1", lambda: True),
+        ("nexthop add id 2 via 10.0.2.2 dev eth2", lambda: True),
+        ("nexthop add id 10 group 1/2", lambda: True),
+        ("route add 198.18.0.0/24 nhid 1 proto ospf", lambda: "198.18.0.0/24" in server.routes()),
+        ("route add 198.18.1.0/24 nhid 10 proto bgp", lambda: len(server.routes()["198.18.1.0/24"].nexthops) == 2),
+        ("-6 nexthop add id 6 via 2001:db8:1::2 dev eth1", lambda: True),
+        ("-6 nexthop add id 7 via fe80::2 dev eth2", lambda: True),
+        ("nexthop add id 67 group 6/7", lambda: True),
+        ("-6 route add 2001:db8:99::/48 nhid 67 proto bgp", lambda: len(server.routes()["2001:db8:99::/48"].nexthops) == 2),
+        ("-6 route add 2001:db8:98::/48 nhid 6", lambda: "2001:db8:98::/48" in server.routes()),
+        ("nexthop replace id 1 via 10.0.1.3 dev eth1",
+         lambda: server.routes()["198.18.0.0/24"].nexthops == (NextHop("eth1", "10.0.1.3"),)),
+        # The group shrinks (announced), its routes change (not announced).
+        ("nexthop del id 2", lambda: server.routes()["198.18.1.0/24"].nexthops == (NextHop("eth1", "10.0.1.3"),)),
+        # The object goes, with the group it was last in and every route through either.
+        ("nexthop del id 1", lambda: not {"198.18.0.0/24", "198.18.1.0/24"} & server.routes().keys()),
+        ("nexthop del id 7", lambda: len(server.routes()["2001:db8:99::/48"].nexthops) == 1),
+        ("nexthop del id 6", lambda: not {"2001:db8:98::/48", "2001:db8:99::/48"} & server.routes().keys()),
+        # A link that loses its carrier loses its objects, silently.
+        ("nexthop add id 3 via 10.0.2.3 dev eth2", lambda: True),
+        ("route add 198.18.3.0/24 nhid 3", lambda: "198.18.3.0/24" in server.routes()),
+        ("link set eth2p down", lambda: "198.18.3.0/24" not in server.routes()),
+        ("link set eth2p up", lambda: True),
+        # An address removed takes the routes that use it as their source.
+        ("route add 198.18.4.0/24 via 10.0.1.2 src 10.0.1.1", lambda: "198.18.4.0/24" in server.routes()),
+        ("addr del 10.0.1.1/24 dev eth1", lambda: "198.18.4.0/24" not in server.routes()),
+        # ... and adding it back revives the multipath legs through its subnet.
+        ("addr add 10.0.1.1/24 dev eth1", lambda: len(server.routes()["10.30.0.0/16"].nexthops) == 2),
+    ]
+    for command, check in steps:
+        ip(*command.split())
+        wait_until(lambda: in_sync(server) and check(), what=command)
+    assert server.count(FibSnapshot) == 1  # all of it as deltas
+
+
+def test_a_nic_moved_into_a_vrf_takes_its_routes_along(server: MirroringServer, agent: subprocess.Popen[bytes]) -> None:
+    if sh("ip", "-n", NS, "link", "add", "blue", "type", "vrf", "table", "10", check=False).returncode:
+        pytest.skip("this kernel has no VRF devices")
+    steps: list[tuple[str, Callable[[], bool]]] = [
+        ("route add 198.18.5.0/24 via 10.0.2.2", lambda: "198.18.5.0/24" in server.routes()),
+        ("link set blue up", lambda: True),
+        ("link set eth2 master blue", lambda: "198.18.5.0/24" not in server.routes()),
+        ("link set eth2 nomaster", lambda: True),
+        ("link del blue", lambda: True),
+    ]
+    for command, check in steps:
+        ip(*command.split())
+        wait_until(lambda: in_sync(server) and check(), what=command)
+
+
 @pytest.mark.parametrize("family", ["ipv4", "ipv6"])
 def test_twenty_thousand_routes_in_a_batch(
     server: MirroringServer, agent: subprocess.Popen[bytes], tmp_path: Path, family: str

@@ -29,6 +29,7 @@ from routeflow.model import Fib
 from routeflow.protocol import mapping
 from routeflow.protocol.codec import ProtocolError
 from routeflow.protocol.messages import (
+    FibDelta,
     FibSnapshot,
     Goodbye,
     LinkState,
@@ -162,7 +163,7 @@ class Agent:
         async for update in self.watcher.updates():
             if isinstance(update, FibSnapshot):
                 self._fib_ready.set()
-            elif update.interfaces_set:
+            elif isinstance(update, FibDelta) and update.interfaces_set:
                 self._wake_mapper.set()  # maybe a new NIC to announce
             session = self._session
             if session is not None:

@@ -1,9 +1,10 @@
-"""Netlink messages to routeflow model values, and the FIB state they build.
+"""The FIB state machine: rtnetlink records in, model-level changes out.
 
-Pure: no socket, no clock. The watcher feeds :class:`FibState` the pyroute2
-messages of a dump and then of the event stream; the state keeps the kernel's
-raw tables and reports, per batch, only the model-level changes as a
-:class:`~routeflow.protocol.messages.FibDelta`.
+Pure: no socket, no clock. The watcher hands :class:`FibState` the raw
+datagrams of a dump and then of the event stream
+(:meth:`FibState.apply_datagram`); :mod:`routeflow.client.rtnetlink` decodes
+them, and the state keeps the kernel's raw tables and reports, per batch,
+only the model-level changes as a :class:`~routeflow.protocol.messages.FibDelta`.
 
 Rules, for IPv4 and IPv6 alike unless said otherwise:
 
@@ -12,16 +13,24 @@ Rules, for IPv4 and IPv6 alike unless said otherwise:
   hold several routes per prefix (different metrics, or ``ip route
   append``); the FIB entry is the first live one of lowest metric, exactly as
   the kernel's lookup picks it. Dead multipath legs are dropped.
+* Next-hop objects (``ip nexthop``, what FRR installs routes through): a
+  route with an ``nhid`` forwards as its object says now, a single next hop,
+  a blackhole or a weighted group, whatever the route message spelled out
+  when it was added; an object replaced or a group whose members change
+  changes every route using it, and an object deleted takes every route
+  using it along, as in the kernel, which announces neither.
 * IPv6 routes are kept as the kernel keeps them: one route per next hop
   ("leg"), legs of equal metric that have a gateway forming one ECMP route.
   Messages show them either as one route with RTA_MULTIPATH (a multipath add,
   an append: the whole group) or, with older semantics, as one message per
   leg with NLM_F_APPEND; a delete names the legs it removes. Either way the
   legs are merged here, and the ECMP next hops reported sorted (their kernel
-  order depends on history). Not forwarding state, so skipped: link-local
-  ``fe80::/10`` and multicast ``ff00::/8`` prefixes (the kernel's per-interface
-  ``fe80::/64`` and ``ff00::/8``), and the connected routes of addresses on the
-  loopback (``::1/128``, router-id /128s), which IPv4 keeps in the local table.
+  order depends on history). A route through a next-hop object is one leg
+  whatever its object holds (the kernel never merges those). Not forwarding
+  state, so skipped: link-local ``fe80::/10`` and multicast ``ff00::/8``
+  prefixes (the kernel's per-interface ``fe80::/64`` and ``ff00::/8``), and
+  the connected routes of addresses on the loopback (``::1/128``, router-id
+  /128s), which IPv4 keeps in the local table.
 * Neighbours: resolved entries (REACHABLE, STALE, DELAY, PROBE, PERMANENT,
   NOARP) with a unicast Ethernet address; proxy entries are skipped, IPv6
   router entries (NTF_ROUTER) are ordinary neighbours.
@@ -33,11 +42,12 @@ Rules, for IPv4 and IPv6 alike unless said otherwise:
 * Addresses are canonical ``ipaddress`` text (the kernel's ``inet_ntop`` writes
   ``::ffff:1.2.3.4`` where ``ipaddress`` writes ``::ffff:102:304``).
 
-The kernel changes routes without telling anyone when a link goes down or
-up, is deleted, or loses an address (routes flushed, multipath legs marked
-dead or alive again). After such an event :attr:`FibState.routes_stale` is set
-and the watcher must hand a fresh route dump (both families) to
-:meth:`FibState.replace_routes`.
+The kernel changes routes and next-hop objects without telling anyone when a
+link goes down or up, loses its carrier, is deleted, or loses an address
+(IPv4 routes flushed, next-hop objects on the link removed, multipath legs
+marked dead or alive again). After such an event :attr:`FibState.routes_stale`
+is set and the watcher must hand a fresh dump of next-hop objects and routes
+to :meth:`FibState.resync`.
 """
 
 from __future__ import annotations
@@ -45,44 +55,43 @@ from __future__ import annotations
 import functools
 import ipaddress
 from collections.abc import Iterable
-from socket import AF_INET, AF_INET6
-from typing import Any, NamedTuple, TypeVar
+from typing import TypeVar
 
 from pyroute2.netlink import NLM_F_APPEND, NLM_F_REPLACE
-from pyroute2.netlink.rtnl import (
+from pyroute2.netlink.rtnl.marshal import MarshalRtnl
+
+from routeflow.client.rtnetlink import (
+    IFF_LOWER_UP,
+    IFF_UP,
+    NLMSG_DONE,
+    NLMSG_ERROR,
     RTM_DELADDR,
     RTM_DELLINK,
     RTM_DELNEIGH,
+    RTM_DELNEXTHOP,
     RTM_DELROUTE,
     RTM_NEWADDR,
     RTM_NEWLINK,
     RTM_NEWNEIGH,
+    RTM_NEWNEXTHOP,
     RTM_NEWROUTE,
+    RTPROT_KERNEL,
+    Address,
+    KernelNextHop,
+    KernelRoute,
+    Link,
+    NeighbourEntry,
+    NetlinkMessage,
+    NexthopObject,
+    messages,
+    nexthop,
+    parse_address,
+    parse_link,
+    parse_neighbour,
+    route,
 )
-
 from routeflow.model import Fib, Interface, Neighbour, NextHop, Route, RouteType
 from routeflow.protocol.messages import FibDelta
-
-#: A pyroute2 netlink message (``pyroute2.netlink.nlmsg``); untyped upstream.
-NetlinkMessage = Any
-
-#: Address families handled.
-FAMILIES = frozenset({AF_INET, AF_INET6})
-
-RT_TABLE_MAIN = 254
-IFF_UP = 0x1
-IFF_LOOPBACK = 0x8
-IFF_LOWER_UP = 0x10000
-RTNH_F_DEAD = 0x1
-#: rtm_flags of a cache clone (an IPv6 exception route), not a FIB entry.
-RTM_F_CLONED = 0x200
-RTPROT_KERNEL = 2
-NTF_PROXY = 0x8
-#: ifa_flags of IPv6 addresses the router does not own (yet).
-IFA_F_DADFAILED = 0x08
-IFA_F_TENTATIVE = 0x40
-#: NUD_REACHABLE | NUD_STALE | NUD_DELAY | NUD_PROBE | NUD_NOARP | NUD_PERMANENT.
-NUD_RESOLVED = 0x02 | 0x04 | 0x08 | 0x10 | 0x40 | 0x80
 
 ROUTE_TYPES: dict[int, RouteType] = {1: "unicast", 6: "blackhole", 7: "unreachable", 8: "prohibit"}
 
@@ -95,178 +104,8 @@ PROTO_NAMES = {
     194: "sharp", 195: "pbr", 196: "static", 197: "openfabric",
 }  # fmt: skip
 
-#: The all-zeros destination of each family (a default route has no RTA_DST).
-ANY_ADDRESS = {AF_INET: "0.0.0.0", AF_INET6: "::"}
-
-
-# -- pure conversions: one netlink message to one raw record -----------------------
-
-
-class Link(NamedTuple):
-    """A link as the kernel reports it (RTM_NEWLINK)."""
-
-    ifindex: int
-    ifname: str
-    mac: str
-    flags: int
-    operstate: str
-
-    @property
-    def up(self) -> bool:
-        """Administratively up and with carrier."""
-        carrier = self.operstate == "UP" or bool(self.flags & IFF_LOWER_UP)
-        return bool(self.flags & IFF_UP) and carrier
-
-    @property
-    def loopback(self) -> bool:
-        return bool(self.flags & IFF_LOOPBACK)
-
-
-class Address(NamedTuple):
-    """An interface address (RTM_NEWADDR) as ``"a.b.c.d/len"`` or ``"2001:db8::1/64"``;
-    not ``usable`` while tentative or after failing duplicate address detection."""
-
-    ifindex: int
-    address: str
-    usable: bool = True
-
-
-class KernelNextHop(NamedTuple):
-    oif: int
-    gateway: str | None
-    weight: int
-
-
-class KernelRoute(NamedTuple):
-    """One route of the kernel's main table (one fib alias), before selection."""
-
-    prefix: str
-    priority: int
-    type: int
-    proto: int
-    prefsrc: str | None
-    nexthops: tuple[KernelNextHop, ...]
-    #: Per next hop: marked dead by the kernel (its link is down). Not part of
-    #: the route's identity, since the kernel flips it without notice.
-    dead: tuple[bool, ...]
-
-    @property
-    def identity(self) -> tuple[object, ...]:
-        return self[:6]
-
-
-class NeighbourEntry(NamedTuple):
-    """A neighbour entry; ``mac`` is None when it cannot be used for forwarding."""
-
-    ifindex: int
-    ip: str
-    mac: str | None
-
-
-def _attrs(msg: NetlinkMessage) -> dict[str, Any]:
-    # One pass: pyroute2 decodes attributes lazily and get_attr() scans them every time.
-    return dict(msg["attrs"])
-
-
-def parse_link(msg: NetlinkMessage) -> Link | None:
-    """A link message; None for per-family variants (e.g. AF_BRIDGE port info)."""
-    if msg["family"] != 0:
-        return None
-    attrs = _attrs(msg)
-    mac = attrs.get("IFLA_ADDRESS") or ""
-    operstate = attrs.get("IFLA_OPERSTATE") or "UNKNOWN"
-    return Link(msg["index"], attrs.get("IFLA_IFNAME") or "", mac.lower(), msg["flags"], operstate)
-
-
-def canonical_ip(text: str) -> str:
-    """``ipaddress``'s text for an address ``inet_ntop`` wrote; only IPv6 with
-    an embedded dotted quad differs, so everything else is returned as is."""
-    return str(ipaddress.ip_address(text)) if "." in text and ":" in text else text
-
-
-def ipv6_noise(dst: str, dst_len: int) -> bool:
-    """Whether an IPv6 destination is link-local (fe80::/10) or multicast
-    (ff00::/8): never forwarded by a router, so no FIB entry of ours."""
-    head = dst.partition(":")[0]
-    first = int(head, 16) if head else 0
-    return (dst_len >= 8 and first >> 8 == 0xFF) or (dst_len >= 10 and first & 0xFFC0 == 0xFE80)
-
-
-def parse_address(msg: NetlinkMessage) -> Address | None:
-    """An address message; None for unsupported families."""
-    if msg["family"] not in FAMILIES:
-        return None
-    attrs = _attrs(msg)
-    # IFA_LOCAL is our end of a point-to-point link; IFA_ADDRESS is then the peer.
-    local = attrs.get("IFA_LOCAL") or attrs.get("IFA_ADDRESS")
-    if local is None:
-        return None
-    flags = attrs.get("IFA_FLAGS", msg["flags"])  # IFA_FLAGS: all 32 bits, ifa_flags the low 8
-    usable = not flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED)
-    return Address(msg["index"], f"{canonical_ip(local)}/{msg['prefixlen']}", usable)
-
-
-def _gateway(attrs: dict[str, Any]) -> str | None:
-    gateway: str | None = attrs.get("RTA_GATEWAY")
-    if gateway is None:
-        via = attrs.get("RTA_VIA")  # IPv4 over an IPv6 next hop (RFC 5549)
-        gateway = via["addr"] if via else None
-    return canonical_ip(gateway) if gateway is not None else None
-
-
-def parse_route(msg: NetlinkMessage) -> KernelRoute | None:
-    """A route message; None unless it is a tos-0 route of the main table of a
-    supported family, not a cache clone nor IPv6 link-local or multicast
-    (other types are kept: they still shadow worse routes)."""
-    family = msg["family"]
-    if family not in FAMILIES or msg["tos"] != 0 or msg["flags"] & RTM_F_CLONED:
-        return None
-    attrs = _attrs(msg)
-    if (attrs.get("RTA_TABLE") or msg["table"]) != RT_TABLE_MAIN:
-        return None
-    dst = canonical_ip(attrs.get("RTA_DST") or ANY_ADDRESS[family])
-    if family == AF_INET6 and ipv6_noise(dst, msg["dst_len"]):
-        return None
-    multipath = attrs.get("RTA_MULTIPATH")
-    if multipath:
-        hops = [
-            (
-                KernelNextHop(leg["oif"], _gateway(_attrs(leg)), leg["hops"] + 1),
-                bool(leg["flags"] & RTNH_F_DEAD),
-            )
-            for leg in multipath
-        ]
-    elif attrs.get("RTA_OIF") is not None:
-        hops = [(KernelNextHop(attrs["RTA_OIF"], _gateway(attrs), 1), bool(msg["flags"] & RTNH_F_DEAD))]
-    else:
-        hops = []
-    return KernelRoute(
-        prefix=f"{dst}/{msg['dst_len']}",
-        priority=attrs.get("RTA_PRIORITY") or 0,
-        type=msg["type"],
-        proto=msg["proto"],
-        prefsrc=canonical_ip(attrs["RTA_PREFSRC"]) if attrs.get("RTA_PREFSRC") else None,
-        nexthops=tuple(hop for hop, _ in hops),
-        dead=tuple(dead for _, dead in hops),
-    )
-
-
-def _unicast_ethernet(mac: str) -> bool:
-    # Broadcast and multicast groups get NOARP entries too; they are not next hops.
-    return len(mac) == 17 and not int(mac[:2], 16) & 1 and mac != "00:00:00:00:00:00"
-
-
-def parse_neighbour(msg: NetlinkMessage) -> NeighbourEntry | None:
-    """A neighbour message; None for unsupported families and proxy entries."""
-    if msg["family"] not in FAMILIES or msg["flags"] & NTF_PROXY:
-        return None
-    attrs = _attrs(msg)
-    ip = attrs.get("NDA_DST")
-    if ip is None:
-        return None
-    mac = (attrs.get("NDA_LLADDR") or "").lower()
-    usable = msg["state"] & NUD_RESOLVED and _unicast_ethernet(mac)
-    return NeighbourEntry(msg["ifindex"], canonical_ip(ip), mac if usable else None)
+#: What a route forwards through: next hops with their dead flags, and whether it is a blackhole.
+Resolved = tuple[tuple[KernelNextHop, ...], tuple[bool, ...], bool]
 
 
 @functools.lru_cache(maxsize=65536)
@@ -307,8 +146,9 @@ def _is_ipv6(route: KernelRoute) -> bool:
 
 
 def _legs(route: KernelRoute) -> list[KernelRoute]:
-    """An IPv6 route message as the kernel's routes: one per next hop."""
-    if len(route.nexthops) <= 1:
+    """An IPv6 route message as the kernel's routes: one per next hop, or one
+    through its next-hop object."""
+    if len(route.nexthops) <= 1 or route.nhid:
         return [route]
     legs = zip(route.nexthops, route.dead, strict=True)
     return [route._replace(nexthops=(hop,), dead=(dead,)) for hop, dead in legs]
@@ -316,13 +156,16 @@ def _legs(route: KernelRoute) -> list[KernelRoute]:
 
 def _leg_key(leg: KernelRoute) -> tuple[object, ...]:
     # What makes two IPv6 routes of a prefix the same for the kernel (rt6_duplicate_nexthop).
+    if leg.nhid:
+        return leg.priority, "nhid", leg.nhid
     hop = leg.nexthops[0] if leg.nexthops else None
     return leg.priority, hop.oif if hop else None, hop.gateway if hop else None
 
 
 def _ecmp_capable(leg: KernelRoute) -> bool:
-    """Only IPv6 routes with a gateway join ECMP groups (rt6_qualify_for_ecmp)."""
-    return bool(leg.nexthops) and leg.nexthops[0].gateway is not None
+    """Only IPv6 routes with a gateway and no next-hop object join ECMP groups
+    (rt6_qualify_for_ecmp)."""
+    return not leg.nhid and bool(leg.nexthops) and leg.nexthops[0].gateway is not None
 
 
 def _insert_legs(aliases: list[KernelRoute], route: KernelRoute, flags: int) -> None:
@@ -355,7 +198,7 @@ V = TypeVar("V")
 class FibState:
     """The kernel tables of one virtual router and what has been reported of them.
 
-    Feed it messages with :meth:`apply` (dump entries and events alike), then
+    Feed it datagrams with :meth:`apply_datagram` (dumps and events alike), then
     :meth:`take_delta` returns the model-level changes since the last call.
     :meth:`fib` is the reported state, consistent with the deltas handed out.
     """
@@ -366,6 +209,11 @@ class FibState:
         self._addresses: dict[int, dict[str, None]] = {}  # ordered sets per ifindex
         self._routes: dict[str, list[KernelRoute]] = {}
         self._neighbours: dict[tuple[int, str], str] = {}
+        self._objects: dict[int, NexthopObject] = {}
+        #: Prefixes that have had a route through each next-hop object (a superset: cleared lazily).
+        self._users: dict[int, set[str]] = {}
+        #: What each object forwards through, worked out once per change of the objects.
+        self._resolved: dict[int, Resolved | None] = {}
         # What has been reported, keyed like the protocol keys it.
         self._interfaces_out: dict[str, Interface] = {}
         self._routes_out: dict[str, Route] = {}
@@ -378,26 +226,43 @@ class FibState:
         self._names_changed = False
         #: The kernel may have changed routes without notice: see the module docstring.
         self.routes_stale = False
+        self._marshal = MarshalRtnl()
 
     @classmethod
-    def from_dump(cls, messages: Iterable[NetlinkMessage]) -> FibState:
-        """A state loaded from a full dump (links first), with everything reported."""
+    def load(cls, datagrams: list[bytes]) -> FibState:
+        """A state loaded from dump datagrams (links first), with everything reported.
+
+        Empties ``datagrams`` as it goes: a million routes are some 60 MB of them.
+        """
         state = cls()
-        for msg in messages:
-            state.apply(msg)
+        datagrams.reverse()
+        while datagrams:
+            state.apply_datagram(datagrams.pop())
+        state.routes_stale = False  # the dump's own routes are the fresh read
         state.take_delta()
         return state
 
     # -- input ---------------------------------------------------------------------
 
-    def apply(self, msg: NetlinkMessage) -> None:
-        """Apply one netlink message; unknown and unsupported ones are ignored."""
+    def apply_datagram(self, data: bytes) -> None:
+        """Apply every message of a netlink datagram (dump or event); unknown and
+        unsupported ones are ignored."""
+        for kind, flags, start, end in messages(data):
+            if kind == RTM_NEWROUTE or kind == RTM_DELROUTE:
+                decoded = route(data, start, end)
+                if decoded is not None:
+                    self.apply_route(decoded, kind == RTM_NEWROUTE, flags)
+            elif kind == RTM_NEWNEXTHOP or kind == RTM_DELNEXTHOP:
+                obj = nexthop(data, start, end)
+                if obj is not None:
+                    self.apply_nexthop(obj, kind == RTM_NEWNEXTHOP)
+            elif kind != NLMSG_DONE and kind != NLMSG_ERROR:
+                for msg in self._marshal.parse(data[start:end]):
+                    self._apply_message(msg)
+
+    def _apply_message(self, msg: NetlinkMessage) -> None:
         kind = msg["header"]["type"]
-        if kind in (RTM_NEWROUTE, RTM_DELROUTE):
-            route = parse_route(msg)
-            if route is not None:
-                self.apply_route(route, kind == RTM_NEWROUTE, msg["header"]["flags"])
-        elif kind in (RTM_NEWNEIGH, RTM_DELNEIGH):
+        if kind in (RTM_NEWNEIGH, RTM_DELNEIGH):
             entry = parse_neighbour(msg)
             if entry is not None:
                 self._apply_neighbour(entry, kind == RTM_NEWNEIGH)
@@ -414,26 +279,34 @@ class FibState:
             if link is not None:
                 self._remove_link(link.ifindex)
 
-    def replace_routes(self, messages: Iterable[NetlinkMessage]) -> None:
-        """Replace the route table with a fresh dump (after :attr:`routes_stale`)."""
-        self.replace_kernel_routes(route for route in map(parse_route, messages) if route is not None)
-
-    def replace_kernel_routes(self, routes: Iterable[KernelRoute]) -> None:
-        """Replace the route table with freshly dumped, decoded routes."""
-        fresh: dict[str, list[KernelRoute]] = {}
-        for route in routes:  # dumps come in kernel order
-            if _is_ipv6(route):
-                fresh.setdefault(route.prefix, []).extend(_legs(route))
-            else:
-                fresh.setdefault(route.prefix, []).append(route)
-        for prefix in fresh.keys() | self._routes.keys():
-            if fresh.get(prefix) != self._routes.get(prefix):
+    def resync(self, datagrams: Iterable[bytes]) -> None:
+        """Replace the next-hop objects and routes with a fresh dump of both
+        (objects first), after :attr:`routes_stale` or to audit the state."""
+        fresh = FibState()
+        for data in datagrams:
+            for kind, _, start, end in messages(data):
+                if kind == RTM_NEWNEXTHOP:
+                    obj = nexthop(data, start, end)
+                    if obj is not None:
+                        fresh._objects[obj.id] = obj
+                elif kind == RTM_NEWROUTE:
+                    decoded = route(data, start, end)
+                    if decoded is not None:  # dumps come in kernel order
+                        aliases = fresh._routes.setdefault(decoded.prefix, [])
+                        aliases.extend(_legs(decoded) if _is_ipv6(decoded) else (decoded,))
+                        if decoded.nhid:
+                            fresh._users.setdefault(decoded.nhid, set()).add(decoded.prefix)
+        if fresh._objects != self._objects:
+            self._objects_changed()  # what routes resolve to may differ: recompute them all
+            self._dirty_routes.update(self._routes)
+        for prefix in fresh._routes.keys() | self._routes.keys():
+            if fresh._routes.get(prefix) != self._routes.get(prefix):
                 self._dirty_routes.add(prefix)
-        self._routes = fresh
+        self._routes, self._objects, self._users = fresh._routes, fresh._objects, fresh._users
         self.routes_stale = False
 
     def apply_route(self, route: KernelRoute, new: bool, flags: int) -> None:
-        """Apply an already decoded RTM_NEWROUTE (``new``) or RTM_DELROUTE."""
+        """Apply a decoded RTM_NEWROUTE (``new``) or RTM_DELROUTE."""
         aliases = self._routes.setdefault(route.prefix, [])
         if _is_ipv6(route):
             if new:
@@ -447,7 +320,47 @@ class FibState:
             aliases[:] = [alias for alias in aliases if alias.identity != route.identity]
         if not aliases:
             del self._routes[route.prefix]
+        if new and route.nhid:
+            self._users.setdefault(route.nhid, set()).add(route.prefix)
         self._dirty_routes.add(route.prefix)
+
+    def apply_nexthop(self, obj: NexthopObject, new: bool) -> None:
+        """Apply a decoded RTM_NEWNEXTHOP (``new``: added or replaced) or RTM_DELNEXTHOP."""
+        if new:
+            self._objects[obj.id] = obj
+            self._objects_changed(obj.id)
+        else:
+            self._remove_object(obj.id)
+
+    def _remove_object(self, nhid: int) -> None:
+        """Remove an object as the kernel does: out of every group (a group left
+        empty goes too), and every route through it with it."""
+        self._objects.pop(nhid, None)
+        self._objects_changed(nhid)
+        for group in [o for o in self._objects.values() if any(m == nhid for m, _ in o.group)]:
+            members = tuple(m for m in group.group if m[0] != nhid)
+            if members:
+                self._objects[group.id] = group._replace(group=members)
+            else:
+                self._remove_object(group.id)
+        for prefix in self._users.pop(nhid, ()):
+            aliases = self._routes.get(prefix)
+            if aliases is None:
+                continue
+            aliases[:] = [alias for alias in aliases if alias.nhid != nhid]
+            if not aliases:
+                del self._routes[prefix]
+
+    def _objects_changed(self, nhid: int | None = None) -> None:
+        """Forget what objects resolve to, and mark the routes through ``nhid``
+        (and the groups holding it) for recomputation."""
+        self._resolved.clear()
+        if nhid is None:
+            return
+        self._dirty_routes.update(self._users.get(nhid, ()))
+        for group in self._objects.values():
+            if any(m == nhid for m, _ in group.group):
+                self._dirty_routes.update(self._users.get(group.id, ()))
 
     def _apply_neighbour(self, entry: NeighbourEntry, new: bool) -> None:
         key = (entry.ifindex, entry.ip)
@@ -459,6 +372,8 @@ class FibState:
 
     def _apply_address(self, address: Address, new: bool) -> None:
         addresses = self._addresses.setdefault(address.ifindex, {})
+        if new and address.usable and ":" not in address.address and address.address not in addresses:
+            self.routes_stale = True  # dead IPv4 multipath legs through its subnet revive, silently
         if new and address.usable:
             addresses[address.address] = None
         else:  # deleted, or (IPv6) not or no longer the router's: tentative, DAD failed
@@ -472,8 +387,9 @@ class FibState:
         if old is not None and old.ifname != link.ifname:
             self._names_changed = True
             self._dirty_routes.update(self._routes)  # next hops name their interface
-        if old is not None and (old.flags ^ link.flags) & IFF_UP:
-            self.routes_stale = True  # routes flushed, or multipath legs revived, silently
+        if old is not None and ((old.flags ^ link.flags) & (IFF_UP | IFF_LOWER_UP) or old.operstate != link.operstate):
+            # Routes flushed, multipath legs revived, next-hop objects removed: silently.
+            self.routes_stale = True
         self._links[link.ifindex] = link
         self._links_dirty = True
 
@@ -539,14 +455,43 @@ class FibState:
         ordered = tuple(sorted(addresses, key=_address_key))
         return Interface(link.ifname, link.mac, link.up, ordered)
 
+    def _forwarding(self, route: KernelRoute) -> Resolved:
+        """What ``route`` forwards through: its object's next hops when it has a
+        known one, else the next hops its message spelled out."""
+        if route.nhid:
+            resolved = self._resolve(route.nhid)
+            if resolved is not None:
+                return resolved
+        return route.nexthops, route.dead, False
+
+    def _resolve(self, nhid: int) -> Resolved | None:
+        if nhid in self._resolved:
+            return self._resolved[nhid]
+        obj = self._objects.get(nhid)
+        resolved: Resolved | None = None
+        if obj is not None and obj.group:
+            members = [(self._objects.get(m), weight) for m, weight in obj.group]
+            live = [(member, weight) for member, weight in members if member is not None and not member.group]
+            if live and all(member.blackhole for member, _ in live):
+                resolved = (), (), True
+            else:
+                hops = [(KernelNextHop(m.oif, m.gateway, w), m.dead) for m, w in live if not m.blackhole]
+                resolved = tuple(h for h, _ in hops), tuple(d for _, d in hops), False
+        elif obj is not None:
+            single = () if obj.blackhole else (KernelNextHop(obj.oif, obj.gateway, 1),)
+            resolved = single, (obj.dead,) * len(single), obj.blackhole
+        self._resolved[nhid] = resolved
+        return resolved
+
     def _route(self, prefix: str) -> Route | None:
         if ":" in prefix:
             return self._route6(prefix)
         for alias in self._routes.get(prefix, ()):  # kernel order: metric, then age
-            live = [hop for hop, dead in zip(alias.nexthops, alias.dead, strict=True) if not dead]
-            if alias.nexthops and not live:
+            nexthops, dead, blackhole = self._forwarding(alias)
+            live = [hop for hop, down in zip(nexthops, dead, strict=True) if not down]
+            if nexthops and not live:
                 continue  # the kernel's lookup skips dead routes
-            kind = ROUTE_TYPES.get(alias.type)
+            kind = "blackhole" if blackhole else ROUTE_TYPES.get(alias.type)
             if kind is None:
                 return None  # e.g. a throw route: this prefix does not forward
             hops = _nexthops(tuple(NextHop(self._ifname(hop.oif), hop.gateway) for hop in live))
@@ -554,24 +499,28 @@ class FibState:
         return None
 
     def _route6(self, prefix: str) -> Route | None:
-        live = [leg for leg in self._routes.get(prefix, ()) if not any(leg.dead)]
+        live = []  # (leg, its live next hops, blackhole), legs in kernel order: metric first
+        for leg in self._routes.get(prefix, ()):
+            nexthops, dead, blackhole = self._forwarding(leg)
+            hops = tuple(hop for hop, down in zip(nexthops, dead, strict=True) if not down)
+            if hops or not nexthops:
+                live.append((leg, hops, blackhole))
         if not live:
             return None
-        best = live[0]  # legs are in kernel order: metric first
-        kind = ROUTE_TYPES.get(best.type)
+        best, best_hops, blackhole = live[0]
+        kind = "blackhole" if blackhole else ROUTE_TYPES.get(best.type)
         if kind is None:
             return None
         if kind != "unicast":
             return Route(prefix, (), kind, proto_name(best.proto))
         if _ecmp_capable(best):
-            legs = [leg for leg in live if leg.priority == best.priority and _ecmp_capable(leg)]
+            chosen = [hop for leg, hops, _ in live if leg.priority == best.priority and _ecmp_capable(leg) for hop in hops]
         else:
-            legs = [best]
-        oifs = {hop.oif for leg in legs for hop in leg.nexthops}
-        if best.proto == RTPROT_KERNEL and all(self._is_loopback(oif) for oif in oifs):
+            chosen = list(best_hops)
+        if best.proto == RTPROT_KERNEL and all(self._is_loopback(hop.oif) for hop in chosen):
             return None  # the prefix route of an address on lo: the router's own, not forwarded
-        hops = sorted(NextHop(self._ifname(hop.oif), hop.gateway) for leg in legs for hop in leg.nexthops)
-        return Route(prefix, _nexthops(tuple(hops)), kind, proto_name(best.proto))
+        ordered = sorted(NextHop(self._ifname(hop.oif), hop.gateway) for hop in chosen)
+        return Route(prefix, _nexthops(tuple(ordered)), kind, proto_name(best.proto))
 
     def _is_loopback(self, index: int) -> bool:
         link = self._links.get(index)

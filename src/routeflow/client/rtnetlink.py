@@ -1,57 +1,232 @@
-"""Fast decoding of rtnetlink route messages, straight from the datagram bytes.
+"""Rtnetlink decoding: the kernel's messages as the records the FIB state is built of.
 
-pyroute2 spends about 50 microseconds building a message object; a million
-routes arriving from a BGP feed would take the client most of a minute. Route
-messages are nearly all of such a burst and have a simple, stable layout
-(``struct rtmsg`` and a few attributes, IPv4 or IPv6), so they are decoded here with
-``struct`` in a few microseconds each into the same
-:class:`~routeflow.client.fib.KernelRoute` that
-:func:`~routeflow.client.fib.parse_route` makes from pyroute2's objects.
-Anything this decoder does not know returns :data:`UNHANDLED`, and the caller
-uses pyroute2 for that message.
+One module decodes what the kernel says; :mod:`routeflow.client.fib` keeps
+the state those records build. Routes and next-hop objects, nearly all of a
+burst (a million routes from a BGP feed), are decoded here with ``struct``
+straight from the datagram bytes, a few microseconds each: ``struct rtmsg``
+or ``struct nhmsg`` and a few attributes. Links, addresses and neighbours
+are rare and go through pyroute2's parser (:func:`parse_link`,
+:func:`parse_address`, :func:`parse_neighbour`). Dumps are read as raw
+datagrams too (:func:`dump`).
+
+Pure but for :func:`dump`, which opens a socket.
 """
 
 from __future__ import annotations
 
 import functools
+import ipaddress
 import os
 import socket
 import struct
 from collections.abc import Iterator
-from typing import Any, Final
+from socket import AF_INET, AF_INET6
+from typing import Any, NamedTuple
 
-from routeflow.client.fib import (
-    ANY_ADDRESS,
-    FAMILIES,
-    RT_TABLE_MAIN,
-    RTM_F_CLONED,
-    RTNH_F_DEAD,
-    FibState,
-    KernelNextHop,
-    KernelRoute,
-    canonical_ip,
-    ipv6_noise,
-    parse_route,
-)
+#: A pyroute2 netlink message (``pyroute2.netlink.nlmsg``); untyped upstream.
+NetlinkMessage = Any
+
+#: Address families handled.
+FAMILIES = frozenset({AF_INET, AF_INET6})
+#: The all-zeros destination of each family (a default route has no RTA_DST).
+ANY_ADDRESS = {AF_INET: "0.0.0.0", AF_INET6: "::"}
+
+# Message types (linux/rtnetlink.h).
+RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
+RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
+RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
+RTM_NEWNEIGH, RTM_DELNEIGH, RTM_GETNEIGH = 28, 29, 30
+RTM_NEWNEXTHOP, RTM_DELNEXTHOP, RTM_GETNEXTHOP = 104, 105, 106
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+#: Multicast group of next-hop object events, joined by number (NETLINK_ADD_MEMBERSHIP):
+#: it has no RTMGRP_* bind-mask constant.
+RTNLGRP_NEXTHOP = 32
+
+# Route attributes (enum rtattr_type_t) and flags.
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC, RTA_MULTIPATH, RTA_TABLE, RTA_VIA = 1, 4, 5, 6, 7, 9, 15, 18
+RTA_NH_ID = 30
+RT_TABLE_MAIN = 254
+RTNH_F_DEAD = 0x1
+#: rtm_flags of a cache clone (an IPv6 exception route), not a FIB entry.
+RTM_F_CLONED = 0x200
+RTPROT_KERNEL = 2
+
+# Next-hop object attributes (linux/nexthop.h).
+NHA_ID, NHA_GROUP, NHA_BLACKHOLE, NHA_OIF, NHA_GATEWAY, NHA_FDB = 1, 2, 4, 5, 6, 11
+
+# Links, addresses, neighbours.
+IFF_UP = 0x1
+IFF_LOOPBACK = 0x8
+IFF_LOWER_UP = 0x10000
+NTF_PROXY = 0x8
+#: ifa_flags of IPv6 addresses the router does not own (yet).
+IFA_F_DADFAILED = 0x08
+IFA_F_TENTATIVE = 0x40
+#: NUD_REACHABLE | NUD_STALE | NUD_DELAY | NUD_PROBE | NUD_NOARP | NUD_PERMANENT.
+NUD_RESOLVED = 0x02 | 0x04 | 0x08 | 0x10 | 0x40 | 0x80
 
 _NLMSGHDR = struct.Struct("=IHHII")
 _RTMSG = struct.Struct("=BBBBBBBBI")
+_NHMSG = struct.Struct("=BBBBI")
+_NEXTHOP_GRP = struct.Struct("=IBBH")
 _RTATTR = struct.Struct("=HH")
 _RTNEXTHOP = struct.Struct("=HBBi")
 _U32 = struct.Struct("=I")
 _U16 = struct.Struct("=H")
 
-RTM_NEWROUTE, RTM_DELROUTE = 24, 25
-RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC, RTA_MULTIPATH, RTA_TABLE, RTA_VIA = 1, 4, 5, 6, 7, 9, 15, 18
+
+# -- records -------------------------------------------------------------------------
 
 
-class _Unhandled:
-    def __repr__(self) -> str:
-        return "UNHANDLED"
+class Link(NamedTuple):
+    """A link as the kernel reports it (RTM_NEWLINK)."""
+
+    ifindex: int
+    ifname: str
+    mac: str
+    flags: int
+    operstate: str
+
+    @property
+    def up(self) -> bool:
+        """Administratively up and with carrier."""
+        carrier = self.operstate == "UP" or bool(self.flags & IFF_LOWER_UP)
+        return bool(self.flags & IFF_UP) and carrier
+
+    @property
+    def loopback(self) -> bool:
+        return bool(self.flags & IFF_LOOPBACK)
 
 
-#: Returned for a message this decoder leaves to pyroute2.
-UNHANDLED: Final = _Unhandled()
+class Address(NamedTuple):
+    """An interface address (RTM_NEWADDR) as ``"a.b.c.d/len"`` or ``"2001:db8::1/64"``;
+    not ``usable`` while tentative or after failing duplicate address detection."""
+
+    ifindex: int
+    address: str
+    usable: bool = True
+
+
+class KernelNextHop(NamedTuple):
+    oif: int
+    gateway: str | None
+    weight: int
+
+
+class KernelRoute(NamedTuple):
+    """One route of the kernel's main table (one fib alias), before selection."""
+
+    prefix: str
+    priority: int
+    type: int
+    proto: int
+    prefsrc: str | None
+    #: The next-hop object the route uses (``ip route ... nhid N``), 0 for none.
+    nhid: int
+    #: The next hops the message spelled out. For a route with ``nhid`` they
+    #: are the kernel's expansion of the object (nexthop_compat_mode), which
+    #: the object itself overrides once known.
+    nexthops: tuple[KernelNextHop, ...]
+    #: Per next hop: marked dead by the kernel (its link is down). Not part of
+    #: the route's identity, since the kernel flips it without notice.
+    dead: tuple[bool, ...]
+
+    @property
+    def identity(self) -> tuple[object, ...]:
+        # A route through an object is that object whatever it resolves to now.
+        return self[:6] if self.nhid else self[:7]
+
+
+class NexthopObject(NamedTuple):
+    """A kernel next-hop object (``ip nexthop``): one next hop, a blackhole, or a
+    group of other objects with their weights."""
+
+    id: int
+    oif: int = 0
+    gateway: str | None = None
+    blackhole: bool = False
+    #: Marked dead by the kernel.
+    dead: bool = False
+    #: ``(member id, weight)`` of a group, in the kernel's order; empty for a single next hop.
+    group: tuple[tuple[int, int], ...] = ()
+
+
+class NeighbourEntry(NamedTuple):
+    """A neighbour entry; ``mac`` is None when it cannot be used for forwarding."""
+
+    ifindex: int
+    ip: str
+    mac: str | None
+
+
+# -- text forms ----------------------------------------------------------------------
+
+
+def canonical_ip(text: str) -> str:
+    """``ipaddress``'s text for an address ``inet_ntop`` wrote; only IPv6 with
+    an embedded dotted quad differs, so everything else is returned as is."""
+    return str(ipaddress.ip_address(text)) if "." in text and ":" in text else text
+
+
+def ipv6_noise(dst: str, dst_len: int) -> bool:
+    """Whether an IPv6 destination is link-local (fe80::/10) or multicast
+    (ff00::/8): never forwarded by a router, so no FIB entry of ours."""
+    head = dst.partition(":")[0]
+    first = int(head, 16) if head else 0
+    return (dst_len >= 8 and first >> 8 == 0xFF) or (dst_len >= 10 and first & 0xFFC0 == 0xFE80)
+
+
+# -- links, addresses, neighbours: pyroute2 messages ------------------------------------
+
+
+def _attrs(msg: NetlinkMessage) -> dict[str, Any]:
+    # One pass: pyroute2 decodes attributes lazily and get_attr() scans them every time.
+    return dict(msg["attrs"])
+
+
+def parse_link(msg: NetlinkMessage) -> Link | None:
+    """A link message; None for per-family variants (e.g. AF_BRIDGE port info)."""
+    if msg["family"] != 0:
+        return None
+    attrs = _attrs(msg)
+    mac = attrs.get("IFLA_ADDRESS") or ""
+    operstate = attrs.get("IFLA_OPERSTATE") or "UNKNOWN"
+    return Link(msg["index"], attrs.get("IFLA_IFNAME") or "", mac.lower(), msg["flags"], operstate)
+
+
+def parse_address(msg: NetlinkMessage) -> Address | None:
+    """An address message; None for unsupported families."""
+    if msg["family"] not in FAMILIES:
+        return None
+    attrs = _attrs(msg)
+    # IFA_LOCAL is our end of a point-to-point link; IFA_ADDRESS is then the peer.
+    local = attrs.get("IFA_LOCAL") or attrs.get("IFA_ADDRESS")
+    if local is None:
+        return None
+    flags = attrs.get("IFA_FLAGS", msg["flags"])  # IFA_FLAGS: all 32 bits, ifa_flags the low 8
+    usable = not flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED)
+    return Address(msg["index"], f"{canonical_ip(local)}/{msg['prefixlen']}", usable)
+
+
+def _unicast_ethernet(mac: str) -> bool:
+    # Broadcast and multicast groups get NOARP entries too; they are not next hops.
+    return len(mac) == 17 and not int(mac[:2], 16) & 1 and mac != "00:00:00:00:00:00"
+
+
+def parse_neighbour(msg: NetlinkMessage) -> NeighbourEntry | None:
+    """A neighbour message; None for unsupported families and proxy entries."""
+    if msg["family"] not in FAMILIES or msg["flags"] & NTF_PROXY:
+        return None
+    attrs = _attrs(msg)
+    ip = attrs.get("NDA_DST")
+    if ip is None:
+        return None
+    mac = (attrs.get("NDA_LLADDR") or "").lower()
+    usable = msg["state"] & NUD_RESOLVED and _unicast_ethernet(mac)
+    return NeighbourEntry(msg["ifindex"], canonical_ip(ip), mac if usable else None)
+
+
+# -- routes and next-hop objects: bytes --------------------------------------------------
 
 
 def messages(data: bytes) -> Iterator[tuple[int, int, int, int]]:
@@ -75,73 +250,80 @@ def _attributes(data: bytes, offset: int, end: int) -> Iterator[tuple[int, int, 
         offset += (length + 3) & ~3
 
 
-#: Address bytes of each family decoded here.
-_WIDTH: dict[int, int] = {socket.AF_INET: 4, socket.AF_INET6: 16}
+#: Address bytes of each family.
+_WIDTH: dict[int, int] = {AF_INET: 4, AF_INET6: 16}
 
 
-def _ip(family: int, data: bytes, start: int, end: int) -> str | None:
-    if end - start != _WIDTH[family]:
-        return None
+class _Malformed(Exception):
+    """A message whose layout does not hold together: ignored whole."""
+
+
+def _ip(family: int, data: bytes, start: int, end: int) -> str:
+    if end - start != _WIDTH.get(family):
+        raise _Malformed
     text = socket.inet_ntop(family, data[start:end])
-    return canonical_ip(text) if family == socket.AF_INET6 else text
+    return canonical_ip(text) if family == AF_INET6 else text
 
 
-def _via(data: bytes, start: int, end: int) -> str | None | _Unhandled:
+def _u32(data: bytes, start: int, end: int) -> int:
+    if end - start < 4:
+        raise _Malformed
+    return int(_U32.unpack_from(data, start)[0])
+
+
+def _via(data: bytes, start: int, end: int) -> str:
     """RTA_VIA (``struct rtvia``: a family, then the address): a gateway of
     another family than the route's, such as IPv4 over IPv6 (RFC 5549)."""
     if end - start < 2:
-        return UNHANDLED
+        raise _Malformed
     (family,) = _U16.unpack_from(data, start)
-    if family not in _WIDTH or end - start - 2 != _WIDTH[family]:
-        return UNHANDLED
     return _ip(family, data, start + 2, end)
 
 
-def route(data: bytes, start: int, end: int) -> KernelRoute | None | _Unhandled:
+def route(data: bytes, start: int, end: int) -> KernelRoute | None:
     """Decode one RTM_NEWROUTE/RTM_DELROUTE message (``data[start:end]``).
 
-    Same result as :func:`~routeflow.client.fib.parse_route`: None for routes
-    routeflow ignores, :data:`UNHANDLED` for what only pyroute2 should decode.
+    None for what routeflow ignores: another table or family, a tos, a cache
+    clone, an IPv6 link-local or multicast prefix, or a malformed message
+    (the kernel sends none; ignoring it beats acting on half of one).
+    Route types are kept whatever they are: they still shadow worse routes.
     """
     body = start + _NLMSGHDR.size
     if end - body < _RTMSG.size:
-        return UNHANDLED
+        return None
     family, dst_len, _, tos, table, proto, _, rtype, flags = _RTMSG.unpack_from(data, body)
-    if family not in _WIDTH:
-        return None if family not in FAMILIES else UNHANDLED
-    if tos != 0 or flags & RTM_F_CLONED:
+    if family not in _WIDTH or tos != 0 or flags & RTM_F_CLONED:
         return None
     dst = gateway = prefsrc = None
     oif = None
-    priority = 0
+    priority = nhid = 0
     hops: list[tuple[KernelNextHop, bool]] = []
-    for kind, a, b in _attributes(data, body + _RTMSG.size, end):
-        if kind == RTA_DST:
-            dst = _ip(family, data, a, b)
-        elif kind == RTA_OIF:
-            (oif,) = _U32.unpack_from(data, a)
-        elif kind == RTA_GATEWAY:
-            gateway = _ip(family, data, a, b)
-        elif kind == RTA_PRIORITY:
-            (priority,) = _U32.unpack_from(data, a)
-        elif kind == RTA_PREFSRC:
-            prefsrc = _ip(family, data, a, b)
-        elif kind == RTA_TABLE:
-            (table,) = _U32.unpack_from(data, a)
-        elif kind == RTA_MULTIPATH:
-            legs = _multipath(family, data, a, b)
-            if legs is None:
-                return UNHANDLED
-            hops = legs
-        elif kind == RTA_VIA:
-            via = _via(data, a, b)
-            if via is UNHANDLED:
-                return UNHANDLED
-            gateway = via  # type: ignore[assignment]
+    try:
+        for kind, a, b in _attributes(data, body + _RTMSG.size, end):
+            if kind == RTA_DST:
+                dst = _ip(family, data, a, b)
+            elif kind == RTA_OIF:
+                oif = _u32(data, a, b)
+            elif kind == RTA_GATEWAY:
+                gateway = _ip(family, data, a, b)
+            elif kind == RTA_PRIORITY:
+                priority = _u32(data, a, b)
+            elif kind == RTA_PREFSRC:
+                prefsrc = _ip(family, data, a, b)
+            elif kind == RTA_TABLE:
+                table = _u32(data, a, b)
+            elif kind == RTA_MULTIPATH:
+                hops = _multipath(family, data, a, b)
+            elif kind == RTA_VIA:
+                gateway = _via(data, a, b)
+            elif kind == RTA_NH_ID:
+                nhid = _u32(data, a, b)
+    except _Malformed:
+        return None
     if table != RT_TABLE_MAIN:
         return None
     dst = dst or ANY_ADDRESS[family]
-    if family == socket.AF_INET6 and ipv6_noise(dst, dst_len):
+    if family == AF_INET6 and ipv6_noise(dst, dst_len):
         return None
     if not hops and oif is not None:
         hops = [(KernelNextHop(oif, gateway, 1), bool(flags & RTNH_F_DEAD))]
@@ -151,6 +333,7 @@ def route(data: bytes, start: int, end: int) -> KernelRoute | None | _Unhandled:
         type=rtype,
         proto=proto,
         prefsrc=prefsrc,
+        nhid=nhid,
         nexthops=_shared(tuple(hop for hop, _ in hops)),
         dead=_shared(tuple(dead for _, dead in hops)),
     )
@@ -162,42 +345,73 @@ def _shared(value: tuple[Any, ...]) -> tuple[Any, ...]:
     return value
 
 
-def _multipath(family: int, data: bytes, offset: int, end: int) -> list[tuple[KernelNextHop, bool]] | None:
+def _multipath(family: int, data: bytes, offset: int, end: int) -> list[tuple[KernelNextHop, bool]]:
     legs = []
     while offset + _RTNEXTHOP.size <= end:
         length, flags, hops, ifindex = _RTNEXTHOP.unpack_from(data, offset)
         if length < _RTNEXTHOP.size or offset + length > end:
-            return None
+            raise _Malformed
         gateway = None
         for kind, a, b in _attributes(data, offset + _RTNEXTHOP.size, offset + length):
             if kind == RTA_GATEWAY:
                 gateway = _ip(family, data, a, b)
             elif kind == RTA_VIA:
-                via = _via(data, a, b)
-                if via is UNHANDLED:
-                    return None
-                gateway = via  # type: ignore[assignment]
+                gateway = _via(data, a, b)
         legs.append((KernelNextHop(ifindex, gateway, hops + 1), bool(flags & RTNH_F_DEAD)))
         offset += (length + 3) & ~3
     return legs
 
 
+def nexthop(data: bytes, start: int, end: int) -> NexthopObject | None:
+    """Decode one RTM_NEWNEXTHOP/RTM_DELNEXTHOP message (``data[start:end]``).
+
+    None for a malformed message and for objects no route can use (FDB next
+    hops of a VXLAN bridge). A delete carries the whole object, like a new one.
+    """
+    body = start + _NLMSGHDR.size
+    if end - body < _NHMSG.size:
+        return None
+    family, _, _, _, flags = _NHMSG.unpack_from(data, body)
+    fields: dict[str, Any] = {"dead": bool(flags & RTNH_F_DEAD)}
+    try:
+        for kind, a, b in _attributes(data, body + _NHMSG.size, end):
+            if kind == NHA_ID:
+                fields["id"] = _u32(data, a, b)
+            elif kind == NHA_OIF:
+                fields["oif"] = _u32(data, a, b)
+            elif kind == NHA_GATEWAY:
+                fields["gateway"] = _ip(family, data, a, b)
+            elif kind == NHA_BLACKHOLE:
+                fields["blackhole"] = True
+            elif kind == NHA_GROUP:
+                if (b - a) % _NEXTHOP_GRP.size:
+                    raise _Malformed
+                # The kernel stores weight - 1, as in struct rtnexthop.
+                fields["group"] = tuple((member, weight + 1) for member, weight, _, _ in
+                                        _NEXTHOP_GRP.iter_unpack(data[a:b]))  # fmt: skip
+            elif kind == NHA_FDB:
+                return None
+    except _Malformed:
+        return None
+    if "id" not in fields:
+        return None
+    return NexthopObject(**fields)
+
+
 # -- dumps ---------------------------------------------------------------------------
 
-RTM_GETLINK, RTM_GETADDR, RTM_GETROUTE, RTM_GETNEIGH = 18, 22, 26, 30
 _NLM_F_REQUEST, _NLM_F_DUMP = 0x1, 0x300
-_NLMSG_ERROR, _NLMSG_DONE = 2, 3
 _RECV = 1 << 20
+#: Bytes of each GET request's header after the netlink one (all start with a family byte).
+_REQUEST_BODY = {RTM_GETLINK: 16, RTM_GETNEXTHOP: 8}
 
 
 def dump(request: int, family: int = socket.AF_UNSPEC) -> list[bytes]:
     """The datagrams of one rtnetlink dump (blocking; run it in a thread).
 
-    Raw bytes, so that route dumps go through :func:`route` rather than
-    pyroute2, like events do.
+    Raw bytes, so that dumps go through the same decoders as events.
     """
-    # Every GET request starts with a family byte; ifinfomsg (links) is 16 bytes, the rest fit in 12.
-    body = bytes([family]) + bytes(15 if request == RTM_GETLINK else 11)
+    body = bytes([family]) + bytes(_REQUEST_BODY.get(request, 12) - 1)
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * _RECV)
         sock.bind((0, 0))
@@ -205,41 +419,13 @@ def dump(request: int, family: int = socket.AF_UNSPEC) -> list[bytes]:
         datagrams = []
         while True:
             data = sock.recv(_RECV)
-            for kind, _, start, _ in messages(data):
-                if kind == _NLMSG_ERROR:
-                    (error,) = struct.unpack_from("=i", data, start + _NLMSGHDR.size)
+            for kind, _, start, end in messages(data):
+                if kind in (NLMSG_ERROR, NLMSG_DONE):
+                    # Both carry an error code: a dump can fail at its end, too.
+                    error = struct.unpack_from("=i", data, start + _NLMSGHDR.size)[0] if end - start >= 20 else 0
                     if error:
                         raise OSError(-error, f"netlink dump {request} failed: {os.strerror(-error)}")
-                elif kind == _NLMSG_DONE:
-                    datagrams.append(data)
-                    return datagrams
+                    if kind == NLMSG_DONE:
+                        datagrams.append(data)
+                        return datagrams
             datagrams.append(data)
-
-
-def apply_datagram(state: FibState, data: bytes, marshal: Any) -> None:
-    """Apply every message of a datagram to ``state``: routes through the fast
-    decoder, everything else (and what it leaves) through pyroute2's ``marshal``."""
-    for kind, flags, start, end in messages(data):
-        if kind in (RTM_NEWROUTE, RTM_DELROUTE):
-            decoded = route(data, start, end)
-            if decoded is not UNHANDLED:
-                if decoded is not None:
-                    state.apply_route(decoded, kind == RTM_NEWROUTE, flags)  # type: ignore[arg-type]
-                continue
-        if kind in (_NLMSG_DONE, _NLMSG_ERROR):
-            continue
-        for msg in marshal.parse(data[start:end]):
-            state.apply(msg)
-
-
-def routes(datagrams: list[bytes], marshal: Any) -> Iterator[KernelRoute]:
-    """The routes of route-dump datagrams, in kernel order."""
-    for data in datagrams:
-        for kind, _, start, end in messages(data):
-            if kind != RTM_NEWROUTE:
-                continue
-            decoded = route(data, start, end)
-            if decoded is UNHANDLED:
-                yield from (r for r in map(parse_route, marshal.parse(data[start:end])) if r is not None)
-            elif decoded is not None:
-                yield decoded  # type: ignore[misc]

@@ -234,6 +234,19 @@ class FibDelta(Message, tag="fib_delta", frozen=True):
     neighbours_del: tuple[tuple[str, str], ...] = ()
 
 
+class FibAudit(Message, tag="fib_audit", frozen=True):
+    """The RF-Client compared its FIB with a fresh read of the kernel: how many
+    audits so far, how many routes they found changed without an event (and
+    repaired with a delta sent before this), and when the last such repair was."""
+
+    audits: Annotated[int, msgspec.Meta(ge=0)]
+    repaired: Annotated[int, msgspec.Meta(ge=0)]
+    #: UTC time of the last repair (ISO 8601), empty if none.
+    last_repair: Annotated[str, msgspec.Meta(max_length=32)] = ""
+    #: How long the audit took.
+    seconds: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+
+
 # -- server -> client ------------------------------------------------------------
 
 
@@ -308,6 +321,7 @@ AnyMessage = (
     | StatsRequest
     | FibSnapshot
     | FibDelta
+    | FibAudit
     | PortMapped
     | LinkState
     | ResolveNextHops
@@ -331,6 +345,6 @@ ACCEPTED: dict[str, tuple[type[Message], ...]] = {
         ControllerStats,
         Goodbye,
     ),
-    "client": (FibSnapshot, FibDelta, Goodbye),
+    "client": (FibSnapshot, FibDelta, FibAudit, Goodbye),
     "operator": (StatusRequest, VerifyRequest, Goodbye),
 }

@@ -14,7 +14,7 @@ from routeflow.config.schema import Config
 from routeflow.flows.compiler import Unresolved, compile_rfvs
 from routeflow.flows.model import Table
 from routeflow.model import Fib, Interface, Neighbour, NextHop, PortDesc, Route
-from routeflow.protocol.messages import FibDelta
+from routeflow.protocol.messages import FibAudit, FibDelta
 
 
 @dataclass
@@ -28,6 +28,8 @@ class VmState:
     #: datapath flows alone (after a server restart they are still valid).
     synced: bool = False
     connected: bool = False
+    #: The client's last report of its FIB audits (None until one came).
+    audit: FibAudit | None = None
 
     def replace(self, fib: Fib) -> None:
         self.interfaces = {i.ifname: i for i in fib.interfaces}

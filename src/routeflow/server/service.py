@@ -26,6 +26,7 @@ from routeflow.protocol.messages import (
     DatapathJoin,
     DatapathLeave,
     DumpTable,
+    FibAudit,
     FibDelta,
     FibSnapshot,
     Goodbye,
@@ -264,6 +265,8 @@ class RFServer:
                 out = core.on_fib_snapshot(peer.name, msg)
         elif isinstance(msg, FibDelta):
             out = core.on_fib_delta(peer.name, msg)
+        elif isinstance(msg, FibAudit):
+            core.nib.vms[peer.name].audit = msg
         elif isinstance(msg, StatusRequest):
             self._spawn(peer, self._status(peer, msg))
         elif isinstance(msg, VerifyRequest):

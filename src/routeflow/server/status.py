@@ -78,6 +78,10 @@ def status_document(nib: Nib, packet_in: Mapping[int, Mapping[str, int]] | None 
             "synced": state.synced,
             "interfaces": interfaces,
             "route_count": len(state.routes),
+            # Routes the client found changed in the kernel without an event, and repaired.
+            "fib_audits": state.audit.audits if state.audit else 0,
+            "fib_repaired": state.audit.repaired if state.audit else 0,
+            "fib_last_repair": state.audit.last_repair if state.audit else "",
             "neighbour_count": len(state.neighbours),
             "routes": [] if not detail else [
                 {

@@ -1,15 +1,17 @@
 """Regenerate the golden Netlink fixtures of this directory (needs root).
 
-    flock /run/routeflow-stack.lock .venv/bin/python tests/golden/netlink/capture.py [ipv4|ipv6]
+    flock /run/routeflow-stack.lock .venv/bin/python tests/golden/netlink/capture.py [ipv4|ipv6|nexthop]
 
-Builds a namespace, records a full dump and then the events of a scripted
-sequence of ``ip`` commands, as raw netlink bytes in hex (pyroute2's own
-parser rebuilds the messages from them), beside the model values that
-``routeflow.client.fib`` derives. Two scenarios: ``ipv4`` (``dump.json``,
-``events.json``; its links carry IPv6 link-local addresses too) and ``ipv6``
-(``dump6.json``, ``events6.json``: a dual-stack router). Review the
-``expected`` parts against the ``ip`` outputs stored with them before
-committing a regenerated file.
+Builds a namespace and, inside it, records a full dump and then the events of
+a scripted sequence of ``ip`` commands, as raw netlink datagrams in hex, read
+exactly as the RF-Client reads them (its dump and its event socket), beside
+the model values that ``routeflow.client.fib`` derives. Three scenarios:
+``ipv4`` (``dump.json``, ``events.json``; its links carry IPv6 link-local
+addresses too), ``ipv6`` (``dump6.json``, ``events6.json``: a dual-stack
+router) and ``nexthop`` (``dump-nexthop.json``, ``events-nexthop.json``:
+routes through kernel next-hop objects, as FRR installs them, and what the
+kernel removes without a word). Review the ``expected`` parts against the
+``ip`` outputs stored with them before committing a regenerated file.
 """
 
 from __future__ import annotations
@@ -20,14 +22,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from socket import AF_UNSPEC
 from typing import Any
 
 import msgspec
-from pyroute2 import AsyncIPRoute
 
+from routeflow.client import watcher
 from routeflow.client.fib import FibState
-from routeflow.client.watcher import GROUPS  # the events the RF-Client subscribes to
 
 HERE = Path(__file__).parent
 NS = "rf-golden"
@@ -182,29 +182,57 @@ STEPS6: list[tuple[str, list[str]] | tuple[str, list[str], float]] = [
     ("link deleted", ["link del eth4"]),
 ]  # fmt: skip
 
+SETUP_NEXTHOP = [
+    *LINKS,
+    "addr add 10.0.1.1/24 dev eth1",
+    "addr add 10.0.2.1/24 dev eth2",
+    "addr add 2001:db8:1::1/64 dev eth1 nodad",
+    "addr add 2001:db8:2::1/64 dev eth2 nodad",
+    "nexthop add id 1 via 10.0.1.2 dev eth1",
+    "nexthop add id 2 via 10.0.2.2 dev eth2",
+    "nexthop add id 10 group 1/2,3",
+    "nexthop add id 20 blackhole",
+    "nexthop add id 6 via fe80::2 dev eth1",
+    "nexthop add id 7 via 2001:db8:2::2 dev eth2",
+    "nexthop add id 67 group 6/7",
+    "route add 198.18.0.0/24 nhid 1 proto 188",
+    "route add 198.18.1.0/24 nhid 10 proto 186",
+    "route add 198.18.2.0/24 nhid 20 proto 186",
+    "route add 198.18.3.0/24 nhid 7",
+    "route add 2001:db8:99::/48 nhid 67 proto 186",
+    "route add 2001:db8:98::/48 nhid 6 proto 188",
+    "neigh add 10.0.1.2 lladdr 02:00:00:00:01:02 dev eth1 nud reachable",
+]  # fmt: skip
+
+STEPS_NEXTHOP: list[tuple[str, list[str]] | tuple[str, list[str], float]] = [
+    ("an object replaced moves its routes", ["nexthop replace id 1 via 10.0.1.3 dev eth1"]),
+    ("a member deleted shrinks the group, not announced for its routes", ["nexthop del id 2"]),
+    ("the member back and the group replaced", ["nexthop add id 2 via 10.0.2.2 dev eth2",
+                                                "nexthop replace id 10 group 1,2/2"]),
+    ("an object deleted takes its routes without an RTM_DELROUTE", ["nexthop del id 1"]),
+    ("an IPv6 member deleted", ["nexthop del id 7"]),
+    ("the last IPv6 member deleted: group and routes go", ["nexthop del id 6"]),
+    ("objects on a link that loses its carrier are flushed without a word",
+     ["nexthop add id 3 via 10.0.2.3 dev eth2", "route add 198.18.4.0/24 nhid 3", "link set peer2 down"]),
+    ("carrier back", ["link set peer2 up"], 1.0),
+    ("a route's source address removed", ["route add 198.18.5.0/24 via 10.0.1.2 src 10.0.1.1",
+                                          "route add 198.18.6.0/24 nexthop via 10.0.1.2 nexthop via 10.0.2.2",
+                                          "addr del 10.0.1.1/24 dev eth1"]),
+    ("the address back revives the dead multipath leg", ["addr add 10.0.1.1/24 dev eth1"]),
+    ("a blackhole object", ["route replace 198.18.0.0/24 nhid 20"]),
+]  # fmt: skip
+
 #: Scenario name -> (setup, steps, ``ip`` family flag, dump file, events file).
 SCENARIOS: dict[str, tuple[list[str], list[Any], str, str, str]] = {
     "ipv4": (SETUP, STEPS, "-4", "dump.json", "events.json"),
     "ipv6": (SETUP6, STEPS6, "-6", "dump6.json", "events6.json"),
+    "nexthop": (SETUP_NEXTHOP, STEPS_NEXTHOP, "-4", "dump-nexthop.json", "events-nexthop.json"),
 }
 
 
 def ip(*args: str) -> str:
-    return subprocess.run(["ip", "-n", NS, *args], check=True, capture_output=True, text=True).stdout
-
-
-def raw(msg: Any) -> str:
-    return bytes(msg.data[msg.offset : msg.offset + msg["header"]["length"]]).hex()
-
-
-async def dump(routes_only: bool = False) -> list[Any]:
-    """Links, addresses, routes and neighbours of every family (filters are under test)."""
-    async with AsyncIPRoute(netns=NS) as ipr:
-        requests = [ipr.route("dump", family=AF_UNSPEC)]
-        if not routes_only:
-            requests = [ipr.link("dump"), ipr.addr("dump", family=AF_UNSPEC), *requests,
-                        ipr.neigh("dump", family=AF_UNSPEC)]  # fmt: skip
-        return [msg for request in requests async for msg in await request]
+    """``ip`` in the namespace the capture runs in."""
+    return subprocess.run(["ip", *args], check=True, capture_output=True, text=True).stdout
 
 
 def wait_dad() -> None:
@@ -214,58 +242,66 @@ def wait_dad() -> None:
         time.sleep(0.1)
 
 
+def shown(family: str) -> dict[str, str]:
+    """What ``ip`` itself shows, stored for review beside the expected values."""
+    text = {what: ip(family, what, "show", *extra) for what, extra in
+            (("route", ()), ("neigh", ("nud", "all")), ("addr", ()))}  # fmt: skip
+    text["nexthop"] = ip("nexthop", "show")
+    return text
+
+
 async def capture(scenario: str) -> None:
+    """Run inside the sandbox namespace: set up, dump, then script the steps."""
     setup, script, family, dump_file, events_file = SCENARIOS[scenario]
-    subprocess.run(["ip", "netns", "add", NS], check=True)
-    try:
-        for command in setup:
+    for command in setup:
+        ip(*command.split())
+    wait_dad()
+    events = watcher._EventSocket(watcher.RCVBUF)  # the RF-Client's own event socket
+    datagrams = await watcher.dump()
+    state = FibState.load(list(datagrams))
+    (HERE / dump_file).write_text(json.dumps({
+        "setup": setup, "ip": shown(family), "messages": [d.hex() for d in datagrams],
+        "expected": msgspec.to_builtins(state.fib()),
+    }, indent=1) + "\n")  # fmt: skip
+    await asyncio.sleep(0.5)
+    events.drain()
+    events.datagrams.clear()  # settle: these events happened before the dump
+    steps = []
+    for title, commands, *wait in script:
+        for command in commands:
             ip(*command.split())
-        wait_dad()
-        events = AsyncIPRoute(netns=NS)
-        await events.bind(GROUPS)
-        received: list[Any] = []
+        await asyncio.sleep(wait[0] if wait else 0.5)
+        events.drain()
+        batch = list(events.datagrams)
+        events.datagrams.clear()
+        for data in batch:
+            state.apply_datagram(data)
+        step: dict[str, Any] = {"title": title, "commands": commands, "messages": [d.hex() for d in batch]}
+        step["routes_stale"] = state.routes_stale
+        if state.routes_stale:
+            fresh = await watcher.dump_routes()
+            step["route_dump"] = [d.hex() for d in fresh]
+            state.resync(fresh)
+        delta = state.take_delta()
+        step["expected"] = msgspec.to_builtins(delta) if delta else None
+        step["ip_route"] = ip(family, "route") + ip("nexthop", "show")
+        steps.append(step)
+    (HERE / events_file).write_text(json.dumps({"steps": steps, "final": msgspec.to_builtins(state.fib())},
+                                               indent=1) + "\n")  # fmt: skip
+    events.close()
 
-        async def reader() -> None:
-            while True:
-                received.extend([msg async for msg in events.get()])
 
-        task = asyncio.create_task(reader())
-        messages = await dump()
-        state = FibState.from_dump(messages)
-        text = {what: ip(family, what, "show", *extra) for what, extra in
-                (("route", ()), ("neigh", ("nud", "all")), ("addr", ()))}  # fmt: skip
-        (HERE / dump_file).write_text(json.dumps({
-            "setup": setup, "ip": text, "messages": [raw(m) for m in messages],
-            "expected": msgspec.to_builtins(state.fib()),
-        }, indent=1) + "\n")  # fmt: skip
-        await asyncio.sleep(0.5)
-        received.clear()  # settle: these events happened before the dump
-        steps = []
-        for title, commands, *wait in script:
-            for command in commands:
-                ip(*command.split())
-            await asyncio.sleep(wait[0] if wait else 0.5)
-            batch, received[:] = list(received), []
-            for msg in batch:
-                state.apply(msg)
-            step: dict[str, Any] = {"title": title, "commands": commands, "messages": [raw(m) for m in batch]}
-            step["routes_stale"] = state.routes_stale
-            if state.routes_stale:
-                fresh = await dump(routes_only=True)
-                step["route_dump"] = [raw(m) for m in fresh]
-                state.replace_routes(fresh)
-            delta = state.take_delta()
-            step["expected"] = msgspec.to_builtins(delta) if delta else None
-            step["ip_route"] = ip(family, "route")
-            steps.append(step)
-        step_fib = msgspec.to_builtins(state.fib())
-        (HERE / events_file).write_text(json.dumps({"steps": steps, "final": step_fib}, indent=1) + "\n")
-        task.cancel()
-        events.close()
-    finally:
-        subprocess.run(["ip", "netns", "del", NS], check=False)
+def main(argv: list[str]) -> None:
+    if argv[:1] == ["--inside"]:
+        asyncio.run(capture(argv[1]))
+        return
+    for name in argv or SCENARIOS:
+        subprocess.run(["ip", "netns", "add", NS], check=True)
+        try:
+            subprocess.run(["ip", "netns", "exec", NS, sys.executable, __file__, "--inside", name], check=True)
+        finally:
+            subprocess.run(["ip", "netns", "del", NS], check=False)
 
 
 if __name__ == "__main__":
-    for name in sys.argv[1:] or SCENARIOS:
-        asyncio.run(capture(name))
+    main(sys.argv[1:])

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from .support import GOLDEN, Build, parse_hex
+from .support import GOLDEN, Build
 
 
 @pytest.fixture
@@ -17,20 +17,24 @@ def build() -> type[Build]:
 
 def _load_dump(name: str) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((GOLDEN / name).read_text())
-    data["parsed"] = parse_hex(data["messages"])
+    data["datagrams"] = [bytes.fromhex(text) for text in data["messages"]]
     return data
 
 
 def _load_events(name: str) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((GOLDEN / name).read_text())
     for step in data["steps"]:
-        step["parsed"] = parse_hex(step["messages"])
-        step["parsed_dump"] = parse_hex(step.get("route_dump", []))
+        step["datagrams"] = [bytes.fromhex(text) for text in step["messages"]]
+        step["route_dump_datagrams"] = [bytes.fromhex(text) for text in step.get("route_dump", [])]
     return data
 
 
 #: The capture scenarios of ``tests/golden/netlink/capture.py``: (dump file, events file).
-SCENARIOS = {"ipv4": ("dump.json", "events.json"), "ipv6": ("dump6.json", "events6.json")}
+SCENARIOS = {
+    "ipv4": ("dump.json", "events.json"),
+    "ipv6": ("dump6.json", "events6.json"),
+    "nexthop": ("dump-nexthop.json", "events-nexthop.json"),
+}
 
 
 @pytest.fixture(scope="session")

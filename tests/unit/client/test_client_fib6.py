@@ -25,7 +25,7 @@ ADD, APPEND, REPLACE = NLM_F_CREATE | NLM_F_EXCL, NLM_F_CREATE | NLM_F_APPEND, N
 
 
 def _state(build: Any, *messages: Any) -> FibState:
-    return FibState.from_dump([build.link(*LO), build.link(*ETH0), build.link(*ETH1), *messages])
+    return FibState.load([build.link(*LO), build.link(*ETH0), build.link(*ETH1), *messages])
 
 
 def _route(state: FibState, prefix: str = P) -> Route | None:
@@ -42,10 +42,10 @@ def test_ecmp_is_the_same_from_one_multipath_message_or_appended_legs(build: Any
     expected = Route(P, (HOP_A, HOP_C, HOP_B), proto="ospf")
     multipath = _state(build, build.route(P, A, B, C, metric=20, proto=188))
     legs = _state(build, build.route(P, A, metric=20, proto=188, flags=ADD))
-    legs.apply(build.route(P, B, metric=20, proto=188, flags=APPEND))
-    legs.apply(build.route(P, C, metric=20, proto=188, flags=APPEND))
+    legs.apply_datagram(build.route(P, B, metric=20, proto=188, flags=APPEND))
+    legs.apply_datagram(build.route(P, C, metric=20, proto=188, flags=APPEND))
     dumped = _state(build)
-    dumped.replace_routes([build.route(P, A, metric=20, proto=188), build.route(P, B, metric=20, proto=188),
+    dumped.resync([build.route(P, A, metric=20, proto=188), build.route(P, B, metric=20, proto=188),
                            build.route(P, C, metric=20, proto=188)])  # fmt: skip
     assert _route(multipath) == _route(legs) == _route(dumped) == expected
     assert _route(legs) == Route(P, (HOP_A, HOP_C, HOP_B), proto="ospf")  # sorted, not arrival order
@@ -53,40 +53,40 @@ def test_ecmp_is_the_same_from_one_multipath_message_or_appended_legs(build: Any
 
 def test_deleting_legs_one_by_one_or_the_whole_group(build: Any) -> None:
     state = _state(build, build.route(P, A, B, C, metric=20))
-    state.apply(build.route(P, B, metric=20, event=RTM_DELROUTE))  # `ip -6 route del P via fe80::b`
+    state.apply_datagram(build.route(P, B, metric=20, event=RTM_DELROUTE))  # `ip -6 route del P via fe80::b`
     assert state.take_delta() == FibDelta(routes_set=(Route(P, (HOP_A, HOP_C), proto="boot"),))
-    state.apply(build.route(P, B, metric=20, event=RTM_DELROUTE))  # again: nothing left to delete
+    state.apply_datagram(build.route(P, B, metric=20, event=RTM_DELROUTE))  # again: nothing left to delete
     assert state.take_delta() is None
-    state.apply(build.route(P, A, C, metric=20, event=RTM_DELROUTE))  # `ip -6 route del P`
+    state.apply_datagram(build.route(P, A, C, metric=20, event=RTM_DELROUTE))  # `ip -6 route del P`
     assert state.take_delta() == FibDelta(routes_del=(P,))
 
 
 def test_an_append_reports_the_whole_group_with_the_new_legs_protocol(build: Any) -> None:
     # The kernel notifies the appended route first, its siblings after it, all under its protocol.
     state = _state(build, build.route(P, A, metric=20, proto=4, flags=ADD))
-    state.apply(build.route(P, C, A, metric=20, proto=3, flags=APPEND))
+    state.apply_datagram(build.route(P, C, A, metric=20, proto=3, flags=APPEND))
     assert _route(state) == Route(P, (HOP_A, HOP_C), proto="static")  # the first leg's, as a dump says
-    state.apply(build.route(P, C, metric=20, proto=3, event=RTM_DELROUTE))
+    state.apply_datagram(build.route(P, C, metric=20, proto=3, event=RTM_DELROUTE))
     assert _route(state) == Route(P, (HOP_A,), proto="static")
 
 
 def test_replace_takes_out_the_whole_group(build: Any) -> None:
     state = _state(build, build.route(P, A, B, metric=20), build.route(P, (2, "2001:db8::9"), metric=50))
-    state.apply(build.route(P, C, metric=20, flags=REPLACE))
+    state.apply_datagram(build.route(P, C, metric=20, flags=REPLACE))
     assert _route(state) == Route(P, (HOP_C,), proto="boot")
-    state.apply(build.route(P, A, B, metric=20, flags=REPLACE))
+    state.apply_datagram(build.route(P, A, B, metric=20, flags=REPLACE))
     assert _route(state) == Route(P, (HOP_A, HOP_B), proto="boot")
-    state.apply(build.route(P, A, B, metric=20, event=RTM_DELROUTE))
+    state.apply_datagram(build.route(P, A, B, metric=20, event=RTM_DELROUTE))
     assert _route(state) == Route(P, (NextHop("eth0", "2001:db8::9"),), proto="boot")  # metric 50 remains
 
 
 def test_a_replayed_group_message_changes_nothing(build: Any) -> None:
     state = _state(build, build.route(P, A, metric=20, flags=ADD))
     append = build.route(P, C, A, metric=20, flags=APPEND)
-    state.apply(append)
+    state.apply_datagram(append)
     state.take_delta()
-    state.apply(append)
-    state.apply(build.route(P, A, metric=20, flags=ADD))
+    state.apply_datagram(append)
+    state.apply_datagram(build.route(P, A, metric=20, flags=ADD))
     assert state.take_delta() is None
 
 
@@ -94,15 +94,15 @@ def test_only_gateway_routes_of_the_best_metric_form_the_group(build: Any) -> No
     state = _state(build, build.route(P, (2, None), metric=20), build.route(P, A, metric=20, flags=APPEND),
                    build.route(P, C, metric=30, flags=APPEND))  # fmt: skip
     assert _route(state) == Route(P, (NextHop("eth0"),), proto="boot")  # a device route: no siblings
-    state.apply(build.route(P, (2, None), metric=20, event=RTM_DELROUTE))
+    state.apply_datagram(build.route(P, (2, None), metric=20, event=RTM_DELROUTE))
     assert _route(state) == Route(P, (HOP_A,), proto="boot")  # metric 30 is no sibling of 20
 
 
 def test_dead_legs_are_dropped_and_a_dead_group_falls_back(build: Any) -> None:
     state = _state(build, build.route(P, (2, "2001:db8::9"), metric=50))
-    state.apply(build.route(P, (2, "2001:db8::a", 1), (3, "fe80::b", 16), metric=10))  # 16: linkdown only
+    state.apply_datagram(build.route(P, (2, "2001:db8::a", 1), (3, "fe80::b", 16), metric=10))  # 16: linkdown only
     assert _route(state) == Route(P, (HOP_B,), proto="boot")
-    state.replace_routes([
+    state.resync([
         build.route(P, (2, "2001:db8::a", 1), (3, "fe80::b", 1), metric=10),
         build.route(P, (2, "2001:db8::9"), metric=50),
     ])  # fmt: skip
@@ -120,23 +120,23 @@ def test_link_local_gateways_keep_their_interface(build: Any) -> None:
 
 def test_kernel_noise_is_not_reported(build: Any) -> None:
     state = _state(build)
-    state.apply(build.route("fe80::/64", (2, None), metric=256, proto=2))  # per-interface link-local
-    state.apply(build.route("ff00::/8", (2, None), metric=256, proto=2, table=255, type=5))  # multicast
-    state.apply(build.route("ff05::/16", (2, None)))  # multicast in main
-    state.apply(build.route("2001:db8::1/128", (2, None), table=255, type=2))  # local table
-    state.apply(build.route("2001:db8::/128", (2, None), table=255, type=4))  # subnet-router anycast
-    state.apply(build.route("2001:db8:7::/48", (2, "2001:db8::7", 0x200)))  # RTM_F_CLONED: an exception
-    state.apply(build.route("::1/128", (1, None), metric=256, proto=2))  # the loopback's own prefix
-    state.apply(build.route("2001:db8:ff::1/128", (1, None), metric=256, proto=2))  # a router-id on lo
+    state.apply_datagram(build.route("fe80::/64", (2, None), metric=256, proto=2))  # per-interface link-local
+    state.apply_datagram(build.route("ff00::/8", (2, None), metric=256, proto=2, table=255, type=5))  # multicast
+    state.apply_datagram(build.route("ff05::/16", (2, None)))  # multicast in main
+    state.apply_datagram(build.route("2001:db8::1/128", (2, None), table=255, type=2))  # local table
+    state.apply_datagram(build.route("2001:db8::/128", (2, None), table=255, type=4))  # subnet-router anycast
+    state.apply_datagram(build.route("2001:db8:7::/48", (2, "2001:db8::7", 0x200)))  # RTM_F_CLONED: an exception
+    state.apply_datagram(build.route("::1/128", (1, None), metric=256, proto=2))  # the loopback's own prefix
+    state.apply_datagram(build.route("2001:db8:ff::1/128", (1, None), metric=256, proto=2))  # a router-id on lo
     assert state.take_delta() is None
 
 
 def test_routes_that_forward_are_reported(build: Any) -> None:
     state = _state(build)
-    state.apply(build.route("2001:db8:9::/48", (1, None)))  # by hand through lo: not the kernel's own
-    state.apply(build.route("2001:db8:1::/64", (3, None), metric=256, proto=2))  # connected
-    state.apply(build.route("2001:db8:40::/48", (1, None), type=6))  # IPv6 reject routes use lo
-    state.apply(build.route("2001:db8:41::/48", (1, None), type=7, proto=12))
+    state.apply_datagram(build.route("2001:db8:9::/48", (1, None)))  # by hand through lo: not the kernel's own
+    state.apply_datagram(build.route("2001:db8:1::/64", (3, None), metric=256, proto=2))  # connected
+    state.apply_datagram(build.route("2001:db8:40::/48", (1, None), type=6))  # IPv6 reject routes use lo
+    state.apply_datagram(build.route("2001:db8:41::/48", (1, None), type=7, proto=12))
     assert state.fib().routes == ()
     state.take_delta()
     assert state.fib().routes == (
@@ -165,14 +165,14 @@ def test_neighbour_states_router_and_proxy_flags(build: Any) -> None:
         ("ff02::1:ff00:1", 0x40, "33:33:ff:00:00:01", 0),  # multicast
     ]
     for ip, nud, mac, flags in entries:
-        state.apply(build.neighbour(2, ip, mac, nud, flags=flags))
+        state.apply_datagram(build.neighbour(2, ip, mac, nud, flags=flags))
     delta = state.take_delta()
     assert delta is not None
     assert [n.ip for n in delta.neighbours_set] == [f"2001:db8::{n}" for n in range(1, 7)]
-    state.apply(build.neighbour(2, "2001:db8::1", "02:00:00:00:00:01", 0x02))  # no longer a router
+    state.apply_datagram(build.neighbour(2, "2001:db8::1", "02:00:00:00:00:01", 0x02))  # no longer a router
     assert state.take_delta() is None
-    state.apply(build.neighbour(2, "2001:db8::2", None, 0x20))
-    state.apply(build.neighbour(2, "2001:db8::3", None, 0, event=RTM_DELNEIGH))
+    state.apply_datagram(build.neighbour(2, "2001:db8::2", None, 0x20))
+    state.apply_datagram(build.neighbour(2, "2001:db8::3", None, 0, event=RTM_DELNEIGH))
     assert state.take_delta() == FibDelta(neighbours_del=(("eth0", "2001:db8::2"), ("eth0", "2001:db8::3")))
 
 
@@ -192,14 +192,14 @@ def test_addresses_link_local_included_tentative_and_failed_left_out(build: Any)
     assert "lo" not in interfaces  # ::1 is no router-id
     assert interfaces["eth0"].addresses == ("10.0.0.1/24", "2001:db8::1/64", "fe80::2/64")
     assert interfaces["eth1"].addresses == ()  # still in DAD
-    state.apply(build.address(3, "2001:db8:1::1/64", flags=IFA_F_PERMANENT))  # DAD done
-    state.apply(build.address(1, "2001:db8:ff::1/128", flags=IFA_F_PERMANENT))
+    state.apply_datagram(build.address(3, "2001:db8:1::1/64", flags=IFA_F_PERMANENT))  # DAD done
+    state.apply_datagram(build.address(1, "2001:db8:ff::1/128", flags=IFA_F_PERMANENT))
     assert not state.routes_stale
     assert state.take_delta() == FibDelta(interfaces_set=(
         Interface("eth1", ETH1[2], True, ("2001:db8:1::1/64",)),
         Interface("lo", LO[2], True, ("2001:db8:ff::1/128",)),
     ))  # fmt: skip
-    state.apply(build.address(3, "2001:db8:1::1/64", flags=IFA_F_TENTATIVE | IFA_F_DADFAILED | IFA_F_PERMANENT))
+    state.apply_datagram(build.address(3, "2001:db8:1::1/64", flags=IFA_F_TENTATIVE | IFA_F_DADFAILED | IFA_F_PERMANENT))
     assert state.take_delta() == FibDelta(interfaces_set=(Interface("eth1", ETH1[2], True, ()),))
 
 

@@ -11,9 +11,9 @@ import pytest
 
 from routeflow.client import watcher as watcher_mod
 from routeflow.client.watcher import Watcher
-from routeflow.protocol.messages import FibDelta, FibSnapshot
+from routeflow.protocol.messages import FibAudit, FibDelta, FibSnapshot
 
-from .support import raw, run_async
+from .support import run_async
 
 
 class FakeEventSocket:
@@ -25,6 +25,9 @@ class FakeEventSocket:
         self.readable = asyncio.Event()
         self.closed = False
 
+    def drain(self) -> None:
+        pass  # events are pushed in as they happen
+
     def close(self) -> None:
         self.closed = True
 
@@ -34,23 +37,28 @@ class FakeKernel:
 
     def __init__(self, build: Any) -> None:
         self.links = [build.link(2, "eth0", "02:00:00:00:00:02")]
-        self.routes: list[Any] = []
-        self.dumps = 0
+        self.routes: list[bytes] = []
+        self.dumps = self.route_dumps = 0
+        self.during_dump: bytes | None = None
         self.sockets: list[FakeEventSocket] = []
 
     async def dump(self) -> list[bytes]:
         self.dumps += 1
-        return [raw(m) for m in self.links + self.routes]
+        return self.links + self.routes
 
     async def dump_routes(self) -> list[bytes]:
-        return [raw(m) for m in self.routes]
+        self.route_dumps += 1
+        if self.during_dump is not None:  # something changes while the kernel is being read
+            self.event(self.during_dump)
+            self.during_dump = None
+        return list(self.routes)
 
     def open(self, rcvbuf: int) -> FakeEventSocket:
         self.sockets.append(FakeEventSocket(rcvbuf))
         return self.sockets[-1]
 
-    def event(self, msg: Any) -> None:
-        self.sockets[-1].datagrams.append(raw(msg))
+    def event(self, msg: bytes) -> None:
+        self.sockets[-1].datagrams.append(msg)
         self.sockets[-1].readable.set()
 
     def fail(self, code: int) -> None:
@@ -67,7 +75,7 @@ def kernel(build: Any, monkeypatch: pytest.MonkeyPatch) -> FakeKernel:
     return fake
 
 
-def _route(build: Any, n: int, **kwargs: Any) -> Any:
+def _route(build: Any, n: int, **kwargs: Any) -> bytes:
     return build.route(f"10.{n // 256}.{n % 256}.0/24", (2, "10.0.0.1"), **kwargs)
 
 
@@ -141,3 +149,51 @@ async def test_other_socket_errors_propagate(kernel: FakeKernel) -> None:
     with pytest.raises(OSError):
         await anext(updates)
     assert kernel.sockets[0].closed
+
+
+@run_async
+async def test_audit_repairs_and_counts_a_silent_change(kernel: FakeKernel, build: Any) -> None:
+    kernel.routes = [_route(build, 1), _route(build, 2)]
+    watcher = Watcher(window=0, audit_interval=0.01)
+    updates = watcher.updates()
+    assert len((await anext(updates)).fib.routes) == 2
+    # The kernel drops a route and tells no one (a flushed next-hop object, say).
+    kernel.routes = [_route(build, 1)]
+    repair = await anext(updates)
+    assert repair == FibDelta(routes_del=("10.0.2.0/24",))
+    audit = await anext(updates)
+    assert isinstance(audit, FibAudit) and (audit.audits, audit.repaired) == (1, 1) and audit.last_repair
+    # Nothing differs next time: an audit with nothing to repair.
+    again = await anext(updates)
+    assert isinstance(again, FibAudit) and (again.audits, again.repaired, again.last_repair) == (2, 1, audit.last_repair)
+    await updates.aclose()
+
+
+@run_async
+async def test_audit_does_not_count_what_changed_while_it_read(kernel: FakeKernel, build: Any) -> None:
+    kernel.routes = [_route(build, 1)]
+    watcher = Watcher(window=0, audit_interval=0.01)
+    updates = watcher.updates()
+    await anext(updates)
+    # A route is added, and its event arrives while the audit reads the kernel.
+    kernel.routes = [_route(build, 1), _route(build, 3)]
+    kernel.during_dump = _route(build, 3)
+    delta = await anext(updates)
+    assert delta == FibDelta(routes_set=watcher.fib().routes[1:])
+    audit = await anext(updates)
+    assert isinstance(audit, FibAudit) and (audit.audits, audit.repaired) == (1, 0)
+    await updates.aclose()
+
+
+@run_async
+async def test_no_audit_while_events_are_pending(kernel: FakeKernel, build: Any) -> None:
+    watcher = Watcher(window=0, audit_interval=0.01)
+    updates = watcher.updates()
+    await anext(updates)
+    await asyncio.sleep(0.02)  # an audit is due, but an event is waiting: it goes first
+    kernel.routes = [_route(build, 4)]
+    kernel.event(_route(build, 4))
+    assert isinstance(await anext(updates), FibDelta)
+    assert kernel.route_dumps == 0
+    assert isinstance(await anext(updates), FibAudit) and kernel.route_dumps == 1
+    await updates.aclose()
