@@ -30,6 +30,10 @@ from routeflow.config.schema import Config
 from routeflow.lab import network
 from routeflow.lab.topology import Topology, load_topology
 from routeflow.protocol.transport import DEFAULT_SERVER, DEFAULT_UNIX
+from routeflow.vnet import links
+from routeflow.vnet.engine import DaemonPlan
+from routeflow.vnet.plan import VmPlan, plan_vnet
+from routeflow.vnet.resources import Resource, is_running, process_start_time, read_pidfile
 
 log = logging.getLogger("routeflow.harness")
 
@@ -207,6 +211,32 @@ class Stack:
         _terminate(self.server, signal.SIGTERM, grace=30)
         self.server = None
 
+    # -- routing daemons ---------------------------------------------------------
+
+    def _daemon(self, vm: str, daemon: str) -> tuple[VmPlan, DaemonPlan]:
+        plan = plan_vnet(self.config).vm(vm)
+        return plan, next(d for d in plan.daemons if d.name == daemon)
+
+    def kill_daemon(self, vm: str, daemon: str, sig: int = signal.SIGKILL) -> None:
+        """Signal a VM's routing daemon (``zebra``, ``ospfd``, ``bird``): SIGKILL is
+        what a crash does. Returns once it is gone."""
+        _, plan = self._daemon(vm, daemon)
+        pid = read_pidfile(str(plan.pidfile))
+        if pid is None:
+            raise RuntimeError(f"{vm}: {daemon} has no pid in {plan.pidfile}")
+        started = process_start_time(pid)
+        os.kill(pid, sig)
+        wait_for(lambda: process_start_time(pid) != started, 10, 0.02)
+
+    def start_daemon(self, vm: str, daemon: str) -> None:
+        """Start a VM's routing daemon again as an operator would: its own command
+        line and pidfile, in the VM's namespace (so the VM's teardown stops it too)."""
+        vm_plan, plan = self._daemon(vm, daemon)
+        subprocess.run(links.netns_argv(vm_plan.netns, plan.argv), check=True, capture_output=True,
+                       stdin=subprocess.DEVNULL, timeout=30)
+        # The pidfile then names a live process again (the crashed one left its own behind).
+        wait_for(lambda: is_running(Resource("process", str(plan.pidfile), vm)), 10, 0.02)
+
     # -- observation -------------------------------------------------------------
 
     def status(self, detail: bool = True) -> dict[str, Any]:
@@ -215,7 +245,7 @@ class Stack:
     def verify(self) -> ops.VerifyReply:
         return ops.request_verify(self.server_address)
 
-    def wait_verify_clean(self, timeout: float = 30.0) -> ops.VerifyReply:
+    def wait_verify_clean(self, timeout: float = 30.0, interval: float = 0.5) -> ops.VerifyReply:
         """Verify until clean; raise TimeoutError listing the last differences."""
         last: list[ops.VerifyReply] = []
 
@@ -224,7 +254,7 @@ class Stack:
             return last[0].ok
 
         try:
-            wait_for(clean, timeout, 0.5)
+            wait_for(clean, timeout, interval)
         except TimeoutError:
             raise TimeoutError("verify not clean:\n" + "\n".join(last[0].differences)) from None
         return last[0]

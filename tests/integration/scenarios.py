@@ -4,6 +4,13 @@ restored."""
 
 from __future__ import annotations
 
+import json
+import re
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+
 from routeflow.harness import CONVERGE_TIMEOUT, Stack, ping, route_device, wait_for
 from routeflow.lab import network
 
@@ -89,3 +96,77 @@ def silence_reroutes_and_restores(stack: Stack, probe_interval: float) -> None:
     finally:
         network.set_link("A-B", "up", state_path=stack.lab_state)
     _reconverged(stack, virtual)
+
+
+def kernel_routes(vm: str) -> set[tuple[str, tuple[tuple[str | None, str], ...]]]:
+    """``vm``'s routes from routing protocols (not the kernel's connected ones) as ``ip -j``
+    shows them: prefix and next hops, whatever next-hop object carries them."""
+    routes = set()
+    for family in ("-4", "-6"):
+        shown = subprocess.run(["ip", "-n", vm, "-j", family, "route", "show", "table", "main"],
+                               capture_output=True, text=True, check=True).stdout
+        for entry in json.loads(shown or "[]"):
+            if entry.get("protocol") != "kernel" and not entry["dst"].startswith("fe80"):
+                hops = tuple(sorted((hop.get("gateway"), hop["dev"]) for hop in entry.get("nexthops", [entry])))
+                routes.add((entry["dst"], hops))
+    return routes
+
+
+def _settled_routes(vm: str, quiet: float = 3.0) -> set[tuple[str, tuple[tuple[str | None, str], ...]]]:
+    """``vm``'s routes once they have not changed for ``quiet`` seconds (after a link cut,
+    OSPF may still be bringing an equal-cost path back)."""
+    seen = [kernel_routes(vm), time.monotonic()]
+
+    def settled() -> bool:
+        now = kernel_routes(vm)
+        if now != seen[0]:
+            seen[:] = [now, time.monotonic()]
+        return time.monotonic() - seen[1] >= quiet
+
+    wait_for(settled, CONVERGE_TIMEOUT, 0.1)
+    return seen[0]
+
+
+@dataclass
+class Restart:
+    """What a routing daemon's restart did: when its routes were back in the VM's kernel,
+    how long until verify was clean after that, and the pings lost meanwhile."""
+
+    routes_back_s: float
+    clean_after_s: float
+    lost: int
+    sent: int
+
+
+def restart_daemon_under_ping(stack: Stack, vm: str, daemon: str, destination: str,
+                              along: tuple[str, ...] = ()) -> Restart:
+    """``kill -9`` ``vm``'s ``daemon`` while h1 pings ``destination`` (across ``vm``) every
+    10 ms and start it again, with the daemons ``along`` restarted too (as watchfrr restarts
+    every FRR daemon when zebra dies); wait until the VM's kernel has a route to every prefix
+    it had before (their paths may differ: a fresh start may find a better one than the old
+    instance had), then measure how long until verify is clean."""
+    wanted = {prefix for prefix, _ in _settled_routes(vm)}
+    pinger = subprocess.Popen(["ip", "netns", "exec", "h1", "ping", "-n", "-i", "0.01", "-W", "1", destination],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        start = time.monotonic()
+        stack.kill_daemon(vm, daemon)
+        gone = kernel_routes(vm)  # the daemon's routes outlive it: the kernel keeps them
+        for other in along:
+            stack.kill_daemon(vm, other, signal.SIGTERM)
+        for restarted in (daemon, *along):
+            stack.start_daemon(vm, restarted)
+        # First the new instance takes its predecessor's routes away, then installs its own.
+        wait_for(lambda: kernel_routes(vm) != gone, CONVERGE_TIMEOUT, 0.05)
+        try:
+            wait_for(lambda: wanted <= {prefix for prefix, _ in kernel_routes(vm)}, CONVERGE_TIMEOUT, 0.05)
+        except TimeoutError:
+            raise AssertionError(f"{vm}: no route back to {wanted - {p for p, _ in kernel_routes(vm)}}") from None
+        back = time.monotonic()
+        stack.wait_verify_clean(timeout=10, interval=0.05)
+        clean = time.monotonic()
+    finally:
+        pinger.send_signal(signal.SIGINT)
+        summary = pinger.communicate(timeout=10)[0]
+    sent, received = (int(n) for n in re.search(r"(\d+) packets transmitted, (\d+) received", summary).groups())
+    return Restart(round(back - start, 2), round(clean - back, 2), sent - received, sent)

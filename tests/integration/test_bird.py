@@ -4,9 +4,14 @@ and with FRR and BIRD mixed. The RF-Client is the same for both engines."""
 from __future__ import annotations
 
 import pytest
-from tests.integration.scenarios import cut_reroutes_and_restores, vm_routes, wait_for_ecmp_group
+from tests.integration.scenarios import (
+    cut_reroutes_and_restores,
+    restart_daemon_under_ping,
+    vm_routes,
+    wait_for_ecmp_group,
+)
 
-from routeflow.harness import Stack, running
+from routeflow.harness import CONVERGE_TIMEOUT, Stack, running, wait_for
 from routeflow.vnet.bird import birdc
 
 pytestmark = pytest.mark.integration
@@ -54,3 +59,13 @@ def test_ecmp_route_is_a_select_group(stack):
 
 def test_link_cut_reroutes_and_restores(stack):
     cut_reroutes_and_restores(stack)
+
+
+def test_bird_killed_and_restarted_leaves_no_stale_flow(stack):
+    """kill -9 BIRD in rB (on h1-h2's path; BIRD in both examples) under a ping stream,
+    start it again: once its routes are back in rB's kernel, verify is clean within 2 s."""
+    assert "rB" in _bird_vms(stack)
+    restart = restart_daemon_under_ping(stack, "rB", "bird", "172.31.2.100")
+    print(f"bird restart: {restart}")
+    assert restart.clean_after_s <= 2.0, restart
+    wait_for(stack.all_pairs_ok, CONVERGE_TIMEOUT, 0.5)

@@ -18,12 +18,13 @@ import time
 import pytest
 from tests.integration.scenarios import (
     cut_reroutes_and_restores,
+    restart_daemon_under_ping,
     silence_reroutes_and_restores,
     virtual_links,
     wait_for_ecmp_group,
 )
 
-from routeflow.harness import Stack, captured, example_variant, ping, running, wait_for
+from routeflow.harness import CONVERGE_TIMEOUT, Stack, captured, example_variant, ping, running, wait_for
 
 pytestmark = pytest.mark.integration
 #: Link-discovery probe interval of the virtual plane: a silent link is unwired after 3.5 of them.
@@ -197,3 +198,32 @@ def test_rftest2_next_hop_that_never_resolves_is_visible_and_harmless(rftest2):
     finally:
         subprocess.run(["ip", "netns", "exec", "rA", "ip", "route", "del", "198.51.100.0/24"], check=True)
     wait_for(lambda: not any("198.51.100.0/24" in f for f in rftest2.flows("0x1")), 10, 0.2)
+
+
+def test_rftest2_next_hop_object_deleted_takes_its_flow(rftest2):
+    """A route through a kernel next-hop object, as FRR installs them; deleting the object
+    removes the route without an RTM_DELROUTE, and the switch must follow."""
+    def ip(*args: str) -> None:
+        subprocess.run(["ip", "-n", "rD", *args], check=True)
+
+    ip("nexthop", "add", "id", "999", "via", "10.0.24.2", "dev", "eth3")
+    try:
+        ip("route", "add", "198.18.0.0/24", "nhid", "999")
+        wait_for(lambda: any("198.18.0.0/24" in f for f in rftest2.flows("0x4")), 10, 0.1)
+        rftest2.wait_verify_clean()
+    finally:
+        ip("nexthop", "del", "id", "999")
+    wait_for(lambda: not any("198.18.0.0/24" in f for f in rftest2.flows("0x4")), 10, 0.1)
+    rftest2.wait_verify_clean()
+
+
+def test_rftest2_zebra_killed_and_restarted_leaves_no_stale_flow(rftest2):
+    """kill -9 zebra in rD (on h1-h4's path) under a ping stream and start FRR again as
+    watchfrr does (zebra, then ospfd and ospf6d: FRR 8.4's protocol daemons do not give a
+    new zebra all their routes again): once rD's routes are back in its kernel, verify is
+    clean within 2 s. The new zebra removes its predecessor's next-hop objects, and with
+    them, silently, every route through them."""
+    restart = restart_daemon_under_ping(rftest2, "rD", "zebra", "172.31.4.100", along=("ospfd", "ospf6d"))
+    print(f"zebra restart: {restart}")
+    assert restart.clean_after_s <= 2.0, restart
+    wait_for(rftest2.all_pairs_ok, CONVERGE_TIMEOUT, 0.5)

@@ -19,7 +19,7 @@ import ipaddress
 import os
 import socket
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from socket import AF_INET, AF_INET6
 from typing import Any, NamedTuple
 
@@ -258,6 +258,9 @@ class _Malformed(Exception):
     """A message whose layout does not hold together: ignored whole."""
 
 
+# Attribute decoders: ``(family of the message, data, start, end)`` to a value.
+
+
 def _ip(family: int, data: bytes, start: int, end: int) -> str:
     if end - start != _WIDTH.get(family):
         raise _Malformed
@@ -265,19 +268,78 @@ def _ip(family: int, data: bytes, start: int, end: int) -> str:
     return canonical_ip(text) if family == AF_INET6 else text
 
 
-def _u32(data: bytes, start: int, end: int) -> int:
+def _u32(_: int, data: bytes, start: int, end: int) -> int:
     if end - start < 4:
         raise _Malformed
     return int(_U32.unpack_from(data, start)[0])
 
 
-def _via(data: bytes, start: int, end: int) -> str:
+def _flag(*_: object) -> bool:
+    return True
+
+
+def _via(_: int, data: bytes, start: int, end: int) -> str:
     """RTA_VIA (``struct rtvia``: a family, then the address): a gateway of
     another family than the route's, such as IPv4 over IPv6 (RFC 5549)."""
     if end - start < 2:
         raise _Malformed
     (family,) = _U16.unpack_from(data, start)
     return _ip(family, data, start + 2, end)
+
+
+def _multipath(family: int, data: bytes, offset: int, end: int) -> list[tuple[KernelNextHop, bool]]:
+    """RTA_MULTIPATH: ``struct rtnexthop`` legs, each with its own attributes."""
+    legs = []
+    while offset + _RTNEXTHOP.size <= end:
+        length, flags, hops, ifindex = _RTNEXTHOP.unpack_from(data, offset)
+        if length < _RTNEXTHOP.size or offset + length > end:
+            raise _Malformed
+        leg = _decode(_LEG_ATTRIBUTES, family, data, offset + _RTNEXTHOP.size, offset + length)
+        legs.append((KernelNextHop(ifindex, leg.get("gateway"), hops + 1), bool(flags & RTNH_F_DEAD)))
+        offset += (length + 3) & ~3
+    return legs
+
+
+def _group(_: int, data: bytes, start: int, end: int) -> tuple[tuple[int, int], ...]:
+    """NHA_GROUP: ``struct nexthop_grp`` entries; the kernel stores weight - 1, as in rtnexthop."""
+    if (end - start) % _NEXTHOP_GRP.size:
+        raise _Malformed
+    return tuple((member, weight + 1) for member, weight, _, _ in _NEXTHOP_GRP.iter_unpack(data[start:end]))
+
+
+#: An attribute table: attribute type -> (field name, decoder). Attributes not listed are skipped.
+Attributes = dict[int, tuple[str, Callable[[int, bytes, int, int], Any]]]
+
+_ROUTE_ATTRIBUTES: Attributes = {
+    RTA_DST: ("dst", _ip),
+    RTA_OIF: ("oif", _u32),
+    RTA_GATEWAY: ("gateway", _ip),
+    RTA_PRIORITY: ("priority", _u32),
+    RTA_PREFSRC: ("prefsrc", _ip),
+    RTA_MULTIPATH: ("multipath", _multipath),
+    RTA_TABLE: ("table", _u32),
+    RTA_VIA: ("gateway", _via),
+    RTA_NH_ID: ("nhid", _u32),
+}
+_LEG_ATTRIBUTES: Attributes = {RTA_GATEWAY: ("gateway", _ip), RTA_VIA: ("gateway", _via)}
+_NEXTHOP_ATTRIBUTES: Attributes = {
+    NHA_ID: ("id", _u32),
+    NHA_GROUP: ("group", _group),
+    NHA_BLACKHOLE: ("blackhole", _flag),
+    NHA_OIF: ("oif", _u32),
+    NHA_GATEWAY: ("gateway", _ip),
+    NHA_FDB: ("fdb", _flag),
+}
+
+
+def _decode(table: Attributes, family: int, data: bytes, offset: int, end: int) -> dict[str, Any]:
+    """The attributes between ``offset`` and ``end`` that ``table`` names, by field name."""
+    fields = {}
+    for kind, a, b in _attributes(data, offset, end):
+        known = table.get(kind)
+        if known is not None:
+            fields[known[0]] = known[1](family, data, a, b)
+    return fields
 
 
 def route(data: bytes, start: int, end: int) -> KernelRoute | None:
@@ -294,46 +356,26 @@ def route(data: bytes, start: int, end: int) -> KernelRoute | None:
     family, dst_len, _, tos, table, proto, _, rtype, flags = _RTMSG.unpack_from(data, body)
     if family not in _WIDTH or tos != 0 or flags & RTM_F_CLONED:
         return None
-    dst = gateway = prefsrc = None
-    oif = None
-    priority = nhid = 0
-    hops: list[tuple[KernelNextHop, bool]] = []
     try:
-        for kind, a, b in _attributes(data, body + _RTMSG.size, end):
-            if kind == RTA_DST:
-                dst = _ip(family, data, a, b)
-            elif kind == RTA_OIF:
-                oif = _u32(data, a, b)
-            elif kind == RTA_GATEWAY:
-                gateway = _ip(family, data, a, b)
-            elif kind == RTA_PRIORITY:
-                priority = _u32(data, a, b)
-            elif kind == RTA_PREFSRC:
-                prefsrc = _ip(family, data, a, b)
-            elif kind == RTA_TABLE:
-                table = _u32(data, a, b)
-            elif kind == RTA_MULTIPATH:
-                hops = _multipath(family, data, a, b)
-            elif kind == RTA_VIA:
-                gateway = _via(data, a, b)
-            elif kind == RTA_NH_ID:
-                nhid = _u32(data, a, b)
+        fields = _decode(_ROUTE_ATTRIBUTES, family, data, body + _RTMSG.size, end)
     except _Malformed:
         return None
-    if table != RT_TABLE_MAIN:
+    if fields.get("table", table) != RT_TABLE_MAIN:
         return None
-    dst = dst or ANY_ADDRESS[family]
+    dst = fields.get("dst") or ANY_ADDRESS[family]
     if family == AF_INET6 and ipv6_noise(dst, dst_len):
         return None
-    if not hops and oif is not None:
-        hops = [(KernelNextHop(oif, gateway, 1), bool(flags & RTNH_F_DEAD))]
+    hops = fields.get("multipath")
+    if not hops:
+        oif = fields.get("oif")
+        hops = [] if oif is None else [(KernelNextHop(oif, fields.get("gateway"), 1), bool(flags & RTNH_F_DEAD))]
     return KernelRoute(
         prefix=f"{dst}/{dst_len}",
-        priority=priority,
+        priority=fields.get("priority", 0),
         type=rtype,
         proto=proto,
-        prefsrc=prefsrc,
-        nhid=nhid,
+        prefsrc=fields.get("prefsrc"),
+        nhid=fields.get("nhid", 0),
         nexthops=_shared(tuple(hop for hop, _ in hops)),
         dead=_shared(tuple(dead for _, dead in hops)),
     )
@@ -343,23 +385,6 @@ def route(data: bytes, start: int, end: int) -> KernelRoute | None:
 def _shared(value: tuple[Any, ...]) -> tuple[Any, ...]:
     """One copy of each next-hop set: a large FIB has few, shared by many routes."""
     return value
-
-
-def _multipath(family: int, data: bytes, offset: int, end: int) -> list[tuple[KernelNextHop, bool]]:
-    legs = []
-    while offset + _RTNEXTHOP.size <= end:
-        length, flags, hops, ifindex = _RTNEXTHOP.unpack_from(data, offset)
-        if length < _RTNEXTHOP.size or offset + length > end:
-            raise _Malformed
-        gateway = None
-        for kind, a, b in _attributes(data, offset + _RTNEXTHOP.size, offset + length):
-            if kind == RTA_GATEWAY:
-                gateway = _ip(family, data, a, b)
-            elif kind == RTA_VIA:
-                gateway = _via(data, a, b)
-        legs.append((KernelNextHop(ifindex, gateway, hops + 1), bool(flags & RTNH_F_DEAD)))
-        offset += (length + 3) & ~3
-    return legs
 
 
 def nexthop(data: bytes, start: int, end: int) -> NexthopObject | None:
@@ -372,30 +397,13 @@ def nexthop(data: bytes, start: int, end: int) -> NexthopObject | None:
     if end - body < _NHMSG.size:
         return None
     family, _, _, _, flags = _NHMSG.unpack_from(data, body)
-    fields: dict[str, Any] = {"dead": bool(flags & RTNH_F_DEAD)}
     try:
-        for kind, a, b in _attributes(data, body + _NHMSG.size, end):
-            if kind == NHA_ID:
-                fields["id"] = _u32(data, a, b)
-            elif kind == NHA_OIF:
-                fields["oif"] = _u32(data, a, b)
-            elif kind == NHA_GATEWAY:
-                fields["gateway"] = _ip(family, data, a, b)
-            elif kind == NHA_BLACKHOLE:
-                fields["blackhole"] = True
-            elif kind == NHA_GROUP:
-                if (b - a) % _NEXTHOP_GRP.size:
-                    raise _Malformed
-                # The kernel stores weight - 1, as in struct rtnexthop.
-                fields["group"] = tuple((member, weight + 1) for member, weight, _, _ in
-                                        _NEXTHOP_GRP.iter_unpack(data[a:b]))  # fmt: skip
-            elif kind == NHA_FDB:
-                return None
+        fields = _decode(_NEXTHOP_ATTRIBUTES, family, data, body + _NHMSG.size, end)
     except _Malformed:
         return None
-    if "id" not in fields:
+    if "id" not in fields or fields.pop("fdb", False):
         return None
-    return NexthopObject(**fields)
+    return NexthopObject(dead=bool(flags & RTNH_F_DEAD), **fields)
 
 
 # -- dumps ---------------------------------------------------------------------------

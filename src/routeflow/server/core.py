@@ -22,6 +22,7 @@ from routeflow.protocol.messages import (
     DatapathLeave,
     DiscoveryPlan,
     DumpTable,
+    FibAudit,
     FibDelta,
     FibSnapshot,
     LinkChange,
@@ -202,6 +203,17 @@ class ServerCore:
     def on_fib_snapshot(self, vm_name: str, msg: FibSnapshot) -> list[Out]:
         self.nib.vms[vm_name].replace(msg.fib)
         self._mark_vm(vm_name)
+        return []
+
+    def on_fib_audit(self, vm_name: str, msg: FibAudit) -> list[Out]:
+        """A client's FIB audit report, kept for status. Routes it had to repair
+        changed in the kernel without an event: worth an operator's attention."""
+        state = self.nib.vms[vm_name]
+        before = state.audit.repaired if state.audit else 0
+        if msg.repaired > before:
+            log.warning("%s: the client's FIB audit repaired %d route(s) the kernel changed without an event",
+                        vm_name, msg.repaired - before)
+        state.audit = msg
         return []
 
     def on_fib_delta(self, vm_name: str, msg: FibDelta) -> list[Out]:

@@ -266,7 +266,7 @@ class RFServer:
         elif isinstance(msg, FibDelta):
             out = core.on_fib_delta(peer.name, msg)
         elif isinstance(msg, FibAudit):
-            core.nib.vms[peer.name].audit = msg
+            out = core.on_fib_audit(peer.name, msg)
         elif isinstance(msg, StatusRequest):
             self._spawn(peer, self._status(peer, msg))
         elif isinstance(msg, VerifyRequest):

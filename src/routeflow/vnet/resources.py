@@ -172,15 +172,16 @@ def read_pidfile(path: str) -> int | None:
 def _live_pid(resource: Resource) -> int | None:
     """The pid of the recorded process if it is still the same process, else None.
 
-    A record made before its process wrote its pidfile has no pid: the pid
-    is then read from the pidfile (``name``) and accepted only if the
-    process's command line names that pidfile.
+    A record made before its process wrote its pidfile has no pid, and a
+    daemon restarted in place (by an operator, after a crash) has another
+    one: the pid is then read from the pidfile (``name``) and accepted only
+    if the process's command line names that pidfile, so a restarted routing
+    daemon is stopped with its VM instead of outliving it.
     """
     if resource.pid is not None:
         started = process_start_time(resource.pid)
-        if started is None or (resource.start_time is not None and started != resource.start_time):
-            return None
-        return resource.pid
+        if started is not None and (resource.start_time is None or started == resource.start_time):
+            return resource.pid
     pid = read_pidfile(resource.name)
     if pid is None:
         return None

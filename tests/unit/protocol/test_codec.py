@@ -10,6 +10,7 @@ from routeflow.protocol.messages import (
     PROTOCOL_VERSION,
     DatapathJoin,
     DiscoveryPlan,
+    FibAudit,
     FibDelta,
     FibSnapshot,
     Hello,
@@ -32,6 +33,7 @@ FLOW = Flow(1, 1024, match(eth_type=0x800, ipv4_dst="10.0.0.0/24"), (("dec_nw_tt
         (Neighbour("eth1", "172.31.1.9", "02:00:00:00:00:09"),),
     )),
     FibDelta(routes_del=("10.0.0.0/24",), neighbours_del=(("eth1", "172.31.1.9"),)),
+    FibAudit(audits=7, repaired=2, last_repair="2026-12-03T15:00:00Z", seconds=0.012),
 ])
 def test_round_trip(msg):
     conn = codec.Connection()
@@ -115,3 +117,10 @@ def test_a_discovery_plan_without_a_positive_interval_is_a_remote_error():
     bad = good.replace(msgspec.msgpack.encode(0.25), msgspec.msgpack.encode(0.0))
     with pytest.raises(codec.RemoteProtocolError, match="interval"):
         codec.Connection().receive_data(bad)
+
+
+@pytest.mark.parametrize("fields", [{"audits": -1, "repaired": 0}, {"audits": 1, "repaired": 0, "last_repair": "x" * 33}])
+def test_fib_audit_values_are_checked_where_they_enter(fields):
+    body = msgspec.msgpack.encode({"type": "fib_audit", **fields})
+    with pytest.raises(codec.RemoteProtocolError):
+        codec.Connection().receive_data(struct.pack("!I", len(body)) + body)

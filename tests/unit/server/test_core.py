@@ -7,6 +7,7 @@ from routeflow.protocol.messages import (
     DatapathLeave,
     DiscoveryPlan,
     DumpTable,
+    FibAudit,
     FibDelta,
     FibSnapshot,
     LinkChange,
@@ -21,6 +22,7 @@ from routeflow.protocol.messages import (
     TableMod,
 )
 from routeflow.server.core import CONTROLLER, ServerCore
+from routeflow.server.status import status_document
 
 CONFIG = parse_config({
     "vms": [{"name": "rA", "dpid": 1, "engine": "none", "interfaces": [
@@ -188,3 +190,17 @@ def test_unresolved_next_hops_are_resolved_again_with_back_off():
     core.on_fib_delta("rA", FibDelta(neighbours_set=(Neighbour("eth2", "172.31.2.99", "0a:00:00:00:00:99"),)))
     core.reconcile()
     assert messages(core.resolve_due(100.0), ResolveNextHops) == [] and core.nib.resolving["rA"] == {}
+
+
+def test_fib_audit_reports_show_in_status_and_change_no_flow(caplog):
+    core, _ = joined_core()
+    core.on_fib_snapshot("rA", FibSnapshot(FIB))
+    core.reconcile()
+    (vm,) = status_document(core.nib)["vms"]
+    assert (vm["fib_audits"], vm["fib_repaired"], vm["fib_last_repair"]) == (0, 0, "")
+    assert core.on_fib_audit("rA", FibAudit(audits=3, repaired=0)) == [] and not caplog.records
+    core.on_fib_audit("rA", FibAudit(audits=4, repaired=2, last_repair="2026-12-03T15:00:00Z"))
+    assert "repaired 2 route(s)" in caplog.text
+    (vm,) = status_document(core.nib)["vms"]
+    assert (vm["fib_audits"], vm["fib_repaired"], vm["fib_last_repair"]) == (4, 2, "2026-12-03T15:00:00Z")
+    assert core.reconcile() == []  # the repair itself came as a delta; the report changes nothing

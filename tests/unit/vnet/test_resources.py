@@ -4,6 +4,7 @@ import asyncio
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -108,6 +109,31 @@ def test_process_found_by_pidfile_only_if_it_names_it(tmp_path):
             p.kill()
             p.wait()
     assert read_pidfile(str(tmp_path / "missing.pid")) is None
+
+
+def test_daemon_restarted_in_place_is_found_by_its_pidfile(tmp_path):
+    """zebra killed and started again by hand: the record's pid is gone, the pidfile
+    names the new process, and stopping the VM stops that one."""
+    pidfile = tmp_path / "zebra.pid"
+    first = _sleeper("-i", str(pidfile))
+    record = process_record(str(pidfile), "rA", first.pid)
+    first.kill()
+    first.wait()
+    again = _sleeper("-i", str(pidfile))
+    try:
+        assert not is_running(record)  # no pidfile written yet: the dead process is all there is
+        # A daemon writes its pidfile once it runs: by then its command line is its own.
+        deadline = time.monotonic() + 5
+        while str(pidfile).encode() not in Path(f"/proc/{again.pid}/cmdline").read_bytes():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        pidfile.write_text(f"{again.pid}\n")
+        assert is_running(record)
+        asyncio.run(stop_process(record))
+        assert again.wait(timeout=5) is not None
+    finally:
+        again.kill()
+        again.wait()
 
 
 def test_stop_process_escalates_to_sigkill():
