@@ -15,6 +15,7 @@ import logging
 import sys
 from typing import Any, Sequence
 
+from routeflow.client import add_audit_option
 from routeflow.errors import ConfigError
 from routeflow.lab.topology import LINK_STATES
 from routeflow.protocol.transport import DEFAULT_SERVER
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("client", help="run an RF-Client inside a VM")
     p.add_argument("--vm", required=True, help="the VM's name in the server's config")
     _add_server_option(p)
+    add_audit_option(p)
 
     p = sub.add_parser("check", help="validate a routeflow config or lab topology file")
     p.add_argument("file")
@@ -123,7 +125,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "client":
         from routeflow.client.agent import run as run_client
 
-        asyncio.run(run_client(args.vm, args.server))
+        asyncio.run(run_client(args.vm, args.server, args.audit_interval or None))
         return EXIT_OK
     if args.command == "check":
         return _check(args)

@@ -30,6 +30,7 @@ from tests.processes import sh, stop_process
 from routeflow.model import NextHop, Route
 from routeflow.protocol import mapping
 from routeflow.protocol.messages import (
+    FibAudit,
     FibDelta,
     FibSnapshot,
     Goodbye,
@@ -147,7 +148,8 @@ def server(tmp_path: Path) -> Iterator[MirroringServer]:
 def agent(netns: None, server: MirroringServer, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     log = (tmp_path / "agent.log").open("wb")
     argv = ["ip", "netns", "exec", NS, sys.executable, "-m", "routeflow.client",
-            "--vm", NS, "--server", f"unix:{server.path}", "--log-level", "DEBUG"]  # fmt: skip
+            "--vm", NS, "--server", f"unix:{server.path}", "--log-level", "DEBUG",
+            "--audit-interval", "1"]  # fmt: skip
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_until(lambda: server.count(FibSnapshot) > 0, what="the first snapshot")
@@ -349,6 +351,11 @@ def test_next_hop_objects_and_what_the_kernel_removes_silently(
         ip(*command.split())
         wait_until(lambda: in_sync(server) and check(), what=command)
     assert server.count(FibSnapshot) == 1  # all of it as deltas
+    # The audits (every second here) ran meanwhile, and never found anything the events had missed.
+    wait_until(lambda: server.count(FibAudit) >= 2, what="two audits")
+    with server.lock:
+        audits = [msg for msg in server.received if isinstance(msg, FibAudit)]
+    assert audits[-1].audits >= 2 and audits[-1].repaired == 0, audits[-1]
 
 
 def test_a_nic_moved_into_a_vrf_takes_its_routes_along(server: MirroringServer, agent: subprocess.Popen[bytes]) -> None:

@@ -19,11 +19,11 @@ import signal
 import socket
 import time
 from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
 from typing import Protocol
 
 from pyroute2 import AsyncIPRoute
 
+from routeflow.client import AUDIT_INTERVAL, add_audit_option
 from routeflow.client.watcher import Update, Watcher, fresh_fib
 from routeflow.model import Fib
 from routeflow.protocol import mapping
@@ -49,7 +49,6 @@ BACKOFF_MIN = 0.2
 BACKOFF_MAX = 5.0
 #: Seconds to wait for the server's answer to our hello.
 HANDSHAKE_TIMEOUT = 10.0
-_COMPAT_MODE = Path("/proc/sys/net/ipv4/nexthop_compat_mode")
 
 
 class FibSource(Protocol):
@@ -259,21 +258,12 @@ class Agent:
             self._wake_mapper.clear()
 
 
-def _check_kernel() -> None:
-    # With compat mode off, routes using nexthop objects (FRR does) carry no next hops.
-    try:
-        if _COMPAT_MODE.read_text().strip() == "0":
-            log.warning("%s is 0: routes using nexthop objects will look empty", _COMPAT_MODE)
-    except OSError:
-        pass
-
-
-async def run(vm: str, server: str) -> None:
+async def run(vm: str, server: str, audit_interval: float | None = AUDIT_INTERVAL) -> None:
     """Run the RF-Client for VM ``vm`` against ``server`` (``unix:PATH`` or
-    ``tcp:HOST:PORT``) until SIGTERM or SIGINT, then return."""
+    ``tcp:HOST:PORT``) until SIGTERM or SIGINT, then return. The FIB is audited
+    against the kernel every ``audit_interval`` seconds at least (None: never)."""
     host = LinuxHost()
-    agent = Agent(vm, parse_address(server), Watcher(), host)
-    _check_kernel()
+    agent = Agent(vm, parse_address(server), Watcher(audit_interval=audit_interval), host)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -305,6 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--server", default=DEFAULT_SERVER, help="unix:PATH or tcp:HOST:PORT (default %(default)s)"
     )
+    add_audit_option(parser)
     parser.add_argument("--log-level", default="INFO", help="logging level (default %(default)s)")
     args = parser.parse_args(argv)
     try:
@@ -312,5 +303,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    asyncio.run(run(args.vm, args.server))
+    asyncio.run(run(args.vm, args.server, args.audit_interval or None))
     return 0
