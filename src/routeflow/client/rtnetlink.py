@@ -240,16 +240,6 @@ def messages(data: bytes) -> Iterator[tuple[int, int, int, int]]:
         offset += (length + 3) & ~3
 
 
-def _attributes(data: bytes, offset: int, end: int) -> Iterator[tuple[int, int, int]]:
-    """``(type, start, end)`` of each attribute between ``offset`` and ``end``."""
-    while offset + 4 <= end:
-        length, kind = _RTATTR.unpack_from(data, offset)
-        if length < 4 or offset + length > end:
-            return
-        yield kind & 0x3FFF, offset + 4, offset + length
-        offset += (length + 3) & ~3
-
-
 #: Address bytes of each family.
 _WIDTH: dict[int, int] = {AF_INET: 4, AF_INET6: 16}
 
@@ -335,10 +325,15 @@ _NEXTHOP_ATTRIBUTES: Attributes = {
 def _decode(table: Attributes, family: int, data: bytes, offset: int, end: int) -> dict[str, Any]:
     """The attributes between ``offset`` and ``end`` that ``table`` names, by field name."""
     fields = {}
-    for kind, a, b in _attributes(data, offset, end):
-        known = table.get(kind)
+    unpack = _RTATTR.unpack_from
+    while offset + 4 <= end:  # a plain loop, not a generator: this runs for every route of a full table
+        length, kind = unpack(data, offset)
+        if length < 4 or offset + length > end:
+            break
+        known = table.get(kind & 0x3FFF)
         if known is not None:
-            fields[known[0]] = known[1](family, data, a, b)
+            fields[known[0]] = known[1](family, data, offset + 4, offset + length)
+        offset += (length + 3) & ~3
     return fields
 
 
