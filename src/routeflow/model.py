@@ -9,12 +9,40 @@ hashable, cheap to encode and compare equal exactly when the addresses do.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
 #: Route types the FIB can hold that matter to forwarding (rtnetlink RTN_*).
 RouteType = Literal["unicast", "blackhole", "unreachable", "prohibit"]
+
+# -- the grammar of values a peer sends ------------------------------------------------
+# Checked by msgspec as a message is decoded (never on construction, so they cost
+# nothing inside a process): a value that breaks them closes the peer that sent it
+# before it reaches the server's core. Addresses are canonical ``ipaddress`` text.
+
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
+_H = r"[0-9a-f]{1,4}"
+_IPV6 = (
+    rf"(?:(?:{_H}:){{7}}{_H}|(?:{_H}:){{1,7}}:|(?:{_H}:){{1,6}}:{_H}|(?:{_H}:){{1,5}}(?::{_H}){{1,2}}"
+    rf"|(?:{_H}:){{1,4}}(?::{_H}){{1,3}}|(?:{_H}:){{1,3}}(?::{_H}){{1,4}}|(?:{_H}:){{1,2}}(?::{_H}){{1,5}}"
+    rf"|{_H}:(?::{_H}){{1,6}}|:(?:(?::{_H}){{1,7}}|:)|::ffff(?::0{{1,4}})?:{_IPV4}|(?:{_H}:){{1,4}}:{_IPV4})"
+)
+_IP = rf"(?:{_IPV4}|{_IPV6})"
+_WITH_LENGTH = rf"(?:{_IPV4}/(?:3[0-2]|[12]?[0-9])|{_IPV6}/(?:12[0-8]|1[01][0-9]|[1-9]?[0-9]))"
+
+#: An IPv4 or IPv6 address: ``"10.0.0.1"``, ``"fe80::1"``.
+IpAddress = Annotated[str, msgspec.Meta(pattern=rf"^{_IP}$")]
+#: An address or prefix with its length: ``"10.0.0.0/24"``, ``"172.31.1.1/24"``.
+IpWithLength = Annotated[str, msgspec.Meta(pattern=rf"^{_WITH_LENGTH}$")]
+#: A Linux interface name: 1 to 15 characters, no blank, ``/`` or ``:``, not ``.``,
+#: ``..`` or option-like.
+IfName = Annotated[str, msgspec.Meta(pattern=r"^(?![.]{1,2}$|-)[^\x00-\x20/:\x7f]{1,15}$")]
+#: An Ethernet address in lower case: ``"02:52:46:01:00:03"``.
+Mac = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$")]
+#: Routing protocol names as the client reports them (``ospf``, ``bgp``, ``186``).
+ProtoName = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_-]{0,16}$")]
 
 
 class Interface(msgspec.Struct, frozen=True, order=True):
@@ -32,11 +60,11 @@ class Interface(msgspec.Struct, frozen=True, order=True):
     left out until it completes.
     """
 
-    ifname: str
-    mac: str
+    ifname: IfName
+    mac: Mac
     up: bool
     #: Addresses with prefix length, e.g. ``"172.31.1.1/24"``, ``"fe80::1/64"``.
-    addresses: tuple[str, ...] = ()
+    addresses: Annotated[tuple[IpWithLength, ...], msgspec.Meta(max_length=4096)] = ()
 
 
 class NextHop(msgspec.Struct, frozen=True, order=True):
@@ -45,26 +73,27 @@ class NextHop(msgspec.Struct, frozen=True, order=True):
     An IPv6 gateway is often link-local (``fe80::1``): it is only meaningful
     on ``ifname``, and its neighbour entry is keyed ``(ifname, "fe80::1")``."""
 
-    ifname: str
-    gateway: str | None = None
+    ifname: IfName
+    gateway: IpAddress | None = None
 
 
 class Route(msgspec.Struct, frozen=True, order=True):
     """A FIB entry of a virtual router: the best route to one prefix."""
 
-    prefix: str
-    nexthops: tuple[NextHop, ...] = ()
+    prefix: IpWithLength
+    #: At most 1024: the kernel's limit on multipath legs is far lower.
+    nexthops: Annotated[tuple[NextHop, ...], msgspec.Meta(max_length=1024)] = ()
     type: RouteType = "unicast"
     #: The routing protocol that installed it (``ospf``, ``bgp``, ``kernel``...).
-    proto: str = ""
+    proto: ProtoName = ""
 
 
 class Neighbour(msgspec.Struct, frozen=True, order=True):
     """A resolved neighbour (ARP/ND entry): IP address to MAC on one interface."""
 
-    ifname: str
-    ip: str
-    mac: str
+    ifname: IfName
+    ip: IpAddress
+    mac: Mac
 
 
 class Fib(msgspec.Struct, frozen=True):

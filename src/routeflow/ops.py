@@ -57,6 +57,9 @@ def status(server: str, as_json: bool, flows: bool, routes: bool) -> int:
             str(len(dp["unresolved_next_hops"])),
         ))
     _table(rows)
+    for dp in doc["datapaths"]:
+        if dp["compile_error"]:
+            out.write(f"datapath {dp['dpid']}: flows not updated: {dp['compile_error']}\n")
     out.write("\n")
     rows = [("VM", "DATAPATH", "CLIENT", "INTERFACE", "PORT", "RFVS PORT", "STATE", "VIRTUAL LINK", "ADDRESSES")]
     for vm in doc["vms"]:

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from routeflow import ops
-from routeflow.model import Fib
+from routeflow.model import Fib, Interface, Neighbour, NextHop, Route
 from routeflow.protocol import codec
 from routeflow.protocol.messages import PROTOCOL_VERSION, FibSnapshot, Goodbye, Hello, TableMod, Welcome
 from routeflow.protocol.transport import BlockingSession, parse_address
@@ -104,8 +104,6 @@ def test_unknown_vm_is_refused(server):
 
 def test_snapshot_then_status_shows_routes(server):
     address, _, _ = server
-    from routeflow.model import Interface, NextHop, Route
-
     client = BlockingSession(parse_address(address), "client", "rA")
     assert isinstance(client.welcome, Welcome)
     fib = Fib((Interface("eth1", "02:00:00:00:00:01", True, ("172.31.1.1/24",)),),
@@ -120,3 +118,23 @@ def test_snapshot_then_status_shows_routes(server):
         time.sleep(0.05)
     assert vm["client_connected"] and [r["prefix"] for r in vm["routes"]] == ["172.31.1.0/24"]
     client.close()
+
+
+@pytest.mark.parametrize("field, fib", [
+    ("an interface address", Fib((Interface("eth1", "02:00:00:00:00:01", True, ("garbage",)),))),
+    ("a prefix", Fib(routes=(Route("10.0.0.0/33", (NextHop("eth1"),)),))),
+    ("a gateway", Fib(routes=(Route("10.0.0.0/8", (NextHop("eth1", "10.0.0.256"),)),))),
+    ("a MAC", Fib(neighbours=(Neighbour("eth1", "172.31.1.2", "02:00:00:00:00"),))),
+    ("an interface name", Fib(routes=(Route("10.0.0.0/8", (NextHop("-eth1"),)),))),
+])  # fmt: skip
+def test_a_bad_value_closes_its_client_before_it_reaches_the_core(server, field, fib):
+    """What a client says is checked as it is decoded: the server closes it with the
+    reason, and nothing of it reaches the VM's state or its switch."""
+    address, log, proc = server
+    client = BlockingSession(parse_address(address), "client", "rA")
+    client.send(FibSnapshot(fib))
+    reply = client.receive()
+    assert isinstance(reply, Goodbye) and "undecodable message" in reply.reason, (field, reply)
+    assert proc.poll() is None
+    vm = ops.request_status(address)["vms"][0]
+    assert not vm["synced"] and vm["route_count"] == 0

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import pwd
+import stat
 import os
 import signal
 import subprocess
@@ -86,6 +88,11 @@ def _check_vm(plan: VmPlan) -> None:
     sysctl = output(*links.netns_argv(plan.netns, ["sysctl", "-n", "net.ipv4.ip_forward",
                                                 "net.ipv4.conf.all.rp_filter"])).split()
     assert sysctl == ["1", "0"]
+    # The engine's config holds its secrets (passwords): only its own user reads it.
+    assert plan.run_dir is not None and plan.engine_run is not None
+    for path, mode in ((plan.run_dir, 0o700), (plan.engine_run.conf_file, 0o600)):
+        info = path.stat()
+        assert (stat.S_IMODE(info.st_mode), pwd.getpwuid(info.st_uid).pw_name) == (mode, "frr"), path
 
 
 def test_bring_up_supervise_and_tear_down(state: Path) -> None:

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import msgspec
 
 from routeflow.flows.model import Flow, FlowKey, Group
-from routeflow.model import Fib, Interface, Neighbour, PortDesc, Route
+from routeflow.model import Fib, IfName, Interface, IpAddress, IpWithLength, Neighbour, PortDesc, Route
 
 #: Bumped on any incompatible change to the message set.
 PROTOCOL_VERSION = 1
@@ -84,7 +84,7 @@ class MappingSeen(Message, tag="mapping_seen", frozen=True):
     rfvs_dpid: int
     rfvs_port: int
     vm: str
-    ifname: str
+    ifname: IfName
 
 
 class TableDump(Message, tag="table_dump", frozen=True):
@@ -226,12 +226,12 @@ class FibDelta(Message, tag="fib_delta", frozen=True):
     """Incremental changes since the last snapshot or delta."""
 
     interfaces_set: tuple[Interface, ...] = ()
-    interfaces_del: tuple[str, ...] = ()
+    interfaces_del: tuple[IfName, ...] = ()
     routes_set: tuple[Route, ...] = ()
-    routes_del: tuple[str, ...] = ()
+    routes_del: tuple[IpWithLength, ...] = ()
     neighbours_set: tuple[Neighbour, ...] = ()
     #: ``(ifname, ip)`` pairs.
-    neighbours_del: tuple[tuple[str, str], ...] = ()
+    neighbours_del: tuple[tuple[IfName, IpAddress], ...] = ()
 
 
 class FibAudit(Message, tag="fib_audit", frozen=True):

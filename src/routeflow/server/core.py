@@ -248,12 +248,31 @@ class ServerCore:
         dirty, self._dirty = self._dirty, set()
         changed, self._changed = self._changed, {}
         for dpid in sorted(dirty | changed.keys()):
-            mod = self._reconcile_datapath(dpid, full=dpid in dirty, changed=changed.get(dpid))
+            try:
+                mod = self._reconcile_datapath(dpid, full=dpid in dirty, changed=changed.get(dpid))
+            except Exception as exc:  # noqa: BLE001 - whatever it is, it costs this datapath only
+                self._compile_failed(dpid, exc)
+                continue
+            if dpid in self.nib.datapaths:
+                self.nib.datapaths[dpid].compile_error = ""
             if mod is not None and not is_empty(mod):
                 self.nib.datapaths[dpid].flow_mods += _size(mod)
                 log.debug("datapath %#x: +%d ~%d -%d flows", dpid, len(mod.add), len(mod.modify), len(mod.delete))
                 out += [Out(CONTROLLER, part) for part in split_table_mod(mod)]
         return out
+
+    def _compile_failed(self, dpid: int, exc: Exception) -> None:
+        """A datapath whose table could not be computed keeps its last good one;
+        the others go on. Its compiler may be half-updated: the next change
+        rebuilds it from the VM's state."""
+        self._compilers.pop(dpid, None)
+        error = f"{type(exc).__name__}: {exc}"[:500]
+        dp = self.nib.datapaths.get(dpid)
+        if dp is not None and dp.compile_error != error:
+            log.error("datapath %#x: flows not updated, its table could not be computed: %s", dpid, error,
+                      exc_info=exc)
+        if dp is not None:
+            dp.compile_error = error
 
     def _reconcile_datapath(self, dpid: int, full: bool,
                             changed: tuple[set[str], set[tuple[str, str]]] | None) -> TableMod | None:

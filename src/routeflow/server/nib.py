@@ -70,6 +70,9 @@ class DatapathState:
     dump_pending: bool = False
     unresolved: list[Unresolved] = field(default_factory=list)
     flow_mods: int = 0
+    #: Why the last attempt to compute this datapath's table failed ("" if it did not):
+    #: the switch keeps its last good table meanwhile.
+    compile_error: str = ""
 
 
 @dataclass

@@ -19,6 +19,7 @@ from typing import Any, Awaitable, Callable, Mapping
 from routeflow.config.schema import Config
 from routeflow.flows.diff import TableComparison
 from routeflow.model import Fib, Interface, Neighbour, Route
+from routeflow.private import private_dir
 from routeflow.protocol import codec
 from routeflow.protocol.messages import (
     PROTOCOL_VERSION,
@@ -135,11 +136,17 @@ class RFServer:
             address = parse_address(text)
             if address.kind == "unix":
                 path = Path(address.host)
-                path.parent.mkdir(parents=True, exist_ok=True)
+                private_dir(path.parent)
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
-                server = await asyncio.start_unix_server(self._serve, str(path), limit=1 << 20)
-                os.chmod(path, 0o660)
+                # Created under a umask that leaves it the owner's alone, then said so
+                # explicitly: no moment where another user could connect.
+                old_umask = os.umask(0o177)
+                try:
+                    server = await asyncio.start_unix_server(self._serve, str(path), limit=1 << 20)
+                finally:
+                    os.umask(old_umask)
+                os.chmod(path, 0o600)
             else:
                 server = await asyncio.start_server(self._serve, address.host, address.port,
                                                     limit=1 << 20, reuse_address=True)
@@ -392,8 +399,14 @@ class RFServer:
             # Translate as a stream against our copy of the switch's table, then
             # let the FIB go before the dump arrives: at a million routes a whole
             # translated table or FIB is hundreds of megabytes.
+            if dp.compile_error:
+                differences.append(f"datapath {dpid:#x}: flows not updated: {dp.compile_error}")
             comparison = TableComparison(dp.installed)
-            if not expect_table(comparison, nib, dpid, fib, dp.ports):
+            try:
+                if not expect_table(comparison, nib, dpid, fib, dp.ports):
+                    continue
+            except Exception as exc:  # noqa: BLE001 - a bad FIB fails its own datapath's check only
+                differences.append(f"datapath {dpid:#x}: its table cannot be computed: {type(exc).__name__}: {exc}")
                 continue
             del fib
             try:

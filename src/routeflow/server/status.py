@@ -41,6 +41,7 @@ def status_document(nib: Nib, packet_in: Mapping[int, Mapping[str, int]] | None 
             "flows": sorted(format_flow(f) for f in table.flows.values()) if table and detail else [],
             "groups": sorted(format_group(g) for g in table.groups.values()) if table and detail else [],
             "flow_mods_sent": dp.flow_mods if dp else 0,
+            "compile_error": dp.compile_error if dp else "",
             "packet_in": None if packet_in is None else dict(packet_in.get(dpid, {})),
             "unresolved_next_hops": [
                 {"prefix": u.prefix, "ifname": u.ifname, "gateway": u.gateway,

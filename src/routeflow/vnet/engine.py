@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from routeflow.private import private_dir, write_private
 from routeflow.vnet import VnetError, bird, frr, links
 from routeflow.vnet.resources import Resource, ResourceLog, process_record, read_pidfile
 
@@ -86,18 +86,15 @@ async def start_engine(netns: str, label: str, plan: EnginePlan, record: Resourc
 
 
 def prepare_run_dir(plan: EnginePlan) -> None:
-    """A fresh run directory holding the config file, owned by the engine's user."""
+    """A fresh run directory (0700) holding the config file (0600), both owned by the
+    engine's user: the config holds the engine's secrets (BGP and OSPF passwords)."""
     if plan.run_dir.exists():
         shutil.rmtree(plan.run_dir)
-    plan.run_dir.mkdir(parents=True)
-    plan.conf_file.write_text(plan.conf)
-    if plan.user is not None:
-        try:
-            for path in (plan.run_dir, plan.conf_file):
-                shutil.chown(path, plan.user, plan.user)
-        except LookupError as exc:
-            raise VnetError(f"user {plan.user!r} does not exist: is {plan.engine} installed?") from exc
-    os.chmod(plan.run_dir, 0o755)
+    try:
+        private_dir(plan.run_dir, plan.user)
+        write_private(plan.conf_file, plan.conf, plan.user)
+    except LookupError as exc:
+        raise VnetError(f"user {plan.user!r} does not exist: is {plan.engine} installed?") from exc
 
 
 async def _start_daemon(netns: str, label: str, owner: str, daemon: DaemonPlan, run_dir: Path, record: ResourceLog) -> None:

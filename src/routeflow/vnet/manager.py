@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO, Callable, Sequence
 
 from routeflow.config.schema import Config
+from routeflow.private import private_dir
 from routeflow.vnet import VnetError, frr, links, ovs
 from routeflow.vnet.driver import NamespaceDriver, VmDriver
 from routeflow.vnet.plan import VmPlan, client_argv, client_server_address, plan_vnet
@@ -236,7 +237,7 @@ async def cleanup_stale(state_path: Path = DEFAULT_STATE, locked: bool = False) 
 
 def _acquire_lock(state_path: Path) -> IO[str]:
     path = state_path.with_suffix(".lock")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     handle = path.open("a")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

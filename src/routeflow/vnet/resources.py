@@ -23,6 +23,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal, Self
 
+from routeflow.private import private_dir, write_private
 from routeflow.vnet import VnetError, links, ovs
 
 log = logging.getLogger("routeflow.vnet")
@@ -91,11 +92,9 @@ class ResourceLog:
     def save(self) -> None:
         if self.path is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
-        # Write-then-rename: a crash never leaves a truncated record behind.
-        tmp.write_text(json.dumps({"meta": self.meta, "resources": [asdict(r) for r in self.resources]}, indent=1))
-        os.replace(tmp, self.path)
+        private_dir(self.path.parent)
+        write_private(self.path, json.dumps({"meta": self.meta, "resources": [asdict(r) for r in self.resources]},
+                                            indent=1))
 
     def remove_file(self) -> None:
         if self.path is not None:

@@ -204,3 +204,42 @@ def test_fib_audit_reports_show_in_status_and_change_no_flow(caplog):
     (vm,) = status_document(core.nib)["vms"]
     assert (vm["fib_audits"], vm["fib_repaired"], vm["fib_last_repair"]) == (4, 2, "2026-12-03T15:00:00Z")
     assert core.reconcile() == []  # the repair itself came as a delta; the report changes nothing
+
+
+TWO_VMS = parse_config({
+    "vms": [{"name": name, "dpid": dpid, "engine": "none", "interfaces": [
+        {"name": "eth1", "port": 1, "addresses": [f"172.31.{dpid}.1/24"]},
+    ]} for name, dpid in (("rA", 1), ("rB", 2))],
+})
+
+
+def test_a_datapath_whose_table_cannot_be_computed_keeps_its_last_one_and_stops_no_other(caplog):
+    core = ServerCore(TWO_VMS)
+    core.on_controller_up()
+    for dpid in (1, 2):
+        (dump,) = messages(core.on_datapath_join(DatapathJoin(dpid, PORTS)), DumpTable)
+        core.on_table_dump(TableDump(dump.request_id, dpid, (), ()))
+    good = {dpid: Fib((Interface("eth1", "02:00:00:00:00:01", True, (f"172.31.{dpid}.1/24",)),),
+                      (Route(f"172.31.{dpid}.0/24", (NextHop("eth1"),)),)) for dpid in (1, 2)}
+    core.on_fib_snapshot("rA", FibSnapshot(good[1]))
+    core.on_fib_snapshot("rB", FibSnapshot(good[2]))
+    core.reconcile()
+    installed = dict(core.nib.datapaths[1].installed.flows)
+    # A value no decoder would let in, as if it had: rA's table cannot be computed...
+    broken = Fib((Interface("eth1", "02:00:00:00:00:01", True, ("garbage",)),), good[1].routes)
+    core.on_fib_snapshot("rA", FibSnapshot(broken))
+    core.on_fib_delta("rB", FibDelta(routes_set=(Route("10.9.0.0/16", (NextHop("eth1"),)),)))
+    out = core.reconcile()
+    # ... but rB's change still goes out, and rA's switch keeps its last good table.
+    assert [mod.dpid for mod in messages(out, TableMod)] == [2]
+    assert core.nib.datapaths[1].installed.flows == installed
+    assert "garbage" in core.nib.datapaths[1].compile_error and "flows not updated" in caplog.text
+    (dp,) = [d for d in status_document(core.nib)["datapaths"] if d["dpid"] == "0x1"]
+    assert "garbage" in dp["compile_error"]
+    # The same failure again is not logged again; a good FIB heals it.
+    caplog.clear()
+    core.on_fib_snapshot("rA", FibSnapshot(broken))
+    assert not messages(core.reconcile(), TableMod) and not caplog.records
+    core.on_fib_snapshot("rA", FibSnapshot(good[1]))
+    core.reconcile()
+    assert core.nib.datapaths[1].compile_error == ""
