@@ -27,7 +27,7 @@ from tests.fakeserver import FakeServer
 from tests.fibmirror import FibMirror
 from tests.processes import sh, stop_process
 
-from routeflow.model import NextHop, Route
+from routeflow.model import Fib, NextHop, Route
 from routeflow.protocol import mapping
 from routeflow.protocol.messages import (
     FibAudit,
@@ -122,11 +122,17 @@ class MirroringServer(FakeServer):
 
     def __init__(self, path: Path) -> None:
         self.mirror = FibMirror()
+        self._parts: list[Fib] = []
         super().__init__(path)
 
     def on_message(self, msg: Message) -> None:
         if isinstance(msg, FibSnapshot) and msg.request_id == 0:
-            self.mirror.reset(msg.fib)
+            # The client's whole state comes in parts of at most 10,000 routes.
+            self._parts.append(msg.fib)
+            if not msg.more:
+                self.mirror.reset(Fib(self._parts[0].interfaces, tuple(r for p in self._parts for r in p.routes),
+                                      self._parts[0].neighbours))
+                self._parts = []
         elif isinstance(msg, FibDelta):
             self.mirror.apply(msg)
 

@@ -18,6 +18,7 @@ from routeflow.model import Fib, Interface, Neighbour, NextHop, Route
 from routeflow.protocol import codec
 from routeflow.protocol.messages import PROTOCOL_VERSION, FibSnapshot, Goodbye, Hello, TableMod, Welcome
 from routeflow.protocol.transport import BlockingSession, parse_address
+from routeflow.server.service import Limits
 
 pytestmark = pytest.mark.integration
 
@@ -52,8 +53,13 @@ def server(tmp_path: Path):
 def raw_connect(address: str) -> socket.socket:
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(5)
-    s.connect(parse_address(address).host)
-    return s
+    for _ in range(500):
+        try:
+            s.connect(parse_address(address).host)
+            return s
+        except BlockingIOError:  # the listen backlog is full: the server has yet to accept
+            time.sleep(0.01)
+    raise TimeoutError("the server accepts no connection")
 
 
 def read_all(s: socket.socket) -> list:
@@ -138,3 +144,31 @@ def test_a_bad_value_closes_its_client_before_it_reaches_the_core(server, field,
     assert proc.poll() is None
     vm = ops.request_status(address)["vms"][0]
     assert not vm["synced"] and vm["route_count"] == 0
+
+
+def test_what_an_unknown_peer_may_hold_is_bounded(server):
+    """Before its hello a peer may send no more than a hello, for no longer than the
+    handshake deadline, and only so many connections may be open at once; a legitimate
+    peer is served throughout."""
+    address, log, proc = server
+    limits = Limits()
+    # A frame far larger than any hello: refused as its length arrives, not buffered.
+    big = raw_connect(address)
+    big.sendall(struct.pack("!I", codec.HELLO_MAX_FRAME + 1) + b"x" * 1000)
+    msgs = read_all(big)
+    assert isinstance(msgs[-1], Goodbye) and "exceeds" in msgs[-1].reason
+    # Connections that never say hello, past the limit: the ones over it are refused at once...
+    idle = [raw_connect(address) for _ in range(limits.max_connections + 20)]
+    refused = 0
+    for s in idle[-20:]:
+        msgs = read_all(s)
+        refused += isinstance(msgs[-1], Goodbye) and "too many connections" in msgs[-1].reason
+    assert refused == 20
+    # ... and the rest are closed at the handshake deadline.
+    time.sleep(limits.handshake_timeout + 0.5)
+    closed = [read_all(s) for s in idle[:5]]
+    assert all(isinstance(m[-1], Goodbye) and "no hello within" in m[-1].reason for m in closed), closed
+    for s in idle:
+        s.close()
+    assert proc.poll() is None
+    assert ops.request_status(address)["vms"][0]["name"] == "rA"

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import pwd
-import stat
 import os
+import pwd
 import signal
+import stat
 import subprocess
 import sys
 import time

@@ -37,6 +37,7 @@ from routeflow.protocol.messages import (
     PortMapped,
     ResolveNextHops,
     SnapshotRequest,
+    delta_parts,
     snapshot_parts,
 )
 from routeflow.protocol.transport import DEFAULT_SERVER, Address, AsyncSession, parse_address
@@ -166,14 +167,19 @@ class Agent:
                 self._wake_mapper.set()  # maybe a new NIC to announce
             session = self._session
             if session is not None:
-                await self._send(session, update)
+                if isinstance(update, FibSnapshot):
+                    await self._send(session, *snapshot_parts(update.fib, 0))
+                elif isinstance(update, FibDelta):
+                    await self._send(session, *delta_parts(update))
+                else:
+                    await self._send(session, update)
 
-    async def _send(self, session: AsyncSession, msg: Message) -> None:
+    async def _send(self, session: AsyncSession, *msgs: Message) -> None:
         try:
-            await session.send(msg)
+            await session.send(*msgs)
         except OSError as exc:
             # The session's receive loop sees the same failure and reconnects.
-            log.debug("could not send %s: %s", type(msg).__name__, exc)
+            log.debug("could not send %s: %s", type(msgs[0]).__name__, exc)
 
     # -- session -----------------------------------------------------------------------
 
@@ -202,7 +208,8 @@ class Agent:
         # Set before the snapshot is written so that no delta produced meanwhile is skipped.
         self._session = session
         try:
-            await session.send(FibSnapshot(self.watcher.fib()))
+            # In parts, as any FIB travels; written at once, so no delta comes between them.
+            await session.send(*snapshot_parts(self.watcher.fib(), 0))
             self._wake_mapper.set()
             while True:
                 msg = await session.receive()
@@ -241,8 +248,7 @@ class Agent:
 
     async def _answer_snapshot(self, session: AsyncSession, request_id: int) -> None:
         # Read from the kernel, not from memory: this is what verification trusts.
-        for part in snapshot_parts(await self.host.fresh_fib(), request_id):
-            await self._send(session, part)
+        await self._send(session, *snapshot_parts(await self.host.fresh_fib(), request_id))
 
     # -- port identification ---------------------------------------------------------
 

@@ -24,8 +24,12 @@ from routeflow.protocol.messages import (
     Welcome,
 )
 
-#: Largest frame accepted (a full FIB of a million routes fits comfortably).
-MAX_FRAME = 256 * 1024 * 1024
+#: Largest frame accepted from a peer that has said hello. The largest legitimate
+#: message is a TableMod of 50,000 flows (about 7 MB); FIBs and table dumps travel
+#: in parts of 10,000 routes or flows (under 2 MB each).
+MAX_FRAME = 32 * 1024 * 1024
+#: Largest frame accepted before the hello: a hello is a few dozen bytes.
+HELLO_MAX_FRAME = 64 * 1024
 _HEADER = struct.Struct("!I")
 
 _encoder = msgspec.msgpack.Encoder()
@@ -57,7 +61,8 @@ class Connection:
 
     def __init__(self, max_frame: int = MAX_FRAME) -> None:
         self._buffer = bytearray()
-        self._max_frame = max_frame
+        #: The largest frame accepted; raise it once the peer has said who it is.
+        self.max_frame = max_frame
 
     def receive_data(self, data: bytes) -> list[AnyMessage]:
         """Feed received bytes; return every complete message they finish."""
@@ -67,8 +72,8 @@ class Connection:
         buf = self._buffer
         while len(buf) - offset >= _HEADER.size:
             (length,) = _HEADER.unpack_from(buf, offset)
-            if length > self._max_frame:
-                raise RemoteProtocolError(f"frame of {length} bytes exceeds {self._max_frame}")
+            if length > self.max_frame:
+                raise RemoteProtocolError(f"frame of {length} bytes exceeds {self.max_frame}")
             end = offset + _HEADER.size + length
             if len(buf) < end:
                 break

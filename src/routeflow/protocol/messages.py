@@ -247,6 +247,22 @@ class FibAudit(Message, tag="fib_audit", frozen=True):
     seconds: Annotated[float, msgspec.Meta(ge=0)] = 0.0
 
 
+def delta_parts(delta: FibDelta, limit: int = SNAPSHOT_PART) -> Iterator[FibDelta]:
+    """``delta`` as deltas of at most ``limit`` routes or neighbours each, to be sent in
+    order: a link renamed or flushed at a million routes changes them all at once, and
+    no frame may be that large. Interfaces go with the first."""
+    fields = ("routes_set", "routes_del", "neighbours_set", "neighbours_del")
+    if sum(len(getattr(delta, name)) for name in fields) <= limit:
+        yield delta
+        return
+    head = FibDelta(interfaces_set=delta.interfaces_set, interfaces_del=delta.interfaces_del)
+    for name in fields:
+        for chunk, _ in parts(getattr(delta, name), limit):
+            if chunk:
+                yield msgspec.structs.replace(head, **{name: tuple(chunk)})
+                head = FibDelta()
+
+
 # -- server -> client ------------------------------------------------------------
 
 

@@ -109,8 +109,11 @@ class AsyncSession:
         welcome = codec.check_welcome(pending.popleft())
         return cls(reader, writer, welcome, conn, pending)
 
-    async def send(self, msg: Message) -> None:
-        self.writer.write(codec.encode(msg))
+    async def send(self, *msgs: Message) -> None:
+        """Send ``msgs`` in order, all written before the first wait: nothing
+        another task sends meanwhile can come between them."""
+        for msg in msgs:
+            self.writer.write(codec.encode(msg))
         await self.writer.drain()
 
     async def receive(self) -> AnyMessage:

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import signal
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping
 
@@ -71,17 +72,39 @@ _CONTROLLER_EVENTS: dict[type[Message], Callable[[ServerCore, Any], list[Out]]] 
 }
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What one peer may hold of the server: how long it may take to say hello,
+    how many connections may be open at once, and how much of what the server
+    sends it may leave unread (by role) before the server drops it."""
+
+    handshake_timeout: float = 10.0
+    max_connections: int = 256
+    #: Unread bytes queued to one peer, by role. The controller is sent whole
+    #: tables (a million flows are some 150 MB); a client and an operator little.
+    unread: Mapping[str, int] = field(default_factory=lambda: {
+        "controller": 1 << 30, "client": 64 << 20, "operator": 64 << 20})
+
+
 class Peer:
     """One connected controller, client or operator."""
 
-    def __init__(self, role: str, name: str, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, role: str, name: str, writer: asyncio.StreamWriter, max_unread: int) -> None:
         self.role = role
         self.name = name
         self.writer = writer
+        self.max_unread = max_unread
+        #: A client's unsolicited snapshot, as its parts arrive.
+        self.snapshot: _FibParts | None = None
 
     def send(self, msg: Message) -> None:
-        if not self.writer.is_closing():
-            self.writer.write(codec.encode(msg))
+        if self.writer.is_closing():
+            return
+        self.writer.write(codec.encode(msg))
+        if self.writer.transport.get_write_buffer_size() > self.max_unread:
+            # A peer that does not read would make the server hold all it is sent.
+            log.warning("dropping %s %s: it left more than %d bytes unread", self.role, self.name, self.max_unread)
+            self.writer.transport.abort()
 
     def close(self, reason: str) -> None:
         self.send(Goodbye(reason))
@@ -114,9 +137,11 @@ class _FibParts:
 class RFServer:
     """The RF-Server service: sockets, peers, request/reply plumbing."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, limits: Limits = Limits()) -> None:
         self.config = config
+        self.limits = limits
         self.core = ServerCore(config)
+        self._connections = 0
         self.controller: Peer | None = None
         self.clients: dict[str, Peer] = {}
         self._servers: list[asyncio.AbstractServer] = []
@@ -143,13 +168,14 @@ class RFServer:
                 # explicitly: no moment where another user could connect.
                 old_umask = os.umask(0o177)
                 try:
-                    server = await asyncio.start_unix_server(self._serve, str(path), limit=1 << 20)
+                    server = await asyncio.start_unix_server(self._serve, str(path), limit=1 << 20,
+                                                             backlog=self.limits.max_connections)
                 finally:
                     os.umask(old_umask)
                 os.chmod(path, 0o600)
             else:
-                server = await asyncio.start_server(self._serve, address.host, address.port,
-                                                    limit=1 << 20, reuse_address=True)
+                server = await asyncio.start_server(self._serve, address.host, address.port, limit=1 << 20,
+                                                    reuse_address=True, backlog=self.limits.max_connections)
             self._servers.append(server)
             log.info("listening on %s", address)
         self._resolver = asyncio.get_running_loop().create_task(self._resolve_next_hops())
@@ -172,12 +198,25 @@ class RFServer:
     # -- connections -------------------------------------------------------------
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        conn = codec.Connection()
+        # Until it has said hello a peer may send a hello and no more.
+        conn = codec.Connection(codec.HELLO_MAX_FRAME)
         peer: Peer | None = None
         where = writer.get_extra_info("peername") or "unix socket"
+        self._connections += 1
         try:
+            if self._connections > self.limits.max_connections:
+                raise codec.RemoteProtocolError(f"too many connections (at most {self.limits.max_connections})")
+            deadline = asyncio.get_running_loop().time() + self.limits.handshake_timeout
             while True:
-                data = await reader.read(1 << 20)
+                if peer is None:
+                    try:
+                        async with asyncio.timeout_at(deadline):
+                            data = await reader.read(1 << 20)
+                    except TimeoutError:
+                        raise codec.RemoteProtocolError(
+                            f"no hello within {self.limits.handshake_timeout:g} s") from None
+                else:
+                    data = await reader.read(1 << 20)
                 if not data:
                     break
                 for msg in conn.receive_data(data):
@@ -185,6 +224,7 @@ class RFServer:
                         peer = self._handshake(codec.check_hello(msg), writer)
                         if peer is None:
                             return
+                        conn.max_frame = codec.MAX_FRAME
                         continue
                     codec.check_accepted(peer.role, msg)  # type: ignore[arg-type]
                     if isinstance(msg, Goodbye):
@@ -199,6 +239,7 @@ class RFServer:
         except (ConnectionError, OSError) as exc:
             log.info("connection lost (%s): %s", peer.name if peer else where, exc)
         finally:
+            self._connections -= 1
             writer.close()
             if peer is not None:
                 self._disconnected(peer)
@@ -208,7 +249,7 @@ class RFServer:
             writer.write(codec.encode(Goodbye(f"unknown VM {hello.name!r}")))
             log.warning("refused client for unknown VM %r", hello.name)
             return None
-        peer = Peer(hello.role, hello.name, writer)
+        peer = Peer(hello.role, hello.name, writer, self.limits.unread.get(hello.role, 64 << 20))
         peer.send(Welcome(PROTOCOL_VERSION, rfvs=(self.config.rfvs.dpid,)))
         if hello.role == "controller":
             if self.controller is not None:
@@ -268,8 +309,13 @@ class RFServer:
                     self._resolve(msg.request_id, msg)
             elif msg.request_id:
                 log.debug("%s: part of an abandoned FIB request %d", peer.name, msg.request_id)
-            else:
-                out = core.on_fib_snapshot(peer.name, msg)
+            else:  # the client's whole state, in parts: the core sees it once complete
+                if peer.snapshot is None:
+                    peer.snapshot = _FibParts(core.nib.vms[peer.name].routes)
+                peer.snapshot.add(msg.fib)
+                if not msg.more:
+                    complete, peer.snapshot = peer.snapshot.fib(), None
+                    out = core.on_fib_snapshot(peer.name, FibSnapshot(complete))
         elif isinstance(msg, FibDelta):
             out = core.on_fib_delta(peer.name, msg)
         elif isinstance(msg, FibAudit):

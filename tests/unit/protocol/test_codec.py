@@ -17,6 +17,7 @@ from routeflow.protocol.messages import (
     StatusRequest,
     TableMod,
     Welcome,
+    delta_parts,
 )
 
 FLOW = Flow(1, 1024, match(eth_type=0x800, ipv4_dst="10.0.0.0/24"), (("dec_nw_ttl",), output(2)))
@@ -124,3 +125,16 @@ def test_fib_audit_values_are_checked_where_they_enter(fields):
     body = msgspec.msgpack.encode({"type": "fib_audit", **fields})
     with pytest.raises(codec.RemoteProtocolError):
         codec.Connection().receive_data(struct.pack("!I", len(body)) + body)
+
+
+def test_a_large_delta_travels_in_parts_that_rebuild_it():
+    routes = tuple(Route(f"10.{i >> 8}.{i & 255}.0/24", (NextHop("eth1", "172.31.1.9"),)) for i in range(25))
+    gone = tuple(f"10.200.{i}.0/24" for i in range(7))
+    delta = FibDelta(interfaces_set=(Interface("eth1", "02:00:00:00:00:01", True),), routes_set=routes,
+                     routes_del=gone, neighbours_del=(("eth1", "172.31.1.9"),))
+    pieces = list(delta_parts(delta, limit=10))
+    assert len(pieces) == 5 and all(len(p.routes_set) + len(p.routes_del) + len(p.neighbours_del) <= 10 for p in pieces)
+    assert pieces[0].interfaces_set == delta.interfaces_set and not any(p.interfaces_set for p in pieces[1:])
+    assert sum((p.routes_set for p in pieces), ()) == routes and sum((p.routes_del for p in pieces), ()) == gone
+    assert sum((p.neighbours_del for p in pieces), ()) == delta.neighbours_del
+    assert list(delta_parts(delta)) == [delta]  # small enough: as it is
