@@ -49,6 +49,14 @@ class Unsupported(Exception):
     """A shape this module does not write or read: use the os-ken path."""
 
 
+class DecodeError(ValueError):
+    """What a switch sent is not well-formed OpenFlow 1.3: the one error the decoders raise.
+
+    The text says what is wrong and where (a byte offset in the buffer). A
+    ValueError, so callers that caught ValueError before still do.
+    """
+
+
 # -- structures ----------------------------------------------------------------------
 
 _HEADER = struct.Struct("!BBHI")

@@ -30,6 +30,9 @@ from routeflow.protocol.messages import (
 MAX_FRAME = 32 * 1024 * 1024
 #: Largest frame accepted before the hello: a hello is a few dozen bytes.
 HELLO_MAX_FRAME = 64 * 1024
+#: Largest frame written, and accepted by an operator from the server: a status
+#: with every flow of a million-route table is one reply of a few hundred MB.
+MAX_REPLY = 1024 * 1024 * 1024
 _HEADER = struct.Struct("!I")
 
 _encoder = msgspec.msgpack.Encoder()
@@ -51,7 +54,7 @@ class LocalProtocolError(ProtocolError):
 def encode(msg: Message) -> bytes:
     """One framed message."""
     body = _encoder.encode(msg)
-    if len(body) > MAX_FRAME:
+    if len(body) > MAX_REPLY:
         raise LocalProtocolError(f"{type(msg).__name__} too large: {len(body)} bytes")
     return _HEADER.pack(len(body)) + body
 

@@ -57,7 +57,8 @@ class BlockingSession:
 
     def __init__(self, address: Address, role: Role, name: str, timeout: float = 5.0) -> None:
         self.sock = connect_blocking(address, timeout)
-        self.conn = codec.Connection()
+        # An operator's replies (a whole status) may be far larger than what peers send the server.
+        self.conn = codec.Connection(codec.MAX_REPLY if role == "operator" else codec.MAX_FRAME)
         self._pending: deque[AnyMessage] = deque()
         self.send(Hello(PROTOCOL_VERSION, role, name))
         self.welcome: Welcome = codec.check_welcome(self.receive())
