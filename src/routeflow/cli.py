@@ -10,15 +10,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import importlib.metadata
 import json
 import logging
+import os
 import sys
+from pathlib import Path
 from typing import Any, Sequence
 
 from routeflow.client import add_audit_option
 from routeflow.errors import ConfigError
 from routeflow.lab.topology import LINK_STATES
-from routeflow.protocol.transport import DEFAULT_SERVER
+from routeflow.protocol.transport import DEFAULT_SERVER, parse_address
 from routeflow.vnet import VnetError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
@@ -31,14 +34,41 @@ def _setup_logging(verbose: int) -> None:
     logging.getLogger("pyroute2").setLevel(logging.WARNING)
 
 
+def _server_address(text: str) -> str:
+    """argparse type of ``--server``: a bad address is a usage error (exit 2), not a traceback."""
+    try:
+        parse_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def _add_server_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--server", default=DEFAULT_SERVER,
+    parser.add_argument("--server", default=DEFAULT_SERVER, type=_server_address,
                         help=f"RF-Server address, tcp:HOST:PORT or unix:PATH (default {DEFAULT_SERVER})")
+
+
+def _example(text: str) -> str:
+    """argparse type of the demo's example: checked before anything is touched."""
+    from routeflow.harness import EXAMPLES
+
+    if Path(text).is_dir() or (EXAMPLES / text / "routeflow.yaml").is_file():
+        return text
+    known = sorted(p.name for p in EXAMPLES.iterdir() if (p / "routeflow.yaml").is_file())
+    raise argparse.ArgumentTypeError(f"no example {text!r}; the examples are: {', '.join(known)}")
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("routeflow")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="routeflow", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    parser.add_argument("--version", action="version", version=f"routeflow {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("server", help="run the RF-Server (and the VMs of its config)")
@@ -86,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="retry until clean or this many seconds have passed")
 
     p = sub.add_parser("demo", help="bring up an example network end to end, test it, tear it down")
-    p.add_argument("example", nargs="?", default="rftest2", help="example name (default rftest2)")
+    p.add_argument("example", nargs="?", default="rftest2", type=_example,
+                   help="example name or directory (default rftest2)")
     p.add_argument("--keep", action="store_true", help="leave it running to explore")
     p.add_argument("--stop", action="store_true", help="stop what a previous --keep left running")
     return parser
@@ -138,6 +169,9 @@ def _run(args: argparse.Namespace) -> int:
             if args.command == "status":
                 return ops.status(args.server, as_json=args.json, flows=args.flows, routes=args.routes)
             return ops.verify(args.server, as_json=args.json, wait=args.wait)
+        except BrokenPipeError:  # `routeflow status | head -1`: the reader had enough
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - so the exit flush is quiet too
+            return EXIT_OK
         except (OSError, ConnectionError) as exc:
             print(f"routeflow: cannot reach the server at {args.server}: {exc}", file=sys.stderr)
             return EXIT_UNREACHABLE

@@ -104,9 +104,14 @@ def verify(server: str, as_json: bool, wait: float) -> int:
 
     deadline = time.monotonic() + wait
     while True:
-        reply = request_verify(server)
-        if reply.ok or time.monotonic() >= deadline:
-            break
+        try:
+            reply = request_verify(server)
+        except (OSError, ConnectionError):
+            if time.monotonic() >= deadline:  # waiting covers a server not up yet, too
+                raise
+        else:
+            if reply.ok or time.monotonic() >= deadline:
+                break
         time.sleep(1.0)
     if as_json:
         print_json({"ok": reply.ok, "differences": list(reply.differences), "checked": reply.checked})
