@@ -58,8 +58,15 @@ def example_variant(example: str, directory: Path, vm_settings: Mapping[str, Any
             for key in drop:
                 entry.pop(key, None)
             entry.update(settings)
-        path.write_text(yaml.safe_dump(document, sort_keys=False))
+        path.write_text(yaml.dump(document, Dumper=_PlainDumper, sort_keys=False))
     return directory
+
+
+class _PlainDumper(yaml.SafeDumper):
+    """Writes a value shared by several VMs out each time: the config loader refuses aliases."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
 
 
 def captured(ifname: str, bpf: str, seconds: float = 3.0) -> list[str]:

@@ -4,52 +4,79 @@ Both the routeflow config and lab topology files are read with
 :class:`Fields`: each accessor checks one key, records a ``(field path,
 reason)`` problem instead of raising, and :meth:`Fields.finish` reports keys
 nobody asked for. The loader raises one :class:`~routeflow.errors.ConfigError`
-listing everything wrong with the file.
+listing everything wrong with the file. Files are read by
+:func:`routeflow.config.safe_yaml.read_yaml`.
+
+Every string handed to a command (``ip``, ``ovs-vsctl``) is checked against its
+grammar here, at load time: names of what routeflow creates (:meth:`Fields.name`),
+names of existing interfaces (:meth:`Fields.ifname`) and Open vSwitch controller
+targets (:meth:`Fields.controller`). Values shown in messages are bounded
+(:func:`~routeflow.config.safe_yaml.shown`).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, Iterator
 
-import yaml
-
+from routeflow.config.safe_yaml import join_path, shown
 from routeflow.errors import ConfigError
 
 _MISSING = object()
-_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
-
-
-def load_yaml(path: str | Path) -> Any:
-    """Parse a YAML file, turning every failure into a ConfigError naming it."""
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise ConfigError(str(path), [("(file)", exc.strerror or str(exc))]) from exc
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else "(file)"
-        raise ConfigError(str(path), [(where, f"invalid YAML: {getattr(exc, 'problem', exc)}")]) from exc
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")  # fullmatch: "$" would let a final newline through
+_MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
+#: Longest Linux interface name: IFNAMSIZ (16) less the terminating NUL (as routeflow.vnet.links.IFNAME_MAX).
+IFNAME_MAX = 15
+#: Longest ``unix:`` socket path: sun_path holds 108 bytes with the NUL.
+UNIX_PATH_MAX = 107
+_UNIX_PATH = re.compile(r"[A-Za-z0-9._/@+~-]+")
+#: Most problems listed for one file (a hostile file can hold hundreds of thousands).
+MAX_PROBLEMS = 1000
+#: The controller targets Open vSwitch accepts, as messages name them (see controller_problem).
+CONTROLLER_FORMS = ("tcp:IP[:PORT], ssl:IP[:PORT], unix:PATH, ptcp:[PORT][:IP], pssl:[PORT][:IP] or punix:PATH, "
+                    "IPv6 in brackets")
 
 
 class Problems:
-    """The problems found in one file."""
+    """The problems found in one file.
 
-    def __init__(self, file: str) -> None:
+    ``reading`` are those found reading it (see :class:`~routeflow.config.safe_yaml.YamlDocument`):
+    their values are null in the document, so what validating would add at their fields, or
+    inside them, is left out: it would only repeat them. The first :data:`MAX_PROBLEMS` are
+    listed, then how many more there are.
+    """
+
+    def __init__(self, file: str, reading: Sequence[tuple[str, str]] = ()) -> None:
         self.file = file
         self.items: list[tuple[str, str]] = []
+        #: Problems found beyond MAX_PROBLEMS.
+        self.untold = 0
+        for field, reason in reading:
+            self._append(field, reason)
+        self._read = {field for field, _ in reading}
 
     def add(self, field: str, reason: str) -> None:
-        self.items.append((field, reason))
+        if not (self._read and self._covered(field)):
+            self._append(field, reason)
+
+    def _append(self, field: str, reason: str) -> None:
+        if len(self.items) < MAX_PROBLEMS:
+            self.items.append((field, reason))
+        else:
+            self.untold += 1
+
+    def _covered(self, field: str) -> bool:
+        """Whether ``field`` is, or is inside, a field that had a problem reading it."""
+        if "(top)" in self._read or field in self._read:
+            return True
+        return any(field[:i] in self._read for i, c in enumerate(field) if c in ".[")
 
     def raise_if_any(self) -> None:
         if self.items:
-            raise ConfigError(self.file, self.items)
+            more = [("(file)", f"{self.untold} more problems (only the first {MAX_PROBLEMS} are listed)")]
+            raise ConfigError(self.file, self.items + (more if self.untold else []))
 
 
 class Fields:
@@ -66,10 +93,10 @@ class Fields:
             value = {}
         self.data: dict[str, Any] = value
 
-    def _field(self, key: str) -> str:
-        return f"{self.path}.{key}" if self.path else key
+    def _field(self, key: object) -> str:
+        return join_path(self.path, key)
 
-    def error(self, key: str, reason: str) -> None:
+    def error(self, key: object, reason: str) -> None:
         self.problems.add(self._field(key), reason)
 
     def raw(self, key: str, default: Any = _MISSING) -> Any:
@@ -86,32 +113,49 @@ class Fields:
         if value is None or (default is not _MISSING and value is default):
             return value
         if not isinstance(value, str) or not value:
-            self.error(key, f"must be a non-empty string, not {value!r}")
+            self.error(key, f"must be a non-empty string, not {shown(value)}")
             return None
         return value
 
-    def name(self, key: str, max_len: int = 15) -> Any:
-        """An identifier usable as a namespace, bridge or interface name."""
+    def name(self, key: str, max_len: int = IFNAME_MAX) -> Any:
+        """A name routeflow gives something it creates: a VM or host (a network namespace),
+        a bridge, an interface. An identifier: nothing a command could read as an option or a path."""
         value = self.text(key)
-        if value is not None and (not _NAME.match(value) or len(value) > max_len):
-            self.error(key, f"{value!r} must be a letter then letters, digits or '_', at most {max_len} long")
+        if value is not None and (not _NAME.fullmatch(value) or len(value) > max_len):
+            self.error(key, f"{shown(value)} must be a letter then letters, digits or '_', at most {max_len} long")
             return None
         return value
 
     def ifname(self, key: str) -> Any:
-        """An existing network interface's name, as Linux allows them."""
+        """An existing network interface's name, as Linux allows them (see :func:`ifname_problem`)."""
         value = self.text(key)
-        if value is not None and (len(value) > 15 or value in (".", "..") or any(c in value for c in "/: \t\n")):
-            self.error(key, f"{value!r} is not an interface name (at most 15 characters, no '/', ':' or spaces)")
+        if value is None:
+            return None
+        problem = ifname_problem(value)
+        if problem:
+            self.error(key, f"{shown(value)} is not an interface name: {problem}")
             return None
         return value
+
+    def controller(self, key: str, default: str) -> str:
+        """An Open vSwitch controller target (see :func:`controller_problem`); ``default`` if
+        absent or invalid."""
+        value = self.text(key, default)
+        if key not in self.data or value is None:
+            return default
+        problem = controller_problem(value)
+        if problem:
+            self.error(key, f"{shown(value)} is not an OpenFlow controller target: {problem} "
+                       f"(expected {CONTROLLER_FORMS})")
+            return default
+        return str(value)
 
     def integer(self, key: str, default: Any = _MISSING, lo: int = 0, hi: int = 2**32 - 1) -> Any:
         value = self.raw(key, default)
         if value is None or (default is not _MISSING and value is default):
             return value
         if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-            self.error(key, f"must be an integer from {lo} to {hi}, not {value!r}")
+            self.error(key, f"must be an integer from {lo} to {hi}, not {shown(value)}")
             return None
         return value
 
@@ -119,14 +163,14 @@ class Fields:
         """A duration in seconds, an integer or a decimal number from ``lo`` to ``hi``."""
         value = self.raw(key, default)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
-            self.error(key, f"must be a number of seconds from {lo:g} to {hi:g}, not {value!r}")
+            self.error(key, f"must be a number of seconds from {lo:g} to {hi:g}, not {shown(value)}")
             return default
         return float(value)
 
     def flag(self, key: str, default: bool) -> bool:
         value = self.raw(key, default)
         if not isinstance(value, bool):
-            self.error(key, f"must be true or false, not {value!r}")
+            self.error(key, f"must be true or false, not {shown(value)}")
             return default
         return value
 
@@ -137,13 +181,13 @@ class Fields:
             return None
         dpid = parse_dpid(value)
         if dpid is None:
-            self.error(key, f"{value!r} is not a datapath id (1 to 2^64-1, integer or hex)")
+            self.error(key, f"{shown(value)} is not a datapath id (1 to 2^64-1, integer or hex)")
         return dpid
 
     def choice(self, key: str, choices: tuple[str, ...], default: Any = _MISSING) -> Any:
         value = self.raw(key, default)
         if value is not None and value not in choices:
-            self.error(key, f"{value!r} is not one of {', '.join(choices)}")
+            self.error(key, f"{shown(value)} is not one of {', '.join(choices)}")
             return None
         return value
 
@@ -180,15 +224,15 @@ class Fields:
         try:
             return str(ipaddress.ip_address(value))
         except ValueError:
-            self.error(key, f"{value!r} is not an IP address")
+            self.error(key, f"{shown(value)} is not an IP address")
             return None
 
     def mac(self, key: str, default: Any = _MISSING) -> Any:
         value = self.raw(key, default)
         if value is None or (default is not _MISSING and value is default):
             return value
-        if not isinstance(value, str) or not _MAC.match(value.lower()):
-            self.error(key, f"{value!r} is not a MAC address")
+        if not isinstance(value, str) or not _MAC.fullmatch(value.lower()):
+            self.error(key, f"{shown(value)} is not a MAC address")
             return None
         return value.lower()
 
@@ -196,7 +240,7 @@ class Fields:
         """Report keys that no accessor read: typos and unsupported options."""
         for key in self.data:
             if key not in self._seen:
-                self.error(str(key), "unknown key")
+                self.error(key, "unknown key")
 
 
 def parse_interface_address(value: Any) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface | str:
@@ -209,7 +253,7 @@ def parse_interface_address(value: Any) -> ipaddress.IPv4Interface | ipaddress.I
             raise ValueError(value)
         address = ipaddress.ip_interface(value)
     except ValueError:
-        return f"{value!r} is not an address with prefix length (like 172.31.1.1/24 or 2001:db8:1::1/64)"
+        return f"{shown(value)} is not an address with prefix length (like 172.31.1.1/24 or 2001:db8:1::1/64)"
     if address.ip.is_multicast or address.ip.is_unspecified:
         return f"{address.ip} is {'a multicast' if address.ip.is_multicast else 'an unspecified'} address"
     if address.version == 6 and address.ip.is_link_local:
@@ -239,6 +283,89 @@ def check_unique(problems: Problems, path: str, what: str, values: list[tuple[st
         if value is None:
             continue
         if value in first:
-            problems.add(field, f"duplicate {what} {value!r} (also at {first[value]})")
+            problems.add(field, f"duplicate {what} {shown(value)} (also at {first[value]})")
         else:
             first[value] = field
+
+
+def ifname_problem(name: str) -> str | None:
+    """Why ``name`` is no Linux interface name, or None if it is one.
+
+    The kernel's rules (``dev_valid_name``): 1 to 15 bytes, not ``.`` or ``..``, no ``/``,
+    ``:`` or whitespace; and ``%`` makes it a template the kernel numbers (``eth%d``). On
+    top: no leading ``-``, which ``ip`` and ``ovs-vsctl`` would read as an option, and
+    printable ASCII only.
+    """
+    if not name:
+        return "it is empty"
+    size = len(name.encode())
+    if size > IFNAME_MAX:
+        return f"it is {size} bytes long (at most {IFNAME_MAX})"
+    if name in (".", ".."):
+        return f"{name!r} is a directory name"
+    if name.startswith("-"):
+        return "it starts with '-', which commands would read as an option"
+    for c in name:
+        if c in "/:%":
+            return f"it contains {c!r} (no '/', ':' or '%')"
+        if c.isspace():
+            return "it contains whitespace"
+        if not (c.isascii() and c.isprintable()):
+            return f"it contains {c!r} (printable ASCII only)"
+    return None
+
+
+def controller_problem(target: str) -> str | None:
+    """Why ``target`` is no Open vSwitch controller target, or None if it is one.
+
+    Active: ``tcp:IP[:PORT]``, ``ssl:IP[:PORT]``, ``unix:PATH``; passive (the switch
+    listens): ``ptcp:[PORT][:IP]``, ``pssl:[PORT][:IP]``, ``punix:PATH``. An IPv6 address
+    is in brackets (``tcp:[::1]:6653``). Host names are not resolved: an IP address only.
+    A PATH is at most 107 bytes of letters, digits and ``._/@+~-``.
+    """
+    method, sep, rest = target.partition(":")
+    if not sep:
+        return "no METHOD: before the address"
+    if method in ("unix", "punix"):
+        if not rest:
+            return "the socket path is empty"
+        if len(rest) > UNIX_PATH_MAX:
+            return f"the socket path is longer than {UNIX_PATH_MAX} bytes"
+        if not _UNIX_PATH.fullmatch(rest):
+            return "the socket path has characters other than letters, digits and ._/@+~-"
+        return None
+    if method in ("tcp", "ssl"):
+        if rest.startswith("["):
+            address, bracket, after = rest[1:].partition("]")
+            if not bracket:
+                return "no ']' after the IPv6 address"
+            if after and not after.startswith(":"):
+                return f"{shown(after)} after the IPv6 address is not :PORT"
+            return _ip_problem(address, 6) or _port_problem(after[1:], optional=not after)
+        address, sep, port = rest.partition(":")
+        return _ip_problem(address, 4) or _port_problem(port, optional=not sep)
+    if method in ("ptcp", "pssl"):
+        port, sep, address = rest.partition(":")
+        if sep and address.startswith("[") and address.endswith("]"):
+            return _port_problem(port, optional=True) or _ip_problem(address[1:-1], 6)
+        return _port_problem(port, optional=True) or (_ip_problem(address, 4) if sep else None)
+    return f"unknown method {shown(method)}"
+
+
+def _ip_problem(text: str, version: int) -> str | None:
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        address = None
+    if address is None or address.version != version or "%" in text:
+        where = "an IPv4 address, or an IPv6 address in brackets" if version == 4 else "an IPv6 address"
+        return f"{shown(text)} is not {where}"
+    return None
+
+
+def _port_problem(text: str, optional: bool) -> str | None:
+    if not text and optional:
+        return None
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 65536:
+        return f"port {shown(text)} is not a number from 1 to 65535"
+    return None

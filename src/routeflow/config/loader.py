@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
-from routeflow.config.fields import Fields, Problems, check_unique, load_yaml
+from routeflow.config.fields import Fields, Problems, check_unique
+from routeflow.config.safe_yaml import read_yaml, shown
 from routeflow.config.schema import (
     DISCOVERY_INTERVAL_MAX,
     DISCOVERY_INTERVAL_MIN,
@@ -23,28 +25,34 @@ from routeflow.protocol.transport import parse_address
 
 def load_config(path: str | Path) -> Config:
     """Read ``path``; raise :class:`~routeflow.errors.ConfigError` listing every problem."""
-    return parse_config(load_yaml(path), str(path))
+    document = read_yaml(path)
+    return parse_config(document.value, str(path), document.problems)
 
 
-def parse_config(document: object, source: str = "<config>") -> Config:
-    problems = Problems(source)
+def parse_config(document: object, source: str = "<config>", reading: Sequence[tuple[str, str]] = ()) -> Config:
+    """Validate a parsed YAML document; raise ConfigError naming ``source`` and each field.
+
+    ``reading``: the problems found reading the file (see :func:`~routeflow.config.safe_yaml.read_yaml`)."""
+    problems = Problems(source, reading)
     top = Fields(document, "", problems)
 
     rfvs_fields = Fields(top.raw("rfvs", {}), "rfvs", problems)
     rfvs = RfvsConfig(
         bridge=rfvs_fields.name("bridge") if "bridge" in rfvs_fields.data else RfvsConfig.bridge,
         dpid=rfvs_fields.dpid("dpid") if "dpid" in rfvs_fields.data else RfvsConfig.dpid,
-        controller=rfvs_fields.text("controller", RfvsConfig.controller),
+        controller=rfvs_fields.controller("controller", RfvsConfig.controller),
     )
     rfvs_fields.finish()
 
     listen = []
     for i, text in enumerate(top.seq("listen", list(Config.listen))):
         try:
-            parse_address(text if isinstance(text, str) else repr(text))
+            if not isinstance(text, str):
+                raise ValueError(text)
+            parse_address(text)
             listen.append(text)
-        except ValueError as exc:
-            problems.add(f"listen[{i}]", str(exc))
+        except ValueError:
+            problems.add(f"listen[{i}]", f"{shown(text)} is not an address: expected tcp:HOST:PORT or unix:PATH")
     manage_vms = top.flag("manage_vms", True)
     discovery = Fields(top.raw("discovery", {}), "discovery", problems)
     discovery_interval = discovery.seconds("interval", Config.discovery_interval,
@@ -77,11 +85,11 @@ def parse_engine(f: Fields, engines: tuple[str, ...]) -> tuple[str, tuple[str, .
     daemons = []
     for i, d in enumerate(f.seq("daemons", [])):
         if d not in FRR_DAEMONS:
-            f.problems.add(f"{f.path}.daemons[{i}]", f"{d!r} is not one of {', '.join(FRR_DAEMONS)}")
+            f.problems.add(f"{f.path}.daemons[{i}]", f"{shown(d)} is not one of {', '.join(FRR_DAEMONS)}")
         else:
             daemons.append(d)
     if engine != "frr" and daemons:
-        f.error("daemons", f"only the frr engine runs daemons (engine is {engine!r})")
+        f.error("daemons", f"only the frr engine runs daemons (engine is {shown(engine)})")
     engine_config = f.raw("engine_config", "")
     if not isinstance(engine_config, str):
         f.error("engine_config", "must be text (use a YAML block: engine_config: |)")

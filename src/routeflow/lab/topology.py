@@ -34,18 +34,27 @@ cabled to the RFVS (an OVS patch port, see
 :func:`routeflow.config.schema.trunk_patch_names`), for a VM configured with
 the same trunk port. Nothing here touches the system;
 :mod:`routeflow.lab.network` builds it.
+
+The file is read by :func:`routeflow.config.safe_yaml.read_yaml`, as a routeflow
+config is, and every name handed to a command (a switch is an Open vSwitch bridge,
+a host or router a network namespace, a router NIC an interface) and every
+controller target (``tcp:IP[:PORT]``, ``ssl:IP[:PORT]``, ``unix:PATH`` and the
+passive ``ptcp:``, ``pssl:``, ``punix:`` forms) is checked against its grammar
+by :class:`routeflow.config.fields.Fields`.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from routeflow.config.fields import Fields, Problems, check_unique, load_yaml, parse_interface_address
+from routeflow.config.fields import Fields, Problems, check_unique, parse_interface_address
 from routeflow.config.loader import parse_engine
+from routeflow.config.safe_yaml import clip, read_yaml, shown
 from routeflow.vnet.links import IFNAME_MAX, IfAddress, IpAddress
 
 DEFAULT_CONTROLLER = "tcp:127.0.0.1:6653"
@@ -53,8 +62,9 @@ DEFAULT_CONTROLLER = "tcp:127.0.0.1:6653"
 MAX_PORT = 65279
 #: Routing engines a legacy router can run.
 ROUTER_ENGINES = ("frr", "bird")
-_IFNAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-_CONTROLLER = re.compile(r"^(?:(?:tcp|ssl):(?:\[[0-9A-Fa-f:.]+\]|[^\[\]:]+)(?::(\d+))?|unix:/.+)$")
+_IFNAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+#: Most digits read as an endpoint's port number (more is out of range, and slow to convert).
+_PORT_DIGITS = 10
 
 
 @dataclass(frozen=True)
@@ -126,11 +136,15 @@ class Endpoint:
     def parse(cls, text: str) -> Endpoint:
         """``"s1:3"``, ``"R1:eth1"`` or ``"h1"``; raise ValueError if malformed."""
         node, sep, rest = text.partition(":")
-        if not node or (sep and not (rest.isdigit() or _IFNAME.match(rest))):
-            raise ValueError(f"{text!r} is not SWITCH:PORT, ROUTER:NIC or HOST")
+        # ASCII digits only: str.isdigit() takes any script's digits, and superscripts int() refuses.
+        port = rest.isascii() and rest.isdigit()
+        if not node or (sep and not (port or _IFNAME.fullmatch(rest))):
+            raise ValueError(f"{shown(text)} is not SWITCH:PORT, ROUTER:NIC or HOST")
+        if port and len(rest) > _PORT_DIGITS:
+            raise ValueError(f"port {shown(rest)} is out of range (1 to {MAX_PORT})")
         if not sep:
             return cls(node)
-        return cls(node, int(rest)) if rest.isdigit() else cls(node, ifname=rest)
+        return cls(node, int(rest)) if port else cls(node, ifname=rest)
 
     @property
     def is_host(self) -> bool:
@@ -202,7 +216,7 @@ class Topology:
         for link in self.links:
             if end in link.ends:
                 return link
-        raise KeyError(f"no link named {spec!r} or with endpoint {spec!r}")
+        raise KeyError(f"no link named {shown(spec)} or with endpoint {shown(spec)}")
 
     def ports(self, switch: str) -> dict[int, Link]:
         """The used ports of ``switch`` and their links, by port number."""
@@ -229,14 +243,18 @@ def port_ifname(switch: str, port: int) -> str:
 
 def load_topology(path: str | Path) -> Topology:
     """Read ``path``; raise :class:`~routeflow.errors.ConfigError` listing every problem."""
-    return parse_topology(load_yaml(path), str(path))
+    document = read_yaml(path)
+    return parse_topology(document.value, str(path), document.problems)
 
 
-def parse_topology(document: object, source: str = "<topology>") -> Topology:
-    """Validate a parsed YAML document; raise ConfigError naming ``source`` and each field."""
-    problems = Problems(source)
+def parse_topology(document: object, source: str = "<topology>",
+                   reading: Sequence[tuple[str, str]] = ()) -> Topology:
+    """Validate a parsed YAML document; raise ConfigError naming ``source`` and each field.
+
+    ``reading``: the problems found reading the file (see :func:`~routeflow.config.safe_yaml.read_yaml`)."""
+    problems = Problems(source, reading)
     top = Fields(document, "", problems)
-    default_controller = _controller(top, DEFAULT_CONTROLLER)
+    default_controller = top.controller("controller", DEFAULT_CONTROLLER)
     switches = [_parse_switch(f, default_controller) for f in top.items("switches")]
     hosts = [_parse_host(f) for f in top.items("hosts", [])]
     routers = [_parse_router(f) for f in top.items("routers", [])]
@@ -265,7 +283,7 @@ def parse_topology(document: object, source: str = "<topology>") -> Topology:
     linked = {e.node for _, link in links for e in link.ends}
     for i, host in enumerate(hosts):
         if host.name and host.name not in linked:
-            problems.add(f"hosts[{i}].name", f"host {host.name!r} is not connected by any link")
+            problems.add(f"hosts[{i}].name", f"host {shown(host.name)} is not connected by any link")
     used = {(e.node, e.ifname) for _, link in links for e in link.ends if e.ifname is not None}
     for i, router in enumerate(routers):
         for j, iface in enumerate(router.interfaces):
@@ -276,22 +294,10 @@ def parse_topology(document: object, source: str = "<topology>") -> Topology:
     return Topology(tuple(switches), tuple(hosts), tuple(link for _, link in links), source, tuple(routers))
 
 
-def _controller(f: Fields, default: str) -> str:
-    """The ``controller`` key of ``f`` (checked), or ``default``."""
-    value = f.text("controller", default)
-    if "controller" not in f.data or value is None:
-        return default
-    match = _CONTROLLER.match(value)
-    if not match or (match.group(1) is not None and not 0 < int(match.group(1)) < 65536):
-        f.error("controller", f"{value!r} is not an OpenFlow controller target "
-                "(tcp:HOST:PORT, ssl:HOST:PORT, unix:PATH)")
-    return str(value)
-
-
 def _parse_switch(f: Fields, default_controller: str) -> Switch:
     name = f.name("name", max_len=IFNAME_MAX)
     dpid = f.dpid("dpid")
-    controller = _controller(f, default_controller)
+    controller = f.controller("controller", default_controller)
     trunk = f.integer("trunk", None, lo=1, hi=0xFFFFFF00)
     f.finish()
     return Switch(name, dpid, controller, trunk)
@@ -391,7 +397,7 @@ def _parse_endpoint(f: Fields, path: str, raw: object,
         f.problems.add(path, reason)
 
     if not isinstance(raw, str):
-        bad(f"{raw!r} is not SWITCH:PORT, ROUTER:NIC or HOST")
+        bad(f"{shown(raw)} is not SWITCH:PORT, ROUTER:NIC or HOST")
         return None
     try:
         end = Endpoint.parse(raw)
@@ -400,30 +406,31 @@ def _parse_endpoint(f: Fields, path: str, raw: object,
         return None
     node = nodes.get(end.node)
     if node is None:
-        bad(f"unknown switch, router or host {end.node!r}")
+        bad(f"unknown switch, router or host {shown(end.node)}")
         return None
     if isinstance(node, Host):
         if not end.is_host:
-            bad(f"{end.node!r} is a host: name it without a port (its one NIC is {Host.ifname})")
+            bad(f"{shown(end.node)} is a host: name it without a port (its one NIC is {Host.ifname})")
             return None
         return end
     if isinstance(node, Router):
         names = [i.name for i in node.interfaces if i.name]
         if end.ifname is None:
-            bad(f"{end.node!r} is a router: name its NIC, like {end.node}:{names[0] if names else 'eth1'}")
+            bad(f"{shown(end.node)} is a router: name its NIC, like {end.node}:{names[0] if names else 'eth1'}")
             return None
         if end.ifname not in names:
-            bad(f"router {end.node!r} has no interface {end.ifname!r} (it has: {', '.join(names) or 'none'})")
+            bad(f"router {shown(end.node)} has no interface {shown(end.ifname)} "
+                f"(it has: {clip(', '.join(names), 100) or 'none'})")
             return None
         return end
     if end.port is None:
-        bad(f"{end.node!r} is a switch: give a port number, like {end.node}:1")
+        bad(f"{shown(end.node)} is a switch: give a port number, like {end.node}:1")
         return None
     if not 1 <= end.port <= MAX_PORT:
         bad(f"port {end.port} is out of range (1 to {MAX_PORT})")
         return None
     ifname = port_ifname(end.node, end.port)
     if len(ifname) > IFNAME_MAX:
-        bad(f"its interface name {ifname!r} is longer than Linux's {IFNAME_MAX} characters")
+        bad(f"its interface name {shown(ifname)} is longer than Linux's {IFNAME_MAX} characters")
         return None
     return end

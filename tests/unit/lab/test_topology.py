@@ -233,3 +233,66 @@ def test_ipv6_host_addresses_and_gateways():
         "hosts[0].gateway6": "not in any subnet",
         "hosts[1].gateway6": "not in any subnet",
     })
+
+
+def test_controller_targets_follow_open_vswitch_grammar():
+    for target in ("ptcp:6653", "punix:/run/s1.sock", "tcp:[2001:db8::1]:6653", "ssl:192.0.2.1"):
+        assert parse_topology(good(controller=target)).switch("s1").controller == target
+    found = problems(good(controller="tcp:controller.example:6653", switches=[
+        {"name": "s1", "dpid": 1, "controller": 'tcp:1.2.3.4" x=1'},
+        {"name": "s2", "dpid": 2, "controller": "unix:/run/a b"}]))
+    assert found["controller"].startswith("'tcp:controller.example:6653' is not an OpenFlow controller target: "
+                                          "'controller.example' is not an IPv4 address")
+    assert "'1.2.3.4\" x=1' is not an IPv4 address" in found["switches[0].controller"]
+    assert "the socket path has characters other than" in found["switches[1].controller"]
+
+
+def test_names_handed_to_commands():
+    """Switches are bridges, hosts and routers namespaces, router NICs interfaces: identifiers."""
+    found = problems(good(
+        switches=[{"name": "-s1", "dpid": 1}, {"name": "s2\n", "dpid": 2}],
+        hosts=[{"name": "../h1", "addresses": ["172.31.1.2/24"]}, {"name": "h2", "addresses": ["172.31.2.2/24"]}],
+        routers=[{"name": "R1", "interfaces": [{"name": "-eth1"}, {"name": "eth 2"}]}]))
+    reason = "must be a letter then letters, digits or '_', at most 15 long"
+    assert_reported(found, {
+        "switches[0].name": f"'-s1' {reason}",
+        "switches[1].name": f"'s2\\n' {reason}",
+        "hosts[0].name": f"'../h1' {reason}",
+        "routers[0].interfaces[0].name": f"'-eth1' {reason}",
+        "routers[0].interfaces[1].name": f"'eth 2' {reason}",
+    })
+
+
+def test_endpoint_ports_are_ascii_and_bounded():
+    for text in ("s1:٣", "s1:²", "s1:1\n"):
+        with pytest.raises(ValueError, match="is not SWITCH:PORT, ROUTER:NIC or HOST"):
+            Endpoint.parse(text)
+    found = problems(good(links=[{"ends": ["s1:" + "9" * 5000, "h1"]}, {"ends": ["h2", "s2:1"]}]))
+    assert found == {"links[0].ends[0]": f"port '{'9' * 27}...{'9' * 28}' is out of range (1 to 65279)",
+                     "hosts[0].name": "host 'h1' is not connected by any link"}
+
+
+def test_topology_file_reading_errors(tmp_path):
+    """The topology is read as the config is (tests/unit/config/test_safe_yaml.py): file, field, reason."""
+    path = tmp_path / "t.yaml"
+    text = (EXAMPLES / "rftest2" / "topology.yaml").read_text()
+    cases = {
+        "  - {name: sA, dpid: 0x1, trunk: 100}": (
+            "  - {name: sA, dpid: 0x1, trunk: 100, dpid: 5}",
+            {"switches[0].dpid": "duplicate key 'dpid' on line 17, column 39 (first at column 16)"}),
+        "  - {name: sB, dpid: 0x2, trunk: 100}": (
+            "  - {name: &b sB, dpid: 0x2, trunk: 100}\n  - {name: *b, dpid: " + "2" * 99 + "}",
+            {"switches[2].name": "alias *b is not allowed: aliases are refused, write the value out (line 19)",
+             "switches[2].dpid": "an integer of 99 digits is too long: at most 64 (line 19)"}),
+    }
+    for old, (new, expected) in cases.items():
+        assert old in text
+        path.write_text(text.replace(old, new))
+        found = config_problems(lambda _document, file: load_topology(file), None, str(path))
+        assert found == expected
+    path.write_bytes(text.encode().replace(b"h1", b"h\xe91", 1))
+    with pytest.raises(ConfigError) as info:
+        load_topology(path)
+    offset = text.index("h1") + 1
+    assert str(info.value) == (f"{path}: line {text.count(chr(10), 0, offset) + 1}: not UTF-8: byte 0xe9 "
+                               f"at byte offset {offset} (invalid continuation byte)")
