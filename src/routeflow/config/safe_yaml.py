@@ -73,6 +73,7 @@ MAX_KEY = 40
 
 _STR = "tag:yaml.org,2002:str"
 _INT = "tag:yaml.org,2002:int"
+_FLOAT = "tag:yaml.org,2002:float"
 _NULL = "tag:yaml.org,2002:null"
 _MERGE = "tag:yaml.org,2002:merge"
 _VALUE = "tag:yaml.org,2002:value"
@@ -294,6 +295,24 @@ class _Scanner(yaml.scanner.Scanner):
         super().fetch_flow_collection_start(TokenClass)
 
 
+class _CoreResolver(Resolver):
+    """PyYAML's resolver with YAML 1.2's numbers: no octal from a leading 0 and no base
+    60 from colons, so a datapath id pasted from ``ovs-ofctl show``
+    (``0000000000000010``) or written as bytes (``00:00:00:00:00:00:00:10``) stays the
+    text it is, for the field to read as hex; ``0x``/``0o`` prefixes and plain decimals
+    are numbers as before."""
+
+
+_CORE_INT = re.compile(r"^(?:[-+]?(?:0|[1-9][0-9]*)|[-+]?0x[0-9a-fA-F]+|0o[0-7]+)$")
+_CORE_FLOAT = re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+\.[0-9]*)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")
+_CoreResolver.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_INT, _FLOAT)]
+    for first, resolvers in Resolver.yaml_implicit_resolvers.items()
+}
+_CoreResolver.add_implicit_resolver(_INT, _CORE_INT, list("-+0123456789"))
+_CoreResolver.add_implicit_resolver(_FLOAT, _CORE_FLOAT, list("-+.0123456789"))
+
+
 def _loader_class(libyaml: bool) -> Any:
     """The loader: libyaml's scanner and parser if PyYAML has them (about 4 times faster than
     PyYAML's own), then the composer above (in Python: the C one cannot be limited), and
@@ -310,9 +329,9 @@ def _loader_class(libyaml: bool) -> Any:
             yaml.parser.Parser.__init__(self)
         _StrictComposer.__init__(self)
         SafeConstructor.__init__(self)
-        Resolver.__init__(self)
+        _CoreResolver.__init__(self)
 
-    return type("StrictLoader", (_StrictComposer, *parser, SafeConstructor, Resolver), {"__init__": __init__})
+    return type("StrictLoader", (_StrictComposer, *parser, SafeConstructor, _CoreResolver), {"__init__": __init__})
 
 
 _StrictLoader = _loader_class(bool(getattr(yaml, "__with_libyaml__", False)))
