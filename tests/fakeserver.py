@@ -1,8 +1,10 @@
 """A stand-in RF-Server for tests of the real client and controller processes.
 
-It listens on a Unix socket, welcomes every peer, records every message in
-order (hellos included) and sends to the latest peer, so a test drives the
-process under test with real RF-protocol bytes and waits for its answers.
+It listens on a Unix socket, welcomes every peer that proves it holds the key
+of who it says it is (keys in :attr:`FakeServer.keys`, made there on demand:
+give the peer under test that directory), records every message in order
+(hellos included) and sends to the latest peer, so a test drives the process
+under test with real RF-protocol bytes and waits for its answers.
 """
 
 from __future__ import annotations
@@ -10,18 +12,23 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from routeflow.protocol import codec
-from routeflow.protocol.messages import PROTOCOL_VERSION, Hello, Message, Welcome
+from routeflow.protocol import auth, codec
+from routeflow.protocol.messages import PROTOCOL_VERSION, Challenge, Goodbye, Hello, Message, Proof, Welcome
 
 
 class FakeServer:
-    def __init__(self, path: Path, welcome: Welcome = Welcome(PROTOCOL_VERSION), listen: bool = True) -> None:
+    def __init__(self, path: Path, welcome: Welcome = Welcome(PROTOCOL_VERSION), listen: bool = True,
+                 identities: Sequence[str] = ("controller",), keys: Path | None = None) -> None:
         self.path = path
         self.address = f"unix:{path}"
+        #: The keys of ``identities`` (``controller``, ``client-rA``): pass this directory
+        #: to the peer under test (``--keys``), or make it the one the peer reads by default.
+        self.keys = keys or path.parent / "keys"
+        auth.ensure_keys(self.keys, identities)
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         #: Guards everything below; notified on every message.
         self.lock = threading.Condition()
@@ -110,6 +117,14 @@ class FakeServer:
                         # Recorded before the welcome, so a peer that has its welcome finds its hello here.
                         self.received.append(msg)
                         if isinstance(msg, Hello):
+                            key = auth.ensure_keys(self.keys, [auth.identity(msg.role, msg.name)])
+                            hello, challenge = msg, auth.nonce()
+                            proof = auth.proof(*key.values(), "server", msg.role, msg.name, msg.nonce)
+                            conn.sendall(codec.encode(Challenge(challenge, proof)))
+                        elif isinstance(msg, Proof):
+                            if not auth.check(*key.values(), msg.proof, "peer", hello.role, hello.name, challenge):
+                                conn.sendall(codec.encode(Goodbye("authentication failed")))
+                                return
                             self.peer = conn
                             conn.sendall(codec.encode(self._welcome))
                         self.on_message(msg)

@@ -18,9 +18,10 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from routeflow.client import add_audit_option
+from routeflow.client import add_audit_option, add_keys_option
 from routeflow.errors import ConfigError
 from routeflow.lab.topology import LINK_STATES
+from routeflow.protocol.auth import AuthError
 from routeflow.protocol.transport import DEFAULT_SERVER, parse_address
 from routeflow.vnet import VnetError
 
@@ -73,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("server", help="run the RF-Server (and the VMs of its config)")
     p.add_argument("config", help="routeflow YAML config")
+    add_keys_option(p)
     p.add_argument("--no-vms", action="store_true", help="do not create the VMs; they are run elsewhere")
 
     p = sub.add_parser("controller", help="run the RF-Controller (os-ken, OpenFlow 1.3)")
@@ -84,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vm", required=True, help="the VM's name in the server's config")
     _add_server_option(p)
     add_audit_option(p)
+    add_keys_option(p)
 
     p = sub.add_parser("check", help="validate a routeflow config or lab topology file")
     p.add_argument("file")
@@ -105,12 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("status", help="datapaths, VMs, port mappings, routes and flows")
     _add_server_option(p)
+    add_keys_option(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--flows", action="store_true", help="list every flow and group")
     p.add_argument("--routes", action="store_true", help="list every route and neighbour")
 
     p = sub.add_parser("verify", help="check every VM's FIB, translated, equals its datapath's flows")
     _add_server_option(p)
+    add_keys_option(p)
     p.add_argument("--json", action="store_true")
     p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                    help="retry until clean or this many seconds have passed")
@@ -131,6 +136,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_USAGE
+    except AuthError as exc:
+        print(f"routeflow: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except VnetError as exc:
         print(f"routeflow: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -146,7 +154,7 @@ def _run(args: argparse.Namespace) -> int:
         config = load_config(args.config)
         if args.no_vms:
             config = dataclasses.replace(config, manage_vms=False)
-        asyncio.run(serve(config))
+        asyncio.run(serve(config, keys=args.keys))
         return EXIT_OK
     if args.command == "controller":
         from routeflow.controller.main import run as run_controller
@@ -156,7 +164,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "client":
         from routeflow.client.agent import run as run_client
 
-        asyncio.run(run_client(args.vm, args.server, args.audit_interval or None))
+        asyncio.run(run_client(args.vm, args.server, args.audit_interval or None, args.keys))
         return EXIT_OK
     if args.command == "check":
         return _check(args)
@@ -167,12 +175,13 @@ def _run(args: argparse.Namespace) -> int:
 
         try:
             if args.command == "status":
-                return ops.status(args.server, as_json=args.json, flows=args.flows, routes=args.routes)
-            return ops.verify(args.server, as_json=args.json, wait=args.wait)
+                return ops.status(args.server, as_json=args.json, flows=args.flows, routes=args.routes,
+                                  keys=args.keys)
+            return ops.verify(args.server, as_json=args.json, wait=args.wait, keys=args.keys)
         except BrokenPipeError:  # `routeflow status | head -1`: the reader had enough
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - so the exit flush is quiet too
             return EXIT_OK
-        except (OSError, ConnectionError) as exc:
+        except (OSError, ConnectionError, AuthError) as exc:  # no key: no server has run here
             print(f"routeflow: cannot reach the server at {args.server}: {exc}", file=sys.stderr)
             return EXIT_UNREACHABLE
     if args.command == "demo":

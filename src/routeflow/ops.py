@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import Any, Sequence
 
+from routeflow.protocol.auth import KEY_DIR, AuthError
 from routeflow.protocol.messages import StatusReply, StatusRequest, VerifyReply, VerifyRequest
 from routeflow.protocol.transport import BlockingSession, parse_address
 
@@ -13,21 +15,22 @@ from routeflow.protocol.transport import BlockingSession, parse_address
 TIMEOUT = 900.0
 
 
-def request_status(server: str, detail: bool = True) -> dict[str, Any]:
-    """The server's status document (with every route and flow if ``detail``)."""
-    reply = _ask(server, StatusRequest(1, detail))
+def request_status(server: str, detail: bool = True, keys: Path = KEY_DIR) -> dict[str, Any]:
+    """The server's status document (with every route and flow if ``detail``); the
+    operator's key is in ``keys``."""
+    reply = _ask(server, StatusRequest(1, detail), keys)
     assert isinstance(reply, StatusReply)
     return reply.status
 
 
-def request_verify(server: str) -> VerifyReply:
-    reply = _ask(server, VerifyRequest(1))
+def request_verify(server: str, keys: Path = KEY_DIR) -> VerifyReply:
+    reply = _ask(server, VerifyRequest(1), keys)
     assert isinstance(reply, VerifyReply)
     return reply
 
 
-def _ask(server: str, request: StatusRequest | VerifyRequest) -> Any:
-    session = BlockingSession(parse_address(server), "operator", "cli", timeout=TIMEOUT)
+def _ask(server: str, request: StatusRequest | VerifyRequest, keys: Path) -> Any:
+    session = BlockingSession(parse_address(server), "operator", "cli", timeout=TIMEOUT, keys=keys)
     try:
         session.send(request)
         reply = session.receive()
@@ -38,10 +41,10 @@ def _ask(server: str, request: StatusRequest | VerifyRequest) -> Any:
         session.close()
 
 
-def status(server: str, as_json: bool, flows: bool, routes: bool) -> int:
+def status(server: str, as_json: bool, flows: bool, routes: bool, keys: Path = KEY_DIR) -> int:
     from routeflow.cli import print_json
 
-    doc = request_status(server, detail=as_json or flows or routes)
+    doc = request_status(server, detail=as_json or flows or routes, keys=keys)
     if as_json:
         print_json(doc)
         return 0
@@ -99,15 +102,15 @@ def status(server: str, as_json: bool, flows: bool, routes: bool) -> int:
     return 0
 
 
-def verify(server: str, as_json: bool, wait: float) -> int:
+def verify(server: str, as_json: bool, wait: float, keys: Path = KEY_DIR) -> int:
     from routeflow.cli import print_json
 
     deadline = time.monotonic() + wait
     while True:
         try:
-            reply = request_verify(server)
-        except (OSError, ConnectionError):
-            if time.monotonic() >= deadline:  # waiting covers a server not up yet, too
+            reply = request_verify(server, keys)
+        except (OSError, ConnectionError, AuthError):
+            if time.monotonic() >= deadline:  # waiting covers a server not up yet (nor its keys)
                 raise
         else:
             if reply.ok or time.monotonic() >= deadline:

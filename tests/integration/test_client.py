@@ -123,7 +123,7 @@ class MirroringServer(FakeServer):
     def __init__(self, path: Path) -> None:
         self.mirror = FibMirror()
         self._parts: list[Fib] = []
-        super().__init__(path)
+        super().__init__(path, identities=(f"client-{NS}",))
 
     def on_message(self, msg: Message) -> None:
         if isinstance(msg, FibSnapshot) and msg.request_id == 0:
@@ -154,7 +154,7 @@ def server(tmp_path: Path) -> Iterator[MirroringServer]:
 def agent(netns: None, server: MirroringServer, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     log = (tmp_path / "agent.log").open("wb")
     argv = ["ip", "netns", "exec", NS, sys.executable, "-m", "routeflow.client",
-            "--vm", NS, "--server", f"unix:{server.path}", "--log-level", "DEBUG",
+            "--vm", NS, "--server", f"unix:{server.path}", "--keys", str(server.keys), "--log-level", "DEBUG",
             "--audit-interval", "1"]  # fmt: skip
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
     try:

@@ -23,7 +23,7 @@ from tests.processes import sh, stop_process
 
 from routeflow.flows.model import CONTROLLER, DEC_TTL, Flow, Group, group, match, output, set_field
 from routeflow.model import PortDesc
-from routeflow.protocol import mapping
+from routeflow.protocol import auth, mapping
 from routeflow.protocol.messages import (
     PROTOCOL_VERSION,
     ControllerStats,
@@ -111,7 +111,7 @@ def joined(dpid: int) -> Callable[[Any], bool]:
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FakeServer, dict[int, DatapathJoin]]]:
     tmp = tmp_path_factory.mktemp("controller")
     remove_topology()  # leftovers of an interrupted run
-    server = FakeServer(tmp / "server.sock", Welcome(PROTOCOL_VERSION, (RFVS,)))
+    server = FakeServer(tmp / "server.sock", Welcome(PROTOCOL_VERSION, (RFVS,)), keys=auth.KEY_DIR)
     proc = start_controller(server.address, OF_PORT, tmp / "controller.log")
     try:
         server.wait_for(lambda m: isinstance(m, Hello))
@@ -263,7 +263,7 @@ def test_slow_path_relay_both_ways(env):
 
 
 def test_sigterm_says_goodbye_and_exits_cleanly(tmp_path):
-    server = FakeServer(tmp_path / "server.sock", Welcome(PROTOCOL_VERSION, (RFVS,)))
+    server = FakeServer(tmp_path / "server.sock", Welcome(PROTOCOL_VERSION, (RFVS,)), keys=auth.KEY_DIR)
     proc = start_controller(server.address, OF_PORT + 1, tmp_path / "controller.log")
     try:
         server.wait_for(lambda m: isinstance(m, Hello))

@@ -15,8 +15,8 @@ import yaml
 
 from routeflow import ops
 from routeflow.model import Fib, Interface, Neighbour, NextHop, Route
-from routeflow.protocol import codec
-from routeflow.protocol.messages import PROTOCOL_VERSION, FibSnapshot, Goodbye, Hello, TableMod, Welcome
+from routeflow.protocol import auth, codec
+from routeflow.protocol.messages import PROTOCOL_VERSION, FibSnapshot, Goodbye, Hello, Proof, TableMod, Welcome
 from routeflow.protocol.transport import BlockingSession, parse_address
 from routeflow.server.service import Limits
 
@@ -75,7 +75,7 @@ def read_all(s: socket.socket) -> list:
     b"GET / HTTP/1.1\r\n\r\n",                       # absurd frame length
     struct.pack("!I", 3) + b"\xc1\xc1\xc1",          # undecodable msgpack
     codec.encode(FibSnapshot(Fib())),                 # no hello first
-    codec.encode(Hello(PROTOCOL_VERSION + 7, "client", "rA")),  # wrong version
+    codec.encode(Hello(PROTOCOL_VERSION + 7, "client", "rA", "00" * 16)),  # wrong version
 ])
 def test_malformed_peer_is_closed_with_a_reason_and_server_carries_on(server, payload):
     address, log, proc = server
@@ -103,7 +103,7 @@ def test_unexpected_message_for_role_closes_only_that_peer(server):
 def test_unknown_vm_is_refused(server):
     address, _, _ = server
     s = raw_connect(address)
-    s.sendall(codec.encode(Hello(PROTOCOL_VERSION, "client", "nosuchvm")))
+    s.sendall(codec.encode(Hello(PROTOCOL_VERSION, "client", "nosuchvm", "00" * 16)))
     msgs = read_all(s)
     assert isinstance(msgs[-1], Goodbye) and "unknown VM" in msgs[-1].reason
 
@@ -172,3 +172,27 @@ def test_what_an_unknown_peer_may_hold_is_bounded(server):
         s.close()
     assert proc.poll() is None
     assert ops.request_status(address)["vms"][0]["name"] == "rA"
+
+
+def test_an_impostor_is_refused_counted_and_displaces_no_one(server, tmp_path):
+    """A process that says it is rA's client but holds another key is refused before
+    it is anyone: rA's real client stays connected, and status counts the refusal."""
+    address, log, proc = server
+    real = BlockingSession(parse_address(address), "client", "rA")
+    real.send(FibSnapshot(Fib()))
+    stolen = tmp_path / "stolen"
+    auth.ensure_keys(stolen, ["client-rA", "controller"])  # keys of the right names, not the right keys
+    for role, name in (("client", "rA"), ("controller", "ctl")):
+        with pytest.raises(codec.RemoteProtocolError, match="could not prove it holds our key"):
+            BlockingSession(parse_address(address), role, name, keys=stolen)  # type: ignore[arg-type]
+    # One that skips the server's proof and answers with garbage is refused too.
+    s = raw_connect(address)
+    s.sendall(codec.encode(Hello(PROTOCOL_VERSION, "client", "rA", "11" * 16)))
+    s.sendall(codec.encode(Proof("22" * 32)))
+    msgs = read_all(s)
+    assert isinstance(msgs[-1], Goodbye) and "authentication failed for client 'rA'" in msgs[-1].reason
+    status = ops.request_status(address)
+    assert status["server"]["auth_failures"] == 1
+    assert status["vms"][0]["client_connected"]
+    assert "did not prove it holds that key" in log.read_text()
+    real.close()

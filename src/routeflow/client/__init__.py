@@ -7,6 +7,9 @@ This module holds only what starting it needs on the command line, so that
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from routeflow.protocol.auth import KEY_DIR
 
 #: Least seconds between two audits of the FIB against the kernel (see the watcher).
 AUDIT_INTERVAL = 30.0
@@ -28,3 +31,9 @@ def add_audit_option(parser: argparse.ArgumentParser) -> None:
         "--audit-interval", type=_audit_interval, default=AUDIT_INTERVAL, metavar="SECONDS",
         help="least time between two audits of the FIB against the kernel, 0 for none (default %(default)s)",
     )
+
+
+def add_keys_option(parser: argparse.ArgumentParser) -> None:
+    """``--keys DIR``: where this peer finds the key that proves who it is."""
+    parser.add_argument("--keys", type=Path, default=KEY_DIR, metavar="DIR",
+                        help="directory of routeflow's keys (default %(default)s)")

@@ -19,14 +19,15 @@ import signal
 import socket
 import time
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Protocol
 
 from pyroute2 import AsyncIPRoute
 
-from routeflow.client import AUDIT_INTERVAL, add_audit_option
+from routeflow.client import AUDIT_INTERVAL, add_audit_option, add_keys_option
 from routeflow.client.watcher import Update, Watcher, fresh_fib
 from routeflow.model import Fib
-from routeflow.protocol import mapping
+from routeflow.protocol import auth, mapping
 from routeflow.protocol.codec import ProtocolError
 from routeflow.protocol.messages import (
     FibDelta,
@@ -133,9 +134,11 @@ class LinuxHost:
 class Agent:
     """One RF-Client: a FIB source, the virtual router, and the session to the RF-Server."""
 
-    def __init__(self, vm: str, server: Address, watcher: FibSource, host: Host) -> None:
+    def __init__(self, vm: str, server: Address, watcher: FibSource, host: Host, key: bytes) -> None:
         self.vm = vm
         self.server = server
+        #: The key of this VM's client, which the server knows it by.
+        self.key = key
         self.watcher = watcher
         self.host = host
         #: The session once its snapshot is on the way: deltas go there.
@@ -188,7 +191,7 @@ class Agent:
         delay = BACKOFF_MIN
         while True:
             try:
-                opening = AsyncSession.open(self.server, "client", self.vm)
+                opening = AsyncSession.open(self.server, "client", self.vm, self.key)
                 session = await asyncio.wait_for(opening, HANDSHAKE_TIMEOUT)
             except (OSError, ProtocolError) as exc:
                 log.info("cannot reach the server at %s (%s); retrying in %.1f s", self.server, exc, delay)
@@ -264,12 +267,14 @@ class Agent:
             self._wake_mapper.clear()
 
 
-async def run(vm: str, server: str, audit_interval: float | None = AUDIT_INTERVAL) -> None:
+async def run(vm: str, server: str, audit_interval: float | None = AUDIT_INTERVAL, keys: Path = auth.KEY_DIR) -> None:
     """Run the RF-Client for VM ``vm`` against ``server`` (``unix:PATH`` or
     ``tcp:HOST:PORT``) until SIGTERM or SIGINT, then return. The FIB is audited
-    against the kernel every ``audit_interval`` seconds at least (None: never)."""
+    against the kernel every ``audit_interval`` seconds at least (None: never).
+    The VM's key is read from ``keys`` at once: without it no server would take us."""
+    key = auth.load_key(keys, auth.identity("client", vm))
     host = LinuxHost()
-    agent = Agent(vm, parse_address(server), Watcher(audit_interval=audit_interval), host)
+    agent = Agent(vm, parse_address(server), Watcher(audit_interval=audit_interval), host, key)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -302,6 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--server", default=DEFAULT_SERVER, help="unix:PATH or tcp:HOST:PORT (default %(default)s)"
     )
     add_audit_option(parser)
+    add_keys_option(parser)
     parser.add_argument("--log-level", default="INFO", help="logging level (default %(default)s)")
     args = parser.parse_args(argv)
     try:
@@ -309,5 +315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    asyncio.run(run(args.vm, args.server, args.audit_interval or None))
+    try:
+        asyncio.run(run(args.vm, args.server, args.audit_interval or None, args.keys))
+    except auth.AuthError as exc:
+        parser.exit(2, f"routeflow client: {exc}\n")
     return 0

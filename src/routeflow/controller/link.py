@@ -12,9 +12,10 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+from pathlib import Path
 from collections.abc import Callable
 
-from routeflow.protocol import codec
+from routeflow.protocol import auth, codec
 from routeflow.protocol.messages import AnyMessage, Goodbye, Message, Welcome
 from routeflow.protocol.transport import Address, BlockingSession
 
@@ -41,9 +42,12 @@ class ServerLink:
         on_message: Callable[[AnyMessage], None],
         min_delay: float = MIN_DELAY,
         max_delay: float = MAX_DELAY,
+        keys: Path = auth.KEY_DIR,
     ) -> None:
         self.address = address
         self.name = name
+        #: Where the controller's key is; the server makes it when it first starts.
+        self.keys = keys
         self._on_connect = on_connect
         self._on_message = on_message
         self._min_delay = min_delay
@@ -104,8 +108,8 @@ class ServerLink:
         delay = self._min_delay
         while not self._stop.is_set():
             try:
-                session = BlockingSession(self.address, "controller", self.name)
-            except (OSError, codec.ProtocolError) as exc:
+                session = BlockingSession(self.address, "controller", self.name, keys=self.keys)
+            except (OSError, codec.ProtocolError, auth.AuthError) as exc:
                 LOG.info("cannot reach the server at %s: %s (retry in %.1fs)", self.address, exc, delay)
                 self._stop.wait(delay)
                 delay = min(delay * 2, self._max_delay)

@@ -13,13 +13,16 @@ import struct
 
 import msgspec
 
+from routeflow.protocol import auth
 from routeflow.protocol.messages import (
     ACCEPTED,
     PROTOCOL_VERSION,
     AnyMessage,
+    Challenge,
     Goodbye,
     Hello,
     Message,
+    Proof,
     Role,
     Welcome,
 )
@@ -112,6 +115,17 @@ def check_accepted(role: Role, msg: AnyMessage) -> None:
     """Raise unless a peer in ``role`` may send ``msg`` after the handshake."""
     if not isinstance(msg, ACCEPTED[role]):
         raise RemoteProtocolError(f"unexpected {type(msg).__name__} from a {role}")
+
+
+def answer_challenge(msg: AnyMessage, key: bytes, hello: Hello) -> Proof:
+    """Check the server's proof over our hello's nonce and prove ourselves (peer side)."""
+    if isinstance(msg, Goodbye):
+        raise RemoteProtocolError(f"server refused us: {msg.reason}")
+    if not isinstance(msg, Challenge):
+        raise RemoteProtocolError(f"expected challenge, got {type(msg).__name__}")
+    if not auth.check(key, msg.proof, "server", hello.role, hello.name, hello.nonce):
+        raise RemoteProtocolError("the server could not prove it holds our key: it is not our RF-Server")
+    return Proof(auth.proof(key, "peer", hello.role, hello.name, msg.nonce))
 
 
 def check_welcome(msg: AnyMessage) -> Welcome:

@@ -23,7 +23,7 @@ from routeflow.flows.model import Flow, FlowKey, Group
 from routeflow.model import Fib, IfName, Interface, IpAddress, IpWithLength, Neighbour, PortDesc, Route
 
 #: Bumped on any incompatible change to the message set.
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 Role = Literal["controller", "client", "operator"]
 
@@ -35,12 +35,32 @@ class Message(msgspec.Struct, tag_field="type", frozen=True):
 # -- session ---------------------------------------------------------------------
 
 
+#: A challenge or a proof (:mod:`routeflow.protocol.auth`): hex.
+_Hex = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{32,64}$")]
+
+
 class Hello(Message, tag="hello", frozen=True):
-    """First message of every peer: who it is and which protocol it speaks."""
+    """First message of every peer: who it says it is, which protocol it speaks,
+    and the challenge the server must answer to prove it holds the peer's key."""
 
     version: int
     role: Role
-    name: str
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    nonce: _Hex
+
+
+class Challenge(Message, tag="challenge", frozen=True):
+    """The server's answer to a hello: its proof over the peer's nonce, and a nonce
+    of its own for the peer to prove itself over."""
+
+    nonce: _Hex
+    proof: _Hex
+
+
+class Proof(Message, tag="proof", frozen=True):
+    """The peer's proof over the server's nonce; a :class:`Welcome` follows if it holds."""
+
+    proof: _Hex
 
 
 class Welcome(Message, tag="welcome", frozen=True):
@@ -320,6 +340,8 @@ class VerifyReply(Message, tag="verify_reply", frozen=True):
 
 AnyMessage = (
     Hello
+    | Challenge
+    | Proof
     | Welcome
     | Goodbye
     | DatapathJoin

@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections import deque
+from pathlib import Path
 from typing import NamedTuple
 
-from routeflow.protocol import codec
+from routeflow.protocol import auth, codec
 from routeflow.protocol.messages import PROTOCOL_VERSION, AnyMessage, Hello, Message, Role, Welcome
 
 DEFAULT_UNIX = "/run/routeflow/server.sock"
@@ -55,12 +56,16 @@ def connect_blocking(address: Address, timeout: float = 5.0) -> socket.socket:
 class BlockingSession:
     """A blocking RF-protocol session (controller threads and the CLI)."""
 
-    def __init__(self, address: Address, role: Role, name: str, timeout: float = 5.0) -> None:
+    def __init__(self, address: Address, role: Role, name: str, timeout: float = 5.0,
+                 keys: Path = auth.KEY_DIR) -> None:
+        key = auth.load_key(keys, auth.identity(role, name))  # before connecting: no key, no try
         self.sock = connect_blocking(address, timeout)
         # An operator's replies (a whole status) may be far larger than what peers send the server.
         self.conn = codec.Connection(codec.MAX_REPLY if role == "operator" else codec.MAX_FRAME)
         self._pending: deque[AnyMessage] = deque()
-        self.send(Hello(PROTOCOL_VERSION, role, name))
+        hello = Hello(PROTOCOL_VERSION, role, name, auth.nonce())
+        self.send(hello)
+        self.send(codec.answer_challenge(self.receive(), key, hello))
         self.welcome: Welcome = codec.check_welcome(self.receive())
 
     def send(self, msg: Message) -> None:
@@ -94,20 +99,27 @@ class AsyncSession:
         self._pending = pending
 
     @classmethod
-    async def open(cls, address: Address, role: Role, name: str) -> AsyncSession:
+    async def open(cls, address: Address, role: Role, name: str, key: bytes) -> AsyncSession:
+        """Connect and prove ourselves with ``key``, the key of our identity."""
         if address.kind == "unix":
             reader, writer = await asyncio.open_unix_connection(address.host, limit=1 << 20)
         else:
             reader, writer = await asyncio.open_connection(address.host, address.port, limit=1 << 20)
         conn = codec.Connection()
-        writer.write(codec.encode(Hello(PROTOCOL_VERSION, role, name)))
+        hello = Hello(PROTOCOL_VERSION, role, name, auth.nonce())
+        writer.write(codec.encode(hello))
         pending: deque[AnyMessage] = deque()
-        while not pending:
-            data = await reader.read(1 << 20)
-            if not data:
-                raise ConnectionError("server closed the connection during the handshake")
-            pending.extend(conn.receive_data(data))
-        welcome = codec.check_welcome(pending.popleft())
+
+        async def next_message() -> AnyMessage:
+            while not pending:
+                data = await reader.read(1 << 20)
+                if not data:
+                    raise ConnectionError("server closed the connection during the handshake")
+                pending.extend(conn.receive_data(data))
+            return pending.popleft()
+
+        writer.write(codec.encode(codec.answer_challenge(await next_message(), key, hello)))
+        welcome = codec.check_welcome(await next_message())
         return cls(reader, writer, welcome, conn, pending)
 
     async def send(self, *msgs: Message) -> None:

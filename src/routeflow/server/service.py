@@ -21,9 +21,10 @@ from routeflow.config.schema import Config
 from routeflow.flows.diff import TableComparison
 from routeflow.model import Fib, Interface, Neighbour, Route
 from routeflow.private import private_dir
-from routeflow.protocol import codec
+from routeflow.protocol import auth, codec
 from routeflow.protocol.messages import (
     PROTOCOL_VERSION,
+    Challenge,
     ControllerStats,
     DatapathJoin,
     DatapathLeave,
@@ -37,6 +38,7 @@ from routeflow.protocol.messages import (
     MappingSeen,
     Message,
     PortChange,
+    Proof,
     SnapshotRequest,
     StatsRequest,
     StatusReply,
@@ -137,9 +139,14 @@ class _FibParts:
 class RFServer:
     """The RF-Server service: sockets, peers, request/reply plumbing."""
 
-    def __init__(self, config: Config, limits: Limits = Limits()) -> None:
+    def __init__(self, config: Config, limits: Limits = Limits(), keys: Path = auth.KEY_DIR) -> None:
         self.config = config
         self.limits = limits
+        self.key_dir = keys
+        #: Every peer's key by identity (:mod:`routeflow.protocol.auth`), read at start.
+        self._keys: dict[str, bytes] = {}
+        #: Peers that failed to prove who they said they were.
+        self.auth_failures = 0
         self.core = ServerCore(config)
         self._connections = 0
         self.controller: Peer | None = None
@@ -157,6 +164,8 @@ class RFServer:
     # -- lifecycle ---------------------------------------------------------------
 
     async def start(self) -> None:
+        idents = ["controller", "operator", *(auth.identity("client", vm.name) for vm in self.config.vms)]
+        self._keys = auth.ensure_keys(self.key_dir, idents)
         for text in self.config.listen:
             address = parse_address(text)
             if address.kind == "unix":
@@ -201,6 +210,8 @@ class RFServer:
         # Until it has said hello a peer may send a hello and no more.
         conn = codec.Connection(codec.HELLO_MAX_FRAME)
         peer: Peer | None = None
+        #: Said hello, challenged, not proven yet: its hello, key and our challenge.
+        claimed: tuple[Hello, bytes, str] | None = None
         where = writer.get_extra_info("peername") or "unix socket"
         self._connections += 1
         try:
@@ -220,10 +231,15 @@ class RFServer:
                 if not data:
                     break
                 for msg in conn.receive_data(data):
-                    if peer is None:
-                        peer = self._handshake(codec.check_hello(msg), writer)
-                        if peer is None:
+                    if claimed is None and peer is None:
+                        claimed = self._challenge(codec.check_hello(msg), writer)
+                        if claimed is None:
                             return
+                        continue
+                    if peer is None:
+                        assert claimed is not None
+                        self._check_proof(msg, *claimed, where)
+                        peer = self._handshake(claimed[0], writer)
                         conn.max_frame = codec.MAX_FRAME
                         continue
                     codec.check_accepted(peer.role, msg)  # type: ignore[arg-type]
@@ -244,11 +260,28 @@ class RFServer:
             if peer is not None:
                 self._disconnected(peer)
 
-    def _handshake(self, hello: Hello, writer: asyncio.StreamWriter) -> Peer | None:
+    def _challenge(self, hello: Hello, writer: asyncio.StreamWriter) -> tuple[Hello, bytes, str] | None:
+        """Answer a hello with our proof and a challenge; None if no such peer can exist."""
         if hello.role == "client" and self.config.vm(hello.name) is None:
             writer.write(codec.encode(Goodbye(f"unknown VM {hello.name!r}")))
             log.warning("refused client for unknown VM %r", hello.name)
             return None
+        key = self._keys[auth.identity(hello.role, hello.name)]
+        challenge = auth.nonce()
+        writer.write(codec.encode(Challenge(challenge, auth.proof(key, "server", hello.role, hello.name, hello.nonce))))
+        return hello, key, challenge
+
+    def _check_proof(self, msg: Message, hello: Hello, key: bytes, challenge: str, where: object) -> None:
+        """Raise unless ``msg`` proves the peer holds the key of who it said it was: an
+        impostor is refused before it is anyone, so it can displace no one."""
+        if isinstance(msg, Proof) and auth.check(key, msg.proof, "peer", hello.role, hello.name, challenge):
+            return
+        self.auth_failures += 1
+        log.warning("refused %s %r from %s: it did not prove it holds that key (%d refused so far)",
+                    hello.role, hello.name, where, self.auth_failures)
+        raise codec.RemoteProtocolError(f"authentication failed for {hello.role} {hello.name!r}")
+
+    def _handshake(self, hello: Hello, writer: asyncio.StreamWriter) -> Peer:
         peer = Peer(hello.role, hello.name, writer, self.limits.unread.get(hello.role, 64 << 20))
         peer.send(Welcome(PROTOCOL_VERSION, rfvs=(self.config.rfvs.dpid,)))
         if hello.role == "controller":
@@ -386,8 +419,14 @@ class RFServer:
             rid = self.core.next_request_id()
             stats: ControllerStats = await self._request(self.controller, StatsRequest(rid), rid)
             packet_in = stats.packet_in_by_kind
-        return StatusReply(msg.request_id, status_document(self.core.nib, packet_in, msg.detail,
-                                                           asyncio.get_running_loop().time()))
+        document = status_document(self.core.nib, packet_in, msg.detail, asyncio.get_running_loop().time())
+        document["server"] = {
+            # Every peer proves it holds its key (routeflow.protocol.auth) on every listener.
+            "listeners": [{"address": text, "authenticated": True, "encrypted": False} for text in self.config.listen],
+            "keys": str(self.key_dir),
+            "auth_failures": self.auth_failures,
+        }
+        return StatusReply(msg.request_id, document)
 
     def _assemble(self, part: TableDump) -> TableDump | None:
         """The whole dump once its last part is in (None until then)."""
@@ -467,9 +506,10 @@ class RFServer:
         return VerifyReply(msg.request_id, not differences, tuple(differences), checked)
 
 
-async def serve(config: Config, ready: Callable[[], None] | None = None) -> None:
-    """Run the RF-Server (and, if configured, its VMs) until SIGTERM or SIGINT."""
-    server = RFServer(config)
+async def serve(config: Config, ready: Callable[[], None] | None = None, keys: Path = auth.KEY_DIR) -> None:
+    """Run the RF-Server (and, if configured, its VMs) until SIGTERM or SIGINT; the
+    peers' keys are in ``keys`` (made there if missing)."""
+    server = RFServer(config, keys=keys)
     await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -477,9 +517,9 @@ async def serve(config: Config, ready: Callable[[], None] | None = None) -> None
         loop.add_signal_handler(sig, stop.set)
     try:
         if config.manage_vms:
-            from routeflow.vnet.manager import VirtualEnvironment
+            from routeflow.vnet.manager import VirtualEnvironment, default_client_argv
 
-            async with VirtualEnvironment(config):
+            async with VirtualEnvironment(config, client_argv=default_client_argv(config, keys)):
                 if ready:
                     ready()
                 await stop.wait()

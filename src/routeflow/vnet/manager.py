@@ -23,6 +23,7 @@ from typing import IO, Callable, Sequence
 
 from routeflow.config.schema import Config
 from routeflow.private import private_dir
+from routeflow.protocol.auth import KEY_DIR
 from routeflow.vnet import VnetError, frr, links, ovs
 from routeflow.vnet.driver import NamespaceDriver, VmDriver
 from routeflow.vnet.plan import VmPlan, client_argv, client_server_address, plan_vnet
@@ -209,9 +210,9 @@ class VirtualEnvironment(Lifecycle):
         return self.driver.is_alive(self.plan.vm(vm))
 
 
-def default_client_argv(config: Config) -> ClientArgv:
-    """``python -m routeflow client --vm NAME --server ADDR`` for the VMs of ``config``."""
-    return functools.partial(client_argv, server=client_server_address(config))
+def default_client_argv(config: Config, keys: Path = KEY_DIR) -> ClientArgv:
+    """``python -m routeflow client --vm NAME --server ADDR --keys DIR`` for the VMs of ``config``."""
+    return functools.partial(client_argv, server=client_server_address(config), keys=keys)
 
 
 async def cleanup_stale(state_path: Path = DEFAULT_STATE, locked: bool = False) -> bool:

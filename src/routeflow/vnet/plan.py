@@ -15,6 +15,7 @@ from pathlib import Path
 
 from routeflow.config.fields import Problems
 from routeflow.config.schema import Config, VmConfig, trunk_patch_names
+from routeflow.protocol.auth import KEY_DIR
 from routeflow.protocol.transport import DEFAULT_SERVER
 from routeflow.vnet import frr
 from routeflow.vnet.engine import DaemonPlan, EnginePlan, plan_engine
@@ -149,6 +150,6 @@ def client_server_address(config: Config) -> str:
                 else DEFAULT_SERVER)
 
 
-def client_argv(vm: str, server: str = DEFAULT_SERVER) -> list[str]:
-    """The RF-Client command for ``vm`` (run inside the VM)."""
-    return [sys.executable, "-m", "routeflow", "client", "--vm", vm, "--server", server]
+def client_argv(vm: str, server: str = DEFAULT_SERVER, keys: Path = KEY_DIR) -> list[str]:
+    """The RF-Client command for ``vm`` (run inside the VM), with where its key is."""
+    return [sys.executable, "-m", "routeflow", "client", "--vm", vm, "--server", server, "--keys", str(keys)]

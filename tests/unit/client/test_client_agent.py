@@ -12,10 +12,11 @@ import pytest
 from routeflow.client import agent as agent_mod
 from routeflow.client.agent import Agent
 from routeflow.model import Fib, Interface, NextHop, Route
-from routeflow.protocol import codec, mapping
+from routeflow.protocol import auth, codec, mapping
 from routeflow.protocol.messages import (
     PROTOCOL_VERSION,
     AnyMessage,
+    Challenge,
     FibDelta,
     FibSnapshot,
     Goodbye,
@@ -23,6 +24,7 @@ from routeflow.protocol.messages import (
     LinkState,
     Message,
     PortMapped,
+    Proof,
     ResolveNextHops,
     SnapshotRequest,
     Welcome,
@@ -76,6 +78,10 @@ class FakeHost:
         self.solicited.append((ifname, address))
 
 
+#: VM rA's key, as the server and the client would each hold it.
+KEY = bytes(range(32))
+
+
 class Peer:
     """The server's end of one client connection."""
 
@@ -96,8 +102,13 @@ class Peer:
         self.writer.write(codec.encode(msg))
 
     async def handshake(self) -> Hello:
+        """Challenge the client, check its proof with rA's key, welcome it."""
         hello = await self.receive()
         assert isinstance(hello, Hello)
+        challenge = auth.nonce()
+        self.send(Challenge(challenge, auth.proof(KEY, "server", hello.role, hello.name, hello.nonce)))
+        proof = await self.receive()
+        assert isinstance(proof, Proof) and auth.check(KEY, proof.proof, "peer", hello.role, hello.name, challenge)
         self.send(Welcome(PROTOCOL_VERSION))
         return hello
 
@@ -145,7 +156,7 @@ async def _agent(tmp_path: Path) -> AsyncIterator[tuple[FakeServer, FakeWatcher,
     server = FakeServer(tmp_path / "server.sock")
     await server.start()
     watcher, host = FakeWatcher(), FakeHost()
-    task = asyncio.create_task(Agent("rA", Address("unix", str(server.path)), watcher, host).run())
+    task = asyncio.create_task(Agent("rA", Address("unix", str(server.path)), watcher, host, KEY).run())
     try:
         yield server, watcher, host, task
     finally:
@@ -228,7 +239,7 @@ async def test_protocol_error_says_goodbye_and_reconnects(tmp_path: Path) -> Non
 @run_async
 async def test_retries_until_the_server_appears(tmp_path: Path) -> None:
     path = tmp_path / "server.sock"
-    agent = Agent("rA", Address("unix", str(path)), FakeWatcher(), FakeHost())
+    agent = Agent("rA", Address("unix", str(path)), FakeWatcher(), FakeHost(), KEY)
     task = asyncio.create_task(agent.run())
     await asyncio.sleep(0.2)  # a few failed attempts
     server = FakeServer(path)

@@ -33,7 +33,7 @@ def make_link(server, on_message=None):
     welcomes: queue.Queue = queue.Queue()
     messages: queue.Queue = queue.Queue()
     link = ServerLink(Address("unix", str(server.path)), "ctl", welcomes.put, on_message or messages.put,
-                      min_delay=0.05, max_delay=0.2)
+                      min_delay=0.05, max_delay=0.2, keys=server.keys)
     return link, welcomes, messages
 
 

@@ -24,7 +24,7 @@ FLOW = Flow(1, 1024, match(eth_type=0x800, ipv4_dst="10.0.0.0/24"), (("dec_nw_tt
 
 
 @pytest.mark.parametrize("msg", [
-    Hello(PROTOCOL_VERSION, "client", "rA"),
+    Hello(PROTOCOL_VERSION, "client", "rA", "00" * 16),
     Welcome(PROTOCOL_VERSION, (0x7266,)),
     DatapathJoin(1, (PortDesc(1, "s1-eth1", "aa:bb:cc:dd:ee:ff", True),)),
     TableMod(1, add=(FLOW,), delete=(FlowKey(1, 0, ()),), group_add=(Group(3, "select", ((output(1),), (CONTROLLER,))),)),
@@ -67,7 +67,7 @@ def test_handshake_checks():
     with pytest.raises(codec.RemoteProtocolError, match="expected hello"):
         codec.check_hello(StatusRequest(1))
     with pytest.raises(codec.RemoteProtocolError, match="version"):
-        codec.check_hello(Hello(99, "client", "rA"))
+        codec.check_hello(Hello(99, "client", "rA", "00" * 16))
     with pytest.raises(codec.RemoteProtocolError, match="unexpected TableMod"):
         codec.check_accepted("client", TableMod(1))
     codec.check_accepted("controller", DatapathJoin(1, ()))

@@ -73,7 +73,7 @@ def test_rfvs_side_names_must_fit_linux():
 
 def test_client_command_and_server_address():
     assert client_argv("rA", "unix:/x.sock") == [sys.executable, "-m", "routeflow", "client", "--vm", "rA",
-                                                 "--server", "unix:/x.sock"]
+                                                 "--server", "unix:/x.sock", "--keys", "/run/routeflow/keys"]
     base = {"vms": [{"name": "a", "dpid": 1, "interfaces": [{"name": "e", "port": 1}]}]}
     assert client_server_address(parse_config({**base, "listen": ["tcp:127.0.0.1:1", "unix:/s"]})) == "unix:/s"
     assert client_server_address(parse_config({**base, "listen": ["tcp:10.0.0.1:6650"]})) == "tcp:10.0.0.1:6650"
