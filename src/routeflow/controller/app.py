@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 from os_ken.base import app_manager
 from os_ken.controller import ofp_event
 from os_ken.controller.controller import Datapath
@@ -42,7 +43,7 @@ from routeflow.controller.classify import traffic_kind
 from routeflow.controller.discovery import Change, LinkTable
 from routeflow.controller.link import ServerLink
 from routeflow.flows.model import Flow, Group
-from routeflow.model import PortDesc
+from routeflow.model import IfName, PortDesc
 from routeflow.protocol import lldp, mapping
 from routeflow.protocol.codec import RemoteProtocolError
 from routeflow.protocol.messages import (
@@ -81,6 +82,12 @@ _LLDP_ETH_TYPE = lldp.ETH_TYPE.to_bytes(2, "big")
 LINK_TIMEOUT_INTERVALS = 3.5
 _PACKET_IN_REASONS = 1 << ofp.OFPR_NO_MATCH | 1 << ofp.OFPR_ACTION | 1 << ofp.OFPR_INVALID_TTL
 _PORT_STATUS_REASONS = 1 << ofp.OFPPR_ADD | 1 << ofp.OFPPR_DELETE | 1 << ofp.OFPPR_MODIFY
+#: Ports a datapath may have; more are ignored (each is probed, and a join is one message).
+MAX_PORTS = 65536
+#: Largest frame a packet-out can relay: its header and one output action take 40 bytes.
+_MAX_RELAY = 0xFFFF - ofp.OFP_PACKET_OUT_SIZE - ofp.OFP_ACTION_OUTPUT_SIZE
+#: Characters of a switch's own text (why a hello failed) an error's text quotes at most.
+_ERROR_QUOTE = 200
 
 OPTIONS = [
     cfg.StrOpt("server", default=DEFAULT_SERVER, help="RF-Server address (tcp:HOST:PORT or unix:PATH)"),
@@ -131,8 +138,10 @@ class RouteFlowController(app_manager.OSKenApp):
 
     def __init__(self, *args: Any, settings: ControllerSettings | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # Table dumps come as raw bytes, decoded by ofwire instead of os-ken.
+        # Table dumps come as raw bytes, decoded by ofwire instead of os-ken; and os-ken
+        # parses nothing from a switch it cannot parse in bounded time.
         ofwire.install_raw_stats_replies()
+        ofwire.install_parser_guards()
         if settings is None:
             conf = self.CONF.routeflow
             settings = ControllerSettings(conf.server, conf.name or socket.gethostname())
@@ -275,9 +284,16 @@ class RouteFlowController(app_manager.OSKenApp):
 
     def _dump_reply(self, dpid: int, xid: int, more: bool,
                     decode: Callable[[], tuple[list[Flow], list[Group]]]) -> None:
+        with self._lock:
+            if (dpid, xid) not in self._dumps:  # unasked for, or too late: not worth decoding
+                return
         try:
             converted_flows, converted_groups = decode()
-        except Exception as exc:  # a reply we cannot read must not leave the server waiting
+        except ofwire.DecodeError as exc:  # a reply we cannot read must not leave the server waiting
+            self.logger.warning("datapath %016x: malformed table dump reply: %s", dpid, exc)
+            self._finish_dump(dpid, xid, f"unreadable reply: {exc}")
+            return
+        except Exception as exc:  # noqa: BLE001 - a backstop: no bug may leave the server waiting either
             self.logger.exception("datapath %016x: unreadable table dump", dpid)
             self._finish_dump(dpid, xid, f"unreadable reply: {exc}")
             return
@@ -365,8 +381,9 @@ class RouteFlowController(app_manager.OSKenApp):
     def _discovery_probe(self, dpid: int, in_port: int, data: bytes) -> None:
         source = lldp.parse_probe(data)
         with self._lock:
-            if source is None or source[0] not in self._probe_dpids:
-                self.dropped[dpid] += 1  # foreign LLDP, or a probe from a plan since replaced
+            # foreign LLDP, a probe from a plan since replaced, or from no port we probe
+            if source is None or source[0] not in self._probe_dpids or source[1] >= ofp.OFPP_MAX:
+                self.dropped[dpid] += 1
                 return
             self._report_links(self._links.seen(source, (dpid, in_port), time.monotonic()))
 
@@ -433,7 +450,11 @@ class RouteFlowController(app_manager.OSKenApp):
             collected = self._port_requests.get(key)
             if collected is None:
                 return
-            collected += [p for p in map(port_desc, msg.body) if p is not None]
+            ports = [p for p in map(port_desc, msg.body) if p is not None]
+            if len(collected) + len(ports) > MAX_PORTS:
+                self.logger.warning("datapath %016x: more than %d ports, the rest ignored", dpid, MAX_PORTS)
+                ports = ports[:max(0, MAX_PORTS - len(collected))]
+            collected += ports
             if msg.flags & ofp.OFPMPF_REPLY_MORE:
                 return
             del self._port_requests[key]
@@ -450,10 +471,17 @@ class RouteFlowController(app_manager.OSKenApp):
         port = port_desc(msg.desc)
         if port is None:
             return
+        if msg.reason not in (ofp.OFPPR_ADD, ofp.OFPPR_DELETE, ofp.OFPPR_MODIFY):
+            self.logger.warning("datapath %016x: port status of unknown reason %s dropped", dpid, msg.reason)
+            return
         deleted = msg.reason == ofp.OFPPR_DELETE
         with self._lock:
             ports = self._ports.get(dpid)
             if ports is None:  # not joined yet: the port description reply will include this
+                return
+            if not deleted and port.port_no not in ports and len(ports) >= MAX_PORTS:
+                self.logger.warning("datapath %016x: more than %d ports, port %d ignored", dpid, MAX_PORTS,
+                                    port.port_no)
                 return
             if deleted:
                 ports.pop(port.port_no, None)
@@ -512,10 +540,12 @@ class RouteFlowController(app_manager.OSKenApp):
         msg = ev.msg
         dpid = msg.datapath.id
         try:
-            in_port: int = msg.match["in_port"]
+            in_port = msg.match["in_port"]
             data = bytes(msg.data)
             total_len = int(msg.total_len)
-        except (KeyError, TypeError, AttributeError):
+        except (KeyError, TypeError, AttributeError, ValueError):
+            in_port = None
+        if type(in_port) is not int:  # a masked in_port is a tuple: no port to relay from
             self.logger.debug("datapath %016x: malformed packet-in dropped", dpid)
             with self._lock:
                 self.packet_in[dpid] += 1
@@ -533,8 +563,9 @@ class RouteFlowController(app_manager.OSKenApp):
         if not on_rfvs and data[12:14] == _LLDP_ETH_TYPE:
             self._discovery_probe(dpid, in_port, data)
             return
-        # A truncated packet (switch ignored miss_send_len) cannot be relayed faithfully.
-        if out_dp is None or target is None or len(data) < total_len:
+        # A truncated packet (switch ignored miss_send_len) cannot be relayed faithfully,
+        # nor one too large for a packet-out.
+        if out_dp is None or target is None or len(data) < total_len or len(data) > _MAX_RELAY:
             with self._lock:
                 self.dropped[dpid] += 1
             return
@@ -552,15 +583,42 @@ class RouteFlowController(app_manager.OSKenApp):
             with self._lock:
                 self.dropped[dpid] += 1
             return
+        try:  # the server refuses (and hangs up on) a message with a name no interface can have
+            msgspec.convert(packet.ifname, IfName)
+        except msgspec.ValidationError as exc:
+            self.logger.debug("rfvs %016x port %d: bad mapping packet: %s", dpid, port, exc)
+            with self._lock:
+                self.dropped[dpid] += 1
+            return
         self.logger.debug("mapping packet from %s/%s on rfvs port %d", packet.vm, packet.ifname, port)
         self._send(MappingSeen(dpid, port, packet.vm, packet.ifname))
 
 
+def _number(value: Any, spec: str = "d") -> str:
+    return format(value, spec) if isinstance(value, int) else "?"
+
+
 def error_text(msg: Any) -> str:
-    """Readable text of an OpenFlow error message."""
+    """Readable text of an OpenFlow error message: any type and code, experimenter errors included.
+
+    Never raises: an experimenter error has no code (os-ken leaves it None), and
+    unknown types and codes are named by number.
+    """
     ofproto = msg.datapath.ofproto
-    kind = f"{ofproto.ofp_error_type_to_str(msg.type)} {ofproto.ofp_error_code_to_str(msg.type, msg.code)}"
-    failed = ""
-    if len(msg.data) >= ofproto.OFP_HEADER_SIZE:
-        failed = f" in {ofproto.ofp_msg_type_to_str(msg.data[1])}"
-    return f"{kind}{failed} (xid {msg.xid})"
+    kind, data = msg.type, msg.data or b""
+    if not isinstance(kind, int):
+        text = f"error type {kind!r}"
+    elif kind == ofproto.OFPET_EXPERIMENTER:
+        text = (f"{ofproto.ofp_error_type_to_str(kind)} experimenter "
+                f"{_number(getattr(msg, 'experimenter', None), '#010x')} "
+                f"type {_number(getattr(msg, 'exp_type', None))}")
+    else:
+        code = getattr(msg, "code", None)
+        code_text = ofproto.ofp_error_code_to_str(kind, code) if isinstance(code, int) else "code ?"
+        text = f"{ofproto.ofp_error_type_to_str(kind)} {code_text}"
+    if kind == ofproto.OFPET_HELLO_FAILED:  # the data is text saying why, not a message
+        reason = bytes(data[:_ERROR_QUOTE]).decode("ascii", "replace")
+        text += f": {reason!r}" if reason else ""
+    elif len(data) >= ofproto.OFP_HEADER_SIZE:
+        text += f" in {ofproto.ofp_msg_type_to_str(data[1])}"
+    return f"{text} (xid {msg.xid})"

@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 
 from routeflow.protocol import auth, codec
 from routeflow.protocol.messages import AnyMessage, Goodbye, Message, Welcome

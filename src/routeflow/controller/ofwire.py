@@ -22,17 +22,25 @@ serialises, and the decoder the very :class:`Flow` and :class:`Group` values
 both). Encoded pieces that repeat across thousands of routes (the instructions
 for one next hop, the ``eth_type`` match field) and decoded ones (the actions
 of one instruction block) are memoised in bounded caches.
+
+What a switch sends is untrusted. The decoders are total: they return values
+or raise :class:`DecodeError`, in time and memory proportional to the reply,
+and an entry reaches os-ken's parsers (which trust every length they read)
+only once every nested length in it has been checked. :func:`install_parser_guards`
+keeps os-ken's own parsing of switch messages bounded the same way.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import operator
 import socket
 import struct
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
+from os_ken.ofproto import nicira_ext, ofproto_common, ofproto_parser
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
@@ -40,9 +48,12 @@ from routeflow.controller import ofcodec
 from routeflow.flows.model import Action, Flow, FlowKey, Group, Match
 from routeflow.protocol.messages import TableMod
 
+LOG = logging.getLogger(__name__)
 VERSION = ofp.OFP_VERSION
 #: Entries each memo may hold before it is emptied (bounds memory on odd tables).
 CACHE_LIMIT = 1 << 16
+#: Bytes of keys a memo of raw instruction blocks or buckets may hold (a route's block is 64).
+MEMO_BYTES = 1 << 20
 
 
 class Unsupported(Exception):
@@ -647,12 +658,13 @@ def decode_match(buf: bytes, offset: int, end: int) -> Match:
 
 
 def decode_actions(buf: bytes, offset: int, end: int) -> list[Action]:
+    """The actions in ``buf[offset:end]``; :class:`Unsupported` for anything but the shapes routeflow writes."""
     actions: list[Action] = []
     while offset < end:
         if offset + 4 > end:
             raise Unsupported("truncated action")
         kind, length = _ACTION_HDR.unpack_from(buf, offset)
-        if length < 8 or offset + length > end:
+        if length < 8 or length & 7 or offset + length > end:
             raise Unsupported("action length")
         if kind == _OUTPUT and length == 16:
             (port,) = _U32.unpack_from(buf, offset + 4)
@@ -677,7 +689,26 @@ def decode_actions(buf: bytes, offset: int, end: int) -> list[Action]:
     return actions
 
 
-_inst_cache: dict[bytes, tuple[tuple[Action, ...], int | None]] = {}
+_V = TypeVar("_V")
+_T = TypeVar("_T")
+
+
+class _Memo(dict[bytes, _V]):
+    """A decoding memo keyed by raw bytes from the switch, bounded in entries and in key bytes.
+
+    A count alone would not bound it: a switch chooses the keys, up to 64 KiB each.
+    """
+
+    key_bytes = 0
+
+    def remember(self, key: bytes, value: _V) -> None:
+        if len(self) >= CACHE_LIMIT or self.key_bytes + len(key) > MEMO_BYTES:
+            self.clear()
+            self.key_bytes = 0
+        self[key] = value
+        self.key_bytes += len(key)
+
+_inst_cache: _Memo[tuple[tuple[Action, ...], int | None]] = _Memo()
 
 
 def decode_instructions(buf: bytes, offset: int, end: int) -> tuple[tuple[Action, ...], int | None]:
@@ -692,7 +723,7 @@ def decode_instructions(buf: bytes, offset: int, end: int) -> tuple[tuple[Action
         if offset + 4 > end:
             raise Unsupported("truncated instruction")
         kind, length = _ACTION_HDR.unpack_from(buf, offset)
-        if length < 8 or offset + length > end:
+        if length < 8 or length & 7 or offset + length > end:
             raise Unsupported("instruction length")
         if kind == ofp.OFPIT_GOTO_TABLE and length == 8:
             goto = buf[offset + 4]
@@ -702,27 +733,38 @@ def decode_instructions(buf: bytes, offset: int, end: int) -> tuple[tuple[Action
             raise Unsupported(f"instruction type {kind}")  # os-ken's text for ("unknown", ...)
         offset += length
     result = (tuple(actions), goto)
-    if len(_inst_cache) >= CACHE_LIMIT:
-        _inst_cache.clear()
-    _inst_cache[raw] = result
+    _inst_cache.remember(raw, result)
     return result
+
+
+def _body_end(buf: bytes, offset: int, end: int | None) -> int:
+    """``end`` (by default the buffer's), checked to lie between ``offset`` and the buffer's end."""
+    end = len(buf) if end is None else end
+    if not 0 <= offset <= end <= len(buf):
+        raise DecodeError(f"no reply body at {offset}..{end} in {len(buf)} bytes")
+    return end
 
 
 def decode_flow_stats(buf: bytes, offset: int = ofp.OFP_MULTIPART_REPLY_SIZE,
                       end: int | None = None) -> list[Flow]:
-    """The flows of a flow-stats reply body (by default: of a whole reply message)."""
-    end = len(buf) if end is None else end
+    """The flows of a flow-stats reply body (by default: of a whole reply message).
+
+    Raises :class:`DecodeError` (and nothing else) if any length in it is wrong: a
+    reply decodes whole or not at all, in time and memory proportional to its size.
+    """
+    buf = bytes(buf)  # a no-op for bytes; memo keys must be hashable
+    end = _body_end(buf, offset, end)
     flows: list[Flow] = []
     append = flows.append
     unpack = _FLOW_STATS.unpack_from
     inst_cache = _inst_cache
     while offset < end:
         if offset + _FLOW_STATS_SIZE + 8 > end:
-            raise ValueError(f"truncated flow stats entry at {offset}")
+            raise DecodeError(f"truncated flow stats entry at {offset}")
         length, table, priority, match_type, match_len = unpack(buf, offset)
         entry_end = offset + length
-        if length < _FLOW_STATS_SIZE + 8 or entry_end > end:
-            raise ValueError(f"bad flow stats entry length {length} at {offset}")
+        if length < _FLOW_STATS_SIZE + 8 or length & 7 or entry_end > end:
+            raise DecodeError(f"bad flow stats entry length {length} at {offset}")
         match_start = offset + _FLOW_STATS_SIZE
         inst_start = match_start + ((match_len + 7) & ~7)
         try:
@@ -744,12 +786,12 @@ def decode_flow_stats(buf: bytes, offset: int = ofp.OFP_MULTIPART_REPLY_SIZE,
             append(Flow(table, priority, match, *instructions))
         except Unsupported:
             STATS.fallback += 1
-            append(ofcodec.flow_from_stats(parser.OFPFlowStats.parser(buf, offset)))
+            append(_via_os_ken(parser.OFPFlowStats, ofcodec.flow_from_stats, buf, offset, entry_end)[0])
         offset = entry_end
     return flows
 
 
-_bucket_cache: dict[bytes, tuple[Action, ...]] = {}
+_bucket_cache: _Memo[tuple[Action, ...]] = _Memo()
 
 
 def _group_entry(buf: bytes, offset: int, end: int) -> Group:
@@ -757,16 +799,16 @@ def _group_entry(buf: bytes, offset: int, end: int) -> Group:
     buckets: list[tuple[Action, ...]] = []
     pos = offset + ofp.OFP_GROUP_DESC_STATS_SIZE
     while pos < end:
+        if pos + ofp.OFP_BUCKET_SIZE > end:
+            raise Unsupported("truncated bucket")
         (length,) = _U16.unpack_from(buf, pos)
-        if length < ofp.OFP_BUCKET_SIZE or pos + length > end:
+        if length < ofp.OFP_BUCKET_SIZE or length & 7 or pos + length > end:
             raise Unsupported("bucket length")
         raw = buf[pos + ofp.OFP_BUCKET_SIZE:pos + length]
         actions = _bucket_cache.get(raw)
         if actions is None:
             actions = tuple(decode_actions(raw, 0, len(raw)))
-            if len(_bucket_cache) >= CACHE_LIMIT:
-                _bucket_cache.clear()
-            _bucket_cache[raw] = actions
+            _bucket_cache.remember(raw, actions)
         buckets.append(actions)
         pos += length
     return Group(group_id, _GROUP_TYPE_NAMES.get(kind, f"type{kind}"), tuple(buckets))
@@ -774,27 +816,210 @@ def _group_entry(buf: bytes, offset: int, end: int) -> Group:
 
 def decode_group_desc(buf: bytes, offset: int = ofp.OFP_MULTIPART_REPLY_SIZE,
                       end: int | None = None) -> list[Group]:
-    """The groups of a group-description reply body (by default: of a whole reply message)."""
-    end = len(buf) if end is None else end
+    """The groups of a group-description reply body (by default: of a whole reply message).
+
+    Raises :class:`DecodeError` (and nothing else) as :func:`decode_flow_stats` does.
+    """
+    buf = bytes(buf)
+    end = _body_end(buf, offset, end)
     groups: list[Group] = []
     while offset < end:
+        if offset + ofp.OFP_GROUP_DESC_STATS_SIZE > end:
+            raise DecodeError(f"truncated group desc entry at {offset}")
         (length,) = _U16.unpack_from(buf, offset)
-        if length < ofp.OFP_GROUP_DESC_STATS_SIZE or offset + length > end:
-            raise ValueError(f"bad group desc entry length {length} at {offset}")
+        entry_end = offset + length
+        if length < ofp.OFP_GROUP_DESC_STATS_SIZE or length & 7 or entry_end > end:
+            raise DecodeError(f"bad group desc entry length {length} at {offset}")
         try:
-            groups.append(_group_entry(buf, offset, offset + length))
+            groups.append(_group_entry(buf, offset, entry_end))
         except Unsupported:
             STATS.fallback += 1
-            groups.append(ofcodec.group_from_stats(parser.OFPGroupDescStats.parser(buf, offset)))
-        offset += length
+            groups.append(_via_os_ken(parser.OFPGroupDescStats, ofcodec.group_from_stats, buf, offset,
+                                      entry_end)[0])
+        offset = entry_end
     return groups
 
 
 def reply_body_span(buf: bytes) -> tuple[int, int]:
     """(multipart type, end of the message) of a raw multipart reply."""
+    if len(buf) < ofp.OFP_MULTIPART_REPLY_SIZE:
+        raise DecodeError(f"multipart reply of {len(buf)} bytes")
     _, _, length, _ = _HEADER.unpack_from(buf)
     (kind, _) = _MP_REPLY.unpack_from(buf, ofp.OFP_HEADER_SIZE)
     return kind, min(length, len(buf))
+
+
+# -- checking a whole entry before os-ken reads it -----------------------------------------
+#
+# os-ken's parsers trust every length they read: a zero-length bucket, instruction or
+# action makes them loop forever, appending; a length past the entry makes them read the
+# next one. The fast path above refuses (Unsupported) everything but what routeflow
+# writes, and whatever it refuses is checked here, whole and down to the last nested
+# length, before os-ken sees it. Checked means: every structure at least its header, a
+# multiple of 8 where OpenFlow pads to 8, within its enclosing structure, and of the size
+# os-ken will step over, so that os-ken's loops advance exactly as these do.
+
+_ACTION_SIZE = 8  # ofp_action_header with its pad: the shortest action, and the shortest instruction
+#: The size os-ken's class for each action type reads and steps over whatever the length
+#: says (set_field and experimenter actions are the ones it steps over by their length).
+_ACTION_SIZES = {kind: cls.cls_action_len for kind, cls in parser.OFPAction._ACTION_TYPES.items()
+                 if kind not in (ofp.OFPAT_SET_FIELD, ofp.OFPAT_EXPERIMENTER)}
+_INSTRUCTION_SIZES = {
+    ofp.OFPIT_GOTO_TABLE: ofp.OFP_INSTRUCTION_GOTO_TABLE_SIZE,
+    ofp.OFPIT_WRITE_METADATA: ofp.OFP_INSTRUCTION_WRITE_METADATA_SIZE,
+    ofp.OFPIT_METER: ofp.OFP_INSTRUCTION_METER_SIZE,
+}
+_ACTION_LISTS = frozenset({ofp.OFPIT_WRITE_ACTIONS, ofp.OFPIT_APPLY_ACTIONS, ofp.OFPIT_CLEAR_ACTIONS})
+_NX_ID = ofproto_common.NX_EXPERIMENTER_ID
+_NX_ACTION_SIZE = 16  # experimenter action header and a subtype, padded
+_NX_CT_SIZE = 24  # where the actions of a Nicira ct action begin
+#: Action lists inside actions (ct) os-ken may read: it recurses once a level.
+NESTING_LIMIT = 4
+
+
+def _check_oxm(buf: bytes, offset: int, end: int) -> int:
+    """Check the OXM TLV at ``offset``: a value, and within ``end``. Return where it ends."""
+    if offset + 4 > end:
+        raise DecodeError(f"truncated OXM at {offset}")
+    (header,) = _OXM_HDR.unpack_from(buf, offset)
+    length = header & 0xFF
+    value = length - (4 if header >> 16 == ofp.OFPXMC_EXPERIMENTER else 0)  # after the experimenter id
+    if value <= 0 or (header & 0x100 and value & 1):  # a mask is as long as the value
+        raise DecodeError(f"bad OXM length {length} at {offset}")
+    nxt = offset + 4 + length
+    if nxt > end:
+        raise DecodeError(f"OXM at {offset} ends past its match or action, at {nxt}")
+    return nxt
+
+
+def _check_match(buf: bytes, offset: int, end: int) -> int:
+    """Check the ``ofp_match`` at ``offset`` and its TLVs; return where it ends, padded to 8."""
+    if offset + 4 > end:
+        raise DecodeError(f"truncated match at {offset}")
+    kind, length = _MATCH_HDR.unpack_from(buf, offset)
+    if kind != ofp.OFPMT_OXM:
+        raise DecodeError(f"match type {kind} at {offset}")
+    padded = offset + ((length + 7) & ~7)
+    if length < 4 or padded > end:
+        raise DecodeError(f"bad match length {length} at {offset}")
+    pos, stop = offset + 4, offset + length
+    while pos < stop:
+        pos = _check_oxm(buf, pos, stop)
+    return padded
+
+
+def _check_actions(buf: bytes, offset: int, end: int, depth: int = 0) -> None:
+    """Check that actions fill ``buf[offset:end]`` exactly, each of a type os-ken reads."""
+    while offset < end:
+        if offset + 4 > end:
+            raise DecodeError(f"truncated action at {offset}")
+        kind, length = _ACTION_HDR.unpack_from(buf, offset)
+        nxt = offset + length
+        if length < _ACTION_SIZE or length & 7 or nxt > end:
+            raise DecodeError(f"bad action length {length} at {offset}")
+        if kind == _SET_FIELD:
+            _check_oxm(buf, offset + 4, nxt)
+            if buf[offset + 6] & 1:
+                raise DecodeError(f"set_field with a mask at {offset}")
+        elif kind == ofp.OFPAT_EXPERIMENTER:
+            _check_experimenter_action(buf, offset, nxt, depth)
+        else:
+            size = _ACTION_SIZES.get(kind)
+            if size is None:
+                raise DecodeError(f"unknown action type {kind} at {offset}")
+            if length != size:
+                raise DecodeError(f"action type {kind} of length {length}, not {size}, at {offset}")
+        offset = nxt
+
+
+def _check_experimenter_action(buf: bytes, offset: int, end: int, depth: int) -> None:
+    """An experimenter action: os-ken reads Nicira ones by subtype, and ct holds more actions."""
+    (experimenter,) = _U32.unpack_from(buf, offset + 4)
+    if experimenter != _NX_ID:
+        return  # kept as raw bytes
+    if end - offset < _NX_ACTION_SIZE:
+        raise DecodeError(f"Nicira action of length {end - offset} at {offset}")
+    if _U16.unpack_from(buf, offset + 8)[0] == nicira_ext.NXAST_CT:
+        if end - offset < _NX_CT_SIZE:
+            raise DecodeError(f"Nicira ct action of length {end - offset} at {offset}")
+        if depth >= NESTING_LIMIT:
+            raise DecodeError(f"actions nested more than {NESTING_LIMIT} deep at {offset}")
+        _check_actions(buf, offset + _NX_CT_SIZE, end, depth + 1)
+
+
+def _check_instructions(buf: bytes, offset: int, end: int) -> None:
+    """Check that instructions fill ``buf[offset:end]`` exactly, each of a type os-ken reads."""
+    while offset < end:
+        if offset + 4 > end:
+            raise DecodeError(f"truncated instruction at {offset}")
+        kind, length = _ACTION_HDR.unpack_from(buf, offset)
+        nxt = offset + length
+        if length < _ACTION_SIZE or length & 7 or nxt > end:
+            raise DecodeError(f"bad instruction length {length} at {offset}")
+        if kind in _ACTION_LISTS:
+            _check_actions(buf, offset + 8, nxt)
+        else:
+            size = _INSTRUCTION_SIZES.get(kind)
+            if size is None:  # os-ken has no class for it (experimenter instructions included)
+                raise DecodeError(f"unknown instruction type {kind} at {offset}")
+            if length != size:
+                raise DecodeError(f"instruction type {kind} of length {length}, not {size}, at {offset}")
+        offset = nxt
+
+
+def _check_flow_entry(buf: bytes, offset: int, end: int) -> int:
+    """Check the ``ofp_flow_stats`` at ``offset`` down to its last nested length; return its end."""
+    if offset + _FLOW_STATS_SIZE + 8 > end:
+        raise DecodeError(f"truncated flow stats entry at {offset}")
+    (length,) = _U16.unpack_from(buf, offset)
+    entry_end = offset + length
+    if length < _FLOW_STATS_SIZE + 8 or length & 7 or entry_end > end:
+        raise DecodeError(f"bad flow stats entry length {length} at {offset}")
+    _check_instructions(buf, _check_match(buf, offset + _FLOW_STATS_SIZE, entry_end), entry_end)
+    return entry_end
+
+
+def _check_group_entry(buf: bytes, offset: int, end: int) -> int:
+    """Check the ``ofp_group_desc`` at ``offset``, its buckets and their actions; return its end."""
+    if offset + ofp.OFP_GROUP_DESC_STATS_SIZE > end:
+        raise DecodeError(f"truncated group desc entry at {offset}")
+    (length,) = _U16.unpack_from(buf, offset)
+    entry_end = offset + length
+    if length < ofp.OFP_GROUP_DESC_STATS_SIZE or length & 7 or entry_end > end:
+        raise DecodeError(f"bad group desc entry length {length} at {offset}")
+    pos = offset + ofp.OFP_GROUP_DESC_STATS_SIZE
+    while pos < entry_end:
+        if pos + ofp.OFP_BUCKET_SIZE > entry_end:
+            raise DecodeError(f"truncated bucket at {pos}")
+        (size,) = _U16.unpack_from(buf, pos)
+        if size < ofp.OFP_BUCKET_SIZE or size & 7 or pos + size > entry_end:
+            raise DecodeError(f"bad bucket length {size} at {pos}")
+        _check_actions(buf, pos + ofp.OFP_BUCKET_SIZE, pos + size)
+        pos += size
+    return entry_end
+
+
+_ENTRY_CHECKS: dict[Any, Callable[[bytes, int, int], int]] = {
+    parser.OFPFlowStats: _check_flow_entry,
+    parser.OFPGroupDescStats: _check_group_entry,
+}
+
+
+def _via_os_ken(entry_cls: Any, convert: Callable[[Any], _T], buf: bytes, offset: int,
+                end: int) -> tuple[_T, int]:
+    """(``convert`` of os-ken's parse, end) of the entry at ``offset``, checked whole first.
+
+    os-ken reads a copy of just the entry, so that nothing it does can reach past it.
+    """
+    entry_end = _ENTRY_CHECKS[entry_cls](buf, offset, end)
+    try:
+        return convert(entry_cls.parser(buf[offset:entry_end], 0)), entry_end
+    except Exception as exc:  # noqa: BLE001 - os-ken raises struct.error, AssertionError, KeyError, its own...
+        raise DecodeError(f"{entry_cls.__name__} at {offset}: {exc!r}") from exc
+
+
+def _same(entry: Any) -> Any:
+    return entry
 
 
 # -- os-ken: leave the table dumps to us ------------------------------------------------------
@@ -806,6 +1031,8 @@ class LazyBody(Sequence[Any]):
     os-ken parses every entry of every reply into objects before any handler
     sees the message (about as slow as building them); routeflow decodes
     ``msg.buf`` itself, so the objects are made on demand for other readers.
+    Each entry is checked whole before os-ken reads it: reading a malformed
+    body raises :class:`DecodeError`.
     """
 
     def __init__(self, entry_cls: Any, buf: bytes, end: int) -> None:
@@ -816,9 +1043,8 @@ class LazyBody(Sequence[Any]):
         if self._items is None:
             items, offset = [], ofp.OFP_MULTIPART_REPLY_SIZE
             while offset < self._end:
-                entry = self._entry_cls.parser(self._buf, offset)
+                entry, offset = _via_os_ken(self._entry_cls, _same, self._buf, offset, self._end)
                 items.append(entry)
-                offset += entry.length
             self._items = items
         return self._items
 
@@ -866,3 +1092,94 @@ def install_raw_stats_replies() -> None:
     multipart_reply.routeflow_raw = True  # type: ignore[attr-defined]
     multipart_reply.original = original  # type: ignore[attr-defined]
     table[ofp.OFPT_MULTIPART_REPLY] = multipart_reply
+
+
+# -- os-ken: parse only what it can parse in bounded time ---------------------------------------
+#
+# os-ken parses every message a switch sends in that switch's receive loop, before any
+# handler runs, by the version in the message's own header, and most of its parsers trust
+# the lengths they read. A truncated match raises an exception that ends the receive loop
+# (and drops the switch); a zero-length element, property or entry loops forever.
+
+#: What a switch may send in any version: the version is agreed through hellos, and errors
+#: and echoes may come before (the types are numbered alike in every version).
+_ANY_VERSION = frozenset({ofp.OFPT_HELLO, ofp.OFPT_ERROR, ofp.OFPT_ECHO_REQUEST, ofp.OFPT_ECHO_REPLY})
+#: Messages nobody here reads whose os-ken parsers walk nested lengths unchecked.
+_UNREAD = frozenset({ofp.OFPT_EXPERIMENTER, ofp.OFPT_QUEUE_GET_CONFIG_REPLY})
+#: Multipart replies os-ken may parse: the raw ones, and those it reads at fixed sizes. The
+#: others (group and meter statistics, meter configuration, table features, experimenter)
+#: nest lengths os-ken trusts, and routeflow never asks for them.
+_PARSED_REPLIES = frozenset(_RAW_REPLIES) | {
+    ofp.OFPMP_DESC, ofp.OFPMP_AGGREGATE, ofp.OFPMP_TABLE, ofp.OFPMP_PORT_STATS, ofp.OFPMP_QUEUE,
+    ofp.OFPMP_GROUP_FEATURES, ofp.OFPMP_METER_FEATURES, ofp.OFPMP_PORT_DESC,
+}
+_HELLO_ELEM = struct.Struct("!HH")
+
+
+def _hello_walks(buf: bytes, msg_len: int) -> bool:
+    """Whether os-ken's walk of the hello elements (by length, ignoring padding) ends in the message."""
+    offset = ofp.OFP_HEADER_SIZE
+    while offset < msg_len:
+        if offset + _HELLO_ELEM.size > msg_len:
+            return False
+        _, length = _HELLO_ELEM.unpack_from(buf, offset)
+        if length < _HELLO_ELEM.size or offset + length > msg_len:
+            return False
+        offset += length
+    return True
+
+
+def _refusal(version: int, msg_type: int, msg_len: int, buf: bytes) -> str | None:
+    """Why os-ken must not parse this message (``buf[:msg_len]``) at all, or None if it may."""
+    if version != VERSION and msg_type not in _ANY_VERSION:
+        return f"a version {version} message to a version {VERSION} controller"
+    if msg_type in _UNREAD:
+        return "unread message type"
+    if msg_type == ofp.OFPT_MULTIPART_REPLY and msg_len >= ofp.OFP_MULTIPART_REPLY_SIZE:
+        (kind,) = _U16.unpack_from(buf, ofp.OFP_HEADER_SIZE)
+        if kind not in _PARSED_REPLIES:
+            return f"unread multipart reply type {kind}"
+    if msg_type == ofp.OFPT_FLOW_MOD and msg_len >= ofp.OFP_FLOW_MOD_SIZE:  # nonsense from a switch, but parsed
+        try:
+            _check_instructions(buf, _check_match(buf, ofp.OFP_FLOW_MOD_SIZE - ofp.OFP_MATCH_SIZE, msg_len),
+                                msg_len)
+        except DecodeError as exc:
+            return str(exc)
+    return None
+
+
+def install_parser_guards() -> None:
+    """Keep os-ken's parsers to messages they read in bounded time, and a bad one from costing the switch.
+
+    Wraps os-ken's parser of every OpenFlow version (process-wide, idempotently):
+    a message :func:`_refusal` names a reason for is dropped unparsed; a hello whose
+    elements os-ken cannot walk is read by its header alone (the version negotiation
+    of OpenFlow before 1.3.1); a message os-ken fails to parse is dropped. Each is
+    logged with its reason; the switch stays connected.
+    """
+    table = ofproto_parser._MSG_PARSERS
+    for version, original in list(table.items()):
+        if not getattr(original, "routeflow_guarded", False):
+            table[version] = _guarded(original)
+
+
+def _guarded(original: Callable[..., Any]) -> Callable[..., Any]:
+    def parse(datapath: Any, version: int, msg_type: int, msg_len: int, xid: int, buf: bytes) -> Any:
+        end = min(msg_len, len(buf))  # os-ken itself fails the message if the buffer is short
+        reason = _refusal(version, msg_type, end, buf)
+        if reason is None:
+            if msg_type == ofp.OFPT_HELLO and not _hello_walks(buf, end):
+                LOG.warning("switch %s: hello elements unreadable, reading its header only",
+                            getattr(datapath, "address", "?"))
+                msg_len, buf = ofp.OFP_HEADER_SIZE, buf[:ofp.OFP_HEADER_SIZE]
+            try:
+                return original(datapath, version, msg_type, msg_len, xid, buf)
+            except Exception as exc:  # noqa: BLE001 - os-ken raises anything, and a truncated match ends the loop
+                reason = f"unreadable: {exc!r}"
+        LOG.warning("switch %s: OpenFlow message type %d (xid %d, %d bytes) dropped: %s",
+                    getattr(datapath, "address", "?"), msg_type, xid, msg_len, reason)
+        return None
+
+    parse.routeflow_guarded = True  # type: ignore[attr-defined]
+    parse.original = original  # type: ignore[attr-defined]
+    return parse

@@ -14,7 +14,7 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from routeflow.controller import app as appmod
-from routeflow.controller import ofcodec
+from routeflow.controller import ofcodec, ofwire
 from routeflow.controller.app import ControllerSettings, RouteFlowController, port_desc
 from routeflow.flows.model import CONTROLLER, Flow, Group, match, output
 from routeflow.model import PortDesc
@@ -41,7 +41,7 @@ from routeflow.protocol.messages import (
     Welcome,
 )
 
-from .wire import split_messages
+from .wire import deadline, split_messages
 
 S1, RFVS = 0x1, 0x7266
 MAC = "02:00:00:00:00:01"
@@ -223,7 +223,7 @@ def test_reconnect_re_reports_every_datapath(app):
 
 def test_unexpected_server_messages_end_the_session(app):
     with pytest.raises(RemoteProtocolError):
-        app._on_server_message(Hello(PROTOCOL_VERSION, "client", "x"))
+        app._on_server_message(Hello(PROTOCOL_VERSION, "client", "x", "00" * 16))
     with pytest.raises(ConnectionError):
         app._on_server_message(Goodbye("bye"))
 
@@ -552,3 +552,139 @@ def test_openflow_events_reach_their_handlers():
         "EventOFPFlowStatsReply": "_flow_stats_reply", "EventOFPGroupDescStatsReply": "_group_desc_reply",
         "EventOFPErrorMsg": "_error", "EventOFPPacketIn": "_packet_in",
     }
+
+
+# -- what a switch sends: no handler raises, malformed input is dropped with its reason ----------------
+
+
+#: A legal OFPT_ERROR of type OFPET_EXPERIMENTER: exp_type 1 of Nicira, no code, no data.
+EXPERIMENTER_ERROR = bytes.fromhex("040100100000000bffff000100002320")
+ZERO_BUCKET_REPLY = bytes.fromhex("041300280000000b0007000000000000001801000000000400000001ffffffffffffffff00000000")
+
+
+def from_wire(dp, buf: bytes):
+    """What os-ken's receive loop makes of ``buf`` (None: dropped), through the app's parser guards."""
+    version, kind, length, xid = struct.unpack_from("!BBHI", buf)
+    with deadline(2):
+        return ofproto_parser.msg(dp, version, kind, length, xid, buf)
+
+
+def error_message(kind: int, code: int, data: bytes = b"", xid: int = 11) -> bytes:
+    return struct.pack("!BBHIHH", ofp.OFP_VERSION, ofp.OFPT_ERROR, 12 + len(data), xid, kind, code) + data
+
+
+def test_experimenter_error_is_reported(app):
+    dp = join(app, S1)
+    app.link.take()
+    msg = from_wire(dp, EXPERIMENTER_ERROR)
+    assert appmod.error_text(msg) == "OFPET_EXPERIMENTER(65535) experimenter 0x00002320 type 1 (xid 11)"
+    app._error(ofp_event.EventOFPErrorMsg(msg))
+    assert app.link.take() == [SwitchError(S1, "OFPET_EXPERIMENTER(65535) experimenter 0x00002320 type 1 (xid 11)")]
+
+
+def test_every_error_message_turns_into_text(app):
+    dp = join(app, S1)
+    failed = ofcodec.flow_add(Flow(0, 1, ()), dp)
+    failed.set_xid(11)
+    failed.serialize()
+    datas = [b"", b"\x04", bytes(failed.buf[:64]), b"\x04\xee\x00\x08\x00\x00\x00\x01", b"no hello\n\x00\xff" * 40]
+    kinds = list(range(16)) + [0x1234, ofp.OFPET_EXPERIMENTER]
+    for kind in kinds:
+        for code in (0, 1, 7, 0xFFFF):
+            for data in datas:
+                msg = from_wire(dp, error_message(kind, code, data))
+                if msg is None:  # too short for its experimenter id: dropped, and only that
+                    assert kind == ofp.OFPET_EXPERIMENTER and len(data) < 4
+                    continue
+                text = appmod.error_text(msg)
+                assert text.endswith("(xid 11)") and len(text) < 400
+                app._error(ofp_event.EventOFPErrorMsg(msg))
+    sent = app.link.take()
+    assert len(sent) == (len(kinds) * len(datas) - 2) * 4 + 1 and all(isinstance(m, SwitchError) for m in sent[1:])
+    hello = appmod.error_text(from_wire(dp, error_message(ofp.OFPET_HELLO_FAILED, 0, b"bad version\n")))
+    assert hello == "OFPET_HELLO_FAILED(0) OFPHFC_INCOMPATIBLE(0): 'bad version\\n' (xid 11)"
+    # os-ken's own objects may lack what the wire always has
+    bare = parser.OFPErrorMsg(dp, ofp.OFPET_EXPERIMENTER, None, None)
+    bare.xid = 3
+    assert appmod.error_text(bare) == "OFPET_EXPERIMENTER(65535) experimenter ? type ? (xid 3)"
+
+
+def test_unusable_messages_are_dropped_not_the_switch(app, caplog):
+    """os-ken parses in the switch's receive loop: a malformed body must neither raise nor loop there."""
+    dp = join(app, S1)
+    # an in_port TLV whose value the message ends before: os-ken raises OFPTruncatedMessage, which ends the loop
+    truncated_match = struct.pack("!BBHIIHBBQHHI", 4, ofp.OFPT_PACKET_IN, 32, 5, ofp.OFP_NO_BUFFER, 0, 0, 0, 0,
+                                  ofp.OFPMT_OXM, 12, 0x8000_0004)
+    zero_element_hello = struct.pack("!BBHIHHI", 4, ofp.OFPT_HELLO, 16, 1, 1, 0, 0x10)
+    zero_group_stats = struct.pack("!BBHIHH4x", 4, ofp.OFPT_MULTIPART_REPLY, 56, 6, ofp.OFPMP_GROUP, 0) + bytes(40)
+    v14_zero_instruction = (struct.pack("!BBHIHH4x", 5, ofp.OFPT_MULTIPART_REPLY, 80, 7, ofp.OFPMP_FLOW, 0)
+                            + struct.pack("!H46xHH4x", 64, ofp.OFPMT_OXM, 4) + struct.pack("!HH4x", 4, 0))
+    flow_mod = ofcodec.flow_add(Flow(0, 1, (), (output(1),)), dp)
+    flow_mod.set_xid(8)
+    flow_mod.serialize()
+    zero_instruction_flow_mod = bytes(flow_mod.buf[:58]) + b"\x00\x00" + bytes(flow_mod.buf[60:])  # after an empty match
+    short_error = error_message(1, 2)[:10]
+    short_error = short_error[:2] + b"\x00\x0a" + short_error[4:]
+    bad = (truncated_match, zero_group_stats, v14_zero_instruction, zero_instruction_flow_mod, short_error)
+    for buf in bad:
+        assert from_wire(dp, buf) is None
+    reasons = [r.getMessage().split("dropped: ")[1] for r in caplog.records if "dropped: " in r.getMessage()]
+    assert len(reasons) == len(bad) and reasons[2] == "a version 5 message to a version 4 controller"
+    hello = from_wire(dp, zero_element_hello)
+    assert isinstance(hello, parser.OFPHello) and hello.elements == []  # read by its header alone
+    assert from_wire(dp, bytes(flow_mod.buf)).instructions  # a well-formed one is still parsed
+
+
+def test_malformed_table_dump_replies(app, monkeypatch):
+    dp = join(app, S1)
+    app.link.take()
+    # nobody asked: not even decoded
+    monkeypatch.setattr(ofwire, "decode_group_desc", None)
+    app._group_desc_reply(ofp_event.EventOFPGroupDescStatsReply(from_wire(dp, ZERO_BUCKET_REPLY)))
+    assert app.link.take() == []
+    monkeypatch.undo()
+    app._on_server_message(DumpTable(12, S1))
+    _, group_xid = dump_requests(dp)
+    msg = from_wire(dp, ZERO_BUCKET_REPLY[:4] + struct.pack("!I", group_xid) + ZERO_BUCKET_REPLY[8:])
+    with deadline(2):
+        app._group_desc_reply(ofp_event.EventOFPGroupDescStatsReply(msg))
+    assert app.link.take() == [TableDump(12, S1, (), (), "unreadable reply: bad bucket length 0 at 24")]
+
+
+def test_oversized_and_odd_packet_ins_are_dropped(app, relay):
+    switch, rfvs = relay
+    big = FRAME + bytes(0xFFFF - 34 - len(FRAME))  # the largest a packet-in carries: no packet-out holds it
+    packet_in(app, switch, 1, big)
+    masked = parser.OFPPacketIn(switch, ofp.OFP_NO_BUFFER, len(FRAME), 0, 0, 0,
+                                parser.OFPMatch(in_port=(1, 0xFF)), FRAME)
+    app._packet_in(ofp_event.EventOFPPacketIn(masked))
+    assert app.dropped == {S1: 2} and packet_outs(rfvs) == []
+    # a mapping packet naming no possible interface: the server would refuse (and drop) the whole link
+    packet_in(app, rfvs, 11, mapping.encode("rA", "eth 2/x", "02:00:00:00:00:02"))
+    packet_in(app, rfvs, 11, mapping.encode("rA", "a" * 16, "02:00:00:00:00:02"))
+    assert app.dropped[RFVS] == 2 and app.link.take() == []
+
+
+def test_probe_from_an_impossible_port_is_dropped(app):
+    join(app, S1)
+    dp2 = join(app, 0x2)
+    app.link.take()
+    app._on_server_message(DiscoveryPlan((S1, 0x2), interval=1.0))
+    for port in (1 << 70, ofp.OFPP_MAX, ofp.OFPP_LOCAL):
+        packet_in(app, dp2, 1, lldp.build_probe(S1, port, MAC), reason=ofp.OFPR_ACTION)
+    assert app.link.take() == [] and app.dropped[0x2] == 3
+
+
+def test_ports_are_bounded(app, monkeypatch):
+    monkeypatch.setattr(appmod, "MAX_PORTS", 3)
+    dp = FakeDatapath(S1)
+    state_change(app, dp, MAIN_DISPATCHER)
+    port_desc_reply(app, dp, [ofport(1), ofport(2)], more=True)
+    port_desc_reply(app, dp, [ofport(3), ofport(4), ofport(5)])
+    (joined,) = app.link.take()
+    assert [p.port_no for p in joined.ports] == [1, 2, 3]
+    app._port_status(ofp_event.EventOFPPortStatus(parser.OFPPortStatus(dp, ofp.OFPPR_ADD, ofport(6))))
+    app._port_status(ofp_event.EventOFPPortStatus(parser.OFPPortStatus(dp, 9, ofport(2))))  # unknown reason
+    assert app.link.take() == []
+    app._port_status(ofp_event.EventOFPPortStatus(parser.OFPPortStatus(dp, ofp.OFPPR_MODIFY, ofport(3))))
+    assert len(app.link.take()) == 1

@@ -13,7 +13,10 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import json
+import random
 import struct
+import time
+import tracemalloc
 from pathlib import Path
 
 import msgspec
@@ -37,7 +40,7 @@ from routeflow.flows.model import (
 )
 from routeflow.protocol.messages import TableMod
 
-from .wire import split_messages
+from .wire import deadline, split_messages
 
 DP = ofcodec.STANDALONE
 GOLDEN = Path(__file__).parent / "golden"
@@ -483,3 +486,313 @@ def test_route_prefixes_of_every_length(prefixlen):
             ("eth_type", 0x800), ("ipv4_dst", (f"{address[:-1]}{int(address[-1]) | 1}", netmask))]))
         buf = reply(ofp.OFPMP_FLOW, [flow_stats_entry(mod)])
         assert ofwire.decode_flow_stats(buf) == reference_flows(buf)
+
+
+# -- what a switch sends: every reply decodes or is a DecodeError, in bounded time and memory ------
+
+#: The group-desc reply that made os-ken loop forever (a zero-length bucket), appending as it went.
+ZERO_BUCKET_REPLY = bytes.fromhex("041300280000000b0007000000000000001801000000000400000001ffffffffffffffff00000000")
+NX_ID = 0x00002320
+
+
+def nx_ct(*actions, flags=0):
+    return parser.NXActionCT(flags=flags, zone_src="", zone_ofs_nbits=0, recirc_table=255, alg=0,
+                             actions=list(actions))
+
+
+#: Flow entries of every nesting: match TLVs, instructions, actions, set_field TLVs, actions in actions.
+NESTED_FLOWS = [
+    raw_flow(0, 5, parser.OFPMatch(eth_type=0x800, ipv4_dst=("10.0.0.0", "255.0.0.0")),
+             [apply(parser.OFPActionSetField(eth_dst="02:00:00:00:00:01"), parser.OFPActionOutput(1, 0)),
+              parser.OFPInstructionGotoTable(1)]),
+    raw_flow(0, 6, parser.OFPMatch(in_port=1), [apply(nx_ct(parser.OFPActionSetField(ct_mark=1),
+                                                            nx_ct(parser.OFPActionOutput(2, 0)), flags=1),
+                                                      parser.NXActionResubmitTable(in_port=0xFFF8, table_id=2))]),
+    raw_flow(0, 7, parser.OFPMatch(), [parser.OFPInstructionWriteMetadata(1, 0xFF),
+                                       parser.OFPInstructionActions(ofp.OFPIT_WRITE_ACTIONS,
+                                                                    [parser.OFPActionGroup(3)]),
+                                       parser.OFPInstructionMeter(2)]),
+]
+
+FOREIGN_GROUPS = [group_desc_entry(mod) for mod in [
+    parser.OFPGroupMod(DP, ofp.OFPGC_ADD, ofp.OFPGT_SELECT, 5, [
+        parser.OFPBucket(3, ofp.OFPP_ANY, ofp.OFPG_ANY, [parser.OFPActionPushVlan(), parser.OFPActionOutput(1, 0)]),
+        parser.OFPBucket(1, ofp.OFPP_ANY, ofp.OFPG_ANY, [parser.OFPActionSetField(eth_src="AA:00:00:00:00:01"),
+                                                         nx_ct(parser.OFPActionOutput(2, 0))])]),
+    parser.OFPGroupMod(DP, ofp.OFPGC_ADD, ofp.OFPGT_INDIRECT, 7, [parser.OFPBucket(0, 2, ofp.OFPG_ANY, [])]),
+]]
+
+
+def flow_seed_entries() -> list[bytes]:
+    return os_ken_flow_entries(FAST_FLOWS + FALLBACK_FLOWS) + FOREIGN + NESTED_FLOWS
+
+
+def group_seed_entries() -> list[bytes]:
+    return [group_desc_entry(ofcodec.group_add(g)) for g in FAST_GROUPS] + FOREIGN_GROUPS
+
+
+def length_fields(buf: bytes, kind: int) -> list[tuple[str, int, int]]:
+    """(level, offset, width) of every length field of a well-formed flow-stats or group-desc reply.
+
+    Written from the specification, apart from ofwire, so that the tests do not share its mistakes.
+    """
+    fields = []
+
+    def actions(start: int, end: int, level: str) -> None:
+        while start < end:
+            action_type, length = struct.unpack_from("!HH", buf, start)
+            fields.append((f"{level}action", start + 2, 2))
+            if action_type == ofp.OFPAT_SET_FIELD:
+                fields.append((f"{level}set_field OXM", start + 7, 1))
+            elif action_type == ofp.OFPAT_EXPERIMENTER and struct.unpack_from("!IH", buf, start + 4) == (NX_ID, 35):
+                actions(start + 24, start + length, f"{level}ct ")
+            start += length
+
+    offset = ofp.OFP_MULTIPART_REPLY_SIZE
+    while offset < len(buf):
+        (length,) = struct.unpack_from("!H", buf, offset)
+        if kind == ofp.OFPMP_FLOW:
+            fields.append(("flow entry", offset, 2))
+            match = offset + 48
+            (match_len,) = struct.unpack_from("!H", buf, match + 2)
+            fields.append(("match", match + 2, 2))
+            pos = match + 4
+            while pos < match + match_len:
+                fields.append(("OXM", pos + 3, 1))
+                pos += 4 + buf[pos + 3]
+            pos = match + (match_len + 7) // 8 * 8
+            while pos < offset + length:
+                inst_type, inst_len = struct.unpack_from("!HH", buf, pos)
+                fields.append(("instruction", pos + 2, 2))
+                if inst_type in (ofp.OFPIT_WRITE_ACTIONS, ofp.OFPIT_APPLY_ACTIONS, ofp.OFPIT_CLEAR_ACTIONS):
+                    actions(pos + 8, pos + inst_len, "")
+                pos += inst_len
+        else:
+            fields.append(("group entry", offset, 2))
+            pos = offset + 8
+            while pos < offset + length:
+                (bucket_len,) = struct.unpack_from("!H", buf, pos)
+                fields.append(("bucket", pos, 2))
+                actions(pos + 16, pos + bucket_len, "bucket ")
+                pos += bucket_len
+        offset += length
+    return fields
+
+
+def rewrite(buf: bytes, offset: int, width: int, value: int) -> bytes:
+    return buf[:offset] + (value % (1 << 8 * width)).to_bytes(width, "big") + buf[offset + width:]
+
+
+def decoder(kind: int):
+    return ofwire.decode_flow_stats if kind == ofp.OFPMP_FLOW else ofwire.decode_group_desc
+
+
+def body_is_well_formed(buf: bytes, kind: int) -> bool:
+    """ofwire's own whole-entry checks: what os-ken may be shown."""
+    check = ofwire._check_flow_entry if kind == ofp.OFPMP_FLOW else ofwire._check_group_entry
+    offset = ofp.OFP_MULTIPART_REPLY_SIZE
+    try:
+        while offset < len(buf):
+            offset = check(buf, offset, len(buf))
+    except ofwire.DecodeError:
+        return False
+    return True
+
+
+def test_zero_length_bucket_is_an_error_not_a_loop():
+    with deadline(2):
+        with pytest.raises(ofwire.DecodeError, match="bad bucket length 0 at 24"):
+            ofwire.decode_group_desc(ZERO_BUCKET_REPLY)
+        # os-ken's objects, for whoever reads msg.body: the same error, never os-ken's loop
+        ofwire.install_raw_stats_replies()
+        msg = ofproto_parser.msg(DP, ofp.OFP_VERSION, ofp.OFPT_MULTIPART_REPLY, len(ZERO_BUCKET_REPLY), 11,
+                                 ZERO_BUCKET_REPLY)
+        with pytest.raises(ofwire.DecodeError):
+            len(msg.body)
+        with pytest.raises(ofwire.DecodeError):
+            ofwire.decode_flow_stats(ZERO_BUCKET_REPLY)
+
+
+@pytest.mark.parametrize("kind", [ofp.OFPMP_FLOW, ofp.OFPMP_GROUP_DESC], ids=["flow", "group"])
+def test_short_buffers(kind):
+    """Every prefix of a reply: the whole entries before the cut, or a DecodeError; never struct.error."""
+    seeds = flow_seed_entries() if kind == ofp.OFPMP_FLOW else group_seed_entries()
+    entries = seeds[-4:]
+    buf = reply(kind, entries)
+    boundaries = {16 + sum(map(len, entries[:n])): n for n in range(len(entries) + 1)}
+    decode = decoder(kind)
+    expected = decode(buf)
+    with deadline(1) as restart_clock:
+        for cut in range(len(buf)):
+            restart_clock()
+            if cut in boundaries:
+                assert decode(buf[:cut]) == expected[:boundaries[cut]]
+            else:
+                with pytest.raises(ofwire.DecodeError):
+                    decode(buf[:cut])
+            # the same message handed over in a longer buffer, ending early
+            if cut >= 16 and cut not in boundaries:
+                with pytest.raises(ofwire.DecodeError):
+                    decode(buf, end=cut)
+    with pytest.raises(ofwire.DecodeError):
+        decode(buf, end=len(buf) + 1)
+    for cut in range(16):
+        with pytest.raises(ofwire.DecodeError):
+            ofwire.reply_body_span(buf[:cut])
+
+
+@pytest.mark.parametrize("kind", [ofp.OFPMP_FLOW, ofp.OFPMP_GROUP_DESC], ids=["flow", "group"])
+def test_bad_lengths_at_every_nesting_level(kind):
+    """Zero, misaligned, and past the enclosing structure: a DecodeError at every level, fast path or not."""
+    seeds = flow_seed_entries() if kind == ofp.OFPMP_FLOW else group_seed_entries()
+    decode = decoder(kind)
+    levels = set()
+    with deadline(1) as restart_clock:
+        for entry in seeds:
+            buf = reply(kind, [entry, entry])
+            decode(buf)  # well-formed as it is
+            for level, offset, width in length_fields(buf, kind):
+                restart_clock()
+                levels.add(level)
+                old = int.from_bytes(buf[offset:offset + width], "big")
+                bad = [0, (1 << 8 * width) - 1]
+                if width == 2 and level != "match":  # the lengths OpenFlow pads to 8
+                    bad.append(old + 4)
+                for value in bad:
+                    with pytest.raises(ofwire.DecodeError):
+                        decode(rewrite(buf, offset, width, value))
+    expected = ({"flow entry", "match", "OXM", "instruction", "action", "set_field OXM", "ct action",
+                 "ct set_field OXM", "ct ct action"} if kind == ofp.OFPMP_FLOW else
+                {"group entry", "bucket", "bucket action", "bucket set_field OXM", "bucket ct action"})
+    assert expected <= levels
+
+
+def test_actions_nested_deeper_than_the_limit_are_an_error():
+    inner = parser.OFPActionOutput(1, 0)
+    for _ in range(ofwire.NESTING_LIMIT + 1):
+        inner = nx_ct(inner)
+    too_deep = reply(ofp.OFPMP_FLOW, [raw_flow(0, 1, parser.OFPMatch(), [apply(inner)])])
+    with pytest.raises(ofwire.DecodeError, match="nested"):
+        ofwire.decode_flow_stats(too_deep)
+    deep = reply(ofp.OFPMP_FLOW, [raw_flow(0, 1, parser.OFPMatch(), [apply(inner.actions[0])])])
+    assert ofwire.decode_flow_stats(deep) == reference_flows(deep)
+
+
+def test_what_os_ken_cannot_read_is_an_error():
+    """Unknown instruction and action types, a standard (not OXM) match, a size os-ken would not step over."""
+    entry = NESTED_FLOWS[2]  # write-metadata, write-actions (group), meter, after an empty match
+    inst = 48 + 8
+    two = raw_flow(0, 1, parser.OFPMatch(), [apply(parser.OFPActionGroup(3), parser.OFPActionDecNwTtl())])
+    cases = [
+        (rewrite(entry, inst, 2, 0xFFFF), "unknown instruction type 65535"),  # os-ken has no class for it
+        (rewrite(entry, inst + 24 + 8, 2, 1), "unknown action type 1"),  # none in OpenFlow 1.3
+        (rewrite(entry, 48, 2, 0), "match type 0"),  # OFPMT_STANDARD
+        (rewrite(two, inst + 8 + 2, 2, 16), "length 16, not 8"),  # os-ken would step over 8 bytes of 16
+    ]
+    for case, reason in cases:
+        with pytest.raises(ofwire.DecodeError, match=reason):
+            ofwire.decode_flow_stats(reply(ofp.OFPMP_FLOW, [case]))
+    # a set_field of a known field with a value of the wrong size: os-ken's own error, as a DecodeError
+    odd = raw_flow(0, 1, parser.OFPMatch(), [apply(parser.OFPActionSetField(eth_dst="02:00:00:00:00:01"))])
+    odd = rewrite(odd, inst + 8 + 7, 1, 3)  # eth_dst of 3 bytes
+    with pytest.raises(ofwire.DecodeError, match="OFPFlowStats at 16"):
+        ofwire.decode_flow_stats(reply(ofp.OFPMP_FLOW, [odd]))
+
+
+def test_parser_guards_install_once():
+    ofwire.install_parser_guards()
+    ofwire.install_parser_guards()
+    assert set(ofproto_parser._MSG_PARSERS) >= {ofp.OFP_VERSION}
+    for parse in ofproto_parser._MSG_PARSERS.values():
+        assert parse.routeflow_guarded and not getattr(parse.original, "routeflow_guarded", False)
+
+
+def test_decoding_memos_are_bounded_in_bytes(monkeypatch):
+    monkeypatch.setattr(ofwire, "MEMO_BYTES", 4096)
+    for n in range(64):
+        actions = [parser.OFPActionOutput(p, 0) for p in range(n, n + 40)]  # 648 bytes of instructions
+        ofwire.decode_flow_stats(reply(ofp.OFPMP_FLOW, [raw_flow(0, n, parser.OFPMatch(), [apply(*actions)])]))
+    assert ofwire._inst_cache.key_bytes <= 4096
+    assert sum(map(len, ofwire._inst_cache)) == ofwire._inst_cache.key_bytes
+
+
+MUTATION_CASES = 20_000
+#: Bounds for any one case: the longest a decode may take, and the most it may allocate.
+CASE_SECONDS = 0.25
+CASE_BYTES = 1 << 20
+
+
+def mutants(rng, kind: int, seeds: list[bytes]):
+    """Replies of one to three entries with one to three byte flips or length rewrites, maybe cut or extended."""
+    replies = []
+    for _ in range(64):
+        buf = reply(kind, rng.sample(seeds, rng.randint(1, 3)))
+        replies.append((buf, length_fields(buf, kind)))
+    while True:
+        buf, fields = rng.choice(replies)
+        out = bytearray(buf)
+        for _ in range(rng.randint(1, 3)):
+            if rng.random() < 0.6:
+                _, offset, width = rng.choice(fields)
+                old = int.from_bytes(out[offset:offset + width], "big")
+                new = rng.choice([0, 1, 2, 4, 7, 8, 9, 16, 17, old - 8, old - 4, old - 1, old + 1, old + 4, old + 8,
+                                  old * 2, (1 << 8 * width) - 1, rng.getrandbits(8 * width)])
+                out[offset:offset + width] = (new % (1 << 8 * width)).to_bytes(width, "big")
+            else:
+                out[rng.randrange(16, len(out))] = rng.getrandbits(8)
+        roll = rng.random()
+        if roll < 0.15:
+            out = out[:rng.randrange(len(out))]
+        elif roll < 0.2:
+            out += rng.randbytes(rng.randint(1, 24))
+        yield bytes(out)
+
+
+def test_mutated_replies_decode_or_fail_cleanly_in_bounded_time_and_memory():
+    """20,000 seeded mutations of valid flow-stats and group-desc replies (os-ken's serialisations).
+
+    Each decodes or raises DecodeError, within CASE_SECONDS and allocating at most
+    CASE_BYTES; what decodes is well-formed by ofwire's own whole-entry checks (so
+    the fast path is never laxer than what os-ken is shown), and no bigger than its
+    bytes allow.
+    """
+    rng = random.Random(20240613)
+    outcomes = {"decoded": 0, "error": 0}
+    slowest, largest = 0.0, 0
+    fallback = ofwire.STATS.fallback
+    streams = [(kind, decoder(kind), mutants(rng, kind, seeds)) for kind, seeds in
+               [(ofp.OFPMP_FLOW, flow_seed_entries()), (ofp.OFPMP_GROUP_DESC, group_seed_entries())]]
+    tracemalloc.start()
+    try:
+        with deadline(1) as restart_clock:
+            for case in range(MUTATION_CASES):
+                kind, decode, stream = streams[case % 2]
+                buf = next(stream)
+                before = tracemalloc.get_traced_memory()[0]
+                tracemalloc.reset_peak()
+                restart_clock()
+                start = time.perf_counter()
+                try:
+                    result = decode(buf)
+                except ofwire.DecodeError:
+                    result = None
+                slowest = max(slowest, time.perf_counter() - start)
+                largest = max(largest, tracemalloc.get_traced_memory()[1] - before)
+                if result is None:
+                    outcomes["error"] += 1
+                    continue
+                outcomes["decoded"] += 1
+                assert body_is_well_formed(buf, kind), buf.hex()
+                body = len(buf) - 16
+                if kind == ofp.OFPMP_FLOW:
+                    assert len(result) <= body // 56
+                    assert sum(len(f.actions) + len(f.match) for f in result) <= body // 4
+                else:
+                    assert len(result) <= body // 8
+                    assert sum(len(a) for g in result for a in g.buckets) <= body // 8
+    finally:
+        tracemalloc.stop()
+    assert slowest < CASE_SECONDS and largest < CASE_BYTES, (slowest, largest)
+    # the corpus reaches both outcomes, and os-ken's path (with checked entries only)
+    assert min(outcomes.values()) > MUTATION_CASES // 10, outcomes
+    assert ofwire.STATS.fallback - fallback > MUTATION_CASES // 20
