@@ -13,13 +13,16 @@ from pathlib import Path
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
+#: A directory shared by several owners' private ones (``/run/routeflow``): others may
+#: pass through it to what is theirs (FRR's user to its run directory), not list it.
+SHARED_DIR_MODE = 0o711
 
 
-def private_dir(path: Path, owner: str | None = None) -> None:
-    """``path`` and its missing parents as directories; ``path`` itself 0700 and,
-    with ``owner``, that user's (an engine that drops root must reach its files)."""
+def private_dir(path: Path, owner: str | None = None, mode: int = DIR_MODE) -> None:
+    """``path`` and its missing parents as directories; ``path`` itself ``mode`` (0700)
+    and, with ``owner``, that user's (an engine that drops root must reach its files)."""
     path.mkdir(parents=True, exist_ok=True)
-    os.chmod(path, DIR_MODE)
+    os.chmod(path, mode)
     if owner is not None:
         shutil.chown(path, owner, owner)
 

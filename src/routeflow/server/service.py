@@ -20,7 +20,7 @@ from typing import Any, Awaitable, Callable, Mapping
 from routeflow.config.schema import Config
 from routeflow.flows.diff import TableComparison
 from routeflow.model import Fib, Interface, Neighbour, Route
-from routeflow.private import private_dir
+from routeflow.private import SHARED_DIR_MODE, private_dir
 from routeflow.protocol import auth, codec
 from routeflow.protocol.messages import (
     PROTOCOL_VERSION,
@@ -170,7 +170,7 @@ class RFServer:
             address = parse_address(text)
             if address.kind == "unix":
                 path = Path(address.host)
-                private_dir(path.parent)
+                private_dir(path.parent, mode=SHARED_DIR_MODE)
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
                 # Created under a umask that leaves it the owner's alone, then said so

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO, Callable, Sequence
 
 from routeflow.config.schema import Config
-from routeflow.private import private_dir
+from routeflow.private import SHARED_DIR_MODE, private_dir
 from routeflow.protocol.auth import KEY_DIR
 from routeflow.vnet import VnetError, frr, links, ovs
 from routeflow.vnet.driver import NamespaceDriver, VmDriver
@@ -238,7 +238,7 @@ async def cleanup_stale(state_path: Path = DEFAULT_STATE, locked: bool = False) 
 
 def _acquire_lock(state_path: Path) -> IO[str]:
     path = state_path.with_suffix(".lock")
-    private_dir(path.parent)
+    private_dir(path.parent, mode=SHARED_DIR_MODE)
     handle = path.open("a")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

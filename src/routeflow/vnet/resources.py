@@ -23,7 +23,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal, Self
 
-from routeflow.private import private_dir, write_private
+from routeflow.private import SHARED_DIR_MODE, private_dir, write_private
 from routeflow.vnet import VnetError, links, ovs
 
 log = logging.getLogger("routeflow.vnet")
@@ -92,7 +92,7 @@ class ResourceLog:
     def save(self) -> None:
         if self.path is None:
             return
-        private_dir(self.path.parent)
+        private_dir(self.path.parent, mode=SHARED_DIR_MODE)
         write_private(self.path, json.dumps({"meta": self.meta, "resources": [asdict(r) for r in self.resources]},
                                             indent=1))
 
