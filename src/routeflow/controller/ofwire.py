@@ -824,12 +824,7 @@ def decode_group_desc(buf: bytes, offset: int = ofp.OFP_MULTIPART_REPLY_SIZE,
     end = _body_end(buf, offset, end)
     groups: list[Group] = []
     while offset < end:
-        if offset + ofp.OFP_GROUP_DESC_STATS_SIZE > end:
-            raise DecodeError(f"truncated group desc entry at {offset}")
-        (length,) = _U16.unpack_from(buf, offset)
-        entry_end = offset + length
-        if length < ofp.OFP_GROUP_DESC_STATS_SIZE or length & 7 or entry_end > end:
-            raise DecodeError(f"bad group desc entry length {length} at {offset}")
+        entry_end = _entry_end(buf, offset, end, ofp.OFP_GROUP_DESC_STATS_SIZE, "group desc entry")
         try:
             groups.append(_group_entry(buf, offset, entry_end))
         except Unsupported:
@@ -908,15 +903,34 @@ def _check_match(buf: bytes, offset: int, end: int) -> int:
     return padded
 
 
-def _check_actions(buf: bytes, offset: int, end: int, depth: int = 0) -> None:
-    """Check that actions fill ``buf[offset:end]`` exactly, each of a type os-ken reads."""
+def _entry_end(buf: bytes, offset: int, end: int, least: int, what: str) -> int:
+    """Where the stats entry at ``offset`` ends, by its leading 16-bit length: at least
+    ``least`` bytes, a multiple of 8, and within ``end``."""
+    if offset + least > end:
+        raise DecodeError(f"truncated {what} at {offset}")
+    (length,) = _U16.unpack_from(buf, offset)
+    if length < least or length & 7 or offset + length > end:
+        raise DecodeError(f"bad {what} length {length} at {offset}")
+    return offset + length
+
+
+def _tlvs(buf: bytes, offset: int, end: int, what: str) -> Iterator[tuple[int, int, int, int]]:
+    """``(type, length, start, end)`` of each action or instruction filling ``buf[offset:end]``
+    exactly: each at least 8 bytes, a multiple of 8, and within ``end``."""
     while offset < end:
         if offset + 4 > end:
-            raise DecodeError(f"truncated action at {offset}")
+            raise DecodeError(f"truncated {what} at {offset}")
         kind, length = _ACTION_HDR.unpack_from(buf, offset)
         nxt = offset + length
         if length < _ACTION_SIZE or length & 7 or nxt > end:
-            raise DecodeError(f"bad action length {length} at {offset}")
+            raise DecodeError(f"bad {what} length {length} at {offset}")
+        yield kind, length, offset, nxt
+        offset = nxt
+
+
+def _check_actions(buf: bytes, offset: int, end: int, depth: int = 0) -> None:
+    """Check that actions fill ``buf[offset:end]`` exactly, each of a type os-ken reads."""
+    for kind, length, offset, nxt in _tlvs(buf, offset, end, "action"):
         if kind == _SET_FIELD:
             _check_oxm(buf, offset + 4, nxt)
             if buf[offset + 6] & 1:
@@ -929,7 +943,6 @@ def _check_actions(buf: bytes, offset: int, end: int, depth: int = 0) -> None:
                 raise DecodeError(f"unknown action type {kind} at {offset}")
             if length != size:
                 raise DecodeError(f"action type {kind} of length {length}, not {size}, at {offset}")
-        offset = nxt
 
 
 def _check_experimenter_action(buf: bytes, offset: int, end: int, depth: int) -> None:
@@ -949,13 +962,7 @@ def _check_experimenter_action(buf: bytes, offset: int, end: int, depth: int) ->
 
 def _check_instructions(buf: bytes, offset: int, end: int) -> None:
     """Check that instructions fill ``buf[offset:end]`` exactly, each of a type os-ken reads."""
-    while offset < end:
-        if offset + 4 > end:
-            raise DecodeError(f"truncated instruction at {offset}")
-        kind, length = _ACTION_HDR.unpack_from(buf, offset)
-        nxt = offset + length
-        if length < _ACTION_SIZE or length & 7 or nxt > end:
-            raise DecodeError(f"bad instruction length {length} at {offset}")
+    for kind, length, offset, nxt in _tlvs(buf, offset, end, "instruction"):
         if kind in _ACTION_LISTS:
             _check_actions(buf, offset + 8, nxt)
         else:
@@ -964,29 +971,18 @@ def _check_instructions(buf: bytes, offset: int, end: int) -> None:
                 raise DecodeError(f"unknown instruction type {kind} at {offset}")
             if length != size:
                 raise DecodeError(f"instruction type {kind} of length {length}, not {size}, at {offset}")
-        offset = nxt
 
 
 def _check_flow_entry(buf: bytes, offset: int, end: int) -> int:
     """Check the ``ofp_flow_stats`` at ``offset`` down to its last nested length; return its end."""
-    if offset + _FLOW_STATS_SIZE + 8 > end:
-        raise DecodeError(f"truncated flow stats entry at {offset}")
-    (length,) = _U16.unpack_from(buf, offset)
-    entry_end = offset + length
-    if length < _FLOW_STATS_SIZE + 8 or length & 7 or entry_end > end:
-        raise DecodeError(f"bad flow stats entry length {length} at {offset}")
+    entry_end = _entry_end(buf, offset, end, _FLOW_STATS_SIZE + 8, "flow stats entry")
     _check_instructions(buf, _check_match(buf, offset + _FLOW_STATS_SIZE, entry_end), entry_end)
     return entry_end
 
 
 def _check_group_entry(buf: bytes, offset: int, end: int) -> int:
     """Check the ``ofp_group_desc`` at ``offset``, its buckets and their actions; return its end."""
-    if offset + ofp.OFP_GROUP_DESC_STATS_SIZE > end:
-        raise DecodeError(f"truncated group desc entry at {offset}")
-    (length,) = _U16.unpack_from(buf, offset)
-    entry_end = offset + length
-    if length < ofp.OFP_GROUP_DESC_STATS_SIZE or length & 7 or entry_end > end:
-        raise DecodeError(f"bad group desc entry length {length} at {offset}")
+    entry_end = _entry_end(buf, offset, end, ofp.OFP_GROUP_DESC_STATS_SIZE, "group desc entry")
     pos = offset + ofp.OFP_GROUP_DESC_STATS_SIZE
     while pos < entry_end:
         if pos + ofp.OFP_BUCKET_SIZE > entry_end:
