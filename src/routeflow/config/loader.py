@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -49,10 +50,16 @@ def parse_config(document: object, source: str = "<config>", reading: Sequence[t
         try:
             if not isinstance(text, str):
                 raise ValueError(text)
-            parse_address(text)
-            listen.append(text)
+            address = parse_address(text)
         except ValueError:
             problems.add(f"listen[{i}]", f"{shown(text)} is not an address: expected tcp:HOST:PORT or unix:PATH")
+            continue
+        if address.kind == "tcp" and not _loopback(address.host):
+            # Peers prove who they are, but nothing on the wire is encrypted yet.
+            problems.add(f"listen[{i}]", f"{shown(text)} is not on this host: without TLS the server listens "
+                                         "on loopback or a Unix socket only")
+            continue
+        listen.append(text)
     manage_vms = top.flag("manage_vms", True)
     discovery = Fields(top.raw("discovery", {}), "discovery", problems)
     discovery_interval = discovery.seconds("interval", Config.discovery_interval,
@@ -151,3 +158,13 @@ def _parse_trunk(vm: Fields, interfaces: list[VmInterface]) -> Trunk | None:
             vm.problems.add(f"{vm.path}.interfaces[{i}].port",
                             f"{x.port} does not fit a VLAN id: with a trunk, ports must be 1..{TRUNK_MAX_PORT}")
     return Trunk(port, rfvs_interface) if isinstance(port, int) else None
+
+
+def _loopback(host: str) -> bool:
+    """Whether ``host`` (an address or ``localhost``) is this host's loopback."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
