@@ -49,6 +49,16 @@ def _add_server_option(parser: argparse.ArgumentParser) -> None:
                         help=f"RF-Server address, tcp:HOST:PORT or unix:PATH (default {DEFAULT_SERVER})")
 
 
+def _datapath_list(text: str) -> tuple[int, ...]:
+    """argparse type of ``--datapaths``: datapath ids as OpenFlow tools print them, comma-separated."""
+    from routeflow.config.fields import parse_dpid
+
+    dpids = tuple(parse_dpid(item.strip()) for item in text.split(","))
+    if not dpids or None in dpids:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected datapath ids like 0000000000000001,0x2")
+    return dpids  # type: ignore[return-value]
+
+
 def _example(text: str) -> str:
     """argparse type of the demo's example: checked before anything is touched."""
     from routeflow.harness import EXAMPLES
@@ -81,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_server_option(p)
     p.add_argument("--listen-host", default="127.0.0.1", help="OpenFlow listen address")
     p.add_argument("--listen-port", type=int, default=6653, help="OpenFlow listen port")
+    add_keys_option(p)
+    p.add_argument("--datapaths", type=_datapath_list, default=(), metavar="DPID,...",
+                   help="the only datapath ids that may connect (default: any)")
 
     p = sub.add_parser("client", help="run an RF-Client inside a VM")
     p.add_argument("--vm", required=True, help="the VM's name in the server's config")
@@ -159,7 +172,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "controller":
         from routeflow.controller.main import run as run_controller
 
-        run_controller(args.server, of_port=args.listen_port, of_host=args.listen_host)
+        run_controller(args.server, of_port=args.listen_port, of_host=args.listen_host, keys=args.keys,
+                       datapaths=args.datapaths)
         return EXIT_OK
     if args.command == "client":
         from routeflow.client.agent import run as run_client

@@ -27,6 +27,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -44,7 +45,7 @@ from routeflow.controller.discovery import Change, LinkTable
 from routeflow.controller.link import ServerLink
 from routeflow.flows.model import Flow, Group
 from routeflow.model import IfName, PortDesc
-from routeflow.protocol import lldp, mapping
+from routeflow.protocol import auth, lldp, mapping
 from routeflow.protocol.codec import RemoteProtocolError
 from routeflow.protocol.messages import (
     AnyMessage,
@@ -92,20 +93,25 @@ _ERROR_QUOTE = 200
 OPTIONS = [
     cfg.StrOpt("server", default=DEFAULT_SERVER, help="RF-Server address (tcp:HOST:PORT or unix:PATH)"),
     cfg.StrOpt("name", default="", help="name to give the RF-Server (default: host name)"),
+    cfg.StrOpt("keys", default=str(auth.KEY_DIR), help="directory of routeflow's keys"),
+    cfg.ListOpt("datapaths", default=[], help="datapath ids allowed to connect (default: any)"),
 ]
 
 
 def register_options(conf: cfg.ConfigOpts) -> None:
-    """Declare ``--routeflow-server`` and ``--routeflow-name`` on os-ken's config."""
+    """Declare ``--routeflow-server``, ``-name``, ``-keys`` and ``-datapaths`` on os-ken's config."""
     conf.register_cli_opts(OPTIONS, group="routeflow")
 
 
 @dataclass(frozen=True)
 class ControllerSettings:
-    """What the app needs besides os-ken's own options: whom to report to, as whom."""
+    """What the app needs besides os-ken's own options: whom to report to, as whom,
+    with which key, and which switches may connect (empty: any)."""
 
     server: str
     name: str
+    keys: Path = auth.KEY_DIR
+    datapaths: frozenset[int] = frozenset()
 
 
 @dataclass
@@ -144,10 +150,11 @@ class RouteFlowController(app_manager.OSKenApp):
         ofwire.install_parser_guards()
         if settings is None:
             conf = self.CONF.routeflow
-            settings = ControllerSettings(conf.server, conf.name or socket.gethostname())
+            settings = ControllerSettings(conf.server, conf.name or socket.gethostname(), Path(conf.keys),
+                                          frozenset(int(d, 16) for d in conf.datapaths))
         self.settings = settings
         self.link = ServerLink(parse_address(settings.server), settings.name,
-                               self._on_server_connect, self._on_server_message)
+                               self._on_server_connect, self._on_server_message, keys=settings.keys)
         self._lock = threading.Lock()
         self._xids = itertools.count(1)
         self._datapaths: dict[int, Datapath] = {}
@@ -408,6 +415,11 @@ class RouteFlowController(app_manager.OSKenApp):
             self._datapath_down(dp, dp.id)
 
     def _datapath_up(self, dp: Datapath, dpid: int) -> None:
+        if self.settings.datapaths and dpid not in self.settings.datapaths:
+            # Anyone who can reach the OpenFlow port can say it is a switch.
+            self.logger.warning("refused datapath %016x from %s: not one of the datapaths allowed", dpid, dp.address)
+            dp.close()
+            return
         request = parser.OFPPortDescStatsRequest(dp, 0)
         request.set_xid(self._next_xid())
         with self._lock:

@@ -6,6 +6,8 @@ import logging
 import signal
 import socket
 import threading
+from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -14,14 +16,18 @@ from os_ken.base.app_manager import AppManager
 from os_ken.lib import hub
 
 from routeflow.controller.app import register_options
+from routeflow.protocol.auth import KEY_DIR
 from routeflow.protocol.transport import parse_address
 
 LOG = logging.getLogger("routeflow.controller")
 APP_MODULE = "routeflow.controller.app"
 
 
-def run(server: str, of_port: int = 6653, of_host: str = "127.0.0.1", name: str = "") -> None:
-    """Serve OpenFlow switches on ``of_host:of_port`` for the RF-Server at ``server``.
+def run(server: str, of_port: int = 6653, of_host: str = "127.0.0.1", name: str = "",
+        keys: Path = KEY_DIR, datapaths: Sequence[int] = ()) -> None:
+    """Serve OpenFlow switches on ``of_host:of_port`` for the RF-Server at ``server``,
+    proving itself with the controller's key in ``keys``; only ``datapaths`` may
+    connect (any if empty).
 
     Blocks until SIGTERM or SIGINT (when called from the main thread), then says
     goodbye to the server and returns. Raises RuntimeError if os-ken stops by
@@ -36,6 +42,8 @@ def run(server: str, of_port: int = 6653, of_host: str = "127.0.0.1", name: str 
             "--ofp-listen-host", of_host,
             "--routeflow-server", server,
             "--routeflow-name", name or socket.gethostname(),
+            "--routeflow-keys", str(keys),
+            "--routeflow-datapaths", ",".join(f"{dpid:x}" for dpid in datapaths),
         ],
         project="os_ken",
     )

@@ -59,6 +59,9 @@ class FakeDatapath:
         self.writes: list[bytes] = []
         self.alive = True
 
+    def close(self) -> None:
+        self.alive = False
+
     def send(self, buf: bytes) -> bool:
         if self.alive:
             self.writes.append(bytes(buf))
@@ -688,3 +691,14 @@ def test_ports_are_bounded(app, monkeypatch):
     assert app.link.take() == []
     app._port_status(ofp_event.EventOFPPortStatus(parser.OFPPortStatus(dp, ofp.OFPPR_MODIFY, ofport(3))))
     assert len(app.link.take()) == 1
+
+
+def test_only_the_datapaths_allowed_may_connect(caplog):
+    controller = RouteFlowController(settings=ControllerSettings("unix:/nonexistent", "test", datapaths=frozenset({1})))
+    controller.link = FakeLink()
+    stranger = FakeDatapath(2)
+    state_change(controller, stranger, MAIN_DISPATCHER)
+    assert not stranger.alive and not stranger.writes  # closed before a word to it
+    assert "refused datapath 0000000000000002" in caplog.text
+    allowed = join(controller, 1)
+    assert allowed.alive and [type(m).__name__ for m in controller.link.sent] == ["DatapathJoin"]
