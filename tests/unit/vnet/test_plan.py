@@ -76,7 +76,7 @@ def test_client_command_and_server_address():
                                                  "--server", "unix:/x.sock", "--keys", "/run/routeflow/keys"]
     base = {"vms": [{"name": "a", "dpid": 1, "interfaces": [{"name": "e", "port": 1}]}]}
     assert client_server_address(parse_config({**base, "listen": ["tcp:127.0.0.1:1", "unix:/s"]})) == "unix:/s"
-    assert client_server_address(parse_config({**base, "listen": ["tcp:10.0.0.1:6650"]})) == "tcp:10.0.0.1:6650"
+    assert client_server_address(parse_config({**base, "listen": ["tcp:127.0.0.1:6650"]})) == "tcp:127.0.0.1:6650"
 
 
 def test_bridge_is_one_transaction():
