@@ -93,13 +93,14 @@ _ERROR_QUOTE = 200
 OPTIONS = [
     cfg.StrOpt("server", default=DEFAULT_SERVER, help="RF-Server address (tcp:HOST:PORT or unix:PATH)"),
     cfg.StrOpt("name", default="", help="name to give the RF-Server (default: host name)"),
-    cfg.StrOpt("keys", default=str(auth.KEY_DIR), help="directory of routeflow's keys"),
+    # Not "keys": oslo.config groups have a keys() method that would shadow it.
+    cfg.StrOpt("key_dir", default=str(auth.KEY_DIR), help="directory of routeflow's keys"),
     cfg.ListOpt("datapaths", default=[], help="datapath ids allowed to connect (default: any)"),
 ]
 
 
 def register_options(conf: cfg.ConfigOpts) -> None:
-    """Declare ``--routeflow-server``, ``-name``, ``-keys`` and ``-datapaths`` on os-ken's config."""
+    """Declare ``--routeflow-server``, ``-name``, ``-key-dir`` and ``-datapaths`` on os-ken's config."""
     conf.register_cli_opts(OPTIONS, group="routeflow")
 
 
@@ -150,7 +151,7 @@ class RouteFlowController(app_manager.OSKenApp):
         ofwire.install_parser_guards()
         if settings is None:
             conf = self.CONF.routeflow
-            settings = ControllerSettings(conf.server, conf.name or socket.gethostname(), Path(conf.keys),
+            settings = ControllerSettings(conf.server, conf.name or socket.gethostname(), Path(conf.key_dir),
                                           frozenset(int(d, 16) for d in conf.datapaths))
         self.settings = settings
         self.link = ServerLink(parse_address(settings.server), settings.name,

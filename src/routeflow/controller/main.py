@@ -42,7 +42,7 @@ def run(server: str, of_port: int = 6653, of_host: str = "127.0.0.1", name: str 
             "--ofp-listen-host", of_host,
             "--routeflow-server", server,
             "--routeflow-name", name or socket.gethostname(),
-            "--routeflow-keys", str(keys),
+            "--routeflow-key-dir", str(keys),
             "--routeflow-datapaths", ",".join(f"{dpid:x}" for dpid in datapaths),
         ],
         project="os_ken",
