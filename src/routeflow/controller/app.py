@@ -94,7 +94,7 @@ OPTIONS = [
     cfg.StrOpt("server", default=DEFAULT_SERVER, help="RF-Server address (tcp:HOST:PORT or unix:PATH)"),
     cfg.StrOpt("name", default="", help="name to give the RF-Server (default: host name)"),
     # Not "keys": oslo.config groups have a keys() method that would shadow it.
-    cfg.StrOpt("key_dir", default=str(auth.KEY_DIR), help="directory of routeflow's keys"),
+    cfg.StrOpt("key-dir", default=str(auth.KEY_DIR), help="directory of routeflow's keys"),
     cfg.ListOpt("datapaths", default=[], help="datapath ids allowed to connect (default: any)"),
 ]
 
