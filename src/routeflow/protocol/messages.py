@@ -70,6 +70,19 @@ class Welcome(Message, tag="welcome", frozen=True):
     rfvs: tuple[int, ...] = ()
 
 
+class Ping(Message, tag="ping", frozen=True):
+    """The server asks a quiet peer whether it is still there (every few seconds)."""
+
+    seq: Annotated[int, msgspec.Meta(ge=0)]
+
+
+class Pong(Message, tag="pong", frozen=True):
+    """A peer's answer to :class:`Ping`, with its ``seq``; the sessions of
+    :mod:`routeflow.protocol.transport` send it by themselves."""
+
+    seq: Annotated[int, msgspec.Meta(ge=0)]
+
+
 class Goodbye(Message, tag="goodbye", frozen=True):
     """Either side closes the session and says why."""
 
@@ -343,6 +356,8 @@ AnyMessage = (
     | Challenge
     | Proof
     | Welcome
+    | Ping
+    | Pong
     | Goodbye
     | DatapathJoin
     | DatapathLeave
@@ -373,6 +388,7 @@ AnyMessage = (
 #: What the server accepts from each role after the handshake.
 ACCEPTED: dict[str, tuple[type[Message], ...]] = {
     "controller": (
+        Pong,
         DatapathJoin,
         DatapathLeave,
         PortChange,
@@ -383,6 +399,6 @@ ACCEPTED: dict[str, tuple[type[Message], ...]] = {
         ControllerStats,
         Goodbye,
     ),
-    "client": (FibSnapshot, FibDelta, FibAudit, Goodbye),
-    "operator": (StatusRequest, VerifyRequest, Goodbye),
+    "client": (Pong, FibSnapshot, FibDelta, FibAudit, Goodbye),
+    "operator": (Pong, StatusRequest, VerifyRequest, Goodbye),
 }

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 from collections import deque
 from pathlib import Path
 from typing import NamedTuple
 
 from routeflow.protocol import auth, codec
-from routeflow.protocol.messages import PROTOCOL_VERSION, AnyMessage, Hello, Message, Role, Welcome
+from routeflow.protocol.messages import PROTOCOL_VERSION, AnyMessage, Hello, Message, Ping, Pong, Role, Welcome
 
 DEFAULT_UNIX = "/run/routeflow/server.sock"
 DEFAULT_TCP = "tcp:127.0.0.1:6650"
@@ -60,6 +61,8 @@ class BlockingSession:
                  keys: Path = auth.KEY_DIR) -> None:
         key = auth.load_key(keys, auth.identity(role, name))  # before connecting: no key, no try
         self.sock = connect_blocking(address, timeout)
+        # Whole frames only: a Pong from the receiving thread must not cut into another's send.
+        self._write = threading.Lock()
         # An operator's replies (a whole status) may be far larger than what peers send the server.
         self.conn = codec.Connection(codec.MAX_REPLY if role == "operator" else codec.MAX_FRAME)
         self._pending: deque[AnyMessage] = deque()
@@ -69,16 +72,23 @@ class BlockingSession:
         self.welcome: Welcome = codec.check_welcome(self.receive())
 
     def send(self, msg: Message) -> None:
-        self.sock.sendall(codec.encode(msg))
+        frame = codec.encode(msg)
+        with self._write:
+            self.sock.sendall(frame)
 
     def receive(self) -> AnyMessage:
-        """Next message; raises ConnectionError when the server closes."""
-        while not self._pending:
-            data = self.sock.recv(1 << 20)
-            if not data:
-                raise ConnectionError("server closed the connection")
-            self._pending.extend(self.conn.receive_data(data))
-        return self._pending.popleft()
+        """Next message (a :class:`Ping` is answered here and never returned);
+        raises ConnectionError when the server closes."""
+        while True:
+            while not self._pending:
+                data = self.sock.recv(1 << 20)
+                if not data:
+                    raise ConnectionError("server closed the connection")
+                self._pending.extend(self.conn.receive_data(data))
+            msg = self._pending.popleft()
+            if not isinstance(msg, Ping):
+                return msg
+            self.send(Pong(msg.seq))
 
     def settimeout(self, timeout: float | None) -> None:
         self.sock.settimeout(timeout)
@@ -130,12 +140,17 @@ class AsyncSession:
         await self.writer.drain()
 
     async def receive(self) -> AnyMessage:
-        while not self._pending:
-            data = await self.reader.read(1 << 20)
-            if not data:
-                raise ConnectionError("server closed the connection")
-            self._pending.extend(self._conn.receive_data(data))
-        return self._pending.popleft()
+        """Next message (a :class:`Ping` is answered here and never returned)."""
+        while True:
+            while not self._pending:
+                data = await self.reader.read(1 << 20)
+                if not data:
+                    raise ConnectionError("server closed the connection")
+                self._pending.extend(self._conn.receive_data(data))
+            msg = self._pending.popleft()
+            if not isinstance(msg, Ping):
+                return msg
+            self.writer.write(codec.encode(Pong(msg.seq)))
 
     async def close(self) -> None:
         self.writer.close()

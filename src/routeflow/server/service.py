@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import signal
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping
@@ -37,6 +39,8 @@ from routeflow.protocol.messages import (
     LinkChange,
     MappingSeen,
     Message,
+    Ping,
+    Pong,
     PortChange,
     Proof,
     SnapshotRequest,
@@ -81,6 +85,10 @@ class Limits:
     sends it may leave unread (by role) before the server drops it."""
 
     handshake_timeout: float = 10.0
+    #: A peer is pinged after this long; one not heard from for ``idle_timeout`` is dropped
+    #: (a half-open connection would otherwise hold its place, a controller's or a VM's, forever).
+    keepalive: float = 5.0
+    idle_timeout: float = 20.0
     max_connections: int = 256
     #: Unread bytes queued to one peer, by role. The controller is sent whole
     #: tables (a million flows are some 150 MB); a client and an operator little.
@@ -98,6 +106,8 @@ class Peer:
         self.max_unread = max_unread
         #: A client's unsolicited snapshot, as its parts arrive.
         self.snapshot: _FibParts | None = None
+        #: When it was last heard from (``time.monotonic()``).
+        self.heard = time.monotonic()
 
     def send(self, msg: Message) -> None:
         if self.writer.is_closing():
@@ -149,6 +159,9 @@ class RFServer:
         self.auth_failures = 0
         self.core = ServerCore(config)
         self._connections = 0
+        #: Every peer past its handshake, for keepalives.
+        self._peers: set[Peer] = set()
+        self._keepalive: asyncio.Task[None] | None = None
         self.controller: Peer | None = None
         self.clients: dict[str, Peer] = {}
         self._servers: list[asyncio.AbstractServer] = []
@@ -188,10 +201,12 @@ class RFServer:
             self._servers.append(server)
             log.info("listening on %s", address)
         self._resolver = asyncio.get_running_loop().create_task(self._resolve_next_hops())
+        self._keepalive = asyncio.get_running_loop().create_task(self._keep_alive())
 
     async def stop(self) -> None:
-        if self._resolver is not None:
-            self._resolver.cancel()
+        for task in (self._resolver, self._keepalive):
+            if task is not None:
+                task.cancel()
         for peer in [self.controller, *self.clients.values()]:
             if peer is not None:
                 peer.close("server shutting down")
@@ -228,6 +243,7 @@ class RFServer:
                             f"no hello within {self.limits.handshake_timeout:g} s") from None
                 else:
                     data = await reader.read(1 << 20)
+                    peer.heard = time.monotonic()
                 if not data:
                     break
                 for msg in conn.receive_data(data):
@@ -243,6 +259,8 @@ class RFServer:
                         conn.max_frame = codec.MAX_FRAME
                         continue
                     codec.check_accepted(peer.role, msg)  # type: ignore[arg-type]
+                    if isinstance(msg, Pong):
+                        continue  # heard from: that is all a pong says
                     if isinstance(msg, Goodbye):
                         log.info("%s %s says goodbye: %s", peer.role, peer.name, msg.reason)
                         return
@@ -258,6 +276,7 @@ class RFServer:
             self._connections -= 1
             writer.close()
             if peer is not None:
+                self._peers.discard(peer)
                 self._disconnected(peer)
 
     def _challenge(self, hello: Hello, writer: asyncio.StreamWriter) -> tuple[Hello, bytes, str] | None:
@@ -283,6 +302,7 @@ class RFServer:
 
     def _handshake(self, hello: Hello, writer: asyncio.StreamWriter) -> Peer:
         peer = Peer(hello.role, hello.name, writer, self.limits.unread.get(hello.role, 64 << 20))
+        self._peers.add(peer)
         peer.send(Welcome(PROTOCOL_VERSION, rfvs=(self.config.rfvs.dpid,)))
         if hello.role == "controller":
             if self.controller is not None:
@@ -377,6 +397,23 @@ class RFServer:
     def _reconcile(self) -> None:
         self._reconcile_scheduled = False
         self._deliver(self.core.reconcile())
+
+    async def _keep_alive(self) -> None:
+        """Ping every peer each ``keepalive`` seconds; drop one silent past ``idle_timeout``
+        that has nothing left to read."""
+        for seq in itertools.count():
+            await asyncio.sleep(self.limits.keepalive)
+            now = time.monotonic()
+            for peer in list(self._peers):
+                # A peer still working through what it was sent (a controller installing a
+                # million flows) is busy, not gone: only one that has read it all must answer.
+                backlog = peer.writer.transport.get_write_buffer_size()
+                if now - peer.heard > self.limits.idle_timeout and not backlog:
+                    log.warning("dropping %s %s: not heard from for %.0f s", peer.role, peer.name, now - peer.heard)
+                    peer.close(f"not heard from for {self.limits.idle_timeout:g} s")
+                    peer.writer.transport.abort()
+                else:
+                    peer.send(Ping(seq))
 
     async def _resolve_next_hops(self) -> None:
         loop = asyncio.get_running_loop()

@@ -1,8 +1,12 @@
 """The RF-Server's I/O shell, without sockets: what it keeps for a peer is bounded."""
 
-from routeflow.protocol import codec
-from routeflow.protocol.messages import StatusReply
-from routeflow.server.service import Limits, Peer
+import asyncio
+
+from routeflow.config.loader import parse_config
+from routeflow.protocol import auth, codec
+from routeflow.protocol.messages import Goodbye, StatusReply
+from routeflow.protocol.transport import AsyncSession, parse_address
+from routeflow.server.service import Limits, Peer, RFServer
 
 
 class FakeTransport:
@@ -43,3 +47,33 @@ def test_a_peer_that_does_not_read_is_dropped_once_its_queue_passes_the_limit(ca
     assert "left more than" in caplog.text
     peer.send(reply)  # nothing more is queued for a dropped peer
     assert writer.transport.queued <= Limits().unread["operator"] + len(codec.encode(reply))
+
+
+def test_a_silent_peer_is_dropped_and_one_that_answers_pings_is_kept(tmp_path):
+    """Keepalives: the server pings every peer and drops one it has not heard from for
+    ``idle_timeout`` (a half-open connection would hold a VM's place forever)."""
+    address = f"unix:{tmp_path}/rf.sock"
+    config = parse_config({"listen": [address], "manage_vms": False, "vms": [
+        {"name": "rA", "dpid": 1, "engine": "none", "interfaces": [{"name": "eth1", "port": 1}]}]})
+    keys = tmp_path / "keys"
+
+    async def scenario() -> None:
+        server = RFServer(config, Limits(keepalive=0.1, idle_timeout=0.5), keys=keys)
+        await server.start()
+        try:
+            live = await AsyncSession.open(parse_address(address), "operator", "cli", auth.load_key(keys, "operator"))
+            answering = asyncio.create_task(live.receive())  # answers every ping while it waits
+            silent = await AsyncSession.open(parse_address(address), "client", "rA", auth.load_key(keys, "client-rA"))
+            assert "rA" in server.clients
+            await asyncio.sleep(1.5)
+            assert "rA" not in server.clients  # dropped...
+            goodbye = await asyncio.wait_for(silent.receive(), 1)  # ... with a reason
+            assert isinstance(goodbye, Goodbye) and "not heard from" in goodbye.reason
+            assert not answering.done() and any(p.role == "operator" for p in server._peers)  # kept
+            answering.cancel()
+            for session in (live, silent):
+                await session.close()
+        finally:
+            await server.stop()
+
+    asyncio.run(scenario())
