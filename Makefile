@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: setup system venv demo demo-stop test unit integration lint clean-lab bench bench-smoke
+.PHONY: setup system venv demo demo-stop test unit integration lint clean-lab bench bench-smoke fuzz
 
 setup: system venv
 
@@ -51,3 +51,9 @@ bench: setup
 
 bench-smoke: setup
 	$(PY) bench/run.py --quick --only table1,install,bgp --sizes 1000 $(BENCH_ARGS)
+
+# Fuzzing (security issue): every target of fuzz/targets.py, 1,000,000 cases each by default.
+# Not part of `make test`, which runs each target briefly (tests/unit/test_fuzz_smoke.py).
+# Extra options: make fuzz FUZZ_ARGS="--only netlink,frames --seconds 600 --keep-going"
+fuzz: setup
+	$(PY) fuzz/run.py $(FUZZ_ARGS)

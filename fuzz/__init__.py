@@ -1,0 +1,1 @@
+"""routeflow's fuzz targets and their runner (``make fuzz``; see fuzz/README.md)."""
