@@ -476,7 +476,7 @@ from routeflow.client.watcher import Watcher
 from routeflow.protocol.messages import FibSnapshot
 
 async def main(target):
-    watcher = Watcher(rcvbuf=32 * 1024)  # tiny on purpose: the burst must overflow it
+    watcher = Watcher(rcvbuf=4096)  # tiny on purpose (the kernel allows no less): the burst must overflow it
     snapshots = 0
     async for update in watcher.updates():
         if isinstance(update, FibSnapshot):
