@@ -321,8 +321,8 @@ def test_next_hop_objects_and_what_the_kernel_removes_silently(
 ) -> None:
     """Routes through next-hop objects (as FRR installs them) follow their objects;
     and what the kernel removes without an RTM_DELROUTE -- routes of a deleted object,
-    of a shrunk group, of a link that lost its carrier, of a removed address, of a
-    NIC moved into a VRF -- leaves the mirror too."""
+    of a shrunk group, of a link that lost its carrier or was deleted, of a removed
+    address -- leaves the mirror too."""
     steps: list[tuple[str, Callable[[], bool]]] = [
         ("nexthop add id 1 via 10.0.1.2 dev eth1", lambda: True),
         ("nexthop add id 2 via 10.0.2.2 dev eth2", lambda: True),
@@ -352,6 +352,18 @@ def test_next_hop_objects_and_what_the_kernel_removes_silently(
         ("addr del 10.0.1.1/24 dev eth1", lambda: "198.18.4.0/24" not in server.routes()),
         # ... and adding it back revives the multipath legs through its subnet.
         ("addr add 10.0.1.1/24 dev eth1", lambda: len(server.routes()["10.30.0.0/16"].nexthops) == 2),
+        # A link deleted takes its routes, its objects' routes and (IPv4, silently) all the rest.
+        ("link add eth3 type veth peer name eth3p", lambda: True),
+        ("link set eth3 up", lambda: True),
+        ("link set eth3p up", lambda: True),
+        ("addr add 10.0.3.1/24 dev eth3", lambda: True),
+        ("addr add 2001:db8:3::1/64 dev eth3", lambda: True),
+        ("route add 198.18.6.0/24 via 10.0.3.2 dev eth3", lambda: "198.18.6.0/24" in server.routes()),
+        ("nexthop add id 4 via 10.0.3.3 dev eth3", lambda: True),
+        ("route add 198.18.7.0/24 nhid 4", lambda: "198.18.7.0/24" in server.routes()),
+        ("-6 route add 2001:db8:97::/48 via 2001:db8:3::2 dev eth3", lambda: "2001:db8:97::/48" in server.routes()),
+        ("link del eth3",
+         lambda: not {"198.18.6.0/24", "198.18.7.0/24", "2001:db8:97::/48", "10.0.3.0/24"} & server.routes().keys()),
     ]
     for command, check in steps:
         ip(*command.split())

@@ -8,6 +8,7 @@ every VM's routing plane virtual (they cross the RFVS, wired by discovery).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -227,3 +228,17 @@ def test_rftest2_zebra_killed_and_restarted_leaves_no_stale_flow(rftest2):
     print(f"zebra restart: {restart}")
     assert restart.clean_after_s <= 2.0, restart
     wait_for(rftest2.all_pairs_ok, CONVERGE_TIMEOUT, 0.5)
+
+
+def test_rftest2_fib_audits_found_nothing_the_events_missed(rftest2):
+    """Last in the module, after the restarts and the next-hop object tests: every RF-Client
+    has audited its FIB against a kernel dump, and `routeflow status` shows that no audit
+    ever had to repair a route the Netlink events had missed."""
+    def vms() -> list[dict]:
+        done = subprocess.run([sys.executable, "-m", "routeflow", "status", "--json", "--server",
+                               rftest2.server_address], capture_output=True, text=True, check=True)
+        return json.loads(done.stdout)["vms"]
+
+    # The clients audit every 30 s: each has done one by now, or does within the next period.
+    wait_for(lambda: all(vm["fib_audits"] >= 1 for vm in vms()), 40, 1.0)
+    assert {vm["name"]: vm["fib_repaired"] for vm in vms()} == {vm["name"]: 0 for vm in vms()}
