@@ -22,7 +22,7 @@ from routeflow.client import add_audit_option, add_keys_option
 from routeflow.errors import ConfigError
 from routeflow.lab.topology import LINK_STATES
 from routeflow.protocol.auth import AuthError
-from routeflow.protocol.transport import DEFAULT_SERVER, parse_address
+from routeflow.protocol.transport import ADDRESS_FORMS, DEFAULT_SERVER, parse_address
 from routeflow.vnet import VnetError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
@@ -46,7 +46,7 @@ def _server_address(text: str) -> str:
 
 def _add_server_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--server", default=DEFAULT_SERVER, type=_server_address,
-                        help=f"RF-Server address, tcp:HOST:PORT or unix:PATH (default {DEFAULT_SERVER})")
+                        help=f"RF-Server address, {ADDRESS_FORMS} (default {DEFAULT_SERVER})")
 
 
 def _datapath_list(text: str) -> tuple[int, ...]:
@@ -101,6 +101,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_audit_option(p)
     add_keys_option(p)
 
+    pki = sub.add_parser("pki", help="TLS credentials for peers on other hosts (tls: listeners)")
+    pki_sub = pki.add_subparsers(dest="pki_command", required=True)
+    p = pki_sub.add_parser("init", help="make the CA and a credential for the server, the controller, "
+                                        "operators and every VM of a config (what is missing only)")
+    p.add_argument("config", help="routeflow YAML config")
+    add_keys_option(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = pki_sub.add_parser("list", help="every credential and when it expires")
+    add_keys_option(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
     p = sub.add_parser("check", help="validate a routeflow config or lab topology file")
     p.add_argument("file")
     p.add_argument("--topology", action="store_true", help="the file is a lab topology")
@@ -146,6 +157,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args.verbose)
     try:
         return _run(args)
+    except BrokenPipeError:  # `routeflow status | head -1`: the reader had enough
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - so the exit flush is quiet too
+        return EXIT_OK
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_USAGE
@@ -182,6 +196,17 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.command == "check":
         return _check(args)
+    if args.command == "pki":
+        from routeflow import ops
+
+        identities = None
+        if args.pki_command == "init":
+            from routeflow.config.loader import load_config
+            from routeflow.protocol import auth, pki
+
+            config = load_config(args.config)
+            identities = [pki.SERVER, "controller", "operator", *(auth.identity("client", vm.name) for vm in config.vms)]
+        return ops.credentials(args.keys, identities, args.json)
     if args.command == "lab":
         return _lab(args)
     if args.command in ("status", "verify"):
@@ -192,9 +217,8 @@ def _run(args: argparse.Namespace) -> int:
                 return ops.status(args.server, as_json=args.json, flows=args.flows, routes=args.routes,
                                   keys=args.keys)
             return ops.verify(args.server, as_json=args.json, wait=args.wait, keys=args.keys)
-        except BrokenPipeError:  # `routeflow status | head -1`: the reader had enough
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - so the exit flush is quiet too
-            return EXIT_OK
+        except BrokenPipeError:
+            raise  # our reader went away: main() says no more
         except (OSError, ConnectionError, AuthError) as exc:  # no key: no server has run here
             print(f"routeflow: cannot reach the server at {args.server}: {exc}", file=sys.stderr)
             return EXIT_UNREACHABLE

@@ -50,6 +50,11 @@ def status(server: str, as_json: bool, flows: bool, routes: bool, keys: Path = K
         return 0
     out = sys.stdout
     out.write(f"controller: {'connected' if doc['controller_connected'] else 'NOT connected'}\n\n")
+    server = doc["server"]
+    _table([("LISTENER", "PEERS PROVE", "ENCRYPTED")]
+           + [(lst["address"], "certificate" if lst["encrypted"] else "key", "yes" if lst["encrypted"] else "no")
+              for lst in server["listeners"]])
+    out.write(f"peers refused for failed authentication: {server['auth_failures']}\n\n")
     rows: list[tuple[str, ...]] = [("DATAPATH", "MIRRORED BY", "STATE", "PORTS UP", "FLOWS", "GROUPS", "PACKET-IN", "UNRESOLVED")]
     for dp in doc["datapaths"]:
         ports = dp["ports"]
@@ -126,6 +131,30 @@ def verify(server: str, as_json: bool, wait: float, keys: Path = KEY_DIR) -> int
         sys.stdout.write(f"verify: {verdict} ({c.get('datapaths', 0)} datapaths, {c.get('flows', 0)} flows, "
                          f"{c.get('routes', 0)} routes checked)\n")
     return 0 if reply.ok else 1
+
+
+def credentials(keys: Path, identities: Sequence[str] | None, as_json: bool) -> int:
+    """``routeflow pki``: make the CA and the TLS credentials of ``identities`` that are
+    missing (None: make nothing), then list every credential in ``keys`` with its expiry."""
+    from routeflow.cli import print_json
+    from routeflow.protocol import pki
+
+    made = pki.ensure(keys, identities) if identities is not None else []
+    base = pki.tls_dir(keys)
+    rows = []
+    for cert in sorted(base.glob("*.crt")) if base.is_dir() else []:
+        ident = cert.stem
+        rows.append({"identity": ident, "certificate": str(cert), "expires": pki.expiry(cert).strftime("%Y-%m-%d"),
+                     "made_now": ident in made})
+    if as_json:
+        print_json({"directory": str(base), "credentials": rows})
+        return 0
+    if not rows:
+        sys.stdout.write(f"no credentials in {base}; make them with: routeflow pki init CONFIG\n")
+        return 1
+    _table([("IDENTITY", "CERTIFICATE", "EXPIRES", "")]
+           + [(r["identity"], r["certificate"], r["expires"], "made now" if r["made_now"] else "") for r in rows])
+    return 0
 
 
 def _dash(value: Any) -> str:

@@ -3,6 +3,7 @@ no tracebacks for bad arguments, a closed pipe is not a server error."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -50,3 +51,27 @@ def test_verify_wait_waits_for_the_server_too(tmp_path):
     done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
     assert done.returncode == EXIT_UNREACHABLE and "cannot reach the server" in done.stderr
     assert time.monotonic() - started >= 1.5  # it kept trying, not gave up at once
+
+
+def test_pki_init_makes_what_a_config_needs_once_and_list_shows_it(tmp_path, capsys):
+    config = tmp_path / "routeflow.yaml"
+    config.write_text("vms:\n  - {name: rA, dpid: 1, engine: none, interfaces: [{name: eth1, port: 1}]}\n")
+    keys = tmp_path / "keys"
+    assert main(["pki", "list", "--keys", str(keys)]) == 1  # nothing yet: says how to make it
+    assert "routeflow pki init CONFIG" in capsys.readouterr().out
+    assert main(["pki", "init", str(config), "--keys", str(keys)]) == 0
+    first = capsys.readouterr().out
+    assert {line.split()[0] for line in first.splitlines()[1:]} == {
+        "ca", "server", "controller", "operator", "client-rA"}
+    assert all(line.endswith("made now") for line in first.splitlines()[1:])
+    assert main(["pki", "init", str(config), "--keys", str(keys), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert len(again["credentials"]) == 5 and not any(c["made_now"] for c in again["credentials"])
+
+
+def test_pki_init_names_a_bad_config(tmp_path, capsys):
+    config = tmp_path / "routeflow.yaml"
+    config.write_text("vms: 3\n")
+    assert main(["pki", "init", str(config), "--keys", str(tmp_path / "keys")]) == EXIT_USAGE
+    assert str(config) in capsys.readouterr().err
+    assert not (tmp_path / "keys").exists()

@@ -41,7 +41,14 @@ from routeflow.protocol.messages import (
     delta_parts,
     snapshot_parts,
 )
-from routeflow.protocol.transport import DEFAULT_SERVER, Address, AsyncSession, parse_address
+from routeflow.protocol.transport import (
+    DEFAULT_SERVER,
+    Address,
+    AsyncSession,
+    Credential,
+    load_credential,
+    parse_address,
+)
 
 log = logging.getLogger("routeflow.client")
 
@@ -134,11 +141,11 @@ class LinuxHost:
 class Agent:
     """One RF-Client: a FIB source, the virtual router, and the session to the RF-Server."""
 
-    def __init__(self, vm: str, server: Address, watcher: FibSource, host: Host, key: bytes) -> None:
+    def __init__(self, vm: str, server: Address, watcher: FibSource, host: Host, credential: Credential) -> None:
         self.vm = vm
         self.server = server
-        #: The key of this VM's client, which the server knows it by.
-        self.key = key
+        #: The key or certificate of this VM's client, which the server knows it by.
+        self.credential = credential
         self.watcher = watcher
         self.host = host
         #: The session once its snapshot is on the way: deltas go there.
@@ -191,7 +198,7 @@ class Agent:
         delay = BACKOFF_MIN
         while True:
             try:
-                opening = AsyncSession.open(self.server, "client", self.vm, self.key)
+                opening = AsyncSession.open(self.server, "client", self.vm, self.credential)
                 session = await asyncio.wait_for(opening, HANDSHAKE_TIMEOUT)
             except (OSError, ProtocolError) as exc:
                 log.info("cannot reach the server at %s (%s); retrying in %.1f s", self.server, exc, delay)
@@ -268,13 +275,15 @@ class Agent:
 
 
 async def run(vm: str, server: str, audit_interval: float | None = AUDIT_INTERVAL, keys: Path = auth.KEY_DIR) -> None:
-    """Run the RF-Client for VM ``vm`` against ``server`` (``unix:PATH`` or
-    ``tcp:HOST:PORT``) until SIGTERM or SIGINT, then return. The FIB is audited
-    against the kernel every ``audit_interval`` seconds at least (None: never).
-    The VM's key is read from ``keys`` at once: without it no server would take us."""
-    key = auth.load_key(keys, auth.identity("client", vm))
+    """Run the RF-Client for VM ``vm`` against ``server`` (``unix:PATH``,
+    ``tcp:HOST:PORT`` or ``tls:HOST:PORT``) until SIGTERM or SIGINT, then return.
+    The FIB is audited against the kernel every ``audit_interval`` seconds at
+    least (None: never). The VM's key (or TLS credential) is read from ``keys``
+    at once: without it no server would take us."""
+    address = parse_address(server)
+    credential = load_credential(address, keys, "client", vm)
     host = LinuxHost()
-    agent = Agent(vm, parse_address(server), Watcher(audit_interval=audit_interval), host, key)
+    agent = Agent(vm, address, Watcher(audit_interval=audit_interval), host, credential)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -304,7 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--vm", required=True, help="name of this virtual router, as configured on the server"
     )
     parser.add_argument(
-        "--server", default=DEFAULT_SERVER, help="unix:PATH or tcp:HOST:PORT (default %(default)s)"
+        "--server", default=DEFAULT_SERVER, help="unix:PATH, tcp:HOST:PORT or tls:HOST:PORT (default %(default)s)"
     )
     add_audit_option(parser)
     add_keys_option(parser)

@@ -21,7 +21,7 @@ from routeflow.config.schema import (
     VmConfig,
     VmInterface,
 )
-from routeflow.protocol.transport import parse_address
+from routeflow.protocol.transport import ADDRESS_FORMS, parse_address
 
 
 def load_config(path: str | Path) -> Config:
@@ -52,12 +52,12 @@ def parse_config(document: object, source: str = "<config>", reading: Sequence[t
                 raise ValueError(text)
             address = parse_address(text)
         except ValueError:
-            problems.add(f"listen[{i}]", f"{shown(text)} is not an address: expected tcp:HOST:PORT or unix:PATH")
+            problems.add(f"listen[{i}]", f"{shown(text)} is not an address: expected {ADDRESS_FORMS}")
             continue
         if address.kind == "tcp" and not _loopback(address.host):
-            # Peers prove who they are, but nothing on the wire is encrypted yet.
+            # Peers prove who they are with a key, but nothing on the wire is encrypted.
             problems.add(f"listen[{i}]", f"{shown(text)} is not on this host: without TLS the server listens "
-                                         "on loopback or a Unix socket only")
+                                         "on loopback or a Unix socket only (use tls:HOST:PORT)")
             continue
         listen.append(text)
     manage_vms = top.flag("manage_vms", True)

@@ -1,20 +1,26 @@
-"""Where RF-protocol peers meet: ``tcp:HOST:PORT`` or ``unix:PATH`` addresses,
-and the client side of a session for blocking and asyncio callers.
+"""Where RF-protocol peers meet: ``unix:PATH``, ``tcp:HOST:PORT`` (loopback) or
+``tls:HOST:PORT`` addresses, and the client side of a session for blocking and
+asyncio callers.
 
 Unix sockets let an RF-Client inside a network namespace reach the server
-without any address in that namespace; TCP serves real VMs and remote hosts.
+without any address in that namespace; TLS serves real VMs and remote hosts.
+On ``unix:`` and ``tcp:`` a peer proves itself with its key
+(:mod:`~routeflow.protocol.auth`), on ``tls:`` with its certificate
+(:mod:`~routeflow.protocol.pki`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import threading
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from routeflow.protocol import auth, codec
+from routeflow.protocol import auth, codec, pki
 from routeflow.protocol.messages import PROTOCOL_VERSION, AnyMessage, Hello, Message, Ping, Pong, Role, Welcome
 
 DEFAULT_UNIX = "/run/routeflow/server.sock"
@@ -22,36 +28,64 @@ DEFAULT_TCP = "tcp:127.0.0.1:6650"
 DEFAULT_SERVER = "unix:" + DEFAULT_UNIX
 
 
+ADDRESS_FORMS = "unix:PATH, tcp:HOST:PORT or tls:HOST:PORT"
+
+
 class Address(NamedTuple):
-    kind: str  # "tcp" or "unix"
-    host: str  # host for tcp, path for unix
+    kind: str  # "unix", "tcp" or "tls"
+    host: str  # host for tcp and tls, path for unix
     port: int = 0
 
     def __str__(self) -> str:
-        return f"unix:{self.host}" if self.kind == "unix" else f"tcp:{self.host}:{self.port}"
+        return f"unix:{self.host}" if self.kind == "unix" else f"{self.kind}:{self.host}:{self.port}"
 
 
 def parse_address(text: str) -> Address:
-    """Parse ``tcp:HOST:PORT`` or ``unix:PATH``; raise ValueError with the reason."""
+    """Parse ``unix:PATH``, ``tcp:HOST:PORT`` or ``tls:HOST:PORT``; raise ValueError with the reason."""
     kind, _, rest = text.partition(":")
     if kind == "unix" and rest:
         return Address("unix", rest)
-    if kind == "tcp":
+    if kind in ("tcp", "tls"):
         host, _, port = rest.rpartition(":")
         if host and port.isdigit() and 0 < int(port) < 65536:
-            return Address("tcp", host.strip("[]"), int(port))
-    raise ValueError(f"bad address {text!r}: expected tcp:HOST:PORT or unix:PATH")
+            return Address(kind, host.strip("[]"), int(port))
+    raise ValueError(f"bad address {text!r}: expected {ADDRESS_FORMS}")
 
 
-def connect_blocking(address: Address, timeout: float = 5.0) -> socket.socket:
+@dataclass(frozen=True)
+class Credential:
+    """How a peer proves who it is: its key (``unix:``, ``tcp:``) or its TLS context (``tls:``)."""
+
+    key: bytes | None = None
+    tls: ssl.SSLContext | None = None
+
+
+def load_credential(address: Address, keys: Path, role: str, name: str) -> Credential:
+    """The credential of ``role`` ``name`` for ``address``, read from ``keys``; raises
+    auth.AuthError or pki.PkiError saying what is missing."""
+    ident = auth.identity(role, name)
+    if address.kind == "tls":
+        return Credential(tls=pki.peer_context(keys, ident))
+    return Credential(key=auth.load_key(keys, ident))
+
+
+def connect_blocking(address: Address, timeout: float = 5.0, tls: ssl.SSLContext | None = None) -> socket.socket:
     if address.kind == "unix":
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(timeout)
         sock.connect(address.host)
-    else:
-        sock = socket.create_connection((address.host, address.port), timeout=timeout)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
+        return sock
+    sock = socket.create_connection((address.host, address.port), timeout=timeout)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if tls is None:
+        return sock
+    try:
+        wrapped = tls.wrap_socket(sock)
+        pki.check_server(wrapped.getpeercert())
+    except (ssl.SSLError, pki.PkiError) as exc:
+        sock.close()
+        raise ConnectionError(f"TLS with {address}: {exc}") from None
+    return wrapped
 
 
 class BlockingSession:
@@ -59,8 +93,8 @@ class BlockingSession:
 
     def __init__(self, address: Address, role: Role, name: str, timeout: float = 5.0,
                  keys: Path = auth.KEY_DIR) -> None:
-        key = auth.load_key(keys, auth.identity(role, name))  # before connecting: no key, no try
-        self.sock = connect_blocking(address, timeout)
+        credential = load_credential(address, keys, role, name)  # before connecting: no key, no try
+        self.sock = connect_blocking(address, timeout, credential.tls)
         # Whole frames only: a Pong from the receiving thread must not cut into another's send.
         self._write = threading.Lock()
         # An operator's replies (a whole status) may be far larger than what peers send the server.
@@ -68,7 +102,8 @@ class BlockingSession:
         self._pending: deque[AnyMessage] = deque()
         hello = Hello(PROTOCOL_VERSION, role, name, auth.nonce())
         self.send(hello)
-        self.send(codec.answer_challenge(self.receive(), key, hello))
+        if credential.key is not None:  # over TLS the certificates have proven both sides
+            self.send(codec.answer_challenge(self.receive(), credential.key, hello))
         self.welcome: Welcome = codec.check_welcome(self.receive())
 
     def send(self, msg: Message) -> None:
@@ -109,12 +144,20 @@ class AsyncSession:
         self._pending = pending
 
     @classmethod
-    async def open(cls, address: Address, role: Role, name: str, key: bytes) -> AsyncSession:
-        """Connect and prove ourselves with ``key``, the key of our identity."""
+    async def open(cls, address: Address, role: Role, name: str, credential: Credential) -> AsyncSession:
+        """Connect and prove ourselves with ``credential``, our identity's (:func:`load_credential`)."""
         if address.kind == "unix":
             reader, writer = await asyncio.open_unix_connection(address.host, limit=1 << 20)
         else:
-            reader, writer = await asyncio.open_connection(address.host, address.port, limit=1 << 20)
+            reader, writer = await asyncio.open_connection(address.host, address.port, limit=1 << 20,
+                                                           ssl=credential.tls,
+                                                           server_hostname="" if credential.tls else None)
+            if credential.tls is not None:
+                try:
+                    pki.check_server(writer.get_extra_info("peercert"))
+                except pki.PkiError as exc:
+                    writer.close()
+                    raise ConnectionError(f"TLS with {address}: {exc}") from None
         conn = codec.Connection()
         hello = Hello(PROTOCOL_VERSION, role, name, auth.nonce())
         writer.write(codec.encode(hello))
@@ -128,7 +171,8 @@ class AsyncSession:
                 pending.extend(conn.receive_data(data))
             return pending.popleft()
 
-        writer.write(codec.encode(codec.answer_challenge(await next_message(), key, hello)))
+        if credential.key is not None:  # over TLS the certificates have proven both sides
+            writer.write(codec.encode(codec.answer_challenge(await next_message(), credential.key, hello)))
         welcome = codec.check_welcome(await next_message())
         return cls(reader, writer, welcome, conn, pending)
 

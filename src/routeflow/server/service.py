@@ -23,7 +23,7 @@ from routeflow.config.schema import Config
 from routeflow.flows.diff import TableComparison
 from routeflow.model import Fib, Interface, Neighbour, Route
 from routeflow.private import SHARED_DIR_MODE, private_dir
-from routeflow.protocol import auth, codec
+from routeflow.protocol import auth, codec, pki
 from routeflow.protocol.messages import (
     PROTOCOL_VERSION,
     Challenge,
@@ -179,8 +179,14 @@ class RFServer:
     async def start(self) -> None:
         idents = ["controller", "operator", *(auth.identity("client", vm.name) for vm in self.config.vms)]
         self._keys = auth.ensure_keys(self.key_dir, idents)
-        for text in self.config.listen:
-            address = parse_address(text)
+        addresses = [parse_address(text) for text in self.config.listen]
+        tls = None
+        if any(address.kind == "tls" for address in addresses):
+            made = pki.ensure(self.key_dir, [pki.SERVER, *idents])  # each VM's own, as it is configured
+            if made:
+                log.info("TLS credentials made in %s: %s", pki.tls_dir(self.key_dir), ", ".join(made))
+            tls = pki.server_context(self.key_dir)
+        for address in addresses:
             if address.kind == "unix":
                 path = Path(address.host)
                 private_dir(path.parent, mode=SHARED_DIR_MODE)
@@ -196,8 +202,10 @@ class RFServer:
                     os.umask(old_umask)
                 os.chmod(path, 0o600)
             else:
-                server = await asyncio.start_server(self._serve, address.host, address.port, limit=1 << 20,
-                                                    reuse_address=True, backlog=self.limits.max_connections)
+                server = await asyncio.start_server(
+                    self._serve, address.host, address.port, limit=1 << 20, reuse_address=True,
+                    backlog=self.limits.max_connections, ssl=tls if address.kind == "tls" else None,
+                    ssl_handshake_timeout=self.limits.handshake_timeout if address.kind == "tls" else None)
             self._servers.append(server)
             log.info("listening on %s", address)
         self._resolver = asyncio.get_running_loop().create_task(self._resolve_next_hops())
@@ -247,24 +255,29 @@ class RFServer:
                 if not data:
                     break
                 for msg in conn.receive_data(data):
-                    if claimed is None and peer is None:
-                        claimed = self._challenge(codec.check_hello(msg), writer)
-                        if claimed is None:
+                    if peer is not None:
+                        codec.check_accepted(peer.role, msg)  # type: ignore[arg-type]
+                        if isinstance(msg, Pong):
+                            continue  # heard from: that is all a pong says
+                        if isinstance(msg, Goodbye):
+                            log.info("%s %s says goodbye: %s", peer.role, peer.name, msg.reason)
                             return
+                        self._dispatch(peer, msg)
                         continue
-                    if peer is None:
-                        assert claimed is not None
+                    if claimed is not None:
                         self._check_proof(msg, *claimed, where)
-                        peer = self._handshake(claimed[0], writer)
-                        conn.max_frame = codec.MAX_FRAME
-                        continue
-                    codec.check_accepted(peer.role, msg)  # type: ignore[arg-type]
-                    if isinstance(msg, Pong):
-                        continue  # heard from: that is all a pong says
-                    if isinstance(msg, Goodbye):
-                        log.info("%s %s says goodbye: %s", peer.role, peer.name, msg.reason)
-                        return
-                    self._dispatch(peer, msg)
+                        hello = claimed[0]
+                    else:
+                        hello = codec.check_hello(msg)
+                        if not self._exists(hello, writer):
+                            return
+                        if writer.get_extra_info("ssl_object") is None:
+                            claimed = self._challenge(hello, writer)
+                            continue
+                        # Over TLS the certificate has proven who the peer is: it must be who it says.
+                        self._check_certificate(hello, writer.get_extra_info("peercert"), where)
+                    peer = self._handshake(hello, writer)
+                    conn.max_frame = codec.MAX_FRAME
         except codec.RemoteProtocolError as exc:
             who = f"{peer.role} {peer.name}" if peer else f"peer {where}"
             log.warning("closing %s: %s", who, exc)
@@ -279,12 +292,16 @@ class RFServer:
                 self._peers.discard(peer)
                 self._disconnected(peer)
 
-    def _challenge(self, hello: Hello, writer: asyncio.StreamWriter) -> tuple[Hello, bytes, str] | None:
-        """Answer a hello with our proof and a challenge; None if no such peer can exist."""
+    def _exists(self, hello: Hello, writer: asyncio.StreamWriter) -> bool:
+        """Whether the peer a hello names can exist; if not, it is told so."""
         if hello.role == "client" and self.config.vm(hello.name) is None:
             writer.write(codec.encode(Goodbye(f"unknown VM {hello.name!r}")))
             log.warning("refused client for unknown VM %r", hello.name)
-            return None
+            return False
+        return True
+
+    def _challenge(self, hello: Hello, writer: asyncio.StreamWriter) -> tuple[Hello, bytes, str]:
+        """Answer a hello with our proof and a challenge."""
         key = self._keys[auth.identity(hello.role, hello.name)]
         challenge = auth.nonce()
         writer.write(codec.encode(Challenge(challenge, auth.proof(key, "server", hello.role, hello.name, hello.nonce))))
@@ -299,6 +316,18 @@ class RFServer:
         log.warning("refused %s %r from %s: it did not prove it holds that key (%d refused so far)",
                     hello.role, hello.name, where, self.auth_failures)
         raise codec.RemoteProtocolError(f"authentication failed for {hello.role} {hello.name!r}")
+
+    def _check_certificate(self, hello: Hello, peercert: dict | None, where: object) -> None:
+        """Raise unless the peer's certificate names the identity its hello claims."""
+        certified = pki.certified_identity(peercert)
+        claimed = auth.identity(hello.role, hello.name)
+        if certified == claimed:
+            return
+        self.auth_failures += 1
+        log.warning("refused %s %r from %s: its certificate is %r's (%d refused so far)",
+                    hello.role, hello.name, where, certified, self.auth_failures)
+        raise codec.RemoteProtocolError(f"authentication failed for {hello.role} {hello.name!r}: "
+                                        f"the certificate is {certified!r}'s")
 
     def _handshake(self, hello: Hello, writer: asyncio.StreamWriter) -> Peer:
         peer = Peer(hello.role, hello.name, writer, self.limits.unread.get(hello.role, 64 << 20))
@@ -458,8 +487,9 @@ class RFServer:
             packet_in = stats.packet_in_by_kind
         document = status_document(self.core.nib, packet_in, msg.detail, asyncio.get_running_loop().time())
         document["server"] = {
-            # Every peer proves it holds its key (routeflow.protocol.auth) on every listener.
-            "listeners": [{"address": text, "authenticated": True, "encrypted": False} for text in self.config.listen],
+            # Every peer proves who it is on every listener: its key, or over TLS its certificate.
+            "listeners": [{"address": text, "authenticated": True, "encrypted": text.startswith("tls:")}
+                          for text in self.config.listen],
             "keys": str(self.key_dir),
             "auth_failures": self.auth_failures,
         }

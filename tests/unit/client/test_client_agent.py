@@ -29,7 +29,7 @@ from routeflow.protocol.messages import (
     SnapshotRequest,
     Welcome,
 )
-from routeflow.protocol.transport import Address
+from routeflow.protocol.transport import Address, Credential
 
 from .support import run_async
 
@@ -156,7 +156,7 @@ async def _agent(tmp_path: Path) -> AsyncIterator[tuple[FakeServer, FakeWatcher,
     server = FakeServer(tmp_path / "server.sock")
     await server.start()
     watcher, host = FakeWatcher(), FakeHost()
-    task = asyncio.create_task(Agent("rA", Address("unix", str(server.path)), watcher, host, KEY).run())
+    task = asyncio.create_task(Agent("rA", Address("unix", str(server.path)), watcher, host, Credential(key=KEY)).run())
     try:
         yield server, watcher, host, task
     finally:
@@ -239,7 +239,7 @@ async def test_protocol_error_says_goodbye_and_reconnects(tmp_path: Path) -> Non
 @run_async
 async def test_retries_until_the_server_appears(tmp_path: Path) -> None:
     path = tmp_path / "server.sock"
-    agent = Agent("rA", Address("unix", str(path)), FakeWatcher(), FakeHost(), KEY)
+    agent = Agent("rA", Address("unix", str(path)), FakeWatcher(), FakeHost(), Credential(key=KEY))
     task = asyncio.create_task(agent.run())
     await asyncio.sleep(0.2)  # a few failed attempts
     server = FakeServer(path)
@@ -264,4 +264,4 @@ def test_main_rejects_a_bad_server_address(capsys: pytest.CaptureFixture[str]) -
     with pytest.raises(SystemExit) as exit_info:
         agent_mod.main(["--vm", "rA", "--server", "nowhere"])
     assert exit_info.value.code == 2
-    assert "expected tcp:HOST:PORT or unix:PATH" in capsys.readouterr().err
+    assert "expected unix:PATH, tcp:HOST:PORT or tls:HOST:PORT" in capsys.readouterr().err

@@ -143,8 +143,10 @@ def test_ipv6_interface_addresses():
 
 def test_listeners_stay_on_this_host_without_tls():
     vms = {"vms": [{"name": "rA", "dpid": 1, "interfaces": [{"name": "eth1", "port": 1}]}]}
-    fine = ["unix:/run/x.sock", "tcp:127.0.0.1:6650", "tcp:[::1]:6650", "tcp:localhost:6650"]
+    fine = ["unix:/run/x.sock", "tcp:127.0.0.1:6650", "tcp:[::1]:6650", "tcp:localhost:6650",
+            "tls:0.0.0.0:6651", "tls:[::]:6651"]
     assert parse_config({**vms, "listen": fine}).listen == tuple(fine)
     found = problems({**vms, "listen": ["tcp:0.0.0.0:6650", "tcp:192.0.2.1:6650", "tcp:[::]:6650"]})
     assert set(found) == {"listen[0]", "listen[1]", "listen[2]"}
-    assert all("without TLS the server listens on loopback or a Unix socket only" in r for r in found.values())
+    assert all("without TLS the server listens on loopback or a Unix socket only (use tls:HOST:PORT)" in r
+               for r in found.values())

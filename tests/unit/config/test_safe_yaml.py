@@ -283,7 +283,7 @@ def test_values_in_messages_are_bounded(tmp_path):
     assert found["vms[0].name"] == f"{short} must be a letter then letters, digits or '_', at most 10 long"
     assert found["vms[0].interfaces[0].port"] == f"must be an integer from 1 to 4294967040, not {short}"
     assert found[short] == "unknown key"
-    assert found["listen[0]"] == f"{short} is not an address: expected tcp:HOST:PORT or unix:PATH"
+    assert found["listen[0]"] == f"{short} is not an address: expected unix:PATH, tcp:HOST:PORT or tls:HOST:PORT"
 
 
 def test_shown_and_path_key_are_bounded():

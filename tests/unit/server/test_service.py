@@ -5,7 +5,7 @@ import asyncio
 from routeflow.config.loader import parse_config
 from routeflow.protocol import auth, codec
 from routeflow.protocol.messages import Goodbye, StatusReply
-from routeflow.protocol.transport import AsyncSession, parse_address
+from routeflow.protocol.transport import AsyncSession, Credential, parse_address
 from routeflow.server.service import Limits, Peer, RFServer
 
 
@@ -61,9 +61,9 @@ def test_a_silent_peer_is_dropped_and_one_that_answers_pings_is_kept(tmp_path):
         server = RFServer(config, Limits(keepalive=0.1, idle_timeout=0.5), keys=keys)
         await server.start()
         try:
-            live = await AsyncSession.open(parse_address(address), "operator", "cli", auth.load_key(keys, "operator"))
+            live = await AsyncSession.open(parse_address(address), "operator", "cli", Credential(key=auth.load_key(keys, "operator")))
             answering = asyncio.create_task(live.receive())  # answers every ping while it waits
-            silent = await AsyncSession.open(parse_address(address), "client", "rA", auth.load_key(keys, "client-rA"))
+            silent = await AsyncSession.open(parse_address(address), "client", "rA", Credential(key=auth.load_key(keys, "client-rA")))
             assert "rA" in server.clients
             await asyncio.sleep(1.5)
             assert "rA" not in server.clients  # dropped...
