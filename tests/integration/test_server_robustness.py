@@ -14,11 +14,11 @@ import pytest
 import yaml
 
 from routeflow import ops
+from routeflow.config.schema import Limits
 from routeflow.model import Fib, Interface, Neighbour, NextHop, Route
 from routeflow.protocol import auth, codec
 from routeflow.protocol.messages import PROTOCOL_VERSION, FibSnapshot, Goodbye, Hello, Proof, TableMod, Welcome
 from routeflow.protocol.transport import BlockingSession, parse_address
-from routeflow.server.service import Limits
 
 pytestmark = pytest.mark.integration
 

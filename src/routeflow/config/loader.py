@@ -13,9 +13,11 @@ from routeflow.config.schema import (
     DISCOVERY_INTERVAL_MIN,
     ENGINES,
     FRR_DAEMONS,
+    PEER_ROLES,
     ROUTING_PLANES,
     TRUNK_MAX_PORT,
     Config,
+    Limits,
     RfvsConfig,
     Trunk,
     VmConfig,
@@ -65,6 +67,7 @@ def parse_config(document: object, source: str = "<config>", reading: Sequence[t
     discovery_interval = discovery.seconds("interval", Config.discovery_interval,
                                            DISCOVERY_INTERVAL_MIN, DISCOVERY_INTERVAL_MAX)
     discovery.finish()
+    limits = _parse_limits(Fields(top.raw("limits", {}), "limits", problems))
 
     vms = []
     for vm in top.items("vms"):
@@ -83,7 +86,27 @@ def parse_config(document: object, source: str = "<config>", reading: Sequence[t
                   for i, v in enumerate(vms) if v.trunk is not None and v.dpid is not None])
     problems.raise_if_any()
     return Config(vms=tuple(vms), rfvs=rfvs, listen=tuple(listen), manage_vms=manage_vms,
-                  discovery_interval=discovery_interval, source=source)
+                  discovery_interval=discovery_interval, limits=limits, source=source)
+
+
+def _parse_limits(f: Fields) -> Limits:
+    """The ``limits`` section: every key optional, each within what keeps the server serving."""
+    default = Limits()
+    unread = Fields(f.raw("unread_mib", {}), f"{f.path}.unread_mib", f.problems)
+    limits = Limits(
+        handshake_timeout=f.seconds("handshake_timeout", default.handshake_timeout, 0.5, 300),
+        keepalive=f.seconds("keepalive", default.keepalive, 0.5, 600),
+        idle_timeout=f.seconds("idle_timeout", default.idle_timeout, 1, 3600),
+        max_connections=f.integer("max_connections", default.max_connections, 4, 65536) or default.max_connections,
+        unread={role: (unread.integer(role, default.unread[role] >> 20, 1, 16384) or default.unread[role] >> 20) << 20
+                for role in PEER_ROLES},
+    )
+    unread.finish()
+    f.finish()
+    if limits.idle_timeout <= limits.keepalive:
+        f.problems.add(f"{f.path}.idle_timeout", f"must be longer than keepalive ({limits.keepalive:g} s): "
+                                                 "a peer is pinged before it can be found silent")
+    return limits
 
 
 def parse_engine(f: Fields, engines: tuple[str, ...]) -> tuple[str, tuple[str, ...], str]:

@@ -17,6 +17,7 @@ Example (see ``examples/rftest2/routeflow.yaml``)::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from routeflow.protocol.transport import DEFAULT_SERVER, DEFAULT_TCP
@@ -108,6 +109,29 @@ class RfvsConfig:
     controller: str = "tcp:127.0.0.1:6653"
 
 
+#: Roles whose unread bytes are bounded separately (see Limits.unread).
+PEER_ROLES = ("controller", "client", "operator")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one RF-protocol peer may hold of the server (the ``limits`` section):
+    how long it may take to say hello, how many connections may be open at once,
+    when a silent one is dropped, and how much of what the server sends it may
+    leave unread (by role) before the server drops it."""
+
+    handshake_timeout: float = 10.0
+    #: A peer is pinged after this long; one not heard from for ``idle_timeout`` is dropped
+    #: (a half-open connection would otherwise hold its place, a controller's or a VM's, forever).
+    keepalive: float = 5.0
+    idle_timeout: float = 20.0
+    max_connections: int = 256
+    #: Unread bytes queued to one peer, by role. The controller is sent whole
+    #: tables (a million flows are some 150 MB); a client and an operator little.
+    unread: Mapping[str, int] = field(default_factory=lambda: {
+        "controller": 1 << 30, "client": 64 << 20, "operator": 64 << 20})
+
+
 @dataclass(frozen=True)
 class Config:
     vms: tuple[VmConfig, ...]
@@ -119,6 +143,7 @@ class Config:
     #: Seconds between link-discovery probes on the datapaths of ``virtual`` routing-plane
     #: VMs; a link that passes none for 3.5 intervals while its ports stay up is unwired.
     discovery_interval: float = 1.0
+    limits: Limits = field(default_factory=Limits)
     source: str = ""
 
     def vm(self, name: str) -> VmConfig | None:

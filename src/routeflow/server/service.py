@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping
 
-from routeflow.config.schema import Config
+from routeflow.config.schema import Config, Limits
 from routeflow.flows.diff import TableComparison
 from routeflow.model import Fib, Interface, Neighbour, Route
 from routeflow.private import SHARED_DIR_MODE, private_dir
@@ -78,24 +78,6 @@ _CONTROLLER_EVENTS: dict[type[Message], Callable[[ServerCore, Any], list[Out]]] 
 }
 
 
-@dataclass(frozen=True)
-class Limits:
-    """What one peer may hold of the server: how long it may take to say hello,
-    how many connections may be open at once, and how much of what the server
-    sends it may leave unread (by role) before the server drops it."""
-
-    handshake_timeout: float = 10.0
-    #: A peer is pinged after this long; one not heard from for ``idle_timeout`` is dropped
-    #: (a half-open connection would otherwise hold its place, a controller's or a VM's, forever).
-    keepalive: float = 5.0
-    idle_timeout: float = 20.0
-    max_connections: int = 256
-    #: Unread bytes queued to one peer, by role. The controller is sent whole
-    #: tables (a million flows are some 150 MB); a client and an operator little.
-    unread: Mapping[str, int] = field(default_factory=lambda: {
-        "controller": 1 << 30, "client": 64 << 20, "operator": 64 << 20})
-
-
 class Peer:
     """One connected controller, client or operator."""
 
@@ -149,9 +131,10 @@ class _FibParts:
 class RFServer:
     """The RF-Server service: sockets, peers, request/reply plumbing."""
 
-    def __init__(self, config: Config, limits: Limits = Limits(), keys: Path = auth.KEY_DIR) -> None:
+    def __init__(self, config: Config, limits: Limits | None = None, keys: Path = auth.KEY_DIR) -> None:
         self.config = config
-        self.limits = limits
+        #: What one peer may hold of the server: the config's unless given (tests).
+        self.limits = limits or config.limits
         self.key_dir = keys
         #: Every peer's key by identity (:mod:`routeflow.protocol.auth`), read at start.
         self._keys: dict[str, bytes] = {}

@@ -5,6 +5,7 @@ from tests.unit.problems import assert_reported
 from tests.unit.problems import problems as config_problems
 
 from routeflow.config.loader import load_config, parse_config
+from routeflow.config.schema import Limits
 from routeflow.errors import ConfigError
 
 GOOD = {
@@ -150,3 +151,22 @@ def test_listeners_stay_on_this_host_without_tls():
     assert set(found) == {"listen[0]", "listen[1]", "listen[2]"}
     assert all("without TLS the server listens on loopback or a Unix socket only (use tls:HOST:PORT)" in r
                for r in found.values())
+
+
+def test_limits_are_optional_bounded_and_consistent():
+    vms = {"vms": [{"name": "rA", "dpid": 1, "interfaces": [{"name": "eth1", "port": 1}]}]}
+    assert parse_config(vms).limits == Limits()
+    limits = parse_config({**vms, "limits": {"keepalive": 2, "idle_timeout": 8, "max_connections": 64,
+                                             "handshake_timeout": 3, "unread_mib": {"client": 16}}}).limits
+    assert (limits.keepalive, limits.idle_timeout, limits.max_connections, limits.handshake_timeout) == (2, 8, 64, 3)
+    assert limits.unread == {"controller": 1 << 30, "client": 16 << 20, "operator": 64 << 20}
+    found = problems({**vms, "limits": {"keepalive": 30, "max_connections": 2, "handshake_timeout": "soon",
+                                        "unread_mib": {"switch": 1, "client": 0}, "frame": 1}})
+    assert found == {
+        "limits.max_connections": "must be an integer from 4 to 65536, not 2",
+        "limits.handshake_timeout": "must be a number of seconds from 0.5 to 300, not 'soon'",
+        "limits.unread_mib.client": "must be an integer from 1 to 16384, not 0",
+        "limits.unread_mib.switch": "unknown key",
+        "limits.frame": "unknown key",
+        "limits.idle_timeout": "must be longer than keepalive (30 s): a peer is pinged before it can be found silent",
+    }

@@ -3,10 +3,11 @@
 import asyncio
 
 from routeflow.config.loader import parse_config
+from routeflow.config.schema import Limits
 from routeflow.protocol import auth, codec
 from routeflow.protocol.messages import Goodbye, StatusReply
 from routeflow.protocol.transport import AsyncSession, Credential, parse_address
-from routeflow.server.service import Limits, Peer, RFServer
+from routeflow.server.service import Peer, RFServer
 
 
 class FakeTransport:

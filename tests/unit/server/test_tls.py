@@ -10,10 +10,11 @@ import threading
 import pytest
 
 from routeflow.config.loader import parse_config
+from routeflow.config.schema import Limits
 from routeflow.protocol import codec, pki
 from routeflow.protocol.messages import StatusReply, StatusRequest
 from routeflow.protocol.transport import AsyncSession, BlockingSession, load_credential, parse_address
-from routeflow.server.service import Limits, RFServer
+from routeflow.server.service import RFServer
 
 
 def free_port() -> int:
