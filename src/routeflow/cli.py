@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_keys_option(p)
     p.add_argument("--datapaths", type=_datapath_list, default=(), metavar="DPID,...",
                    help="the only datapath ids that may connect (default: any)")
+    p.add_argument("--tls", action="store_true",
+                   help="OpenFlow over TLS only: switches connect to ssl:HOST:PORT with a certificate of "
+                        "the CA in --keys DIR/tls (routeflow pki init)")
 
     p = sub.add_parser("client", help="run an RF-Client inside a VM")
     p.add_argument("--vm", required=True, help="the VM's name in the server's config")
@@ -187,7 +190,7 @@ def _run(args: argparse.Namespace) -> int:
         from routeflow.controller.main import run as run_controller
 
         run_controller(args.server, of_port=args.listen_port, of_host=args.listen_host, keys=args.keys,
-                       datapaths=args.datapaths)
+                       datapaths=args.datapaths, tls=args.tls)
         return EXIT_OK
     if args.command == "client":
         from routeflow.client.agent import run as run_client
@@ -205,7 +208,8 @@ def _run(args: argparse.Namespace) -> int:
             from routeflow.protocol import auth, pki
 
             config = load_config(args.config)
-            identities = [pki.SERVER, "controller", "operator", *(auth.identity("client", vm.name) for vm in config.vms)]
+            identities = [pki.SERVER, "controller", "operator", pki.SWITCH,
+                          *(auth.identity("client", vm.name) for vm in config.vms)]
         return ops.credentials(args.keys, identities, args.json)
     if args.command == "lab":
         return _lab(args)

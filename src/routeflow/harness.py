@@ -44,12 +44,13 @@ T = TypeVar("T")
 
 
 def example_variant(example: str, directory: Path, vm_settings: Mapping[str, Any] | None = None,
-                    drop: Sequence[str] = (), config_settings: Mapping[str, Any] | None = None) -> Path:
+                    drop: Sequence[str] = (), config_settings: Mapping[str, Any] | None = None,
+                    switch_settings: Mapping[str, Any] | None = None) -> Path:
     """A copy of ``example`` in ``directory``, with ``vm_settings`` set on every VM,
-    ``config_settings`` at the top of its routeflow.yaml and the ``drop`` keys taken
-    off every VM and switch (e.g. ``trunk``)."""
+    ``switch_settings`` on every lab switch, ``config_settings`` at the top of its
+    routeflow.yaml and the ``drop`` keys taken off every VM and switch (e.g. ``trunk``)."""
     shutil.copytree(EXAMPLES / example, directory)
-    for name, entries, settings, top in (("topology.yaml", "switches", {}, {}),
+    for name, entries, settings, top in (("topology.yaml", "switches", switch_settings or {}, {}),
                                          ("routeflow.yaml", "vms", vm_settings or {}, config_settings or {})):
         path = directory / name
         document = yaml.safe_load(path.read_text())
@@ -196,8 +197,11 @@ class Stack:
                                 start_new_session=True)
 
     def start_controller(self) -> None:
+        # The switches' ssl: targets need a controller that speaks TLS (and only TLS).
+        targets = [s.controller for s in self.topology.switches] + [self.config.rfvs.controller]
+        tls = ["--tls"] if any(t.startswith("ssl:") for t in targets) else []
         self.controller = self._spawn("controller", "controller", "--server", self.server_address,
-                                      "--listen-port", str(self.of_port))
+                                      "--listen-port", str(self.of_port), *tls)
 
     def stop_controller(self, sig: int = signal.SIGTERM) -> None:
         _terminate(self.controller, sig)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ import pytest
 import yaml
 from tests.processes import sh, stop_process
 
+from routeflow.harness import example_variant, running, wait_for
 from routeflow.protocol import pki
 
 pytestmark = pytest.mark.integration
@@ -130,3 +132,34 @@ def test_a_vm_on_another_host_over_tls(hosts: None, tmp_path: Path) -> None:
             stop_process(proc)
         for log in logs.values():
             log.close()
+
+
+def test_openflow_over_tls_on_the_real_stack(tmp_path: Path) -> None:
+    """rftest1 with every switch (and the RFVS) connecting to ssl:127.0.0.1:6653: the
+    controller speaks TLS only and requires the switches' certificate; the hosts reach
+    each other through flows installed over it, verify is clean, and a plain-text
+    OpenFlow hello on the controller's port gets nothing."""
+    target = "ssl:127.0.0.1:6653"
+    example = example_variant("rftest1", tmp_path / "example", switch_settings={"controller": target},
+                              config_settings={"rfvs": {"bridge": "rfvs", "dpid": 0x7266, "controller": target}})
+    with running(example, tmp_path / "run", lambda stack: stack.all_pairs_ok()) as stack:
+        assert "(TLS)" in (tmp_path / "run" / "controller.log").read_text()
+        for bridge in ("s1", "rfvs"):
+            assert sh("ovs-vsctl", "get-controller", bridge).stdout.split() == [target]
+
+        def connected() -> list:
+            return json.loads(sh("ovs-vsctl", "--format=json", "--columns=is_connected", "find", "Controller",
+                                 f'target="{target}"').stdout)["data"]
+
+        wait_for(lambda: connected() == [[True], [True]], 15, 0.5)  # OVS writes its status every few s
+        assert sh("ovs-vsctl", "get-ssl").stdout.strip()
+        with socket.create_connection(("127.0.0.1", 6653), timeout=5) as raw:
+            raw.sendall(bytes.fromhex("0400000800000001"))  # OFPT_HELLO, OpenFlow 1.3
+            raw.settimeout(5)
+            try:
+                answer = raw.recv(100)
+            except (ConnectionError, TimeoutError):
+                answer = b""
+            assert not answer.startswith(b"\x04\x00"), answer  # no OpenFlow hello back in plain text
+        stack.wait_verify_clean()
+    assert not sh("ovs-vsctl", "get-ssl").stdout.strip()  # the lab and the server took the credential away

@@ -16,6 +16,7 @@ from os_ken.base.app_manager import AppManager
 from os_ken.lib import hub
 
 from routeflow.controller.app import register_options
+from routeflow.protocol import pki
 from routeflow.protocol.auth import KEY_DIR
 from routeflow.protocol.transport import parse_address
 
@@ -24,10 +25,12 @@ APP_MODULE = "routeflow.controller.app"
 
 
 def run(server: str, of_port: int = 6653, of_host: str = "127.0.0.1", name: str = "",
-        keys: Path = KEY_DIR, datapaths: Sequence[int] = ()) -> None:
+        keys: Path = KEY_DIR, datapaths: Sequence[int] = (), tls: bool = False) -> None:
     """Serve OpenFlow switches on ``of_host:of_port`` for the RF-Server at ``server``,
     proving itself with the controller's key in ``keys``; only ``datapaths`` may
-    connect (any if empty).
+    connect (any if empty). With ``tls`` the OpenFlow port speaks TLS only: the
+    controller presents its certificate from ``keys`` and a switch must present
+    one signed by the same CA (``ssl:`` controller targets).
 
     Blocks until SIGTERM or SIGINT (when called from the main thread), then says
     goodbye to the server and returns. Raises RuntimeError if os-ken stops by
@@ -35,9 +38,18 @@ def run(server: str, of_port: int = 6653, of_host: str = "127.0.0.1", name: str 
     os-ken's configuration and application manager are process-wide.
     """
     parse_address(server)  # a bad address fails here, not in a retry loop
+    openflow_tls: list[str] = []
+    if tls:
+        pki.ensure(keys, ["controller"])  # made on the host that holds the CA, if missing
+        cred = pki.credential(keys, "controller")
+        pki.server_context(keys, "controller")  # fails here, with the remedy, if a file is unusable
+        # os-ken then listens with TLS alone, on its TLS port, and requires a client certificate.
+        openflow_tls = ["--ofp-ssl-listen-port", str(of_port), "--ctl-privkey", str(cred.key),
+                        "--ctl-cert", str(cred.cert), "--ca-certs", str(pki.tls_dir(keys) / "ca.crt")]
     register_options(cfg.CONF)
     cfg.CONF(
         args=[
+            *openflow_tls,
             "--ofp-tcp-listen-port", str(of_port),
             "--ofp-listen-host", of_host,
             "--routeflow-server", server,
@@ -78,7 +90,7 @@ def run(server: str, of_port: int = 6653, of_host: str = "127.0.0.1", name: str 
     # started from a daemon thread, none of them (its accept loop has no stop)
     # can keep the process alive after we return.
     runner = threading.Thread(target=serve, name="os-ken", daemon=True)
-    LOG.info("RF-Controller listening on %s:%d, server %s", of_host, of_port, server)
+    LOG.info("RF-Controller listening on %s:%d%s, server %s", of_host, of_port, " (TLS)" if tls else "", server)
     runner.start()
     try:
         while not stop.wait(0.5):

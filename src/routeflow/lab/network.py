@@ -20,6 +20,7 @@ from typing import Sequence
 
 from routeflow.config.schema import trunk_patch_names
 from routeflow.lab.topology import LINK_STATES, Host, Link, Router, Switch, Topology, load_topology
+from routeflow.protocol.auth import KEY_DIR
 from routeflow.vnet import VnetError, engine, links, ovs
 from routeflow.vnet.engine import EnginePlan, plan_engine
 from routeflow.vnet.links import IfAddress
@@ -116,8 +117,10 @@ class Lab(Lifecycle):
     """
 
     def __init__(self, topology: Topology, state_path: Path | None = DEFAULT_STATE,
-                 run_root: Path = ROUTER_RUN_ROOT) -> None:
+                 run_root: Path = ROUTER_RUN_ROOT, keys: Path = KEY_DIR) -> None:
         self.topology = topology
+        #: Where the switches' TLS credential is, if their controller targets are ``ssl:``.
+        self.keys = keys
         self.plan = plan_lab(topology, run_root)
         self.record = ResourceLog(Path(state_path) if state_path else None,
                                   meta={"topology": str(Path(topology.source).resolve())})
@@ -179,6 +182,9 @@ class Lab(Lifecycle):
         for router in self.plan.routers:
             for ifname, addresses in router.addresses:
                 await links.add_addresses(router.netns, ifname, addresses)
+        if any(bridge.controller.startswith("ssl:") for bridge in self.plan.bridges):
+            self.record.add(Resource("ssl", "openvswitch", "lab"))
+            await ovs.set_switch_credential(self.keys)
         for bridge in self.plan.bridges:
             self.record.add(Resource("bridge", bridge.name, bridge.name))
             await ovs.add_bridge(bridge)

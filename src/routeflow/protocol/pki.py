@@ -26,6 +26,11 @@ from routeflow.protocol.auth import AuthError
 
 #: The identity a server's certificate names.
 SERVER = "server"
+#: The identity of OpenFlow switches connecting to the RF-Controller over ``ssl:``: Open
+#: vSwitch presents one credential for all its bridges.
+SWITCH = "switch"
+#: Identities that accept TLS connections: the RF-Server, and the RF-Controller (from switches).
+_SERVES = (SERVER, "controller")
 #: How long what :func:`ensure` makes is valid: the CA, and each peer's certificate.
 CA_DAYS = 3650
 PEER_DAYS = 825
@@ -106,7 +111,7 @@ def ensure(key_dir: Path, identities: Iterable[str]) -> list[str]:
         raise PkiError(f"{ca_key_path} is not the EC key routeflow makes for its CA")
     for ident in missing:
         key = ec.generate_private_key(ec.SECP256R1())
-        usage = [ExtendedKeyUsageOID.SERVER_AUTH] if ident == SERVER else [ExtendedKeyUsageOID.CLIENT_AUTH]
+        usage = [ExtendedKeyUsageOID.CLIENT_AUTH] + ([ExtendedKeyUsageOID.SERVER_AUTH] if ident in _SERVES else [])
         cert = (x509.CertificateBuilder().subject_name(name(ident)).issuer_name(ca_cert.subject)
                 .public_key(key.public_key()).serial_number(x509.random_serial_number())
                 .not_valid_before(now - datetime.timedelta(minutes=5))
@@ -135,9 +140,9 @@ def _context(purpose: ssl.Purpose, key_dir: Path, identity: str) -> ssl.SSLConte
     return ctx
 
 
-def server_context(key_dir: Path) -> ssl.SSLContext:
-    """The server side: our certificate, and a certificate from every peer, signed by our CA."""
-    return _context(ssl.Purpose.CLIENT_AUTH, key_dir, SERVER)
+def server_context(key_dir: Path, identity: str = SERVER) -> ssl.SSLContext:
+    """The side that accepts: ``identity``'s certificate, and one from every peer, signed by our CA."""
+    return _context(ssl.Purpose.CLIENT_AUTH, key_dir, identity)
 
 
 def peer_context(key_dir: Path, identity: str) -> ssl.SSLContext:

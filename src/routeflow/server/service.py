@@ -15,7 +15,6 @@ import logging
 import os
 import signal
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping
 
@@ -569,7 +568,7 @@ async def serve(config: Config, ready: Callable[[], None] | None = None, keys: P
         if config.manage_vms:
             from routeflow.vnet.manager import VirtualEnvironment, default_client_argv
 
-            async with VirtualEnvironment(config, client_argv=default_client_argv(config, keys)):
+            async with VirtualEnvironment(config, client_argv=default_client_argv(config, keys), keys=keys):
                 if ready:
                     ready()
                 await stop.wait()

@@ -129,8 +129,10 @@ class VirtualEnvironment(Lifecycle):
     def __init__(self, config: Config, *, state_path: Path = DEFAULT_STATE,
                  run_root: Path = frr.DEFAULT_RUN_ROOT, client_argv: ClientArgv | None = None,
                  start_clients: bool = True, driver: DriverFactory = NamespaceDriver,
-                 min_backoff: float = 0.5, max_backoff: float = 30.0) -> None:
+                 min_backoff: float = 0.5, max_backoff: float = 30.0, keys: Path = KEY_DIR) -> None:
         self.config = config
+        #: Where the RFVS's TLS credential is, if its controller target is ``ssl:``.
+        self.keys = keys
         self.plan = plan_vnet(config, run_root)
         self.state_path = Path(state_path)
         self.record = ResourceLog(self.state_path)
@@ -150,6 +152,9 @@ class VirtualEnvironment(Lifecycle):
                 log.warning("removed the leftovers of a previous run recorded in %s", self.state_path)
             await ovs.check_running()
             await self._check_free()
+            if self.plan.bridge.controller.startswith("ssl:"):
+                self.record.add(Resource("ssl", "openvswitch", "rfvs"))
+                await ovs.set_switch_credential(self.keys)
             self.record.add(Resource("bridge", self.plan.bridge.name, "rfvs"))
             await ovs.add_bridge(self.plan.bridge)
             for vm in self.plan.vms:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
+from routeflow.protocol import pki
 from routeflow.vnet import VnetError
 
 log = logging.getLogger("routeflow.vnet")
@@ -108,6 +110,19 @@ async def add_bridge(spec: BridgeSpec) -> None:
     log.info("bridge %s: dpid %016x, controller %s, %d ports", spec.name, spec.dpid, spec.controller,
              len(spec.ports))
     await vsctl(*add_bridge_argv(spec))
+
+
+async def set_switch_credential(key_dir: Path) -> None:
+    """Have ovs-vswitchd present the ``switch`` TLS credential of ``key_dir`` (made
+    if missing) on its ``ssl:`` controller connections, and trust that directory's CA.
+    Global to this Open vSwitch: every bridge's ``ssl:`` connections use it."""
+    pki.ensure(key_dir, [pki.SWITCH])
+    cred = pki.credential(key_dir, pki.SWITCH)
+    await vsctl("set-ssl", str(cred.key), str(cred.cert), str(pki.tls_dir(key_dir) / "ca.crt"))
+
+
+async def del_ssl() -> None:
+    await vsctl("del-ssl")
 
 
 async def add_port(bridge: str, ifname: str, ofport: int | None = None) -> None:

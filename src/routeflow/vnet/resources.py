@@ -28,11 +28,12 @@ from routeflow.vnet import VnetError, links, ovs
 
 log = logging.getLogger("routeflow.vnet")
 
-Kind = Literal["process", "port", "bridge", "link", "netns", "dir"]
+#: ``ssl``: the TLS credential Open vSwitch presents to ``ssl:`` controllers.
+Kind = Literal["process", "port", "bridge", "ssl", "link", "netns", "dir"]
 #: Teardown order: processes hold namespaces and files; ports go before their
 #: veths (or OVS keeps ports whose interface is missing); deleting a
 #: namespace also deletes its veth ends.
-TEARDOWN_ORDER: tuple[Kind, ...] = ("process", "port", "bridge", "link", "netns", "dir")
+TEARDOWN_ORDER: tuple[Kind, ...] = ("process", "port", "bridge", "ssl", "link", "netns", "dir")
 STOP_TIMEOUT = 3.0
 
 
@@ -128,6 +129,8 @@ async def _remove(resource: Resource) -> None:
         await ovs.del_port(resource.name)
     elif resource.kind == "bridge":
         await ovs.del_bridge(resource.name)
+    elif resource.kind == "ssl":
+        await ovs.del_ssl()
     elif resource.kind == "link":
         await links.delete_link(resource.name)
     elif resource.kind == "netns":
