@@ -3,6 +3,7 @@ reason and carries on serving everyone else."""
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 import subprocess
@@ -17,10 +18,23 @@ from routeflow import ops
 from routeflow.config.schema import Limits
 from routeflow.model import Fib, Interface, Neighbour, NextHop, Route
 from routeflow.protocol import auth, codec
-from routeflow.protocol.messages import PROTOCOL_VERSION, FibSnapshot, Goodbye, Hello, Proof, TableMod, Welcome
+from routeflow.protocol.messages import (
+    PROTOCOL_VERSION,
+    FibSnapshot,
+    Goodbye,
+    Hello,
+    Proof,
+    StatusRequest,
+    TableMod,
+    Welcome,
+)
 from routeflow.protocol.transport import BlockingSession, parse_address
 
 pytestmark = pytest.mark.integration
+
+
+#: What an operator may leave unread here: small, so the memory bound below is tight.
+OPERATOR_UNREAD_MIB = 16
 
 
 @pytest.fixture()
@@ -29,6 +43,7 @@ def server(tmp_path: Path):
     config = {
         "manage_vms": False,
         "listen": [f"unix:{sock}"],
+        "limits": {"unread_mib": {"operator": OPERATOR_UNREAD_MIB}},
         "vms": [{"name": "rA", "dpid": 1, "engine": "none",
                  "interfaces": [{"name": "eth1", "port": 1, "addresses": ["172.31.1.1/24"]}]}],
     }
@@ -196,3 +211,58 @@ def test_an_impostor_is_refused_counted_and_displaces_no_one(server, tmp_path):
     assert status["vms"][0]["client_connected"]
     assert "did not prove it holds that key" in log.read_text()
     real.close()
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+#: What the probes below may add to the server's resident memory: the unread bytes one
+#: operator may leave, and slack for the allocator and the interpreter.
+PROBE_GROWTH_MIB = OPERATOR_UNREAD_MIB + 48
+
+
+def test_floods_leave_the_server_within_its_memory_bound(server):
+    """5,000 connections that never say hello, an operator that asks without ever
+    reading, random bytes: the server's memory stays within a stated bound of where it
+    started, and a legitimate peer is served all along."""
+    address, log, proc = server
+    assert ops.request_status(address)["vms"][0]["name"] == "rA"
+    start = _rss_mib(proc.pid)
+    peak = start
+    # 5,000 connections in waves as large as the server allows at once; each says nothing.
+    limits = Limits()
+    for _ in range(5000 // limits.max_connections + 1):
+        wave = [raw_connect(address) for _ in range(limits.max_connections)]
+        for s in wave:
+            s.sendall(b"\0\0")  # half a length prefix, then silence
+        peak = max(peak, _rss_mib(proc.pid))
+        for s in wave:
+            s.close()
+    # An operator that asks for status 100,000 times and reads nothing.
+    greedy = BlockingSession(parse_address(address), "operator", "greedy")
+    request = codec.encode(StatusRequest(1, detail=True))
+    greedy.sock.settimeout(30)
+    dropped = False
+    try:
+        for _ in range(100):
+            greedy.sock.sendall(request * 1000)
+            peak = max(peak, _rss_mib(proc.pid))
+    except OSError:
+        dropped = True  # the server gave up on it: what it was sent stays bounded
+    for _ in range(30):  # while the server works through what it was asked
+        peak = max(peak, _rss_mib(proc.pid))
+        time.sleep(0.1)
+    greedy.close()
+    # Random bytes from a stranger.
+    noise = raw_connect(address)
+    noise.sendall(os.urandom(4096))
+    noise.close()
+    assert proc.poll() is None
+    assert ops.request_status(address)["vms"][0]["name"] == "rA"
+    assert peak - start < PROBE_GROWTH_MIB, f"server grew from {start:.0f} to {peak:.0f} MiB"
+    assert "dropping operator greedy: it left more than" in log.read_text()
+    print(f"server RSS {start:.0f} MiB, peak {peak:.0f} MiB; greedy operator's sends failed: {dropped}")

@@ -77,6 +77,11 @@ _CONTROLLER_EVENTS: dict[type[Message], Callable[[ServerCore, Any], list[Out]]] 
 }
 
 
+#: Requests of one operator worked on at once: it is read no further until one is
+#: answered, so a peer that floods requests waits instead of filling the server.
+MAX_REQUESTS = 4
+
+
 class Peer:
     """One connected controller, client or operator."""
 
@@ -89,6 +94,9 @@ class Peer:
         self.snapshot: _FibParts | None = None
         #: When it was last heard from (``time.monotonic()``).
         self.heard = time.monotonic()
+        #: Its requests being worked on, and the signal that one is done.
+        self.requests = 0
+        self.request_done = asyncio.Event()
 
     def send(self, msg: Message) -> None:
         if self.writer.is_closing():
@@ -244,6 +252,9 @@ class RFServer:
                         if isinstance(msg, Goodbye):
                             log.info("%s %s says goodbye: %s", peer.role, peer.name, msg.reason)
                             return
+                        while peer.requests >= MAX_REQUESTS:
+                            peer.request_done.clear()
+                            await peer.request_done.wait()
                         self._dispatch(peer, msg)
                         continue
                     if claimed is not None:
@@ -458,7 +469,11 @@ class RFServer:
             except Exception:  # an operator request must never take the server down
                 log.exception("operator request failed")
                 peer.close("internal error; see the server log")
+            finally:
+                peer.requests -= 1
+                peer.request_done.set()
 
+        peer.requests += 1
         asyncio.get_running_loop().create_task(run())
 
     async def _status(self, peer: Peer, msg: StatusRequest) -> StatusReply:
