@@ -20,6 +20,7 @@ from typing import Any, Awaitable, Callable, Mapping
 
 from routeflow.config.schema import Config, Limits
 from routeflow.flows.diff import TableComparison
+from routeflow.lograte import RateLimit
 from routeflow.model import Fib, Interface, Neighbour, Route
 from routeflow.private import SHARED_DIR_MODE, private_dir
 from routeflow.protocol import auth, codec, pki
@@ -58,6 +59,8 @@ from routeflow.server.nib import shared_route
 from routeflow.server.status import datapath_name, expect_table, fib_drift, status_document
 
 log = logging.getLogger("routeflow.server")
+# Peers decide how often the server logs their refusal: a flood of them is summarised.
+log.addFilter(RateLimit())
 #: How often the server looks for next hops due for another resolution attempt.
 RESOLVE_TICK = 0.5
 
