@@ -54,7 +54,7 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from fuzz import seeds
-from fuzz.engine import KnownIssue, Target
+from fuzz.engine import Target
 from fuzz.strategies import LengthField, any_int, for_type, loose_messages, messages_of, msgpack_values, mutated
 from routeflow import model
 from routeflow.client import rtnetlink
@@ -186,45 +186,7 @@ FIELD_HINTS: dict[str, st.SearchStrategy[Any]] = {
 # Found by these targets, reported, not fixed yet (the code is not this harness's to change).
 # Each has a regression input under fuzz/regressions/<target>/ that tests/unit/test_fuzz_smoke.py
 # replays as xfail(strict=True): once fixed, that test fails until the entry here and its
-# xfail mark are removed, so a fix cannot go unnoticed.
-
-UNKNOWN_OPENFLOW_VERSION = KnownIssue(
-    "unguarded-version",
-    "a message whose header version os-ken has no parser for (0, 2, 7-255) raises OFPUnknownVersion "
-    "in os_ken.ofproto.ofproto_parser.msg (line 58), out of the datapath's receive loop, which closes "
-    "the switch: ofwire.install_parser_guards (src/routeflow/controller/ofwire.py:1156) wraps only "
-    "the parsers of registered versions, so those messages never reach the guard",
-    lambda exc: type(exc).__name__ == "OFPUnknownVersion",
-)
-BYTES_ATTRIBUTE = KnownIssue(
-    "bytes-attribute",
-    "pyroute2 hands back raw bytes for an attribute shorter than its header (rta_len 1..3) where "
-    "rtnetlink.parse_link / parse_address / parse_neighbour expect text: an IFLA_IFNAME becomes a "
-    "bytes link name (src/routeflow/client/rtnetlink.py:194) and FibState.take_delta / fib raise "
-    "TypeError sorting it with str names (src/routeflow/client/fib.py:417, 429); an IFA_LOCAL or "
-    "NDA_DST reaches canonical_ip (rtnetlink.py:168, from :208 and :226), and "
-    "FibState.apply_datagram itself raises TypeError",
-    lambda exc: isinstance(exc, TypeError) and ("bytes" in str(exc)),
-)
-
-
-SHORT_MESSAGE = KnownIssue(
-    "short-message",
-    "a link, address, neighbour (or any other rtnetlink type pyroute2 knows) message whose body is "
-    "shorter than its fixed header (ifinfomsg, ifaddrmsg, ndmsg...) makes pyroute2's MarshalRtnl.parse "
-    "raise struct.error, which FibState.apply_datagram (src/routeflow/client/fib.py:260) lets out",
-    lambda exc: isinstance(exc, struct.error),
-)
-
-
-ADDRESS_PREFIX_LENGTH = KnownIssue(
-    "address-prefix-length",
-    "an RTM_NEWADDR's ifa_prefixlen is not checked against the family (33..255 for IPv4): "
-    "rtnetlink.parse_address (src/routeflow/client/rtnetlink.py:208) makes '10.0.1.1/40' of it, and "
-    "FibState.take_delta raises ValueError from ipaddress.ip_interface in _address_key "
-    "(src/routeflow/client/fib.py:123, from :455) or in the loopback filter (fib.py:452)",
-    lambda exc: isinstance(exc, ValueError) and "does not appear to be an IPv4 or IPv6 interface" in str(exc),
-)
+# xfail mark are removed, so a fix cannot go unnoticed. None is open now.
 
 
 # -- rf_protocol -------------------------------------------------------------------------------
@@ -767,7 +729,6 @@ def openflow_messages() -> Target:
         check=check_openflow_messages,
         seeds=lambda: list(messages) + seeds.of_golden_replies(),
         show=show_bytes,
-        known=(UNKNOWN_OPENFLOW_VERSION,),
     )
 
 
@@ -867,7 +828,6 @@ def netlink() -> Target:
         dump=lambda v: packed([v[0], v[1]]),
         load=lambda b: (unpacked(b)[0], list(unpacked(b)[1])),
         show=lambda v: f"base dump {v[0]}, datagrams " + repr([d.hex() for d in v[1]]),
-        known=(BYTES_ATTRIBUTE, SHORT_MESSAGE, ADDRESS_PREFIX_LENGTH),
     )
 
 

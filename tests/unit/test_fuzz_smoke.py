@@ -23,23 +23,7 @@ SECONDS = 15
 #: yet, with why they fail. They must keep failing (strict xfail): once the code is fixed,
 #: remove the entry here and the KnownIssue in fuzz/targets.py, and the input stays a
 #: regression test.
-KNOWN_FAILURES = {
-    "openflow_messages/unguarded-version.bin":
-        "OFPUnknownVersion escapes os-ken's parser for a header version it has no parser for: "
-        "install_parser_guards wraps registered versions only (ofwire.py:1156)",
-    "netlink/bytes-ifname.bin":
-        "an IFLA_IFNAME with rta_len 1 reaches FibState as a bytes name: fib() raises TypeError sorting it "
-        "with a str name (rtnetlink.py:194, fib.py:429; take_delta at fib.py:417 when both change at once)",
-    "netlink/bytes-address.bin":
-        "an IFA_LOCAL with rta_len 3 reaches canonical_ip as bytes: apply_datagram raises TypeError "
-        "(rtnetlink.py:168, 208)",
-    "netlink/short-link.bin":
-        "an RTM_NEWLINK of 16 bytes (no ifinfomsg): pyroute2 raises struct.error out of apply_datagram "
-        "(fib.py:260)",
-    "netlink/address-prefix-length.bin":
-        "an RTM_NEWADDR of 10.0.1.1 with prefix length 40: take_delta raises ValueError from ipaddress "
-        "(rtnetlink.py:208, fib.py:123)",
-}
+KNOWN_FAILURES: dict[str, str] = {}
 
 
 @pytest.fixture(autouse=True)

@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import logging
 from collections.abc import Iterable
 from typing import TypeVar
 
@@ -63,8 +64,7 @@ from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 from routeflow.client.rtnetlink import (
     IFF_LOWER_UP,
     IFF_UP,
-    NLMSG_DONE,
-    NLMSG_ERROR,
+    PARSED,
     RTM_DELADDR,
     RTM_DELLINK,
     RTM_DELNEIGH,
@@ -80,11 +80,13 @@ from routeflow.client.rtnetlink import (
     KernelNextHop,
     KernelRoute,
     Link,
+    Malformed,
     NeighbourEntry,
     NetlinkMessage,
     NexthopObject,
     messages,
     nexthop,
+    parse,
     parse_address,
     parse_link,
     parse_neighbour,
@@ -92,6 +94,8 @@ from routeflow.client.rtnetlink import (
 )
 from routeflow.model import Fib, Interface, Neighbour, NextHop, Route, RouteType
 from routeflow.protocol.messages import FibDelta
+
+log = logging.getLogger("routeflow.client")
 
 ROUTE_TYPES: dict[int, RouteType] = {1: "unicast", 6: "blackhole", 7: "unreachable", 8: "prohibit"}
 
@@ -245,8 +249,9 @@ class FibState:
     # -- input ---------------------------------------------------------------------
 
     def apply_datagram(self, data: bytes) -> None:
-        """Apply every message of a netlink datagram (dump or event); unknown and
-        unsupported ones are ignored."""
+        """Apply every message of a netlink datagram (dump or event); unknown,
+        unsupported and malformed ones are ignored (a malformed link, address or
+        neighbour message with a warning that says why)."""
         for kind, flags, start, end in messages(data):
             if kind == RTM_NEWROUTE or kind == RTM_DELROUTE:
                 decoded = route(data, start, end)
@@ -256,9 +261,12 @@ class FibState:
                 obj = nexthop(data, start, end)
                 if obj is not None:
                     self.apply_nexthop(obj, kind == RTM_NEWNEXTHOP)
-            elif kind != NLMSG_DONE and kind != NLMSG_ERROR:
-                for msg in self._marshal.parse(data[start:end]):
-                    self._apply_message(msg)
+            elif kind in PARSED:
+                try:
+                    for msg in parse(self._marshal, data, start, end):
+                        self._apply_message(msg)
+                except Malformed as exc:
+                    log.warning("rtnetlink message of type %d ignored: %s", kind, exc)
 
     def _apply_message(self, msg: NetlinkMessage) -> None:
         kind = msg["header"]["type"]

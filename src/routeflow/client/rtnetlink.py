@@ -5,9 +5,16 @@ the state those records build. Routes and next-hop objects, nearly all of a
 burst (a million routes from a BGP feed), are decoded here with ``struct``
 straight from the datagram bytes, a few microseconds each: ``struct rtmsg``
 or ``struct nhmsg`` and a few attributes. Links, addresses and neighbours
-are rare and go through pyroute2's parser (:func:`parse_link`,
-:func:`parse_address`, :func:`parse_neighbour`). Dumps are read as raw
-datagrams too (:func:`dump`).
+are rare and go through pyroute2's parser (:func:`parse`, then
+:func:`parse_link`, :func:`parse_address`, :func:`parse_neighbour`). Dumps
+are read as raw datagrams too (:func:`dump`).
+
+A malformed message (the kernel sends none) is never half applied: the route
+and next-hop decoders return None for it, the others raise :class:`Malformed`
+with the reason. pyroute2 is no check of its own: it decodes an attribute by
+its length, not by the message's family, and hands back raw bytes for one it
+cannot decode (shorter than its header, text that is not UTF-8), so every
+value it gives is checked here.
 
 Pure but for :func:`dump`, which opens a socket.
 """
@@ -30,6 +37,8 @@ NetlinkMessage = Any
 FAMILIES = frozenset({AF_INET, AF_INET6})
 #: The all-zeros destination of each family (a default route has no RTA_DST).
 ANY_ADDRESS = {AF_INET: "0.0.0.0", AF_INET6: "::"}
+#: Address bytes of each family.
+_WIDTH: dict[int, int] = {AF_INET: 4, AF_INET6: 16}
 
 # Message types (linux/rtnetlink.h).
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
@@ -73,6 +82,12 @@ _RTATTR = struct.Struct("=HH")
 _RTNEXTHOP = struct.Struct("=HBBi")
 _U32 = struct.Struct("=I")
 _U16 = struct.Struct("=H")
+
+
+class Malformed(Exception):
+    """A message whose layout or values do not hold together: ignored whole. Raised, with
+    the reason, by :func:`parse`, :func:`parse_link`, :func:`parse_address` and
+    :func:`parse_neighbour`; :func:`route` and :func:`nexthop` return None instead."""
 
 
 # -- records -------------------------------------------------------------------------
@@ -179,33 +194,89 @@ def ipv6_noise(dst: str, dst_len: int) -> bool:
 # -- links, addresses, neighbours: pyroute2 messages ------------------------------------
 
 
+#: Bytes of the fixed header after nlmsghdr (ifinfomsg, ifaddrmsg, ndmsg) of each message
+#: type :func:`parse` hands to pyroute2, which raises ``struct.error`` for a shorter body.
+PARSED = {RTM_NEWLINK: 16, RTM_DELLINK: 16, RTM_NEWADDR: 8, RTM_DELADDR: 8, RTM_NEWNEIGH: 12, RTM_DELNEIGH: 12}
+
+
+def parse(marshal: Any, data: bytes, start: int, end: int) -> list[NetlinkMessage]:
+    """pyroute2's messages (``marshal``: a ``MarshalRtnl``) of one link, address or
+    neighbour message ``data[start:end]`` (of a type in :data:`PARSED`).
+
+    Raises :class:`Malformed` if its body is shorter than its fixed header or an
+    attribute is shorter than its own header or runs past the message.
+    """
+    kind = _NLMSGHDR.unpack_from(data, start)[1]
+    offset = start + _NLMSGHDR.size + PARSED[kind]
+    if offset > end:
+        raise Malformed(f"{end - start} bytes, too short for a message of type {kind}")
+    # pyroute2 makes such an attribute raw bytes, or a value of the bytes after it.
+    while offset + _RTATTR.size <= end:
+        length, attr = _RTATTR.unpack_from(data, offset)
+        if length < _RTATTR.size or offset + length > end:
+            raise Malformed(f"attribute {attr} at byte {offset - start}: length {length}, {end - offset} bytes left")
+        offset += (length + 3) & ~3
+    return list(marshal.parse(data[start:end]))
+
+
 def _attrs(msg: NetlinkMessage) -> dict[str, Any]:
     # One pass: pyroute2 decodes attributes lazily and get_attr() scans them every time.
     return dict(msg["attrs"])
 
 
+def _value(attrs: dict[str, Any], name: str, kind: type, default: Any = None) -> Any:
+    """Attribute ``name`` (``default`` if absent), which must be a ``kind``: pyroute2
+    hands back raw bytes for one it could not decode."""
+    value = attrs.get(name, default)
+    if not isinstance(value, kind):
+        raise Malformed(f"{name} {value!r} is no {kind.__name__}")
+    return value
+
+
+def _address(family: int, name: str, value: Any) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """The ``value`` of address attribute ``name``, which must be an address of the message's ``family``."""
+    try:
+        address = ipaddress.ip_address(value) if isinstance(value, str) else None
+    except ValueError:  # text, but no address
+        address = None
+    if address is None or len(address.packed) != _WIDTH[family]:
+        raise Malformed(f"{name} {value!r} is no address of family {family}")
+    return address
+
+
 def parse_link(msg: NetlinkMessage) -> Link | None:
-    """A link message; None for per-family variants (e.g. AF_BRIDGE port info)."""
+    """A link message; None for per-family variants (e.g. AF_BRIDGE port info).
+
+    Raises :class:`Malformed` for a name, address or operational state that is not text.
+    """
     if msg["family"] != 0:
         return None
     attrs = _attrs(msg)
-    mac = attrs.get("IFLA_ADDRESS") or ""
-    operstate = attrs.get("IFLA_OPERSTATE") or "UNKNOWN"
-    return Link(msg["index"], attrs.get("IFLA_IFNAME") or "", mac.lower(), msg["flags"], operstate)
+    mac = _value(attrs, "IFLA_ADDRESS", str, "")
+    operstate = _value(attrs, "IFLA_OPERSTATE", str, "UNKNOWN")
+    return Link(msg["index"], _value(attrs, "IFLA_IFNAME", str, ""), mac.lower(), msg["flags"], operstate)
 
 
 def parse_address(msg: NetlinkMessage) -> Address | None:
-    """An address message; None for unsupported families."""
-    if msg["family"] not in FAMILIES:
+    """An address message; None for unsupported families and for one without an address.
+
+    Raises :class:`Malformed` for an address not of the message's family, a prefix
+    length longer than the family's addresses, or IFA_FLAGS that are not a number.
+    """
+    family = msg["family"]
+    if family not in FAMILIES:
         return None
     attrs = _attrs(msg)
     # IFA_LOCAL is our end of a point-to-point link; IFA_ADDRESS is then the peer.
-    local = attrs.get("IFA_LOCAL") or attrs.get("IFA_ADDRESS")
-    if local is None:
+    name = "IFA_LOCAL" if "IFA_LOCAL" in attrs else "IFA_ADDRESS"
+    if name not in attrs:
         return None
-    flags = attrs.get("IFA_FLAGS", msg["flags"])  # IFA_FLAGS: all 32 bits, ifa_flags the low 8
+    address = _address(family, name, attrs[name])
+    if msg["prefixlen"] > address.max_prefixlen:
+        raise Malformed(f"prefix length {msg['prefixlen']} of {address}")
+    flags = _value(attrs, "IFA_FLAGS", int, msg["flags"])  # IFA_FLAGS: all 32 bits, ifa_flags the low 8
     usable = not flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED)
-    return Address(msg["index"], f"{canonical_ip(local)}/{msg['prefixlen']}", usable)
+    return Address(msg["index"], f"{address}/{msg['prefixlen']}", usable)
 
 
 def _unicast_ethernet(mac: str) -> bool:
@@ -214,16 +285,20 @@ def _unicast_ethernet(mac: str) -> bool:
 
 
 def parse_neighbour(msg: NetlinkMessage) -> NeighbourEntry | None:
-    """A neighbour message; None for unsupported families and proxy entries."""
+    """A neighbour message; None for unsupported families, proxy entries and one without NDA_DST.
+
+    Raises :class:`Malformed` for an NDA_DST not of the message's family or an NDA_LLADDR
+    that is not text.
+    """
     if msg["family"] not in FAMILIES or msg["flags"] & NTF_PROXY:
         return None
     attrs = _attrs(msg)
-    ip = attrs.get("NDA_DST")
-    if ip is None:
+    if "NDA_DST" not in attrs:
         return None
-    mac = (attrs.get("NDA_LLADDR") or "").lower()
+    ip = _address(msg["family"], "NDA_DST", attrs["NDA_DST"])
+    mac = _value(attrs, "NDA_LLADDR", str, "").lower()
     usable = msg["state"] & NUD_RESOLVED and _unicast_ethernet(mac)
-    return NeighbourEntry(msg["ifindex"], canonical_ip(ip), mac if usable else None)
+    return NeighbourEntry(msg["ifindex"], str(ip), mac if usable else None)
 
 
 # -- routes and next-hop objects: bytes --------------------------------------------------
@@ -240,27 +315,19 @@ def messages(data: bytes) -> Iterator[tuple[int, int, int, int]]:
         offset += (length + 3) & ~3
 
 
-#: Address bytes of each family.
-_WIDTH: dict[int, int] = {AF_INET: 4, AF_INET6: 16}
-
-
-class _Malformed(Exception):
-    """A message whose layout does not hold together: ignored whole."""
-
-
 # Attribute decoders: ``(family of the message, data, start, end)`` to a value.
 
 
 def _ip(family: int, data: bytes, start: int, end: int) -> str:
     if end - start != _WIDTH.get(family):
-        raise _Malformed
+        raise Malformed
     text = socket.inet_ntop(family, data[start:end])
     return canonical_ip(text) if family == AF_INET6 else text
 
 
 def _u32(_: int, data: bytes, start: int, end: int) -> int:
     if end - start < 4:
-        raise _Malformed
+        raise Malformed
     return int(_U32.unpack_from(data, start)[0])
 
 
@@ -272,7 +339,7 @@ def _via(_: int, data: bytes, start: int, end: int) -> str:
     """RTA_VIA (``struct rtvia``: a family, then the address): a gateway of
     another family than the route's, such as IPv4 over IPv6 (RFC 5549)."""
     if end - start < 2:
-        raise _Malformed
+        raise Malformed
     (family,) = _U16.unpack_from(data, start)
     return _ip(family, data, start + 2, end)
 
@@ -283,7 +350,7 @@ def _multipath(family: int, data: bytes, offset: int, end: int) -> list[tuple[Ke
     while offset + _RTNEXTHOP.size <= end:
         length, flags, hops, ifindex = _RTNEXTHOP.unpack_from(data, offset)
         if length < _RTNEXTHOP.size or offset + length > end:
-            raise _Malformed
+            raise Malformed
         leg = _decode(_LEG_ATTRIBUTES, family, data, offset + _RTNEXTHOP.size, offset + length)
         legs.append((KernelNextHop(ifindex, leg.get("gateway"), hops + 1), bool(flags & RTNH_F_DEAD)))
         offset += (length + 3) & ~3
@@ -293,7 +360,7 @@ def _multipath(family: int, data: bytes, offset: int, end: int) -> list[tuple[Ke
 def _group(_: int, data: bytes, start: int, end: int) -> tuple[tuple[int, int], ...]:
     """NHA_GROUP: ``struct nexthop_grp`` entries; the kernel stores weight - 1, as in rtnexthop."""
     if (end - start) % _NEXTHOP_GRP.size:
-        raise _Malformed
+        raise Malformed
     return tuple((member, weight + 1) for member, weight, _, _ in _NEXTHOP_GRP.iter_unpack(data[start:end]))
 
 
@@ -353,7 +420,7 @@ def route(data: bytes, start: int, end: int) -> KernelRoute | None:
         return None
     try:
         fields = _decode(_ROUTE_ATTRIBUTES, family, data, body + _RTMSG.size, end)
-    except _Malformed:
+    except Malformed:
         return None
     if fields.get("table", table) != RT_TABLE_MAIN:
         return None
@@ -394,7 +461,7 @@ def nexthop(data: bytes, start: int, end: int) -> NexthopObject | None:
     family, _, _, _, flags = _NHMSG.unpack_from(data, body)
     try:
         fields = _decode(_NEXTHOP_ATTRIBUTES, family, data, body + _NHMSG.size, end)
-    except _Malformed:
+    except Malformed:
         return None
     if "id" not in fields or fields.pop("fdb", False):
         return None

@@ -1150,13 +1150,35 @@ def install_parser_guards() -> None:
     Wraps os-ken's parser of every OpenFlow version (process-wide, idempotently):
     a message :func:`_refusal` names a reason for is dropped unparsed; a hello whose
     elements os-ken cannot walk is read by its header alone (the version negotiation
-    of OpenFlow before 1.3.1); a message os-ken fails to parse is dropped. Each is
+    of OpenFlow before 1.3.1); a message os-ken fails to parse is dropped. A message
+    of a version os-ken has no parser for is dropped too, by a wrapper of
+    ``ofproto_parser.msg`` itself (which would raise ``OFPUnknownVersion``). Each is
     logged with its reason; the switch stays connected.
     """
     table = ofproto_parser._MSG_PARSERS
     for version, original in list(table.items()):
         if not getattr(original, "routeflow_guarded", False):
             table[version] = _guarded(original)
+    if not getattr(ofproto_parser.msg, "routeflow_guarded", False):
+        # The receive loop looks it up in the module on every message, so replacing it there suffices.
+        ofproto_parser.msg = _known_versions_only(ofproto_parser.msg)
+
+
+def _dropped(datapath: Any, msg_type: int, msg_len: int, xid: int, reason: str) -> None:
+    LOG.warning("switch %s: OpenFlow message type %d (xid %d, %d bytes) dropped: %s",
+                getattr(datapath, "address", "?"), msg_type, xid, msg_len, reason)
+
+
+def _known_versions_only(original: Callable[..., Any]) -> Callable[..., Any]:
+    def msg(datapath: Any, version: int, msg_type: int, msg_len: int, xid: int, buf: bytes) -> Any:
+        if version not in ofproto_parser._MSG_PARSERS:
+            _dropped(datapath, msg_type, msg_len, xid, f"no parser for OpenFlow version {version}")
+            return None
+        return original(datapath, version, msg_type, msg_len, xid, buf)
+
+    msg.routeflow_guarded = True  # type: ignore[attr-defined]
+    msg.original = original  # type: ignore[attr-defined]
+    return msg
 
 
 def _guarded(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -1172,8 +1194,7 @@ def _guarded(original: Callable[..., Any]) -> Callable[..., Any]:
                 return original(datapath, version, msg_type, msg_len, xid, buf)
             except Exception as exc:  # noqa: BLE001 - os-ken raises anything, and a truncated match ends the loop
                 reason = f"unreadable: {exc!r}"
-        LOG.warning("switch %s: OpenFlow message type %d (xid %d, %d bytes) dropped: %s",
-                    getattr(datapath, "address", "?"), msg_type, xid, msg_len, reason)
+        _dropped(datapath, msg_type, msg_len, xid, reason)
         return None
 
     parse.routeflow_guarded = True  # type: ignore[attr-defined]

@@ -286,3 +286,29 @@ def test_bridge_port_link_messages_are_ignored(build: Any) -> None:
 def test_macs_are_lowercase(build: Any, mac: str) -> None:
     state = FibState.load([build.link(2, "eth0", mac)])
     assert state.fib().interfaces[0].mac == "02:00:00:00:00:02"
+
+
+def _patched(data: bytes, offset: int, value: bytes) -> bytes:
+    return data[:offset] + value + data[offset + len(value):]
+
+
+def test_malformed_messages_are_ignored_with_a_warning(build: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """What the fuzzers found: each is the decoder's Malformed, logged, and changes nothing."""
+    state = _state(build, build.address(3, "10.0.1.1/24"))
+    before = state.fib()
+    malformed = [
+        _patched(build.link(*ETH1), 32, b"\x01\x00"),  # IFLA_IFNAME of rta_len 1: pyroute2 gives bytes
+        _patched(build.address(3, "10.0.2.1/24"), 32, b"\x03\x00"),  # IFA_LOCAL of rta_len 3: bytes, or garbage
+        bytes.fromhex("10000000100002000100000000000000"),  # an RTM_NEWLINK with no ifinfomsg
+        _patched(build.address(3, "10.0.2.1/24"), 17, b"\x28"),  # 10.0.2.1/40
+    ]
+    for data in malformed:
+        state.apply_datagram(data)
+    assert state.take_delta() is None and state.fib() == before
+    warnings = [r.getMessage() for r in caplog.records if r.name == "routeflow.client"]
+    assert warnings == [
+        "rtnetlink message of type 16 ignored: attribute 3 at byte 32: length 1, 32 bytes left",
+        "rtnetlink message of type 20 ignored: attribute 2 at byte 32: length 3, 16 bytes left",
+        "rtnetlink message of type 16 ignored: 16 bytes, too short for a message of type 16",
+        "rtnetlink message of type 20 ignored: prefix length 40 of 10.0.2.1",
+    ]

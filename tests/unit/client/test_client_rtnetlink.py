@@ -1,4 +1,5 @@
-"""The rtnetlink decoder: routes and next-hop objects from raw bytes, malformed input ignored."""
+"""The rtnetlink decoder: routes and next-hop objects from raw bytes, malformed input ignored; links,
+addresses and neighbours through pyroute2, malformed ones rejected as ``Malformed``."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import socket
 import struct
 
 import pytest
+from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 
 from routeflow.client import rtnetlink
 from routeflow.client.rtnetlink import KernelNextHop, KernelRoute, NexthopObject
@@ -99,3 +101,94 @@ def test_malformed_next_hop_objects_are_ignored(build):
     assert rtnetlink.nexthop(ragged, 0, len(ragged)) is None
     fdb = good + _rta(rtnetlink.NHA_FDB, b"")  # a VXLAN FDB next hop: no route can use it
     assert rtnetlink.nexthop(fdb, 0, len(fdb)) is None
+
+
+# -- links, addresses, neighbours: what pyroute2 hands back is checked ----------------------------
+
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_OPERSTATE = 1, 3, 16
+IFA_ADDRESS, IFA_LOCAL, IFA_FLAGS = 1, 2, 8
+NDA_DST, NDA_LLADDR = 1, 2
+
+
+def _parsed(kind: int, fixed: bytes, *attrs: bytes) -> list:
+    """pyroute2's messages of one hand-built message, through :func:`rtnetlink.parse`."""
+    body = fixed + b"".join(attrs)
+    data = struct.pack("=IHHII", 16 + len(body), kind, 0, 0, 0) + body
+    return rtnetlink.parse(MarshalRtnl(), data, 0, len(data))
+
+
+def _link(*attrs: bytes) -> rtnetlink.Link | None:
+    (msg,) = _parsed(rtnetlink.RTM_NEWLINK, struct.pack("=BxHiII", 0, 1, 2, 0x10043, 0), *attrs)
+    return rtnetlink.parse_link(msg)
+
+
+def _address(family: int, prefixlen: int, *attrs: bytes) -> rtnetlink.Address | None:
+    (msg,) = _parsed(rtnetlink.RTM_NEWADDR, struct.pack("=BBBBI", family, prefixlen, 0, 0, 2), *attrs)
+    return rtnetlink.parse_address(msg)
+
+
+def _neighbour(family: int, *attrs: bytes) -> rtnetlink.NeighbourEntry | None:
+    (msg,) = _parsed(rtnetlink.RTM_NEWNEIGH, struct.pack("=BxxxiHBB", family, 2, 0x02, 0, 0), *attrs)
+    return rtnetlink.parse_neighbour(msg)
+
+
+MAC = _rta(IFLA_ADDRESS, bytes.fromhex("020000000002"))
+
+
+def test_messages_shorter_than_their_fixed_header_are_malformed():
+    # pyroute2 itself raises struct.error on them
+    for kind, fixed in [(rtnetlink.RTM_NEWLINK, 16), (rtnetlink.RTM_DELADDR, 8), (rtnetlink.RTM_NEWNEIGH, 12)]:
+        with pytest.raises(rtnetlink.Malformed, match="too short"):
+            _parsed(kind, bytes(fixed - 1))
+        assert len(_parsed(kind, bytes(fixed))) == 1
+
+
+@pytest.mark.parametrize("attr, reason", [
+    (struct.pack("=HH", 1, IFLA_IFNAME) + b"eth1\0\0\0\0", "attribute 3 at byte 32: length 1, 24 bytes left"),
+    (struct.pack("=HH", 3, IFLA_ADDRESS) + bytes(8), "attribute 1 at byte 32: length 3, 24 bytes left"),
+    (struct.pack("=HH", 40, IFLA_IFNAME) + b"eth1\0\0\0\0", "attribute 3 at byte 32: length 40, 24 bytes left"),
+])  # fmt: skip
+def test_attributes_shorter_than_their_header_or_past_the_message_are_malformed(attr, reason):
+    # pyroute2 makes bytes of the first two, or a value of whatever bytes follow them
+    with pytest.raises(rtnetlink.Malformed, match=reason):
+        _parsed(rtnetlink.RTM_NEWLINK, struct.pack("=BxHiII", 0, 1, 2, 0x10043, 0), attr, MAC)
+
+
+def test_link_attributes_must_be_text():
+    assert _link(_rta(IFLA_IFNAME, b"eth1\0"), MAC) == rtnetlink.Link(2, "eth1", "02:00:00:00:00:02", 0x10043,
+                                                                      "UNKNOWN")
+    # what pyroute2 cannot decode it hands back as bytes
+    for bad in (_rta(IFLA_IFNAME, b"\xff\xfe\0"), _rta(IFLA_OPERSTATE, b"\xc8")):  # not UTF-8, no such state
+        with pytest.raises(rtnetlink.Malformed, match="is no str"):
+            _link(bad, MAC)
+
+
+@pytest.mark.parametrize("family, attr", [
+    (socket.AF_INET, _rta(IFA_LOCAL, bytes(3))),  # pyroute2 gives bytes
+    (socket.AF_INET6, _rta(IFA_ADDRESS, bytes([10, 0, 1, 1]))),  # an IPv4 address in an IPv6 message
+    (socket.AF_INET, _rta(IFA_LOCAL, socket.inet_pton(socket.AF_INET6, "2001:db8::1"))),
+])  # fmt: skip
+def test_addresses_must_be_of_their_family(family, attr):
+    with pytest.raises(rtnetlink.Malformed, match="no address of family"):
+        _address(family, 24, attr)
+
+
+def test_address_prefix_lengths_must_fit_their_family():
+    v4, v6 = _rta(IFA_LOCAL, bytes([10, 0, 1, 1])), _rta(IFA_ADDRESS, socket.inet_pton(socket.AF_INET6, "::ffff:a00:1"))
+    assert _address(socket.AF_INET, 32, v4) == rtnetlink.Address(2, "10.0.1.1/32")
+    assert _address(socket.AF_INET6, 128, v6) == rtnetlink.Address(2, "::ffff:a00:1/128")  # ipaddress's text
+    for family, prefixlen, attr in [(socket.AF_INET, 33, v4), (socket.AF_INET, 40, v4), (socket.AF_INET6, 129, v6)]:
+        with pytest.raises(rtnetlink.Malformed, match=f"prefix length {prefixlen} of"):
+            _address(family, prefixlen, attr)
+    with pytest.raises(rtnetlink.Malformed, match="IFA_FLAGS"):
+        _address(socket.AF_INET, 24, v4, struct.pack("=HH", 4, IFA_FLAGS))  # no value, last: pyroute2 gives bytes
+
+
+def test_neighbour_addresses_must_be_of_their_family():
+    dst = _rta(NDA_DST, bytes([10, 0, 1, 2]))
+    assert _neighbour(socket.AF_INET, dst, _rta(NDA_LLADDR, bytes.fromhex("0200000000aa"))) == \
+        rtnetlink.NeighbourEntry(2, "10.0.1.2", "02:00:00:00:00:aa")
+    with pytest.raises(rtnetlink.Malformed, match="NDA_DST"):
+        _neighbour(socket.AF_INET, _rta(NDA_DST, bytes(5)))
+    with pytest.raises(rtnetlink.Malformed, match="NDA_DST"):
+        _neighbour(socket.AF_INET6, dst)

@@ -705,6 +705,17 @@ def test_parser_guards_install_once():
     assert set(ofproto_parser._MSG_PARSERS) >= {ofp.OFP_VERSION}
     for parse in ofproto_parser._MSG_PARSERS.values():
         assert parse.routeflow_guarded and not getattr(parse.original, "routeflow_guarded", False)
+    assert ofproto_parser.msg.routeflow_guarded and not getattr(ofproto_parser.msg.original, "routeflow_guarded", False)
+
+
+def test_message_of_a_version_without_parser_is_dropped(caplog):
+    """os-ken raises OFPUnknownVersion for it, out of the switch's receive loop: dropped with its reason."""
+    ofwire.install_parser_guards()
+    for version in (0, 2, 7, 255):
+        caplog.clear()
+        echo = struct.pack("!BBHI", version, ofp.OFPT_ECHO_REQUEST, 8, 1)
+        assert ofproto_parser.msg(DP, version, ofp.OFPT_ECHO_REQUEST, 8, 1, echo) is None
+        assert caplog.messages[-1].endswith(f"dropped: no parser for OpenFlow version {version}")
 
 
 def test_decoding_memos_are_bounded_in_bytes(monkeypatch):
