@@ -50,19 +50,20 @@ def status(server: str, as_json: bool, flows: bool, routes: bool, keys: Path = K
         return 0
     out = sys.stdout
     out.write(f"controller: {'connected' if doc['controller_connected'] else 'NOT connected'}\n\n")
-    server = doc["server"]
+    serving = doc["server"]
     _table([("LISTENER", "PEERS PROVE", "ENCRYPTED")]
            + [(lst["address"], "certificate" if lst["encrypted"] else "key", "yes" if lst["encrypted"] else "no")
-              for lst in server["listeners"]])
-    out.write(f"peers refused for failed authentication: {server['auth_failures']}\n\n")
-    rows: list[tuple[str, ...]] = [("DATAPATH", "MIRRORED BY", "STATE", "PORTS UP", "FLOWS", "GROUPS", "PACKET-IN", "UNRESOLVED")]
+              for lst in serving["listeners"]])
+    out.write(f"peers refused for failed authentication: {serving['auth_failures']}\n\n")
+    rows: list[tuple[str, ...]] = [("DATAPATH", "MIRRORED BY", "STATE", "PORTS UP", "FLOWS", "GROUPS", "PACKET-IN", "UNRESOLVED",
+                                     "REFUSED")]
     for dp in doc["datapaths"]:
         ports = dp["ports"]
         rows.append((
             dp["dpid"], dp["mirrored_by"], "up" if dp["connected"] else "down",
             f"{sum(p['up'] for p in ports)}/{len(ports)}", str(dp["flow_count"]), str(dp["group_count"]),
             "-" if dp["packet_in"] is None else str(sum(dp["packet_in"].values())),
-            str(len(dp["unresolved_next_hops"])),
+            str(len(dp["unresolved_next_hops"])), _dash(dp["refused_connections"]),
         ))
     _table(rows)
     for dp in doc["datapaths"]:
@@ -141,7 +142,7 @@ def credentials(keys: Path, identities: Sequence[str] | None, as_json: bool) -> 
 
     made = pki.ensure(keys, identities) if identities is not None else []
     base = pki.tls_dir(keys)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for cert in sorted(base.glob("*.crt")) if base.is_dir() else []:
         ident = cert.stem
         rows.append({"identity": ident, "certificate": str(cert), "expires": pki.expiry(cert).strftime("%Y-%m-%d"),
@@ -153,7 +154,8 @@ def credentials(keys: Path, identities: Sequence[str] | None, as_json: bool) -> 
         sys.stdout.write(f"no credentials in {base}; make them with: routeflow pki init CONFIG\n")
         return 1
     _table([("IDENTITY", "CERTIFICATE", "EXPIRES", "")]
-           + [(r["identity"], r["certificate"], r["expires"], "made now" if r["made_now"] else "") for r in rows])
+           + [(str(r["identity"]), str(r["certificate"]), str(r["expires"]), "made now" if r["made_now"] else "")
+              for r in rows])
     return 0
 
 

@@ -9,8 +9,17 @@ For the datapaths the server's :class:`DiscoveryPlan` names, it finds the
 physical links between switches with LLDP probes and reports each link found
 or lost (:class:`LinkChange`); a port going down loses its links at once.
 
+A datapath is the one connection its id is known by. Anyone who can reach the
+OpenFlow port can claim any id, so a second connection claiming a connected
+id is held while the first is sent an echo request: if the first answers
+within :data:`ECHO_TIMEOUT`, the second is refused and closed; if not, the
+first is closed and the second takes its place (a switch that reconnected
+before its old connection was seen to end). Nothing from a connection that is
+not the one its id is known by reaches the server or the other switches.
+
 Threads: os-ken runs each datapath's socket loops and this app's event loop
-on native threads; server messages arrive on the :class:`ServerLink` thread.
+on native threads; server messages arrive on the :class:`ServerLink` thread,
+and the check of a second connection runs on a thread of its own.
 ``Datapath.send`` only puts bytes on a thread-safe queue, so any thread may
 send; transaction ids come from this app's own counter because os-ken's
 ``set_xid`` is not atomic. ``_lock`` guards every table below, and messages
@@ -35,6 +44,7 @@ from os_ken.base import app_manager
 from os_ken.controller import ofp_event
 from os_ken.controller.controller import Datapath
 from os_ken.controller.handler import CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
+from os_ken.lib import hub
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 from oslo_config import cfg
@@ -89,6 +99,9 @@ MAX_PORTS = 65536
 _MAX_RELAY = 0xFFFF - ofp.OFP_PACKET_OUT_SIZE - ofp.OFP_ACTION_OUTPUT_SIZE
 #: Characters of a switch's own text (why a hello failed) an error's text quotes at most.
 _ERROR_QUOTE = 200
+#: Seconds the connection a datapath id is known by has to answer an echo request when
+#: another connection claims that id; silent that long, it is taken for dead and replaced.
+ECHO_TIMEOUT = 2.0
 
 OPTIONS = [
     cfg.StrOpt("server", default=DEFAULT_SERVER, help="RF-Server address (tcp:HOST:PORT or unix:PATH)"),
@@ -128,6 +141,31 @@ class _Dump:
     waiting: set[int] = field(default_factory=set)
 
 
+@dataclass
+class _Check:
+    """A second connection claiming a connected datapath id, held while the first is asked whether it lives."""
+
+    first: Datapath
+    newcomer: Datapath
+    xid: int  # of the echo request to the first
+    answered: threading.Event = field(default_factory=threading.Event)
+
+
+def peer(dp: Datapath) -> str:
+    """``host:port`` of the switch end of a datapath's connection."""
+    host, port = dp.address[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def hang_up(dp: Datapath) -> None:
+    """Close a datapath's connection, so that os-ken's threads serving it end too."""
+    dp.close()
+    # os-ken's native hub cannot kill the thread sending to the switch, blocked on its
+    # empty queue, and the receiving thread waits for it: without one more (empty)
+    # write to wake it, both would live as long as the process.
+    dp.send(b"")
+
+
 def port_desc(port: Any) -> PortDesc | None:
     """The :class:`PortDesc` of an os-ken ``OFPPort``; None for reserved ports."""
     if port.port_no >= ofp.OFPP_MAX:  # OFPP_LOCAL and the other reserved numbers
@@ -158,10 +196,16 @@ class RouteFlowController(app_manager.OSKenApp):
                                self._on_server_connect, self._on_server_message, keys=settings.keys)
         self._lock = threading.Lock()
         self._xids = itertools.count(1)
+        #: The connection each datapath id is known by.
         self._datapaths: dict[int, Datapath] = {}
         #: Ports of the datapaths reported to the server (joined), by dpid.
         self._ports: dict[int, dict[int, PortDesc]] = {}
-        self._port_requests: dict[tuple[int, int], list[PortDesc]] = {}
+        #: The port description request a datapath's join waits for: its xid and the ports so far.
+        self._port_requests: dict[int, tuple[int, list[PortDesc]]] = {}
+        #: Second connections held while the first is checked, by datapath id.
+        self._checks: dict[int, _Check] = {}
+        #: Connections refused for claiming the id of a live datapath (or of one being checked), by that id.
+        self.refused: Counter[int] = Counter()
         self._rfvs: frozenset[int] = frozenset()
         self._to_rfvs: dict[tuple[int, int], tuple[int, int]] = {}
         self._from_rfvs: dict[tuple[int, int], tuple[int, int]] = {}
@@ -222,7 +266,8 @@ class RouteFlowController(app_manager.OSKenApp):
                 for (dpid, kind), count in self.packet_in_kinds.items():
                     kinds.setdefault(dpid, {})[kind] = count
                 stats = ControllerStats(msg.request_id, dict(self.packet_in), dict(self.packet_out),
-                                        packet_in_by_kind=kinds, dropped=dict(self.dropped))
+                                        packet_in_by_kind=kinds, dropped=dict(self.dropped),
+                                        refused=dict(self.refused))
             self._send(stats)
         elif isinstance(msg, Goodbye):
             raise ConnectionError(f"server said goodbye: {msg.reason}")
@@ -290,10 +335,12 @@ class RouteFlowController(app_manager.OSKenApp):
         timer.daemon = True
         return timer
 
-    def _dump_reply(self, dpid: int, xid: int, more: bool,
+    def _dump_reply(self, dp: Datapath, xid: int, more: bool,
                     decode: Callable[[], tuple[list[Flow], list[Group]]]) -> None:
+        dpid: int = dp.id
         with self._lock:
-            if (dpid, xid) not in self._dumps:  # unasked for, or too late: not worth decoding
+            # unasked for, too late, or from another connection: not worth decoding
+            if (dpid, xid) not in self._dumps or not self._current(dp):
                 return
         try:
             converted_flows, converted_groups = decode()
@@ -395,16 +442,6 @@ class RouteFlowController(app_manager.OSKenApp):
                 return
             self._report_links(self._links.seen(source, (dpid, in_port), time.monotonic()))
 
-    @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
-    def _switch_features(self, ev: Any) -> None:
-        dp = ev.msg.datapath
-        # Whole packets in every packet-in, so they can be relayed as they are.
-        self._send_msg(dp, parser.OFPSetConfig(dp, ofp.OFPC_FRAG_NORMAL, ofp.OFPCML_NO_BUFFER))
-        # OpenFlow 1.3 switches (Open vSwitch among them) leave TTL-expired
-        # packet-ins off by default; the VM needs them to send time-exceeded.
-        self._send_msg(dp, parser.OFPSetAsync(dp, [_PACKET_IN_REASONS, 0],
-                                              [_PORT_STATUS_REASONS, _PORT_STATUS_REASONS], [0, 0]))
-
     @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
     def _state_change(self, ev: Any) -> None:
         dp = ev.datapath
@@ -415,37 +452,112 @@ class RouteFlowController(app_manager.OSKenApp):
         elif ev.state == DEAD_DISPATCHER:
             self._datapath_down(dp, dp.id)
 
+    def _current(self, dp: Datapath) -> bool:
+        """Whether ``dp`` is the connection its datapath id is known by; called holding ``_lock``."""
+        return dp.id is not None and self._datapaths.get(dp.id) is dp
+
     def _datapath_up(self, dp: Datapath, dpid: int) -> None:
         if self.settings.datapaths and dpid not in self.settings.datapaths:
             # Anyone who can reach the OpenFlow port can say it is a switch.
-            self.logger.warning("refused datapath %016x from %s: not one of the datapaths allowed", dpid, dp.address)
-            dp.close()
+            self.logger.warning("refused datapath %016x from %s: not one of the datapaths allowed", dpid, peer(dp))
+            hang_up(dp)
             return
-        request = parser.OFPPortDescStatsRequest(dp, 0)
-        request.set_xid(self._next_xid())
         with self._lock:
-            old = self._datapaths.get(dpid)
-            self._datapaths[dpid] = dp
-            # A reconnect: the new connection's join replaces the old one's ports.
-            self._ports.pop(dpid, None)
-            self._port_requests[(dpid, request.xid)] = []
-        if old is not None:
+            first = self._datapaths.get(dpid)
+            pending = self._checks.get(dpid)
+            if first is None:
+                xid = self._register(dp, dpid)
+            elif pending is not None:
+                self.refused[dpid] += 1
+            else:
+                check = self._checks[dpid] = _Check(first, dp, self._next_xid())
+        if first is None:
+            self._start(dp, dpid, xid)
+        elif pending is not None:
+            # One check at a time: a genuine switch among them connects again.
+            self.logger.warning("refused another connection for datapath %016x from %s: the one from %s is "
+                                "being checked", dpid, peer(dp), peer(pending.newcomer))
+            hang_up(dp)
+        else:
+            self.logger.info("datapath %016x: a second connection from %s, checking the first (%s)", dpid,
+                             peer(dp), peer(first))
+            # A round trip (and a send that may wait for a full queue): not on os-ken's event thread.
+            hub.spawn(self._check_first, check)
+
+    def _check_first(self, check: _Check) -> None:
+        """Refuse ``check.newcomer`` if the first connection answers an echo request in time; else replace the first."""
+        echo = parser.OFPEchoRequest(check.first)
+        echo.set_xid(check.xid)
+        alive = check.first.send_msg(echo) and check.answered.wait(ECHO_TIMEOUT)
+        dpid = check.newcomer.id
+        with self._lock:
+            if self._checks.get(dpid) is not check:  # settled when one of the two connections ended
+                return
+            del self._checks[dpid]
+            if alive:
+                self.refused[dpid] += 1
+            else:
+                xid = self._register(check.newcomer, dpid)
+        if alive:
+            self.logger.warning("refused a second connection for datapath %016x from %s: the first (%s) is alive",
+                                dpid, peer(check.newcomer), peer(check.first))
+            hang_up(check.newcomer)
+            return
+        self.logger.warning("datapath %016x: the first connection (%s) did not answer in %.1f s; the one from %s "
+                            "replaces it", dpid, peer(check.first), ECHO_TIMEOUT, peer(check.newcomer))
+        hang_up(check.first)
+        self._start(check.newcomer, dpid, xid, replaced=True)
+
+    def _register(self, dp: Datapath, dpid: int) -> int:
+        """Make ``dp`` the connection ``dpid`` is known by; called holding ``_lock``.
+
+        Returns the xid of the port description request its join waits for. The ports
+        of a connection it replaces stand (the server knows them) until that join.
+        """
+        xid = self._next_xid()
+        self._datapaths[dpid] = dp
+        self._port_requests[dpid] = (xid, [])
+        return xid
+
+    def _start(self, dp: Datapath, dpid: int, xid: int, replaced: bool = False) -> None:
+        """Configure a datapath just registered and ask for its ports."""
+        if replaced:
             self.logger.info("datapath %016x reconnected", dpid)
             self._fail_dumps(dpid, "datapath reconnected")
-        self.logger.info("datapath %016x connected from %s", dpid, dp.address)
+        self.logger.info("datapath %016x connected from %s", dpid, peer(dp))
+        # Whole packets in every packet-in, so they can be relayed as they are.
+        self._send_msg(dp, parser.OFPSetConfig(dp, ofp.OFPC_FRAG_NORMAL, ofp.OFPCML_NO_BUFFER))
+        # OpenFlow 1.3 switches (Open vSwitch among them) leave TTL-expired
+        # packet-ins off by default; the VM needs them to send time-exceeded.
+        self._send_msg(dp, parser.OFPSetAsync(dp, [_PACKET_IN_REASONS, 0],
+                                              [_PORT_STATUS_REASONS, _PORT_STATUS_REASONS], [0, 0]))
+        request = parser.OFPPortDescStatsRequest(dp, 0)
+        request.set_xid(xid)
         dp.send_msg(request)
 
     def _datapath_down(self, dp: Datapath, dpid: int) -> None:
+        successor = None
         with self._lock:
-            if self._datapaths.get(dpid) is not dp:  # a newer connection replaced it
+            check = self._checks.get(dpid)
+            if check is not None and (dp is check.first or dp is check.newcomer):
+                del self._checks[dpid]
+                if dp is check.first:  # dead, no need to wait for its answer
+                    successor = check.newcomer
+            if not self._current(dp):  # refused, held, or replaced by a newer connection
                 return
-            del self._datapaths[dpid]
-            self._port_requests = {k: v for k, v in self._port_requests.items() if k[0] != dpid}
-            if self._ports.pop(dpid, None) is not None:
-                self._report_links(self._links.datapath_gone(dpid))
-                self._send(DatapathLeave(dpid))
+            if successor is not None:
+                xid = self._register(successor, dpid)
+            else:
+                del self._datapaths[dpid]
+                self._port_requests.pop(dpid, None)
+                if self._ports.pop(dpid, None) is not None:
+                    self._report_links(self._links.datapath_gone(dpid))
+                    self._send(DatapathLeave(dpid))
         self.logger.info("datapath %016x disconnected", dpid)
-        self._fail_dumps(dpid, "datapath disconnected")
+        if successor is not None:
+            self._start(successor, dpid, xid, replaced=True)
+        else:
+            self._fail_dumps(dpid, "datapath disconnected")
 
     def _fail_dumps(self, dpid: int, error: str) -> None:
         with self._lock:
@@ -453,16 +565,24 @@ class RouteFlowController(app_manager.OSKenApp):
         for _, xid in keys:
             self._finish_dump(dpid, xid, error)
 
+    @set_ev_cls(ofp_event.EventOFPEchoReply, MAIN_DISPATCHER)
+    def _echo_reply(self, ev: Any) -> None:
+        msg = ev.msg
+        with self._lock:
+            check = self._checks.get(msg.datapath.id)
+        if check is not None and check.first is msg.datapath and check.xid == msg.xid:
+            check.answered.set()
+
     @set_ev_cls(ofp_event.EventOFPPortDescStatsReply, MAIN_DISPATCHER)
     def _port_desc_reply(self, ev: Any) -> None:
         msg = ev.msg
         dp = msg.datapath
         dpid: int = dp.id
-        key = (dpid, msg.xid)
         with self._lock:
-            collected = self._port_requests.get(key)
-            if collected is None:
+            request = self._port_requests.get(dpid)
+            if request is None or request[0] != msg.xid or not self._current(dp):
                 return
+            collected = request[1]
             ports = [p for p in map(port_desc, msg.body) if p is not None]
             if len(collected) + len(ports) > MAX_PORTS:
                 self.logger.warning("datapath %016x: more than %d ports, the rest ignored", dpid, MAX_PORTS)
@@ -470,9 +590,7 @@ class RouteFlowController(app_manager.OSKenApp):
             collected += ports
             if msg.flags & ofp.OFPMPF_REPLY_MORE:
                 return
-            del self._port_requests[key]
-            if self._datapaths.get(dpid) is not dp:
-                return
+            del self._port_requests[dpid]
             self._ports[dpid] = {p.port_no: p for p in collected}
             self._send(DatapathJoin(dpid, tuple(sorted(collected))))
         self.logger.info("datapath %016x joined with %d ports", dpid, len(collected))
@@ -490,7 +608,7 @@ class RouteFlowController(app_manager.OSKenApp):
         deleted = msg.reason == ofp.OFPPR_DELETE
         with self._lock:
             ports = self._ports.get(dpid)
-            if ports is None:  # not joined yet: the port description reply will include this
+            if ports is None or not self._current(msg.datapath):  # before the join, its reply covers this
                 return
             if not deleted and port.port_no not in ports and len(ports) >= MAX_PORTS:
                 self.logger.warning("datapath %016x: more than %d ports, port %d ignored", dpid, MAX_PORTS,
@@ -518,7 +636,7 @@ class RouteFlowController(app_manager.OSKenApp):
                 return ofwire.decode_flow_stats(msg.buf, end=msg.msg_len), []
             return [ofcodec.flow_from_stats(s) for s in msg.body], []
 
-        self._dump_reply(msg.datapath.id, msg.xid, bool(msg.flags & ofp.OFPMPF_REPLY_MORE), decode)
+        self._dump_reply(msg.datapath, msg.xid, bool(msg.flags & ofp.OFPMPF_REPLY_MORE), decode)
 
     @set_ev_cls(ofp_event.EventOFPGroupDescStatsReply, MAIN_DISPATCHER)
     def _group_desc_reply(self, ev: Any) -> None:
@@ -529,7 +647,7 @@ class RouteFlowController(app_manager.OSKenApp):
                 return [], ofwire.decode_group_desc(msg.buf, end=msg.msg_len)
             return [], [ofcodec.group_from_stats(s) for s in msg.body]
 
-        self._dump_reply(msg.datapath.id, msg.xid, bool(msg.flags & ofp.OFPMPF_REPLY_MORE), decode)
+        self._dump_reply(msg.datapath, msg.xid, bool(msg.flags & ofp.OFPMPF_REPLY_MORE), decode)
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def _error(self, ev: Any) -> None:
@@ -537,9 +655,9 @@ class RouteFlowController(app_manager.OSKenApp):
         dpid = msg.datapath.id
         text = error_text(msg)
         self.logger.warning("datapath %s: %s", "?" if dpid is None else f"{dpid:016x}", text)
-        if dpid is None:
-            return
         with self._lock:
+            if not self._current(msg.datapath):  # not through the handshake, or not the datapath's connection
+                return
             dumping = (dpid, msg.xid) in self._dumps
         if dumping:
             self._finish_dump(dpid, msg.xid, text)
@@ -558,18 +676,21 @@ class RouteFlowController(app_manager.OSKenApp):
             total_len = int(msg.total_len)
         except (KeyError, TypeError, AttributeError, ValueError):
             in_port = None
-        if type(in_port) is not int:  # a masked in_port is a tuple: no port to relay from
-            self.logger.debug("datapath %016x: malformed packet-in dropped", dpid)
-            with self._lock:
-                self.packet_in[dpid] += 1
-                self.dropped[dpid] += 1
-            return
+        malformed = type(in_port) is not int  # a masked in_port is a tuple: no port to relay from
         with self._lock:
+            if not self._current(msg.datapath):  # not a word of a held or refused connection gets through
+                return
             self.packet_in[dpid] += 1
-            self.packet_in_kinds[dpid, traffic_kind(data)] += 1
-            on_rfvs = dpid in self._rfvs
-            target = (self._from_rfvs if on_rfvs else self._to_rfvs).get((dpid, in_port))
-            out_dp = self._datapaths.get(target[0]) if target is not None else None
+            if malformed:
+                self.dropped[dpid] += 1
+            else:
+                self.packet_in_kinds[dpid, traffic_kind(data)] += 1
+                on_rfvs = dpid in self._rfvs
+                target = (self._from_rfvs if on_rfvs else self._to_rfvs).get((dpid, in_port))
+                out_dp = self._datapaths.get(target[0]) if target is not None else None
+        if malformed:
+            self.logger.debug("datapath %016x: malformed packet-in dropped", dpid)
+            return
         if on_rfvs and data[12:14] == _MAPPING_ETH_TYPE:
             self._mapping_packet(dpid, in_port, data)
             return

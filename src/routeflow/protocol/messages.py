@@ -163,6 +163,8 @@ class ControllerStats(Message, tag="controller_stats", frozen=True):
     packet_in_by_kind: dict[int, dict[str, int]] = {}
     #: Packet-ins that could not be relayed (no mapping, truncated, malformed).
     dropped: dict[int, int] = {}
+    #: Connections refused for claiming a datapath id whose connection was alive.
+    refused: dict[int, int] = {}
 
 
 # -- server -> controller --------------------------------------------------------

@@ -480,12 +480,11 @@ class RFServer:
         asyncio.get_running_loop().create_task(run())
 
     async def _status(self, peer: Peer, msg: StatusRequest) -> StatusReply:
-        packet_in = None
+        stats: ControllerStats | None = None
         with contextlib.suppress(ConnectionError, asyncio.TimeoutError):
             rid = self.core.next_request_id()
-            stats: ControllerStats = await self._request(self.controller, StatsRequest(rid), rid)
-            packet_in = stats.packet_in_by_kind
-        document = status_document(self.core.nib, packet_in, msg.detail, asyncio.get_running_loop().time())
+            stats = await self._request(self.controller, StatsRequest(rid), rid)
+        document = status_document(self.core.nib, stats, msg.detail, asyncio.get_running_loop().time())
         document["server"] = {
             # Every peer proves who it is on every listener: its key, or over TLS its certificate.
             "listeners": [{"address": text, "authenticated": True, "encrypted": text.startswith("tls:")}

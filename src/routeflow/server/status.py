@@ -9,15 +9,16 @@ from routeflow.flows.compiler import GroupTable, datapath_flows
 from routeflow.flows.diff import TableComparison
 from routeflow.flows.model import format_flow, format_group
 from routeflow.model import Fib, PortDesc
+from routeflow.protocol.messages import ControllerStats
 from routeflow.server.nib import Nib, Retry, VmState
 
 
-def status_document(nib: Nib, packet_in: Mapping[int, Mapping[str, int]] | None = None,
+def status_document(nib: Nib, stats: ControllerStats | None = None,
                     detail: bool = True, now: float = 0.0) -> dict[str, Any]:
     """A JSON-ready picture of the system: datapaths, VMs, mappings, routes and flows.
 
-    ``packet_in`` is the controller's slow-path counters by datapath and traffic
-    kind, or None if the controller could not be asked. Without ``detail``
+    ``stats`` is the controller's counters (slow-path packets by datapath and
+    traffic kind, refused connections), or None if the controller could not be asked. Without ``detail``
     only counts of routes, neighbours, flows and groups are given (a million
     routes make a large document). ``now`` is the clock of the resolution retries.
     """
@@ -42,7 +43,10 @@ def status_document(nib: Nib, packet_in: Mapping[int, Mapping[str, int]] | None 
             "groups": sorted(format_group(g) for g in table.groups.values()) if table and detail else [],
             "flow_mods_sent": dp.flow_mods if dp else 0,
             "compile_error": dp.compile_error if dp else "",
-            "packet_in": None if packet_in is None else dict(packet_in.get(dpid, {})),
+            "packet_in": None if stats is None else dict(stats.packet_in_by_kind.get(dpid, {})),
+            # Second connections claiming this datapath id while it was alive (impostors or a
+            # switch reconnecting from another address).
+            "refused_connections": None if stats is None else stats.refused.get(dpid, 0),
             "unresolved_next_hops": [
                 {"prefix": u.prefix, "ifname": u.ifname, "gateway": u.gateway,
                  **_retry(nib.resolving.get(names.get(dpid, ""), {}).get((u.ifname, u.gateway)), now)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import struct
 import threading
 import time
@@ -130,6 +131,22 @@ def join(app, dpid, ports=None) -> FakeDatapath:
     return dp
 
 
+def connect(app, dpid, host: str) -> FakeDatapath:
+    """A connection through os-ken's handshake, claiming ``dpid``, from ``host``."""
+    dp = FakeDatapath(dpid)
+    dp.address = (host, 50000)
+    state_change(app, dp, MAIN_DISPATCHER)
+    return dp
+
+
+def eventually(pred, timeout: float = 5.0) -> None:
+    """Wait until ``pred()`` holds (what another thread of the app does)."""
+    end = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.01)
+
+
 def packet_in(app, dp, in_port, data, reason=ofp.OFPR_NO_MATCH):
     msg = parser.OFPPacketIn(dp, ofp.OFP_NO_BUFFER, len(data), reason, 0, 0,
                              parser.OFPMatch(in_port=in_port), data)
@@ -157,10 +174,11 @@ def test_port_desc_conversion():
     assert port_desc(ofport(ofp.OFPP_LOCAL)) is None
 
 
-def test_features_ask_for_whole_packets_and_ttl_expiry(app):
+def test_a_new_datapath_is_asked_for_whole_packets_and_ttl_expiry(app):
     dp = FakeDatapath(S1)
-    features = parser.OFPSwitchFeatures(dp, S1, 0, 1, 0, 0)
-    app._switch_features(ofp_event.EventOFPSwitchFeatures(features))
+    state_change(app, dp, MAIN_DISPATCHER)
+    assert [kind for kind, _, _ in dp.messages()] == [ofp.OFPT_SET_CONFIG, ofp.OFPT_SET_ASYNC,
+                                                     ofp.OFPT_MULTIPART_REQUEST]
     (_, _, raw), = dp.of_type(ofp.OFPT_SET_CONFIG)
     assert struct.unpack_from("!HH", raw, 8) == (ofp.OFPC_FRAG_NORMAL, ofp.OFPCML_NO_BUFFER)
     (_, _, raw), = dp.of_type(ofp.OFPT_SET_ASYNC)
@@ -202,9 +220,12 @@ def test_port_status_after_join_and_leave(app):
     assert app.link.take() == [DatapathLeave(S1)]
 
 
-def test_stale_connection_death_does_not_remove_the_new_one(app):
+def test_stale_connection_death_does_not_remove_the_new_one(app, monkeypatch):
+    monkeypatch.setattr(appmod, "ECHO_TIMEOUT", 0.05)
     old = join(app, S1)
-    new = join(app, S1)
+    new = connect(app, S1, "127.0.0.2")
+    eventually(lambda: new.of_type(ofp.OFPT_MULTIPART_REQUEST))  # the old one did not answer: replaced
+    port_desc_reply(app, new, [ofport(1), ofport(2)])
     app.link.take()
     state_change(app, old, DEAD_DISPATCHER)
     assert app.link.take() == []
@@ -237,7 +258,8 @@ def test_table_mod_applied_in_order_with_barrier(app):
     flow = Flow(1, 1024, match(eth_type=0x800, ipv4_dst="10.0.0.0/24"), (("group", 9),))
     app._on_server_message(TableMod(S1, add=(flow,), delete=(Flow(1, 0, ()).key,), group_add=(grp,),
                                     group_delete=(3,)))
-    kinds = [m[0] for m in dp.messages() if m[0] != ofp.OFPT_MULTIPART_REQUEST]
+    setup = (ofp.OFPT_SET_CONFIG, ofp.OFPT_SET_ASYNC, ofp.OFPT_MULTIPART_REQUEST)
+    kinds = [m[0] for m in dp.messages() if m[0] not in setup]
     assert kinds == [ofp.OFPT_GROUP_MOD, ofp.OFPT_BARRIER_REQUEST, ofp.OFPT_FLOW_MOD, ofp.OFPT_FLOW_MOD,
                      ofp.OFPT_BARRIER_REQUEST, ofp.OFPT_GROUP_MOD, ofp.OFPT_BARRIER_REQUEST]
     xids = [m[1] for m in dp.messages()]
@@ -550,7 +572,7 @@ def test_openflow_events_reach_their_handlers():
     handlers = {ev.__name__: name for name, method in vars(RouteFlowController).items()
                 for ev in getattr(method, "callers", {})}
     assert handlers == {
-        "EventOFPSwitchFeatures": "_switch_features", "EventOFPStateChange": "_state_change",
+        "EventOFPStateChange": "_state_change", "EventOFPEchoReply": "_echo_reply",
         "EventOFPPortDescStatsReply": "_port_desc_reply", "EventOFPPortStatus": "_port_status",
         "EventOFPFlowStatsReply": "_flow_stats_reply", "EventOFPGroupDescStatsReply": "_group_desc_reply",
         "EventOFPErrorMsg": "_error", "EventOFPPacketIn": "_packet_in",
@@ -702,3 +724,128 @@ def test_only_the_datapaths_allowed_may_connect(caplog):
     assert "refused datapath 0000000000000002" in caplog.text
     allowed = join(controller, 1)
     assert allowed.alive and [type(m).__name__ for m in controller.link.sent] == ["DatapathJoin"]
+
+
+# -- a second connection claiming a connected datapath id ---------------------------------------
+
+
+def echo_reply(app, dp, xid: int) -> None:
+    reply = parser.OFPEchoReply(dp)
+    reply.xid = xid
+    app._echo_reply(ofp_event.EventOFPEchoReply(reply))
+
+
+def test_second_connection_refused_while_the_first_answers(app, caplog):
+    first = join(app, S1)
+    app.link.take()
+    impostor = connect(app, S1, "127.0.0.2")
+    xid = app._checks[S1].xid
+    eventually(lambda: first.of_type(ofp.OFPT_ECHO_REQUEST))
+    (_, sent_xid, _), = first.of_type(ofp.OFPT_ECHO_REQUEST)
+    assert sent_xid == xid
+    echo_reply(app, impostor, xid)  # an answer on another connection is no answer from the first
+    echo_reply(app, first, xid + 1)
+    assert not app._checks[S1].answered.is_set()
+    echo_reply(app, first, xid)
+    eventually(lambda: not impostor.alive)
+    assert impostor.writes == [] and first.alive
+    assert app.refused == {S1: 1} and not app._checks
+    assert ("refused a second connection for datapath 0000000000000001 from 127.0.0.2:50000: "
+            "the first (127.0.0.1:40001) is alive") in caplog.text
+    state_change(app, impostor, DEAD_DISPATCHER)
+    assert app.link.take() == []  # no leave: the datapath is still there
+    app.apply_table_mod(TableMod(S1, add=(Flow(0, 1, ()),)))
+    assert first.of_type(ofp.OFPT_FLOW_MOD)
+
+
+def test_nothing_from_a_held_connection_reaches_the_app(app, relay):
+    switch, rfvs = relay
+    impostor = connect(app, S1, "127.0.0.2")
+    assert S1 in app._checks
+    third = connect(app, S1, "127.0.0.3")  # one check at a time: refused at once
+    assert not third.alive and app.refused == {S1: 1}
+    for claimed in (impostor, third):
+        packet_in(app, claimed, 1, FRAME)
+        packet_in(app, claimed, 1, lldp.build_probe(S1, 1, MAC), reason=ofp.OFPR_ACTION)
+        status = parser.OFPPortStatus(claimed, ofp.OFPPR_MODIFY, ofport(1, config=ofp.OFPPC_PORT_DOWN))
+        app._port_status(ofp_event.EventOFPPortStatus(status))
+        app._error(ofp_event.EventOFPErrorMsg(from_wire(claimed, error_message(1, 2))))
+    app._on_server_message(DumpTable(9, S1))
+    for xid in dump_requests(switch):
+        reply = parser.OFPFlowStatsReply(impostor, body=[], flags=0)
+        reply.xid = xid
+        app._flow_stats_reply(ofp_event.EventOFPFlowStatsReply(reply))
+    assert app.link.take() == [] and packet_outs(rfvs) == []
+    assert app.packet_in == {} and app.dropped == {}
+    assert impostor.writes == []
+    echo_reply(app, switch, app._checks[S1].xid)
+    eventually(lambda: not impostor.alive)
+    assert app.refused == {S1: 2}
+
+
+def test_a_silent_first_connection_is_replaced(app, monkeypatch, caplog):
+    monkeypatch.setattr(appmod, "ECHO_TIMEOUT", 0.1)
+    first = join(app, S1)
+    app._on_server_message(DumpTable(9, S1))
+    app.link.take()
+    second = connect(app, S1, "127.0.0.2")
+    eventually(lambda: second.of_type(ofp.OFPT_MULTIPART_REQUEST))
+    assert not first.alive and app.refused == {}
+    assert "the first connection (127.0.0.1:40001) did not answer in 0.1 s" in caplog.text
+    # the server hears of a reconnect: the dump fails, and a join replaces the old one, with no leave
+    assert app.link.take() == [TableDump(9, S1, (), (), "datapath reconnected")]
+    (_, xid, _), = second.of_type(ofp.OFPT_MULTIPART_REQUEST)
+    stale = parser.OFPPortDescStatsReply(first, body=[ofport(7)])  # the first one, answering the second's request
+    stale.xid = xid
+    app._port_desc_reply(ofp_event.EventOFPPortDescStatsReply(stale))
+    assert app.link.take() == []
+    port_desc_reply(app, second, [ofport(1)])
+    assert app.link.take() == [DatapathJoin(S1, (PortDesc(1, "p1", MAC, True),))]
+
+
+def test_the_first_connection_ending_during_the_check_hands_over_at_once(app):
+    first = join(app, S1)
+    app.link.take()
+    second = connect(app, S1, "127.0.0.2")
+    state_change(app, first, DEAD_DISPATCHER)  # long before ECHO_TIMEOUT
+    assert second.of_type(ofp.OFPT_MULTIPART_REQUEST) and not app._checks
+    assert app.link.take() == []  # no leave: the join replaces the old one
+    port_desc_reply(app, second, [ofport(1), ofport(2)])
+    assert [type(m) for m in app.link.take()] == [DatapathJoin]
+
+
+def test_the_second_connection_ending_during_the_check_changes_nothing(app, monkeypatch):
+    monkeypatch.setattr(appmod, "ECHO_TIMEOUT", 0.05)
+    first = join(app, S1)
+    app.link.take()
+    second = connect(app, S1, "127.0.0.2")
+    state_change(app, second, DEAD_DISPATCHER)
+    assert not app._checks
+    time.sleep(0.2)  # the check's own end, once its echo request times out
+    assert first.alive and app._datapaths[S1] is first and app.link.take() == []
+    assert second.writes == [] and app.refused == {}
+
+
+def test_a_newly_replaced_connection_ending_before_its_join_is_a_leave(app):
+    first = join(app, S1)
+    app.link.take()
+    second = connect(app, S1, "127.0.0.2")
+    state_change(app, first, DEAD_DISPATCHER)
+    state_change(app, second, DEAD_DISPATCHER)
+    assert app.link.take() == [DatapathLeave(S1)]  # the server knew the datapath by the first one's join
+
+
+def test_hang_up_ends_os_kens_threads_for_the_connection():
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        switch = socket.create_connection(listener.getsockname())
+        ours, address = listener.accept()
+    dp = appmod.Datapath(ours, address)  # os-ken's, imported after its app manager
+    server = threading.Thread(target=dp.serve, daemon=True)
+    server.start()
+    with switch:
+        assert split_messages(switch.recv(8))[0][0] == ofp.OFPT_HELLO
+        time.sleep(0.2)  # os-ken's sending thread back to waiting on its queue: what hang_up must wake
+        appmod.hang_up(dp)
+        assert switch.recv(8) == b""  # our end closed for writing
+    server.join(2)
+    assert not server.is_alive() and not dp.is_active
