@@ -126,9 +126,11 @@ def ensure(key_dir: Path, identities: Iterable[str]) -> list[str]:
     return made
 
 
-def _context(purpose: ssl.Purpose, key_dir: Path, identity: str) -> ssl.SSLContext:
+def _context(protocol: int, key_dir: Path, identity: str) -> ssl.SSLContext:
     cred = credential(key_dir, identity)
-    ctx = ssl.create_default_context(purpose, cafile=None)
+    # Our CA and nothing else: not the system's (a certificate any public CA signed
+    # must not pass for our server), and loading those costs 35 ms per connection.
+    ctx = ssl.SSLContext(protocol)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
     try:
         ctx.load_verify_locations(cafile=str(tls_dir(key_dir) / "ca.crt"))
@@ -142,12 +144,12 @@ def _context(purpose: ssl.Purpose, key_dir: Path, identity: str) -> ssl.SSLConte
 
 def server_context(key_dir: Path, identity: str = SERVER) -> ssl.SSLContext:
     """The side that accepts: ``identity``'s certificate, and one from every peer, signed by our CA."""
-    return _context(ssl.Purpose.CLIENT_AUTH, key_dir, identity)
+    return _context(ssl.PROTOCOL_TLS_SERVER, key_dir, identity)
 
 
 def peer_context(key_dir: Path, identity: str) -> ssl.SSLContext:
     """A peer's side: ``identity``'s certificate; the server's must be signed by our CA."""
-    ctx = _context(ssl.Purpose.SERVER_AUTH, key_dir, identity)
+    ctx = _context(ssl.PROTOCOL_TLS_CLIENT, key_dir, identity)
     # The server is recognised by the name in its certificate (checked by
     # check_server), not a host name: peers reach it by address.
     ctx.check_hostname = False
