@@ -40,7 +40,11 @@ IpWithLength = Annotated[str, msgspec.Meta(pattern=rf"^{_WITH_LENGTH}$")]
 #: ``..`` or option-like.
 IfName = Annotated[str, msgspec.Meta(pattern=r"^(?![.]{1,2}$|-)[^\x00-\x20/:\x7f]{1,15}$")]
 #: An Ethernet address in lower case: ``"02:52:46:01:00:03"``.
-Mac = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$")]
+MAC_PATTERN = r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}"
+Mac = Annotated[str, msgspec.Meta(pattern=f"^{MAC_PATTERN}$")]
+#: An interface's Ethernet address, or "" for a link that has none (a tunnel: ipip, GRE,
+#: WireGuard, tun): such a link still has addresses the router owns.
+LinkMac = Annotated[str, msgspec.Meta(pattern=f"^(?:{MAC_PATTERN})?$")]
 #: Routing protocol names as the client reports them (``ospf``, ``bgp``, ``186``).
 ProtoName = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_-]{0,16}$")]
 
@@ -61,7 +65,7 @@ class Interface(msgspec.Struct, frozen=True, order=True):
     """
 
     ifname: IfName
-    mac: Mac
+    mac: LinkMac
     up: bool
     #: Addresses with prefix length, e.g. ``"172.31.1.1/24"``, ``"fe80::1/64"``.
     addresses: Annotated[tuple[IpWithLength, ...], msgspec.Meta(max_length=4096)] = ()

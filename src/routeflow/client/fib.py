@@ -444,7 +444,7 @@ class FibState:
         return {
             link.ifname: link.mac
             for link in self._links.values()
-            if not link.loopback and len(link.mac) == 17
+            if not link.loopback and link.mac
         }
 
     def _ifname(self, index: int) -> str:

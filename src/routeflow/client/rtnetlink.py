@@ -24,11 +24,14 @@ from __future__ import annotations
 import functools
 import ipaddress
 import os
+import re
 import socket
 import struct
 from collections.abc import Callable, Iterator
 from socket import AF_INET, AF_INET6
 from typing import Any, NamedTuple
+
+from routeflow.model import MAC_PATTERN
 
 #: A pyroute2 netlink message (``pyroute2.netlink.nlmsg``); untyped upstream.
 NetlinkMessage = Any
@@ -252,9 +255,15 @@ def parse_link(msg: NetlinkMessage) -> Link | None:
     if msg["family"] != 0:
         return None
     attrs = _attrs(msg)
-    mac = _value(attrs, "IFLA_ADDRESS", str, "")
+    name = _value(attrs, "IFLA_IFNAME", str, "")
     operstate = _value(attrs, "IFLA_OPERSTATE", str, "UNKNOWN")
-    return Link(msg["index"], _value(attrs, "IFLA_IFNAME", str, ""), mac.lower(), msg["flags"], operstate)
+    if not name:
+        raise Malformed("a link without a name")  # the kernel names every link
+    # A link that is not Ethernet has no MAC: an ipip link's address is its 4-byte IPv4
+    # endpoint (pyroute2 hands it back raw), a WireGuard or tun link has none.
+    mac = attrs.get("IFLA_ADDRESS")
+    mac = mac.lower() if isinstance(mac, str) and re.fullmatch(MAC_PATTERN, mac.lower()) else ""
+    return Link(msg["index"], name, mac, msg["flags"], operstate)
 
 
 def parse_address(msg: NetlinkMessage) -> Address | None:

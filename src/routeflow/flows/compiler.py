@@ -93,12 +93,12 @@ _FAMILY: dict[int, tuple[tuple[str, int], str, int]] = {4: (_IPV4, "ipv4_dst", 3
 
 def usable_nics(vm: VmConfig, interfaces: Mapping[str, Interface],
                 ports: Mapping[int, PortDesc]) -> dict[str, tuple[int, str]]:
-    """NIC name -> (switch port, router MAC) for NICs that are up on a port that is up."""
+    """NIC name -> (switch port, router MAC) for Ethernet NICs that are up on a port that is up."""
     usable: dict[str, tuple[int, str]] = {}
     for nic in vm.interfaces:
         iface = interfaces.get(nic.name)
         desc = ports.get(nic.port)
-        if iface is not None and desc is not None and desc.up and iface.up:
+        if iface is not None and iface.mac and desc is not None and desc.up and iface.up:
             usable[nic.name] = (nic.port, iface.mac)
     return usable
 

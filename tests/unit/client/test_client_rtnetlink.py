@@ -6,11 +6,13 @@ from __future__ import annotations
 import socket
 import struct
 
+import msgspec
 import pytest
 from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 
 from routeflow.client import rtnetlink
 from routeflow.client.rtnetlink import KernelNextHop, KernelRoute, NexthopObject
+from routeflow.model import Interface
 
 RTM_NEWROUTE, RTM_DELROUTE = 24, 25
 
@@ -161,6 +163,16 @@ def test_link_attributes_must_be_text():
     for bad in (_rta(IFLA_IFNAME, b"\xff\xfe\0"), _rta(IFLA_OPERSTATE, b"\xc8")):  # not UTF-8, no such state
         with pytest.raises(rtnetlink.Malformed, match="is no str"):
             _link(bad, MAC)
+
+
+def test_a_link_without_an_ethernet_address_has_none_and_one_without_a_name_is_malformed():
+    ipip = _link(_rta(IFLA_IFNAME, b"tun0\0"), _rta(IFLA_ADDRESS, bytes([10, 0, 0, 1])))
+    assert ipip is not None and ipip.mac == ""
+    # It goes to the server as an interface, whose decoder takes it: a tunnel's addresses are the router's.
+    iface = Interface("tun0", ipip.mac, True, ("10.9.9.1/32",))
+    assert msgspec.msgpack.decode(msgspec.msgpack.encode(iface), type=Interface) == iface
+    with pytest.raises(rtnetlink.Malformed, match="without a name"):
+        _link(MAC)
 
 
 @pytest.mark.parametrize("family, attr", [
