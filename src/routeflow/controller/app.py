@@ -55,7 +55,7 @@ from routeflow.controller.discovery import Change, LinkTable
 from routeflow.controller.link import ServerLink
 from routeflow.flows.model import Flow, Group
 from routeflow.model import IfName, PortDesc
-from routeflow.protocol import auth, lldp, mapping
+from routeflow.protocol import auth, lldp, mapping, pki
 from routeflow.protocol.codec import RemoteProtocolError
 from routeflow.protocol.messages import (
     AnyMessage,
@@ -155,6 +155,12 @@ def peer(dp: Datapath) -> str:
     """``host:port`` of the switch end of a datapath's connection."""
     host, port = dp.address[:2]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def switch_certificate(dp: Datapath) -> str | None:
+    """The identity in the certificate a switch presented over TLS; None over plain TCP."""
+    getpeercert = getattr(dp.socket, "getpeercert", None)
+    return (pki.certified_identity(getpeercert()) or "") if getpeercert is not None else None
 
 
 def hang_up(dp: Datapath) -> None:
@@ -460,6 +466,13 @@ class RouteFlowController(app_manager.OSKenApp):
         if self.settings.datapaths and dpid not in self.settings.datapaths:
             # Anyone who can reach the OpenFlow port can say it is a switch.
             self.logger.warning("refused datapath %016x from %s: not one of the datapaths allowed", dpid, peer(dp))
+            hang_up(dp)
+            return
+        certified = switch_certificate(dp)
+        if certified is not None and certified not in (pki.SWITCH, pki.switch_identity(dpid)):
+            # Over TLS the certificate says which switch this is: one switch's credential
+            # cannot claim another's datapath id.
+            self.logger.warning("refused datapath %016x from %s: its certificate is %r's", dpid, peer(dp), certified)
             hang_up(dp)
             return
         with self._lock:

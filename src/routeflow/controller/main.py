@@ -22,6 +22,11 @@ from routeflow.protocol.transport import parse_address
 
 LOG = logging.getLogger("routeflow.controller")
 APP_MODULE = "routeflow.controller.app"
+#: os-ken's echo loop: a request every second, and a switch that leaves three unanswered is
+#: closed. It also wakes the connection's send thread, which on os-ken's native-thread hub is
+#: what lets a closed connection end at all: without a send it waits forever, and a switch
+#: that hung up would stay "up" until the controller next had something for it.
+ECHO_INTERVAL, ECHO_UNANSWERED = 1.0, 3
 
 
 def run(server: str, of_port: int = 6653, of_host: str = "127.0.0.1", name: str = "",
@@ -59,6 +64,9 @@ def run(server: str, of_port: int = 6653, of_host: str = "127.0.0.1", name: str 
         ],
         project="os_ken",
     )
+    # Not command-line options in os-ken: set, not parsed.
+    cfg.CONF.set_override("echo_request_interval", ECHO_INTERVAL)
+    cfg.CONF.set_override("maximum_unreplied_echo_requests", ECHO_UNANSWERED)
     stop = threading.Event()
     signalled = threading.Event()
     started = threading.Event()

@@ -29,6 +29,11 @@ SERVER = "server"
 #: The identity of OpenFlow switches connecting to the RF-Controller over ``ssl:``: Open
 #: vSwitch presents one credential for all its bridges.
 SWITCH = "switch"
+def switch_identity(dpid: int) -> str:
+    """The identity of one switch's own credential: it may connect as datapath ``dpid`` alone."""
+    return f"{SWITCH}-{dpid:016x}"
+
+
 #: Identities that accept TLS connections: the RF-Server, and the RF-Controller (from switches).
 _SERVES = (SERVER, "controller")
 #: How long what :func:`ensure` makes is valid: the CA, and each peer's certificate.

@@ -54,8 +54,10 @@ class FakeDatapath:
     ofproto = ofp
     ofproto_parser = parser
 
-    def __init__(self, dpid: int) -> None:
+    def __init__(self, dpid: int, certificate: str | None = None) -> None:
         self.id = dpid
+        # A plain TCP socket has no getpeercert; a TLS one names the switch's credential.
+        self.socket = FakeTlsSocket(certificate) if certificate is not None else object()
         self.address = ("127.0.0.1", 40000 + dpid % 1000)
         self.writes: list[bytes] = []
         self.alive = True
@@ -79,6 +81,14 @@ class FakeDatapath:
 
     def of_type(self, kind: int) -> list[tuple[int, int, bytes]]:
         return [m for m in self.messages() if m[0] == kind]
+
+
+class FakeTlsSocket:
+    def __init__(self, common_name: str) -> None:
+        self.common_name = common_name
+
+    def getpeercert(self) -> dict:
+        return {"subject": ((("organizationName", "routeflow"),), (("commonName", self.common_name),))}
 
 
 class FakeLink:
@@ -724,6 +734,21 @@ def test_only_the_datapaths_allowed_may_connect(caplog):
     assert "refused datapath 0000000000000002" in caplog.text
     allowed = join(controller, 1)
     assert allowed.alive and [type(m).__name__ for m in controller.link.sent] == ["DatapathJoin"]
+
+
+def test_over_tls_a_switch_certificate_speaks_for_its_own_datapath_only(caplog):
+    controller = RouteFlowController(settings=ControllerSettings("unix:/nonexistent", "test"))
+    controller.link = FakeLink()
+    stolen = FakeDatapath(2, certificate="switch-0000000000000001")
+    state_change(controller, stolen, MAIN_DISPATCHER)
+    assert not stolen.alive and not stolen.writes
+    assert "refused datapath 0000000000000002 from 127.0.0.1:40002: its certificate is 'switch-0000000000000001'" \
+        in caplog.text
+    for dpid, name in ((1, "switch-0000000000000001"), (3, "switch")):  # its own; Open vSwitch's shared one
+        dp = FakeDatapath(dpid, certificate=name)
+        state_change(controller, dp, MAIN_DISPATCHER)
+        assert dp.alive
+    assert set(controller._datapaths) == {1, 3}
 
 
 # -- a second connection claiming a connected datapath id ---------------------------------------
