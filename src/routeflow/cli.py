@@ -115,9 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_keys_option(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
-    p = sub.add_parser("check", help="validate a routeflow config or lab topology file")
+    p = sub.add_parser("check", help="validate a routeflow config or lab topology file, syntax and meaning")
     p.add_argument("file")
-    p.add_argument("--topology", action="store_true", help="the file is a lab topology")
+    kind = p.add_mutually_exclusive_group()
+    kind.add_argument("--topology", action="store_true", help="the file is a lab topology")
+    kind.add_argument("--lab", metavar="TOPOLOGY", help="also check the lab topology the config runs on, "
+                                                        "and that the two agree")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
 
     lab = sub.add_parser("lab", help="the emulated physical network")
     lab_sub = lab.add_subparsers(dest="lab_command", required=True)
@@ -209,7 +213,8 @@ def _run(args: argparse.Namespace) -> int:
 
             config = load_config(args.config)
             identities = [pki.SERVER, "controller", "operator", pki.SWITCH,
-                          *(auth.identity("client", vm.name) for vm in config.vms)]
+                          *(auth.identity("client", vm.name) for vm in config.vms),
+                          *(pki.switch_identity(vm.dpid) for vm in config.vms)]
         return ops.credentials(args.keys, identities, args.json)
     if args.command == "lab":
         return _lab(args)
@@ -239,18 +244,19 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    if args.topology:
-        from routeflow.lab.topology import load_topology
+    from routeflow.config.check import check
 
-        topo: Any = load_topology(args.file)
-        print(f"{args.file}: valid topology ({len(topo.switches)} switches, {len(topo.hosts)} hosts, "
-              f"{len(topo.routers)} routers)")
+    report = check(args.file, lab=args.lab, as_topology=args.topology)
+    if args.json:
+        print_json(report.as_json())
     else:
-        from routeflow.config.loader import load_config
-
-        config = load_config(args.file)
-        print(f"{args.file}: valid config ({len(config.vms)} VMs)")
-    return EXIT_OK
+        for error in report.found.errors:
+            print(error, file=sys.stderr)
+        for warning in report.found.warnings:
+            print(f"{warning.file}: {warning.field}: warning: {warning.reason}", file=sys.stderr)
+        if report.valid:
+            print("\n".join(report.summary()))
+    return EXIT_OK if report.valid else EXIT_USAGE
 
 
 def _lab(args: argparse.Namespace) -> int:

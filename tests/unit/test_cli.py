@@ -62,11 +62,11 @@ def test_pki_init_makes_what_a_config_needs_once_and_list_shows_it(tmp_path, cap
     assert main(["pki", "init", str(config), "--keys", str(keys)]) == 0
     first = capsys.readouterr().out
     assert {line.split()[0] for line in first.splitlines()[1:]} == {
-        "ca", "server", "controller", "operator", "switch", "client-rA"}
+        "ca", "server", "controller", "operator", "switch", "client-rA", "switch-0000000000000001"}
     assert all(line.endswith("made now") for line in first.splitlines()[1:])
     assert main(["pki", "init", str(config), "--keys", str(keys), "--json"]) == 0
     again = json.loads(capsys.readouterr().out)
-    assert len(again["credentials"]) == 6 and not any(c["made_now"] for c in again["credentials"])
+    assert len(again["credentials"]) == 7 and not any(c["made_now"] for c in again["credentials"])
 
 
 def test_pki_init_names_a_bad_config(tmp_path, capsys):

@@ -16,6 +16,7 @@ targets (:meth:`Fields.controller`). Values shown in messages are bounded
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
 from collections.abc import Sequence
@@ -98,6 +99,12 @@ class Fields:
 
     def error(self, key: object, reason: str) -> None:
         self.problems.add(self._field(key), reason)
+
+    def has(self, key: str) -> bool:
+        """Whether ``key`` is present; an optional key read only when present is still a
+        valid key (see :meth:`finish`)."""
+        self._seen.add(key)
+        return key in self.data
 
     def raw(self, key: str, default: Any = _MISSING) -> Any:
         self._seen.add(key)
@@ -237,17 +244,21 @@ class Fields:
         return value.lower()
 
     def finish(self) -> None:
-        """Report keys that no accessor read: typos and unsupported options."""
+        """Report keys that no accessor read: typos and unsupported options, with the
+        nearest valid key if one is close (``unknown key 'adresses'; did you mean 'addresses'?``)."""
         for key in self.data:
             if key not in self._seen:
-                self.error(key, "unknown key")
+                near = difflib.get_close_matches(key, sorted(self._seen), n=1) if isinstance(key, str) else []
+                self.error(key, f"unknown key {shown(key)}; did you mean {near[0]!r}?" if near else "unknown key")
 
 
 def parse_interface_address(value: Any) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface | str:
     """An interface address from YAML, or the reason it is not one.
 
     IPv6 link-local addresses are refused: the kernel gives every interface
-    its own, and a second one is never what a topology means."""
+    its own, and a second one is never what a topology means. So are the
+    addresses of a subnet no host may take: its network address and, in IPv4, its
+    broadcast address."""
     try:
         if not isinstance(value, str) or "/" not in value:
             raise ValueError(value)
@@ -258,6 +269,13 @@ def parse_interface_address(value: Any) -> ipaddress.IPv4Interface | ipaddress.I
         return f"{address.ip} is {'a multicast' if address.ip.is_multicast else 'an unspecified'} address"
     if address.version == 6 and address.ip.is_link_local:
         return f"{address.ip} is link-local: the kernel gives every interface one of its own"
+    net = address.network
+    # A /31 or /32 (/127, /128) has no network or broadcast address to avoid; IPv6 has no
+    # broadcast, but its subnet's first address is the Subnet-Router anycast (RFC 4291).
+    if net.num_addresses > 2 and address.version == 4 and address.ip in (net.network_address, net.broadcast_address):
+        return f"{address} is the network or broadcast address of {net}"
+    if net.num_addresses > 2 and address.version == 6 and address.ip == net.network_address:
+        return f"{address} is the Subnet-Router anycast address of {net}"
     return address
 
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from routeflow.config.fields import Fields, Problems, check_unique
+from routeflow.config.frr_daemons import daemon_problems
 from routeflow.config.safe_yaml import read_yaml, shown
 from routeflow.config.schema import (
     DISCOVERY_INTERVAL_MAX,
@@ -41,8 +42,8 @@ def parse_config(document: object, source: str = "<config>", reading: Sequence[t
 
     rfvs_fields = Fields(top.raw("rfvs", {}), "rfvs", problems)
     rfvs = RfvsConfig(
-        bridge=rfvs_fields.name("bridge") if "bridge" in rfvs_fields.data else RfvsConfig.bridge,
-        dpid=rfvs_fields.dpid("dpid") if "dpid" in rfvs_fields.data else RfvsConfig.dpid,
+        bridge=rfvs_fields.name("bridge") if rfvs_fields.has("bridge") else RfvsConfig.bridge,
+        dpid=rfvs_fields.dpid("dpid") if rfvs_fields.has("dpid") else RfvsConfig.dpid,
         controller=rfvs_fields.controller("controller", RfvsConfig.controller),
     )
     rfvs_fields.finish()
@@ -112,18 +113,32 @@ def _parse_limits(f: Fields) -> Limits:
 def parse_engine(f: Fields, engines: tuple[str, ...]) -> tuple[str, tuple[str, ...], str]:
     """The ``engine``, ``daemons`` and ``engine_config`` keys of a VM or a lab router."""
     engine = f.choice("engine", engines, "frr") or "frr"
+    listed = f.seq("daemons", [])
     daemons = []
-    for i, d in enumerate(f.seq("daemons", [])):
-        if d not in FRR_DAEMONS:
+    if engine == "bird" and listed:
+        f.error("daemons", "only the frr engine runs daemons: BIRD runs as one daemon, bird, which routeflow "
+                           "starts itself; remove daemons")
+    elif engine != "frr" and listed:
+        f.error("daemons", f"only the frr engine runs daemons (engine is {shown(engine)})")
+    for i, d in enumerate(listed if engine == "frr" else []):
+        if d in ENGINES:
+            f.problems.add(f"{f.path}.daemons[{i}]", f"{shown(d)} is an engine, not an FRR daemon: "
+                                                     f"write engine: {d} (and no daemons)")
+        elif d == "zebra":
+            f.problems.add(f"{f.path}.daemons[{i}]", "zebra always runs: list only the protocol daemons")
+        elif d not in FRR_DAEMONS:
             f.problems.add(f"{f.path}.daemons[{i}]", f"{shown(d)} is not one of {', '.join(FRR_DAEMONS)}")
         else:
             daemons.append(d)
-    if engine != "frr" and daemons:
-        f.error("daemons", f"only the frr engine runs daemons (engine is {shown(engine)})")
+    check_unique(f.problems, f.path, "daemon", [(f"{f.path}.daemons[{i}]", d) for i, d in enumerate(listed)
+                                                if engine == "frr" and isinstance(d, str)])
     engine_config = f.raw("engine_config", "")
     if not isinstance(engine_config, str):
         f.error("engine_config", "must be text (use a YAML block: engine_config: |)")
         engine_config = ""
+    if engine == "frr":
+        for key, reason in daemon_problems(daemons, engine_config):
+            f.error(key, reason)
     return engine, tuple(daemons), engine_config
 
 
@@ -152,7 +167,7 @@ def _parse_vm(vm: Fields) -> VmConfig:
     for i, x in enumerate(interfaces):
         if x.name == "lo":
             vm.problems.add(f"{vm.path}.interfaces[{i}].name", "'lo' is the loopback; use the loopback key")
-    trunk = _parse_trunk(vm, interfaces) if "trunk" in vm.data else None
+    trunk = _parse_trunk(vm, interfaces) if vm.has("trunk") else None
     routing_plane = vm.choice("routing_plane", ROUTING_PLANES, "physical") or "physical"
     vm.finish()
     return VmConfig(
@@ -169,9 +184,15 @@ def _parse_vm(vm: Fields) -> VmConfig:
 
 
 def _parse_trunk(vm: Fields, interfaces: list[VmInterface]) -> Trunk | None:
-    f = Fields(vm.raw("trunk"), f"{vm.path}.trunk", vm.problems)
+    value = vm.raw("trunk")
+    if not isinstance(value, dict):
+        # One line for the likely mistake, a bare port number, rather than "not a mapping" and "port is required".
+        port = value if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= 0xFFFFFF00 else 100
+        vm.error("trunk", f"must be a mapping like {{port: {port}}}, not {shown(value)}")
+        return None
+    f = Fields(value, f"{vm.path}.trunk", vm.problems)
     port = f.integer("port", lo=1, hi=0xFFFFFF00)
-    rfvs_interface = f.ifname("rfvs_interface") if "rfvs_interface" in f.data else None
+    rfvs_interface = f.ifname("rfvs_interface") if f.has("rfvs_interface") else None
     f.finish()
     for i, x in enumerate(interfaces):
         if x.port == port:

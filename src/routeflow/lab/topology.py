@@ -326,16 +326,6 @@ def _host_addresses(f: Fields) -> list[IfAddress]:
         if isinstance(address, str):
             f.problems.add(path, address)
             continue
-        net = address.network
-        # A /31 or /32 (/127, /128) has no network or broadcast address to avoid; IPv6 has no
-        # broadcast, but its subnet's first address is the Subnet-Router anycast (RFC 4291).
-        if net.num_addresses > 2 and address.version == 4 and address.ip in (net.network_address,
-                                                                             net.broadcast_address):
-            f.problems.add(path, f"{address} is the network or broadcast address of {net}")
-            continue
-        if net.num_addresses > 2 and address.version == 6 and address.ip == net.network_address:
-            f.problems.add(path, f"{address} is the Subnet-Router anycast address of {net}")
-            continue
         addresses.append(address)
     return addresses
 

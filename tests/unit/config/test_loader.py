@@ -170,3 +170,58 @@ def test_limits_are_optional_bounded_and_consistent():
         "limits.frame": "unknown key",
         "limits.idle_timeout": "must be longer than keepalive (30 s): a peer is pinged before it can be found silent",
     }
+
+
+def test_a_bare_trunk_port_is_one_clear_line():
+    vm = {"name": "rA", "dpid": 1, "interfaces": [{"name": "eth1", "port": 1}]}
+    assert problems({"vms": [{**vm, "trunk": 100}]}) == {"vms[0].trunk": "must be a mapping like {port: 100}, not 100"}
+    assert problems({"vms": [{**vm, "trunk": None}]}) == {
+        "vms[0].trunk": "must be a mapping like {port: 100}, not None"}
+
+
+def test_unknown_keys_suggest_the_nearest_valid_key():
+    vm = {"name": "rA", "dpid": 1, "interfaces": [{"name": "eth1", "port": 1, "adresses": ["172.31.1.1/24"]}],
+          "trunk": {"prot": 100}, "Loopback": ["10.255.0.1/32"]}
+    found = problems({"vms": [vm], "rfvs": {"brige": "rfvs"}, "vm": []})
+    assert found == {
+        "vms[0].interfaces[0].adresses": "unknown key 'adresses'; did you mean 'addresses'?",
+        "vms[0].trunk.prot": "unknown key 'prot'; did you mean 'port'?",
+        "vms[0].trunk.port": "is required",
+        "vms[0].Loopback": "unknown key 'Loopback'; did you mean 'loopback'?",
+        # Optional keys read only when present are valid keys all the same.
+        "rfvs.brige": "unknown key 'brige'; did you mean 'bridge'?",
+        "vm": "unknown key 'vm'; did you mean 'vms'?",
+    }
+
+
+@pytest.mark.parametrize("address", ["172.31.1.0/24", "172.31.1.255/24", "2001:db8:1::/64", "10.255.0.0/16"])
+def test_interface_addresses_are_host_addresses(address):
+    vm = {"name": "rA", "dpid": 1, "loopback": [address],
+          "interfaces": [{"name": "eth1", "port": 1, "addresses": [address]}]}
+    found = problems({"vms": [vm]})
+    assert set(found) == {"vms[0].loopback[0]", "vms[0].interfaces[0].addresses[0]"}
+    assert all(reason.startswith(f"{address} is the ") for reason in found.values())
+
+
+def test_point_to_point_and_host_prefixes_have_no_network_address():
+    vm = {"name": "rA", "dpid": 1, "loopback": ["10.255.0.0/32", "2001:db8:ff::/128"],
+          "interfaces": [{"name": "eth1", "port": 1, "addresses": ["10.0.0.0/31", "10.0.0.3/31", "2001:db8::/127"]}]}
+    assert parse_config({"vms": [vm]}).vms[0].interfaces[0].addresses == ("10.0.0.0/31", "10.0.0.3/31",
+                                                                          "2001:db8::/127")
+
+
+def test_daemons_belong_to_frr():
+    vm = {"name": "rA", "dpid": 1, "interfaces": [{"name": "eth1", "port": 1}]}
+    found = problems({"vms": [
+        {**vm, "engine": "bird", "daemons": ["bird"]},
+        {**vm, "name": "rB", "dpid": 2, "engine": "frr", "daemons": ["bird", "zebra", "ospfd", "ospfd"]},
+        {**vm, "name": "rC", "dpid": 3, "engine": "none", "daemons": ["ospfd"]},
+    ]})
+    assert found == {
+        "vms[0].daemons": "only the frr engine runs daemons: BIRD runs as one daemon, bird, which routeflow "
+                          "starts itself; remove daemons",
+        "vms[1].daemons[0]": "'bird' is an engine, not an FRR daemon: write engine: bird (and no daemons)",
+        "vms[1].daemons[1]": "zebra always runs: list only the protocol daemons",
+        "vms[1].daemons[3]": "duplicate daemon 'ospfd' (also at vms[1].daemons[2])",
+        "vms[2].daemons": "only the frr engine runs daemons (engine is 'none')",
+    }

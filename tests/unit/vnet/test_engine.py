@@ -54,7 +54,8 @@ def test_bird_engine_takes_no_daemons():
     with pytest.raises(ConfigError) as info:
         parse_config({"vms": [{"name": "a", "dpid": 1, "engine": "bird", "daemons": ["ospfd"],
                                "interfaces": [{"name": "e", "port": 1}]}]}, "cfg.yaml")
-    assert dict(info.value.problems) == {"vms[0].daemons": "only the frr engine runs daemons (engine is 'bird')"}
+    assert dict(info.value.problems) == {"vms[0].daemons": "only the frr engine runs daemons: BIRD runs as one "
+                                                           "daemon, bird, which routeflow starts itself; remove daemons"}
 
 
 @pytest.mark.parametrize("example", ["rftest2-bird", "rftest2-mixed"])
