@@ -221,3 +221,37 @@ def test_cleanup_after_a_crash(state: Path) -> None:
     assert _vnet_objects() == []
     assert not any(is_running(r) for r in leftovers)
     assert asyncio.run(cleanup_stale(state)) is False
+
+
+def test_removing_a_namespace_ends_every_process_in_it_whoever_started_it() -> None:
+    """A daemon started by hand inside a VM (not recorded anywhere) ends with its namespace;
+    a process that ignores SIGTERM is killed after the grace period."""
+    name = "tvn-pids"
+
+    async def scenario() -> None:
+        await links.remove_netns(name)
+        await links.create_netns(name)
+        procs = [subprocess.Popen(["ip", "netns", "exec", name, "sleep", "1000"], start_new_session=True),
+                 subprocess.Popen(["ip", "netns", "exec", name, "sh", "-c", "trap '' TERM; sleep 1000 & wait"],
+                                  start_new_session=True)]
+        outside = subprocess.Popen(["sleep", "1000"])
+        try:
+            deadline = time.monotonic() + 5
+            while len(links.netns_pids(name)) < 3:  # sleep, sh and its sleep
+                assert time.monotonic() < deadline, links.netns_pids(name)
+                await asyncio.sleep(0.05)
+            started = time.monotonic()
+            await links.remove_netns(name)
+            assert not links.netns_exists(name)
+            for proc in procs:
+                assert proc.wait(5) is not None
+            assert time.monotonic() - started < links.NETNS_GRACE + 2
+            assert outside.poll() is None  # nothing outside the namespace is touched
+        finally:
+            outside.kill()
+            for proc in procs:
+                proc.kill()
+            await links.remove_netns(name)
+
+    asyncio.run(scenario())
+    assert name not in output("ip", "netns", "list")

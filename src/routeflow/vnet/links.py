@@ -11,7 +11,10 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import os
+import signal
 import socket
+import time
 from pathlib import Path
 from typing import AsyncIterator, Mapping, Sequence
 
@@ -59,10 +62,57 @@ async def create_netns(name: str) -> None:
         await ipr.link("set", index=await _index(ipr, "lo", name), state="up")
 
 
+#: How long the processes left in a namespace being removed have to exit on SIGTERM.
+NETNS_GRACE = 3.0
+
+
 async def remove_netns(name: str) -> None:
-    """Remove namespace ``name`` (and with it its interfaces) if it exists."""
-    if netns_exists(name):
-        await asyncio.to_thread(netns.remove, name)
+    """Remove namespace ``name`` (and with it its interfaces) if it exists, ending
+    first every process still in it, whoever started it: a daemon started by hand
+    inside a VM would otherwise run on in a namespace no name reaches."""
+    if not netns_exists(name):
+        return
+    await end_processes_in(name)
+    await asyncio.to_thread(netns.remove, name)
+
+
+def netns_pids(name: str) -> list[int]:
+    """The processes in namespace ``name`` (what ``ip netns pids`` lists): those whose
+    network namespace is the one bound at /run/netns/NAME."""
+    try:
+        bound = os.stat(f"/run/netns/{name}")
+    except OSError:
+        return []
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ns = os.stat(f"/proc/{entry}/ns/net")
+            except OSError:
+                continue  # gone, or a kernel thread
+            if (ns.st_dev, ns.st_ino) == (bound.st_dev, bound.st_ino):
+                pids.append(int(entry))
+    return pids
+
+
+async def end_processes_in(name: str, grace: float = NETNS_GRACE) -> list[int]:
+    """SIGTERM every process in namespace ``name``, SIGKILL what is left after ``grace``
+    seconds; return the PIDs found. Membership is read again before each signal, so a
+    PID that ended and was reused outside the namespace is never signalled."""
+    found = netns_pids(name)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in netns_pids(name):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        if sig == signal.SIGKILL:
+            break
+        deadline = time.monotonic() + grace
+        while netns_pids(name) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+    if found:
+        log.info("namespace %s: ended %d process(es) still in it: %s", name, len(found),
+                 ", ".join(map(str, found)))
+    return found
 
 
 @contextlib.asynccontextmanager
