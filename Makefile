@@ -40,6 +40,12 @@ lint: venv
 	$(PY) -m ruff check --select F,E9,I src tests bench
 	$(PY) -m mypy
 
+# The README's configuration reference, generated from the config schema and loader
+# (tests/unit/config/test_reference.py fails when it is out of date).
+.PHONY: docs
+docs: venv
+	$(PY) -m routeflow.config.reference --update README.md
+
 clean-lab: venv
 	-$(PY) -m routeflow lab down
 	-$(PY) -m routeflow.vnet.cleanup

@@ -31,6 +31,8 @@ from routeflow_bench import bgp, faucet, faucet_bgp, install, recovery, table1, 
 from routeflow_bench.common import Context, leftovers, remove_prefixed, snapshot, stack_lock  # noqa: E402
 from routeflow_bench.report import Row, format_table, write_json  # noqa: E402
 
+from routeflow.harness import LOCK_HELD_ENV  # noqa: E402
+
 BENCHMARKS = {"table1": table1, "install": install, "bgp": bgp, "recovery": recovery, "faucet": faucet,
               "faucet-bgp": faucet_bgp, "tls": tls}
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -84,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     sizes = given or ([1000] if args.quick else [1000, 10000, 100000])
     bgp_sizes = given or ([1000] if args.quick else [100_000])
     repeat = args.repeat or (2 if args.quick else 5)
+    if args.no_lock:  # our caller holds the stack lock: the stacks we bring up must not wait for it
+        os.environ[LOCK_HELD_ENV] = "1"
     run_dir = Path(tempfile.mkdtemp(prefix="routeflow-bench-"))
     ctx = Context(quick=args.quick, repeat=repeat, sizes=sizes, run_dir=run_dir, lock=not args.no_lock,
                   profile=args.profile, faucet_max=args.faucet_max, bgp_sizes=bgp_sizes)

@@ -4,7 +4,6 @@ plain OVS bridges (the baselines) and the check that nothing is left behind."""
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import subprocess
@@ -13,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
+from routeflow.harness import stack_lock as harness_stack_lock
 from routeflow_bench.parse import parse_flow_count, parse_proc_status_kb
 
 if TYPE_CHECKING:
@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("routeflow.bench")
 
-LOCK = Path("/run/routeflow-stack.lock")
 BENCH_DIR = Path(__file__).resolve().parents[1]
 ROOT = BENCH_DIR.parent
 #: Prefix of everything the baselines create (bridges, namespaces, veths).
@@ -51,24 +50,16 @@ class Context:
 
 @contextlib.contextmanager
 def stack_lock(enabled: bool = True) -> Iterator[None]:
-    """Hold /run/routeflow-stack.lock (the lock ``flock(1)`` takes) for one benchmark.
+    """Hold the stack lock (:func:`routeflow.harness.stack_lock`) for one benchmark.
 
-    Disabled with ``--no-lock`` when the whole run is already under
-    ``flock /run/routeflow-stack.lock`` (taking it again would wait forever).
+    Not taken for a benchmark that brings up nothing, nor with ``--no-lock`` (the whole
+    run is under ``flock /run/routeflow-stack.lock``, and run.py tells the stacks so).
     """
     if not enabled:
         yield
         return
-    with open(LOCK, "a") as handle:
-        t = time.monotonic()
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        waited = time.monotonic() - t
-        if waited > 1:
-            log.info("waited %.0f s for %s", waited, LOCK)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with harness_stack_lock():
+        yield
 
 
 # --- shell -------------------------------------------------------------------

@@ -1,8 +1,11 @@
 """The ``routeflow`` command: run each component, drive the lab, ask the server.
 
-Exit codes: 0 success, 1 a check failed (verify found differences, demo
-step failed), 2 bad usage or invalid config/topology, 3 the server cannot be
-reached.
+Exit codes, for every command: 0 success; 1 a check or an operation failed
+(verify found differences, status found a problem, a lab or VM operation or a
+demo step failed, a port is taken); 2 bad usage or an invalid config or
+topology (or key); 3 the server cannot be reached. A failure is one line on
+stderr (``-vv`` logs its traceback); with ``--json`` it is
+``{"error", "exit_code"}`` on stdout.
 """
 
 from __future__ import annotations
@@ -10,29 +13,83 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import datetime
 import importlib.metadata
 import json
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NoReturn, Sequence
 
 from routeflow.client import add_audit_option, add_keys_option
 from routeflow.errors import ConfigError
 from routeflow.lab.topology import LINK_STATES
+from routeflow.ops import ServerUnreachable
 from routeflow.protocol.auth import AuthError
 from routeflow.protocol.transport import ADDRESS_FORMS, DEFAULT_SERVER, parse_address
 from routeflow.vnet import VnetError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 
+log = logging.getLogger("routeflow.cli")
 
-def _setup_logging(verbose: int) -> None:
+
+class JsonLogFormatter(logging.Formatter):
+    """``--log-json``: each log record one JSON object on one line, for log shippers:
+    ``time`` (ISO 8601, UTC), ``level``, ``logger``, ``message`` and, if any, ``exception``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc)
+                    .isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def _setup_logging(verbose: int, as_json: bool) -> None:
     level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
-    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    handler = logging.StreamHandler(sys.stderr)  # stdout is the command's output
+    handler.setFormatter(JsonLogFormatter() if as_json else
+                         logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     # pyroute2's debug output would drown ours.
     logging.getLogger("pyroute2").setLevel(logging.WARNING)
+
+
+class _UsageError(Exception):
+    """A bad command line, found by ``parser``; :func:`main` says it as text or JSON."""
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(message)
+        self.parser, self.message = parser, message
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser (its subcommands' too) whose usage errors main() reports."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(self, message)
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    """``argv`` parsed; a usage error exits 2, said as argparse does, or as JSON on stdout
+    if the command asked for ``--json`` (among its options, not after ``--``)."""
+    try:
+        return build_parser().parse_args(argv)
+    except _UsageError as exc:
+        if "--json" not in (argv[:argv.index("--")] if "--" in argv else argv):
+            argparse.ArgumentParser.error(exc.parser, exc.message)
+        print_json({"error": f"{exc.parser.prog}: {exc.message}", "exit_code": EXIT_USAGE})
+        sys.exit(EXIT_USAGE)
 
 
 def _server_address(text: str) -> str:
@@ -41,6 +98,23 @@ def _server_address(text: str) -> str:
         parse_address(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _port(text: str) -> int:
+    """argparse type of a TCP port number."""
+    if not (text.isascii() and text.isdigit() and 1 <= int(text) <= 65535):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a port number, 1 to 65535")
+    return int(text)
+
+
+def _listen_host(text: str) -> str:
+    """argparse type of ``--listen-host``: an address (or name) of this host."""
+    try:
+        socket.getaddrinfo(text, None, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: not an IP address or a host name "
+                                         f"({getattr(exc, 'strerror', None) or exc})") from None
     return text
 
 
@@ -77,8 +151,12 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="routeflow", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    """The ``routeflow`` command line."""
+    parser = _Parser(prog="routeflow", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more logging, on stderr (-vv for debug)")
+    parser.add_argument("--log-json", action="store_true",
+                        help="log lines as JSON objects (time, level, logger, message, exception)")
     parser.add_argument("--version", action="version", version=f"routeflow {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -89,8 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("controller", help="run the RF-Controller (os-ken, OpenFlow 1.3)")
     _add_server_option(p)
-    p.add_argument("--listen-host", default="127.0.0.1", help="OpenFlow listen address")
-    p.add_argument("--listen-port", type=int, default=6653, help="OpenFlow listen port")
+    p.add_argument("--listen-host", type=_listen_host, default="127.0.0.1", help="OpenFlow listen address")
+    p.add_argument("--listen-port", type=_port, default=6653, help="OpenFlow listen port")
     add_keys_option(p)
     p.add_argument("--datapaths", type=_datapath_list, default=(), metavar="DPID,...",
                    help="the only datapath ids that may connect (default: any)")
@@ -128,14 +206,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = lab_sub.add_parser("up", help="create the switches, hosts and links of a topology file")
     p.add_argument("topology")
     p.add_argument("--state", default=None, help="where to record what was created")
+    p.add_argument("--json", action="store_true", help="machine-readable output: what was created")
     p = lab_sub.add_parser("down", help="remove everything the last `lab up` created")
     p.add_argument("--state", default=None)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p = lab_sub.add_parser("link", help="cut, silence or restore a link (both ends)")
     p.add_argument("link", help="link name or endpoint, e.g. A-B or sA:3")
     p.add_argument("state_word", choices=LINK_STATES,
                    help="down: carrier lost; silent: carrier and port state up, every frame dropped "
                         "(switch ports at both ends); up: restored")
     p.add_argument("--state", default=None)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = sub.add_parser("status", help="datapaths, VMs, port mappings, routes and flows")
     _add_server_option(p)
@@ -151,6 +232,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                    help="retry until clean or this many seconds have passed")
 
+    vm = sub.add_parser("vm", help="a VM of the running server")
+    vm.add_argument("name", metavar="NAME", help="the VM's name in the config")
+    vm_sub = vm.add_subparsers(dest="vm_command", required=True)
+    p = vm_sub.add_parser("shell", help="its routing shell (FRR vtysh, BIRD birdc) in its namespace, or "
+                                        "one command in it: routeflow vm rA shell -- show ip route")
+    p.add_argument("--config", help="the server's config, which says the VM's engine "
+                                    "(default: ask the running server)")
+    _add_server_option(p)
+    add_keys_option(p)
+    p.add_argument("words", nargs="*", metavar="COMMAND", help="after --: the command to run; its exit "
+                                                                "code is routeflow's")
+
     p = sub.add_parser("demo", help="bring up an example network end to end, test it, tear it down")
     p.add_argument("example", nargs="?", default="rftest2", type=_example,
                    help="example name or directory (default rftest2)")
@@ -160,24 +253,46 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    _setup_logging(args.verbose)
+    """Run the ``routeflow`` command line ``argv`` (default: this process's); its exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parse(argv)
+    _setup_logging(args.verbose, args.log_json)
     try:
         return _run(args)
     except BrokenPipeError:  # `routeflow status | head -1`: the reader had enough
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - so the exit flush is quiet too
         return EXIT_OK
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return EXIT_USAGE
-    except AuthError as exc:
-        print(f"routeflow: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except VnetError as exc:
-        print(f"routeflow: {exc}", file=sys.stderr)
-        return EXIT_FAILED
     except KeyboardInterrupt:
         return EXIT_FAILED
+    except (ConfigError, AuthError, VnetError, OSError) as exc:
+        code = _exit_code(exc)
+        log.debug("the failure in full", exc_info=True)  # -vv: the traceback behind the one line
+        _report_failure(exc, code, getattr(args, "json", False))
+        return code
+
+
+def _exit_code(exc: Exception) -> int:
+    """The exit code of a command that failed with ``exc``."""
+    if isinstance(exc, ServerUnreachable):
+        return EXIT_UNREACHABLE
+    if isinstance(exc, (ConfigError, AuthError)):  # a file or key to fix before trying again
+        return EXIT_USAGE
+    return EXIT_FAILED  # an operation failed: on the lab, a VM, a port, a file
+
+
+def _report_failure(exc: Exception, code: int, as_json: bool) -> None:
+    """One line on stderr (a config error: one per problem, each naming its file), or
+    with ``--json`` ``{"error", "exit_code"}`` on stdout (a config error adds ``errors``,
+    as ``routeflow check --json`` lists them)."""
+    if not as_json:
+        print(exc if isinstance(exc, ConfigError) else f"routeflow: {exc}", file=sys.stderr)
+        return
+    document: dict[str, Any] = {"error": str(exc), "exit_code": code}
+    if isinstance(exc, ConfigError):
+        from routeflow.config.semantics import Finding
+
+        document["errors"] = [Finding(exc.file, field, reason).as_json() for field, reason in exc.problems]
+    print_json(document)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -221,16 +336,17 @@ def _run(args: argparse.Namespace) -> int:
     if args.command in ("status", "verify"):
         from routeflow import ops
 
-        try:
-            if args.command == "status":
-                return ops.status(args.server, as_json=args.json, flows=args.flows, routes=args.routes,
-                                  keys=args.keys)
-            return ops.verify(args.server, as_json=args.json, wait=args.wait, keys=args.keys)
-        except BrokenPipeError:
-            raise  # our reader went away: main() says no more
-        except (OSError, ConnectionError, AuthError) as exc:  # no key: no server has run here
-            print(f"routeflow: cannot reach the server at {args.server}: {exc}", file=sys.stderr)
-            return EXIT_UNREACHABLE
+        if args.command == "status":
+            return ops.status(args.server, as_json=args.json, flows=args.flows, routes=args.routes,
+                              keys=args.keys)
+        return ops.verify(args.server, as_json=args.json, wait=args.wait, keys=args.keys)
+    if args.command == "vm":
+        from routeflow import vmshell
+
+        engine = vmshell.engine_of(args.name, args.config, args.server, args.keys)
+        argv = vmshell.shell_argv(args.name, engine, args.words)
+        sys.stdout.flush()
+        vmshell.open_shell(argv)
     if args.command == "demo":
         if args.stop:
             from routeflow.harness import stop_kept
@@ -262,21 +378,33 @@ def _check(args: argparse.Namespace) -> int:
 def _lab(args: argparse.Namespace) -> int:
     from routeflow.lab import network
 
-    kwargs = {"state_path": args.state} if args.state else {}
+    state = Path(args.state or network.DEFAULT_STATE)
+    document: dict[str, Any] = {"state_file": str(state)}
     if args.lab_command == "up":
-        network.lab_up(args.topology, **kwargs)
-        print(f"lab {args.topology} is up")
+        topology = network.lab_up(args.topology, state_path=state)
+        # What was made, by name: the topology file has the rest (router configs may hold secrets).
+        document.update(
+            switches=[{"name": s.name, "dpid": f"{s.dpid:#x}"} for s in topology.switches],
+            hosts=[{"name": h.name, "addresses": [str(a) for a in h.addresses]} for h in topology.hosts],
+            routers=[{"name": r.name, "engine": r.engine} for r in topology.routers],
+            links=[{"name": link.name, "ends": [str(end) for end in link.ends]} for link in topology.links])
+        text = f"lab {args.topology} is up"
     elif args.lab_command == "link":
-        link = network.set_link(args.link, args.state_word, **kwargs)
-        print(f"link {link.name} is {args.state_word}")
-    elif network.lab_down(**kwargs):
-        print("lab is down")
+        link = network.set_link(args.link, args.state_word, state_path=state)
+        document.update(link=link.name, ends=[str(end) for end in link.ends], state=args.state_word)
+        text = f"link {link.name} is {args.state_word}"
     else:
-        print("no lab was up")
+        document["removed"] = network.lab_down(state_path=state)
+        text = "lab is down" if document["removed"] else "no lab was up"
+    if args.json:
+        print_json(document)
+    else:
+        print(text)
     return EXIT_OK
 
 
 def print_json(document: Any) -> None:
+    """``document`` on stdout as indented JSON, keys sorted."""
     json.dump(document, sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write("\n")
 

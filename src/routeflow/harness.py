@@ -40,7 +40,42 @@ log = logging.getLogger("routeflow.harness")
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 #: Record of a deployment left running by ``routeflow demo --keep``.
 KEPT = Path("/run/routeflow/demo.json")
+#: One whole deployment at a time on this machine: its lab, bridges, namespaces and
+#: ports have fixed names. Held by :class:`Stack` for its life and by each benchmark.
+STACK_LOCK = Path("/run/routeflow-stack.lock")
+#: Set in the environment by a process that holds :data:`STACK_LOCK` for its children
+#: (``flock /run/routeflow-stack.lock ...``): they must not wait for it again.
+LOCK_HELD_ENV = "ROUTEFLOW_STACK_LOCK_HELD"
 T = TypeVar("T")
+
+_lock_depth = 0
+
+
+@contextlib.contextmanager
+def stack_lock() -> Iterator[None]:
+    """Hold :data:`STACK_LOCK`, waiting for whoever has it (a test, a benchmark, a demo).
+    Re-entrant within a process, and a no-op under a parent that holds it (:data:`LOCK_HELD_ENV`)."""
+    global _lock_depth
+    if _lock_depth or os.environ.get(LOCK_HELD_ENV) == "1":
+        _lock_depth += 1
+        try:
+            yield
+        finally:
+            _lock_depth -= 1
+        return
+    import fcntl
+
+    with open(STACK_LOCK, "a") as handle:
+        started = time.monotonic()
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        if time.monotonic() - started > 1:
+            log.info("waited %.0f s for %s", time.monotonic() - started, STACK_LOCK)
+        _lock_depth += 1
+        try:
+            yield
+        finally:
+            _lock_depth -= 1
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def example_variant(example: str, directory: Path, vm_settings: Mapping[str, Any] | None = None,
@@ -157,6 +192,10 @@ class Stack:
         self.controller: subprocess.Popen[bytes] | None = None
         self.server: subprocess.Popen[bytes] | None = None
         self.server_started_at = 0.0
+        #: The stack lock while this deployment is up, and whether the lab is ours to remove
+        #: (one found already up, a kept demo's, is not).
+        self._held = contextlib.ExitStack()
+        self._lab_is_ours = False
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -172,18 +211,25 @@ class Stack:
         self.stop()
 
     def start(self) -> None:
+        self._held.enter_context(stack_lock())
         network.lab_up(self.topology_path, state_path=self.lab_state)
+        self._lab_is_ours = True
         self.start_controller()
         self.start_server()
 
     def stop(self) -> None:
-        """Tear everything down; every step runs even if an earlier one fails."""
-        with contextlib.suppress(Exception):
-            self.stop_server()
-        with contextlib.suppress(Exception):
-            self.stop_controller()
-        network.lab_down(state_path=self.lab_state)
-        KEPT.unlink(missing_ok=True)
+        """Tear down what this stack started; every step runs even if an earlier one fails."""
+        try:
+            with contextlib.suppress(Exception):
+                self.stop_server()
+            with contextlib.suppress(Exception):
+                self.stop_controller()
+            if self._lab_is_ours:
+                network.lab_down(state_path=self.lab_state)
+                self._lab_is_ours = False
+                KEPT.unlink(missing_ok=True)
+        finally:
+            self._held.close()
 
     def keep(self) -> None:
         """Record the processes so :func:`stop_kept` can stop them from another process."""

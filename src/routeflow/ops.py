@@ -1,4 +1,9 @@
-"""Operator requests to a running RF-Server: status tables and verify reports."""
+"""Operator requests to a running RF-Server: status tables and verify reports.
+
+Each command returns its exit code: 0, or 1 when what it checks does not hold
+(verify differences, a status problem); a server that cannot be asked raises
+:class:`ServerUnreachable`.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,15 @@ from routeflow.protocol.transport import BlockingSession, parse_address
 TIMEOUT = 900.0
 
 
+class ServerUnreachable(ConnectionError):
+    """The RF-Server could not be asked: nothing listens there, the connection broke, or
+    the operator's key is missing or refused."""
+
+    def __init__(self, server: str, reason: object) -> None:
+        super().__init__(f"cannot reach the server at {server}: {reason}")
+        self.server, self.reason = server, reason
+
+
 def request_status(server: str, detail: bool = True, keys: Path = KEY_DIR) -> dict[str, Any]:
     """The server's status document (with every route and flow if ``detail``); the
     operator's key is in ``keys``."""
@@ -24,30 +38,55 @@ def request_status(server: str, detail: bool = True, keys: Path = KEY_DIR) -> di
 
 
 def request_verify(server: str, keys: Path = KEY_DIR) -> VerifyReply:
+    """The server's verify report; the operator's key is in ``keys``."""
     reply = _ask(server, VerifyRequest(1), keys)
     assert isinstance(reply, VerifyReply)
     return reply
 
 
 def _ask(server: str, request: StatusRequest | VerifyRequest, keys: Path) -> Any:
-    session = BlockingSession(parse_address(server), "operator", "cli", timeout=TIMEOUT, keys=keys)
+    try:
+        session = BlockingSession(parse_address(server), "operator", "cli", timeout=TIMEOUT, keys=keys)
+    except (OSError, AuthError) as exc:  # AuthError: no key here, so no server has run here
+        raise ServerUnreachable(server, exc) from exc
     try:
         session.send(request)
         reply = session.receive()
-        if not isinstance(reply, (StatusReply, VerifyReply)):
-            raise ConnectionError(f"unexpected reply {type(reply).__name__}")
-        return reply
+    except OSError as exc:
+        raise ServerUnreachable(server, exc) from exc
     finally:
         session.close()
+    if not isinstance(reply, (StatusReply, VerifyReply)):
+        raise ServerUnreachable(server, f"unexpected reply {type(reply).__name__}")
+    return reply
+
+
+def status_problems(doc: dict[str, Any]) -> list[str]:
+    """What makes ``routeflow status`` exit 1: the controller not connected, or a datapath
+    the config mirrors (a VM's switch, the RFVS) not connected to it."""
+    problems = [] if doc["controller_connected"] else ["controller not connected"]
+    problems += [f"datapath {dp['dpid']} ({dp['mirrored_by']}) down"
+                 for dp in doc["datapaths"] if dp["mirrored_by"] and not dp["connected"]]
+    return problems
 
 
 def status(server: str, as_json: bool, flows: bool, routes: bool, keys: Path = KEY_DIR) -> int:
+    """``routeflow status``: print the server's status (tables, or JSON with the
+    ``problems`` found); 1 if there are any (:func:`status_problems`)."""
     from routeflow.cli import print_json
 
     doc = request_status(server, detail=as_json or flows or routes, keys=keys)
+    problems = status_problems(doc)
     if as_json:
-        print_json(doc)
-        return 0
+        print_json({**doc, "problems": problems})
+        return 1 if problems else 0
+    _print_status(doc, flows, routes)
+    if problems:
+        sys.stderr.write(f"routeflow: status: {'; '.join(problems)}\n")
+    return 1 if problems else 0
+
+
+def _print_status(doc: dict[str, Any], flows: bool, routes: bool) -> None:
     out = sys.stdout
     out.write(f"controller: {'connected' if doc['controller_connected'] else 'NOT connected'}\n\n")
     serving = doc["server"]
@@ -105,17 +144,18 @@ def status(server: str, as_json: bool, flows: bool, routes: bool, keys: Path = K
                 retry = f"next attempt in {u['next_attempt_s']} s" if u["next_attempt_s"] is not None else "VM away"
                 out.write(f"  unresolved: {u['prefix']} via {u['gateway']} dev {u['ifname']} "
                           f"({u['resolve_attempts']} resolution attempts, {retry})\n")
-    return 0
 
 
 def verify(server: str, as_json: bool, wait: float, keys: Path = KEY_DIR) -> int:
+    """``routeflow verify``: print the differences (retrying for ``wait`` seconds until
+    there are none); 1 if there are any."""
     from routeflow.cli import print_json
 
     deadline = time.monotonic() + wait
     while True:
         try:
             reply = request_verify(server, keys)
-        except (OSError, ConnectionError, AuthError):
+        except ServerUnreachable:
             if time.monotonic() >= deadline:  # waiting covers a server not up yet (nor its keys)
                 raise
         else:
@@ -149,14 +189,13 @@ def credentials(keys: Path, identities: Sequence[str] | None, as_json: bool) -> 
                      "made_now": ident in made})
     if as_json:
         print_json({"directory": str(base), "credentials": rows})
-        return 0
-    if not rows:
+    elif rows:
+        _table([("IDENTITY", "CERTIFICATE", "EXPIRES", "")]
+               + [(str(r["identity"]), str(r["certificate"]), str(r["expires"]), "made now" if r["made_now"] else "")
+                  for r in rows])
+    else:
         sys.stdout.write(f"no credentials in {base}; make them with: routeflow pki init CONFIG\n")
-        return 1
-    _table([("IDENTITY", "CERTIFICATE", "EXPIRES", "")]
-           + [(str(r["identity"]), str(r["certificate"]), str(r["expires"]), "made now" if r["made_now"] else "")
-              for r in rows])
-    return 0
+    return 0 if rows else 1  # none: the check that there are some failed, with or without --json
 
 
 def _dash(value: Any) -> str:

@@ -29,6 +29,21 @@ APP_MODULE = "routeflow.controller.app"
 ECHO_INTERVAL, ECHO_UNANSWERED = 1.0, 3
 
 
+def _check_listen(host: str, port: int) -> None:
+    """Raise OSError saying why, if an OpenFlow listener cannot have ``host:port``.
+
+    os-ken opens its listener in a thread of its own, whose failure only stops the
+    controller, without the reason: the port is tried here first, as os-ken binds it.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET  # os-ken's choice of family
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        raise OSError(f"cannot listen for OpenFlow on {host}:{port}: {exc.strerror or exc}") from None
+
+
 def run(server: str, of_port: int = 6653, of_host: str = "127.0.0.1", name: str = "",
         keys: Path = KEY_DIR, datapaths: Sequence[int] = (), tls: bool = False) -> None:
     """Serve OpenFlow switches on ``of_host:of_port`` for the RF-Server at ``server``,
@@ -38,11 +53,13 @@ def run(server: str, of_port: int = 6653, of_host: str = "127.0.0.1", name: str 
     one signed by the same CA (``ssl:`` controller targets).
 
     Blocks until SIGTERM or SIGINT (when called from the main thread), then says
-    goodbye to the server and returns. Raises RuntimeError if os-ken stops by
-    itself (for instance when the OpenFlow port is taken). Once per process:
-    os-ken's configuration and application manager are process-wide.
+    goodbye to the server and returns. Raises OSError, before anything starts, if
+    ``of_host:of_port`` cannot be listened on (taken, or not an address of this
+    host), and RuntimeError if os-ken stops by itself. Once per process: os-ken's
+    configuration and application manager are process-wide.
     """
     parse_address(server)  # a bad address fails here, not in a retry loop
+    _check_listen(of_host, of_port)
     openflow_tls: list[str] = []
     if tls:
         pki.ensure(keys, ["controller"])  # made on the host that holds the CA, if missing
