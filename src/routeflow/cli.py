@@ -26,7 +26,7 @@ from typing import Any, NoReturn, Sequence
 from routeflow.client import add_audit_option, add_keys_option
 from routeflow.errors import ConfigError
 from routeflow.lab.topology import LINK_STATES
-from routeflow.ops import ServerUnreachable
+from routeflow.ops import ServerUnreachable, print_json
 from routeflow.protocol.auth import AuthError
 from routeflow.protocol.transport import ADDRESS_FORMS, DEFAULT_SERVER, parse_address
 from routeflow.vnet import VnetError
@@ -401,12 +401,6 @@ def _lab(args: argparse.Namespace) -> int:
     else:
         print(text)
     return EXIT_OK
-
-
-def print_json(document: Any) -> None:
-    """``document`` on stdout as indented JSON, keys sorted."""
-    json.dump(document, sys.stdout, indent=2, sort_keys=True)
-    sys.stdout.write("\n")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ Each command returns its exit code: 0, or 1 when what it checks does not hold
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -61,6 +62,12 @@ def _ask(server: str, request: StatusRequest | VerifyRequest, keys: Path) -> Any
     return reply
 
 
+def print_json(document: Any) -> None:
+    """``document`` on stdout as indented JSON, keys sorted."""
+    json.dump(document, sys.stdout, indent=2, sort_keys=True)
+    sys.stdout.write("\n")
+
+
 def status_problems(doc: dict[str, Any]) -> list[str]:
     """What makes ``routeflow status`` exit 1: the controller not connected, or a datapath
     the config mirrors (a VM's switch, the RFVS) not connected to it."""
@@ -73,8 +80,6 @@ def status_problems(doc: dict[str, Any]) -> list[str]:
 def status(server: str, as_json: bool, flows: bool, routes: bool, keys: Path = KEY_DIR) -> int:
     """``routeflow status``: print the server's status (tables, or JSON with the
     ``problems`` found); 1 if there are any (:func:`status_problems`)."""
-    from routeflow.cli import print_json
-
     doc = request_status(server, detail=as_json or flows or routes, keys=keys)
     problems = status_problems(doc)
     if as_json:
@@ -149,8 +154,6 @@ def _print_status(doc: dict[str, Any], flows: bool, routes: bool) -> None:
 def verify(server: str, as_json: bool, wait: float, keys: Path = KEY_DIR) -> int:
     """``routeflow verify``: print the differences (retrying for ``wait`` seconds until
     there are none); 1 if there are any."""
-    from routeflow.cli import print_json
-
     deadline = time.monotonic() + wait
     while True:
         try:
@@ -177,7 +180,6 @@ def verify(server: str, as_json: bool, wait: float, keys: Path = KEY_DIR) -> int
 def credentials(keys: Path, identities: Sequence[str] | None, as_json: bool) -> int:
     """``routeflow pki``: make the CA and the TLS credentials of ``identities`` that are
     missing (None: make nothing), then list every credential in ``keys`` with its expiry."""
-    from routeflow.cli import print_json
     from routeflow.protocol import pki
 
     made = pki.ensure(keys, identities) if identities is not None else []
