@@ -254,6 +254,8 @@ class Stack:
         self.controller = None
 
     def start_server(self) -> None:
+        # A killed server leaves its socket behind: wait for the new server's, not that.
+        Path(DEFAULT_UNIX).unlink(missing_ok=True)
         self.server_started_at = time.monotonic()
         self.server = self._spawn("server", "server", str(self.config_path))
         wait_for(lambda: Path(DEFAULT_UNIX).exists() or self._server_died(), 30, 0.1)

@@ -22,7 +22,9 @@ from routeflow.protocol.transport import Address, BlockingSession
 LOG = logging.getLogger("routeflow.controller")
 
 MIN_DELAY = 0.5
-MAX_DELAY = 5.0
+#: At most this long between attempts: a restarted server (its VMs adopted) is back in
+#: about a second and verify should be clean within 2 s of it; a retry per second costs nothing.
+MAX_DELAY = 1.0
 
 
 class ServerLink:

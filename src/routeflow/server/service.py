@@ -573,22 +573,39 @@ class RFServer:
 
 
 async def serve(config: Config, ready: Callable[[], None] | None = None, keys: Path = auth.KEY_DIR) -> None:
-    """Run the RF-Server (and, if configured, its VMs) until SIGTERM or SIGINT; the
-    peers' keys are in ``keys`` (made there if missing)."""
+    """Run the RF-Server (and, if configured, its VMs) until a signal; the peers' keys
+    are in ``keys`` (made there if missing).
+
+    SIGTERM or SIGINT: stop, removing the VMs. SIGUSR1: stop, leaving the VMs (their
+    engines and RF-Clients) running for the next server, which adopts them, as it
+    does after a ``kill -9``: a restart that loses no adjacency and no flow.
+    """
     server = RFServer(config, keys=keys)
     await server.start()
     stop = asyncio.Event()
+    leaving = False
+
+    def leave() -> None:
+        nonlocal leaving
+        leaving = True
+        stop.set()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, leave)
+    left = False
     try:
         if config.manage_vms:
             from routeflow.vnet.manager import VirtualEnvironment, default_client_argv
 
-            async with VirtualEnvironment(config, client_argv=default_client_argv(config, keys), keys=keys):
+            async with VirtualEnvironment(config, client_argv=default_client_argv(config, keys), keys=keys) as venv:
                 if ready:
                     ready()
                 await stop.wait()
+                if leaving:
+                    await venv.leave()
+                    left = True
         else:
             if ready:
                 ready()
@@ -596,3 +613,8 @@ async def serve(config: Config, ready: Callable[[], None] | None = None, keys: P
     finally:
         log.info("shutting down")
         await server.stop()
+    if left:
+        # The RF-Clients this server started are its children: a normal exit would have
+        # asyncio kill them as it closes their transports. They must outlive it.
+        logging.shutdown()
+        os._exit(0)

@@ -6,9 +6,13 @@ The RF-Server runs it inside its event loop::
         ...   # VMs up, engines running, RF-Clients supervised
 
 Leaving the block, normally or not, tears everything down; so does a
-failing bring-up. What was created is recorded in a state file, and a
-later run (or :func:`cleanup_stale`) removes the leftovers of one that
-crashed.
+failing bring-up. What was created is recorded in a state file, with a
+digest of each VM's plan. A run that finds the record of one that ended
+without tearing down (killed, or :meth:`VirtualEnvironment.leave`) adopts
+each VM its own plan would create the same and that is still whole: its
+namespace, interfaces, engine and RF-Client keep running untouched, so
+routing adjacencies and forwarding survive an RF-Server restart. The rest
+is removed and created again; :func:`cleanup_stale` removes all of it.
 """
 
 from __future__ import annotations
@@ -26,8 +30,19 @@ from routeflow.private import SHARED_DIR_MODE, private_dir
 from routeflow.protocol.auth import KEY_DIR
 from routeflow.vnet import VnetError, frr, links, ovs
 from routeflow.vnet.driver import NamespaceDriver, VmDriver
-from routeflow.vnet.plan import VmPlan, client_argv, client_server_address, plan_vnet
-from routeflow.vnet.resources import Lifecycle, Resource, ResourceLog, process_record, teardown
+from routeflow.vnet.plan import VmPlan, client_argv, client_server_address, digest, plan_vnet, vm_digests
+from routeflow.vnet.resources import (
+    Lifecycle,
+    Resource,
+    ResourceLog,
+    is_running,
+    missing,
+    process_record,
+    running_record,
+    stop_process,
+    teardown,
+    wait_exit,
+)
 
 log = logging.getLogger("routeflow.vnet")
 
@@ -36,13 +51,26 @@ DEFAULT_STATE = Path("/run/routeflow/vnet.json")
 ClientArgv = Callable[[str], Sequence[str]]
 #: Makes the VM driver from the RFVS bridge name and the record to log into.
 DriverFactory = Callable[[str, ResourceLog], VmDriver]
+#: The state file's meta key holding, by owner (a VM, or RFVS), the digests of what
+#: was created: a later run compares them with its own plan.
+PLANS = "plans"
+#: Owner of the RFVS bridge (and its TLS setting) in the record.
+RFVS = "rfvs"
+#: The part of a VM's recorded plan that is its RF-Client's command (not in its VmPlan).
+CLIENT = "client"
+
+
+def client_name(vm: str) -> str:
+    """The record name of ``vm``'s RF-Client process."""
+    return f"client:{vm}"
 
 
 class ClientSupervisor:
     """Keeps one VM's RF-Client running: restarts it with back-off when it exits.
 
     The back-off doubles from ``min_backoff`` to ``max_backoff`` and starts
-    over once a client has run for ``stable_after`` seconds.
+    over once a client has run for ``stable_after`` seconds. The client is
+    one it started, or one a previous run started that it adopted.
     """
 
     def __init__(self, vm: VmPlan, argv: Sequence[str], driver: VmDriver, record: ResourceLog,
@@ -55,6 +83,8 @@ class ClientSupervisor:
         self.max_backoff = max_backoff
         self.stable_after = stable_after
         self.process: asyncio.subprocess.Process | None = None
+        #: The adopted client's record while it runs (it is not our child).
+        self.adopted: Resource | None = None
         #: How often the client was restarted after exiting.
         self.restarts = 0
         self._entry: Resource | None = None
@@ -66,6 +96,21 @@ class ClientSupervisor:
         await self._spawn()
         self._task = asyncio.create_task(self._supervise(), name=f"rf-client-{self.vm.name}")
 
+    async def adopt(self, client: Resource) -> None:
+        """Keep running ``client``, the recorded RF-Client a previous run started: once
+        it exits, a new one is started as after any exit."""
+        self._spawned_at = asyncio.get_running_loop().time()
+        self.adopted = self._entry = client
+        self._task = asyncio.create_task(self._supervise(), name=f"rf-client-{self.vm.name}")
+
+    @property
+    def pid(self) -> int | None:
+        """The pid of the running client, if any."""
+        if self.adopted is not None:
+            return self.adopted.pid
+        proc = self.process
+        return proc.pid if proc is not None and proc.returncode is None else None
+
     async def _spawn(self) -> None:
         self._spawned_at = asyncio.get_running_loop().time()
         try:
@@ -74,7 +119,7 @@ class ClientSupervisor:
             log.warning("VM %s: RF-Client could not start: %s", self.vm.name, exc)
             self.process = None
             return
-        self._entry = self.record.add(process_record(f"client:{self.vm.name}", self.vm.name, self.process.pid))
+        self._entry = self.record.add(process_record(client_name(self.vm.name), self.vm.name, self.process.pid))
         log.info("VM %s: RF-Client started (pid %d)", self.vm.name, self.process.pid)
 
     async def _supervise(self) -> None:
@@ -85,6 +130,11 @@ class ClientSupervisor:
                 returncode = await self.process.wait()
                 self._forget()
                 log.warning("VM %s: RF-Client exited with %s", self.vm.name, returncode)
+            elif self.adopted is not None:
+                await wait_exit(self.adopted)
+                log.warning("VM %s: the adopted RF-Client (pid %s) exited", self.vm.name, self.adopted.pid)
+                self.adopted = None
+                self._forget()
             if loop.time() - self._spawned_at >= self.stable_after:
                 backoff = self.min_backoff
             log.info("VM %s: restarting the RF-Client in %g s", self.vm.name, backoff)
@@ -100,10 +150,7 @@ class ClientSupervisor:
 
     async def stop(self, timeout: float = 3.0) -> None:
         """Stop supervising and end the client."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self.leave()
         proc = self.process
         if proc is not None and proc.returncode is None:
             proc.terminate()
@@ -112,7 +159,16 @@ class ClientSupervisor:
             except asyncio.TimeoutError:
                 proc.kill()
                 await proc.wait()
+        elif self.adopted is not None:
+            await stop_process(self.adopted, timeout)
         self._forget()
+
+    async def leave(self) -> None:
+        """Stop supervising, leaving the client running and recorded."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
 
 
 class VirtualEnvironment(Lifecycle):
@@ -123,7 +179,8 @@ class VirtualEnvironment(Lifecycle):
     ``start_clients=False`` starts none (the VMs are then without clients).
     ``driver`` makes the VM driver (default: network namespaces). Only one
     virtual environment may use a state file at a time (it is locked), and
-    VM engines keep their files under ``run_root/<vm>/``.
+    VM engines keep their files under ``run_root/<vm>/``. What a previous
+    run recorded there is adopted or removed (:meth:`start`).
     """
 
     def __init__(self, config: Config, *, state_path: Path = DEFAULT_STATE,
@@ -143,29 +200,39 @@ class VirtualEnvironment(Lifecycle):
         self._backoff = (min_backoff, max_backoff)
         self.supervisors: dict[str, ClientSupervisor] = {}
         self._lock: IO[str] | None = None
+        self._left = False
 
     async def start(self) -> None:
-        """Bring everything up; on failure tear down what was made and re-raise."""
+        """Bring everything up; on failure tear down what was made and re-raise.
+
+        If the state file records a previous run, each of its VMs this plan would
+        create the same (NICs, addresses, MACs, engine and its rendered config,
+        on the same RFVS) and that is whole (namespace, interfaces and ports,
+        engine processes with their recorded start times) is adopted: nothing
+        of it is removed or restarted, and its RF-Client, if still running, is
+        supervised again. The other VMs recorded are removed, and those the
+        plan needs created; each VM's fate is logged with the reason.
+        """
         self._lock = _acquire_lock(self.state_path)
         try:
-            if await cleanup_stale(self.state_path, locked=True):
-                log.warning("removed the leftovers of a previous run recorded in %s", self.state_path)
             await ovs.check_running()
-            await self._check_free()
-            if self.plan.bridge.controller.startswith("ssl:"):
-                self.record.add(Resource("ssl", "openvswitch", "rfvs"))
-                await ovs.set_switch_credential(self.keys)
-            self.record.add(Resource("bridge", self.plan.bridge.name, "rfvs"))
-            await ovs.add_bridge(self.plan.bridge)
+            kept, clients = await self._take_over() if self.state_path.exists() else (set(), {})
+            await self._check_free(kept)
+            if RFVS not in kept:
+                await self._add_bridge()
             for vm in self.plan.vms:
-                await self.driver.create(vm)
-                await self.driver.start_engine(vm)
+                if vm.name not in kept:
+                    await self.driver.create(vm)
+                    await self.driver.start_engine(vm)
+                    self._record_plan(vm.name, vm_digests(vm))
             if self._client_argv is not None:
                 for vm in self.plan.vms:
-                    supervisor = ClientSupervisor(vm, self._client_argv(vm.name), self.driver, self.record,
-                                                  *self._backoff)
+                    argv = self._client_argv(vm.name)
+                    supervisor = ClientSupervisor(vm, argv, self.driver, self.record, *self._backoff)
                     self.supervisors[vm.name] = supervisor
-                    await supervisor.start()
+                    self._record_plan(vm.name, {CLIENT: digest(argv)})
+                    client = clients.get(vm.name)
+                    await (supervisor.adopt(client) if client is not None else supervisor.start())
         except BaseException:
             log.error("bringing up the virtual environment failed; removing what was created")
             try:
@@ -173,10 +240,136 @@ class VirtualEnvironment(Lifecycle):
             except VnetError as exc:
                 log.error("%s", exc)
             raise
-        log.info("virtual environment up: %d VMs on %s", len(self.plan.vms), self.plan.bridge.name)
+        log.info("virtual environment up: %d VMs on %s (%d adopted)", len(self.plan.vms), self.plan.bridge.name,
+                 len(kept - {RFVS}))
+
+    async def _add_bridge(self) -> None:
+        if self.plan.bridge.controller.startswith("ssl:"):
+            self.record.add(Resource("ssl", "openvswitch", RFVS))
+            await ovs.set_switch_credential(self.keys)
+        self.record.add(Resource("bridge", self.plan.bridge.name, RFVS))
+        await ovs.add_bridge(self.plan.bridge)
+        self._record_plan(RFVS, {"bridge": self._bridge_digest()})
+
+    def _bridge_digest(self) -> str:
+        # The TLS credential Open vSwitch presents comes from the key directory.
+        ssl = self.plan.bridge.controller.startswith("ssl:")
+        return digest((self.plan.bridge, str(self.keys) if ssl else None))
+
+    def _record_plan(self, owner: str, parts: dict[str, str]) -> None:
+        self.record.meta.setdefault(PLANS, {}).setdefault(owner, {}).update(parts)
+        self.record.save()
+
+    def _drop_plan(self, owner: str) -> None:
+        """Forget ``owner``'s plan before removing it: what is left of it if that
+        fails halfway is never adopted."""
+        if self.record.meta.get(PLANS, {}).pop(owner, None) is not None:
+            self.record.save()
+
+    async def _take_over(self) -> tuple[set[str], dict[str, Resource]]:
+        """Adopt what the previous run recorded that this plan would create the same
+        and that is whole; remove the rest. Returns the owners kept (VM names, and
+        RFVS if its bridge is) and, by VM, the running RF-Clients to adopt."""
+        previous = ResourceLog.load(self.state_path)
+        self.record.resources, self.record.meta = previous.resources, previous.meta
+        plans = self.record.meta.get(PLANS, {})
+        recorded = {r.owner for r in self.record.resources} | set(plans)
+        bridge_change = await self._bridge_change(plans.get(RFVS))
+        kept: set[str] = set() if bridge_change else {RFVS}
+        clients: dict[str, Resource] = {}
+        for vm in self.plan.vms:
+            if vm.name not in recorded:
+                log.info("VM %s: created (not in the previous run)", vm.name)
+                continue
+            change = bridge_change or await self._vm_change(vm, plans.get(vm.name))
+            if change:
+                log.info("VM %s: recreated (%s)", vm.name, change)
+                continue
+            kept.add(vm.name)
+            client, fate = await self._take_over_client(vm, plans[vm.name])
+            if client is not None:
+                clients[vm.name] = client
+            engine = ", ".join(f"{Path(r.name).stem} {r.pid}" for r in self.record.of(vm.name, "process")
+                               if r.name != client_name(vm.name))
+            log.info("VM %s: adopted (namespace %s, %s; %s)", vm.name, vm.netns, engine or "no engine", fate)
+        configured = {vm.name for vm in self.plan.vms}
+        for owner in sorted(recorded - configured - {RFVS}):
+            log.info("VM %s: removed (no longer configured)", owner)
+        if bridge_change and RFVS in recorded:
+            log.info("RFVS %s: recreated (%s)", self.plan.bridge.name, bridge_change)
+        doomed = sorted(recorded - kept - {RFVS})
+        if RFVS not in kept:
+            doomed.append(RFVS)  # last: the VMs' ports are on its bridge
+        failures = []
+        for owner in doomed:
+            self._drop_plan(owner)
+            failures += await teardown(self.record, owner)
+        if failures:
+            raise VnetError(f"what the previous run recorded in {self.state_path} was not all removed: "
+                            + "; ".join(failures))
+        return kept, clients
+
+    async def _bridge_change(self, recorded: dict[str, str] | None) -> str:
+        """Why the previous run's RFVS bridge cannot be kept ("" if it can)."""
+        spec = self.plan.bridge
+        if recorded is None:
+            return "the previous run recorded no complete RFVS"
+        if recorded.get("bridge") != self._bridge_digest():
+            return f"the RFVS bridge {spec.name} is planned differently"
+        gone = await missing(self.record.of(RFVS))
+        if not gone:
+            planned = {name for name, _ in spec.ports} | {name for name, _, _ in spec.patches}
+            gone = [f"port {name}" for name in sorted(planned - set(await ovs.list_ports(spec.name)))]
+        return f"the RFVS is not whole, gone: {', '.join(gone)}" if gone else ""
+
+    async def _vm_change(self, vm: VmPlan, recorded: dict[str, str] | None) -> str:
+        """Why the previous run's ``vm`` cannot be adopted ("" if it can)."""
+        if recorded is None:
+            return "its bring-up had not finished"
+        changed = [part for part, value in vm_digests(vm).items() if recorded.get(part) != value]
+        if changed:
+            return f"planned differently: {', '.join(changed)}"
+        gone = await missing([r for r in self.record.of(vm.name) if r.name != client_name(vm.name)])
+        if gone:
+            return f"not whole, gone: {', '.join(gone)}"
+        for process in self.record.of(vm.name, "process"):
+            # A daemon restarted in place (found by its pidfile) is recorded as it runs now.
+            now = running_record(process)
+            if now is not None and now != process:
+                self.record.update(process, now)
+        if not self.driver.is_alive(vm):
+            return "its engine is not running"
+        return ""
+
+    async def _take_over_client(self, vm: VmPlan, recorded: dict[str, str]) -> tuple[Resource | None, str]:
+        """The previous run's RF-Client of adopted ``vm`` to adopt, if it runs the command
+        this run would; any other is stopped. Returns it and what became of it."""
+        argv = self._client_argv(vm.name) if self._client_argv is not None else None
+        same = argv is not None and recorded.get(CLIENT) == digest(argv)
+        adopted = None
+        fate = "RF-Client to be started: it had exited" if argv is not None else "no RF-Client"
+        for client in self.record.of(vm.name, "process"):
+            if client.name != client_name(vm.name):
+                continue
+            if adopted is None and same and is_running(client):
+                adopted = client
+                fate = f"RF-Client {client.pid}"
+                continue
+            if is_running(client):
+                fate = ("RF-Client restarted: its command changed" if argv is not None
+                        else "RF-Client stopped: clients are not started")
+                await stop_process(client)
+            self.record.discard(client)
+        return adopted, fate
 
     async def stop(self) -> None:
-        """Stop the clients, then remove the VMs and the RFVS; raise VnetError if something stays."""
+        """Stop the clients, then remove the VMs and the RFVS; raise VnetError if something
+        stays. After :meth:`leave`, nothing."""
+        if self._left:
+            return
+        # Whatever is left of it if removal fails halfway must never be adopted.
+        if self.record.meta.pop(PLANS, None) is not None:
+            self.record.save()
         for supervisor in self.supervisors.values():
             await supervisor.stop()
         self.supervisors.clear()
@@ -195,21 +388,37 @@ class VirtualEnvironment(Lifecycle):
             raise VnetError("virtual environment not fully removed: " + "; ".join(failures))
         log.info("virtual environment down")
 
-    async def _check_free(self) -> None:
-        taken = [f"namespace {vm.netns}" for vm in self.plan.vms if links.netns_exists(vm.netns)]
-        if self.plan.bridge.name in await ovs.list_bridges():
+    async def leave(self) -> None:
+        """Stop supervising and unlock the state file, leaving the VMs, their engines and
+        RF-Clients running and recorded, for the next run to adopt; :meth:`stop` then
+        removes nothing. The RF-Clients this process started are its children, which
+        asyncio kills when it closes their transports: a process that leaves exits
+        without that clean-up (``os._exit``)."""
+        for supervisor in self.supervisors.values():
+            await supervisor.leave()
+        self.supervisors.clear()
+        _release_lock(self._lock)
+        self._lock = None
+        self._left = True
+        log.info("virtual environment left running for the next run to adopt: %d VMs on %s",
+                 len(self.plan.vms), self.plan.bridge.name)
+
+    async def _check_free(self, kept: set[str]) -> None:
+        """Raise if a name this run is to create is taken (``kept``: the owners adopted)."""
+        new = [vm for vm in self.plan.vms if vm.name not in kept]
+        taken = [f"namespace {vm.netns}" for vm in new if links.netns_exists(vm.netns)]
+        if RFVS not in kept and self.plan.bridge.name in await ovs.list_bridges():
             taken.append(f"bridge {self.plan.bridge.name}")
-        names = [nic.host_ifname for vm in self.plan.vms for nic in vm.nics]
+        names = [nic.host_ifname for vm in new for nic in vm.nics]
         taken += [f"interface {name}" for name in await links.existing_links(names)]
         if taken:
             raise VnetError(f"cannot create the VMs of {self.config.source or 'the config'}: already in use: "
                             f"{', '.join(taken)} (another routeflow server, or a lab using these names?)")
 
     def client_pid(self, vm: str) -> int | None:
-        """The pid of ``vm``'s running RF-Client, if any."""
+        """The pid of ``vm``'s running RF-Client (started or adopted), if any."""
         supervisor = self.supervisors.get(vm)
-        proc = supervisor.process if supervisor else None
-        return proc.pid if proc is not None and proc.returncode is None else None
+        return supervisor.pid if supervisor else None
 
     def is_alive(self, vm: str) -> bool:
         return self.driver.is_alive(self.plan.vm(vm))

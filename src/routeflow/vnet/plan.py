@@ -8,7 +8,10 @@ touching the system, so it is unit tested and the drivers only carry it out.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import ipaddress
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,6 +140,26 @@ def _plan_vm(index: int, vm: VmConfig, run_root: Path, problems: Problems) -> Vm
         engine=vm.engine,
         engine_run=plan_engine(vm.engine, vm.name, vm.engine_config, vm.daemons, run_root),
     )
+
+
+def digest(value: object) -> str:
+    """A short digest of a plan or part of one (dataclasses, tuples, paths,
+    addresses, strings): equal plans have equal digests, in any process."""
+    text = json.dumps(value, default=_plain, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _plain(value: object) -> object:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return str(value)
+
+
+def vm_digests(vm: VmPlan) -> dict[str, str]:
+    """The digest of each part of ``vm``'s plan, by field (``nics``, ``engine_run``...):
+    recorded when the VM is created, they tell a later run whether its plan would
+    create the same VM, and if not, which parts differ."""
+    return {field.name: digest(getattr(vm, field.name)) for field in dataclasses.fields(vm)}
 
 
 def client_server_address(config: Config) -> str:

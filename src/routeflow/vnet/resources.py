@@ -21,7 +21,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, Self
+from typing import Any, Literal, Self, Sequence
 
 from routeflow.private import SHARED_DIR_MODE, private_dir, write_private
 from routeflow.vnet import VnetError, links, ovs
@@ -55,11 +55,11 @@ class ResourceLog:
     """The resources created so far, saved to ``path`` (if given) on every change."""
 
     def __init__(self, path: Path | None = None, resources: list[Resource] | None = None,
-                 meta: dict[str, str] | None = None) -> None:
+                 meta: dict[str, Any] | None = None) -> None:
         self.path = path
         self.resources: list[Resource] = list(resources or [])
-        #: Free-form facts for whoever reads the file later (e.g. the topology file).
-        self.meta: dict[str, str] = dict(meta or {})
+        #: Free-form facts (JSON) for whoever reads the file later (e.g. the topology file).
+        self.meta: dict[str, Any] = dict(meta or {})
 
     @classmethod
     def load(cls, path: Path) -> ResourceLog:
@@ -119,6 +119,28 @@ async def teardown(record: ResourceLog, owner: str | None = None,
             else:
                 record.discard(resource)
     return failures
+
+
+async def missing(resources: Sequence[Resource]) -> list[str]:
+    """Those of ``resources`` that no longer exist, as ``kind name``: a process that
+    is not running (or whose pid was reused), a namespace, interface, port, bridge,
+    directory or TLS setting that is gone."""
+    kinds = {r.kind for r in resources}
+    link_names = [r.name for r in resources if r.kind == "link"]
+    present_links = set(await links.existing_links(link_names)) if link_names else set()
+    ports = set((await ovs.vsctl("--bare", "--columns=name", "list", "Port")).split()) if "port" in kinds else set()
+    bridges = set(await ovs.list_bridges()) if "bridge" in kinds else set()
+    ssl = bool((await ovs.vsctl("get-ssl")).strip()) if "ssl" in kinds else False
+    present = {
+        "process": is_running,
+        "port": lambda r: r.name in ports,
+        "bridge": lambda r: r.name in bridges,
+        "ssl": lambda r: ssl,
+        "link": lambda r: r.name in present_links,
+        "netns": lambda r: links.netns_exists(r.name),
+        "dir": lambda r: Path(r.name).is_dir(),
+    }
+    return [f"{r.kind} {r.name}" for r in resources if not present[r.kind](r)]
 
 
 async def _remove(resource: Resource) -> None:
@@ -194,10 +216,56 @@ def _live_pid(resource: Resource) -> int | None:
     return pid if resource.name.encode() in cmdline else None
 
 
+def running_record(resource: Resource) -> Resource | None:
+    """The record of the process ``resource`` names as it runs now, None if it is not
+    running (or its pid was reused). A daemon restarted in place gets a record of its
+    new pid and start time; otherwise ``resource`` itself is returned."""
+    pid = _live_pid(resource)
+    if pid is None:
+        return None
+    started = process_start_time(pid)
+    if _gone(pid, started):
+        return None
+    return resource if pid == resource.pid else Resource("process", resource.name, resource.owner, pid, started)
+
+
 def is_running(resource: Resource) -> bool:
     """Whether the recorded process is still alive (and not a reused pid)."""
-    pid = _live_pid(resource)
-    return pid is not None and not _gone(pid, process_start_time(pid))
+    return running_record(resource) is not None
+
+
+async def wait_exit(resource: Resource) -> None:
+    """Return once the recorded process (by its pid and start time) has exited; at
+    once if it is not running.
+
+    For processes that are not our children (an RF-Client a previous run started):
+    a pidfd says when the process ends without polling, and refers to that process
+    alone, so a pid reused meanwhile is never waited on.
+    """
+    if resource.pid is None:
+        return
+    try:
+        pidfd = os.pidfd_open(resource.pid)
+    except ProcessLookupError:
+        return
+    try:
+        # The pid may have been reused before the pidfd was opened: it must still be ours.
+        if _gone(resource.pid, resource.start_time):
+            return
+        loop = asyncio.get_running_loop()
+        exited: asyncio.Future[None] = loop.create_future()
+
+        def readable() -> None:
+            if not exited.done():
+                exited.set_result(None)
+
+        loop.add_reader(pidfd, readable)
+        try:
+            await exited
+        finally:
+            loop.remove_reader(pidfd)
+    finally:
+        os.close(pidfd)
 
 
 def _gone(pid: int, start_time: int | None) -> bool:

@@ -13,10 +13,13 @@ from routeflow.vnet.resources import (
     Resource,
     ResourceLog,
     is_running,
+    missing,
     process_record,
     read_pidfile,
+    running_record,
     stop_process,
     teardown,
+    wait_exit,
 )
 
 
@@ -145,6 +148,79 @@ def test_stop_process_escalates_to_sigkill():
         started = time.monotonic()
         asyncio.run(stop_process(process_record("stubborn", "x", proc.pid), timeout=0.3))
         assert proc.wait(timeout=5) == -9 and time.monotonic() - started < 3
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_running_record_follows_a_daemon_restarted_in_place(tmp_path):
+    pidfile = tmp_path / "bird.pid"
+    first = _sleeper("-i", str(pidfile))
+    record = process_record(str(pidfile), "rB", first.pid)
+    assert running_record(record) is record
+    first.kill()
+    first.wait()
+    assert running_record(record) is None
+    again = _sleeper("-i", str(pidfile))
+    try:
+        deadline = time.monotonic() + 5
+        while str(pidfile).encode() not in Path(f"/proc/{again.pid}/cmdline").read_bytes():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        pidfile.write_text(f"{again.pid}\n")
+        assert running_record(record) == process_record(str(pidfile), "rB", again.pid)
+    finally:
+        again.kill()
+        again.wait()
+
+
+def test_wait_exit_waits_for_that_process_alone():
+    proc = _sleeper()
+    try:
+        record = process_record("client:rA", "rA", proc.pid)
+        # A pid reused by another process (another start time) is not waited on.
+        impostor = Resource("process", "client:rA", "rA", proc.pid, record.start_time - 1)
+        asyncio.run(asyncio.wait_for(wait_exit(impostor), 1))
+
+        async def waiting() -> float:
+            loop = asyncio.get_running_loop()
+            loop.call_later(0.2, proc.kill)
+            started = loop.time()
+            await asyncio.wait_for(wait_exit(record), 5)
+            return loop.time() - started
+
+        assert 0.15 < asyncio.run(waiting()) < 2
+    finally:
+        proc.kill()
+        proc.wait()
+    asyncio.run(asyncio.wait_for(wait_exit(record), 1))  # gone: at once
+
+
+def test_missing_names_what_no_longer_exists(tmp_path, monkeypatch):
+    async def vsctl(*args):
+        return "rA-eth1\nrfvs\n" if args == ("--bare", "--columns=name", "list", "Port") else ""  # get-ssl: none
+
+    async def existing_links(names, namespace=None):
+        return [n for n in names if n == "rA-eth1"]
+
+    async def list_bridges():
+        return ["rfvs"]
+
+    monkeypatch.setattr(resources.ovs, "vsctl", vsctl)
+    monkeypatch.setattr(resources.ovs, "list_bridges", list_bridges)
+    monkeypatch.setattr(resources.links, "existing_links", existing_links)
+    monkeypatch.setattr(resources.links, "netns_exists", lambda name: name == "rA")
+    proc = _sleeper()
+    try:
+        present = [Resource("netns", "rA", "rA"), Resource("link", "rA-eth1", "rA"), Resource("port", "rA-eth1", "rA"),
+                   Resource("bridge", "rfvs", "rfvs"), Resource("dir", str(tmp_path), "rA"),
+                   process_record("client:rA", "rA", proc.pid)]
+        assert asyncio.run(missing(present)) == []
+        gone = [Resource("netns", "rB", "rB"), Resource("link", "rB-eth1", "rB"), Resource("port", "rB-eth1", "rB"),
+                Resource("bridge", "other", "rfvs"), Resource("ssl", "openvswitch", "rfvs"),
+                Resource("dir", str(tmp_path / "gone"), "rB"),
+                Resource("process", "client:rB", "rB", proc.pid, process_record("x", "rB", proc.pid).start_time - 1)]
+        assert asyncio.run(missing(gone)) == [f"{r.kind} {r.name}" for r in gone]
     finally:
         proc.kill()
         proc.wait()
