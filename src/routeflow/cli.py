@@ -298,7 +298,7 @@ def _report_failure(exc: Exception, code: int, as_json: bool) -> None:
 def _run(args: argparse.Namespace) -> int:
     if args.command == "server":
         from routeflow.config.loader import load_config
-        from routeflow.server.service import serve
+        from routeflow.server.main import serve
 
         config = load_config(args.config)
         if args.no_vms:

@@ -13,15 +13,14 @@ import contextlib
 import itertools
 import logging
 import os
-import signal
 import time
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any, Awaitable, Callable
 
 from routeflow.config.schema import Config, Limits
 from routeflow.flows.diff import TableComparison
 from routeflow.lograte import RateLimit
-from routeflow.model import Fib, Interface, Neighbour, Route
+from routeflow.model import Fib
 from routeflow.private import SHARED_DIR_MODE, private_dir
 from routeflow.protocol import auth, codec, pki
 from routeflow.protocol.messages import (
@@ -55,7 +54,7 @@ from routeflow.protocol.messages import (
 )
 from routeflow.protocol.transport import parse_address
 from routeflow.server.core import CONTROLLER, Out, ServerCore
-from routeflow.server.nib import shared_route
+from routeflow.server.peers import MAX_REQUESTS, FibParts, Peer
 from routeflow.server.status import datapath_name, expect_table, fib_drift, status_document
 
 log = logging.getLogger("routeflow.server")
@@ -78,64 +77,6 @@ _CONTROLLER_EVENTS: dict[type[Message], Callable[[ServerCore, Any], list[Out]]] 
     LinkChange: ServerCore.on_link_change,
     SwitchError: ServerCore.on_switch_error,
 }
-
-
-#: Requests of one operator worked on at once: it is read no further until one is
-#: answered, so a peer that floods requests waits instead of filling the server.
-MAX_REQUESTS = 4
-
-
-class Peer:
-    """One connected controller, client or operator."""
-
-    def __init__(self, role: str, name: str, writer: asyncio.StreamWriter, max_unread: int) -> None:
-        self.role = role
-        self.name = name
-        self.writer = writer
-        self.max_unread = max_unread
-        #: A client's unsolicited snapshot, as its parts arrive.
-        self.snapshot: _FibParts | None = None
-        #: When it was last heard from (``time.monotonic()``).
-        self.heard = time.monotonic()
-        #: Its requests being worked on, and the signal that one is done.
-        self.requests = 0
-        self.request_done = asyncio.Event()
-
-    def send(self, msg: Message) -> None:
-        if self.writer.is_closing():
-            return
-        self.writer.write(codec.encode(msg))
-        if self.writer.transport.get_write_buffer_size() > self.max_unread:
-            # A peer that does not read would make the server hold all it is sent.
-            log.warning("dropping %s %s: it left more than %d bytes unread", self.role, self.name, self.max_unread)
-            self.writer.transport.abort()
-
-    def close(self, reason: str) -> None:
-        self.send(Goodbye(reason))
-        self.writer.close()
-
-
-class _FibParts:
-    """A FIB received in parts, compactly: a route equal to the server's copy
-    is that copy, any other shares its next hops and protocol name with the
-    rest. Decoded, each of a million routes would hold about 400 bytes."""
-
-    def __init__(self, known: Mapping[str, Route]) -> None:
-        self._known = known
-        self._interfaces: list[Interface] = []
-        self._routes: list[Route] = []
-        self._neighbours: list[Neighbour] = []
-
-    def add(self, part: Fib) -> None:
-        self._interfaces += part.interfaces
-        known = self._known
-        for route in part.routes:
-            have = known.get(route.prefix)
-            self._routes.append(have if have == route else shared_route(route))
-        self._neighbours += part.neighbours
-
-    def fib(self) -> Fib:
-        return Fib(tuple(self._interfaces), tuple(self._routes), tuple(self._neighbours))
 
 
 class RFServer:
@@ -163,7 +104,7 @@ class RFServer:
         self._tables: dict[int, TableComparison] = {}
         self._parts: dict[int, list[TableDump]] = {}
         #: FIBs requested from clients, by request id, as their parts arrive.
-        self._fibs: dict[int, _FibParts] = {}
+        self._fibs: dict[int, FibParts] = {}
         self._reconcile_scheduled = False
         self._resolver: asyncio.Task[None] | None = None
 
@@ -389,7 +330,7 @@ class RFServer:
                 log.debug("%s: part of an abandoned FIB request %d", peer.name, msg.request_id)
             else:  # the client's whole state, in parts: the core sees it once complete
                 if peer.snapshot is None:
-                    peer.snapshot = _FibParts(core.nib.vms[peer.name].routes)
+                    peer.snapshot = FibParts(core.nib.vms[peer.name].routes)
                 peer.snapshot.add(msg.fib)
                 if not msg.more:
                     complete, peer.snapshot = peer.snapshot.fib(), None
@@ -520,7 +461,7 @@ class RFServer:
     async def _fresh_fib(self, vm: str) -> Fib:
         """A VM's FIB read from its kernel now, assembled as its parts arrive."""
         rid = self.core.next_request_id()
-        self._fibs[rid] = parts = _FibParts(self.core.nib.vms[vm].routes)
+        self._fibs[rid] = parts = FibParts(self.core.nib.vms[vm].routes)
         try:
             await self._request(self.clients.get(vm), SnapshotRequest(rid), rid, TABLE_TIMEOUT)
         finally:
@@ -570,51 +511,3 @@ class RFServer:
             differences += comparison.lines(datapath_name(self.config, dpid))
             del comparison
         return VerifyReply(msg.request_id, not differences, tuple(differences), checked)
-
-
-async def serve(config: Config, ready: Callable[[], None] | None = None, keys: Path = auth.KEY_DIR) -> None:
-    """Run the RF-Server (and, if configured, its VMs) until a signal; the peers' keys
-    are in ``keys`` (made there if missing).
-
-    SIGTERM or SIGINT: stop, removing the VMs. SIGUSR1: stop, leaving the VMs (their
-    engines and RF-Clients) running for the next server, which adopts them, as it
-    does after a ``kill -9``: a restart that loses no adjacency and no flow.
-    """
-    server = RFServer(config, keys=keys)
-    await server.start()
-    stop = asyncio.Event()
-    leaving = False
-
-    def leave() -> None:
-        nonlocal leaving
-        leaving = True
-        stop.set()
-
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGUSR1, leave)
-    left = False
-    try:
-        if config.manage_vms:
-            from routeflow.vnet.manager import VirtualEnvironment, default_client_argv
-
-            async with VirtualEnvironment(config, client_argv=default_client_argv(config, keys), keys=keys) as venv:
-                if ready:
-                    ready()
-                await stop.wait()
-                if leaving:
-                    await venv.leave()
-                    left = True
-        else:
-            if ready:
-                ready()
-            await stop.wait()
-    finally:
-        log.info("shutting down")
-        await server.stop()
-    if left:
-        # The RF-Clients this server started are its children: a normal exit would have
-        # asyncio kill them as it closes their transports. They must outlive it.
-        logging.shutdown()
-        os._exit(0)

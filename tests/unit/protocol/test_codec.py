@@ -86,7 +86,7 @@ def test_mapping_packet_round_trip_and_rejections():
 @pytest.mark.parametrize("routes", [0, 1, 3, 4, 7])
 def test_snapshot_parts_carry_the_whole_fib_in_order(routes):
     from routeflow.protocol.messages import snapshot_parts
-    from routeflow.server.service import _FibParts
+    from routeflow.server.peers import FibParts
 
     iface = Interface("eth1", "02:00:00:00:00:01", True, ("172.31.1.1/24",))
     neigh = Neighbour("eth1", "172.31.1.9", "02:00:00:00:00:09")
@@ -100,7 +100,7 @@ def test_snapshot_parts_carry_the_whole_fib_in_order(routes):
     known = {r.prefix: r for r in fib.routes[:1]}
     if routes > 1:
         known[fib.routes[1].prefix] = Route(fib.routes[1].prefix, (NextHop("eth1", "172.31.1.7"),))
-    assembled = _FibParts(known)
+    assembled = FibParts(known)
     for part in codec.Connection().receive_data(b"".join(map(codec.encode, parts))):
         assert isinstance(part, FibSnapshot)
         assembled.add(part.fib)

@@ -7,7 +7,8 @@ from routeflow.config.schema import Limits
 from routeflow.protocol import auth, codec
 from routeflow.protocol.messages import Goodbye, StatusReply
 from routeflow.protocol.transport import AsyncSession, Credential, parse_address
-from routeflow.server.service import Peer, RFServer
+from routeflow.server.peers import Peer
+from routeflow.server.service import RFServer
 
 
 class FakeTransport:
