@@ -30,10 +30,9 @@ from routeflow.config.schema import Config
 from routeflow.lab import network
 from routeflow.lab.topology import Topology, load_topology
 from routeflow.protocol.transport import DEFAULT_SERVER, DEFAULT_UNIX
-from routeflow.vnet import links
 from routeflow.vnet.engine import DaemonPlan
 from routeflow.vnet.plan import VmPlan, plan_vnet
-from routeflow.vnet.resources import Resource, is_running, process_start_time, read_pidfile
+from routeflow.vnet.resources import Resource, process_start_time, read_pidfile, running_record
 
 log = logging.getLogger("routeflow.harness")
 
@@ -278,7 +277,7 @@ class Stack:
 
     def kill_daemon(self, vm: str, daemon: str, sig: int = signal.SIGKILL) -> None:
         """Signal a VM's routing daemon (``zebra``, ``ospfd``, ``bird``): SIGKILL is
-        what a crash does. Returns once it is gone."""
+        what a crash does. Returns once it is gone (the server then starts it again)."""
         _, plan = self._daemon(vm, daemon)
         pid = read_pidfile(str(plan.pidfile))
         if pid is None:
@@ -287,14 +286,11 @@ class Stack:
         os.kill(pid, sig)
         wait_for(lambda: process_start_time(pid) != started, 10, 0.02)
 
-    def start_daemon(self, vm: str, daemon: str) -> None:
-        """Start a VM's routing daemon again as an operator would: its own command
-        line and pidfile, in the VM's namespace (so the VM's teardown stops it too)."""
-        vm_plan, plan = self._daemon(vm, daemon)
-        subprocess.run(links.netns_argv(vm_plan.netns, plan.argv), check=True, capture_output=True,
-                       stdin=subprocess.DEVNULL, timeout=30)
-        # The pidfile then names a live process again (the crashed one left its own behind).
-        wait_for(lambda: is_running(Resource("process", str(plan.pidfile), vm)), 10, 0.02)
+    def daemon_pid(self, vm: str, daemon: str) -> int | None:
+        """The pid of a VM's running routing daemon, None if it is not running."""
+        _, plan = self._daemon(vm, daemon)
+        current = running_record(Resource("process", str(plan.pidfile), vm))
+        return current.pid if current is not None else None
 
     # -- observation -------------------------------------------------------------
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from tests.integration.scenarios import (
     cut_reroutes_and_restores,
-    restart_daemon_under_ping,
+    kill_daemon_under_ping,
     vm_routes,
     wait_for_ecmp_group,
 )
@@ -65,7 +65,7 @@ def test_bird_killed_and_restarted_leaves_no_stale_flow(stack):
     """kill -9 BIRD in rB (on h1-h2's path; BIRD in both examples) under a ping stream,
     start it again: once its routes are back in rB's kernel, verify is clean within 2 s."""
     assert "rB" in _bird_vms(stack)
-    restart = restart_daemon_under_ping(stack, "rB", "bird", "172.31.2.100")
+    restart = kill_daemon_under_ping(stack, "rB", "bird", "172.31.2.100")
     print(f"bird restart: {restart}")
     assert restart.clean_after_s <= 2.0, restart
     wait_for(stack.all_pairs_ok, CONVERGE_TIMEOUT, 0.5)

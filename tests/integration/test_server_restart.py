@@ -171,9 +171,9 @@ def _check_adopted(stack: Stack, before: dict[str, dict[str, object]], restart: 
     assert {vm: _identity(stack, vm) for vm in VMS} == before, "a VM was recreated"
     assert restart.lost == 0, restart
     assert restart.clean_after_s <= 2.0, restart
-    # Every VM's switch kept its flows untouched: the server sent them nothing.
-    vm_dpids = {f"{vm.dpid:#x}" for vm in stack.config.vms}
-    assert {dpid: n for dpid, n in restart.flow_mods.items() if dpid in vm_dpids} == dict.fromkeys(vm_dpids, 0)
+    # Every switch kept its flows untouched, the RFVS's trunks too: the server sent them nothing.
+    dpids = {f"{vm.dpid:#x}" for vm in stack.config.vms} | {f"{stack.config.rfvs.dpid:#x}"}
+    assert restart.flow_mods == dict.fromkeys(dpids, 0)
 
 
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGUSR1], ids=["kill-9", "sigusr1"])

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from routeflow.config.schema import Config, VmConfig
 from routeflow.flows.diff import apply_changes, diff_tables, is_empty, split_table_mod
 from routeflow.flows.incremental import IncrementalCompiler
-from routeflow.flows.model import Table
+from routeflow.flows.model import FlowKey, Table
 from routeflow.protocol.messages import (
     DatapathJoin,
     DatapathLeave,
@@ -47,6 +47,14 @@ CONTROLLER = "controller"
 #: the first retry after this many seconds, doubling up to RESOLVE_MAX.
 RESOLVE_FIRST = 1.0
 RESOLVE_MAX = 60.0
+#: The longest the RFVS keeps flows the server cannot account for yet, after the
+#: server or the controller (re)starts: trunk flows of NICs not mapped again, wires
+#: of virtual links not rediscovered. Deleting them at once would cut slow paths
+#: that were working for the moment it takes to put them back.
+RFVS_HOLD_MAX = 10.0
+#: Discovery probes a virtual-plane VM's links are given to be found again before
+#: the RFVS lets go of the wires it holds (see :data:`RFVS_HOLD_MAX`).
+RFVS_HOLD_PROBES = 3
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,12 @@ class ServerCore:
         self._request_ids = itertools.count(1)
         #: request id -> dpid of dumps the core asked for (to resync).
         self._dumps: dict[int, int] = {}
+        #: False while the RFVS keeps the flows it held before (``_rfvs_inherited``,
+        #: read from it by the hold's dumps) that the NIB cannot account for yet; when
+        #: the hold began (the first tick after the controller came up).
+        self.rfvs_settled = False
+        self._rfvs_hold_since: float | None = None
+        self._rfvs_inherited: frozenset[FlowKey] = frozenset()
 
     def next_request_id(self) -> int:
         return next(self._request_ids)
@@ -86,6 +100,7 @@ class ServerCore:
         """
         self.nib.controller_connected = False
         self.nib.links.clear()  # rediscovered by the next controller
+        self.rfvs_settled, self._rfvs_hold_since = False, None
         for dp in self.nib.datapaths.values():
             dp.installed = None
             dp.dump_pending = False
@@ -149,6 +164,7 @@ class ServerCore:
             self.nib.rfvs_ports[key] = where
             self._dirty.add(self.config.rfvs.dpid)  # a trunked NIC gets its RFVS flows
             out.append(Out(CONTROLLER, self.relay_map()))
+            self.settle_due(None)
         return out
 
     def on_link_change(self, msg: LinkChange) -> list[Out]:
@@ -176,6 +192,8 @@ class ServerCore:
             log.warning("dump of %#x failed: %s; retrying", msg.dpid, msg.error)
             return self._request_dump(msg.dpid)
         dp.installed = Table(flows={f.key: f for f in msg.flows}, groups={g.group_id: g for g in msg.groups})
+        if msg.dpid == self.config.rfvs.dpid and not self.rfvs_settled:
+            self._rfvs_inherited = frozenset(dp.installed.flows)
         self._dirty.add(msg.dpid)
         return []
 
@@ -283,6 +301,12 @@ class ServerCore:
             return None
         if dpid == self.config.rfvs.dpid:
             desired = self.nib.rfvs_table(dp.ports)
+            if not self.rfvs_settled:
+                # Until the hold ends, flows the switch held before and the NIB cannot
+                # account for yet stay; those this server itself replaced do not.
+                kept = {key: dp.installed.flows[key] for key in self._rfvs_inherited
+                        if key in dp.installed.flows and key not in desired.flows}
+                desired = Table({**desired.flows, **kept}, desired.groups)
             mod = diff_tables(dpid, dp.installed, desired)
             dp.installed = _copy(desired)
             return mod
@@ -332,6 +356,29 @@ class ServerCore:
             if due:
                 out.append(Out(vm.name, ResolveNextHops(tuple(due))))
         return out
+
+    def settle_due(self, now: float | None) -> None:
+        """End the RFVS's hold once the NIB accounts for what it held: every VM NIC
+        mapped again and, with virtual-plane VMs, their links given
+        :data:`RFVS_HOLD_PROBES` discovery probes to be found again; or after
+        :data:`RFVS_HOLD_MAX` s whatever is missing (a NIC gone for good).
+        ``now`` is None when no time has passed (an event, not a tick)."""
+        if self.rfvs_settled or not self.nib.controller_connected:
+            return
+        if now is not None and self._rfvs_hold_since is None:
+            self._rfvs_hold_since = now
+        waited = now - self._rfvs_hold_since if now is not None and self._rfvs_hold_since is not None else 0.0
+        mapped = all((vm.name, nic.name) in self.nib.rfvs_ports for vm in self.config.vms for nic in vm.interfaces)
+        virtual = any(vm.routing_plane == "virtual" for vm in self.config.vms)
+        rediscovered = not virtual or waited >= RFVS_HOLD_PROBES * self.config.discovery_interval
+        if waited >= RFVS_HOLD_MAX or (mapped and rediscovered):
+            if not mapped:
+                missing = sorted(f"{vm.name} {nic.name}" for vm in self.config.vms for nic in vm.interfaces
+                                 if (vm.name, nic.name) not in self.nib.rfvs_ports)
+                log.warning("RFVS: no mapping packet after %.0f s from %s; their flows go", waited,
+                            ", ".join(missing))
+            self.rfvs_settled, self._rfvs_inherited = True, frozenset()
+            self._dirty.add(self.config.rfvs.dpid)
 
     @property
     def has_dirty(self) -> bool:

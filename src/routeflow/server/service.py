@@ -106,7 +106,7 @@ class RFServer:
         #: FIBs requested from clients, by request id, as their parts arrive.
         self._fibs: dict[int, FibParts] = {}
         self._reconcile_scheduled = False
-        self._resolver: asyncio.Task[None] | None = None
+        self._ticker: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -142,11 +142,11 @@ class RFServer:
                     ssl_handshake_timeout=self.limits.handshake_timeout if address.kind == "tls" else None)
             self._servers.append(server)
             log.info("listening on %s", address)
-        self._resolver = asyncio.get_running_loop().create_task(self._resolve_next_hops())
+        self._ticker = asyncio.get_running_loop().create_task(self._tick())
         self._keepalive = asyncio.get_running_loop().create_task(self._keep_alive())
 
     async def stop(self) -> None:
-        for task in (self._resolver, self._keepalive):
+        for task in (self._ticker, self._keepalive):
             if task is not None:
                 task.cancel()
         for peer in [self.controller, *self.clients.values()]:
@@ -381,11 +381,15 @@ class RFServer:
                 else:
                     peer.send(Ping(seq))
 
-    async def _resolve_next_hops(self) -> None:
+    async def _tick(self) -> None:
+        """Next-hop resolution retries and the end of the RFVS hold, every RESOLVE_TICK."""
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(RESOLVE_TICK)
             self._deliver(self.core.resolve_due(loop.time()))
+            self.core.settle_due(loop.time())
+            if self.core.has_dirty:
+                self._schedule_reconcile()
 
     # -- requests to peers -------------------------------------------------------
 

@@ -81,7 +81,7 @@ async def start_engine(netns: str, label: str, plan: EnginePlan, record: Resourc
     record.add(Resource("dir", str(plan.run_dir), owner))
     prepare_run_dir(plan)
     for daemon in plan.daemons:
-        await _start_daemon(netns, label, owner, daemon, plan.run_dir, record)
+        await start_daemon(netns, label, owner, daemon, plan.run_dir, record)
     log.info("%s: %s running", label, ", ".join(d.name for d in plan.daemons))
 
 
@@ -97,7 +97,14 @@ def prepare_run_dir(plan: EnginePlan) -> None:
         raise VnetError(f"user {plan.user!r} does not exist: is {plan.engine} installed?") from exc
 
 
-async def _start_daemon(netns: str, label: str, owner: str, daemon: DaemonPlan, run_dir: Path, record: ResourceLog) -> None:
+async def start_daemon(netns: str, label: str, owner: str, daemon: DaemonPlan, run_dir: Path,
+                       record: ResourceLog) -> None:
+    """Start one of an engine's daemons in ``netns`` (at first, or again after it died),
+    recorded as ``owner``'s; return once it has written its pidfile and opened its
+    ready socket, or raise VnetError with its output."""
+    # A daemon killed left its socket file: only the new one's counts as ready.
+    if daemon.ready is not None:
+        daemon.ready.unlink(missing_ok=True)
     # Recorded by pidfile first: a crash before the pid is known still
     # leaves a record that finds the daemon.
     pending = record.add(Resource("process", str(daemon.pidfile), owner))

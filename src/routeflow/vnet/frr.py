@@ -16,6 +16,10 @@ FRR_DIR = Path("/usr/lib/frr")
 FRR_USER = "frr"
 #: Root of the per-VM run directories, ``<root>/<vm>/``.
 DEFAULT_RUN_ROOT = Path("/run/routeflow/vms")
+#: Seconds a restarted zebra keeps the routes its predecessor put in the kernel
+#: (``zebra -K``) while the protocol daemons give it theirs again: a zebra that
+#: dies costs no forwarding. Routes not given again by then are removed.
+ZEBRA_RETAIN = 30
 
 
 def frr_conf(name: str, engine_config: str, run_dir: Path) -> str:
@@ -39,6 +43,7 @@ def daemon_argv(daemon: str, instance: str, run_dir: Path) -> tuple[str, ...]:
     every path is then given explicitly so that nothing is shared with
     another instance or the system's FRR.
     """
+    retain = ("-K", str(ZEBRA_RETAIN)) if daemon == "zebra" else ()
     return (
         str(FRR_DIR / daemon), "-d",
         "-N", instance,
@@ -46,6 +51,7 @@ def daemon_argv(daemon: str, instance: str, run_dir: Path) -> tuple[str, ...]:
         "-i", str(pidfile(daemon, run_dir)),
         "-z", str(zserv_socket(run_dir)),
         "--vty_socket", str(run_dir),
+        *retain,
     )
 
 

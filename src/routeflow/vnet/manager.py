@@ -17,8 +17,6 @@ is removed and created again; :func:`cleanup_stale` removes all of it.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import fcntl
 import functools
 import logging
@@ -37,12 +35,11 @@ from routeflow.vnet.resources import (
     ResourceLog,
     is_running,
     missing,
-    process_record,
     running_record,
     stop_process,
     teardown,
-    wait_exit,
 )
+from routeflow.vnet.supervisor import ClientSupervisor, EngineSupervisor, client_name
 
 log = logging.getLogger("routeflow.vnet")
 
@@ -58,117 +55,6 @@ PLANS = "plans"
 RFVS = "rfvs"
 #: The part of a VM's recorded plan that is its RF-Client's command (not in its VmPlan).
 CLIENT = "client"
-
-
-def client_name(vm: str) -> str:
-    """The record name of ``vm``'s RF-Client process."""
-    return f"client:{vm}"
-
-
-class ClientSupervisor:
-    """Keeps one VM's RF-Client running: restarts it with back-off when it exits.
-
-    The back-off doubles from ``min_backoff`` to ``max_backoff`` and starts
-    over once a client has run for ``stable_after`` seconds. The client is
-    one it started, or one a previous run started that it adopted.
-    """
-
-    def __init__(self, vm: VmPlan, argv: Sequence[str], driver: VmDriver, record: ResourceLog,
-                 min_backoff: float = 0.5, max_backoff: float = 30.0, stable_after: float = 10.0) -> None:
-        self.vm = vm
-        self.argv = list(argv)
-        self.driver = driver
-        self.record = record
-        self.min_backoff = min_backoff
-        self.max_backoff = max_backoff
-        self.stable_after = stable_after
-        self.process: asyncio.subprocess.Process | None = None
-        #: The adopted client's record while it runs (it is not our child).
-        self.adopted: Resource | None = None
-        #: How often the client was restarted after exiting.
-        self.restarts = 0
-        self._entry: Resource | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._spawned_at = 0.0
-
-    async def start(self) -> None:
-        """Start the client, then keep it running in a background task."""
-        await self._spawn()
-        self._task = asyncio.create_task(self._supervise(), name=f"rf-client-{self.vm.name}")
-
-    async def adopt(self, client: Resource) -> None:
-        """Keep running ``client``, the recorded RF-Client a previous run started: once
-        it exits, a new one is started as after any exit."""
-        self._spawned_at = asyncio.get_running_loop().time()
-        self.adopted = self._entry = client
-        self._task = asyncio.create_task(self._supervise(), name=f"rf-client-{self.vm.name}")
-
-    @property
-    def pid(self) -> int | None:
-        """The pid of the running client, if any."""
-        if self.adopted is not None:
-            return self.adopted.pid
-        proc = self.process
-        return proc.pid if proc is not None and proc.returncode is None else None
-
-    async def _spawn(self) -> None:
-        self._spawned_at = asyncio.get_running_loop().time()
-        try:
-            self.process = await self.driver.start_client(self.vm, self.argv)
-        except OSError as exc:
-            log.warning("VM %s: RF-Client could not start: %s", self.vm.name, exc)
-            self.process = None
-            return
-        self._entry = self.record.add(process_record(client_name(self.vm.name), self.vm.name, self.process.pid))
-        log.info("VM %s: RF-Client started (pid %d)", self.vm.name, self.process.pid)
-
-    async def _supervise(self) -> None:
-        loop = asyncio.get_running_loop()
-        backoff = self.min_backoff
-        while True:
-            if self.process is not None:
-                returncode = await self.process.wait()
-                self._forget()
-                log.warning("VM %s: RF-Client exited with %s", self.vm.name, returncode)
-            elif self.adopted is not None:
-                await wait_exit(self.adopted)
-                log.warning("VM %s: the adopted RF-Client (pid %s) exited", self.vm.name, self.adopted.pid)
-                self.adopted = None
-                self._forget()
-            if loop.time() - self._spawned_at >= self.stable_after:
-                backoff = self.min_backoff
-            log.info("VM %s: restarting the RF-Client in %g s", self.vm.name, backoff)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, self.max_backoff)
-            self.restarts += 1
-            await self._spawn()
-
-    def _forget(self) -> None:
-        if self._entry is not None:
-            self.record.discard(self._entry)
-            self._entry = None
-
-    async def stop(self, timeout: float = 3.0) -> None:
-        """Stop supervising and end the client."""
-        await self.leave()
-        proc = self.process
-        if proc is not None and proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), timeout)
-            except asyncio.TimeoutError:
-                proc.kill()
-                await proc.wait()
-        elif self.adopted is not None:
-            await stop_process(self.adopted, timeout)
-        self._forget()
-
-    async def leave(self) -> None:
-        """Stop supervising, leaving the client running and recorded."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
 
 class VirtualEnvironment(Lifecycle):
@@ -199,6 +85,8 @@ class VirtualEnvironment(Lifecycle):
         self._client_argv = client_argv if start_clients else None
         self._backoff = (min_backoff, max_backoff)
         self.supervisors: dict[str, ClientSupervisor] = {}
+        #: The routing daemons of each VM, restarted when they exit.
+        self.engines: dict[str, EngineSupervisor] = {}
         self._lock: IO[str] | None = None
         self._left = False
 
@@ -225,6 +113,9 @@ class VirtualEnvironment(Lifecycle):
                     await self.driver.create(vm)
                     await self.driver.start_engine(vm)
                     self._record_plan(vm.name, vm_digests(vm))
+            for vm in self.plan.vms:
+                self.engines[vm.name] = EngineSupervisor(vm, self.record, *self._backoff)
+                self.engines[vm.name].start()
             if self._client_argv is not None:
                 for vm in self.plan.vms:
                     argv = self._client_argv(vm.name)
@@ -370,6 +261,7 @@ class VirtualEnvironment(Lifecycle):
         # Whatever is left of it if removal fails halfway must never be adopted.
         if self.record.meta.pop(PLANS, None) is not None:
             self.record.save()
+        await self._stop_engine_supervisors()
         for supervisor in self.supervisors.values():
             await supervisor.stop()
         self.supervisors.clear()
@@ -394,6 +286,7 @@ class VirtualEnvironment(Lifecycle):
         removes nothing. The RF-Clients this process started are its children, which
         asyncio kills when it closes their transports: a process that leaves exits
         without that clean-up (``os._exit``)."""
+        await self._stop_engine_supervisors()
         for supervisor in self.supervisors.values():
             await supervisor.leave()
         self.supervisors.clear()
@@ -402,6 +295,11 @@ class VirtualEnvironment(Lifecycle):
         self._left = True
         log.info("virtual environment left running for the next run to adopt: %d VMs on %s",
                  len(self.plan.vms), self.plan.bridge.name)
+
+    async def _stop_engine_supervisors(self) -> None:
+        for supervisor in self.engines.values():
+            await supervisor.stop()
+        self.engines.clear()
 
     async def _check_free(self, kept: set[str]) -> None:
         """Raise if a name this run is to create is taken (``kept``: the owners adopted)."""

@@ -203,8 +203,10 @@ def _live_pid(resource: Resource) -> int | None:
     daemon is stopped with its VM instead of outliving it.
     """
     if resource.pid is not None:
-        started = process_start_time(resource.pid)
-        if started is not None and (resource.start_time is None or started == resource.start_time):
+        # A zombie has exited: a daemon's parent (init, in a container perhaps
+        # nothing) may never reap it.
+        stat = _stat(resource.pid)
+        if stat is not None and stat[0] != "Z" and resource.start_time in (None, stat[1]):
             return resource.pid
     pid = read_pidfile(resource.name)
     if pid is None:

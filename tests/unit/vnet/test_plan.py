@@ -42,10 +42,11 @@ def test_frr_daemon_command_lines_and_conf():
     zebra, ospfd, _ = rb.daemons
     assert zebra.argv == ("/usr/lib/frr/zebra", "-d", "-N", "rB", "-f", str(RUN / "rB/frr.conf"),
                           "-i", str(RUN / "rB/zebra.pid"), "-z", str(RUN / "rB/zserv.api"),
-                          "--vty_socket", str(RUN / "rB"))
+                          "--vty_socket", str(RUN / "rB"), "-K", "30")
     assert zebra.pidfile == RUN / "rB/zebra.pid"
+    # Only zebra keeps its predecessor's kernel routes (-K) while the daemons come back.
     assert ospfd.argv[0] == "/usr/lib/frr/ospfd" and ospfd.argv[1:] == zebra.argv[1:6] + (
-        "-i", str(RUN / "rB/ospfd.pid")) + zebra.argv[8:]
+        "-i", str(RUN / "rB/ospfd.pid")) + zebra.argv[8:-2]
     conf = rb.engine_conf.splitlines()
     assert conf[1] == "hostname rB"
     assert f"log file {RUN / 'rB/frr.log'}" in conf

@@ -1,17 +1,21 @@
 """The RF-Client supervisor, with a driver that runs clients as local processes."""
 
 import asyncio
+import dataclasses
 import logging
+import os
 import re
 import signal
 from pathlib import Path
 from typing import Sequence
 
 from routeflow.config.loader import load_config
+from routeflow.vnet import links
 from routeflow.vnet.driver import VmDriver
-from routeflow.vnet.manager import ClientSupervisor
+from routeflow.vnet.engine import DaemonPlan, EnginePlan, start_engine
 from routeflow.vnet.plan import VmPlan, plan_vnet
-from routeflow.vnet.resources import ResourceLog
+from routeflow.vnet.resources import ResourceLog, is_running, stop_process
+from routeflow.vnet.supervisor import ClientSupervisor, EngineSupervisor
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 
@@ -89,5 +93,77 @@ def test_a_client_that_cannot_start_is_retried():
         assert supervisor.process is None
         await _until(lambda: len(driver.started) >= 3)
         await supervisor.stop()
+
+    asyncio.run(body())
+
+
+def _fake_engine(run_dir: Path) -> EnginePlan:
+    """An "FRR" of two daemons that are sleeps, each writing its pidfile as FRR's do."""
+    def daemon(name: str) -> DaemonPlan:
+        pidfile = run_dir / f"{name}.pid"
+        return DaemonPlan(name, ("sh", "-c", f"sleep 300 </dev/null >/dev/null 2>&1 & echo $! > {pidfile}"), pidfile)
+
+    return EnginePlan("frr", run_dir, run_dir / "frr.conf", "", None, (daemon("zebra"), daemon("ospfd")))
+
+
+def test_engine_supervisor_restarts_a_dead_daemon_and_after_zebra_every_daemon(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(links, "netns_argv", lambda name, argv: list(argv))  # no namespace: no root needed
+    vm = dataclasses.replace(_vm(), engine_run=_fake_engine(tmp_path / "rA"))
+    record = ResourceLog()
+
+    def pids() -> dict[str, int | None]:
+        return {r.name.rsplit("/", 1)[-1]: r.pid for r in record.of(vm.name, "process")}
+
+    async def body() -> None:
+        await start_engine(vm.netns, f"VM {vm.name}", vm.engine_run, record, vm.name)
+        supervisor = EngineSupervisor(vm, record, min_backoff=0.01)
+        supervisor.start()
+        try:
+            first = pids()
+            os.kill(first["ospfd.pid"], signal.SIGKILL)
+            await _until(lambda: pids().get("ospfd.pid") not in (None, first["ospfd.pid"]))
+            second = pids()
+            assert second["zebra.pid"] == first["zebra.pid"]  # a protocol daemon dies alone
+            assert supervisor.restarts == {"zebra": 0, "ospfd": 1}
+            os.kill(second["zebra.pid"], signal.SIGKILL)
+            await _until(lambda: len(pids()) == 2 and all(p is not None and p not in second.values() for p in pids().values()))
+            # zebra came back first, then the daemon that was still running was restarted after it.
+            assert supervisor.restarts == {"zebra": 1, "ospfd": 2}
+            assert all(is_running(r) for r in record.of(vm.name, "process"))
+            assert f"VM {vm.name}: zebra (pid {second['zebra.pid']}) exited" in caplog.text
+        finally:
+            await supervisor.stop()
+            for resource in record.of(vm.name, "process"):
+                await stop_process(resource)
+
+    with caplog.at_level(logging.INFO, "routeflow.vnet"):
+        asyncio.run(body())
+
+
+def test_engine_supervisor_watches_a_daemon_an_operator_started_again_by_hand(tmp_path, monkeypatch):
+    monkeypatch.setattr(links, "netns_argv", lambda name, argv: list(argv))
+    vm = dataclasses.replace(_vm(), engine_run=_fake_engine(tmp_path / "rA"))
+    record = ResourceLog()
+
+    async def body() -> None:
+        await start_engine(vm.netns, f"VM {vm.name}", vm.engine_run, record, vm.name)
+        # A long back-off: the operator is faster than the supervisor.
+        supervisor = EngineSupervisor(vm, record, min_backoff=0.5)
+        supervisor.start()
+        try:
+            ospfd = next(d for d in vm.daemons if d.name == "ospfd")
+            (entry,) = [r for r in record.of(vm.name, "process") if r.name == str(ospfd.pidfile)]
+            os.kill(entry.pid, signal.SIGKILL)
+            proc = await asyncio.create_subprocess_exec(
+                "bash", "-c", f"(exec -a {ospfd.pidfile} sleep 300 </dev/null >/dev/null 2>&1) & echo $! > {ospfd.pidfile}")
+            await proc.wait()
+            await asyncio.sleep(1.0)
+            assert supervisor.restarts == {"zebra": 0, "ospfd": 0}
+            (now,) = [r for r in record.of(vm.name, "process") if r.name == str(ospfd.pidfile)]
+            assert now.pid == int(ospfd.pidfile.read_text()) and is_running(now)
+        finally:
+            await supervisor.stop()
+            for resource in record.of(vm.name, "process"):
+                await stop_process(resource)
 
     asyncio.run(body())
