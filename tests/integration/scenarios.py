@@ -13,7 +13,12 @@ from dataclasses import dataclass
 
 from routeflow.harness import CONVERGE_TIMEOUT, Stack, ping, route_device, wait_for
 from routeflow.lab import network
+from routeflow.vnet.frr import vtysh
 
+#: rftest2's VMs.
+RFTEST2_VMS = ("rA", "rB", "rC", "rD")
+#: Seconds every adjacency must have been up before a restart: routing has settled.
+STABLE = 10.0
 #: The VM NICs that mirror link A-B's ports: sA port 3 and sB port 2.
 A_B_NICS = ("rA:eth3", "rB:eth2")
 
@@ -164,3 +169,56 @@ def kill_daemon_under_ping(stack: Stack, vm: str, daemon: str, destination: str)
         summary = pinger.communicate(timeout=10)[0]
     sent, received = (int(n) for n in re.search(r"(\d+) packets transmitted, (\d+) received", summary).groups())
     return Restart(round(back - start, 2), round(clean - back, 2), sent - received, sent)
+
+
+def adjacencies() -> dict[tuple[str, str, str], float]:
+    """Every Full OSPF and OSPFv3 adjacency of the VMs, ``(vm, protocol, neighbour id)``,
+    with how long it has been up, in seconds."""
+    up: dict[tuple[str, str, str], float] = {}
+    for vm in RFTEST2_VMS:
+        for router_id, entries in json.loads(vtysh(vm, "show ip ospf neighbor json"))["neighbors"].items():
+            for entry in entries:
+                if entry["nbrState"].startswith("Full"):
+                    up[(vm, "ospf", router_id)] = entry["upTimeInMsec"] / 1000
+        for entry in json.loads(vtysh(vm, "show ipv6 ospf6 neighbor json"))["neighbors"]:
+            if entry["state"] == "Full":
+                hours, minutes, seconds = (int(n) for n in entry["duration"].split(":"))
+                up[(vm, "ospf6", entry["neighborId"])] = hours * 3600 + minutes * 60 + seconds
+    return up
+
+
+def converged(stack: Stack) -> dict[tuple[str, str, str], float]:
+    """Once every router link has had its OSPF and OSPFv3 adjacency Full, seen from both
+    ends, for ``STABLE`` s (adjacencies flap while a stack comes up, and routes follow)
+    and the server has sent no flow change for 3 s: the adjacencies and their uptimes."""
+    links = sum(all(end.is_switch for end in link.ends) for link in stack.topology.links)
+
+    def stable() -> bool:
+        up = adjacencies()
+        return len(up) == 2 * 2 * links and min(up.values()) >= STABLE
+
+    wait_for(stable, CONVERGE_TIMEOUT, 0.5)
+    seen = [flow_mods(stack), time.monotonic()]
+
+    def quiet() -> bool:
+        now = flow_mods(stack)
+        if now != seen[0]:
+            seen[:] = [now, time.monotonic()]
+        return time.monotonic() - seen[1] >= 3.0
+
+    wait_for(quiet, CONVERGE_TIMEOUT, 0.2)
+    return adjacencies()
+
+
+def stayed_up(before: dict[tuple[str, str, str], float], since: float) -> list[tuple[str, str, str]]:
+    """The adjacencies of ``before`` (their uptimes at ``since``, a monotonic time) that
+    went down since: their uptime now is shorter than then plus the time passed."""
+    now = adjacencies()
+    elapsed = time.monotonic() - since
+    # The slack: OSPFv3 gives whole seconds.
+    return [key for key, uptime in before.items() if now.get(key, 0) < uptime + elapsed - 1.5]
+
+
+def flow_mods(stack: Stack) -> dict[str, int]:
+    """Flow and group changes the running server sent, by datapath (its counters start at 0)."""
+    return {dp["dpid"]: dp["flow_mods_sent"] for dp in stack.status(detail=False)["datapaths"]}

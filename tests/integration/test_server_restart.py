@@ -11,7 +11,6 @@ alone. The operator's stop (SIGTERM, at the end) still removes every VM.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -21,9 +20,9 @@ from dataclasses import dataclass
 
 import pytest
 import yaml
+from tests.integration.scenarios import converged, flow_mods, stayed_up
 
 from routeflow.harness import CONVERGE_TIMEOUT, Stack, example_variant, running, wait_for
-from routeflow.vnet.frr import vtysh
 from routeflow.vnet.plan import plan_vnet
 from routeflow.vnet.resources import process_start_time, read_pidfile
 
@@ -34,8 +33,6 @@ VMS = ("rA", "rB", "rC", "rD")
 H4 = "172.31.4.100"
 #: How long the server stays down.
 DOWN = 2.0
-#: Seconds every adjacency must have been up before a restart: routing has settled.
-STABLE = 10.0
 #: Pings of the stream, 10 ms apart: 0.5 s before the server stops, the time it is down,
 #: and several seconds after its return.
 PINGS = 1000
@@ -63,59 +60,6 @@ def _identity(stack: Stack, vm: str) -> dict[str, object]:
         daemons[daemon.name] = (pid, process_start_time(pid) if pid else None)
     return {"netns": os.stat(f"/run/netns/{plan.netns}").st_ino, "daemons": daemons,
             "client": [(pid, process_start_time(pid)) for pid in stack.client_pids(vm)]}
-
-
-def _adjacencies() -> dict[tuple[str, str, str], float]:
-    """Every Full OSPF and OSPFv3 adjacency of the VMs, ``(vm, protocol, neighbour id)``,
-    with how long it has been up, in seconds."""
-    up: dict[tuple[str, str, str], float] = {}
-    for vm in VMS:
-        for router_id, entries in json.loads(vtysh(vm, "show ip ospf neighbor json"))["neighbors"].items():
-            for entry in entries:
-                if entry["nbrState"].startswith("Full"):
-                    up[(vm, "ospf", router_id)] = entry["upTimeInMsec"] / 1000
-        for entry in json.loads(vtysh(vm, "show ipv6 ospf6 neighbor json"))["neighbors"]:
-            if entry["state"] == "Full":
-                hours, minutes, seconds = (int(n) for n in entry["duration"].split(":"))
-                up[(vm, "ospf6", entry["neighborId"])] = hours * 3600 + minutes * 60 + seconds
-    return up
-
-
-def _converged(stack: Stack) -> dict[tuple[str, str, str], float]:
-    """Once every router link has had its OSPF and OSPFv3 adjacency Full, seen from both
-    ends, for ``STABLE`` s (adjacencies flap while a stack comes up, and routes follow)
-    and the server has sent no flow change for 3 s: the adjacencies and their uptimes."""
-    links = sum(all(end.is_switch for end in link.ends) for link in stack.topology.links)
-
-    def stable() -> bool:
-        up = _adjacencies()
-        return len(up) == 2 * 2 * links and min(up.values()) >= STABLE
-
-    wait_for(stable, CONVERGE_TIMEOUT, 0.5)
-    seen = [_flow_mods(stack), time.monotonic()]
-
-    def quiet() -> bool:
-        now = _flow_mods(stack)
-        if now != seen[0]:
-            seen[:] = [now, time.monotonic()]
-        return time.monotonic() - seen[1] >= 3.0
-
-    wait_for(quiet, CONVERGE_TIMEOUT, 0.2)
-    return _adjacencies()
-
-
-def _stayed_up(before: dict[tuple[str, str, str], float], since: float) -> list[tuple[str, str, str]]:
-    """The adjacencies of ``before`` (their uptimes at ``since``, a monotonic time) that
-    went down since: their uptime now is shorter than then plus the time passed."""
-    now = _adjacencies()
-    elapsed = time.monotonic() - since
-    # The slack: OSPFv3 gives whole seconds.
-    return [key for key, uptime in before.items() if now.get(key, 0) < uptime + elapsed - 1.5]
-
-
-def _flow_mods(stack: Stack) -> dict[str, int]:
-    """Flow and group changes the running server sent, by datapath (its counters start at 0)."""
-    return {dp["dpid"]: dp["flow_mods_sent"] for dp in stack.status(detail=False)["datapaths"]}
 
 
 @dataclass
@@ -160,7 +104,7 @@ def _restart_under_ping(stack: Stack, sig: int) -> Restart:
     counts = re.search(r"(\d+) packets transmitted, (\d+) received", summary)
     assert counts, f"ping ended without its summary: {summary[-500:]!r}"
     sent, received = int(counts[1]), int(counts[2])
-    return Restart(sent, sent - received, round(clean_after, 2), _flow_mods(stack))
+    return Restart(sent, sent - received, round(clean_after, 2), flow_mods(stack))
 
 
 def _server_log(stack: Stack) -> str:
@@ -178,9 +122,9 @@ def _check_adopted(stack: Stack, before: dict[str, dict[str, object]], restart: 
 
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGUSR1], ids=["kill-9", "sigusr1"])
 def test_restarted_server_adopts_the_vms_and_loses_nothing(rftest2, how):
-    adjacencies = _converged(rftest2)
+    adjacencies = converged(rftest2)
     sampled = time.monotonic()
-    sent_before = _flow_mods(rftest2)
+    sent_before = flow_mods(rftest2)
     before = {vm: _identity(rftest2, vm) for vm in VMS}
     assert all(identity["client"] for identity in before.values())
     log_start = len(_server_log(rftest2))
@@ -188,7 +132,7 @@ def test_restarted_server_adopts_the_vms_and_loses_nothing(rftest2, how):
     print(f"server restart ({how.name}, down {DOWN:g} s): {restart}; "
           f"flow mods the previous server had sent: {sent_before}")
     _check_adopted(rftest2, before, restart)
-    assert _stayed_up(adjacencies, sampled) == []
+    assert stayed_up(adjacencies, sampled) == []
     log = _server_log(rftest2)[log_start:]
     for vm in VMS:
         assert re.search(rf"VM {vm}: adopted \(namespace {vm}, zebra \d+, ospfd \d+, ospf6d \d+; RF-Client \d+\)",
@@ -203,7 +147,7 @@ def test_restarted_server_adopts_the_vms_and_loses_nothing(rftest2, how):
 
 
 def test_a_vm_whose_config_changed_is_recreated_alone(rftest2):
-    adjacencies = _converged(rftest2)
+    adjacencies = converged(rftest2)
     sampled = time.monotonic()
     before = {vm: _identity(rftest2, vm) for vm in VMS}
     _stop(rftest2, signal.SIGKILL)
@@ -223,7 +167,7 @@ def test_a_vm_whose_config_changed_is_recreated_alone(rftest2):
     assert "virtual environment up: 4 VMs on rfvs (3 adopted)" in log
     # The other routers' adjacencies among themselves never went down.
     rd_id = "10.255.0.4"
-    assert _stayed_up({key: up for key, up in adjacencies.items() if "rD" not in key and rd_id not in key},
+    assert stayed_up({key: up for key, up in adjacencies.items() if "rD" not in key and rd_id not in key},
                       sampled) == []
     wait_for(rftest2.all_pairs_ok, CONVERGE_TIMEOUT, 0.5)
     rftest2.wait_verify_clean()

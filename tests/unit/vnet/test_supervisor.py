@@ -6,6 +6,7 @@ import logging
 import os
 import re
 import signal
+import subprocess
 from pathlib import Path
 from typing import Sequence
 
@@ -165,5 +166,6 @@ def test_engine_supervisor_watches_a_daemon_an_operator_started_again_by_hand(tm
             await supervisor.stop()
             for resource in record.of(vm.name, "process"):
                 await stop_process(resource)
+            subprocess.run(["pkill", "-f", str(ospfd.pidfile)])  # the operator's, if never recorded
 
     asyncio.run(body())
