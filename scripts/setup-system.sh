@@ -23,7 +23,16 @@ fi
 # daemons directly; ovs-ctl skips the missing module.
 if ! ovs-vsctl --timeout=3 show >/dev/null 2>&1; then
   echo "setup-system: starting Open vSwitch"
-  /usr/share/openvswitch/scripts/ovs-ctl start --system-id=random >/dev/null 2>&1 || true
+  # The daemons outlive this script: they must not inherit its open files (a lock
+  # held by whoever runs it, e.g. `flock /run/routeflow-stack.lock make test`, would
+  # then be held for as long as OVS runs).
+  (
+    for fd in /proc/self/fd/*; do
+      fd=${fd##*/}
+      [ "$fd" -gt 2 ] 2>/dev/null && eval "exec $fd>&-"
+    done
+    exec /usr/share/openvswitch/scripts/ovs-ctl start --system-id=random
+  ) >/dev/null 2>&1 || true
   ovs-vsctl --timeout=10 show >/dev/null
 fi
 mkdir -p /run/routeflow
