@@ -143,6 +143,15 @@ class Restart:
     sent: int
 
 
+def stream_loss(output: str) -> tuple[int, int]:
+    """Pings sent and lost in the output of a ``ping`` stream stopped by SIGINT: sent is the
+    highest sequence number answered, lost the sequence numbers below it never answered.
+    (ping's own summary counts the packet in flight when it is interrupted as lost.)"""
+    answered = {int(n) for n in re.findall(r"icmp_seq=(\d+) ", output)}
+    sent = max(answered, default=0)
+    return sent, sent - len(answered)
+
+
 def kill_daemon_under_ping(stack: Stack, vm: str, daemon: str, destination: str) -> Restart:
     """``kill -9`` ``vm``'s ``daemon`` while h1 pings ``destination`` every 10 ms; the
     RF-Server's engine supervisor starts it again (zebra: with the VM's other daemons
@@ -167,8 +176,8 @@ def kill_daemon_under_ping(stack: Stack, vm: str, daemon: str, destination: str)
     finally:
         pinger.send_signal(signal.SIGINT)
         summary = pinger.communicate(timeout=10)[0]
-    sent, received = (int(n) for n in re.search(r"(\d+) packets transmitted, (\d+) received", summary).groups())
-    return Restart(round(back - start, 2), round(clean - back, 2), sent - received, sent)
+    sent, lost = stream_loss(summary)
+    return Restart(round(back - start, 2), round(clean - back, 2), lost, sent)
 
 
 def adjacencies() -> dict[tuple[str, str, str], float]:

@@ -12,7 +12,6 @@ leave verify clean within 2 s of its return. (The RF-Server's own restart is
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import time
@@ -20,7 +19,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import pytest
-from tests.integration.scenarios import converged, flow_mods, stayed_up
+from tests.integration.scenarios import converged, flow_mods, stayed_up, stream_loss
 
 from routeflow.harness import CONVERGE_TIMEOUT, Stack, running, wait_for
 
@@ -67,10 +66,10 @@ def _kill_under_ping(stack: Stack, what: str, kill: Callable[[], None], back: Ca
     finally:
         pinger.send_signal(signal.SIGINT)
         summary = pinger.communicate(timeout=10)[0]
-    sent, received = (int(n) for n in re.search(r"(\d+) packets transmitted, (\d+) received", summary).groups())
+    sent, lost = stream_loss(summary)
     after = flow_mods(stack)
     rewritten = {dpid: n - before.get(dpid, 0) for dpid, n in after.items() if n != before.get(dpid, 0)}
-    result = Kill(what, sent, sent - received, round(clean_after, 2), rewritten)
+    result = Kill(what, sent, lost, round(clean_after, 2), rewritten)
     print(f"kill -9 {what}: {result}")
     return result
 
