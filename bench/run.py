@@ -27,14 +27,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from routeflow_bench import bgp, faucet, faucet_bgp, install, recovery, table1, tls  # noqa: E402
+from routeflow_bench import bgp, faucet, faucet_bgp, install, recovery, resilience, table1, tls  # noqa: E402
 from routeflow_bench.common import Context, leftovers, remove_prefixed, snapshot, stack_lock  # noqa: E402
 from routeflow_bench.report import Row, format_table, write_json  # noqa: E402
 
 from routeflow.harness import LOCK_HELD_ENV  # noqa: E402
 
 BENCHMARKS = {"table1": table1, "install": install, "bgp": bgp, "recovery": recovery, "faucet": faucet,
-              "faucet-bgp": faucet_bgp, "tls": tls}
+              "faucet-bgp": faucet_bgp, "tls": tls, "resilience": resilience}
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
