@@ -63,21 +63,19 @@ from routeflow.controller.actions import Action, PacketOut
 from routeflow.controller.discovery import Prober
 from routeflow.controller.dumps import TableDumps
 from routeflow.controller.link import ServerLink
+from routeflow.controller.ports import DatapathPorts
 from routeflow.controller.relay import SlowPath
 from routeflow.controller.switch import error_text, hang_up, peer, port_desc, switch_certificate
 from routeflow.flows.model import Flow, Group
-from routeflow.model import PortDesc
 from routeflow.protocol import auth, pki
 from routeflow.protocol.codec import RemoteProtocolError
 from routeflow.protocol.messages import (
     AnyMessage,
-    DatapathJoin,
     DatapathLeave,
     DiscoveryPlan,
     DumpTable,
     Goodbye,
     Message,
-    PortChange,
     RelayMap,
     StatsRequest,
     SwitchError,
@@ -92,8 +90,6 @@ LOGGER_NAME = "routeflow.controller"
 SEND_CHUNK = 64 * 1024
 _PACKET_IN_REASONS = 1 << ofp.OFPR_NO_MATCH | 1 << ofp.OFPR_ACTION | 1 << ofp.OFPR_INVALID_TTL
 _PORT_STATUS_REASONS = 1 << ofp.OFPPR_ADD | 1 << ofp.OFPPR_DELETE | 1 << ofp.OFPPR_MODIFY
-#: Ports a datapath may have; more are ignored (each is probed, and a join is one message).
-MAX_PORTS = 65536
 #: Seconds the connection a datapath id is known by has to answer an echo request when
 #: another connection claims that id; silent that long, it is taken for dead and replaced.
 ECHO_TIMEOUT = 2.0
@@ -159,10 +155,7 @@ class RouteFlowController(app_manager.OSKenApp):
         self._xids = itertools.count(1)
         #: The connection each datapath id is known by.
         self._datapaths: dict[int, Datapath] = {}
-        #: Ports of the datapaths reported to the server (joined), by dpid.
-        self._ports: dict[int, dict[int, PortDesc]] = {}
-        #: The port description request a datapath's join waits for: its xid and the ports so far.
-        self._port_requests: dict[int, tuple[int, list[PortDesc]]] = {}
+        self.ports = DatapathPorts()
         #: Second connections held while the first is checked, by datapath id.
         self._checks: dict[int, _Check] = {}
         #: Connections refused for claiming the id of a live datapath (or of one being checked), by that id.
@@ -210,7 +203,7 @@ class RouteFlowController(app_manager.OSKenApp):
 
     def tick(self, now: float) -> list[Action]:
         """What is due at ``now``: dumps timed out, links lost, a round of probes. Called holding ``_lock``."""
-        return [*self.dumps.expire(now), *self.prober.tick(self._ports, now)]
+        return [*self.dumps.expire(now), *self.prober.tick(self.ports.joined, now)]
 
     # -- the one send path -----------------------------------------------------------
 
@@ -253,7 +246,7 @@ class RouteFlowController(app_manager.OSKenApp):
         with self._step() as actions:
             self.slow_path.rfvs = frozenset(welcome.rfvs)
             # The server may have restarted and forgotten everything: re-report.
-            actions += [DatapathJoin(dpid, tuple(sorted(ports.values()))) for dpid, ports in self._ports.items()]
+            actions += self.ports.joins()
             actions += self.prober.known()
 
     def _on_server_message(self, msg: AnyMessage) -> None:
@@ -279,7 +272,7 @@ class RouteFlowController(app_manager.OSKenApp):
     def set_discovery_plan(self, plan: DiscoveryPlan) -> None:
         """Probe the ports of ``plan.dpids`` from now on; links elsewhere are forgotten."""
         with self._step() as actions:
-            actions += self.prober.plan(plan, self._ports, time.monotonic())
+            actions += self.prober.plan(plan, self.ports.joined, time.monotonic())
             self._wake.notify()
 
     def apply_table_mod(self, mod: TableMod) -> None:
@@ -423,12 +416,11 @@ class RouteFlowController(app_manager.OSKenApp):
     def _register(self, dp: Datapath, dpid: int) -> int:
         """Make ``dp`` the connection ``dpid`` is known by; called holding ``_lock``.
 
-        Returns the xid of the port description request its join waits for. The ports
-        of a connection it replaces stand (the server knows them) until that join.
+        Returns the xid of the port description request its join waits for.
         """
         xid = self._next_xid()
         self._datapaths[dpid] = dp
-        self._port_requests[dpid] = (xid, [])
+        self.ports.request(dpid, xid)
         return xid
 
     def _start(self, dp: Datapath, dpid: int, xid: int, replaced: bool = False) -> None:
@@ -462,8 +454,7 @@ class RouteFlowController(app_manager.OSKenApp):
                 xid = self._register(successor, dpid)
             else:
                 del self._datapaths[dpid]
-                self._port_requests.pop(dpid, None)
-                if self._ports.pop(dpid, None) is not None:
+                if self.ports.forget(dpid):
                     actions += self.prober.datapath_gone(dpid)
                     actions.append(DatapathLeave(dpid))
                 actions += self.dumps.fail_datapath(dpid, "datapath disconnected")
@@ -484,22 +475,14 @@ class RouteFlowController(app_manager.OSKenApp):
         msg = ev.msg
         dp = msg.datapath
         dpid: int = dp.id
+        ports = [p for p in map(port_desc, msg.body) if p is not None]
         with self._step() as actions:
-            request = self._port_requests.get(dpid)
-            if request is None or request[0] != msg.xid or not self._current(dp):
+            if not self._current(dp):
                 return
-            collected = request[1]
-            ports = [p for p in map(port_desc, msg.body) if p is not None]
-            if len(collected) + len(ports) > MAX_PORTS:
-                self.logger.warning("datapath %016x: more than %d ports, the rest ignored", dpid, MAX_PORTS)
-                ports = ports[:max(0, MAX_PORTS - len(collected))]
-            collected += ports
-            if msg.flags & ofp.OFPMPF_REPLY_MORE:
-                return
-            del self._port_requests[dpid]
-            self._ports[dpid] = {p.port_no: p for p in collected}
-            actions.append(DatapathJoin(dpid, tuple(sorted(collected))))
-        self.logger.info("datapath %016x joined with %d ports", dpid, len(collected))
+            joins = self.ports.reply(dpid, msg.xid, ports, bool(msg.flags & ofp.OFPMPF_REPLY_MORE))
+            actions += joins
+        for join in joins:
+            self.logger.info("datapath %016x joined with %d ports", dpid, len(join.ports))
 
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
     def _port_status(self, ev: Any) -> None:
@@ -513,18 +496,10 @@ class RouteFlowController(app_manager.OSKenApp):
             return
         deleted = msg.reason == ofp.OFPPR_DELETE
         with self._step() as actions:
-            ports = self._ports.get(dpid)
-            if ports is None or not self._current(msg.datapath):  # before the join, its reply covers this
+            changes = self.ports.status(dpid, port, deleted) if self._current(msg.datapath) else []
+            if not changes:
                 return
-            if not deleted and port.port_no not in ports and len(ports) >= MAX_PORTS:
-                self.logger.warning("datapath %016x: more than %d ports, port %d ignored", dpid, MAX_PORTS,
-                                    port.port_no)
-                return
-            if deleted:
-                ports.pop(port.port_no, None)
-            else:
-                ports[port.port_no] = port
-            actions.append(PortChange(dpid, port, deleted))
+            actions += changes
             actions += self.prober.port_changed(dpid, port, deleted)
         self.logger.info("datapath %016x port %d %s: %s", dpid, port.port_no, port.name,
                          "deleted" if deleted else "up" if port.up else "down")

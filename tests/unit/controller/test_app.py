@@ -664,7 +664,7 @@ def test_probe_from_an_impossible_port_is_dropped(app):
 
 
 def test_ports_are_bounded(app, monkeypatch):
-    monkeypatch.setattr(appmod, "MAX_PORTS", 3)
+    monkeypatch.setattr(app.ports, "limit", 3)
     dp = FakeDatapath(S1)
     state_change(app, dp, MAIN_DISPATCHER)
     port_desc_reply(app, dp, [ofport(1), ofport(2)], more=True)
