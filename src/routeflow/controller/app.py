@@ -39,14 +39,12 @@ are sent while holding it, so that they leave in the order of the events.
 from __future__ import annotations
 
 import itertools
-import socket
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from os_ken.base import app_manager
@@ -56,18 +54,18 @@ from os_ken.controller.handler import CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_D
 from os_ken.lib import hub
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
-from oslo_config import cfg
 
-from routeflow.controller import ofcodec, ofwire
+from routeflow.controller import ofwire
 from routeflow.controller.actions import Action, PacketOut
 from routeflow.controller.discovery import Prober
 from routeflow.controller.dumps import TableDumps
 from routeflow.controller.link import ServerLink
 from routeflow.controller.ports import DatapathPorts
 from routeflow.controller.relay import SlowPath
-from routeflow.controller.switch import error_text, hang_up, peer, port_desc, switch_certificate
+from routeflow.controller.settings import ControllerSettings
+from routeflow.controller.switch import error_text, flows_in, groups_in, hang_up, peer, port_desc, switch_certificate
 from routeflow.flows.model import Flow, Group
-from routeflow.protocol import auth, pki
+from routeflow.protocol import pki
 from routeflow.protocol.codec import RemoteProtocolError
 from routeflow.protocol.messages import (
     AnyMessage,
@@ -83,7 +81,7 @@ from routeflow.protocol.messages import (
     TableMod,
     Welcome,
 )
-from routeflow.protocol.transport import DEFAULT_SERVER, parse_address
+from routeflow.protocol.transport import parse_address
 
 LOGGER_NAME = "routeflow.controller"
 #: Bytes of serialised OpenFlow messages handed to os-ken's send queue at once.
@@ -93,30 +91,6 @@ _PORT_STATUS_REASONS = 1 << ofp.OFPPR_ADD | 1 << ofp.OFPPR_DELETE | 1 << ofp.OFP
 #: Seconds the connection a datapath id is known by has to answer an echo request when
 #: another connection claims that id; silent that long, it is taken for dead and replaced.
 ECHO_TIMEOUT = 2.0
-
-OPTIONS = [
-    cfg.StrOpt("server", default=DEFAULT_SERVER, help="RF-Server address (tcp:HOST:PORT or unix:PATH)"),
-    cfg.StrOpt("name", default="", help="name to give the RF-Server (default: host name)"),
-    # Not "keys": oslo.config groups have a keys() method that would shadow it.
-    cfg.StrOpt("key-dir", default=str(auth.KEY_DIR), help="directory of routeflow's keys"),
-    cfg.ListOpt("datapaths", default=[], help="datapath ids allowed to connect (default: any)"),
-]
-
-
-def register_options(conf: cfg.ConfigOpts) -> None:
-    """Declare ``--routeflow-server``, ``-name``, ``-key-dir`` and ``-datapaths`` on os-ken's config."""
-    conf.register_cli_opts(OPTIONS, group="routeflow")
-
-
-@dataclass(frozen=True)
-class ControllerSettings:
-    """What the app needs besides os-ken's own options: whom to report to, as whom,
-    with which key, and which switches may connect (empty: any)."""
-
-    server: str
-    name: str
-    keys: Path = auth.KEY_DIR
-    datapaths: frozenset[int] = frozenset()
 
 
 @dataclass
@@ -141,13 +115,9 @@ class RouteFlowController(app_manager.OSKenApp):
         # parses nothing from a switch it cannot parse in bounded time.
         ofwire.install_raw_stats_replies()
         ofwire.install_parser_guards()
-        if settings is None:
-            conf = self.CONF.routeflow
-            settings = ControllerSettings(conf.server, conf.name or socket.gethostname(), Path(conf.key_dir),
-                                          frozenset(int(d, 16) for d in conf.datapaths))
-        self.settings = settings
-        self.link = ServerLink(parse_address(settings.server), settings.name,
-                               self._on_server_connect, self._on_server_message, keys=settings.keys)
+        self.settings = settings or ControllerSettings.from_conf(self.CONF.routeflow)
+        self.link = ServerLink(parse_address(self.settings.server), self.settings.name,
+                               self._on_server_connect, self._on_server_message, keys=self.settings.keys)
         self._lock = threading.Lock()
         #: Wakes the clock thread before its time: a dump started, a new plan, the app stopping.
         self._wake = threading.Condition(self._lock)
@@ -316,8 +286,9 @@ class RouteFlowController(app_manager.OSKenApp):
             with self._step() as actions:
                 actions += self.dumps.fail(dpid, xids[0], "datapath disconnected")
 
-    def _dump_reply(self, dp: Datapath, xid: int, more: bool,
-                    decode: Callable[[], tuple[list[Flow], list[Group]]]) -> None:
+    def _dump_reply(self, msg: Any, decode: Callable[[], tuple[list[Flow], list[Group]]]) -> None:
+        """A part of the reply to a dump request (flow stats or group descriptions), decoded by ``decode``."""
+        dp, xid, more = msg.datapath, msg.xid, bool(msg.flags & ofp.OFPMPF_REPLY_MORE)
         dpid: int = dp.id
         with self._lock:
             # unasked for, too late, or from another connection: not worth decoding
@@ -506,25 +477,11 @@ class RouteFlowController(app_manager.OSKenApp):
 
     @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
     def _flow_stats_reply(self, ev: Any) -> None:
-        msg = ev.msg
-
-        def decode() -> tuple[list[Flow], list[Group]]:
-            if msg.buf is not None:  # off the wire: decode the raw bytes
-                return ofwire.decode_flow_stats(msg.buf, end=msg.msg_len), []
-            return [ofcodec.flow_from_stats(s) for s in msg.body], []
-
-        self._dump_reply(msg.datapath, msg.xid, bool(msg.flags & ofp.OFPMPF_REPLY_MORE), decode)
+        self._dump_reply(ev.msg, lambda: (flows_in(ev.msg), []))
 
     @set_ev_cls(ofp_event.EventOFPGroupDescStatsReply, MAIN_DISPATCHER)
     def _group_desc_reply(self, ev: Any) -> None:
-        msg = ev.msg
-
-        def decode() -> tuple[list[Flow], list[Group]]:
-            if msg.buf is not None:
-                return [], ofwire.decode_group_desc(msg.buf, end=msg.msg_len)
-            return [], [ofcodec.group_from_stats(s) for s in msg.body]
-
-        self._dump_reply(msg.datapath, msg.xid, bool(msg.flags & ofp.OFPMPF_REPLY_MORE), decode)
+        self._dump_reply(ev.msg, lambda: ([], groups_in(ev.msg)))
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def _error(self, ev: Any) -> None:

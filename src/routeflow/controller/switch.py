@@ -1,5 +1,6 @@
 """What the RF-Controller reads from an os-ken datapath, and does to one: who is at the
-other end, which port is which, what its error messages say, and how to hang up on it."""
+other end, which port is which, what its table dump replies hold and its error messages
+say, and how to hang up on it."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
+from routeflow.controller import ofcodec, ofwire
+from routeflow.flows.model import Flow, Group
 from routeflow.model import PortDesc
 from routeflow.protocol import pki
 
@@ -45,6 +48,21 @@ def port_desc(port: Any) -> PortDesc | None:
     name = port.name.decode("utf-8", "replace") if isinstance(port.name, bytes) else str(port.name)
     up = not (port.config & ofp.OFPPC_PORT_DOWN) and not (port.state & ofp.OFPPS_LINK_DOWN)
     return PortDesc(port.port_no, name, port.hw_addr.lower(), up)
+
+
+def flows_in(msg: Any) -> list[Flow]:
+    """The flows of a flow stats reply: decoded from its raw bytes when it came off the wire
+    (os-ken never parses those), from os-ken's objects otherwise. Raises ofwire.DecodeError."""
+    if msg.buf is not None:
+        return ofwire.decode_flow_stats(msg.buf, end=msg.msg_len)
+    return [ofcodec.flow_from_stats(s) for s in msg.body]
+
+
+def groups_in(msg: Any) -> list[Group]:
+    """The groups of a group description reply, as :func:`flows_in` reads flows."""
+    if msg.buf is not None:
+        return ofwire.decode_group_desc(msg.buf, end=msg.msg_len)
+    return [ofcodec.group_from_stats(s) for s in msg.body]
 
 
 def _number(value: Any, spec: str = "d") -> str:

@@ -16,7 +16,8 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from routeflow.controller import app as appmod
 from routeflow.controller import ofcodec, ofwire
-from routeflow.controller.app import ControllerSettings, RouteFlowController
+from routeflow.controller.app import RouteFlowController
+from routeflow.controller.settings import ControllerSettings
 from routeflow.controller.switch import error_text
 from routeflow.flows.model import CONTROLLER, Flow, Group, match, output
 from routeflow.model import PortDesc
