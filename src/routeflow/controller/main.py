@@ -15,7 +15,7 @@ from os_ken import cfg
 from os_ken.base.app_manager import AppManager
 from os_ken.lib import hub
 
-from routeflow.controller.app import register_options
+from routeflow.controller.settings import register_options
 from routeflow.protocol import pki
 from routeflow.protocol.auth import KEY_DIR
 from routeflow.protocol.transport import parse_address

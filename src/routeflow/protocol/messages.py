@@ -216,6 +216,11 @@ class StatsRequest(Message, tag="stats_request", frozen=True):
     request_id: int
 
 
+#: What the server sends the controller after the handshake (a :class:`Ping` is answered
+#: by the session and never handed on).
+ToController = RelayMap | DiscoveryPlan | TableMod | DumpTable | StatsRequest | Goodbye
+
+
 # -- client -> server ------------------------------------------------------------
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import socket
 import struct
 import threading
 import time
+import typing
 
 import pytest
 from os_ken.controller import ofp_event
@@ -16,7 +16,9 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from routeflow.controller import app as appmod
 from routeflow.controller import ofcodec, ofwire
-from routeflow.controller.app import ControllerSettings, RouteFlowController, port_desc
+from routeflow.controller.app import RouteFlowController
+from routeflow.controller.settings import ControllerSettings
+from routeflow.controller.switch import error_text
 from routeflow.flows.model import CONTROLLER, Flow, Group, match, output
 from routeflow.model import PortDesc
 from routeflow.protocol import lldp, mapping
@@ -39,56 +41,14 @@ from routeflow.protocol.messages import (
     SwitchError,
     TableDump,
     TableMod,
+    ToController,
     Welcome,
 )
 
-from .wire import deadline, split_messages
+from .switches import MAC, FakeDatapath, ofport
+from .wire import deadline
 
 S1, RFVS = 0x1, 0x7266
-MAC = "02:00:00:00:00:01"
-
-
-class FakeDatapath:
-    """Records what the app sends, split back into OpenFlow messages."""
-
-    ofproto = ofp
-    ofproto_parser = parser
-
-    def __init__(self, dpid: int, certificate: str | None = None) -> None:
-        self.id = dpid
-        # A plain TCP socket has no getpeercert; a TLS one names the switch's credential.
-        self.socket = FakeTlsSocket(certificate) if certificate is not None else object()
-        self.address = ("127.0.0.1", 40000 + dpid % 1000)
-        self.writes: list[bytes] = []
-        self.alive = True
-
-    def close(self) -> None:
-        self.alive = False
-
-    def send(self, buf: bytes) -> bool:
-        if self.alive:
-            self.writes.append(bytes(buf))
-        return self.alive
-
-    def send_msg(self, msg) -> bool:
-        assert msg.xid is not None, "the app must assign its own xids"
-        msg.serialize()
-        return self.send(msg.buf)
-
-    def messages(self) -> list[tuple[int, int, bytes]]:
-        """(type, xid, bytes) of every message sent so far."""
-        return split_messages(b"".join(self.writes))
-
-    def of_type(self, kind: int) -> list[tuple[int, int, bytes]]:
-        return [m for m in self.messages() if m[0] == kind]
-
-
-class FakeTlsSocket:
-    def __init__(self, common_name: str) -> None:
-        self.common_name = common_name
-
-    def getpeercert(self) -> dict:
-        return {"subject": ((("organizationName", "routeflow"),), (("commonName", self.common_name),))}
 
 
 class FakeLink:
@@ -107,18 +67,14 @@ class FakeLink:
         return sent
 
 
-def ofport(no: int, name: str = "", config: int = 0, state: int = 0, mac: str = MAC) -> parser.OFPPort:
-    return parser.OFPPort(no, mac, (name or f"p{no}").encode(), config, state, 0, 0, 0, 0, 0, 0)
-
-
 @pytest.fixture
 def app():
     controller = RouteFlowController(settings=ControllerSettings("unix:/nonexistent", "test"))
     controller.link = FakeLink()
     yield controller
-    with controller._lock:
-        for dump in controller._dumps.values():
-            dump.timer.cancel()
+    with controller._lock:  # its clock thread, if a test started it
+        controller._stopping = True
+        controller._wake.notify()
 
 
 def state_change(app, dp, state):
@@ -175,13 +131,6 @@ def packet_outs(dp) -> list[tuple[int, int, bytes]]:
 
 
 # -- datapaths -------------------------------------------------------------------------
-
-
-def test_port_desc_conversion():
-    assert port_desc(ofport(3, "s1-eth3", mac="AA:00:00:00:00:03")) == PortDesc(3, "s1-eth3", "aa:00:00:00:00:03", True)
-    assert not port_desc(ofport(1, config=ofp.OFPPC_PORT_DOWN)).up
-    assert not port_desc(ofport(1, state=ofp.OFPPS_LINK_DOWN)).up
-    assert port_desc(ofport(ofp.OFPP_LOCAL)) is None
 
 
 def test_a_new_datapath_is_asked_for_whole_packets_and_ttl_expiry(app):
@@ -249,7 +198,7 @@ def test_reconnect_re_reports_every_datapath(app):
     app.link.take()
     app._on_server_connect(Welcome(PROTOCOL_VERSION, (RFVS,)))
     assert sorted(m.dpid for m in app.link.take()) == [S1, RFVS]
-    assert app._rfvs == {RFVS}
+    assert app.slow_path.rfvs == {RFVS}
 
 
 # -- server messages ----------------------------------------------------------------------
@@ -260,6 +209,10 @@ def test_unexpected_server_messages_end_the_session(app):
         app._on_server_message(Hello(PROTOCOL_VERSION, "client", "x", "00" * 16))
     with pytest.raises(ConnectionError):
         app._on_server_message(Goodbye("bye"))
+
+
+def test_every_message_the_server_sends_the_controller_has_a_handler(app):
+    assert set(app.server_handlers) == set(typing.get_args(ToController))
 
 
 def test_table_mod_applied_in_order_with_barrier(app):
@@ -350,11 +303,11 @@ def test_dump_table_collects_every_reply_part(app):
     msg.xid = group_xid
     app._group_desc_reply(ofp_event.EventOFPGroupDescStatsReply(msg))
     assert app.link.take() == [TableDump(7, S1, tuple(flows), (grp,))]
-    assert app._dumps == {}
+    assert not app.dumps
 
 
 def test_large_dump_goes_to_the_server_in_parts(app, monkeypatch):
-    monkeypatch.setattr(appmod, "DUMP_PART", 2)
+    monkeypatch.setattr(app.dumps, "part", 2)
     dp = join(app, S1)
     app.link.take()
     app._on_server_message(DumpTable(9, S1))
@@ -396,7 +349,8 @@ def test_dump_table_errors(app, monkeypatch):
     state_change(app, dp, DEAD_DISPATCHER)
     assert app.link.take() == [DatapathLeave(S1), TableDump(3, S1, (), (), "datapath disconnected")]
 
-    monkeypatch.setattr(appmod, "DUMP_TIMEOUT", 0.05)
+    monkeypatch.setattr(app.dumps, "timeout", 0.05)
+    app._clock.start()  # the app's one timer
     join(app, S1)
     app.link.take()
     app.dump_table(DumpTable(4, S1))
@@ -498,7 +452,7 @@ def test_unmapped_and_malformed_packets_are_dropped_and_counted(app, relay):
     app._packet_in(ofp_event.EventOFPPacketIn(broken))  # no in_port, no data
     truncated = parser.OFPPacketIn(switch, 7, 1500, 0, 0, 0, parser.OFPMatch(in_port=1), FRAME)
     app._packet_in(ofp_event.EventOFPPacketIn(truncated))  # switch buffered the rest
-    assert app.dropped == {S1: 3, RFVS: 1}
+    assert app.slow_path.dropped == {S1: 3, RFVS: 1}
     assert packet_outs(switch)[-1:] == [(ofp.OFPP_CONTROLLER, 1, b"\x01")]
     assert app.link.take() == []
 
@@ -537,7 +491,7 @@ def test_server_thread_and_event_thread_in_parallel(app, relay):
         packet_in(app, switch, 1, FRAME)
     thread.join()
     assert errors == []
-    assert app.packet_in[S1] == 500 and app.packet_out[RFVS] == 500
+    assert app.slow_path.packet_in[S1] == 500 and app.slow_path.packet_out[RFVS] == 500
 
 
 # -- discovery ---------------------------------------------------------------------------
@@ -560,7 +514,7 @@ def test_discovery_probes_finds_and_loses_links(app):
     assert len(packet_outs(dp2)) == sent, "probes are never relayed"
     # Foreign LLDP and garbage are dropped and counted, never reported.
     packet_in(app, dp2, 2, lldp.DESTINATION + bytes(6) + b"\x88\xcc\x02\x07\x04abcdef")
-    assert app.link.take() == [] and app.dropped[s2] == 1
+    assert app.link.take() == [] and app.slow_path.dropped[s2] == 1
     # The port going down loses the link at once.
     status = parser.OFPPortStatus(dp2, ofp.OFPPR_MODIFY, ofport(1, state=ofp.OFPPS_LINK_DOWN))
     app._port_status(ofp_event.EventOFPPortStatus(status))
@@ -612,7 +566,7 @@ def test_experimenter_error_is_reported(app):
     dp = join(app, S1)
     app.link.take()
     msg = from_wire(dp, EXPERIMENTER_ERROR)
-    assert appmod.error_text(msg) == "OFPET_EXPERIMENTER(65535) experimenter 0x00002320 type 1 (xid 11)"
+    assert error_text(msg) == "OFPET_EXPERIMENTER(65535) experimenter 0x00002320 type 1 (xid 11)"
     app._error(ofp_event.EventOFPErrorMsg(msg))
     assert app.link.take() == [SwitchError(S1, "OFPET_EXPERIMENTER(65535) experimenter 0x00002320 type 1 (xid 11)")]
 
@@ -631,17 +585,17 @@ def test_every_error_message_turns_into_text(app):
                 if msg is None:  # too short for its experimenter id: dropped, and only that
                     assert kind == ofp.OFPET_EXPERIMENTER and len(data) < 4
                     continue
-                text = appmod.error_text(msg)
+                text = error_text(msg)
                 assert text.endswith("(xid 11)") and len(text) < 400
                 app._error(ofp_event.EventOFPErrorMsg(msg))
     sent = app.link.take()
     assert len(sent) == (len(kinds) * len(datas) - 2) * 4 + 1 and all(isinstance(m, SwitchError) for m in sent[1:])
-    hello = appmod.error_text(from_wire(dp, error_message(ofp.OFPET_HELLO_FAILED, 0, b"bad version\n")))
+    hello = error_text(from_wire(dp, error_message(ofp.OFPET_HELLO_FAILED, 0, b"bad version\n")))
     assert hello == "OFPET_HELLO_FAILED(0) OFPHFC_INCOMPATIBLE(0): 'bad version\\n' (xid 11)"
     # os-ken's own objects may lack what the wire always has
     bare = parser.OFPErrorMsg(dp, ofp.OFPET_EXPERIMENTER, None, None)
     bare.xid = 3
-    assert appmod.error_text(bare) == "OFPET_EXPERIMENTER(65535) experimenter ? type ? (xid 3)"
+    assert error_text(bare) == "OFPET_EXPERIMENTER(65535) experimenter ? type ? (xid 3)"
 
 
 def test_unusable_messages_are_dropped_not_the_switch(app, caplog):
@@ -693,11 +647,11 @@ def test_oversized_and_odd_packet_ins_are_dropped(app, relay):
     masked = parser.OFPPacketIn(switch, ofp.OFP_NO_BUFFER, len(FRAME), 0, 0, 0,
                                 parser.OFPMatch(in_port=(1, 0xFF)), FRAME)
     app._packet_in(ofp_event.EventOFPPacketIn(masked))
-    assert app.dropped == {S1: 2} and packet_outs(rfvs) == []
+    assert app.slow_path.dropped == {S1: 2} and packet_outs(rfvs) == []
     # a mapping packet naming no possible interface: the server would refuse (and drop) the whole link
     packet_in(app, rfvs, 11, mapping.encode("rA", "eth 2/x", "02:00:00:00:00:02"))
     packet_in(app, rfvs, 11, mapping.encode("rA", "a" * 16, "02:00:00:00:00:02"))
-    assert app.dropped[RFVS] == 2 and app.link.take() == []
+    assert app.slow_path.dropped[RFVS] == 2 and app.link.take() == []
 
 
 def test_probe_from_an_impossible_port_is_dropped(app):
@@ -707,11 +661,11 @@ def test_probe_from_an_impossible_port_is_dropped(app):
     app._on_server_message(DiscoveryPlan((S1, 0x2), interval=1.0))
     for port in (1 << 70, ofp.OFPP_MAX, ofp.OFPP_LOCAL):
         packet_in(app, dp2, 1, lldp.build_probe(S1, port, MAC), reason=ofp.OFPR_ACTION)
-    assert app.link.take() == [] and app.dropped[0x2] == 3
+    assert app.link.take() == [] and app.slow_path.dropped[0x2] == 3
 
 
 def test_ports_are_bounded(app, monkeypatch):
-    monkeypatch.setattr(appmod, "MAX_PORTS", 3)
+    monkeypatch.setattr(app.ports, "limit", 3)
     dp = FakeDatapath(S1)
     state_change(app, dp, MAIN_DISPATCHER)
     port_desc_reply(app, dp, [ofport(1), ofport(2)], more=True)
@@ -801,7 +755,7 @@ def test_nothing_from_a_held_connection_reaches_the_app(app, relay):
         reply.xid = xid
         app._flow_stats_reply(ofp_event.EventOFPFlowStatsReply(reply))
     assert app.link.take() == [] and packet_outs(rfvs) == []
-    assert app.packet_in == {} and app.dropped == {}
+    assert app.slow_path.packet_in == {} and app.slow_path.dropped == {}
     assert impostor.writes == []
     echo_reply(app, switch, app._checks[S1].xid)
     eventually(lambda: not impostor.alive)
@@ -858,19 +812,3 @@ def test_a_newly_replaced_connection_ending_before_its_join_is_a_leave(app):
     state_change(app, first, DEAD_DISPATCHER)
     state_change(app, second, DEAD_DISPATCHER)
     assert app.link.take() == [DatapathLeave(S1)]  # the server knew the datapath by the first one's join
-
-
-def test_hang_up_ends_os_kens_threads_for_the_connection():
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        switch = socket.create_connection(listener.getsockname())
-        ours, address = listener.accept()
-    dp = appmod.Datapath(ours, address)  # os-ken's, imported after its app manager
-    server = threading.Thread(target=dp.serve, daemon=True)
-    server.start()
-    with switch:
-        assert split_messages(switch.recv(8))[0][0] == ofp.OFPT_HELLO
-        time.sleep(0.2)  # os-ken's sending thread back to waiting on its queue: what hang_up must wake
-        appmod.hang_up(dp)
-        assert switch.recv(8) == b""  # our end closed for writing
-    server.join(2)
-    assert not server.is_alive() and not dp.is_active
