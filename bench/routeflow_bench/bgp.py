@@ -31,22 +31,13 @@ from routeflow.harness import Stack, wait_for
 from routeflow.lab.network import ROUTER_RUN_ROOT
 from routeflow.vnet import VnetError
 from routeflow.vnet.frr import DEFAULT_RUN_ROOT, vtysh
-from routeflow_bench.common import (
-    BENCH_DIR,
-    Context,
-    PlainBridge,
-    flow_count,
-    peak_rss_kb,
-    sh,
-    timed_verify,
-    wait_until,
-)
+from routeflow_bench.common import TOPOLOGIES, Context, PlainBridge, flow_count, peak_rss_kb, sh, timed_verify
 from routeflow_bench.install import PUBLISHED_RATE, Poller, bundle_baseline, counters, prefix
 from routeflow_bench.parse import parse_fib_prefixes, parse_frr_route_counts
 from routeflow_bench.report import Row
 from routeflow_bench.stats import Summary, curve_delays, curve_latencies, percentile
 
-TOPOLOGY = BENCH_DIR / "topologies" / "bgp"
+TOPOLOGY = TOPOLOGIES / "bgp"
 VM, PEER, SWITCH, PEER_IP, PEER_AS = "rfvmA", "E1", "s1", "192.168.29.9", 65001
 
 
@@ -182,7 +173,7 @@ def run(ctx: Context) -> list[Row]:
                     errors.append(f"{type(exc).__name__}: {exc}")
                     ctx.say(f"bgp: N={n} run {r + 1} failed: {errors[-1]}; withdrawing the routes")
                     feed.announce(False)
-                    wait_until(lambda: flow_count(SWITCH, "table=1") <= bases[1], timeout, 0.5)
+                    wait_for(lambda: flow_count(SWITCH, "table=1") <= bases[1], timeout, 0.5)
                     break
             rss = {name: max((peak_rss_kb(p) or 0 for p in ps), default=0) for name, ps in pids.items()}
             raw["sizes"][str(n)] = {"add": adds, "delete": dels, "baseline_add_s": b_adds,

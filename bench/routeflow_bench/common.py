@@ -20,8 +20,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("routeflow.bench")
 
-BENCH_DIR = Path(__file__).resolve().parents[1]
-ROOT = BENCH_DIR.parent
+#: The benchmarks' own lab topologies: package data (a link to the source tree's bench/topologies/).
+TOPOLOGIES = Path(__file__).with_name("topologies")
+_SOURCE_BENCH = Path(__file__).resolve().parents[1]
+#: Where a run keeps what it makes (results/, FAUCET's virtualenv): the source tree's bench/
+#: when the package runs from it (bench/run.py, an editable install), else ./bench.
+WORK_DIR = _SOURCE_BENCH if (_SOURCE_BENCH / "run.py").is_file() else Path.cwd() / "bench"
 #: Prefix of everything the baselines create (bridges, namespaces, veths).
 PREFIX = "bnb-"
 
@@ -194,17 +198,6 @@ class PlainBridge:
         for host in self.hosts:
             sh(["ip", "link", "del", self.veth(host)], check=False)
             sh(["ip", "netns", "del", host.name], check=False)
-
-
-def wait_until(check: Any, timeout: float, interval: float = 0.05) -> float:
-    """Poll ``check()`` until truthy; the monotonic time it became so. TimeoutError after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if check():
-            return time.monotonic()
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"not reached within {timeout:.0f} s")
-        time.sleep(interval)
 
 
 def timed_verify(stack: Stack, timeout: float) -> float:

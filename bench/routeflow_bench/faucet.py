@@ -23,12 +23,13 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from routeflow_bench.common import BENCH_DIR, BaselineHost, Context, PlainBridge, flow_count, sh, wait_until
+from routeflow.harness import wait_for
+from routeflow_bench.common import WORK_DIR, BaselineHost, Context, PlainBridge, flow_count, sh
 from routeflow_bench.install import prefix
 from routeflow_bench.report import Row
 from routeflow_bench.stats import Summary
 
-VENV = BENCH_DIR / ".venv-faucet"
+VENV = WORK_DIR / ".venv-faucet"
 BRIDGE, DPID, OF_PORT = "bnb-fa", 0xB0B, 6753
 NEXT_HOP, VIP = "192.168.252.1", "192.168.252.254/24"
 ROUTE_MATCH = "ip,nw_dst=8.0.0.0/5"  # every benchmark prefix (10.x, 11.x, ...) and nothing of FAUCET's own
@@ -87,7 +88,7 @@ def faucet_running(manager: Path, work: Path, config: Path, bridge: str) -> Iter
                             start_new_session=True)
     try:
         try:
-            wait_until(lambda: proc.poll() is None and flow_count(bridge) > 0, 60, 0.5)
+            wait_for(lambda: proc.poll() is None and flow_count(bridge) > 0, 60, 0.5)
         except TimeoutError:
             tail = (work / "stdout.log").read_text(errors="replace")[-800:]
             raise RuntimeError(f"FAUCET did not program {bridge} within 60 s: {tail}") from None
@@ -171,8 +172,11 @@ def _reload(proc: subprocess.Popen[bytes], config: Path, n: int, timeout: float)
     t0 = time.monotonic()
     proc.send_signal(signal.SIGHUP)
     # Every reload starts from no routes (the previous one removed them).
-    t_first = wait_until(lambda: count() > 0, timeout, 0.05) if n else t0
-    t_done = wait_until(lambda: count() == n, timeout, 0.05)
+    if n:
+        wait_for(lambda: count() > 0, timeout, 0.05)
+    t_first = time.monotonic() if n else t0
+    wait_for(lambda: count() == n, timeout, 0.05)
+    t_done = time.monotonic()
     return t_done - t0, max(t_done - t_first, 1e-3)
 
 

@@ -19,14 +19,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from routeflow.harness import wait_for
 from routeflow.lab.network import ROUTER_RUN_ROOT, lab_down, lab_up
 from routeflow_bench.bgp import Feed, session_established
-from routeflow_bench.common import BENCH_DIR, Context, flow_count, sh, wait_until
+from routeflow_bench.common import TOPOLOGIES, Context, flow_count, sh
 from routeflow_bench.faucet import ROUTE_MATCH, VIP, ensure_venv, faucet_running, faucet_version, faucet_yaml
 from routeflow_bench.report import Row
 from routeflow_bench.stats import Summary
 
-TOPOLOGY = BENCH_DIR / "topologies" / "bgp-faucet" / "topology.yaml"
+TOPOLOGY = TOPOLOGIES / "bgp-faucet" / "topology.yaml"
 BRIDGE, PEER, PEER_AS = "fsw", "F1", 65001
 #: The control veth carrying the BGP session: root end (FAUCET) and F1's end.
 CONTROL, CONTROL_PEER = "bnb-fbgp", "ctl0"
@@ -102,7 +103,7 @@ def run(ctx: Context) -> list[Row]:
         lab_up(TOPOLOGY, state_path=lab_state)
         _control_link()
         with faucet_running(manager, work, config, BRIDGE):
-            wait_until(lambda: session_established(PEER, SPEAKER_IP, ROUTER_RUN_ROOT), 60, 0.5)
+            wait_for(lambda: session_established(PEER, SPEAKER_IP, ROUTER_RUN_ROOT), 60, 0.5)
             # FAUCET resolves the next hop by ARP on demand; a ping to its VIP makes it known at once.
             sh(["ip", "netns", "exec", PEER, "ping", "-c", "3", "-i", "0.2", VIP.split("/")[0]], check=False)
             feed = Feed(PEER, PEER_AS)

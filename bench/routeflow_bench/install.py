@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from routeflow.harness import Stack, wait_for
-from routeflow_bench.common import Context, PlainBridge, flow_count, peak_rss_kb, sh, timed_verify, wait_until
+from routeflow_bench.common import Context, PlainBridge, flow_count, peak_rss_kb, sh, timed_verify
 from routeflow_bench.report import Row
 from routeflow_bench.stats import Summary, curve_latencies, percentile
 
@@ -193,7 +193,7 @@ def top_functions(path: Path, top: int = 12) -> dict[str, Any]:
 
 
 #: Frames every sample has (event loop, thread and module entry points): left out of "inclusive".
-BOILERPLATE = ("asyncio/", "<frozen runpy>", "threading.py", "routeflow/__main__.py", "routeflow/cli.py",
+BOILERPLATE = ("asyncio/", "<frozen runpy>", "threading.py", "routeflow/__main__.py", "routeflow/cli/",
                "os_ken/lib/hub.py", "eventlet/", "greenlet")
 
 
@@ -253,7 +253,7 @@ def run(ctx: Context) -> list[Row]:
                     errors.append(f"{type(exc).__name__}: {exc}")
                     ctx.say(f"install: N={n} run {r + 1} failed: {errors[-1]}; cleaning up the routes")
                     subprocess.run(["ip", "-n", VM, "-force", "-batch", str(delete)], capture_output=True)
-                    wait_until(lambda: flow_count(SWITCH, "table=1") <= base, timeout, 0.5)
+                    wait_for(lambda: flow_count(SWITCH, "table=1") <= base, timeout, 0.5)
                     break
             profile = None
             if ctx.profile and n == max(sizes) and not errors and not _py_spy().exists():
@@ -280,7 +280,7 @@ def bundle_baseline(bridge: PlainBridge, n: int, gw_mac: str, delete: bool) -> f
     target = 0 if delete else n
     t0 = time.monotonic()
     bridge.add_flows_text(text, bundle=True)
-    wait_until(lambda: flow_count(bridge.name, "table=1") == target, max(120.0, n / 100), 0.02)
+    wait_for(lambda: flow_count(bridge.name, "table=1") == target, max(120.0, n / 100), 0.02)
     return time.monotonic() - t0
 
 

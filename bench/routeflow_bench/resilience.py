@@ -47,13 +47,13 @@ def _flow_mods(stack: Stack) -> dict[str, int]:
 def _quiet(stack: Stack) -> None:
     """Every pair pings, verify is clean and the server has sent nothing for 3 s."""
     wait_for(lambda: stack.all_pairs_ok() and stack.verify().ok, 120, 0.5)
-    seen = [_flow_mods(stack), time.monotonic()]
+    mods, changed = [_flow_mods(stack)], [time.monotonic()]
 
     def still() -> bool:
         now = _flow_mods(stack)
-        if now != seen[0]:
-            seen[:] = [now, time.monotonic()]
-        return time.monotonic() - seen[1] >= 3.0
+        if now != mods[0]:
+            mods[0], changed[0] = now, time.monotonic()
+        return time.monotonic() - changed[0] >= 3.0
 
     wait_for(still, 120, 0.2)
 
@@ -147,7 +147,7 @@ def run(ctx: Context) -> list[Row]:
     idle = results["nothing"]
     note = ("1 ms ICMP probes h1->h4 (sA, sD) from the kill to 8 s after; controller back after 1 s, server after "
             "2 s (their systemd units), clients and daemons restarted by the server")
-    rows = []
+    rows: list[Row] = []
     for name in components:
         runs = results[name]
         daemon = name.split()[0] in ("ospfd", "zebra")

@@ -24,11 +24,12 @@ from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
 
 import yaml
 
-from routeflow import ops
 from routeflow.config.loader import load_config
 from routeflow.config.schema import Config
 from routeflow.lab import network
 from routeflow.lab.topology import Topology, load_topology
+from routeflow.operator_client import OperatorClient
+from routeflow.protocol.messages import VerifyReply
 from routeflow.protocol.transport import DEFAULT_SERVER, DEFAULT_UNIX
 from routeflow.vnet.engine import DaemonPlan
 from routeflow.vnet.plan import VmPlan, plan_vnet
@@ -36,7 +37,9 @@ from routeflow.vnet.resources import Resource, process_start_time, read_pidfile,
 
 log = logging.getLogger("routeflow.harness")
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+#: The example deployments, one directory each: package data (the source tree's examples/,
+#: linked into the package), so an installed routeflow has them too.
+EXAMPLES = Path(__file__).with_name("examples")
 #: Record of a deployment left running by ``routeflow demo --keep``.
 KEPT = Path("/run/routeflow/demo.json")
 #: One whole deployment at a time on this machine: its lab, bridges, namespaces and
@@ -186,6 +189,8 @@ class Stack:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.of_port = of_port
         self.server_address = DEFAULT_SERVER
+        #: The operator's requests to this stack's server (status, verify).
+        self.operator = OperatorClient(self.server_address)
         # The default lab record, so `routeflow lab down` finds a kept demo's lab.
         self.lab_state = network.DEFAULT_STATE
         self.controller: subprocess.Popen[bytes] | None = None
@@ -295,14 +300,16 @@ class Stack:
     # -- observation -------------------------------------------------------------
 
     def status(self, detail: bool = True) -> dict[str, Any]:
-        return ops.request_status(self.server_address, detail)
+        """The server's status document (see ``routeflow status --json``)."""
+        return self.operator.status(detail)
 
-    def verify(self) -> ops.VerifyReply:
-        return ops.request_verify(self.server_address)
+    def verify(self) -> VerifyReply:
+        """The server's verify report, asked once."""
+        return self.operator.verify()
 
-    def wait_verify_clean(self, timeout: float = 30.0, interval: float = 0.5) -> ops.VerifyReply:
+    def wait_verify_clean(self, timeout: float = 30.0, interval: float = 0.5) -> VerifyReply:
         """Verify until clean; raise TimeoutError listing the last differences."""
-        last: list[ops.VerifyReply] = []
+        last: list[VerifyReply] = []
 
         def clean() -> bool:
             last[:] = [self.verify()]

@@ -23,19 +23,19 @@ from routeflow.vnet.frr import DEFAULT_RUN_ROOT
 def engine_of(vm: str, config: str | None, server: str, keys: Path = KEY_DIR) -> str:
     """The engine (``frr``, ``bird``, ``none``) VM ``vm`` runs, as the config file ``config``
     says, or without one as the server at ``server`` says. VnetError if there is no such VM;
-    :class:`~routeflow.ops.ServerUnreachable` if the server cannot be asked."""
+    :class:`~routeflow.operator_client.ServerUnreachable` if the server cannot be asked."""
     if config is not None:
         from routeflow.config.loader import load_config
 
         engines = {v.name: v.engine for v in load_config(config).vms}
         where = config
     else:
-        from routeflow import ops
+        from routeflow.operator_client import OperatorClient, ServerUnreachable
 
         try:
-            status = ops.request_status(server, detail=False, keys=keys)
-        except ops.ServerUnreachable as exc:
-            raise ops.ServerUnreachable(server, f"{exc.reason} (or give the VM's config: --config CONFIG)") from exc
+            status = OperatorClient(server, keys).status(detail=False)
+        except ServerUnreachable as exc:
+            raise ServerUnreachable(server, f"{exc.reason} (or give the VM's config: --config CONFIG)") from exc
         engines = {v["name"]: v["engine"] for v in status["vms"]}
         where = f"the server at {server}"
     if vm not in engines:

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from routeflow import ops
 from routeflow.config.schema import Limits
 from routeflow.model import Fib, Interface, Neighbour, NextHop, Route
+from routeflow.operator_client import OperatorClient
 from routeflow.protocol import auth, codec
 from routeflow.protocol.messages import (
     PROTOCOL_VERSION,
@@ -99,7 +99,7 @@ def test_malformed_peer_is_closed_with_a_reason_and_server_carries_on(server, pa
     msgs = read_all(s)
     assert msgs and isinstance(msgs[-1], Goodbye) and msgs[-1].reason
     assert proc.poll() is None
-    assert ops.request_status(address)["vms"][0]["name"] == "rA"
+    assert OperatorClient(address).status()["vms"][0]["name"] == "rA"
     assert "closing peer" in log.read_text()
 
 
@@ -111,7 +111,7 @@ def test_unexpected_message_for_role_closes_only_that_peer(server):
     reply = bad.receive()
     assert isinstance(reply, Goodbye) and "unexpected TableMod" in reply.reason
     assert proc.poll() is None
-    assert ops.request_status(address)["controller_connected"] is False
+    assert OperatorClient(address).status()["controller_connected"] is False
     good.close()
 
 
@@ -132,7 +132,7 @@ def test_snapshot_then_status_shows_routes(server):
     client.send(FibSnapshot(fib))
     deadline = time.monotonic() + 5
     while True:
-        vm = ops.request_status(address)["vms"][0]
+        vm = OperatorClient(address).status()["vms"][0]
         if vm["synced"]:
             break
         assert time.monotonic() < deadline
@@ -157,7 +157,7 @@ def test_a_bad_value_closes_its_client_before_it_reaches_the_core(server, field,
     reply = client.receive()
     assert isinstance(reply, Goodbye) and "undecodable message" in reply.reason, (field, reply)
     assert proc.poll() is None
-    vm = ops.request_status(address)["vms"][0]
+    vm = OperatorClient(address).status()["vms"][0]
     assert not vm["synced"] and vm["route_count"] == 0
 
 
@@ -186,7 +186,7 @@ def test_what_an_unknown_peer_may_hold_is_bounded(server):
     for s in idle:
         s.close()
     assert proc.poll() is None
-    assert ops.request_status(address)["vms"][0]["name"] == "rA"
+    assert OperatorClient(address).status()["vms"][0]["name"] == "rA"
 
 
 def test_an_impostor_is_refused_counted_and_displaces_no_one(server, tmp_path):
@@ -206,7 +206,7 @@ def test_an_impostor_is_refused_counted_and_displaces_no_one(server, tmp_path):
     s.sendall(codec.encode(Proof("22" * 32)))
     msgs = read_all(s)
     assert isinstance(msgs[-1], Goodbye) and "authentication failed for client 'rA'" in msgs[-1].reason
-    status = ops.request_status(address)
+    status = OperatorClient(address).status()
     assert status["server"]["auth_failures"] == 1
     assert status["vms"][0]["client_connected"]
     assert "did not prove it holds that key" in log.read_text()
@@ -230,7 +230,7 @@ def test_floods_leave_the_server_within_its_memory_bound(server):
     reading, random bytes: the server's memory stays within a stated bound of where it
     started, and a legitimate peer is served all along."""
     address, log, proc = server
-    assert ops.request_status(address)["vms"][0]["name"] == "rA"
+    assert OperatorClient(address).status()["vms"][0]["name"] == "rA"
     start = _rss_mib(proc.pid)
     peak = start
     # 5,000 connections in waves as large as the server allows at once; each says nothing.
@@ -270,7 +270,7 @@ def test_floods_leave_the_server_within_its_memory_bound(server):
     noise.sendall(os.urandom(4096))
     noise.close()
     assert proc.poll() is None
-    assert ops.request_status(address)["vms"][0]["name"] == "rA"
+    assert OperatorClient(address).status()["vms"][0]["name"] == "rA"
     assert peak - start < PROBE_GROWTH_MIB, f"server grew from {start:.0f} to {peak:.0f} MiB"
     assert "dropping operator greedy: it left more than" in log.read_text()
     print(f"server RSS {start:.0f} MiB, peak {peak:.0f} MiB; greedy operator's sends failed: {dropped}")

@@ -75,3 +75,17 @@ def test_pki_init_names_a_bad_config(tmp_path, capsys):
     assert main(["pki", "init", str(config), "--keys", str(tmp_path / "keys")]) == EXIT_USAGE
     assert str(config) in capsys.readouterr().err
     assert not (tmp_path / "keys").exists()
+
+
+def test_the_examples_are_package_data_so_an_installed_routeflow_has_them():
+    import tomllib
+    from pathlib import Path
+
+    from routeflow import harness
+
+    root = Path(__file__).resolve().parents[2]
+    package = Path(harness.__file__).parent
+    assert harness.EXAMPLES.parent == package and harness.EXAMPLES.resolve() == root / "examples"
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["routeflow"]
+    shipped = [p for p in harness.EXAMPLES.rglob("*") if p.is_file()]
+    assert shipped and all(any(p.relative_to(package).match(pattern) for pattern in patterns) for p in shipped)

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from routeflow import ops
 from routeflow.cli import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, JsonLogFormatter, main
 from routeflow.harness import EXAMPLES
 from routeflow.lab import network
 from routeflow.lab.topology import load_topology
+from routeflow.operator_client import OperatorClient
 from routeflow.protocol.messages import VerifyReply
 
 TOPOLOGY = EXAMPLES / "rftest1" / "topology.yaml"
@@ -74,7 +74,7 @@ def test_json_after_the_double_dash_is_the_shells_not_ours(tmp_path, capsys):
 def test_verify_json(monkeypatch, capsys):
     replies = iter([VerifyReply(1, True, (), {"datapaths": 2, "flows": 9, "routes": 4}),
                     VerifyReply(2, False, ("datapath 0x1: lacks a flow",), {"datapaths": 2})])
-    monkeypatch.setattr(ops, "request_verify", lambda server, keys: next(replies))
+    monkeypatch.setattr(OperatorClient, "verify", lambda self, wait: next(replies))
     assert json_run(["verify", "--json"], capsys) == (
         EXIT_OK, {"ok": True, "differences": [], "checked": {"datapaths": 2, "flows": 9, "routes": 4}})
     code, document = json_run(["verify", "--json"], capsys)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from routeflow import ops, vmshell
+from routeflow import vmshell
 from routeflow.cli import EXIT_FAILED, main
+from routeflow.operator_client import OperatorClient
 from routeflow.vnet import VnetError, bird, frr, links
 from routeflow.vnet.engine import plan_engine
 
@@ -64,7 +65,7 @@ def test_the_engine_comes_from_the_config_or_the_server(tmp_path, monkeypatch):
     with pytest.raises(VnetError, match=r"no VM 'rZ' in .*routeflow.yaml \(its VMs: rA, rB, rC\)"):
         vmshell.engine_of("rZ", str(config), "unix:/nowhere")
 
-    monkeypatch.setattr(ops, "request_status", lambda server, detail, keys: {"vms": [{"name": "rA", "engine": "bird"}]})
+    monkeypatch.setattr(OperatorClient, "status", lambda self, detail: {"vms": [{"name": "rA", "engine": "bird"}]})
     assert vmshell.engine_of("rA", None, "unix:/s") == "bird"
     with pytest.raises(VnetError, match=r"no VM 'rB' in the server at unix:/s \(its VMs: rA\)"):
         vmshell.engine_of("rB", None, "unix:/s")

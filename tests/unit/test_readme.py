@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from routeflow import ops
+from routeflow.cli import render
 from routeflow.config.loader import load_config
 from routeflow.flows.compiler import compile_datapath
 from routeflow.flows.model import format_flow
 from routeflow.lab.topology import load_topology
 from routeflow.model import Fib, Interface, Neighbour, NextHop, PortDesc, Route
+from routeflow.operator_client import OperatorClient
 from routeflow.server.nib import Nib
 from routeflow.server.status import status_document
 
@@ -114,11 +115,11 @@ def _status_headers(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     config = load_config(EXAMPLES / "rftest2" / "routeflow.yaml")
     doc = status_document(Nib(config), detail=False)
     doc["server"] = {"listeners": [], "auth_failures": 0}
-    monkeypatch.setattr(ops, "request_status", lambda *args, **kwargs: doc)
+    monkeypatch.setattr(OperatorClient, "status", lambda *args, **kwargs: doc)
     monkeypatch.setattr("sys.stderr", io.StringIO())  # a status problem is reported there
     out = io.StringIO()
     with redirect_stdout(out):
-        ops.status("unix:/nonexistent", as_json=False, flows=False, routes=False)
+        render.status("unix:/nonexistent", as_json=False, flows=False, routes=False)
     headers = []
     for line in out.getvalue().splitlines():
         if line and line == line.upper() and re.match(r"[A-Z]", line) and not line.startswith("CONTROLLER"):

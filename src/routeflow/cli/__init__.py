@@ -23,10 +23,11 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
+from routeflow.cli import render
 from routeflow.client import add_audit_option, add_keys_option
 from routeflow.errors import ConfigError
 from routeflow.lab.topology import LINK_STATES
-from routeflow.ops import ServerUnreachable, print_json
+from routeflow.operator_client import ServerUnreachable
 from routeflow.protocol.auth import AuthError
 from routeflow.protocol.transport import ADDRESS_FORMS, DEFAULT_SERVER, parse_address
 from routeflow.vnet import VnetError
@@ -88,7 +89,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     except _UsageError as exc:
         if "--json" not in (argv[:argv.index("--")] if "--" in argv else argv):
             argparse.ArgumentParser.error(exc.parser, exc.message)
-        print_json({"error": f"{exc.parser.prog}: {exc.message}", "exit_code": EXIT_USAGE})
+        render.print_json({"error": f"{exc.parser.prog}: {exc.message}", "exit_code": EXIT_USAGE})
         sys.exit(EXIT_USAGE)
 
 
@@ -292,7 +293,7 @@ def _report_failure(exc: Exception, code: int, as_json: bool) -> None:
         from routeflow.config.semantics import Finding
 
         document["errors"] = [Finding(exc.file, field, reason).as_json() for field, reason in exc.problems]
-    print_json(document)
+    render.print_json(document)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -319,27 +320,22 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "check":
         return _check(args)
     if args.command == "pki":
-        from routeflow import ops
-
-        identities = None
-        if args.pki_command == "init":
+        made: list[str] = []
+        if args.pki_command == "init":  # make the CA and what the config's peers need, if missing
             from routeflow.config.loader import load_config
             from routeflow.protocol import auth, pki
 
             config = load_config(args.config)
-            identities = [pki.SERVER, "controller", "operator", pki.SWITCH,
-                          *(auth.identity("client", vm.name) for vm in config.vms),
-                          *(pki.switch_identity(vm.dpid) for vm in config.vms)]
-        return ops.credentials(args.keys, identities, args.json)
+            made = pki.ensure(args.keys, [pki.SERVER, "controller", "operator", pki.SWITCH,
+                                          *(auth.identity("client", vm.name) for vm in config.vms),
+                                          *(pki.switch_identity(vm.dpid) for vm in config.vms)])
+        return render.credentials(args.keys, made, args.json)
     if args.command == "lab":
         return _lab(args)
-    if args.command in ("status", "verify"):
-        from routeflow import ops
-
-        if args.command == "status":
-            return ops.status(args.server, as_json=args.json, flows=args.flows, routes=args.routes,
-                              keys=args.keys)
-        return ops.verify(args.server, as_json=args.json, wait=args.wait, keys=args.keys)
+    if args.command == "status":
+        return render.status(args.server, as_json=args.json, flows=args.flows, routes=args.routes, keys=args.keys)
+    if args.command == "verify":
+        return render.verify(args.server, as_json=args.json, wait=args.wait, keys=args.keys)
     if args.command == "vm":
         from routeflow import vmshell
 
@@ -364,7 +360,7 @@ def _check(args: argparse.Namespace) -> int:
 
     report = check(args.file, lab=args.lab, as_topology=args.topology)
     if args.json:
-        print_json(report.as_json())
+        render.print_json(report.as_json())
     else:
         for error in report.found.errors:
             print(error, file=sys.stderr)
@@ -397,11 +393,8 @@ def _lab(args: argparse.Namespace) -> int:
         document["removed"] = network.lab_down(state_path=state)
         text = "lab is down" if document["removed"] else "no lab was up"
     if args.json:
-        print_json(document)
+        render.print_json(document)
     else:
         print(text)
     return EXIT_OK
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,65 +1,20 @@
-"""Operator requests to a running RF-Server: status tables and verify reports.
+"""What the operator's commands print: status tables, verify reports, credentials, JSON.
 
+The requests themselves are :class:`~routeflow.operator_client.OperatorClient`'s.
 Each command returns its exit code: 0, or 1 when what it checks does not hold
 (verify differences, a status problem); a server that cannot be asked raises
-:class:`ServerUnreachable`.
+:class:`~routeflow.operator_client.ServerUnreachable`.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from routeflow.protocol.auth import KEY_DIR, AuthError
-from routeflow.protocol.messages import StatusReply, StatusRequest, VerifyReply, VerifyRequest
-from routeflow.protocol.transport import BlockingSession, parse_address
-
-#: Reply wait: verify dumps every datapath and every VM's FIB.
-TIMEOUT = 900.0
-
-
-class ServerUnreachable(ConnectionError):
-    """The RF-Server could not be asked: nothing listens there, the connection broke, or
-    the operator's key is missing or refused."""
-
-    def __init__(self, server: str, reason: object) -> None:
-        super().__init__(f"cannot reach the server at {server}: {reason}")
-        self.server, self.reason = server, reason
-
-
-def request_status(server: str, detail: bool = True, keys: Path = KEY_DIR) -> dict[str, Any]:
-    """The server's status document (with every route and flow if ``detail``); the
-    operator's key is in ``keys``."""
-    reply = _ask(server, StatusRequest(1, detail), keys)
-    assert isinstance(reply, StatusReply)
-    return reply.status
-
-
-def request_verify(server: str, keys: Path = KEY_DIR) -> VerifyReply:
-    """The server's verify report; the operator's key is in ``keys``."""
-    reply = _ask(server, VerifyRequest(1), keys)
-    assert isinstance(reply, VerifyReply)
-    return reply
-
-
-def _ask(server: str, request: StatusRequest | VerifyRequest, keys: Path) -> Any:
-    try:
-        session = BlockingSession(parse_address(server), "operator", "cli", timeout=TIMEOUT, keys=keys)
-    except (OSError, AuthError) as exc:  # AuthError: no key here, so no server has run here
-        raise ServerUnreachable(server, exc) from exc
-    try:
-        session.send(request)
-        reply = session.receive()
-    except OSError as exc:
-        raise ServerUnreachable(server, exc) from exc
-    finally:
-        session.close()
-    if not isinstance(reply, (StatusReply, VerifyReply)):
-        raise ServerUnreachable(server, f"unexpected reply {type(reply).__name__}")
-    return reply
+from routeflow.operator_client import OperatorClient, status_problems
+from routeflow.protocol.auth import KEY_DIR
 
 
 def print_json(document: Any) -> None:
@@ -68,19 +23,10 @@ def print_json(document: Any) -> None:
     sys.stdout.write("\n")
 
 
-def status_problems(doc: dict[str, Any]) -> list[str]:
-    """What makes ``routeflow status`` exit 1: the controller not connected, or a datapath
-    the config mirrors (a VM's switch, the RFVS) not connected to it."""
-    problems = [] if doc["controller_connected"] else ["controller not connected"]
-    problems += [f"datapath {dp['dpid']} ({dp['mirrored_by']}) down"
-                 for dp in doc["datapaths"] if dp["mirrored_by"] and not dp["connected"]]
-    return problems
-
-
 def status(server: str, as_json: bool, flows: bool, routes: bool, keys: Path = KEY_DIR) -> int:
     """``routeflow status``: print the server's status (tables, or JSON with the
     ``problems`` found); 1 if there are any (:func:`status_problems`)."""
-    doc = request_status(server, detail=as_json or flows or routes, keys=keys)
+    doc = OperatorClient(server, keys).status(detail=as_json or flows or routes)
     problems = status_problems(doc)
     if as_json:
         print_json({**doc, "problems": problems})
@@ -154,17 +100,7 @@ def _print_status(doc: dict[str, Any], flows: bool, routes: bool) -> None:
 def verify(server: str, as_json: bool, wait: float, keys: Path = KEY_DIR) -> int:
     """``routeflow verify``: print the differences (retrying for ``wait`` seconds until
     there are none); 1 if there are any."""
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            reply = request_verify(server, keys)
-        except ServerUnreachable:
-            if time.monotonic() >= deadline:  # waiting covers a server not up yet (nor its keys)
-                raise
-        else:
-            if reply.ok or time.monotonic() >= deadline:
-                break
-        time.sleep(1.0)
+    reply = OperatorClient(server, keys).verify(wait)
     if as_json:
         print_json({"ok": reply.ok, "differences": list(reply.differences), "checked": reply.checked})
     else:
@@ -177,12 +113,11 @@ def verify(server: str, as_json: bool, wait: float, keys: Path = KEY_DIR) -> int
     return 0 if reply.ok else 1
 
 
-def credentials(keys: Path, identities: Sequence[str] | None, as_json: bool) -> int:
-    """``routeflow pki``: make the CA and the TLS credentials of ``identities`` that are
-    missing (None: make nothing), then list every credential in ``keys`` with its expiry."""
+def credentials(keys: Path, made: Sequence[str], as_json: bool) -> int:
+    """``routeflow pki``: list every TLS credential in ``keys`` with its expiry, marking
+    those of the identities ``made`` just now; 1 if there is none."""
     from routeflow.protocol import pki
 
-    made = pki.ensure(keys, identities) if identities is not None else []
     base = pki.tls_dir(keys)
     rows: list[dict[str, Any]] = []
     for cert in sorted(base.glob("*.crt")) if base.is_dir() else []:

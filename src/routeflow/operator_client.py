@@ -1,0 +1,92 @@
+"""The operator's client of the RF-Server: the requests ``status`` and ``verify``.
+
+What ``routeflow status`` and ``routeflow verify`` ask a running server over the
+RF-protocol, and what the demo, the running-stack harness and the benchmarks ask
+it too. Like the controller's :class:`~routeflow.controller.link.ServerLink`, a
+client of the server with its own identity (``operator``), but one request per
+session and no thread: it returns the server's documents and replies, and
+printing them is the CLI's job (:mod:`routeflow.cli.render`).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from routeflow.protocol.auth import KEY_DIR, AuthError
+from routeflow.protocol.messages import StatusReply, StatusRequest, VerifyReply, VerifyRequest
+from routeflow.protocol.transport import BlockingSession, parse_address
+
+#: Reply wait: verify dumps every datapath and every VM's FIB.
+TIMEOUT = 900.0
+#: Between two verify requests while waiting for a clean one.
+VERIFY_RETRY = 1.0
+
+
+class ServerUnreachable(ConnectionError):
+    """The RF-Server could not be asked: nothing listens there, the connection broke, or
+    the operator's key is missing or refused."""
+
+    def __init__(self, server: str, reason: object) -> None:
+        super().__init__(f"cannot reach the server at {server}: {reason}")
+        self.server, self.reason = server, reason
+
+
+class OperatorClient:
+    """Asks the server at ``server`` (``unix:PATH``, ``tcp:HOST:PORT``, ...) as the operator,
+    whose key is in ``keys``; each request is its own session, so the client holds no socket."""
+
+    def __init__(self, server: str, keys: Path = KEY_DIR, timeout: float = TIMEOUT) -> None:
+        self.server = server
+        self.keys = keys
+        self.timeout = timeout
+
+    def status(self, detail: bool = True) -> dict[str, Any]:
+        """The server's status document (with every route and flow if ``detail``)."""
+        reply = self._ask(StatusRequest(1, detail))
+        assert isinstance(reply, StatusReply)
+        return reply.status
+
+    def verify(self, wait: float = 0.0) -> VerifyReply:
+        """The server's verify report; with ``wait``, asked again until it is clean or
+        ``wait`` seconds have passed (a server not up yet, or not yet reachable, is waited
+        for too), and the last report returned."""
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                reply = self._ask(VerifyRequest(1))
+            except ServerUnreachable:
+                if time.monotonic() >= deadline:  # waiting covers a server not up yet (nor its keys)
+                    raise
+            else:
+                assert isinstance(reply, VerifyReply)
+                if reply.ok or time.monotonic() >= deadline:
+                    return reply
+            time.sleep(VERIFY_RETRY)
+
+    def _ask(self, request: StatusRequest | VerifyRequest) -> StatusReply | VerifyReply:
+        try:
+            session = BlockingSession(parse_address(self.server), "operator", "cli", timeout=self.timeout,
+                                      keys=self.keys)
+        except (OSError, AuthError) as exc:  # AuthError: no key here, so no server has run here
+            raise ServerUnreachable(self.server, exc) from exc
+        try:
+            session.send(request)
+            reply = session.receive()
+        except OSError as exc:
+            raise ServerUnreachable(self.server, exc) from exc
+        finally:
+            session.close()
+        if not isinstance(reply, (StatusReply, VerifyReply)):
+            raise ServerUnreachable(self.server, f"unexpected reply {type(reply).__name__}")
+        return reply
+
+
+def status_problems(doc: dict[str, Any]) -> list[str]:
+    """What makes ``routeflow status`` exit 1: the controller not connected, or a datapath
+    the config mirrors (a VM's switch, the RFVS) not connected to it."""
+    problems = [] if doc["controller_connected"] else ["controller not connected"]
+    problems += [f"datapath {dp['dpid']} ({dp['mirrored_by']}) down"
+                 for dp in doc["datapaths"] if dp["mirrored_by"] and not dp["connected"]]
+    return problems
