@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from routeflow.config.schema import Engine
 from routeflow.protocol.auth import KEY_DIR
 from routeflow.vnet import VnetError, bird, links
 from routeflow.vnet.engine import plan_engine
@@ -56,7 +57,7 @@ def shell_argv(vm: str, engine: str, command: Sequence[str] = (), run_root: Path
     ready = plan.daemons[0].ready
     if ready is not None and not ready.exists():
         raise VnetError(f"VM {vm}'s {engine} is not running: no {ready}")
-    if engine == "frr":
+    if engine == Engine.FRR:
         argv = ["vtysh", "--vty_socket", str(plan.run_dir)]  # where every daemon of the VM has its vty
         if command:
             argv += ["-c", " ".join(command)]

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from routeflow.config import engines, semantics
 from routeflow.config.loader import parse_config
 from routeflow.config.safe_yaml import read_yaml
-from routeflow.config.schema import Config, VmConfig
+from routeflow.config.schema import Config, Engine, VmConfig
 from routeflow.config.semantics import Finding, Findings
 from routeflow.errors import ConfigError
 from routeflow.lab.topology import Router, Topology, parse_topology
@@ -114,7 +114,7 @@ def _check_engines(found: Findings, file: str, key: str, instances: Sequence[VmC
     """The daemons and engine_config of each VM or router (``key``: ``vms``, ``routers``)."""
     for i, instance in enumerate(instances):
         path = f"{key}[{i}]"
-        if instance.engine == "frr":
+        if instance.engine == Engine.FRR:
             semantics.idle_daemons(found, file, path, instance.daemons, instance.engine_config)
         engines.check_engine_config(found, file, path, instance.engine, instance.name, instance.engine_config,
                                     instance.daemons)

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from routeflow.config import semantics
+from routeflow.config.schema import Engine
 from routeflow.config.semantics import Findings
 from routeflow.private import private_dir, write_private
 from routeflow.vnet import bird
@@ -32,7 +33,7 @@ def check_engine_config(found: Findings, file: str, path: str, engine: str, name
                         daemons: Sequence[str]) -> None:
     """Have the engine parse the config of instance ``name`` (at ``path``: ``vms[0]``,
     ``routers[1]``); each of its errors is one at ``path.engine_config``."""
-    if engine not in ("frr", "bird"):
+    if engine not in (Engine.FRR, Engine.BIRD):
         return
     field = f"{path}.engine_config"
     parser = _parser(engine)
@@ -57,7 +58,7 @@ def check_engine_config(found: Findings, file: str, path: str, engine: str, name
     if done.returncode == 0:
         return
     output = done.stderr + done.stdout
-    if engine == "bird":
+    if engine == Engine.BIRD:
         reasons = semantics.bird_errors(output, str(plan.conf_file), plan.conf, engine_config)
     else:
         reasons = semantics.vtysh_errors(output, plan.conf, engine_config)
@@ -69,7 +70,7 @@ def check_engine_config(found: Findings, file: str, path: str, engine: str, name
 def _parser(engine: str) -> tuple[tuple[str, ...], str] | str:
     """The command parsing a config file of ``engine`` (the file's path follows) and the engine's
     name and version for messages; or why the engine cannot check a config here."""
-    if engine == "bird":
+    if engine == Engine.BIRD:
         if not bird.BIRD.exists():
             return f"BIRD is not installed ({bird.BIRD})"
         # Debian 12 has BIRD 2; later releases may have BIRD 3, whose parser takes the same option.

@@ -124,20 +124,22 @@ class Fields:
             return None
         return value
 
-    def name(self, key: str, max_len: int = IFNAME_MAX) -> Any:
+    def name(self, key: str, max_len: int = IFNAME_MAX, default: Any = _MISSING) -> Any:
         """A name routeflow gives something it creates: a VM or host (a network namespace),
         a bridge, an interface. An identifier: nothing a command could read as an option or a path."""
-        value = self.text(key)
+        value = self.text(key, default)
+        if value is default:
+            return value
         if value is not None and (not _NAME.fullmatch(value) or len(value) > max_len):
             self.error(key, f"{shown(value)} must be a letter then letters, digits or '_', at most {max_len} long")
             return None
         return value
 
-    def ifname(self, key: str) -> Any:
+    def ifname(self, key: str, default: Any = _MISSING) -> Any:
         """An existing network interface's name, as Linux allows them (see :func:`ifname_problem`)."""
-        value = self.text(key)
-        if value is None:
-            return None
+        value = self.text(key, default)
+        if value is None or value is default:
+            return value
         problem = ifname_problem(value)
         if problem:
             self.error(key, f"{shown(value)} is not an interface name: {problem}")
@@ -181,27 +183,32 @@ class Fields:
             return default
         return value
 
-    def dpid(self, key: str) -> Any:
+    def dpid(self, key: str, default: Any = _MISSING) -> Any:
         """A datapath id: an integer or a hex string (``0x1``, ``00:00:..:01``)."""
-        value = self.raw(key)
-        if value is None:
-            return None
+        value = self.raw(key, default)
+        if value is None or value is default:
+            return value
         dpid = parse_dpid(value)
         if dpid is None:
             self.error(key, f"{shown(value)} is not a datapath id (1 to 2^64-1, integer or hex)")
         return dpid
 
-    def choice(self, key: str, choices: tuple[str, ...], default: Any = _MISSING) -> Any:
+    def choice(self, key: str, choices: Sequence[str], default: Any = _MISSING) -> Any:
+        """One of ``choices`` (the members of a ``StrEnum``, say): the one equal to the value."""
         value = self.raw(key, default)
-        if value is not None and value not in choices:
-            self.error(key, f"{shown(value)} is not one of {', '.join(choices)}")
+        if value is None:
             return None
-        return value
+        chosen = next((c for c in choices if c == value), None)
+        if chosen is None:
+            self.error(key, f"{shown(value)} is not one of {', '.join(choices)}")
+        return chosen
 
     def seq(self, key: str, default: Any = _MISSING) -> list[Any]:
         value = self.raw(key, default)
         if value is None:
             return []
+        if value is default:  # a field's default is a tuple
+            return list(value)
         if not isinstance(value, list):
             self.error(key, f"must be a list, not {type(value).__name__}")
             return []

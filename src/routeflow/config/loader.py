@@ -1,24 +1,32 @@
-"""Load and validate a routeflow config file, reporting every error with its path."""
+"""Load and validate a routeflow config file, reporting every error with its path.
+
+Each key is declared once, as a field of :mod:`routeflow.config.schema` with its type,
+default and how it is read (:func:`~routeflow.config.schema.key`): :func:`read_key` reads
+it so; what no declaration can say (lists of sections, rules across keys) is read here.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import ipaddress
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from routeflow.config.fields import Fields, Problems, check_unique
 from routeflow.config.frr_daemons import daemon_problems
 from routeflow.config.safe_yaml import read_yaml, shown
 from routeflow.config.schema import (
-    DISCOVERY_INTERVAL_MAX,
-    DISCOVERY_INTERVAL_MIN,
-    ENGINES,
     FRR_DAEMONS,
+    KEY,
+    OFPP_MAX,
     PEER_ROLES,
-    ROUTING_PLANES,
     TRUNK_MAX_PORT,
     Config,
+    Engine,
     Limits,
+    Read,
     RfvsConfig,
     Trunk,
     VmConfig,
@@ -41,15 +49,11 @@ def parse_config(document: object, source: str = "<config>", reading: Sequence[t
     top = Fields(document, "", problems)
 
     rfvs_fields = Fields(top.raw("rfvs", {}), "rfvs", problems)
-    rfvs = RfvsConfig(
-        bridge=rfvs_fields.name("bridge") if rfvs_fields.has("bridge") else RfvsConfig.bridge,
-        dpid=rfvs_fields.dpid("dpid") if rfvs_fields.has("dpid") else RfvsConfig.dpid,
-        controller=rfvs_fields.controller("controller", RfvsConfig.controller),
-    )
+    rfvs = RfvsConfig(**read_keys(rfvs_fields, RfvsConfig))
     rfvs_fields.finish()
 
     listen = []
-    for i, text in enumerate(top.seq("listen", list(Config.listen))):
+    for i, text in enumerate(top.seq("listen", default_of(Config, "listen"))):
         try:
             if not isinstance(text, str):
                 raise ValueError(text)
@@ -63,10 +67,9 @@ def parse_config(document: object, source: str = "<config>", reading: Sequence[t
                                          "on loopback or a Unix socket only (use tls:HOST:PORT)")
             continue
         listen.append(text)
-    manage_vms = top.flag("manage_vms", True)
+    manage_vms = read_key(top, Config, "manage_vms")
     discovery = Fields(top.raw("discovery", {}), "discovery", problems)
-    discovery_interval = discovery.seconds("interval", Config.discovery_interval,
-                                           DISCOVERY_INTERVAL_MIN, DISCOVERY_INTERVAL_MAX)
+    discovery_interval = read_key(discovery, Config, "discovery_interval", key="interval")
     discovery.finish()
     limits = _parse_limits(Fields(top.raw("limits", {}), "limits", problems))
 
@@ -90,16 +93,45 @@ def parse_config(document: object, source: str = "<config>", reading: Sequence[t
                   discovery_interval=discovery_interval, limits=limits, source=source)
 
 
+def read_key(f: Fields, owner: type, name: str, key: str | None = None) -> Any:
+    """Field ``name`` of dataclass ``owner`` read from ``f`` at ``key`` (its name unless given)
+    as the field declares (:func:`~routeflow.config.schema.key`): with its accessor and bounds,
+    and its default if it has one (else the key is required). Invalid, it is None, and
+    the problem is recorded."""
+    declared = _fields(owner)[name]
+    read: Read = declared.metadata[KEY]
+    accessor = getattr(f, read.accessor)
+    if declared.default is dataclasses.MISSING:
+        return accessor(key or name, **read.args)
+    return accessor(key or name, default=declared.default, **read.args)
+
+
+def read_keys(f: Fields, owner: type) -> dict[str, Any]:
+    """Every field of ``owner`` declared a key, read from section ``f`` in declaration order."""
+    return {name: read_key(f, owner, name) for name, declared in _fields(owner).items() if KEY in declared.metadata}
+
+
+def default_of(owner: type, name: str) -> Any:
+    """The default of field ``name`` of dataclass ``owner``."""
+    declared = _fields(owner)[name]
+    if declared.default_factory is not dataclasses.MISSING:
+        return declared.default_factory()
+    return declared.default
+
+
+@functools.cache
+def _fields(owner: type) -> dict[str, dataclasses.Field[Any]]:
+    return {declared.name: declared for declared in dataclasses.fields(owner)}
+
+
 def _parse_limits(f: Fields) -> Limits:
     """The ``limits`` section: every key optional, each within what keeps the server serving."""
-    default = Limits()
+    keys = read_keys(f, Limits)
+    unread_mib = {role: size >> 20 for role, size in default_of(Limits, "unread").items()}
     unread = Fields(f.raw("unread_mib", {}), f"{f.path}.unread_mib", f.problems)
     limits = Limits(
-        handshake_timeout=f.seconds("handshake_timeout", default.handshake_timeout, 0.5, 300),
-        keepalive=f.seconds("keepalive", default.keepalive, 0.5, 600),
-        idle_timeout=f.seconds("idle_timeout", default.idle_timeout, 1, 3600),
-        max_connections=f.integer("max_connections", default.max_connections, 4, 65536) or default.max_connections,
-        unread={role: (unread.integer(role, default.unread[role] >> 20, 1, 16384) or default.unread[role] >> 20) << 20
+        **keys,
+        unread={role: (unread.integer(role, unread_mib[role], 1, 16384) or unread_mib[role]) << 20
                 for role in PEER_ROLES},
     )
     unread.finish()
@@ -110,18 +142,19 @@ def _parse_limits(f: Fields) -> Limits:
     return limits
 
 
-def parse_engine(f: Fields, engines: tuple[str, ...]) -> tuple[str, tuple[str, ...], str]:
-    """The ``engine``, ``daemons`` and ``engine_config`` keys of a VM or a lab router."""
-    engine = f.choice("engine", engines, "frr") or "frr"
+def parse_engine(f: Fields, engines: Sequence[Engine], default: Engine) -> tuple[Engine, tuple[str, ...], str]:
+    """The ``engine`` (one of ``engines``, ``default`` if absent), ``daemons`` and
+    ``engine_config`` keys of a VM or a lab router."""
+    engine: Engine = f.choice("engine", engines, default) or default
     listed = f.seq("daemons", [])
     daemons = []
-    if engine == "bird" and listed:
+    if engine == Engine.BIRD and listed:
         f.error("daemons", "only the frr engine runs daemons: BIRD runs as one daemon, bird, which routeflow "
                            "starts itself; remove daemons")
-    elif engine != "frr" and listed:
-        f.error("daemons", f"only the frr engine runs daemons (engine is {shown(engine)})")
-    for i, d in enumerate(listed if engine == "frr" else []):
-        if d in ENGINES:
+    elif engine != Engine.FRR and listed:
+        f.error("daemons", f"only the frr engine runs daemons (engine is {shown(engine.value)})")
+    for i, d in enumerate(listed if engine == Engine.FRR else []):
+        if d in tuple(Engine):
             f.problems.add(f"{f.path}.daemons[{i}]", f"{shown(d)} is an engine, not an FRR daemon: "
                                                      f"write engine: {d} (and no daemons)")
         elif d == "zebra":
@@ -131,32 +164,25 @@ def parse_engine(f: Fields, engines: tuple[str, ...]) -> tuple[str, tuple[str, .
         else:
             daemons.append(d)
     check_unique(f.problems, f.path, "daemon", [(f"{f.path}.daemons[{i}]", d) for i, d in enumerate(listed)
-                                                if engine == "frr" and isinstance(d, str)])
+                                                if engine == Engine.FRR and isinstance(d, str)])
     engine_config = f.raw("engine_config", "")
     if not isinstance(engine_config, str):
         f.error("engine_config", "must be text (use a YAML block: engine_config: |)")
         engine_config = ""
-    if engine == "frr":
+    if engine == Engine.FRR:
         for key, reason in daemon_problems(daemons, engine_config):
             f.error(key, reason)
     return engine, tuple(daemons), engine_config
 
 
 def _parse_vm(vm: Fields) -> VmConfig:
-    name = vm.name("name", max_len=10)  # leaves room for "-ethN" on host-side veth names
-    dpid = vm.dpid("dpid")
-    engine, daemons, engine_config = parse_engine(vm, ENGINES)
-    loopback = vm.interface_addresses("loopback", [])
+    name = read_key(vm, VmConfig, "name")
+    dpid = read_key(vm, VmConfig, "dpid")
+    engine, daemons, engine_config = parse_engine(vm, tuple(Engine), default_of(VmConfig, "engine"))
+    loopback = read_key(vm, VmConfig, "loopback")
     interfaces = []
     for iface in vm.items("interfaces"):
-        interfaces.append(
-            VmInterface(
-                name=iface.name("name"),
-                port=iface.integer("port", lo=1, hi=0xFFFFFF00),
-                addresses=iface.interface_addresses("addresses", []),
-                mac=iface.mac("mac", None),
-            )
-        )
+        interfaces.append(VmInterface(**read_keys(iface, VmInterface)))
         iface.finish()
     if not interfaces and isinstance(vm.data.get("interfaces"), list):
         vm.error("interfaces", "must list at least one interface")
@@ -168,7 +194,7 @@ def _parse_vm(vm: Fields) -> VmConfig:
         if x.name == "lo":
             vm.problems.add(f"{vm.path}.interfaces[{i}].name", "'lo' is the loopback; use the loopback key")
     trunk = _parse_trunk(vm, interfaces) if vm.has("trunk") else None
-    routing_plane = vm.choice("routing_plane", ROUTING_PLANES, "physical") or "physical"
+    routing_plane = read_key(vm, VmConfig, "routing_plane")
     vm.finish()
     return VmConfig(
         name=name,
@@ -187,12 +213,12 @@ def _parse_trunk(vm: Fields, interfaces: list[VmInterface]) -> Trunk | None:
     value = vm.raw("trunk")
     if not isinstance(value, dict):
         # One line for the likely mistake, a bare port number, rather than "not a mapping" and "port is required".
-        port = value if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= 0xFFFFFF00 else 100
+        port = value if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= OFPP_MAX else 100
         vm.error("trunk", f"must be a mapping like {{port: {port}}}, not {shown(value)}")
         return None
     f = Fields(value, f"{vm.path}.trunk", vm.problems)
-    port = f.integer("port", lo=1, hi=0xFFFFFF00)
-    rfvs_interface = f.ifname("rfvs_interface") if f.has("rfvs_interface") else None
+    keys = read_keys(f, Trunk)
+    port = keys["port"]
     f.finish()
     for i, x in enumerate(interfaces):
         if x.port == port:
@@ -201,7 +227,7 @@ def _parse_trunk(vm: Fields, interfaces: list[VmInterface]) -> Trunk | None:
             # The trunk tags frames with their switch port as VLAN id (12 bits).
             vm.problems.add(f"{vm.path}.interfaces[{i}].port",
                             f"{x.port} does not fit a VLAN id: with a trunk, ports must be 1..{TRUNK_MAX_PORT}")
-    return Trunk(port, rfvs_interface) if isinstance(port, int) else None
+    return Trunk(**keys) if isinstance(port, int) else None
 
 
 def _loopback(host: str) -> bool:

@@ -19,26 +19,63 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, get_args
 
+from routeflow.protocol.messages import Role
 from routeflow.protocol.transport import DEFAULT_SERVER, DEFAULT_TCP
 
-ENGINES = ("frr", "bird", "none")
-#: Where a VM's routing messages to another routeflow VM travel (see VmConfig.routing_plane).
-ROUTING_PLANES = ("physical", "virtual")
+
+class Engine(StrEnum):
+    """The routing engine a VM (or a lab router) runs."""
+
+    FRR = "frr"
+    BIRD = "bird"
+    #: No engine: a FIB managed by hand.
+    NONE = "none"
+
+
+class RoutingPlane(StrEnum):
+    """Where a VM's routing messages to another routeflow VM travel (see VmConfig.routing_plane)."""
+
+    PHYSICAL = "physical"
+    VIRTUAL = "virtual"
+
+
 FRR_DAEMONS = ("ospfd", "bgpd", "ospf6d", "ripd", "staticd", "bfdd")
-#: Bounds of the link-discovery probe interval, seconds (see Config.discovery_interval).
-DISCOVERY_INTERVAL_MIN, DISCOVERY_INTERVAL_MAX = 0.1, 60.0
+#: Highest OpenFlow port number of a physical port (OFPP_MAX).
+OFPP_MAX = 0xFFFFFF00
+
+#: The metadata entry of a dataclass field that is a config key (see :func:`key`).
+KEY = "routeflow.config.key"
+
+
+@dataclass(frozen=True)
+class Read:
+    """How the loader reads a config key: the :class:`~routeflow.config.fields.Fields`
+    accessor (``integer``, ``seconds``, ``name``...) and its arguments besides the key
+    and the default (bounds, choices)."""
+
+    accessor: str
+    args: Mapping[str, Any]
+
+
+def key(accessor: str, **args: Any) -> dict[str, Read]:
+    """The metadata declaring a dataclass field a config key of its name, read with
+    ``accessor`` and ``args``; absent, it is the field's default, and with no default it
+    is required (see :func:`routeflow.config.loader.read_keys`)."""
+    return {KEY: Read(accessor, args)}
 
 
 @dataclass(frozen=True)
 class VmInterface:
     """A VM NIC mirroring one switch port."""
 
-    name: str
-    port: int
-    addresses: tuple[str, ...] = ()
+    name: str = field(metadata=key("name"))
+    port: int = field(metadata=key("integer", lo=1, hi=OFPP_MAX))
+    addresses: tuple[str, ...] = field(default=(), metadata=key("interface_addresses"))
     #: Fixed MAC for the NIC (also the router MAC on the switch port); random if None.
-    mac: str | None = None
+    mac: str | None = field(default=None, metadata=key("mac"))
 
 
 #: A VLAN id carries the switch port on a trunk: ports 1..4094 fit.
@@ -60,10 +97,10 @@ class Trunk:
     """
 
     #: The trunk's port on the mirrored switch.
-    port: int
+    port: int = field(metadata=key("integer", lo=1, hi=OFPP_MAX))
     #: The RFVS port it lands on: a host NIC (real switches) or, if None, a patch
     #: port to a switch on the same Open vSwitch (see :func:`trunk_patch_names`).
-    rfvs_interface: str | None = None
+    rfvs_interface: str | None = field(default=None, metadata=key("ifname"))
 
     def rfvs_port_name(self, dpid: int) -> str:
         return self.rfvs_interface or trunk_patch_names(dpid)[1]
@@ -73,23 +110,25 @@ class Trunk:
 class VmConfig:
     """One virtual router and the datapath it mirrors (logical split)."""
 
-    name: str
-    dpid: int
+    # At most 10 long: leaves room for "-ethN" on host-side veth names.
+    name: str = field(metadata=key("name", max_len=10))
+    dpid: int = field(metadata=key("dpid"))
     interfaces: tuple[VmInterface, ...]
-    engine: str = "frr"
+    engine: Engine = Engine.FRR
     daemons: tuple[str, ...] = ()
     #: Routing-engine configuration text (frr: frr.conf syntax; bird: bird.conf syntax,
     #: which must include ``router id``, ``protocol device`` and a ``protocol kernel``
     #: exporting its routes).
     engine_config: str = ""
-    loopback: tuple[str, ...] = ()
+    loopback: tuple[str, ...] = field(default=(), metadata=key("interface_addresses"))
     #: Slow path through a trunk port (None: relayed by the controller).
     trunk: Trunk | None = None
     #: ``physical``: everything the VM sends leaves through the mirrored switch port.
     #: ``virtual``: on a link discovered between two switches whose VMs are both
     #: ``virtual``, the two VM NICs are wired to each other on the RFVS, so routing
     #: messages never cross the physical link (the paper's second sub-mode).
-    routing_plane: str = "physical"
+    routing_plane: RoutingPlane = field(default=RoutingPlane.PHYSICAL,
+                                        metadata=key("choice", choices=tuple(RoutingPlane)))
 
     def interface(self, ifname: str) -> VmInterface | None:
         return next((i for i in self.interfaces if i.name == ifname), None)
@@ -103,14 +142,14 @@ class VmConfig:
 class RfvsConfig:
     """The RFVS: the Open vSwitch bridge the VM NICs plug into."""
 
-    bridge: str = "rfvs"
-    dpid: int = 0x7266
+    bridge: str = field(default="rfvs", metadata=key("name"))
+    dpid: int = field(default=0x7266, metadata=key("dpid"))
     #: OpenFlow controller target the RFVS bridge is given.
-    controller: str = "tcp:127.0.0.1:6653"
+    controller: str = field(default="tcp:127.0.0.1:6653", metadata=key("controller"))
 
 
-#: Roles whose unread bytes are bounded separately (see Limits.unread).
-PEER_ROLES = ("controller", "client", "operator")
+#: Roles whose unread bytes are bounded separately (see Limits.unread): the RF-protocol's.
+PEER_ROLES: tuple[str, ...] = get_args(Role)
 
 
 @dataclass(frozen=True)
@@ -120,12 +159,12 @@ class Limits:
     when a silent one is dropped, and how much of what the server sends it may
     leave unread (by role) before the server drops it."""
 
-    handshake_timeout: float = 10.0
+    handshake_timeout: float = field(default=10.0, metadata=key("seconds", lo=0.5, hi=300))
     #: A peer is pinged after this long; one not heard from for ``idle_timeout`` is dropped
     #: (a half-open connection would otherwise hold its place, a controller's or a VM's, forever).
-    keepalive: float = 5.0
-    idle_timeout: float = 20.0
-    max_connections: int = 256
+    keepalive: float = field(default=5.0, metadata=key("seconds", lo=0.5, hi=600))
+    idle_timeout: float = field(default=20.0, metadata=key("seconds", lo=1, hi=3600))
+    max_connections: int = field(default=256, metadata=key("integer", lo=4, hi=65536))
     #: Unread bytes queued to one peer, by role. The controller is sent whole
     #: tables (a million flows are some 150 MB); a client and an operator little.
     unread: Mapping[str, int] = field(default_factory=lambda: {
@@ -139,10 +178,10 @@ class Config:
     #: Addresses the server listens on.
     listen: tuple[str, ...] = (DEFAULT_SERVER, DEFAULT_TCP)
     #: Whether the server creates the virtual environment (namespaces, RFVS, engines).
-    manage_vms: bool = True
+    manage_vms: bool = field(default=True, metadata=key("flag"))
     #: Seconds between link-discovery probes on the datapaths of ``virtual`` routing-plane
     #: VMs; a link that passes none for 3.5 intervals while its ports stay up is unwired.
-    discovery_interval: float = 1.0
+    discovery_interval: float = field(default=1.0, metadata=key("seconds", lo=0.1, hi=60.0))
     limits: Limits = field(default_factory=Limits)
     source: str = ""
 

@@ -15,7 +15,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Mapping, NamedTuple
 
-from routeflow.config.schema import Config, VmConfig
+from routeflow.config.schema import Config, RoutingPlane, VmConfig
 from routeflow.flows import pipeline as P
 from routeflow.flows.model import (
     CONTROLLER,
@@ -220,7 +220,7 @@ def control_flows(vm: VmConfig, interfaces: Mapping[str, Interface],
         Flow(table, P.PRIO_ROUTER_MAC, match(in_port=port, eth_dst=mac), goto=P.FIB.table_id)
         for port, mac in sorted(usable.values())
     ]
-    if vm.routing_plane == "virtual":
+    if vm.routing_plane == RoutingPlane.VIRTUAL:
         # Discovery probes from the controller, to find links to wire in the virtual plane.
         flows.append(Flow(table, P.PRIO_DISCOVERY, match(eth_type=lldp.ETH_TYPE), (CONTROLLER,)))
     return flows + slow_path_flows(vm, usable)

@@ -55,13 +55,14 @@ from typing import ClassVar
 from routeflow.config.fields import Fields, Problems, check_unique, parse_interface_address
 from routeflow.config.loader import parse_engine
 from routeflow.config.safe_yaml import clip, read_yaml, shown
+from routeflow.config.schema import Engine
 from routeflow.vnet.links import IFNAME_MAX, IfAddress, IpAddress
 
 DEFAULT_CONTROLLER = "tcp:127.0.0.1:6653"
 #: Highest port number Open vSwitch accepts in ``ofport_request``.
 MAX_PORT = 65279
 #: Routing engines a legacy router can run.
-ROUTER_ENGINES = ("frr", "bird")
+ROUTER_ENGINES = (Engine.FRR, Engine.BIRD)
 _IFNAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 #: Most digits read as an endpoint's port number (more is out of range, and slow to convert).
 _PORT_DIGITS = 10
@@ -346,7 +347,7 @@ def _gateway(f: Fields, key: str, version: int, addresses: tuple[IfAddress, ...]
 
 def _parse_router(f: Fields) -> Router:
     name = f.name("name", max_len=IFNAME_MAX)
-    engine, daemons, engine_config = parse_engine(f, ROUTER_ENGINES)
+    engine, daemons, engine_config = parse_engine(f, ROUTER_ENGINES, Engine.FRR)
     loopback = tuple(ipaddress.ip_interface(a) for a in f.interface_addresses("loopback", []))
     interfaces = []
     for iface in f.items("interfaces"):

@@ -392,10 +392,16 @@ AnyMessage = (
     | VerifyReply
 )
 
-#: What the server accepts from each role after the handshake.
-ACCEPTED: dict[str, tuple[type[Message], ...]] = {
+# -- what each role may send -----------------------------------------------------
+
+#: Messages of the session itself, which any role may send after its handshake: the
+#: connection handles them (a pong is only heard; a goodbye closes it).
+SESSION: tuple[type[Message], ...] = (Pong, Goodbye)
+
+#: What each role may send after its handshake besides :data:`SESSION`: the messages the
+#: server's dispatch table (:mod:`routeflow.server.service`) has a handler for, role by role.
+SENT_BY: dict[str, tuple[type[Message], ...]] = {
     "controller": (
-        Pong,
         DatapathJoin,
         DatapathLeave,
         PortChange,
@@ -404,8 +410,10 @@ ACCEPTED: dict[str, tuple[type[Message], ...]] = {
         TableDump,
         SwitchError,
         ControllerStats,
-        Goodbye,
     ),
-    "client": (Pong, FibSnapshot, FibDelta, FibAudit, Goodbye),
-    "operator": (Pong, StatusRequest, VerifyRequest, Goodbye),
+    "client": (FibSnapshot, FibDelta, FibAudit),
+    "operator": (StatusRequest, VerifyRequest),
 }
+
+#: What the server accepts from each role after the handshake.
+ACCEPTED: dict[str, tuple[type[Message], ...]] = {role: SESSION + sent for role, sent in SENT_BY.items()}

@@ -13,7 +13,7 @@ import itertools
 import logging
 from dataclasses import dataclass
 
-from routeflow.config.schema import Config, VmConfig
+from routeflow.config.schema import Config, RoutingPlane, VmConfig
 from routeflow.flows.diff import apply_changes, diff_tables, is_empty, split_table_mod
 from routeflow.flows.incremental import IncrementalCompiler
 from routeflow.flows.model import FlowKey, Table
@@ -386,7 +386,7 @@ class ServerCore:
 
     def discovery_plan(self) -> DiscoveryPlan:
         """Probe the datapaths of ``virtual`` routing-plane VMs: their links get wired."""
-        dpids = tuple(sorted(vm.dpid for vm in self.config.vms if vm.routing_plane == "virtual"))
+        dpids = tuple(sorted(vm.dpid for vm in self.config.vms if vm.routing_plane == RoutingPlane.VIRTUAL))
         return DiscoveryPlan(dpids, self.config.discovery_interval)
 
     def relay_map(self) -> RelayMap:

@@ -10,7 +10,7 @@ import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from routeflow.config.schema import Config
+from routeflow.config.schema import Config, RoutingPlane
 from routeflow.flows.compiler import Unresolved, compile_rfvs
 from routeflow.flows.model import Table
 from routeflow.model import Fib, Interface, Neighbour, NextHop, PortDesc, Route
@@ -110,7 +110,7 @@ class Nib:
         """Physical links, seen in both directions, between ports mirrored by NICs of
         two ``virtual`` routing-plane VMs: ((vm, ifname), (vm, ifname)) pairs."""
         nic_of = {(vm.dpid, nic.port): (vm.name, nic.name)
-                  for vm in self.config.vms if vm.routing_plane == "virtual" for nic in vm.interfaces}
+                  for vm in self.config.vms if vm.routing_plane == RoutingPlane.VIRTUAL for nic in vm.interfaces}
         pairs = []
         for a, b in self.links:
             if a < b and (b, a) in self.links and a in nic_of and b in nic_of:

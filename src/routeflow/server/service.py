@@ -68,17 +68,6 @@ RESOLVE_TICK = 0.5
 REQUEST_TIMEOUT = 15.0
 TABLE_TIMEOUT = 600.0
 
-#: Controller reports the core handles as they come, by message type.
-_CONTROLLER_EVENTS: dict[type[Message], Callable[[ServerCore, Any], list[Out]]] = {
-    DatapathJoin: ServerCore.on_datapath_join,
-    DatapathLeave: ServerCore.on_datapath_leave,
-    PortChange: ServerCore.on_port_change,
-    MappingSeen: ServerCore.on_mapping_seen,
-    LinkChange: ServerCore.on_link_change,
-    SwitchError: ServerCore.on_switch_error,
-}
-
-
 class RFServer:
     """The RF-Server service: sockets, peers, request/reply plumbing."""
 
@@ -304,48 +293,42 @@ class RFServer:
     # -- dispatch ----------------------------------------------------------------
 
     def _dispatch(self, peer: Peer, msg: Message) -> None:
-        core = self.core
-        out: list[Out] = []
-        if isinstance(msg, ControllerStats):
-            self._resolve(msg.request_id, msg)
-        elif isinstance(msg, TableDump) and msg.request_id in self._tables:
+        """Hand ``msg``, which its peer's role may send (checked), to its handler in :data:`DISPATCH`."""
+        self._deliver(DISPATCH[peer.role][type(msg)](self, peer, msg))
+        if self.core.has_dirty:
+            self._schedule_reconcile()
+
+    def _on_reply(self, peer: Peer, msg: ControllerStats) -> list[Out]:
+        self._resolve(msg.request_id, msg)
+        return []
+
+    def _on_table_dump(self, peer: Peer, msg: TableDump) -> list[Out]:
+        if msg.request_id in self._tables:
             # Consumed here, as decoded: the connection reads no further part
             # until this one is compared, so parts never pile up in memory.
             if not msg.error:
                 self._tables[msg.request_id].feed(msg.flows, msg.groups)
             if not msg.more or msg.error:
                 self._resolve(msg.request_id, msg)
-        elif isinstance(msg, TableDump):
-            whole = self._assemble(msg)
-            if whole is not None:
-                out = core.on_table_dump(whole)
-        elif type(msg) in _CONTROLLER_EVENTS:
-            out = _CONTROLLER_EVENTS[type(msg)](core, msg)
-        elif isinstance(msg, FibSnapshot):
-            if msg.request_id in self._fibs:
-                self._fibs[msg.request_id].add(msg.fib)
-                if not msg.more:
-                    self._resolve(msg.request_id, msg)
-            elif msg.request_id:
-                log.debug("%s: part of an abandoned FIB request %d", peer.name, msg.request_id)
-            else:  # the client's whole state, in parts: the core sees it once complete
-                if peer.snapshot is None:
-                    peer.snapshot = FibParts(core.nib.vms[peer.name].routes)
-                peer.snapshot.add(msg.fib)
-                if not msg.more:
-                    complete, peer.snapshot = peer.snapshot.fib(), None
-                    out = core.on_fib_snapshot(peer.name, FibSnapshot(complete))
-        elif isinstance(msg, FibDelta):
-            out = core.on_fib_delta(peer.name, msg)
-        elif isinstance(msg, FibAudit):
-            out = core.on_fib_audit(peer.name, msg)
-        elif isinstance(msg, StatusRequest):
-            self._spawn(peer, self._status(peer, msg))
-        elif isinstance(msg, VerifyRequest):
-            self._spawn(peer, self._verify(peer, msg))
-        self._deliver(out)
-        if core.has_dirty:
-            self._schedule_reconcile()
+            return []
+        whole = self._assemble(msg)
+        return self.core.on_table_dump(whole) if whole is not None else []
+
+    def _on_fib_snapshot(self, peer: Peer, msg: FibSnapshot) -> list[Out]:
+        if msg.request_id in self._fibs:
+            self._fibs[msg.request_id].add(msg.fib)
+            if not msg.more:
+                self._resolve(msg.request_id, msg)
+        elif msg.request_id:
+            log.debug("%s: part of an abandoned FIB request %d", peer.name, msg.request_id)
+        else:  # the client's whole state, in parts: the core sees it once complete
+            if peer.snapshot is None:
+                peer.snapshot = FibParts(self.core.nib.vms[peer.name].routes)
+            peer.snapshot.add(msg.fib)
+            if not msg.more:
+                complete, peer.snapshot = peer.snapshot.fib(), None
+                return self.core.on_fib_snapshot(peer.name, FibSnapshot(complete))
+        return []
 
     def _deliver(self, out: list[Out]) -> None:
         for item in out:
@@ -515,3 +498,51 @@ class RFServer:
             differences += comparison.lines(datapath_name(self.config, dpid))
             del comparison
         return VerifyReply(msg.request_id, not differences, tuple(differences), checked)
+
+
+#: What the server does with a message from a peer: a handler of ``(server, peer, message)``
+#: returning what to deliver.
+Handler = Callable[[RFServer, Peer, Any], list[Out]]
+
+
+def _core_event(on_event: Callable[[ServerCore, Any], list[Out]]) -> Handler:
+    """A controller's report, which the core handles as it comes."""
+    return lambda server, peer, msg: on_event(server.core, msg)
+
+
+def _vm_event(on_event: Callable[[ServerCore, str, Any], list[Out]]) -> Handler:
+    """A client's report, which the core handles for the client's VM."""
+    return lambda server, peer, msg: on_event(server.core, peer.name, msg)
+
+
+def _operator_request(work: Callable[[RFServer, Peer, Any], Awaitable[Message]]) -> Handler:
+    """An operator's request, answered once its work is done; the peer is read on meanwhile."""
+    def handle(server: RFServer, peer: Peer, msg: Message) -> list[Out]:
+        server._spawn(peer, work(server, peer, msg))
+        return []
+    return handle
+
+
+#: The handler of each message each role may send after its handshake (``SENT_BY`` of
+#: :mod:`routeflow.protocol.messages`; the connection handles those of the session itself).
+DISPATCH: dict[str, dict[type[Message], Handler]] = {
+    "controller": {
+        DatapathJoin: _core_event(ServerCore.on_datapath_join),
+        DatapathLeave: _core_event(ServerCore.on_datapath_leave),
+        PortChange: _core_event(ServerCore.on_port_change),
+        MappingSeen: _core_event(ServerCore.on_mapping_seen),
+        LinkChange: _core_event(ServerCore.on_link_change),
+        TableDump: RFServer._on_table_dump,
+        SwitchError: _core_event(ServerCore.on_switch_error),
+        ControllerStats: RFServer._on_reply,
+    },
+    "client": {
+        FibSnapshot: RFServer._on_fib_snapshot,
+        FibDelta: _vm_event(ServerCore.on_fib_delta),
+        FibAudit: _vm_event(ServerCore.on_fib_audit),
+    },
+    "operator": {
+        StatusRequest: _operator_request(RFServer._status),
+        VerifyRequest: _operator_request(RFServer._verify),
+    },
+}

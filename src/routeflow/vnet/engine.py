@@ -17,6 +17,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from routeflow.config.schema import Engine
 from routeflow.private import private_dir, write_private
 from routeflow.vnet import VnetError, bird, frr, links
 from routeflow.vnet.resources import Resource, ResourceLog, process_record, read_pidfile
@@ -56,13 +57,13 @@ def plan_engine(engine: str, name: str, engine_config: str, daemons: tuple[str, 
                 run_root: Path) -> EnginePlan | None:
     """The engine instance ``name`` runs under ``run_root/name``; None for engine "none"."""
     run_dir = run_root / name
-    if engine == "frr":
+    if engine == Engine.FRR:
         return EnginePlan(
             engine, run_dir, run_dir / "frr.conf", frr.frr_conf(name, engine_config, run_dir), frr.FRR_USER,
             tuple(DaemonPlan(d, frr.daemon_argv(d, name, run_dir), frr.pidfile(d, run_dir),
                              frr.zserv_socket(run_dir) if d == "zebra" else None)
                   for d in ("zebra", *daemons)))
-    if engine == "bird":
+    if engine == Engine.BIRD:
         return EnginePlan(
             engine, run_dir, run_dir / bird.CONF, bird.bird_conf(name, engine_config, run_dir), None,
             (DaemonPlan("bird", bird.daemon_argv(run_dir), bird.pidfile(run_dir),
