@@ -369,7 +369,7 @@ class ServerCore:
             self._rfvs_hold_since = now
         waited = now - self._rfvs_hold_since if now is not None and self._rfvs_hold_since is not None else 0.0
         mapped = all((vm.name, nic.name) in self.nib.rfvs_ports for vm in self.config.vms for nic in vm.interfaces)
-        virtual = any(vm.routing_plane == "virtual" for vm in self.config.vms)
+        virtual = any(vm.routing_plane == RoutingPlane.VIRTUAL for vm in self.config.vms)
         rediscovered = not virtual or waited >= RFVS_HOLD_PROBES * self.config.discovery_interval
         if waited >= RFVS_HOLD_MAX or (mapped and rediscovered):
             if not mapped:
