@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from routeflow.protocol import auth, codec
-from routeflow.protocol.messages import PROTOCOL_VERSION, Challenge, Goodbye, Hello, Message, Proof, Welcome
+from routeflow.protocol.messages import PROTOCOL_VERSION, Goodbye, Hello, Message, Proof, Welcome
+from routeflow.server.handshake import AuthenticationFailed, Handshake
 
 
 class FakeServer:
@@ -104,6 +105,7 @@ class FakeServer:
 
     def _serve(self, conn: socket.socket) -> None:
         decoder = codec.Connection()
+        handshake = Handshake(lambda identity: auth.ensure_keys(self.keys, [identity])[identity])
         with conn:
             while True:
                 try:
@@ -116,16 +118,16 @@ class FakeServer:
                     with self.lock:
                         # Recorded before the welcome, so a peer that has its welcome finds its hello here.
                         self.received.append(msg)
-                        if isinstance(msg, Hello):
-                            key = auth.ensure_keys(self.keys, [auth.identity(msg.role, msg.name)])
-                            hello, challenge = msg, auth.nonce()
-                            proof = auth.proof(*key.values(), "server", msg.role, msg.name, msg.nonce)
-                            conn.sendall(codec.encode(Challenge(challenge, proof)))
-                        elif isinstance(msg, Proof):
-                            if not auth.check(*key.values(), msg.proof, "peer", hello.role, hello.name, challenge):
-                                conn.sendall(codec.encode(Goodbye("authentication failed")))
+                        if isinstance(msg, (Hello, Proof)):
+                            try:
+                                answer, proven = handshake.receive(msg)
+                            except AuthenticationFailed as exc:
+                                conn.sendall(codec.encode(Goodbye(str(exc))))
                                 return
-                            self.peer = conn
-                            conn.sendall(codec.encode(self._welcome))
+                            if answer is not None:
+                                conn.sendall(codec.encode(answer))
+                            if proven is not None:
+                                self.peer = conn
+                                conn.sendall(codec.encode(self._welcome))
                         self.on_message(msg)
                         self.lock.notify_all()

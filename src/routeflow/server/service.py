@@ -25,7 +25,6 @@ from routeflow.private import SHARED_DIR_MODE, private_dir
 from routeflow.protocol import auth, codec, pki
 from routeflow.protocol.messages import (
     PROTOCOL_VERSION,
-    Challenge,
     ControllerStats,
     DatapathJoin,
     DatapathLeave,
@@ -41,7 +40,6 @@ from routeflow.protocol.messages import (
     Ping,
     Pong,
     PortChange,
-    Proof,
     SnapshotRequest,
     StatsRequest,
     StatusReply,
@@ -54,6 +52,7 @@ from routeflow.protocol.messages import (
 )
 from routeflow.protocol.transport import parse_address
 from routeflow.server.core import CONTROLLER, Out, ServerCore
+from routeflow.server.handshake import AuthenticationFailed, Handshake
 from routeflow.server.peers import MAX_REQUESTS, FibParts, Peer
 from routeflow.server.status import datapath_name, expect_table, fib_drift, status_document
 
@@ -156,8 +155,8 @@ class RFServer:
         # Until it has said hello a peer may send a hello and no more.
         conn = codec.Connection(codec.HELLO_MAX_FRAME)
         peer: Peer | None = None
-        #: Said hello, challenged, not proven yet: its hello, key and our challenge.
-        claimed: tuple[Hello, bytes, str] | None = None
+        handshake = Handshake(self._keys.__getitem__, self._unknown, writer.get_extra_info("ssl_object") is not None,
+                              writer.get_extra_info("peercert"))
         where = writer.get_extra_info("peername") or "unix socket"
         self._connections += 1
         try:
@@ -190,20 +189,18 @@ class RFServer:
                             await peer.request_done.wait()
                         self._dispatch(peer, msg)
                         continue
-                    if claimed is not None:
-                        self._check_proof(msg, *claimed, where)
-                        hello = claimed[0]
-                    else:
-                        hello = codec.check_hello(msg)
-                        if not self._exists(hello, writer):
-                            return
-                        if writer.get_extra_info("ssl_object") is None:
-                            claimed = self._challenge(hello, writer)
-                            continue
-                        # Over TLS the certificate has proven who the peer is: it must be who it says.
-                        self._check_certificate(hello, writer.get_extra_info("peercert"), where)
-                    peer = self._handshake(hello, writer)
-                    conn.max_frame = codec.MAX_FRAME
+                    answer, proven = handshake.receive(msg)
+                    if answer is not None:
+                        writer.write(codec.encode(answer))
+                    if proven is not None:
+                        peer = self._welcome(proven, writer)
+                        conn.max_frame = codec.MAX_FRAME
+        except AuthenticationFailed as exc:
+            self.auth_failures += 1
+            log.warning("refused %s %r from %s: %s (%d refused so far)", exc.hello.role, exc.hello.name, where,
+                        exc.reason, self.auth_failures)
+            with contextlib.suppress(Exception):
+                writer.write(codec.encode(Goodbye(str(exc))))
         except codec.RemoteProtocolError as exc:
             who = f"{peer.role} {peer.name}" if peer else f"peer {where}"
             log.warning("closing %s: %s", who, exc)
@@ -218,44 +215,14 @@ class RFServer:
                 self._peers.discard(peer)
                 self._disconnected(peer)
 
-    def _exists(self, hello: Hello, writer: asyncio.StreamWriter) -> bool:
-        """Whether the peer a hello names can exist; if not, it is told so."""
+    def _unknown(self, hello: Hello) -> str | None:
+        """Why the peer a hello names cannot exist, if it cannot."""
         if hello.role == "client" and self.config.vm(hello.name) is None:
-            writer.write(codec.encode(Goodbye(f"unknown VM {hello.name!r}")))
-            log.warning("refused client for unknown VM %r", hello.name)
-            return False
-        return True
+            return f"unknown VM {hello.name!r}"
+        return None
 
-    def _challenge(self, hello: Hello, writer: asyncio.StreamWriter) -> tuple[Hello, bytes, str]:
-        """Answer a hello with our proof and a challenge."""
-        key = self._keys[auth.identity(hello.role, hello.name)]
-        challenge = auth.nonce()
-        writer.write(codec.encode(Challenge(challenge, auth.proof(key, "server", hello.role, hello.name, hello.nonce))))
-        return hello, key, challenge
-
-    def _check_proof(self, msg: Message, hello: Hello, key: bytes, challenge: str, where: object) -> None:
-        """Raise unless ``msg`` proves the peer holds the key of who it said it was: an
-        impostor is refused before it is anyone, so it can displace no one."""
-        if isinstance(msg, Proof) and auth.check(key, msg.proof, "peer", hello.role, hello.name, challenge):
-            return
-        self.auth_failures += 1
-        log.warning("refused %s %r from %s: it did not prove it holds that key (%d refused so far)",
-                    hello.role, hello.name, where, self.auth_failures)
-        raise codec.RemoteProtocolError(f"authentication failed for {hello.role} {hello.name!r}")
-
-    def _check_certificate(self, hello: Hello, peercert: dict | None, where: object) -> None:
-        """Raise unless the peer's certificate names the identity its hello claims."""
-        certified = pki.certified_identity(peercert)
-        claimed = auth.identity(hello.role, hello.name)
-        if certified == claimed:
-            return
-        self.auth_failures += 1
-        log.warning("refused %s %r from %s: its certificate is %r's (%d refused so far)",
-                    hello.role, hello.name, where, certified, self.auth_failures)
-        raise codec.RemoteProtocolError(f"authentication failed for {hello.role} {hello.name!r}: "
-                                        f"the certificate is {certified!r}'s")
-
-    def _handshake(self, hello: Hello, writer: asyncio.StreamWriter) -> Peer:
+    def _welcome(self, hello: Hello, writer: asyncio.StreamWriter) -> Peer:
+        """A peer proven: welcome it; a controller or client replaces its predecessor."""
         peer = Peer(hello.role, hello.name, writer, self.limits.unread.get(hello.role, 64 << 20))
         self._peers.add(peer)
         peer.send(Welcome(PROTOCOL_VERSION, rfvs=(self.config.rfvs.dpid,)))

@@ -12,11 +12,10 @@ import pytest
 from routeflow.client import agent as agent_mod
 from routeflow.client.agent import Agent
 from routeflow.model import Fib, Interface, NextHop, Route
-from routeflow.protocol import auth, codec, mapping
+from routeflow.protocol import codec, mapping
 from routeflow.protocol.messages import (
     PROTOCOL_VERSION,
     AnyMessage,
-    Challenge,
     FibDelta,
     FibSnapshot,
     Goodbye,
@@ -24,12 +23,12 @@ from routeflow.protocol.messages import (
     LinkState,
     Message,
     PortMapped,
-    Proof,
     ResolveNextHops,
     SnapshotRequest,
     Welcome,
 )
 from routeflow.protocol.transport import Address, Credential
+from routeflow.server.handshake import Handshake
 
 from .support import run_async
 
@@ -103,12 +102,12 @@ class Peer:
 
     async def handshake(self) -> Hello:
         """Challenge the client, check its proof with rA's key, welcome it."""
-        hello = await self.receive()
-        assert isinstance(hello, Hello)
-        challenge = auth.nonce()
-        self.send(Challenge(challenge, auth.proof(KEY, "server", hello.role, hello.name, hello.nonce)))
-        proof = await self.receive()
-        assert isinstance(proof, Proof) and auth.check(KEY, proof.proof, "peer", hello.role, hello.name, challenge)
+        handshake = Handshake(lambda identity: KEY)
+        challenge, _ = handshake.receive(await self.receive())
+        assert challenge is not None
+        self.send(challenge)
+        _, hello = handshake.receive(await self.receive())  # raises unless the proof is rA's key's
+        assert hello is not None
         self.send(Welcome(PROTOCOL_VERSION))
         return hello
 
