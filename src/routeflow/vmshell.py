@@ -16,7 +16,7 @@ from typing import NoReturn
 
 from routeflow.config.schema import Engine
 from routeflow.protocol.auth import KEY_DIR
-from routeflow.vnet import VnetError, bird, links
+from routeflow.vnet import VnetError, bird, frr, links
 from routeflow.vnet.engine import plan_engine
 from routeflow.vnet.frr import DEFAULT_RUN_ROOT
 
@@ -57,15 +57,10 @@ def shell_argv(vm: str, engine: str, command: Sequence[str] = (), run_root: Path
     ready = plan.daemons[0].ready
     if ready is not None and not ready.exists():
         raise VnetError(f"VM {vm}'s {engine} is not running: no {ready}")
+    line = " ".join(command)
     if engine == Engine.FRR:
-        argv = ["vtysh", "--vty_socket", str(plan.run_dir)]  # where every daemon of the VM has its vty
-        if command:
-            argv += ["-c", " ".join(command)]
-    else:
-        argv = [bird.BIRDC, "-s", str(bird.control_socket(plan.run_dir))]
-        if command:
-            argv.append(" ".join(command))
-    return links.netns_argv(netns, argv)
+        return links.netns_argv(netns, frr.vtysh_argv(plan.run_dir, [line] if line else []))
+    return links.netns_argv(netns, bird.birdc_argv(plan.run_dir, line))
 
 
 def open_shell(argv: Sequence[str]) -> NoReturn:

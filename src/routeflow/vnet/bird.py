@@ -49,7 +49,11 @@ def control_socket(run_dir: Path) -> Path:
     return run_dir / "bird.ctl"
 
 
+def birdc_argv(run_dir: Path, command: str = "") -> list[str]:
+    """birdc on the instance of ``run_dir``: interactive, or running ``command``."""
+    return [BIRDC, "-s", str(control_socket(run_dir)), *([command] if command else [])]
+
+
 def birdc(name: str, command: str, run_root: Path = DEFAULT_RUN_ROOT, timeout: float = 10.0) -> str:
     """Run one birdc ``command`` (``show protocols``) against instance ``name``; its output."""
-    argv = [BIRDC, "-s", str(control_socket(run_root / name)), command]
-    return query(argv, f"birdc {command!r} on {name}", timeout)
+    return query(birdc_argv(run_root / name, command), f"birdc {command!r} on {name}", timeout)

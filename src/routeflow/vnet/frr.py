@@ -71,7 +71,13 @@ def vtysh(vm: str, command: str | Sequence[str], run_root: Path = DEFAULT_RUN_RO
     terminal``, ``router bgp 65001``, ``no network ...``).
     """
     commands = [command] if isinstance(command, str) else list(command)
-    argv = ["vtysh", "--vty_socket", str(run_root / vm)]
+    return query(vtysh_argv(run_root / vm, commands), f"vtysh {command!r} on {vm}", timeout)
+
+
+def vtysh_argv(run_dir: Path, commands: Sequence[str] = ()) -> list[str]:
+    """vtysh on the instance of ``run_dir`` (where every daemon has its vty): interactive,
+    or running ``commands`` in one session, in order."""
+    argv = ["vtysh", "--vty_socket", str(run_dir)]
     for line in commands:
         argv += ["-c", line]
-    return query(argv, f"vtysh {command!r} on {vm}", timeout)
+    return argv
