@@ -37,7 +37,7 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from routeflow.controller import ofcodec, ofwire
-from routeflow.flows.model import CONTROLLER, DEC_TTL, Flow, Group, group, match, output, set_field
+from routeflow.model import CONTROLLER, DEC_TTL, Flow, Group, group, match, output, set_field
 from routeflow.protocol.messages import TableMod
 
 REPLY_BYTES = 65535  # OVS fills multipart replies up to the 16-bit message length

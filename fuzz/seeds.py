@@ -16,8 +16,24 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from routeflow.controller import ofcodec
-from routeflow.flows.model import CONTROLLER, DEC_TTL, POP_VLAN, PUSH_VLAN, Flow, Group, group, match, output, set_field
-from routeflow.model import Fib, Interface, Neighbour, NextHop, PortDesc, Route
+from routeflow.model import (
+    CONTROLLER,
+    DEC_TTL,
+    POP_VLAN,
+    PUSH_VLAN,
+    Fib,
+    Flow,
+    Group,
+    Interface,
+    Neighbour,
+    NextHop,
+    PortDesc,
+    Route,
+    group,
+    match,
+    output,
+    set_field,
+)
 from routeflow.protocol import lldp, mapping
 from routeflow.protocol.messages import (
     PROTOCOL_VERSION,

@@ -65,8 +65,8 @@ from routeflow.config.schema import Config
 from routeflow.controller import ofwire
 from routeflow.controller.classify import traffic_kind
 from routeflow.errors import ConfigError
-from routeflow.flows.model import Flow
 from routeflow.lab.topology import load_topology, parse_topology
+from routeflow.model import Flow
 from routeflow.protocol import codec, lldp, mapping
 from routeflow.protocol.messages import (
     ACCEPTED,

@@ -59,8 +59,7 @@ from typing import Any
 
 import yaml
 
-from routeflow.flows.model import FlowKey
-from routeflow.model import Fib, Interface, Neighbour, NextHop, PortDesc, Route
+from routeflow.model import Fib, FlowKey, Interface, Neighbour, NextHop, PortDesc, Route
 from routeflow.protocol.messages import (
     ControllerStats,
     DatapathJoin,

@@ -21,8 +21,7 @@ import pytest
 from tests.fakeserver import FakeServer
 from tests.processes import sh, stop_process
 
-from routeflow.flows.model import CONTROLLER, DEC_TTL, Flow, Group, group, match, output, set_field
-from routeflow.model import PortDesc
+from routeflow.model import CONTROLLER, DEC_TTL, Flow, Group, PortDesc, group, match, output, set_field
 from routeflow.protocol import auth, mapping
 from routeflow.protocol.messages import (
     PROTOCOL_VERSION,

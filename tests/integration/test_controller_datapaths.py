@@ -26,7 +26,7 @@ from tests.integration.test_client import wait_until
 from tests.integration.test_controller import start_controller
 from tests.processes import sh, stop_process
 
-from routeflow.flows.model import Flow, match, output
+from routeflow.model import Flow, match, output
 from routeflow.protocol import auth
 from routeflow.protocol.messages import (
     PROTOCOL_VERSION,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from routeflow.flows.model import Flow, Table
+from routeflow.model import Flow, Table
 
 
 @dataclass

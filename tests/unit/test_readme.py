@@ -15,9 +15,8 @@ import yaml
 from routeflow.cli import render
 from routeflow.config.loader import load_config
 from routeflow.flows.compiler import compile_datapath
-from routeflow.flows.model import format_flow
 from routeflow.lab.topology import load_topology
-from routeflow.model import Fib, Interface, Neighbour, NextHop, PortDesc, Route
+from routeflow.model import Fib, Interface, Neighbour, NextHop, PortDesc, Route, format_flow
 from routeflow.operator_client import OperatorClient
 from routeflow.server.nib import Nib
 from routeflow.server.status import status_document

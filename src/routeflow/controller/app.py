@@ -64,7 +64,7 @@ from routeflow.controller.ports import DatapathPorts
 from routeflow.controller.relay import SlowPath
 from routeflow.controller.settings import ControllerSettings
 from routeflow.controller.switch import error_text, flows_in, groups_in, hang_up, peer, port_desc, switch_certificate
-from routeflow.flows.model import Flow, Group
+from routeflow.model import Flow, Group
 from routeflow.protocol import pki
 from routeflow.protocol.codec import RemoteProtocolError
 from routeflow.protocol.messages import (

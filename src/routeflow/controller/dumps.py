@@ -17,7 +17,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from routeflow.flows.model import Flow, Group
+from routeflow.model import Flow, Group
 from routeflow.protocol.messages import TableDump, parts
 
 LOG = logging.getLogger("routeflow.controller")

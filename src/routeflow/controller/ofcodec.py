@@ -1,6 +1,6 @@
 """Switch-neutral flows and groups <-> os-ken OpenFlow 1.3 messages. Pure: no I/O.
 
-Encoding turns :class:`~routeflow.flows.model.Flow`, :class:`FlowKey` and
+Encoding turns :class:`~routeflow.model.Flow`, :class:`FlowKey` and
 :class:`Group` into ``OFPFlowMod``/``OFPGroupMod`` objects; decoding turns the
 ``OFPFlowStats``/``OFPGroupDescStats`` of a table dump back into them. The
 round trip is exact for everything the flow compiler emits, so the server can
@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from routeflow.flows.model import Action, Flow, FlowKey, Group, Match
+from routeflow.model import Action, Flow, FlowKey, Group, Match
 from routeflow.protocol.messages import TableMod
 
 #: Cookie of every flow routeflow installs ("RF" in the top bytes), so a dump

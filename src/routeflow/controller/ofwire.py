@@ -45,7 +45,7 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from routeflow.controller import ofcodec
-from routeflow.flows.model import Action, Flow, FlowKey, Group, Match
+from routeflow.model import Action, Flow, FlowKey, Group, Match
 from routeflow.protocol.messages import TableMod
 
 LOG = logging.getLogger(__name__)

@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING, Any
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
 from routeflow.controller import ofcodec, ofwire
-from routeflow.flows.model import Flow, Group
-from routeflow.model import PortDesc
+from routeflow.model import Flow, Group, PortDesc
 from routeflow.protocol import pki
 
 if TYPE_CHECKING:  # os-ken's controller module is imported after its app manager, by the app

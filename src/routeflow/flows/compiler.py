@@ -17,24 +17,28 @@ from typing import Iterable, Iterator, Mapping, NamedTuple
 
 from routeflow.config.schema import Config, RoutingPlane, VmConfig
 from routeflow.flows import pipeline as P
-from routeflow.flows.model import (
+from routeflow.model import (
     CONTROLLER,
     DEC_TTL,
     POP_VLAN,
     PUSH_VLAN,
     VID_PRESENT,
     Action,
+    Fib,
     Flow,
     FlowKey,
     Group,
+    Interface,
     Match,
+    Neighbour,
+    PortDesc,
+    Route,
     Table,
     group,
     match,
     output,
     set_field,
 )
-from routeflow.model import Fib, Interface, Neighbour, PortDesc, Route
 from routeflow.protocol import lldp, mapping
 
 ETH_TYPE_IPV4 = 0x0800

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping, TypeVar
 
-from routeflow.flows.model import Flow, FlowKey, Group, Table, format_flow, format_group
+from routeflow.model import Flow, FlowKey, Group, Table, format_flow, format_group
 from routeflow.protocol.messages import TableMod
 
 K = TypeVar("K")

@@ -27,8 +27,7 @@ from routeflow.flows.compiler import (
     route_flow,
     usable_nics,
 )
-from routeflow.flows.model import Action, Flow, FlowKey, Group, Table
-from routeflow.model import Interface, Neighbour, NextHop, PortDesc, Route
+from routeflow.model import Action, Flow, FlowKey, Group, Interface, Neighbour, NextHop, PortDesc, Route, Table
 
 Buckets = tuple[tuple[Action, ...], ...]
 

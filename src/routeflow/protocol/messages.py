@@ -19,8 +19,19 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
-from routeflow.flows.model import Flow, FlowKey, Group
-from routeflow.model import Fib, IfName, Interface, IpAddress, IpWithLength, Neighbour, PortDesc, Route
+from routeflow.model import (
+    Fib,
+    Flow,
+    FlowKey,
+    Group,
+    IfName,
+    Interface,
+    IpAddress,
+    IpWithLength,
+    Neighbour,
+    PortDesc,
+    Route,
+)
 
 #: Bumped on any incompatible change to the message set.
 PROTOCOL_VERSION = 2

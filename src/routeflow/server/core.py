@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from routeflow.config.schema import Config, RoutingPlane, VmConfig
 from routeflow.flows.diff import apply_changes, diff_tables, is_empty, split_table_mod
 from routeflow.flows.incremental import IncrementalCompiler
-from routeflow.flows.model import FlowKey, Table
+from routeflow.model import FlowKey, Table
 from routeflow.protocol.messages import (
     DatapathJoin,
     DatapathLeave,

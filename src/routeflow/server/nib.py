@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 
 from routeflow.config.schema import Config, RoutingPlane
 from routeflow.flows.compiler import Unresolved, compile_rfvs
-from routeflow.flows.model import Table
-from routeflow.model import Fib, Interface, Neighbour, NextHop, PortDesc, Route
+from routeflow.model import Fib, Interface, Neighbour, NextHop, PortDesc, Route, Table
 from routeflow.protocol.messages import FibAudit, FibDelta
 
 

@@ -7,8 +7,7 @@ from typing import Any, Callable, Iterable, Mapping
 from routeflow.config.schema import Config
 from routeflow.flows.compiler import GroupTable, datapath_flows
 from routeflow.flows.diff import TableComparison
-from routeflow.flows.model import format_flow, format_group
-from routeflow.model import Fib, PortDesc
+from routeflow.model import Fib, PortDesc, format_flow, format_group
 from routeflow.protocol.messages import ControllerStats
 from routeflow.server.nib import Nib, Retry, VmState
 

@@ -19,8 +19,7 @@ from routeflow.controller import ofcodec, ofwire
 from routeflow.controller.app import RouteFlowController
 from routeflow.controller.settings import ControllerSettings
 from routeflow.controller.switch import error_text
-from routeflow.flows.model import CONTROLLER, Flow, Group, match, output
-from routeflow.model import PortDesc
+from routeflow.model import CONTROLLER, Flow, Group, PortDesc, match, output
 from routeflow.protocol import lldp, mapping
 from routeflow.protocol.codec import RemoteProtocolError
 from routeflow.protocol.messages import (

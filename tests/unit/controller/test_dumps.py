@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from routeflow.controller.dumps import DUMP_PART, DUMP_TIMEOUT, TableDumps
-from routeflow.flows.model import CONTROLLER, Flow, Group, match, output
+from routeflow.model import CONTROLLER, Flow, Group, match, output
 from routeflow.protocol.messages import TableDump
 
 S1, S2 = 0x1, 0x2

@@ -10,20 +10,25 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 from routeflow.config.schema import Config, Trunk, VmConfig, VmInterface
 from routeflow.controller import ofcodec
 from routeflow.flows.compiler import compile_datapath, compile_rfvs
-from routeflow.flows.model import (
+from routeflow.model import (
     CONTROLLER,
     DEC_TTL,
     POP_VLAN,
     PUSH_VLAN,
+    Fib,
     Flow,
     FlowKey,
     Group,
+    Interface,
+    Neighbour,
+    NextHop,
+    PortDesc,
+    Route,
     group,
     match,
     output,
     set_field,
 )
-from routeflow.model import Fib, Interface, Neighbour, NextHop, PortDesc, Route
 from routeflow.protocol.messages import TableMod
 
 DP = ofcodec.STANDALONE

@@ -26,7 +26,7 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from routeflow.controller import ofcodec, ofwire
-from routeflow.flows.model import (
+from routeflow.model import (
     CONTROLLER,
     DEC_TTL,
     POP_VLAN,

@@ -1,7 +1,7 @@
 import pytest
 
 from routeflow.flows.diff import describe_differences, diff_tables, is_empty
-from routeflow.flows.model import CONTROLLER, Flow, Group, Table, format_flow, match, output
+from routeflow.model import CONTROLLER, Flow, Group, Table, format_flow, match, output
 
 
 def table(*flows: Flow, groups=()) -> Table:

@@ -3,8 +3,20 @@ import struct
 import msgspec
 import pytest
 
-from routeflow.flows.model import CONTROLLER, Flow, FlowKey, Group, match, output
-from routeflow.model import Fib, Interface, Neighbour, NextHop, PortDesc, Route
+from routeflow.model import (
+    CONTROLLER,
+    Fib,
+    Flow,
+    FlowKey,
+    Group,
+    Interface,
+    Neighbour,
+    NextHop,
+    PortDesc,
+    Route,
+    match,
+    output,
+)
 from routeflow.protocol import codec, mapping
 from routeflow.protocol.messages import (
     PROTOCOL_VERSION,
