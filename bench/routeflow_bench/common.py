@@ -3,16 +3,22 @@ plain OVS bridges (the baselines) and the check that nothing is left behind."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
+import shutil
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from routeflow.harness import stack_lock as harness_stack_lock
+from routeflow.lab.network import Lab
+from routeflow.lab.topology import Endpoint, Host, Link, Switch, Topology
 from routeflow_bench.parse import parse_flow_count, parse_proc_status_kb
 
 if TYPE_CHECKING:
@@ -76,10 +82,6 @@ def sh(argv: Sequence[str], check: bool = True, timeout: float | None = 60, **kw
     return proc.stdout
 
 
-def netns_exec(ns: str, *argv: str) -> list[str]:
-    return ["ip", "netns", "exec", ns, *argv]
-
-
 def flow_count(bridge: str, match: str = "") -> int:
     """Flows on an OVS bridge matching ``match`` (e.g. ``table=1``), straight from the switch."""
     argv = ["ovs-ofctl", "-O", "OpenFlow13", "dump-aggregate", bridge]
@@ -141,63 +143,39 @@ class BaselineHost:
 
 
 class PlainBridge:
-    """An OVS userspace (netdev) bridge, OpenFlow 1.3, fail-mode secure, optionally a controller
-    and hosts in namespaces plugged into numbered ports; removed with everything it made."""
+    """An OVS bridge and hosts on numbered ports, built by the lab builder
+    (:class:`routeflow.lab.network.Lab`: userspace datapath, OpenFlow 1.3, fail-mode secure),
+    under ``controller`` or none (flows added by hand), and removed with everything it made.
+    Its resources are recorded in a state file of its own, so it stands beside a running stack's lab.
+    """
 
     def __init__(self, name: str, hosts: Sequence[BaselineHost] = (), controller: str | None = None,
                  dpid: int | None = None) -> None:
         assert name.startswith(PREFIX)
         self.name = name
-        self.hosts = list(hosts)
-        self.controller = controller
-        self.dpid = dpid
+        # Without a dpid, one from the name: only a controller tells bridges apart by it.
+        switch = Switch(name, dpid if dpid is not None else int.from_bytes(name.encode()[-8:], "big"), controller)
+        topology = Topology(
+            (switch,),
+            tuple(Host(h.name, (ipaddress.ip_interface(h.address),)) for h in hosts),
+            tuple(Link(f"{name}-{h.name}", Endpoint(name, h.port), Endpoint(h.name)) for h in hosts),
+            source=f"benchmark baseline {name}")
+        self._state = Path(tempfile.mkdtemp(prefix=f"{name}-")) / "lab.json"
+        self._lab = Lab(topology, self._state)
 
     def __enter__(self) -> PlainBridge:
-        try:
-            self.create()
-        except BaseException:
-            self.remove()
-            raise
+        asyncio.run(self._lab.start())  # removes what it made if it fails
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.remove()
-
-    def veth(self, host: BaselineHost) -> str:
-        return f"{PREFIX}v{host.port}{self.name[-1]}"
-
-    def create(self) -> None:
-        argv = ["ovs-vsctl", "add-br", self.name, "--", "set", "Bridge", self.name, "datapath_type=netdev",
-                "fail_mode=secure", "protocols=OpenFlow13", "other-config:disable-in-band=true"]
-        if self.dpid is not None:
-            argv.append(f"other-config:datapath-id={self.dpid:016x}")
-        sh(argv)
-        if self.controller:
-            sh(["ovs-vsctl", "set-controller", self.name, self.controller])
-        for host in self.hosts:
-            root, peer = self.veth(host), f"{PREFIX}p{host.port}{self.name[-1]}"
-            sh(["ip", "netns", "add", host.name])
-            sh(["ip", "link", "add", root, "type", "veth", "peer", "name", peer])
-            sh(["ip", "link", "set", peer, "netns", host.name])
-            sh(netns_exec(host.name, "ip", "link", "set", peer, "name", "eth0"))
-            sh(netns_exec(host.name, "ip", "addr", "add", host.address, "dev", "eth0"))
-            sh(netns_exec(host.name, "ip", "link", "set", "eth0", "up"))
-            sh(netns_exec(host.name, "ip", "link", "set", "lo", "up"))
-            sh(["ip", "link", "set", root, "up"])
-            sh(["ovs-vsctl", "add-port", self.name, root, "--", "set", "Interface", root,
-                f"ofport_request={host.port}"])
+        asyncio.run(self._lab.stop())
+        shutil.rmtree(self._state.parent, ignore_errors=True)
 
     def add_flows_text(self, text: str, bundle: bool = False) -> None:
         """``ovs-ofctl add-flows`` from text; ``bundle``: as one OpenFlow bundle (one transaction,
         about ten times faster for 100k flows than one flow-mod at a time)."""
         sh(["ovs-ofctl", "-O", "OpenFlow13", *(["--bundle"] if bundle else []), "add-flows", self.name, "-"],
            input=text, timeout=3600)
-
-    def remove(self) -> None:
-        sh(["ovs-vsctl", "--if-exists", "del-br", self.name], check=False)
-        for host in self.hosts:
-            sh(["ip", "link", "del", self.veth(host)], check=False)
-            sh(["ip", "netns", "del", host.name], check=False)
 
 
 def timed_verify(stack: Stack, timeout: float) -> float:

@@ -249,7 +249,7 @@ class Stack:
     def start_controller(self) -> None:
         # The switches' ssl: targets need a controller that speaks TLS (and only TLS).
         targets = [s.controller for s in self.topology.switches] + [self.config.rfvs.controller]
-        tls = ["--tls"] if any(t.startswith("ssl:") for t in targets) else []
+        tls = ["--tls"] if any((t or "").startswith("ssl:") for t in targets) else []
         self.controller = self._spawn("controller", "controller", "--server", self.server_address,
                                       "--listen-port", str(self.of_port), *tls)
 

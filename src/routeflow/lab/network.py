@@ -182,7 +182,7 @@ class Lab(Lifecycle):
         for router in self.plan.routers:
             for ifname, addresses in router.addresses:
                 await links.add_addresses(router.netns, ifname, addresses)
-        if any(bridge.controller.startswith("ssl:") for bridge in self.plan.bridges):
+        if any(bridge.tls for bridge in self.plan.bridges):
             self.record.add(Resource("ssl", "openvswitch", "lab"))
             await ovs.set_switch_credential(self.keys)
         for bridge in self.plan.bridges:

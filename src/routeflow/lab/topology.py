@@ -74,7 +74,8 @@ class Switch:
 
     name: str
     dpid: int
-    controller: str = DEFAULT_CONTROLLER
+    #: None: no controller (a baseline switch whose flows are added by hand; not in topology files).
+    controller: str | None = DEFAULT_CONTROLLER
     #: The port cabled to the RFVS for the data-plane slow path (None: no trunk).
     trunk: int | None = None
 

@@ -135,7 +135,7 @@ class VirtualEnvironment(Lifecycle):
                  len(kept - {RFVS}))
 
     async def _add_bridge(self) -> None:
-        if self.plan.bridge.controller.startswith("ssl:"):
+        if self.plan.bridge.tls:
             self.record.add(Resource("ssl", "openvswitch", RFVS))
             await ovs.set_switch_credential(self.keys)
         self.record.add(Resource("bridge", self.plan.bridge.name, RFVS))
@@ -144,7 +144,7 @@ class VirtualEnvironment(Lifecycle):
 
     def _bridge_digest(self) -> str:
         # The TLS credential Open vSwitch presents comes from the key directory.
-        ssl = self.plan.bridge.controller.startswith("ssl:")
+        ssl = self.plan.bridge.tls
         return digest((self.plan.bridge, str(self.keys) if ssl else None))
 
     def _record_plan(self, owner: str, parts: dict[str, str]) -> None:

@@ -34,17 +34,23 @@ class OvsError(VnetError):
 
 @dataclass(frozen=True)
 class BridgeSpec:
-    """An OpenFlow 1.3 bridge under one controller, with ports to add."""
+    """An OpenFlow 1.3 bridge under one controller (None: none, its flows are added by
+    hand), with ports to add."""
 
     name: str
     dpid: int
-    controller: str
+    controller: str | None
     #: ``(interface name, OpenFlow port number or None for any)``
     ports: tuple[tuple[str, int | None], ...] = ()
     #: Patch ports to other bridges of this Open vSwitch: ``(name, OpenFlow port
     #: number or None, peer port name)``. The peer may be created later, by
     #: another party: the link comes up when both ends exist.
     patches: tuple[tuple[str, int | None, str], ...] = ()
+
+    @property
+    def tls(self) -> bool:
+        """Its controller target is ``ssl:`` (the switch needs Open vSwitch's TLS credential)."""
+        return self.controller is not None and self.controller.startswith("ssl:")
 
 
 def add_bridge_argv(spec: BridgeSpec) -> list[str]:
@@ -59,11 +65,14 @@ def add_bridge_argv(spec: BridgeSpec) -> list[str]:
         f"other-config:datapath-id={spec.dpid:016x}",
         # No hidden in-band flows: the flow table is exactly what the controller installs.
         "other-config:disable-in-band=true",
-        "--", "--id=@c", "create", "Controller", f'target="{spec.controller}"',
-        f"max_backoff={CONTROLLER_MAX_BACKOFF_MS}",
-        f"inactivity_probe={CONTROLLER_INACTIVITY_PROBE_MS}",
-        "--", "set", "Bridge", spec.name, "controller=@c",
     ]
+    if spec.controller is not None:
+        argv += [
+            "--", "--id=@c", "create", "Controller", f'target="{spec.controller}"',
+            f"max_backoff={CONTROLLER_MAX_BACKOFF_MS}",
+            f"inactivity_probe={CONTROLLER_INACTIVITY_PROBE_MS}",
+            "--", "set", "Bridge", spec.name, "controller=@c",
+        ]
     for ifname, ofport in spec.ports:
         argv += add_port_argv(spec.name, ifname, ofport)
     for name, ofport, peer in spec.patches:

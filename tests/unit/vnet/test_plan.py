@@ -93,6 +93,13 @@ def test_bridge_is_one_transaction():
     assert add_port_argv("rfvs", "rA-eth1") == ["--", "add-port", "rfvs", "rA-eth1"]
 
 
+def test_a_bridge_without_a_controller_has_no_controller_row():
+    spec = BridgeSpec("bnb-t1", 0x1, None, (("bnb-t1-p1", 1),))
+    argv = add_bridge_argv(spec)
+    assert "fail_mode=secure" in argv and "Controller" not in argv and "controller=@c" not in argv
+    assert not spec.tls and BridgeSpec("sA", 0x1, "ssl:127.0.0.1:6653").tls
+
+
 def test_a_trunk_on_a_host_nic_puts_that_nic_on_the_rfvs():
     config = parse_config({"vms": [{"name": "rA", "dpid": 1, "engine": "none", "interfaces": [{"name": "eth1", "port": 1}],
                                     "trunk": {"port": 48, "rfvs_interface": "enp3s0"}}]})
