@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from routeflow.check import engines
 from routeflow.cli import EXIT_OK, EXIT_USAGE, main
-from routeflow.config import engines
 
 CONFIG = """\
 vms:

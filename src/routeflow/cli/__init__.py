@@ -290,7 +290,7 @@ def _report_failure(exc: Exception, code: int, as_json: bool) -> None:
         return
     document: dict[str, Any] = {"error": str(exc), "exit_code": code}
     if isinstance(exc, ConfigError):
-        from routeflow.config.semantics import Finding
+        from routeflow.check.semantics import Finding
 
         document["errors"] = [Finding(exc.file, field, reason).as_json() for field, reason in exc.problems]
     render.print_json(document)
@@ -356,7 +356,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from routeflow.config.check import check
+    from routeflow.check.report import check
 
     report = check(args.file, lab=args.lab, as_topology=args.topology)
     if args.json:

@@ -5,9 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from routeflow.config.frr_daemons import needed_daemons
-from routeflow.config.loader import load_config, parse_config
-from routeflow.config.semantics import (
+from routeflow.check.semantics import (
     Findings,
     bird_errors,
     bird_version,
@@ -18,6 +16,8 @@ from routeflow.config.semantics import (
     kind_hint,
     vtysh_errors,
 )
+from routeflow.config.frr_daemons import needed_daemons
+from routeflow.config.loader import load_config, parse_config
 from routeflow.errors import ConfigError
 from routeflow.lab.topology import load_topology, parse_topology
 from routeflow.vnet.bird import bird_conf

@@ -4,7 +4,7 @@ An ``engine_config`` is rendered as routeflow runs it (:func:`routeflow.vnet.eng
 routeflow's own lines, then the engine_config), written to a private temporary directory
 (0700, the file 0600: it holds the engine's passwords) and handed to the engine's own
 parser: ``bird -p`` (parse only) for BIRD, ``vtysh --dryrun`` for FRR. Their messages are
-read by :mod:`routeflow.config.semantics`, which maps their line numbers back to the
+read by :mod:`routeflow.check.semantics`, which maps their line numbers back to the
 engine_config's. An engine that is not installed here is a warning, not an error: the
 config may be meant for another host.
 """
@@ -18,9 +18,9 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from routeflow.config import semantics
+from routeflow.check import semantics
+from routeflow.check.semantics import Findings
 from routeflow.config.schema import Engine
-from routeflow.config.semantics import Findings
 from routeflow.private import private_dir, write_private
 from routeflow.vnet import bird
 from routeflow.vnet.engine import plan_engine

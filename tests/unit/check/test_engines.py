@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from routeflow.config import engines
-from routeflow.config.semantics import Findings
+from routeflow.check import engines
+from routeflow.check.semantics import Findings
 from routeflow.vnet import bird
 
 ENGINE_CONFIG = "router id 10.0.0.1;\nprotocol device {}\nprotocol kernel { ipv4 { export all; } }\n"

@@ -3,8 +3,8 @@ for what they mean as well as their syntax.
 
 The syntax is :func:`~routeflow.config.loader.parse_config`'s and
 :func:`~routeflow.lab.topology.parse_topology`'s; the meaning is
-:mod:`routeflow.config.semantics` (pure: daemons, config against topology) and
-:mod:`routeflow.config.engines` (each engine_config parsed by its engine).
+:mod:`routeflow.check.semantics` (pure: daemons, config against topology) and
+:mod:`routeflow.check.engines` (each engine_config parsed by its engine).
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from routeflow.config import engines, semantics
+from routeflow.check import engines, semantics
+from routeflow.check.semantics import Finding, Findings
 from routeflow.config.loader import parse_config
 from routeflow.config.safe_yaml import read_yaml
 from routeflow.config.schema import Config, Engine, VmConfig
-from routeflow.config.semantics import Finding, Findings
 from routeflow.errors import ConfigError
 from routeflow.lab.topology import Router, Topology, parse_topology
 

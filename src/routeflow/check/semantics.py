@@ -7,7 +7,7 @@ Nothing here runs a program or touches the system. It finds:
 - a config checked as a topology, or the other way round (:func:`kind_hint`);
 - what an engine's own parser said about a rendered config, with its line numbers mapped
   back to the ``engine_config`` (:func:`bird_errors`, :func:`vtysh_errors`), for
-  :mod:`routeflow.config.engines`, which runs the parsers.
+  :mod:`routeflow.check.engines`, which runs the parsers.
 
 Each finding names a file, a field and a reason, like a
 :class:`~routeflow.errors.ConfigError` line.
