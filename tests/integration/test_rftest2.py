@@ -17,6 +17,7 @@ import sys
 import time
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from tests.integration.scenarios import (
     cut_reroutes_and_restores,
     kill_daemon_under_ping,
@@ -119,8 +120,37 @@ def test_rftest2_ecmp_uses_both_equal_cost_paths(rftest2):
     assert sum(sent.values()) >= 200 and min(sent.values()) >= 20, sent
 
 
+def _samples(stack: Stack) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = stack.http("/metrics").decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+#: sA's port 3, cabled to sB: what the A-B cut takes down.
+SA_PORT3 = ("routeflow_port_status", (("dp_id", "0x1"), ("dp_name", "rA"), ("port", "3"), ("port_name", "sA-p3")))
+
+
 def test_rftest2_link_cut_reroutes_and_restores(rftest2):
-    cut_reroutes_and_restores(rftest2)
+    """...and the operator's HTTP surface follows: the REST API lists the switches, the
+    port's metric turns 0 during the cut and 1 after, and the events say so."""
+    datapaths = {d["dpid"]: d for d in rftest2.api("/datapaths")["datapaths"]}
+    assert all(datapaths[f"{i:#x}"]["connected"] for i in range(1, 5)) and len(datapaths) == 5
+    routes = rftest2.api("/vms/rA/routes?q=172.31.4.0")["routes"]
+    assert [r["prefix"] for r in routes] == ["172.31.4.0/24"]
+    assert rftest2.api("/openapi.json")["openapi"].startswith("3.")
+    before = _samples(rftest2)
+    assert before[SA_PORT3] == 1 and before[("routeflow_vm_client_connected", (("vm", "rA"),))] == 1
+    since = rftest2.api("/events")["last"]
+    during: dict = {}
+    cut_reroutes_and_restores(rftest2, while_cut=lambda: during.update(_samples(rftest2)))
+    assert during[SA_PORT3] == 0
+    wait_for(lambda: _samples(rftest2)[SA_PORT3] == 1, 10, 0.2)
+    kinds = {(e["kind"], e["dpid"]) for e in rftest2.api(f"/events?since={since}")["events"]}
+    assert {("port_down", "0x1"), ("port_up", "0x1"), ("routes", None)} <= kinds
+    after = _samples(rftest2)
+    dp = (("dp_id", "0x1"), ("dp_name", "rA"))
+    assert after[("routeflow_flow_mods_sent_total", dp)] > before[("routeflow_flow_mods_sent_total", dp)]
+    assert after[("routeflow_route_to_flow_seconds_count", ())] > before[("routeflow_route_to_flow_seconds_count", ())]
 
 
 def test_rftest2_silent_link_failure_reroutes_and_restores(rftest2):
