@@ -25,6 +25,7 @@ from typing import Any, NoReturn, Sequence
 
 from routeflow.cli import render
 from routeflow.client import add_audit_option, add_keys_option
+from routeflow.config.schema import DEFAULT_HTTP
 from routeflow.errors import ConfigError
 from routeflow.lab.topology import LINK_STATES
 from routeflow.operator_client import ServerUnreachable
@@ -233,6 +234,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                    help="retry until clean or this many seconds have passed")
 
+    p = sub.add_parser("events", help="what the server saw happen: switches, ports, links, peers, routes")
+    p.add_argument("--http", default=DEFAULT_HTTP, metavar="HOST:PORT",
+                   help=f"the server's HTTP surface (its http.listen; default {DEFAULT_HTTP})")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing events as they happen")
+    p.add_argument("--since", type=int, default=0, metavar="N", help="only events after number N")
+    p.add_argument("--json", action="store_true", help="one JSON object a line")
+
     vm = sub.add_parser("vm", help="a VM of the running server")
     vm.add_argument("name", metavar="NAME", help="the VM's name in the config")
     vm_sub = vm.add_subparsers(dest="vm_command", required=True)
@@ -336,6 +344,8 @@ def _run(args: argparse.Namespace) -> int:
         return render.status(args.server, as_json=args.json, flows=args.flows, routes=args.routes, keys=args.keys)
     if args.command == "verify":
         return render.verify(args.server, as_json=args.json, wait=args.wait, keys=args.keys)
+    if args.command == "events":
+        return render.events(args.http, args.since, args.follow, args.json)
     if args.command == "vm":
         from routeflow import vmshell
 

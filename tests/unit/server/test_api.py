@@ -208,3 +208,34 @@ def test_http_config_is_checked_where_it_is_read(tmp_path):
 
 
 CONFIG_VMS = [{"name": "rA", "dpid": 1, "engine": "none", "interfaces": [{"name": "eth1", "port": 1}]}]
+
+
+def test_status_says_where_the_http_surface_is(capsys):
+    from routeflow.cli import render
+
+    document = asyncio.run(filled_server().status(detail=False))
+    assert document["server"]["http"] == "127.0.0.1:8080"
+    render._print_status(document, flows=False, routes=False)
+    out = capsys.readouterr().out
+    assert "HTTP: REST API http://127.0.0.1:8080/api/v1/, metrics http://127.0.0.1:8080/metrics" in out
+
+
+def test_the_operator_reads_events_through_the_api_and_is_told_when_it_cannot(capsys):
+    from routeflow.cli import main
+    from routeflow.operator_client import ServerUnreachable, events
+
+    async def check(client, server):
+        server.events.record("datapath_up", "datapath 0x1 connected with 2 ports", dpid=1)
+        server.events.record("port_down", "datapath 0x1 port 2 (s1-eth2) down", dpid=1)
+        http = f"127.0.0.1:{client.server.port}"
+        loop = asyncio.get_running_loop()
+        got = await loop.run_in_executor(None, lambda: list(events(http, since=1)))
+        assert [e["kind"] for e in got] == ["port_down"]
+        code = await loop.run_in_executor(None, main, ["events", "--http", http])
+        assert code == 0
+    served(check)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == ["1", "2"] and "port_down" in lines[1]
+    with pytest.raises(ServerUnreachable, match="http://127.0.0.1:9"):
+        list(events("127.0.0.1:9"))
+    assert main(["events", "--http", "127.0.0.1:9"]) == 3
