@@ -239,3 +239,13 @@ def test_the_operator_reads_events_through_the_api_and_is_told_when_it_cannot(ca
     with pytest.raises(ServerUnreachable, match="http://127.0.0.1:9"):
         list(events("127.0.0.1:9"))
     assert main(["events", "--http", "127.0.0.1:9"]) == 3
+
+
+def test_streamed_structs_are_the_entries_status_gives():
+    import msgspec
+
+    from routeflow.server.status import neighbour_entry, route_entry
+
+    for route in (*FIB.routes[:3], Route("0.0.0.0/0", type="blackhole")):
+        assert msgspec.json.decode(msgspec.json.encode(route)) == route_entry(route)
+    assert msgspec.json.decode(msgspec.json.encode(FIB.neighbours[0])) == neighbour_entry(FIB.neighbours[0])
