@@ -276,9 +276,7 @@ async def _status(request: web.Request) -> web.Response:
 
 async def _metrics(request: web.Request) -> web.Response:
     server = _server(request)
-    for role, count in server.peer_counts().items():
-        server.metrics.peers_connected.labels(role).set(count)
-    body = server.metrics.exposition(await server.controller_stats())
+    body = server.metrics.exposition(await server.controller_stats(), server.peer_counts())
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 

@@ -68,9 +68,12 @@ class ServerMetrics:
                 self.route_to_flow.observe(max(0.0, now - since))
         self._pending.clear()
 
-    def exposition(self, stats: ControllerStats | None) -> bytes:
-        """The text exposition, with the controller's counters of this scrape (None: unreachable)."""
+    def exposition(self, stats: ControllerStats | None, peers: dict[str, int]) -> bytes:
+        """The text exposition, with the controller's counters of this scrape (None: unreachable)
+        and the RF-protocol peers connected now, by role."""
         self._nib_collector.stats = stats
+        for role, count in peers.items():
+            self.peers_connected.labels(role).set(count)
         return generate_latest(self.registry)
 
 

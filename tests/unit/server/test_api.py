@@ -249,3 +249,23 @@ def test_streamed_structs_are_the_entries_status_gives():
     for route in (*FIB.routes[:3], Route("0.0.0.0/0", type="blackhole")):
         assert msgspec.json.decode(msgspec.json.encode(route)) == route_entry(route)
     assert msgspec.json.decode(msgspec.json.encode(FIB.neighbours[0])) == neighbour_entry(FIB.neighbours[0])
+
+
+def test_the_grafana_dashboard_queries_only_metrics_the_server_exposes():
+    import re
+    from pathlib import Path
+
+    dashboard = json.loads((Path(__file__).resolve().parents[3] / "contrib/grafana/routeflow-dashboard.json").read_text())
+    queried = {name for panel in dashboard["panels"] for target in panel["targets"]
+               for name in re.findall(r"\b(routeflow_\w+)", target["expr"])}
+
+    async def check(client, server):
+        server.metrics.fib_changed("rA", 1.0)
+        server.metrics.tables_sent(["rA"], 1.1)
+        server.metrics.peer_connections.labels("client").inc()
+        from routeflow.protocol.messages import ControllerStats
+        stats = ControllerStats(0, {1: 3}, {1: 2}, {1: {"arp": 3}}, {1: 0}, {1: 0})
+        text = server.metrics.exposition(stats, server.peer_counts()).decode()
+        exposed = {s.name for family in text_string_to_metric_families(text) for s in family.samples}
+        assert queried and queried <= exposed, queried - exposed
+    served(check)
