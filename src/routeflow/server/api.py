@@ -1,5 +1,6 @@
 """The operator's HTTP surface of the RF-Server: a read-only REST API, its OpenAPI
-document, and the Prometheus metrics (aiohttp, in the server's own event loop).
+document, the Prometheus metrics and the live web view (aiohttp, in the server's own
+event loop).
 
 Every resource is read from the NIB the moment it is asked for, through the same
 functions as ``routeflow status`` (:mod:`routeflow.server.status`), so the API, the CLI
@@ -57,6 +58,10 @@ COPY_CHUNK = 100_000
 SNAPSHOT_ATTEMPTS = 3
 #: Longest ``routeflow events --follow`` long poll.
 MAX_WAIT = 60.0
+#: Seconds between keepalive comments on an idle event stream.
+KEEPALIVE = 15.0
+#: The web view's files: a page, a script and a style sheet, served as they are.
+WEB = Path(__file__).with_name("web")
 _SERVER: web.AppKey[RFServer] = web.AppKey("server", object)  # type: ignore[arg-type]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -280,6 +285,34 @@ async def _metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
+async def _event_stream(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: each event as it is recorded (after ``since``, by default from
+    now), and a comment every :data:`KEEPALIVE` seconds so proxies keep the stream open."""
+    events = _server(request).events
+    try:
+        since = int(request.query.get("since", str(events.last_seq)))
+    except ValueError:
+        raise _error(400, "since must be an integer") from None
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    await response.prepare(request)
+    try:
+        while True:
+            await events.wait(since, KEEPALIVE)
+            found, _ = events.since(since)
+            if not found:
+                await response.write(b": keepalive\n\n")
+            for event in found:
+                await response.write(b"id: %d\ndata: %s\n\n" % (event.seq, msgspec.json.encode(event.as_json())))
+                since = event.seq
+    except ConnectionResetError:  # the browser left
+        pass
+    return response
+
+
+async def _index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(WEB / "index.html")
+
+
 async def _openapi(request: web.Request) -> web.Response:
     return _json(openapi_document(ENDPOINTS))
 
@@ -355,7 +388,10 @@ def build_app(server: RFServer, token: str | None = None) -> web.Application:
     for ep in ENDPOINTS:
         app.router.add_get(PREFIX + ep.path, ep.handler)
     app.router.add_get(PREFIX + "/openapi.json", _openapi)
+    app.router.add_get(PREFIX + "/events/stream", _event_stream)
     app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/", _index)
+    app.router.add_static("/static", WEB)
     return app
 
 
@@ -377,7 +413,9 @@ class HttpApi:
     def __init__(self, server: RFServer, config: HttpConfig) -> None:
         self.config = config
         token = read_token(config.token_file, server.config.source) if config.token_file else None
-        self._runner = web.AppRunner(build_app(server, token), access_log=None, handle_signals=False)
+        # An open event stream must not hold the server's exit for aiohttp's default 60 s.
+        self._runner = web.AppRunner(build_app(server, token), access_log=None, handle_signals=False,
+                                     shutdown_timeout=1.0)
 
     async def start(self) -> None:
         assert self.config.listen is not None

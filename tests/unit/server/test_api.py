@@ -269,3 +269,24 @@ def test_the_grafana_dashboard_queries_only_metrics_the_server_exposes():
         exposed = {s.name for family in text_string_to_metric_families(text) for s in family.samples}
         assert queried and queried <= exposed, queried - exposed
     served(check)
+
+
+def test_the_web_view_is_served_and_its_events_stream():
+    async def check(client, server):
+        page = await client.get("/")
+        assert page.status == 200 and "text/html" in page.content_type
+        body = await page.text()
+        assert 'src="/static/view.js"' in body and 'id="topology"' in body
+        for name, kind in (("view.js", "javascript"), ("view.css", "text/css")):
+            static = await client.get(f"/static/{name}")
+            assert static.status == 200 and kind in static.content_type
+        server.events.record("datapath_up", "before the stream")
+        stream = await client.get(PREFIX + "/events/stream")
+        assert stream.content_type == "text/event-stream"
+        server.events.record("port_down", "datapath 0x1 port 2 (s1-eth2) down", dpid=1)
+        lines = [await asyncio.wait_for(stream.content.readline(), 5) for _ in range(3)]
+        assert lines[0] == b"id: 2\n" and lines[2] == b"\n"
+        event = json.loads(lines[1].removeprefix(b"data: "))
+        assert event["kind"] == "port_down" and event["dpid"] == "0x1"
+        stream.close()
+    served(check)
