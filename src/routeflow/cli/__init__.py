@@ -212,6 +212,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = lab_sub.add_parser("down", help="remove everything the last `lab up` created")
     p.add_argument("--state", default=None)
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = lab_sub.add_parser("generate", help="write a partial-mesh scenario of any size: DIR/topology.yaml and "
+                                            "DIR/routeflow.yaml (FRR OSPF on every VM), for `routeflow demo DIR`")
+    p.add_argument("directory", metavar="DIR")
+    p.add_argument("--switches", type=int, required=True, help="how many switches (each with a host and a VM)")
+    p.add_argument("--degree", type=float, default=3.0, help="average links per switch (a ring is 2; default 3)")
+    p.add_argument("--seed", type=int, default=1, help="the chords' random seed (same seed, same files)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p = lab_sub.add_parser("link", help="cut, silence or restore a link (both ends)")
     p.add_argument("link", help="link name or endpoint, e.g. A-B or sA:3")
     p.add_argument("state_word", choices=LINK_STATES,
@@ -384,8 +391,8 @@ def _check(args: argparse.Namespace) -> int:
 def _lab(args: argparse.Namespace) -> int:
     from routeflow.lab import network
 
-    state = Path(args.state or network.DEFAULT_STATE)
-    document: dict[str, Any] = {"state_file": str(state)}
+    state = Path(getattr(args, "state", None) or network.DEFAULT_STATE)
+    document: dict[str, Any] = {} if args.lab_command == "generate" else {"state_file": str(state)}
     if args.lab_command == "up":
         topology = network.lab_up(args.topology, state_path=state)
         # What was made, by name: the topology file has the rest (router configs may hold secrets).
@@ -395,6 +402,17 @@ def _lab(args: argparse.Namespace) -> int:
             routers=[{"name": r.name, "engine": r.engine} for r in topology.routers],
             links=[{"name": link.name, "ends": [str(end) for end in link.ends]} for link in topology.links])
         text = f"lab {args.topology} is up"
+    elif args.lab_command == "generate":
+        from routeflow.lab.generate import write
+
+        try:
+            mesh = write(Path(args.directory), args.switches, args.degree, args.seed)
+        except ValueError as exc:
+            raise ConfigError("routeflow lab generate", [("arguments", str(exc))]) from None
+        document = {"directory": args.directory, "switches": mesh.switches, "links": len(mesh.links),
+                    "files": [str(Path(args.directory, f)) for f in ("topology.yaml", "routeflow.yaml")]}
+        text = (f"{args.directory}: {mesh.switches} switches, {len(mesh.links)} links between them; "
+                f"run it with: routeflow demo {args.directory}")
     elif args.lab_command == "link":
         link = network.set_link(args.link, args.state_word, state_path=state)
         document.update(link=link.name, ends=[str(end) for end in link.ends], state=args.state_word)
