@@ -1,17 +1,17 @@
-"""The rtnetlink decoder: routes and next-hop objects from raw bytes, malformed input ignored; links,
-addresses and neighbours through pyroute2, malformed ones rejected as ``Malformed``."""
+"""The netlink decoder: routes and next-hop objects from raw bytes, malformed input ignored; links,
+addresses and neighbours from raw bytes, malformed ones rejected as ``Malformed``."""
 
 from __future__ import annotations
 
 import socket
 import struct
+from typing import Any
 
 import msgspec
 import pytest
-from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 
-from routeflow.client import rtnetlink
-from routeflow.client.rtnetlink import KernelNextHop, KernelRoute, NexthopObject
+from routeflow.client import netlink
+from routeflow.client.netlink import ATTRIBUTE, KernelNextHop, KernelRoute, NexthopObject
 from routeflow.model import Interface
 
 RTM_NEWROUTE, RTM_DELROUTE = 24, 25
@@ -19,12 +19,12 @@ RTM_NEWROUTE, RTM_DELROUTE = 24, 25
 
 def test_truncated_and_foreign_messages():
     header = struct.pack("=IHHII", 16 + 4, RTM_NEWROUTE, 0, 0, 0)
-    assert rtnetlink.route(header + b"\0" * 4, 0, 20) is None
-    assert list(rtnetlink.messages(struct.pack("=IHHII", 99, 24, 0, 0, 0))) == []
+    assert netlink.route(header + b"\0" * 4, 0, 20) is None
+    assert list(netlink.messages(struct.pack("=IHHII", 99, 24, 0, 0, 0))) == []
     bridge = struct.pack("=IHHII", 28, RTM_NEWROUTE, 0, 0, 0) + struct.pack("=BBBBBBBBI", 7, 0, 0, 0, 254, 4, 0, 1, 0)
-    assert rtnetlink.route(bridge, 0, 28) is None  # AF_BRIDGE: not a family of ours
+    assert netlink.route(bridge, 0, 28) is None  # AF_BRIDGE: not a family of ours
     ipv6 = struct.pack("=IHHII", 28, RTM_NEWROUTE, 0, 0, 0) + struct.pack("=BBBBBBBBI", 10, 0, 0, 0, 254, 4, 0, 1, 0)
-    route = rtnetlink.route(ipv6, 0, 28)
+    route = netlink.route(ipv6, 0, 28)
     assert route == KernelRoute("::/0", 0, 1, 4, None, 0, (), ())
 
 
@@ -38,27 +38,27 @@ def _route_message(family: int, dst_len: int, attrs: bytes, rtm_flags: int = 0) 
 
 
 def test_ipv6_via_clones_and_malformed_vias():
-    dst = _rta(rtnetlink.RTA_DST, socket.inet_pton(socket.AF_INET6, "2001:db8:5::"))
-    oif = _rta(rtnetlink.RTA_OIF, struct.pack("=I", 3))
-    via6 = _rta(rtnetlink.RTA_VIA, struct.pack("=H", socket.AF_INET6) + socket.inet_pton(socket.AF_INET6, "fe80::7"))
-    msg = _route_message(socket.AF_INET, 16, _rta(rtnetlink.RTA_DST, bytes([10, 9, 0, 0])) + oif + via6)
-    route = rtnetlink.route(msg, 0, len(msg))
+    dst = _rta(ATTRIBUTE["RTA_DST"], socket.inet_pton(socket.AF_INET6, "2001:db8:5::"))
+    oif = _rta(ATTRIBUTE["RTA_OIF"], struct.pack("=I", 3))
+    via6 = _rta(ATTRIBUTE["RTA_VIA"], struct.pack("=H", socket.AF_INET6) + socket.inet_pton(socket.AF_INET6, "fe80::7"))
+    msg = _route_message(socket.AF_INET, 16, _rta(ATTRIBUTE["RTA_DST"], bytes([10, 9, 0, 0])) + oif + via6)
+    route = netlink.route(msg, 0, len(msg))
     assert isinstance(route, KernelRoute) and route.nexthops == (KernelNextHop(3, "fe80::7", 1),)
     # A cache clone (a PMTU exception) is no FIB entry.
     cloned = _route_message(socket.AF_INET6, 48, dst + oif, rtm_flags=0x200)
-    assert rtnetlink.route(cloned, 0, len(cloned)) is None
+    assert netlink.route(cloned, 0, len(cloned)) is None
     # Embedded dotted quads come out as ipaddress writes them.
-    mapped = _rta(rtnetlink.RTA_GATEWAY, socket.inet_pton(socket.AF_INET6, "::ffff:10.0.0.1"))
+    mapped = _rta(ATTRIBUTE["RTA_GATEWAY"], socket.inet_pton(socket.AF_INET6, "::ffff:10.0.0.1"))
     msg = _route_message(socket.AF_INET6, 48, dst + oif + mapped)
-    route = rtnetlink.route(msg, 0, len(msg))
+    route = netlink.route(msg, 0, len(msg))
     assert isinstance(route, KernelRoute) and route.nexthops[0].gateway == "::ffff:a00:1"
     # An RTA_VIA of an unknown family or length, a short RTA_OIF: the message is ignored whole.
-    bad = _rta(rtnetlink.RTA_VIA, struct.pack("=H", 99) + bytes(4))
-    msg = _route_message(socket.AF_INET, 16, _rta(rtnetlink.RTA_DST, bytes([10, 9, 0, 0])) + oif + bad)
-    assert rtnetlink.route(msg, 0, len(msg)) is None
-    short = _rta(rtnetlink.RTA_OIF, b"\x03")
-    msg = _route_message(socket.AF_INET, 16, _rta(rtnetlink.RTA_DST, bytes([10, 9, 0, 0])) + short)
-    assert rtnetlink.route(msg, 0, len(msg)) is None
+    bad = _rta(ATTRIBUTE["RTA_VIA"], struct.pack("=H", 99) + bytes(4))
+    msg = _route_message(socket.AF_INET, 16, _rta(ATTRIBUTE["RTA_DST"], bytes([10, 9, 0, 0])) + oif + bad)
+    assert netlink.route(msg, 0, len(msg)) is None
+    short = _rta(ATTRIBUTE["RTA_OIF"], b"\x03")
+    msg = _route_message(socket.AF_INET, 16, _rta(ATTRIBUTE["RTA_DST"], bytes([10, 9, 0, 0])) + short)
+    assert netlink.route(msg, 0, len(msg)) is None
 
 
 @pytest.mark.parametrize("prefix, kept", [
@@ -67,16 +67,16 @@ def test_ipv6_via_clones_and_malformed_vias():
 ])  # fmt: skip
 def test_ipv6_link_local_and_multicast_prefixes(build, prefix, kept):
     msg = build.route(prefix, (2, None))
-    decoded = rtnetlink.route(msg, 0, len(msg))
+    decoded = netlink.route(msg, 0, len(msg))
     assert (decoded is not None) == kept
 
 
 def test_route_through_a_next_hop_object(build):
     msg = build.route("198.18.0.0/24", (3, "10.0.1.2"), nhid=999, proto=188)
-    route = rtnetlink.route(msg, 0, len(msg))
+    route = netlink.route(msg, 0, len(msg))
     assert route == KernelRoute("198.18.0.0/24", 0, 1, 188, None, 999, (KernelNextHop(3, "10.0.1.2", 1),), (False,))
     # The object, not what the message spelled out, is what the route is.
-    other = rtnetlink.route(m := build.route("198.18.0.0/24", (2, "10.0.0.9"), nhid=999, proto=188), 0, len(m))
+    other = netlink.route(m := build.route("198.18.0.0/24", (2, "10.0.0.9"), nhid=999, proto=188), 0, len(m))
     assert other is not None and other.identity == route.identity
 
 
@@ -90,59 +90,61 @@ def test_route_through_a_next_hop_object(build):
 ])  # fmt: skip
 def test_next_hop_objects(build, message, expected):
     data = build.nexthop(**message)
-    assert rtnetlink.nexthop(data, 0, len(data)) == expected
+    assert netlink.nexthop(data, 0, len(data)) == expected
 
 
 def test_malformed_next_hop_objects_are_ignored(build):
     good = build.nexthop(11, group=((7, 1),))
-    assert rtnetlink.nexthop(good[:20], 0, 20) is None  # shorter than nhmsg
-    assert rtnetlink.nexthop(good[:24], 0, 24) is None  # no NHA_ID
-    body = struct.pack("=BBBBI", 0, 0, 3, 0, 0) + _rta(rtnetlink.NHA_ID, struct.pack("=I", 11))
-    body += _rta(rtnetlink.NHA_GROUP, struct.pack("=IBBH", 7, 0, 0, 0) + bytes(4))  # 12 bytes: not whole entries
+    assert netlink.nexthop(good[:20], 0, 20) is None  # shorter than nhmsg
+    assert netlink.nexthop(good[:24], 0, 24) is None  # no NHA_ID
+    body = struct.pack("=BBBBI", 0, 0, 3, 0, 0) + _rta(ATTRIBUTE["NHA_ID"], struct.pack("=I", 11))
+    body += _rta(ATTRIBUTE["NHA_GROUP"], struct.pack("=IBBH", 7, 0, 0, 0) + bytes(4))  # 12 bytes: not whole entries
     ragged = struct.pack("=IHHII", 16 + len(body), 104, 0, 0, 0) + body
-    assert rtnetlink.nexthop(ragged, 0, len(ragged)) is None
-    fdb = good + _rta(rtnetlink.NHA_FDB, b"")  # a VXLAN FDB next hop: no route can use it
-    assert rtnetlink.nexthop(fdb, 0, len(fdb)) is None
+    assert netlink.nexthop(ragged, 0, len(ragged)) is None
+    fdb = good + _rta(ATTRIBUTE["NHA_FDB"], b"")  # a VXLAN FDB next hop: no route can use it
+    assert netlink.nexthop(fdb, 0, len(fdb)) is None
 
 
-# -- links, addresses, neighbours: what pyroute2 hands back is checked ----------------------------
+# -- links, addresses, neighbours: malformed ones are rejected with the reason --------------------
 
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_OPERSTATE = 1, 3, 16
 IFA_ADDRESS, IFA_LOCAL, IFA_FLAGS = 1, 2, 8
 NDA_DST, NDA_LLADDR = 1, 2
 
+_DECODERS = {netlink.RTM_NEWLINK: netlink.link, netlink.RTM_DELADDR: netlink.address,
+             netlink.RTM_NEWADDR: netlink.address, netlink.RTM_NEWNEIGH: netlink.neighbour}
 
-def _parsed(kind: int, fixed: bytes, *attrs: bytes) -> list:
-    """pyroute2's messages of one hand-built message, through :func:`rtnetlink.parse`."""
+
+def _parsed(kind: int, fixed: bytes, *attrs: bytes) -> Any:
+    """The record of one hand-built message, decoded by the decoder of its type."""
     body = fixed + b"".join(attrs)
     data = struct.pack("=IHHII", 16 + len(body), kind, 0, 0, 0) + body
-    return rtnetlink.parse(MarshalRtnl(), data, 0, len(data))
+    return _DECODERS[kind](data, 0, len(data))
 
 
-def _link(*attrs: bytes) -> rtnetlink.Link | None:
-    (msg,) = _parsed(rtnetlink.RTM_NEWLINK, struct.pack("=BxHiII", 0, 1, 2, 0x10043, 0), *attrs)
-    return rtnetlink.parse_link(msg)
+def _link(*attrs: bytes) -> netlink.Link | None:
+    return _parsed(netlink.RTM_NEWLINK, struct.pack("=BxHiII", 0, 1, 2, 0x10043, 0), *attrs)
 
 
-def _address(family: int, prefixlen: int, *attrs: bytes) -> rtnetlink.Address | None:
-    (msg,) = _parsed(rtnetlink.RTM_NEWADDR, struct.pack("=BBBBI", family, prefixlen, 0, 0, 2), *attrs)
-    return rtnetlink.parse_address(msg)
+def _address(family: int, prefixlen: int, *attrs: bytes) -> netlink.Address | None:
+    return _parsed(netlink.RTM_NEWADDR, struct.pack("=BBBBI", family, prefixlen, 0, 0, 2), *attrs)
 
 
-def _neighbour(family: int, *attrs: bytes) -> rtnetlink.NeighbourEntry | None:
-    (msg,) = _parsed(rtnetlink.RTM_NEWNEIGH, struct.pack("=BxxxiHBB", family, 2, 0x02, 0, 0), *attrs)
-    return rtnetlink.parse_neighbour(msg)
+def _neighbour(family: int, *attrs: bytes) -> netlink.NeighbourEntry | None:
+    return _parsed(netlink.RTM_NEWNEIGH, struct.pack("=BxxxiHBB", family, 2, 0x02, 0, 0), *attrs)
 
 
 MAC = _rta(IFLA_ADDRESS, bytes.fromhex("020000000002"))
 
 
 def test_messages_shorter_than_their_fixed_header_are_malformed():
-    # pyroute2 itself raises struct.error on them
-    for kind, fixed in [(rtnetlink.RTM_NEWLINK, 16), (rtnetlink.RTM_DELADDR, 8), (rtnetlink.RTM_NEWNEIGH, 12)]:
-        with pytest.raises(rtnetlink.Malformed, match="too short"):
+    for kind, fixed in [(netlink.RTM_NEWLINK, 16), (netlink.RTM_DELADDR, 8), (netlink.RTM_NEWNEIGH, 12)]:
+        with pytest.raises(netlink.Malformed, match="too short"):
             _parsed(kind, bytes(fixed - 1))
-        assert len(_parsed(kind, bytes(fixed))) == 1
+    # Exactly the fixed header is long enough: a link of no name, an address and a neighbour of family 0.
+    with pytest.raises(netlink.Malformed, match="without a name"):
+        _parsed(netlink.RTM_NEWLINK, bytes(16))
+    assert _parsed(netlink.RTM_DELADDR, bytes(8)) is None and _parsed(netlink.RTM_NEWNEIGH, bytes(12)) is None
 
 
 @pytest.mark.parametrize("attr, reason", [
@@ -151,17 +153,15 @@ def test_messages_shorter_than_their_fixed_header_are_malformed():
     (struct.pack("=HH", 40, IFLA_IFNAME) + b"eth1\0\0\0\0", "attribute 3 at byte 32: length 40, 24 bytes left"),
 ])  # fmt: skip
 def test_attributes_shorter_than_their_header_or_past_the_message_are_malformed(attr, reason):
-    # pyroute2 makes bytes of the first two, or a value of whatever bytes follow them
-    with pytest.raises(rtnetlink.Malformed, match=reason):
-        _parsed(rtnetlink.RTM_NEWLINK, struct.pack("=BxHiII", 0, 1, 2, 0x10043, 0), attr, MAC)
+    with pytest.raises(netlink.Malformed, match=reason):
+        _parsed(netlink.RTM_NEWLINK, struct.pack("=BxHiII", 0, 1, 2, 0x10043, 0), attr, MAC)
 
 
 def test_link_attributes_must_be_text():
-    assert _link(_rta(IFLA_IFNAME, b"eth1\0"), MAC) == rtnetlink.Link(2, "eth1", "02:00:00:00:00:02", 0x10043,
+    assert _link(_rta(IFLA_IFNAME, b"eth1\0"), MAC) == netlink.Link(2, "eth1", "02:00:00:00:00:02", 0x10043,
                                                                       "UNKNOWN")
-    # what pyroute2 cannot decode it hands back as bytes
     for bad in (_rta(IFLA_IFNAME, b"\xff\xfe\0"), _rta(IFLA_OPERSTATE, b"\xc8")):  # not UTF-8, no such state
-        with pytest.raises(rtnetlink.Malformed, match="is no str"):
+        with pytest.raises(netlink.Malformed, match="is no str"):
             _link(bad, MAC)
 
 
@@ -171,36 +171,36 @@ def test_a_link_without_an_ethernet_address_has_none_and_one_without_a_name_is_m
     # It goes to the server as an interface, whose decoder takes it: a tunnel's addresses are the router's.
     iface = Interface("tun0", ipip.mac, True, ("10.9.9.1/32",))
     assert msgspec.msgpack.decode(msgspec.msgpack.encode(iface), type=Interface) == iface
-    with pytest.raises(rtnetlink.Malformed, match="without a name"):
+    with pytest.raises(netlink.Malformed, match="without a name"):
         _link(MAC)
 
 
 @pytest.mark.parametrize("family, attr", [
-    (socket.AF_INET, _rta(IFA_LOCAL, bytes(3))),  # pyroute2 gives bytes
+    (socket.AF_INET, _rta(IFA_LOCAL, bytes(3))),
     (socket.AF_INET6, _rta(IFA_ADDRESS, bytes([10, 0, 1, 1]))),  # an IPv4 address in an IPv6 message
     (socket.AF_INET, _rta(IFA_LOCAL, socket.inet_pton(socket.AF_INET6, "2001:db8::1"))),
 ])  # fmt: skip
 def test_addresses_must_be_of_their_family(family, attr):
-    with pytest.raises(rtnetlink.Malformed, match="no address of family"):
+    with pytest.raises(netlink.Malformed, match="no address of family"):
         _address(family, 24, attr)
 
 
 def test_address_prefix_lengths_must_fit_their_family():
     v4, v6 = _rta(IFA_LOCAL, bytes([10, 0, 1, 1])), _rta(IFA_ADDRESS, socket.inet_pton(socket.AF_INET6, "::ffff:a00:1"))
-    assert _address(socket.AF_INET, 32, v4) == rtnetlink.Address(2, "10.0.1.1/32")
-    assert _address(socket.AF_INET6, 128, v6) == rtnetlink.Address(2, "::ffff:a00:1/128")  # ipaddress's text
+    assert _address(socket.AF_INET, 32, v4) == netlink.Address(2, "10.0.1.1/32")
+    assert _address(socket.AF_INET6, 128, v6) == netlink.Address(2, "::ffff:a00:1/128")  # ipaddress's text
     for family, prefixlen, attr in [(socket.AF_INET, 33, v4), (socket.AF_INET, 40, v4), (socket.AF_INET6, 129, v6)]:
-        with pytest.raises(rtnetlink.Malformed, match=f"prefix length {prefixlen} of"):
+        with pytest.raises(netlink.Malformed, match=f"prefix length {prefixlen} of"):
             _address(family, prefixlen, attr)
-    with pytest.raises(rtnetlink.Malformed, match="IFA_FLAGS"):
-        _address(socket.AF_INET, 24, v4, struct.pack("=HH", 4, IFA_FLAGS))  # no value, last: pyroute2 gives bytes
+    with pytest.raises(netlink.Malformed, match="IFA_FLAGS"):
+        _address(socket.AF_INET, 24, v4, struct.pack("=HH", 4, IFA_FLAGS))  # no value
 
 
 def test_neighbour_addresses_must_be_of_their_family():
     dst = _rta(NDA_DST, bytes([10, 0, 1, 2]))
     assert _neighbour(socket.AF_INET, dst, _rta(NDA_LLADDR, bytes.fromhex("0200000000aa"))) == \
-        rtnetlink.NeighbourEntry(2, "10.0.1.2", "02:00:00:00:00:aa")
-    with pytest.raises(rtnetlink.Malformed, match="NDA_DST"):
+        netlink.NeighbourEntry(2, "10.0.1.2", "02:00:00:00:00:aa")
+    with pytest.raises(netlink.Malformed, match="NDA_DST"):
         _neighbour(socket.AF_INET, _rta(NDA_DST, bytes(5)))
-    with pytest.raises(rtnetlink.Malformed, match="NDA_DST"):
+    with pytest.raises(netlink.Malformed, match="NDA_DST"):
         _neighbour(socket.AF_INET6, dst)
