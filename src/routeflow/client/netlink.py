@@ -83,6 +83,7 @@ IFA_F_TENTATIVE = 0x40
 NUD_RESOLVED = 0x02 | 0x04 | 0x08 | 0x10 | 0x40 | 0x80
 
 _NLMSGHDR = struct.Struct("=IHHII")
+_BODY = _NLMSGHDR.size  # where the fixed header starts; every one is whole words: attributes follow it
 _RTMSG = struct.Struct("=BBBBBBBBI")
 _NHMSG = struct.Struct("=BBBBI")
 _IFINFOMSG = struct.Struct("=BxHiII")
@@ -190,13 +191,13 @@ class NeighbourEntry(NamedTuple):
 # -- text forms ----------------------------------------------------------------------
 
 
-def canonical_ip(text: str) -> str:
+def _canonical_ip(text: str) -> str:
     """``ipaddress``'s text for an address ``inet_ntop`` wrote; only IPv6 with
     an embedded dotted quad differs, so everything else is returned as is."""
     return str(ipaddress.ip_address(text)) if "." in text and ":" in text else text
 
 
-def ipv6_noise(dst: str, dst_len: int) -> bool:
+def _ipv6_noise(dst: str, dst_len: int) -> bool:
     """Whether an IPv6 destination is link-local (fe80::/10) or multicast
     (ff00::/8): never forwarded by a router, so no FIB entry of ours."""
     head = dst.partition(":")[0]
@@ -217,7 +218,7 @@ def _ip(family: int, data: bytes, start: int, end: int) -> str:
     if end - start != _WIDTH.get(family):
         raise Malformed(f"address of family {family}")
     text = socket.inet_ntop(family, data[start:end])
-    return canonical_ip(text) if family == AF_INET6 else text
+    return _canonical_ip(text) if family == AF_INET6 else text
 
 
 def _u32(_: int, data: bytes, start: int, end: int) -> int:
@@ -266,11 +267,9 @@ def _multipath(family: int, data: bytes, offset: int, end: int) -> list[tuple[Ke
         length, flags, hops, ifindex = _RTNEXTHOP.unpack_from(data, offset)
         if length < _RTNEXTHOP.size or offset + length > end:
             raise Malformed("rtnexthop list")
-        try:
-            leg = _attributes(LEG_ATTRIBUTES, family, data, offset, offset + _RTNEXTHOP.size, offset + length)
-        except Malformed:
-            raise Malformed("rtnexthop list") from None
-        legs.append((KernelNextHop(ifindex, _gateway(leg), hops + 1), bool(flags & RTNH_F_DEAD)))
+        leg = _attributes(LEG_ATTRIBUTES, family, data, offset, offset + _RTNEXTHOP.size, offset + length)
+        gateway = leg.get("RTA_GATEWAY") or leg.get("RTA_VIA")
+        legs.append((KernelNextHop(ifindex, gateway, hops + 1), bool(flags & RTNH_F_DEAD)))
         offset += (length + 3) & ~3
     return legs
 
@@ -339,11 +338,10 @@ def _attributes(table: Attributes, family: int, data: bytes, base: int, offset: 
             raise Malformed(f"attribute {kind} at byte {offset - base}: length {length}, {end - offset} bytes left")
         known = table.get(kind & 0x3FFF)  # without NLA_F_NESTED and NLA_F_NET_BYTEORDER
         if known is not None:
-            name, codec = known
             try:
-                fields[name] = codec(family, data, offset + 4, offset + length)
+                fields[known[0]] = known[1](family, data, offset + 4, offset + length)
             except Malformed as exc:
-                raise Malformed(f"{name} {data[offset + 4 : offset + length]!r} is no {exc}") from None
+                raise Malformed(f"{known[0]} {data[offset + 4 : offset + length]!r} is no {exc}") from None
         offset += (length + 3) & ~3
     return fields
 
@@ -354,9 +352,6 @@ def _header(fixed: struct.Struct, data: bytes, start: int, end: int) -> tuple[An
         kind = _NLMSGHDR.unpack_from(data, start)[1]
         raise Malformed(f"{end - start} bytes, too short for a message of type {kind}")
     return fixed.unpack_from(data, start + _NLMSGHDR.size)
-
-
-_BODY = _NLMSGHDR.size  # every fixed header is a multiple of 4 bytes: attributes follow it
 
 
 # -- messages --------------------------------------------------------------------------
@@ -381,22 +376,26 @@ def route(data: bytes, start: int, end: int) -> KernelRoute | None:
     (the kernel sends none; ignoring it beats acting on half of one).
     Route types are kept whatever they are: they still shadow worse routes.
     """
+    body = start + _BODY  # the checks of _header() inline: this runs for every route of a full table
+    if end - body < _RTMSG.size:
+        return None
+    family, dst_len, _, tos, table, proto, _, rtype, flags = _RTMSG.unpack_from(data, body)
+    if family not in _WIDTH or tos != 0 or flags & RTM_F_CLONED:
+        return None
     try:
-        family, dst_len, _, tos, table, proto, _, rtype, flags = _header(_RTMSG, data, start, end)
-        if family not in _WIDTH or tos != 0 or flags & RTM_F_CLONED:
-            return None
-        fields = _attributes(ROUTE_ATTRIBUTES, family, data, start, start + _BODY + _RTMSG.size, end)
+        fields = _attributes(ROUTE_ATTRIBUTES, family, data, start, body + _RTMSG.size, end)
     except Malformed:
         return None
     if fields.get("RTA_TABLE", table) != RT_TABLE_MAIN:
         return None
     dst = fields.get("RTA_DST") or ANY_ADDRESS[family]
-    if family == AF_INET6 and ipv6_noise(dst, dst_len):
+    if family == AF_INET6 and _ipv6_noise(dst, dst_len):
         return None
     hops = fields.get("RTA_MULTIPATH")
     if not hops:
         oif = fields.get("RTA_OIF")
-        hops = [] if oif is None else [(KernelNextHop(oif, _gateway(fields), 1), bool(flags & RTNH_F_DEAD))]
+        gateway = fields.get("RTA_GATEWAY") or fields.get("RTA_VIA")
+        hops = [] if oif is None else [(KernelNextHop(oif, gateway, 1), bool(flags & RTNH_F_DEAD))]
     return KernelRoute(
         prefix=f"{dst}/{dst_len}",
         priority=fields.get("RTA_PRIORITY", 0),
@@ -407,11 +406,6 @@ def route(data: bytes, start: int, end: int) -> KernelRoute | None:
         nexthops=_shared(tuple(hop for hop, _ in hops)),
         dead=_shared(tuple(dead for _, dead in hops)),
     )
-
-
-def _gateway(fields: dict[str, Any]) -> str | None:
-    # RTA_VIA: a gateway of another family than the route's, such as IPv4 over IPv6 (RFC 5549).
-    return fields.get("RTA_GATEWAY") or fields.get("RTA_VIA")
 
 
 @functools.lru_cache(maxsize=65536)

@@ -1,5 +1,10 @@
 """The asyncio Netlink watcher: the kernel's tables as a stream of FIB updates.
 
+The watcher owns the client's rtnetlink sockets, and reads nothing but raw
+datagrams from them: the dumps (:func:`read_dump`, in a thread) and the
+multicast events alike go to :class:`~routeflow.client.fib.FibState` as bytes,
+decoded by :mod:`routeflow.client.netlink`.
+
 Order matters so that nothing falls between the dump and the stream: the
 event socket joins the multicast groups first, then a second socket dumps
 (events of the meantime queue up on the first), then the events are applied

@@ -59,6 +59,11 @@ def test_ipv6_via_clones_and_malformed_vias():
     short = _rta(ATTRIBUTE["RTA_OIF"], b"\x03")
     msg = _route_message(socket.AF_INET, 16, _rta(ATTRIBUTE["RTA_DST"], bytes([10, 9, 0, 0])) + short)
     assert netlink.route(msg, 0, len(msg)) is None
+    # An attribute shorter than its header or past the message, after good ones: not half applied either.
+    good = _rta(ATTRIBUTE["RTA_DST"], bytes([10, 9, 0, 0])) + oif
+    for bad in (struct.pack("=HH", 2, 99), struct.pack("=HH", 40, 99) + bytes(4)):
+        msg = _route_message(socket.AF_INET, 16, good + bad)
+        assert netlink.route(msg, 0, len(msg)) is None
 
 
 @pytest.mark.parametrize("prefix, kept", [
@@ -173,6 +178,14 @@ def test_a_link_without_an_ethernet_address_has_none_and_one_without_a_name_is_m
     assert msgspec.msgpack.decode(msgspec.msgpack.encode(iface), type=Interface) == iface
     with pytest.raises(netlink.Malformed, match="without a name"):
         _link(MAC)
+
+
+def test_a_link_address_is_a_mac_only_when_it_is_six_bytes():
+    # The kernel follows an ipip link's IFLA_ADDRESS (its IPv4 endpoint) with IFLA_BROADCAST: no MAC of the
+    # endpoint and the next attribute's header. Longer addresses (InfiniBand: 20 bytes) are no MAC either.
+    ipip = _link(_rta(IFLA_IFNAME, b"tun0\0"), _rta(IFLA_ADDRESS, bytes([10, 0, 0, 1])), _rta(2, bytes(4)))
+    infiniband = _link(_rta(IFLA_IFNAME, b"ib0\0"), _rta(IFLA_ADDRESS, bytes(range(1, 21))))
+    assert ipip is not None and ipip.mac == "" and infiniband is not None and infiniband.mac == ""
 
 
 @pytest.mark.parametrize("family, attr", [
