@@ -73,7 +73,6 @@ from routeflow.client.netlink import (
     Malformed,
     NeighbourEntry,
     NexthopObject,
-    messages,
     proto_name,
 )
 from routeflow.model import Fib, Interface, Neighbour, NextHop, Route
@@ -154,7 +153,7 @@ class FibState:
         """Apply every message of a netlink datagram (dump or event); unknown,
         unsupported and malformed ones are ignored (a malformed link, address or
         neighbour message with a warning that says why)."""
-        for kind, flags, start, end in messages(data):
+        for kind, flags, start, end in netlink.messages(data):
             handling = _HANDLING.get(kind)
             if handling is None:
                 continue
@@ -172,7 +171,7 @@ class FibState:
         (objects first), after :attr:`routes_stale` or to audit the state."""
         fresh = FibState()
         for data in datagrams:
-            for kind, _, start, end in messages(data):
+            for kind, _, start, end in netlink.messages(data):
                 if kind == netlink.RTM_NEWNEXTHOP:
                     obj = netlink.nexthop(data, start, end)
                     if obj is not None:
