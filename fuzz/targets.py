@@ -17,7 +17,8 @@ openflow_replies       bytes -> ``ofwire.decode_flow_stats`` / ``decode_group_de
 openflow_messages      a switch's message -> os-ken's parser behind ``ofwire.install_parser_guards``
                        (and ``install_raw_stats_replies``): a message or None, never an exception;
                        a lazy multipart body reads or raises ``DecodeError``
-netlink                datagrams -> ``rtnetlink.messages`` / ``route`` / ``nexthop`` and
+netlink                datagrams -> ``netlink.messages`` / ``route`` / ``nexthop`` (a record or None),
+                       ``link`` / ``address`` / ``neighbour`` (that, or ``Malformed``), and
                        ``FibState.apply_datagram`` then ``take_delta``, ``fib``, ``resync``: never
                        raises (optionally on top of a golden dump's state)
 frames                 bytes -> ``lldp.parse_probe`` (None or a probe), ``mapping.decode`` (a packet
@@ -57,7 +58,7 @@ from fuzz import seeds
 from fuzz.engine import Target
 from fuzz.strategies import LengthField, any_int, for_type, loose_messages, messages_of, msgpack_values, mutated
 from routeflow import model
-from routeflow.client import rtnetlink
+from routeflow.client import netlink as rtnl
 from routeflow.client.fib import FibState
 from routeflow.config.loader import load_config, parse_config
 from routeflow.config.safe_yaml import parse_yaml
@@ -749,7 +750,7 @@ def netlink_length_fields(data: bytes) -> list[LengthField]:
             if length < 4:
                 return
             payload, stop = pos + 4, min(pos + length, end)
-            if kind & 0x3FFF == rtnetlink.RTA_MULTIPATH:
+            if kind & 0x3FFF == rtnl.ATTRIBUTE["RTA_MULTIPATH"]:
                 leg = payload
                 while leg + 8 <= stop:
                     (leg_len,) = struct.unpack_from("=H", data, leg)
@@ -784,23 +785,36 @@ def _base_states() -> list[FibState]:
 def _fib_state(base: int) -> FibState:
     if base < 0:
         return FibState()
-    state = _base_states()[base % len(_base_states())]
-    marshal = state._marshal  # shared (it holds a lock, and no state of a datagram's)
-    return copy.deepcopy(state, {id(marshal): marshal})
+    return copy.deepcopy(_base_states()[base % len(_base_states())])
+
+
+#: The decoders that reject a malformed message with Malformed, and the record each returns.
+_NL_RECORDS: dict[int, tuple[Callable[[bytes, int, int], Any], type]] = {
+    rtnl.RTM_NEWLINK: (rtnl.link, rtnl.Link), rtnl.RTM_DELLINK: (rtnl.link, rtnl.Link),
+    rtnl.RTM_NEWADDR: (rtnl.address, rtnl.Address), rtnl.RTM_DELADDR: (rtnl.address, rtnl.Address),
+    rtnl.RTM_NEWNEIGH: (rtnl.neighbour, rtnl.NeighbourEntry), rtnl.RTM_DELNEIGH: (rtnl.neighbour, rtnl.NeighbourEntry),
+}
 
 
 def check_netlink(value: tuple[int, list[bytes]]) -> None:
     base, datagrams = value
     state = _fib_state(base)
     for data in datagrams:
-        for kind, _, start, end in _stage("rtnetlink.messages", lambda: list(rtnetlink.messages(data))):
+        for kind, _, start, end in _stage("netlink.messages", lambda: list(rtnl.messages(data))):
             assert 0 <= start < end <= len(data), (start, end)
-            if kind in (rtnetlink.RTM_NEWROUTE, rtnetlink.RTM_DELROUTE):
-                decoded = _stage("rtnetlink.route", lambda: rtnetlink.route(data, start, end))
-                assert decoded is None or isinstance(decoded, rtnetlink.KernelRoute)
-            elif kind in (rtnetlink.RTM_NEWNEXTHOP, rtnetlink.RTM_DELNEXTHOP):
-                obj = _stage("rtnetlink.nexthop", lambda: rtnetlink.nexthop(data, start, end))
-                assert obj is None or isinstance(obj, rtnetlink.NexthopObject)
+            if kind in (rtnl.RTM_NEWROUTE, rtnl.RTM_DELROUTE):
+                decoded = _stage("netlink.route", lambda: rtnl.route(data, start, end))
+                assert decoded is None or isinstance(decoded, rtnl.KernelRoute)
+            elif kind in (rtnl.RTM_NEWNEXTHOP, rtnl.RTM_DELNEXTHOP):
+                obj = _stage("netlink.nexthop", lambda: rtnl.nexthop(data, start, end))
+                assert obj is None or isinstance(obj, rtnl.NexthopObject)
+            elif kind in _NL_RECORDS:
+                decode, record = _NL_RECORDS[kind]
+                try:
+                    decoded = _stage(f"netlink.{decode.__name__}", lambda: decode(data, start, end))
+                except rtnl.Malformed:
+                    continue
+                assert decoded is None or isinstance(decoded, record)
         _stage("FibState.apply_datagram", lambda: state.apply_datagram(data))
         _stage("FibState.take_delta", state.take_delta)
     _stage("FibState.fib", state.fib)
@@ -821,7 +835,7 @@ def netlink() -> Target:
     )
     return Target(
         name="netlink",
-        doc="rtnetlink decoders and FibState.apply_datagram / take_delta / resync on kernel datagrams",
+        doc="netlink decoders and FibState.apply_datagram / take_delta / resync on kernel datagrams",
         strategy=st.tuples(st.sampled_from([-1, -1, -1, *range(len(dumps))]), st.lists(one, min_size=1, max_size=4)),
         check=check_netlink,
         seeds=lambda: [(-1, list(dump)) for dump in dumps] + [(0, step) for step in seeds.netlink_event_steps()],
