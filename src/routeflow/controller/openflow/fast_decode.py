@@ -33,7 +33,7 @@ from routeflow.controller.openflow.fields import (
     decode_tlv,
     inet_ntoa,
 )
-from routeflow.controller.openflow.memo import BytesMemo, Memo
+from routeflow.controller.openflow.memo import BytesMemo, remember
 from routeflow.controller.openflow.structs import (
     ACTION_HDR,
     FLOW_STATS,
@@ -55,7 +55,7 @@ _ETH_TYPE_IPV4 = ("eth_type", 0x0800)
 
 # -- match ------------------------------------------------------------------------------
 
-_tlv_cache: Memo[bytes, tuple[str, str | int]] = Memo()
+_tlv_cache: dict[bytes, tuple[str, str | int]] = {}
 _name_of = operator.itemgetter(0)
 #: The headers of the IPv4 address fields, exact and masked: (name, masked)
 _V4_HEADERS = {BY_NAME[name].exact: (name, False) for name in ("ipv4_src", "ipv4_dst")}
@@ -99,7 +99,7 @@ def decode_match(buf: bytes, offset: int, end: int) -> Match:
                 field, decoded, _ = decode_tlv(buf, offset, end)
                 item = (field.name, decoded)
                 if field.codec.memoise:
-                    cache.remember(raw, item)
+                    remember(cache, raw, item)
         fields.append(item)
         offset = nxt
     if len(fields) > 1:

@@ -21,6 +21,7 @@ memoised in bounded memos.
 
 from __future__ import annotations
 
+import itertools
 import socket
 import struct
 from collections.abc import Callable, Iterator
@@ -39,7 +40,7 @@ from routeflow.controller.openflow.fields import (
     cached_field,
     encode_field,
 )
-from routeflow.controller.openflow.memo import Memo
+from routeflow.controller.openflow.memo import remember
 from routeflow.controller.openflow.order import Kind, in_send_order
 from routeflow.controller.openflow.structs import (
     ACTION_GROUP,
@@ -73,7 +74,7 @@ def _is_int(value: object) -> bool:
 # -- match ------------------------------------------------------------------------------
 
 #: match: field names (in the canonical, name-sorted order) -> their indexes in OXM order
-_match_orders: Memo[tuple[str, ...], tuple[int, ...]] = Memo()
+_match_orders: dict[tuple[str, ...], tuple[int, ...]] = {}
 
 
 def _match_order(match: Match) -> tuple[int, ...]:
@@ -87,7 +88,7 @@ def _match_order(match: Match) -> tuple[int, ...]:
             order = tuple(sorted(range(len(names)), key=lambda i: BY_NAME[names[i]].number))
         except KeyError as exc:
             raise Unsupported(f"match field {exc}") from None
-        _match_orders.remember(names, order)
+        remember(_match_orders, names, order)
     return order
 
 
@@ -159,18 +160,18 @@ def encode_action(action: Action) -> bytes:
     raise Unsupported(f"action {action!r}")
 
 
-_actions_cache: Memo[tuple[Action, ...], bytes] = Memo()
+_actions_cache: dict[tuple[Action, ...], bytes] = {}
 
 
 def encode_actions(actions: tuple[Action, ...]) -> bytes:
     """An action list, memoised: one next hop's list serves thousands of routes."""
     encoded = _actions_cache.get(actions)
     if encoded is None:
-        encoded = _actions_cache.remember(actions, b"".join([encode_action(a) for a in actions]))
+        encoded = remember(_actions_cache, actions, b"".join([encode_action(a) for a in actions]))
     return encoded
 
 
-_instructions_cache: Memo[tuple[tuple[Action, ...], int | None], bytes] = Memo()
+_instructions_cache: dict[tuple[tuple[Action, ...], int | None], bytes] = {}
 
 
 def encode_instructions(actions: tuple[Action, ...], goto: int | None) -> bytes:
@@ -187,7 +188,7 @@ def encode_instructions(actions: tuple[Action, ...], goto: int | None) -> bytes:
         if not _is_int(goto) or not 0 <= goto <= 0xFF:
             raise Unsupported(f"goto {goto!r}")
         encoded += INST_GOTO.pack(ofp.OFPIT_GOTO_TABLE, 8, goto)
-    return _instructions_cache.remember(key, encoded)
+    return remember(_instructions_cache, key, encoded)
 
 
 # -- messages ---------------------------------------------------------------------------
@@ -284,18 +285,30 @@ def via_reference(kind: Kind, item: Any, xid: int) -> bytes:
     return bytes(msg.buf)
 
 
-def encode(kind: Kind, item: Any, xid: int) -> bytes:
-    """One message of ``kind``: fast, or by the reference codec if the fast encoder refuses it.
+def encoder(kind: Kind, next_xid: Callable[[], int]) -> Callable[[Any], bytes]:
+    """The encoder of messages of ``kind``, each numbered by ``next_xid()``: fast, or by the
+    reference codec if the fast encoder refuses the entry.
 
-    Raises what the reference codec raises for entries that cannot be encoded at all.
+    It raises what the reference codec raises for entries that cannot be encoded at all.
     """
-    try:
-        data = ENCODERS[kind](item, xid)
-    except Unsupported:
-        STATS.fallback += 1
-        return via_reference(kind, item, xid)
-    STATS.fast += 1
-    return data
+    fast = ENCODERS[kind]
+
+    def encode_one(item: Any) -> bytes:
+        xid = next_xid()
+        try:
+            data = fast(item, xid)
+        except Unsupported:
+            STATS.fallback += 1
+            return via_reference(kind, item, xid)
+        STATS.fast += 1
+        return data
+
+    return encode_one
+
+
+def encode(kind: Kind, item: Any, xid: int) -> bytes:
+    """One message of ``kind`` numbered ``xid``, as :func:`encoder` makes it."""
+    return encoder(kind, itertools.repeat(xid).__next__)(item)
 
 
 class TableModWriter:
@@ -314,8 +327,8 @@ class TableModWriter:
         self.count = 0
         self.errors: list[str] = []
 
-    def _encode(self, kind: Kind, item: Any) -> bytes:
-        return encode(kind, item, self.next_xid())
+    def _encoder(self, kind: Kind) -> Callable[[Any], bytes]:
+        return encoder(kind, self.next_xid)
 
     def _barrier(self) -> bytes:
         return barrier(self.next_xid())
@@ -323,13 +336,16 @@ class TableModWriter:
     def __iter__(self) -> Iterator[bytes]:
         chunk_size = self.chunk_size
         out = bytearray()
+        count = self.count
         # The reference codec raises netaddr's errors and its own too.
-        for data in in_send_order(self.mod, self._encode, self._barrier, self.errors, caught=(Exception,)):
+        for data in in_send_order(self.mod, self._encoder, self._barrier, self.errors, caught=(Exception,)):
             out += data
-            self.count += 1
+            count += 1
             if len(out) >= chunk_size:
+                self.count = count
                 yield bytes(out)
                 out = bytearray()
+        self.count = count
         if out:
             yield bytes(out)
 

@@ -18,7 +18,7 @@ import socket
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
 from routeflow.controller.openflow.errors import Unsupported
-from routeflow.controller.openflow.memo import Memo
+from routeflow.controller.openflow.memo import remember
 from routeflow.controller.openflow.structs import OXM_HDR, U8, U16, U32
 
 _inet_pton = socket.inet_pton
@@ -248,7 +248,7 @@ def encode_field(name: str, value: object) -> bytes:
     return field.codec.tlv(field, value)
 
 
-_field_cache: Memo[tuple[str, object], bytes] = Memo()
+_field_cache: dict[tuple[str, object], bytes] = {}
 
 
 def cached_field(name: str, value: object) -> bytes:
@@ -260,7 +260,7 @@ def cached_field(name: str, value: object) -> bytes:
     key = (name, value)
     tlv = _field_cache.get(key)
     if tlv is None:
-        tlv = _field_cache.remember(key, field.codec.tlv(field, value))
+        tlv = remember(_field_cache, key, field.codec.tlv(field, value))
     return tlv
 
 

@@ -17,18 +17,18 @@ _K = TypeVar("_K")
 _V = TypeVar("_V")
 
 
-class Memo(dict[_K, _V]):
-    """A memo bounded in entries."""
+def remember(memo: dict[_K, _V], key: _K, value: _V) -> _V:
+    """Store ``value`` under ``key`` in a memo bounded in entries (emptied first if full); return it.
 
-    def remember(self, key: _K, value: _V) -> _V:
-        """Store ``value`` under ``key`` (emptying the memo first if it is full); return it."""
-        if len(self) >= CACHE_LIMIT:
-            self.clear()
-        self[key] = value
-        return value
+    The memos are plain dicts: a lookup in a dict subclass costs about twice as much.
+    """
+    if len(memo) >= CACHE_LIMIT:
+        memo.clear()
+    memo[key] = value
+    return value
 
 
-class BytesMemo(Memo[bytes, _V]):
+class BytesMemo(dict[bytes, _V]):
     """A memo keyed by raw bytes from a switch, bounded in entries and in key bytes.
 
     A count alone would not bound it: a switch chooses the keys, up to 64 KiB each.
@@ -37,6 +37,7 @@ class BytesMemo(Memo[bytes, _V]):
     key_bytes = 0
 
     def remember(self, key: bytes, value: _V) -> _V:
+        """:func:`remember`, bounded in key bytes too."""
         if len(self) >= CACHE_LIMIT or self.key_bytes + len(key) > MEMO_BYTES:
             self.clear()
             self.key_bytes = 0

@@ -53,9 +53,10 @@ SEND_ORDER: tuple[tuple[Step, ...], ...] = (
 )
 
 
-def in_send_order(mod: TableMod, encode: Callable[[Kind, Any], _T], barrier: Callable[[], _T],
+def in_send_order(mod: TableMod, encoder: Callable[[Kind], Callable[[Any], _T]], barrier: Callable[[], _T],
                   errors: list[str], caught: tuple[type[Exception], ...]) -> Iterator[_T]:
-    """The messages applying ``mod``, by :data:`SEND_ORDER`, as ``encode(kind, entry)`` and ``barrier()`` make them.
+    """The messages applying ``mod``, by :data:`SEND_ORDER`: ``encoder(kind)(entry)`` of each
+    entry, and ``barrier()`` after each phase that sent anything.
 
     An entry whose encoding raises one of ``caught`` is left out and described in
     ``errors``: one bad entry must not cost the rest of the batch.
@@ -63,10 +64,10 @@ def in_send_order(mod: TableMod, encode: Callable[[Kind, Any], _T], barrier: Cal
     for phase in SEND_ORDER:
         sent = False
         for step in phase:
-            kind = step.kind
+            encode = encoder(step.kind)  # once a step: the loop below is the hot path of a big change
             for entry in step.entries(mod):
                 try:
-                    message = encode(kind, entry)
+                    message = encode(entry)
                 except caught as exc:
                     errors.append(f"cannot encode {entry!r}: {exc}")
                     continue

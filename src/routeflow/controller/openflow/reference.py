@@ -292,7 +292,12 @@ def encode_table_mod(mod: TableMod, dp: DatapathLike = STANDALONE) -> tuple[list
     """The messages applying ``mod`` in the order of :data:`.order.SEND_ORDER`, barriers
     included, and the entries that could not be encoded."""
     errors: list[str] = []
-    messages = list(in_send_order(mod, lambda kind, entry: BUILDERS[kind](entry, dp),
+
+    def builder(kind: Kind) -> Callable[[Any], Any]:
+        build = BUILDERS[kind]
+        return lambda entry: build(entry, dp)
+
+    messages = list(in_send_order(mod, builder,
                                   lambda: parser.OFPBarrierRequest(dp), errors,
                                   caught=(ValueError, TypeError, KeyError)))
     return messages, errors
