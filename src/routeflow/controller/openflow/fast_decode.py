@@ -20,7 +20,7 @@ import operator
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from routeflow.controller.openflow import reference
+from routeflow.controller.openflow import fields, reference, structs
 from routeflow.controller.openflow.checks import entry_end, parse_checked
 from routeflow.controller.openflow.errors import STATS, DecodeError, Unsupported
 from routeflow.controller.openflow.fields import (
@@ -29,22 +29,22 @@ from routeflow.controller.openflow.fields import (
     ROUTE_MATCH_HEAD,
     ROUTE_MATCH_LEN,
     V4_MASKS,
-    V4_PREFIX_BY_MASK,
     decode_tlv,
     inet_ntoa,
 )
 from routeflow.controller.openflow.memo import BytesMemo, remember
-from routeflow.controller.openflow.structs import (
-    ACTION_HDR,
-    FLOW_STATS,
-    FLOW_STATS_SIZE,
-    GROUP_DESC,
-    HEADER,
-    MP_REPLY,
-    U16,
-    U32,
-)
+from routeflow.controller.openflow.structs import FLOW_STATS, FLOW_STATS_SIZE
 from routeflow.model import Action, Flow, Group, Match
+
+# Assigned, not imported: CPython 3.11 compiles a method call on an imported name (which
+# it takes for a module) to a slower attribute load, a cost on every entry.
+_ACTION_HDR = structs.ACTION_HDR
+_GROUP_DESC = structs.GROUP_DESC
+_HEADER = structs.HEADER
+_MP_REPLY = structs.MP_REPLY
+_U16 = structs.U16
+_U32 = structs.U32
+_V4_PREFIX_BY_MASK = fields.V4_PREFIX_BY_MASK
 
 _OUTPUT, _GROUP, _DEC_TTL, _SET_FIELD = (ofp.OFPAT_OUTPUT, ofp.OFPAT_GROUP, ofp.OFPAT_DEC_NW_TTL,
                                          ofp.OFPAT_SET_FIELD)
@@ -84,7 +84,7 @@ def decode_match(buf: bytes, offset: int, end: int) -> Match:
                     item = (name, inet_ntoa(value))
                 else:
                     mask = raw[8:12]
-                    prefixlen = V4_PREFIX_BY_MASK.get(mask)
+                    prefixlen = _V4_PREFIX_BY_MASK.get(mask)
                     if prefixlen is None:
                         item = (name, f"{inet_ntoa(value)}/{inet_ntoa(mask)}")
                     elif prefixlen == 32:
@@ -93,7 +93,7 @@ def decode_match(buf: bytes, offset: int, end: int) -> Match:
                         number = int.from_bytes(value, "big")
                         net = number & V4_MASKS[prefixlen]
                         if net != number:
-                            value = U32.pack(net)
+                            value = _U32.pack(net)
                         item = (name, inet_ntoa(value) + PREFIX_SUFFIX[prefixlen])
             else:
                 field, decoded, _ = decode_tlv(buf, offset, end)
@@ -119,18 +119,18 @@ def decode_actions(buf: bytes, offset: int, end: int) -> list[Action]:
     while offset < end:
         if offset + 4 > end:
             raise Unsupported("truncated action")
-        kind, length = ACTION_HDR.unpack_from(buf, offset)
+        kind, length = _ACTION_HDR.unpack_from(buf, offset)
         if length < 8 or length & 7 or offset + length > end:
             raise Unsupported("action length")
         if kind == _OUTPUT and length == 16:
-            (port,) = U32.unpack_from(buf, offset + 4)
+            (port,) = _U32.unpack_from(buf, offset + 4)
             actions.append(("controller",) if port == _CONTROLLER_PORT else ("output", port))
         elif kind == _GROUP and length == 8:
-            actions.append(("group", U32.unpack_from(buf, offset + 4)[0]))
+            actions.append(("group", _U32.unpack_from(buf, offset + 4)[0]))
         elif kind == _DEC_TTL and length == 8:
             actions.append(("dec_nw_ttl",))
         elif kind == _PUSH_VLAN and length == 8:
-            actions.append(("push_vlan", U16.unpack_from(buf, offset + 4)[0]))
+            actions.append(("push_vlan", _U16.unpack_from(buf, offset + 4)[0]))
         elif kind == _POP_VLAN and length == 8:
             actions.append(("pop_vlan",))
         elif kind == _SET_FIELD:
@@ -159,7 +159,7 @@ def decode_instructions(buf: bytes, offset: int, end: int) -> tuple[tuple[Action
     while offset < end:
         if offset + 4 > end:
             raise Unsupported("truncated instruction")
-        kind, length = ACTION_HDR.unpack_from(buf, offset)
+        kind, length = _ACTION_HDR.unpack_from(buf, offset)
         if length < 8 or length & 7 or offset + length > end:
             raise Unsupported("instruction length")
         if kind == ofp.OFPIT_GOTO_TABLE and length == 8:
@@ -212,7 +212,7 @@ def decode_flow_stats(buf: bytes, offset: int = ofp.OFP_MULTIPART_REPLY_SIZE,
             if (match_len == ROUTE_MATCH_LEN
                     and buf[match_start + 4:match_start + 14] == ROUTE_MATCH_HEAD):  # a route: inline
                 value = buf[match_start + 14:match_start + 18]
-                prefixlen = V4_PREFIX_BY_MASK.get(buf[match_start + 18:match_start + 22])
+                prefixlen = _V4_PREFIX_BY_MASK.get(buf[match_start + 18:match_start + 22])
                 if (prefixlen is not None and prefixlen < 32
                         and not int.from_bytes(value, "big") & ~V4_MASKS[prefixlen] & 0xFFFFFFFF):
                     match = (_ETH_TYPE_IPV4, ("ipv4_dst", inet_ntoa(value) + PREFIX_SUFFIX[prefixlen]))
@@ -233,13 +233,13 @@ _bucket_cache: BytesMemo[tuple[Action, ...]] = BytesMemo()
 
 
 def _group_entry(buf: bytes, offset: int, end: int) -> Group:
-    _, kind, group_id = GROUP_DESC.unpack_from(buf, offset)
+    _, kind, group_id = _GROUP_DESC.unpack_from(buf, offset)
     buckets: list[tuple[Action, ...]] = []
     pos = offset + ofp.OFP_GROUP_DESC_STATS_SIZE
     while pos < end:
         if pos + ofp.OFP_BUCKET_SIZE > end:
             raise Unsupported("truncated bucket")
-        (length,) = U16.unpack_from(buf, pos)
+        (length,) = _U16.unpack_from(buf, pos)
         if length < ofp.OFP_BUCKET_SIZE or length & 7 or pos + length > end:
             raise Unsupported("bucket length")
         raw = buf[pos + ofp.OFP_BUCKET_SIZE:pos + length]
@@ -276,6 +276,6 @@ def reply_body_span(buf: bytes) -> tuple[int, int]:
     """(multipart type, end of the message) of a raw multipart reply."""
     if len(buf) < ofp.OFP_MULTIPART_REPLY_SIZE:
         raise DecodeError(f"multipart reply of {len(buf)} bytes")
-    _, _, length, _ = HEADER.unpack_from(buf)
-    (kind, _) = MP_REPLY.unpack_from(buf, ofp.OFP_HEADER_SIZE)
+    _, _, length, _ = _HEADER.unpack_from(buf)
+    (kind, _) = _MP_REPLY.unpack_from(buf, ofp.OFP_HEADER_SIZE)
     return kind, min(length, len(buf))

@@ -29,11 +29,10 @@ from typing import Any
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
-from routeflow.controller.openflow import reference
+from routeflow.controller.openflow import fields, reference, structs
 from routeflow.controller.openflow.errors import STATS, Unsupported
 from routeflow.controller.openflow.fields import (
     BY_NAME,
-    PREFIXLEN,
     ROUTE_MATCH_HEAD,
     V4_MASK_BYTES,
     V4_MASKS,
@@ -42,22 +41,23 @@ from routeflow.controller.openflow.fields import (
 )
 from routeflow.controller.openflow.memo import remember
 from routeflow.controller.openflow.order import Kind, in_send_order
-from routeflow.controller.openflow.structs import (
-    ACTION_GROUP,
-    ACTION_HDR,
-    ACTION_OUTPUT,
-    ACTION_PUSH,
-    BUCKET,
-    FLOW_MOD,
-    GROUP_MOD,
-    HEADER,
-    INST_APPLY,
-    INST_GOTO,
-    PADS,
-    VERSION,
-)
+from routeflow.controller.openflow.structs import PADS, VERSION
 from routeflow.model import Action, Flow, FlowKey, Group, Match
 from routeflow.protocol.messages import TableMod
+
+# Assigned, not imported: CPython 3.11 compiles a method call on an imported name (which
+# it takes for a module) to a slower attribute load, a cost on every entry.
+_ACTION_GROUP = structs.ACTION_GROUP
+_ACTION_HDR = structs.ACTION_HDR
+_ACTION_OUTPUT = structs.ACTION_OUTPUT
+_ACTION_PUSH = structs.ACTION_PUSH
+_BUCKET = structs.BUCKET
+_FLOW_MOD = structs.FLOW_MOD
+_GROUP_MOD = structs.GROUP_MOD
+_HEADER = structs.HEADER
+_INST_APPLY = structs.INST_APPLY
+_INST_GOTO = structs.INST_GOTO
+_PREFIXLEN = fields.PREFIXLEN
 
 _NO_BUFFER = ofp.OFP_NO_BUFFER
 _ANY_PORT = ofp.OFPP_ANY
@@ -100,7 +100,7 @@ def encode_match(match: Match) -> bytes:
         (n0, v0), (n1, v1) = match
         if n0 == "eth_type" and n1 == "ipv4_dst" and v0 == 0x0800 and type(v0) is int and type(v1) is str:
             address, slash, length = v1.partition("/")
-            prefixlen = PREFIXLEN.get(length)
+            prefixlen = _PREFIXLEN.get(length)
             if slash and prefixlen is not None and prefixlen < 32:
                 try:
                     packed = _inet_pton(_AF_INET, address)
@@ -120,9 +120,9 @@ def encode_match(match: Match) -> bytes:
 _OUTPUT, _GROUP, _DEC_TTL, _SET_FIELD = (ofp.OFPAT_OUTPUT, ofp.OFPAT_GROUP, ofp.OFPAT_DEC_NW_TTL,
                                          ofp.OFPAT_SET_FIELD)
 _PUSH_VLAN, _POP_VLAN = ofp.OFPAT_PUSH_VLAN, ofp.OFPAT_POP_VLAN
-_DEC_TTL_BYTES = INST_APPLY.pack(_DEC_TTL, 8)  # type, len, 4 bytes of pad: same layout
-_POP_VLAN_BYTES = INST_APPLY.pack(_POP_VLAN, 8)
-_CONTROLLER_BYTES = ACTION_OUTPUT.pack(_OUTPUT, 16, ofp.OFPP_CONTROLLER, ofp.OFPCML_NO_BUFFER)
+_DEC_TTL_BYTES = _INST_APPLY.pack(_DEC_TTL, 8)  # type, len, 4 bytes of pad: same layout
+_POP_VLAN_BYTES = _INST_APPLY.pack(_POP_VLAN, 8)
+_CONTROLLER_BYTES = _ACTION_OUTPUT.pack(_OUTPUT, 16, ofp.OFPP_CONTROLLER, ofp.OFPCML_NO_BUFFER)
 
 
 def _argument(action: Action, limit: int) -> int:
@@ -139,15 +139,15 @@ def encode_action(action: Action) -> bytes:
     kind = action[0]
     n = len(action)
     if kind == "output" and n == 2 and _is_int(action[1]):
-        return ACTION_OUTPUT.pack(_OUTPUT, 16, _argument(action, 0xFFFFFFFF), 0)
+        return _ACTION_OUTPUT.pack(_OUTPUT, 16, _argument(action, 0xFFFFFFFF), 0)
     if kind == "controller" and n == 1:
         return _CONTROLLER_BYTES
     if kind == "group" and n == 2 and _is_int(action[1]):
-        return ACTION_GROUP.pack(_GROUP, 8, _argument(action, 0xFFFFFFFF))
+        return _ACTION_GROUP.pack(_GROUP, 8, _argument(action, 0xFFFFFFFF))
     if kind == "dec_nw_ttl" and n == 1:
         return _DEC_TTL_BYTES
     if kind == "push_vlan" and n == 2 and _is_int(action[1]):
-        return ACTION_PUSH.pack(_PUSH_VLAN, 8, _argument(action, 0xFFFF))
+        return _ACTION_PUSH.pack(_PUSH_VLAN, 8, _argument(action, 0xFFFF))
     if kind == "pop_vlan" and n == 1:
         return _POP_VLAN_BYTES
     if kind == "set_field" and n == 3 and type(action[1]) is str:
@@ -156,7 +156,7 @@ def encode_action(action: Action) -> bytes:
             raise Unsupported("masked set_field")  # the reference codec raises ValueError
         tlv = encode_field(action[1], value)
         length = (4 + len(tlv) + 7) & ~7
-        return ACTION_HDR.pack(_SET_FIELD, length) + tlv + PADS[length - 4 - len(tlv)]
+        return _ACTION_HDR.pack(_SET_FIELD, length) + tlv + PADS[length - 4 - len(tlv)]
     raise Unsupported(f"action {action!r}")
 
 
@@ -183,11 +183,11 @@ def encode_instructions(actions: tuple[Action, ...], goto: int | None) -> bytes:
     encoded = b""
     if actions:
         acts = encode_actions(actions)
-        encoded = INST_APPLY.pack(ofp.OFPIT_APPLY_ACTIONS, 8 + len(acts)) + acts
+        encoded = _INST_APPLY.pack(ofp.OFPIT_APPLY_ACTIONS, 8 + len(acts)) + acts
     if goto is not None:
         if not _is_int(goto) or not 0 <= goto <= 0xFF:
             raise Unsupported(f"goto {goto!r}")
-        encoded += INST_GOTO.pack(ofp.OFPIT_GOTO_TABLE, 8, goto)
+        encoded += _INST_GOTO.pack(ofp.OFPIT_GOTO_TABLE, 8, goto)
     return remember(_instructions_cache, key, encoded)
 
 
@@ -199,7 +199,7 @@ def _flow_mod(xid: int, command: int, table: int, priority: int, match: Match, i
     match_len = 4 + len(oxms)
     pad = -match_len & 7
     try:
-        head = FLOW_MOD.pack(VERSION, ofp.OFPT_FLOW_MOD, 48 + match_len + pad + len(instructions), xid,
+        head = _FLOW_MOD.pack(VERSION, ofp.OFPT_FLOW_MOD, 48 + match_len + pad + len(instructions), xid,
                              _COOKIE, 0, table, command, 0, 0, priority, _NO_BUFFER, _ANY_PORT,
                              _ANY_GROUP, 0, ofp.OFPMT_OXM, match_len)
     except struct.error as exc:
@@ -232,9 +232,9 @@ def _group_mod(xid: int, command: int, group: Group) -> bytes:
     buckets = b""
     for bucket in group.buckets:
         acts = encode_actions(bucket)
-        buckets += BUCKET.pack(16 + len(acts), weight, _ANY_PORT, _ANY_GROUP) + acts
+        buckets += _BUCKET.pack(16 + len(acts), weight, _ANY_PORT, _ANY_GROUP) + acts
     try:
-        return GROUP_MOD.pack(VERSION, ofp.OFPT_GROUP_MOD, 16 + len(buckets), xid, command, kind,
+        return _GROUP_MOD.pack(VERSION, ofp.OFPT_GROUP_MOD, 16 + len(buckets), xid, command, kind,
                               group.group_id) + buckets
     except struct.error as exc:
         raise Unsupported(str(exc)) from None
@@ -255,7 +255,7 @@ def group_delete(group_id: int, xid: int) -> bytes:
     if not _is_int(group_id):
         raise Unsupported(f"group id {group_id!r}")
     try:
-        return GROUP_MOD.pack(VERSION, ofp.OFPT_GROUP_MOD, 16, xid, ofp.OFPGC_DELETE, ofp.OFPGT_ALL,
+        return _GROUP_MOD.pack(VERSION, ofp.OFPT_GROUP_MOD, 16, xid, ofp.OFPGC_DELETE, ofp.OFPGT_ALL,
                               group_id)
     except struct.error as exc:
         raise Unsupported(str(exc)) from None
@@ -263,7 +263,7 @@ def group_delete(group_id: int, xid: int) -> bytes:
 
 def barrier(xid: int) -> bytes:
     """``OFPT_BARRIER_REQUEST``."""
-    return HEADER.pack(VERSION, ofp.OFPT_BARRIER_REQUEST, ofp.OFP_HEADER_SIZE, xid)
+    return _HEADER.pack(VERSION, ofp.OFPT_BARRIER_REQUEST, ofp.OFP_HEADER_SIZE, xid)
 
 
 #: The fast encoder of each kind of TableMod entry.

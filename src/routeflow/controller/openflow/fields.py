@@ -12,14 +12,20 @@ parse; anything it would not write the same way raises :class:`Unsupported`.
 
 from __future__ import annotations
 
+import abc
 import ipaddress
 import socket
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
+from routeflow.controller.openflow import structs
 from routeflow.controller.openflow.errors import Unsupported
 from routeflow.controller.openflow.memo import remember
-from routeflow.controller.openflow.structs import OXM_HDR, U8, U16, U32
+
+# Assigned, not imported: CPython 3.11 compiles a method call on an imported name (which
+# it takes for a module) to a slower attribute load, a cost on every entry.
+_OXM_HDR = structs.OXM_HDR
+_U32 = structs.U32
 
 _inet_pton = socket.inet_pton
 inet_ntoa = socket.inet_ntoa
@@ -28,7 +34,7 @@ _MAC_SEPARATORS = ":::::"
 PREFIXLEN = {str(n): n for n in range(129)}
 #: prefix length -> IPv4 netmask, as a number and as bytes; and back from the bytes
 V4_MASKS = tuple(((0xFFFFFFFF << (32 - n)) & 0xFFFFFFFF) for n in range(33))
-V4_MASK_BYTES = tuple(U32.pack(m) for m in V4_MASKS)
+V4_MASK_BYTES = tuple(_U32.pack(m) for m in V4_MASKS)
 V4_PREFIX_BY_MASK = {mask: n for n, mask in enumerate(V4_MASK_BYTES)}
 PREFIX_SUFFIX = tuple(f"/{n}" for n in range(33))
 
@@ -46,17 +52,14 @@ class Field:
     def _header(self, masked: bool) -> bytes:
         width = self.codec.width
         length = width * 2 if masked else width
-        return OXM_HDR.pack(ofp.OFPXMC_OPENFLOW_BASIC << 16 | self.number << 9 | int(masked) << 8 | length)
-
-    def tlv(self, value: object) -> bytes:
-        """The TLV (header and value, and mask if any) of ``value``; :class:`Unsupported` if not ours."""
-        return self.codec.tlv(self, value)
+        return _OXM_HDR.pack(ofp.OFPXMC_OPENFLOW_BASIC << 16 | self.number << 9 | int(masked) << 8 | length)
 
     def unsupported(self, value: object, why: str = "") -> Unsupported:
+        """The refusal of ``value`` for this field (``why``: what is wrong with it, if not its type)."""
         return Unsupported(f"{self.name}={value!r}{why}")
 
 
-class FieldCodec:
+class FieldCodec(abc.ABC):
     """How values of one kind are written and read: the bytes of a TLV, the text of a value."""
 
     #: Bytes of a value (a mask is as long).
@@ -64,13 +67,13 @@ class FieldCodec:
     #: Whether a value's TLV repeats across entries, so that memoising it pays (all but addresses).
     memoise = True
 
+    @abc.abstractmethod
     def tlv(self, field: Field, value: object) -> bytes:
         """The TLV of ``value`` in ``field``, as os-ken writes the reference codec's value."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def read(self, value: bytes, mask: bytes | None) -> str | int:
         """The canonical value of raw ``value`` (``mask`` if the TLV has one), as the reference codec reads it."""
-        raise NotImplementedError
 
 
 class UInt(FieldCodec):
@@ -79,7 +82,7 @@ class UInt(FieldCodec):
     def __init__(self, width: int) -> None:
         self.width = width
         self._limit = 1 << (8 * width)
-        self._pack = {1: U8.pack, 2: U16.pack, 4: U32.pack}[width]
+        self._pack = {1: structs.U8.pack, 2: structs.U16.pack, 4: structs.U32.pack}[width]
 
     def tlv(self, field: Field, value: object) -> bytes:
         if type(value) is not int:  # bool and int subclasses take the reference path
@@ -154,11 +157,8 @@ class IPAddress(FieldCodec):
         return ((1 << self.bits) - 1) ^ ((1 << (self.bits - prefixlen)) - 1)
 
     def mask_bytes(self, prefixlen: int) -> bytes:
+        """The netmask of a prefix length, as bytes."""
         return self.mask(prefixlen).to_bytes(self.width, "big")
-
-    def text(self, raw: bytes) -> str:
-        """The text of an address (or mask) of ``width`` bytes."""
-        raise NotImplementedError
 
 
 class IPv4Address(IPAddress):
@@ -170,9 +170,6 @@ class IPv4Address(IPAddress):
     def mask_bytes(self, prefixlen: int) -> bytes:
         return V4_MASK_BYTES[prefixlen]
 
-    def text(self, raw: bytes) -> str:
-        return inet_ntoa(raw)
-
     def read(self, value: bytes, mask: bytes | None) -> str | int:
         if mask is None:
             return inet_ntoa(value)
@@ -182,7 +179,7 @@ class IPv4Address(IPAddress):
         if prefixlen == 32:
             return inet_ntoa(value)
         net = int.from_bytes(value, "big") & V4_MASKS[prefixlen]
-        return f"{inet_ntoa(U32.pack(net))}/{prefixlen}"
+        return f"{inet_ntoa(_U32.pack(net))}/{prefixlen}"
 
 
 class IPv6Address(IPAddress):
@@ -192,47 +189,49 @@ class IPv6Address(IPAddress):
         if "." in address:
             raise field.unsupported(value)  # embedded IPv4: leave it to os-ken
 
-    def text(self, raw: bytes) -> str:
+    @staticmethod
+    def _text(raw: bytes) -> str:
         return str(ipaddress.IPv6Address(raw))
 
     def read(self, value: bytes, mask: bytes | None) -> str | int:
         if mask is None:
-            return self.text(value)
+            return self._text(value)
         hostmask = ~int.from_bytes(mask, "big") & ((1 << 128) - 1)
         if hostmask & (hostmask + 1):
-            return f"{self.text(value)}/{self.text(mask)}"
+            return f"{self._text(value)}/{self._text(mask)}"
         prefixlen = 128 - hostmask.bit_length()
         if prefixlen == 128:
-            return self.text(value)
+            return self._text(value)
         return str(ipaddress.IPv6Network((int.from_bytes(value, "big") & ~hostmask, prefixlen)))
 
 
-_U8, _U16, _U32 = UInt(1), UInt(2), UInt(4)
+_UINT8, _UINT16, _UINT32 = UInt(1), UInt(2), UInt(4)
 _MAC, _IPV4, _IPV6 = MacAddress(), IPv4Address(), IPv6Address()
 
 #: Every field the fast codec writes and reads (the rest take the reference codec).
 FIELDS: tuple[Field, ...] = tuple(Field(name, number, codec) for name, number, codec in (
-    ("in_port", ofp.OFPXMT_OFB_IN_PORT, _U32),
+    ("in_port", ofp.OFPXMT_OFB_IN_PORT, _UINT32),
     ("eth_dst", ofp.OFPXMT_OFB_ETH_DST, _MAC),
     ("eth_src", ofp.OFPXMT_OFB_ETH_SRC, _MAC),
-    ("eth_type", ofp.OFPXMT_OFB_ETH_TYPE, _U16),
-    ("vlan_vid", ofp.OFPXMT_OFB_VLAN_VID, _U16),
-    ("ip_proto", ofp.OFPXMT_OFB_IP_PROTO, _U8),
+    ("eth_type", ofp.OFPXMT_OFB_ETH_TYPE, _UINT16),
+    ("vlan_vid", ofp.OFPXMT_OFB_VLAN_VID, _UINT16),
+    ("ip_proto", ofp.OFPXMT_OFB_IP_PROTO, _UINT8),
     ("ipv4_src", ofp.OFPXMT_OFB_IPV4_SRC, _IPV4),
     ("ipv4_dst", ofp.OFPXMT_OFB_IPV4_DST, _IPV4),
-    ("tcp_src", ofp.OFPXMT_OFB_TCP_SRC, _U16),
-    ("tcp_dst", ofp.OFPXMT_OFB_TCP_DST, _U16),
-    ("udp_src", ofp.OFPXMT_OFB_UDP_SRC, _U16),
-    ("udp_dst", ofp.OFPXMT_OFB_UDP_DST, _U16),
-    ("icmpv4_type", ofp.OFPXMT_OFB_ICMPV4_TYPE, _U8),
-    ("icmpv4_code", ofp.OFPXMT_OFB_ICMPV4_CODE, _U8),
+    ("tcp_src", ofp.OFPXMT_OFB_TCP_SRC, _UINT16),
+    ("tcp_dst", ofp.OFPXMT_OFB_TCP_DST, _UINT16),
+    ("udp_src", ofp.OFPXMT_OFB_UDP_SRC, _UINT16),
+    ("udp_dst", ofp.OFPXMT_OFB_UDP_DST, _UINT16),
+    ("icmpv4_type", ofp.OFPXMT_OFB_ICMPV4_TYPE, _UINT8),
+    ("icmpv4_code", ofp.OFPXMT_OFB_ICMPV4_CODE, _UINT8),
     ("ipv6_src", ofp.OFPXMT_OFB_IPV6_SRC, _IPV6),
     ("ipv6_dst", ofp.OFPXMT_OFB_IPV6_DST, _IPV6),
-    ("icmpv6_type", ofp.OFPXMT_OFB_ICMPV6_TYPE, _U8),
-    ("icmpv6_code", ofp.OFPXMT_OFB_ICMPV6_CODE, _U8),
+    ("icmpv6_type", ofp.OFPXMT_OFB_ICMPV6_TYPE, _UINT8),
+    ("icmpv6_code", ofp.OFPXMT_OFB_ICMPV6_CODE, _UINT8),
 ))
 BY_NAME = {f.name: f for f in FIELDS}
-BY_NUMBER = {f.number: f for f in FIELDS}
+#: OXM field number -> (field, width of a value, its codec's reader), bound once for :func:`decode_tlv`
+_READERS = {f.number: (f, f.codec.width, f.codec.read) for f in FIELDS}
 
 #: A route's match: eth_type=0x0800 then a masked ipv4_dst (the prefix, then its netmask).
 ROUTE_MATCH_HEAD = BY_NAME["eth_type"].exact + b"\x08\x00" + BY_NAME["ipv4_dst"].masked
@@ -268,18 +267,18 @@ def decode_tlv(buf: bytes, offset: int, end: int) -> tuple[Field, str | int, int
     """(field, canonical value, next offset) of the OXM TLV at ``offset``; :class:`Unsupported` if not ours."""
     if offset + 4 > end:
         raise Unsupported("truncated OXM")
-    (header,) = OXM_HDR.unpack_from(buf, offset)
+    (header,) = _OXM_HDR.unpack_from(buf, offset)
     length = header & 0xFF
     nxt = offset + 4 + length
     if header >> 16 != ofp.OFPXMC_OPENFLOW_BASIC or nxt > end:
         raise Unsupported("OXM class")
-    field = BY_NUMBER.get(header >> 9 & 0x7F)
-    if field is None:
+    spec = _READERS.get(header >> 9 & 0x7F)
+    if spec is None:
         raise Unsupported("OXM field")
-    width = field.codec.width
+    field, width, read = spec
     masked = header & 0x100
     if length != (width * 2 if masked else width):
         raise Unsupported("OXM length")
     start = offset + 4
     mask = buf[start + width:nxt] if masked else None
-    return field, field.codec.read(buf[start:start + width], mask), nxt
+    return field, read(buf[start:start + width], mask), nxt
