@@ -16,14 +16,13 @@ class DecodeError(ValueError):
 
 
 class Stats:
-    """How many messages took which path (for logs, tests and the benchmark)."""
+    """How many entries the fast codec refused and the reference codec took over, both ways
+    (for tests and the benchmark)."""
 
-    __slots__ = ("fast", "fallback")  # counted once a message: slots are the cheapest attributes
+    __slots__ = ("fallback",)
 
     def __init__(self) -> None:
-        self.fast = 0
         self.fallback = 0
 
 
-#: Counts of both directions: ``fallback`` is every :class:`Unsupported` the reference codec took over.
 STATS = Stats()

@@ -296,12 +296,10 @@ def encoder(kind: Kind, next_xid: Callable[[], int]) -> Callable[[Any], bytes]:
     def encode_one(item: Any) -> bytes:
         xid = next_xid()
         try:
-            data = fast(item, xid)
+            return fast(item, xid)
         except Unsupported:
             STATS.fallback += 1
             return via_reference(kind, item, xid)
-        STATS.fast += 1
-        return data
 
     return encode_one
 
