@@ -18,8 +18,17 @@ from os_ken.ofproto import nicira_ext, ofproto_common
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
+from routeflow.controller.openflow import structs
 from routeflow.controller.openflow.errors import DecodeError
-from routeflow.controller.openflow.structs import ACTION_HDR, FLOW_STATS_SIZE, MATCH_HDR, OXM_HDR, U16, U32
+from routeflow.controller.openflow.structs import FLOW_STATS_SIZE
+
+# Assigned, not imported: CPython 3.11 compiles a method call on an imported name (which
+# it takes for a module) to a slower attribute load, and entry_end runs for every entry.
+_ACTION_HDR = structs.ACTION_HDR
+_MATCH_HDR = structs.MATCH_HDR
+_OXM_HDR = structs.OXM_HDR
+_U16 = structs.U16
+_U32 = structs.U32
 
 _T = TypeVar("_T")
 _ACTION_SIZE = 8  # ofp_action_header with its pad: the shortest action, and the shortest instruction
@@ -44,7 +53,7 @@ def check_oxm(buf: bytes, offset: int, end: int) -> int:
     """Check the OXM TLV at ``offset``: a value, and within ``end``. Return where it ends."""
     if offset + 4 > end:
         raise DecodeError(f"truncated OXM at {offset}")
-    (header,) = OXM_HDR.unpack_from(buf, offset)
+    (header,) = _OXM_HDR.unpack_from(buf, offset)
     length = header & 0xFF
     value = length - (4 if header >> 16 == ofp.OFPXMC_EXPERIMENTER else 0)  # after the experimenter id
     if value <= 0 or (header & 0x100 and value & 1):  # a mask is as long as the value
@@ -59,7 +68,7 @@ def check_match(buf: bytes, offset: int, end: int) -> int:
     """Check the ``ofp_match`` at ``offset`` and its TLVs; return where it ends, padded to 8."""
     if offset + 4 > end:
         raise DecodeError(f"truncated match at {offset}")
-    kind, length = MATCH_HDR.unpack_from(buf, offset)
+    kind, length = _MATCH_HDR.unpack_from(buf, offset)
     if kind != ofp.OFPMT_OXM:
         raise DecodeError(f"match type {kind} at {offset}")
     padded = offset + ((length + 7) & ~7)
@@ -76,7 +85,7 @@ def entry_end(buf: bytes, offset: int, end: int, least: int, what: str) -> int:
     ``least`` bytes, a multiple of 8, and within ``end``."""
     if offset + least > end:
         raise DecodeError(f"truncated {what} at {offset}")
-    (length,) = U16.unpack_from(buf, offset)
+    (length,) = _U16.unpack_from(buf, offset)
     if length < least or length & 7 or offset + length > end:
         raise DecodeError(f"bad {what} length {length} at {offset}")
     return offset + length
@@ -88,7 +97,7 @@ def _tlvs(buf: bytes, offset: int, end: int, what: str) -> Iterator[tuple[int, i
     while offset < end:
         if offset + 4 > end:
             raise DecodeError(f"truncated {what} at {offset}")
-        kind, length = ACTION_HDR.unpack_from(buf, offset)
+        kind, length = _ACTION_HDR.unpack_from(buf, offset)
         nxt = offset + length
         if length < _ACTION_SIZE or length & 7 or nxt > end:
             raise DecodeError(f"bad {what} length {length} at {offset}")
@@ -115,12 +124,12 @@ def _check_actions(buf: bytes, offset: int, end: int, depth: int = 0) -> None:
 
 def _check_experimenter_action(buf: bytes, offset: int, end: int, depth: int) -> None:
     """An experimenter action: os-ken reads Nicira ones by subtype, and ct holds more actions."""
-    (experimenter,) = U32.unpack_from(buf, offset + 4)
+    (experimenter,) = _U32.unpack_from(buf, offset + 4)
     if experimenter != _NX_ID:
         return  # kept as raw bytes
     if end - offset < _NX_ACTION_SIZE:
         raise DecodeError(f"Nicira action of length {end - offset} at {offset}")
-    if U16.unpack_from(buf, offset + 8)[0] == nicira_ext.NXAST_CT:
+    if _U16.unpack_from(buf, offset + 8)[0] == nicira_ext.NXAST_CT:
         if end - offset < _NX_CT_SIZE:
             raise DecodeError(f"Nicira ct action of length {end - offset} at {offset}")
         if depth >= NESTING_LIMIT:
@@ -155,7 +164,7 @@ def check_group_entry(buf: bytes, offset: int, end: int) -> int:
     while pos < stop:
         if pos + ofp.OFP_BUCKET_SIZE > stop:
             raise DecodeError(f"truncated bucket at {pos}")
-        (size,) = U16.unpack_from(buf, pos)
+        (size,) = _U16.unpack_from(buf, pos)
         if size < ofp.OFP_BUCKET_SIZE or size & 7 or pos + size > stop:
             raise DecodeError(f"bad bucket length {size} at {pos}")
         _check_actions(buf, pos + ofp.OFP_BUCKET_SIZE, pos + size)

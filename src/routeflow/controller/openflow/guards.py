@@ -18,9 +18,16 @@ from os_ken.ofproto import ofproto_parser
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
+from routeflow.controller.openflow import structs
 from routeflow.controller.openflow.checks import check_instructions, check_match, parse_checked
 from routeflow.controller.openflow.errors import DecodeError
-from routeflow.controller.openflow.structs import HELLO_ELEM, MP_REPLY, U16, VERSION
+from routeflow.controller.openflow.structs import VERSION
+
+# Assigned, not imported: CPython 3.11 compiles a method call on an imported name (which
+# it takes for a module) to a slower attribute load, and these run for every message.
+_HELLO_ELEM = structs.HELLO_ELEM
+_MP_REPLY = structs.MP_REPLY
+_U16 = structs.U16
 
 LOG = logging.getLogger(__name__)
 
@@ -84,7 +91,7 @@ def install_raw_stats_replies() -> None:
     def multipart_reply(datapath: Any, version: int, msg_type: int, msg_len: int, xid: int,
                         buf: bytes) -> Any:
         if msg_len >= ofp.OFP_MULTIPART_REPLY_SIZE and len(buf) >= msg_len:
-            kind, flags = MP_REPLY.unpack_from(buf, ofp.OFP_HEADER_SIZE)
+            kind, flags = _MP_REPLY.unpack_from(buf, ofp.OFP_HEADER_SIZE)
             cls = _RAW_REPLIES.get(kind)
             if cls is not None:
                 msg = cls(datapath)
@@ -125,10 +132,10 @@ def _hello_walks(buf: bytes, msg_len: int) -> bool:
     """Whether os-ken's walk of the hello elements (by length, ignoring padding) ends in the message."""
     offset = ofp.OFP_HEADER_SIZE
     while offset < msg_len:
-        if offset + HELLO_ELEM.size > msg_len:
+        if offset + _HELLO_ELEM.size > msg_len:
             return False
-        _, length = HELLO_ELEM.unpack_from(buf, offset)
-        if length < HELLO_ELEM.size or offset + length > msg_len:
+        _, length = _HELLO_ELEM.unpack_from(buf, offset)
+        if length < _HELLO_ELEM.size or offset + length > msg_len:
             return False
         offset += length
     return True
@@ -141,7 +148,7 @@ def _refusal(version: int, msg_type: int, msg_len: int, buf: bytes) -> str | Non
     if msg_type in _UNREAD:
         return "unread message type"
     if msg_type == ofp.OFPT_MULTIPART_REPLY and msg_len >= ofp.OFP_MULTIPART_REPLY_SIZE:
-        (kind,) = U16.unpack_from(buf, ofp.OFP_HEADER_SIZE)
+        (kind,) = _U16.unpack_from(buf, ofp.OFP_HEADER_SIZE)
         if kind not in _PARSED_REPLIES:
             return f"unread multipart reply type {kind}"
     if msg_type == ofp.OFPT_FLOW_MOD and msg_len >= ofp.OFP_FLOW_MOD_SIZE:  # nonsense from a switch, but parsed
