@@ -59,8 +59,7 @@ from routeflow.controller.actions import Action, PacketOut
 from routeflow.controller.discovery import Prober
 from routeflow.controller.dumps import TableDumps
 from routeflow.controller.link import ServerLink
-from routeflow.controller.openflow import fast_encode, guards
-from routeflow.controller.openflow.errors import DecodeError
+from routeflow.controller.openflow import errors, fast_encode, guards
 from routeflow.controller.ports import DatapathPorts
 from routeflow.controller.relay import SlowPath
 from routeflow.controller.settings import ControllerSettings
@@ -298,7 +297,7 @@ class RouteFlowController(app_manager.OSKenApp):
         try:
             flows, groups = decode()
             error = ""
-        except DecodeError as exc:  # a reply we cannot read must not leave the server waiting
+        except errors.DecodeError as exc:  # a reply we cannot read must not leave the server waiting
             self.logger.warning("datapath %016x: malformed table dump reply: %s", dpid, exc)
             error = f"unreadable reply: {exc}"
         except Exception as exc:  # noqa: BLE001 - a backstop: no bug may leave the server waiting either
