@@ -11,10 +11,10 @@ server_core            event sequences (peers connecting and leaving, every mess
                        ticks, status) -> ``ServerCore``: no exception ever (the core documents
                        none), every datapath's table computable, every command it emits encodable
                        and accepted by its peer's decoder
-openflow_replies       bytes -> ``ofwire.decode_flow_stats`` / ``decode_group_desc`` /
+openflow_replies       bytes -> ``fast_decode.decode_flow_stats`` / ``decode_group_desc`` /
                        ``reply_body_span``: values or ``DecodeError``, no more values than the
                        bytes allow
-openflow_messages      a switch's message -> os-ken's parser behind ``ofwire.install_parser_guards``
+openflow_messages      a switch's message -> os-ken's parser behind ``guards.install_parser_guards``
                        (and ``install_raw_stats_replies``): a message or None, never an exception;
                        a lazy multipart body reads or raises ``DecodeError``
 netlink                datagrams -> ``netlink.messages`` / ``route`` / ``nexthop`` (a record or None),
@@ -63,8 +63,9 @@ from routeflow.client.fib import FibState
 from routeflow.config.loader import load_config, parse_config
 from routeflow.config.safe_yaml import parse_yaml
 from routeflow.config.schema import Config
-from routeflow.controller import ofwire
 from routeflow.controller.classify import traffic_kind
+from routeflow.controller.openflow import fast_decode, guards
+from routeflow.controller.openflow.errors import DecodeError
 from routeflow.errors import ConfigError
 from routeflow.lab.topology import load_topology, parse_topology
 from routeflow.model import Flow
@@ -625,21 +626,21 @@ def of_length_fields(buf: bytes) -> list[LengthField]:
 
 def check_openflow_replies(buf: bytes) -> None:
     try:
-        _, end = _stage("reply_body_span", lambda: ofwire.reply_body_span(buf))
-    except ofwire.DecodeError:
+        _, end = _stage("reply_body_span", lambda: fast_decode.reply_body_span(buf))
+    except DecodeError:
         end = None
     body = max(len(buf) - 16, 0)
     for stop in {None, end}:
         try:
-            flows = _stage("decode_flow_stats", lambda: ofwire.decode_flow_stats(buf, end=stop))
+            flows = _stage("decode_flow_stats", lambda: fast_decode.decode_flow_stats(buf, end=stop))
             assert len(flows) <= body // 56 and all(isinstance(f, Flow) for f in flows), flows
-        except ofwire.DecodeError:
+        except DecodeError:
             pass
         try:
-            groups = _stage("decode_group_desc", lambda: ofwire.decode_group_desc(buf, end=stop))
+            groups = _stage("decode_group_desc", lambda: fast_decode.decode_group_desc(buf, end=stop))
             assert len(groups) <= body // 8, groups
             assert sum(len(a) for g in groups for a in g.buckets) <= body // 8, groups
-        except ofwire.DecodeError:
+        except DecodeError:
             pass
 
 
@@ -647,7 +648,7 @@ def openflow_replies() -> Target:
     small = seeds.of_small_replies()
     return Target(
         name="openflow_replies",
-        doc="ofwire.decode_flow_stats / decode_group_desc / reply_body_span on switch replies",
+        doc="fast_decode.decode_flow_stats / decode_group_desc / reply_body_span on switch replies",
         strategy=st.one_of(
             mutated(small, fields=of_length_fields, orders=("big",)),
             mutated(small, fields=of_length_fields, orders=("big",)),
@@ -679,8 +680,8 @@ _DATAPATH = FuzzDatapath()
 
 @functools.cache
 def _install_guards() -> None:
-    ofwire.install_raw_stats_replies()
-    ofwire.install_parser_guards()
+    guards.install_raw_stats_replies()
+    guards.install_parser_guards()
 
 
 def check_openflow_messages(data: bytes) -> None:
@@ -696,17 +697,17 @@ def check_openflow_messages(data: bytes) -> None:
     if msg is None:
         return
     body = getattr(msg, "body", None)
-    if isinstance(body, ofwire.LazyBody):
+    if isinstance(body, guards.LazyBody):
         try:
             _stage("LazyBody", lambda: len(body))
-        except ofwire.DecodeError:
+        except DecodeError:
             pass
         try:
             if msg.type == ofp.OFPMP_FLOW:
-                _stage("decode_flow_stats", lambda: ofwire.decode_flow_stats(msg.buf, end=msg.msg_len))
+                _stage("decode_flow_stats", lambda: fast_decode.decode_flow_stats(msg.buf, end=msg.msg_len))
             else:
-                _stage("decode_group_desc", lambda: ofwire.decode_group_desc(msg.buf, end=msg.msg_len))
-        except ofwire.DecodeError:
+                _stage("decode_group_desc", lambda: fast_decode.decode_group_desc(msg.buf, end=msg.msg_len))
+        except DecodeError:
             pass
     if msg_type == ofp.OFPT_PACKET_IN:
         _stage("traffic_kind", lambda: traffic_kind(bytes(msg.data)))
@@ -720,7 +721,7 @@ def openflow_messages() -> Target:
     messages = seeds.of_messages()
     return Target(
         name="openflow_messages",
-        doc="os-ken's parsing of a switch's messages behind ofwire's parser guards",
+        doc="os-ken's parsing of a switch's messages behind the parser guards of routeflow.controller.openflow.guards",
         strategy=st.one_of(
             mutated(messages, fields=_of_header_fields, orders=("big",)),
             mutated(messages, fields=_of_header_fields, orders=("big",)),
