@@ -29,7 +29,7 @@ from routeflow.errors import ConfigError
 from routeflow.lab.topology import LINK_STATES
 from routeflow.operator_client import ServerUnreachable
 from routeflow.protocol.auth import AuthError
-from routeflow.protocol.transport import ADDRESS_FORMS, DEFAULT_SERVER, parse_address
+from routeflow.protocol.transport import ADDRESS_FORMS, DEFAULT_SERVER, parse_addresses
 from routeflow.vnet import VnetError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
@@ -96,7 +96,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 def _server_address(text: str) -> str:
     """argparse type of ``--server``: a bad address is a usage error (exit 2), not a traceback."""
     try:
-        parse_address(text)
+        parse_addresses(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
@@ -121,7 +121,8 @@ def _listen_host(text: str) -> str:
 
 def _add_server_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--server", default=DEFAULT_SERVER, type=_server_address,
-                        help=f"RF-Server address, {ADDRESS_FORMS} (default {DEFAULT_SERVER})")
+                        help=f"RF-Server address, {ADDRESS_FORMS} (default {DEFAULT_SERVER}); a server pair's "
+                             "addresses separated by commas, tried in turn")
 
 
 def _datapath_list(text: str) -> tuple[int, ...]:
