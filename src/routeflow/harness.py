@@ -265,6 +265,11 @@ class Stack:
         wait_for(lambda: Path(DEFAULT_UNIX).exists() or self._server_died(), 30, 0.1)
         self._server_died()
 
+    def spawn_server(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        """Another RF-Server on this stack's config, with ``args`` (a server pair's second:
+        ``--listen`` its own address), logging to ``NAME.log``; the caller stops it."""
+        return self._spawn(name, "server", str(self.config_path), *args)
+
     def _server_died(self) -> bool:
         if self.server is not None and self.server.poll() is not None:
             raise RuntimeError(f"the server exited with {self.server.returncode}; see {self.run_dir}/server.log")

@@ -20,6 +20,7 @@ import asyncio
 import base64
 import logging
 import urllib.parse
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -44,7 +45,9 @@ class EtcdStore:
     """One server's connection to the etcd cluster: its lease and its NIB writes."""
 
     def __init__(self, endpoints: tuple[str, ...], server_id: str, ttl: int, prefix: str = "routeflow") -> None:
-        from etcd3gw.client import Etcd3Client  # imported here: only a server pair needs it
+        with warnings.catch_warnings():  # its futurist warns of eventlet (os-ken's), which it does not use here
+            warnings.simplefilter("ignore")
+            from etcd3gw.client import Etcd3Client  # imported here: only a server pair needs it
 
         self.server_id = server_id
         self.ttl = float(ttl)

@@ -1,0 +1,178 @@
+"""A server pair on etcd: the standby takes over from a killed active server, and the NIB
+outlives an etcd member.
+
+Two RF-Servers on rftest2's config share a one-member etcd on loopback; the first
+is active, the second stands by on its own Unix socket. ``kill -9`` of the active
+under a ping stream h1 -> h4: the standby takes the leader key when the lease
+expires, restores the NIB, listens, and adopts the VMs the dead server left; the
+controller and the RF-Clients find it at its address. No ping is lost, no flow is
+sent to any switch (the new active starts from what the switches hold and finds
+nothing to change), and verify is clean.
+
+A three-member etcd cluster on loopback loses a member (the Raft leader, killed):
+the NIB is still read and written, the election still works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from tests.integration.scenarios import converged, flow_mods, stayed_up, stream_loss
+from tests.integration.test_server_restart import H4, PINGS, VMS, _identity
+
+from routeflow.harness import CONVERGE_TIMEOUT, Stack, example_variant, wait_for
+from routeflow.operator_client import OperatorClient
+from routeflow.protocol.transport import DEFAULT_UNIX
+from routeflow.server.etcd_local import LocalEtcd
+from routeflow.server.etcd_store import EtcdStore
+
+pytestmark = pytest.mark.integration
+
+#: The pair's addresses: the first server's is the stack's usual socket.
+SECOND = "/run/routeflow/server2.sock"
+PAIR = f"unix:{DEFAULT_UNIX},unix:{SECOND}"
+#: Client ports of the tests' etcd members (loopback), apart from a `routeflow etcd start`'s.
+PAIR_ETCD_PORT = 23890
+CLUSTER_ETCD_PORT = 23990
+#: The failover budget: the lease (1 s), etcd's expiry check (up to 0.5 s), the standby's poll.
+FAILOVER_MAX_S = 3.0
+
+
+def _serving(path: str) -> bool:
+    """Whether a server accepts connections on the Unix socket ``path``."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        try:
+            sock.connect(path)
+        except OSError:
+            return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("server-pair")
+    with LocalEtcd(run_dir / "etcd", members=1, base_port=PAIR_ETCD_PORT) as etcd:
+        example = example_variant("rftest2", run_dir / "example", config_settings={
+            "listen": [f"unix:{DEFAULT_UNIX}"],
+            "store": {"kind": "etcd", "endpoints": list(etcd.endpoints), "lease_ttl": 1,
+                      "servers": PAIR.split(",")}})
+        stack = Stack(example, run_dir)
+        stack.server_address = PAIR  # the controller and the operator try both
+        stack.operator = OperatorClient(PAIR)
+        standby: subprocess.Popen[bytes] | None = None
+        with stack:
+            try:
+                wait_for(stack.all_pairs_ok, CONVERGE_TIMEOUT, 0.2)
+                stack.wait_verify_clean()
+                standby = stack.spawn_server("server2", "--listen", f"unix:{SECOND}", "--id", "second")
+                wait_for(lambda: "standby: server" in (run_dir / "server2.log").read_text(errors="replace"), 30, 0.1)
+                yield stack, standby
+            finally:
+                # The stack stops its server (SIGTERM: the VMs go); the standby, if it
+                # never took over, has nothing but itself to stop.
+                if standby is not None and stack.server is not standby:
+                    standby.send_signal(signal.SIGTERM)
+                    standby.wait(30)
+    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+    assert not set(VMS) & set(namespaces), namespaces
+
+
+def test_the_standby_takes_over_from_a_killed_active_server_and_loses_nothing(pair):
+    stack, standby = pair
+    adjacencies = converged(stack)
+    sampled = time.monotonic()
+    before = {vm: _identity(stack, vm) for vm in VMS}
+    assert not _serving(SECOND), "the standby listens only once active"
+    pinger = subprocess.Popen(["ip", "netns", "exec", "h1", "ping", "-n", "-c", str(PINGS), "-i", "0.01", "-W", "1",
+                               H4], stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.5)
+        assert stack.server is not None
+        stack.server.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        stack.server.wait(10)
+        stack.server = standby  # the stack stops it at the end: it holds the VMs now
+        wait_for(lambda: _serving(SECOND), 10, 0.01)
+        failover = time.monotonic() - killed
+        stack.wait_verify_clean(timeout=15, interval=0.05)
+        clean = time.monotonic() - killed
+        summary = pinger.communicate(timeout=PINGS * 0.01 + 30)[0]
+    finally:
+        pinger.kill()
+        pinger.wait()
+    sent, lost = stream_loss(summary)
+    mods = flow_mods(stack)
+    print(f"server pair failover (kill -9 of the active): serving after {failover:.2f} s, verify clean after "
+          f"{clean:.2f} s, {lost} of {sent} pings lost (10 ms apart, h1 -> h4), flow mods sent: {mods}")
+    assert failover <= FAILOVER_MAX_S
+    assert lost == 0
+    # The new active sent no switch anything: every flow was right.
+    dpids = {f"{vm.dpid:#x}" for vm in stack.config.vms} | {f"{stack.config.rfvs.dpid:#x}"}
+    assert mods == dict.fromkeys(dpids, 0)
+    assert {vm: _identity(stack, vm) for vm in VMS} == before, "a VM was recreated"
+    assert stayed_up(adjacencies, sampled) == []
+    log = (stack.run_dir / "server2.log").read_text(errors="replace")
+    assert "server second is active" in log
+    restored = re.search(r"NIB restored from the store: (\d+) NIC mappings, (\d+) VMs, (\d+) installed tables", log)
+    assert restored and restored.groups() == (str(sum(len(vm.interfaces) for vm in stack.config.vms)), "4", "5"), log
+    assert "virtual environment up: 4 VMs on rfvs (4 adopted)" in log
+    assert re.search(r"datapath 0x1 holds the \d+ flows and \d+ groups the previous server recorded", log), log
+    # The RF-Clients found the new active at its address.
+    assert all(vm["connected"] for vm in stack.status(detail=False)["vms"])
+
+
+def _raft_leader(etcd: LocalEtcd) -> str:
+    """The name of the member that is the Raft leader."""
+    for member in etcd.members:
+        request = urllib.request.Request(f"{member.endpoint}/v3/maintenance/status", data=b"{}", method="POST")
+        with urllib.request.urlopen(request, timeout=2) as reply:
+            status = json.loads(reply.read())
+        if status["leader"] == status["header"]["member_id"]:
+            return member.name
+    raise AssertionError("no leader")
+
+
+def test_the_nib_survives_the_loss_of_an_etcd_member(tmp_path):
+    with LocalEtcd(tmp_path / "etcd", members=3, base_port=CLUSTER_ETCD_PORT) as etcd:
+        first = EtcdStore(etcd.endpoints, "first", ttl=1)
+        second = EtcdStore(etcd.endpoints, "second", ttl=1)
+
+        async def before() -> None:
+            assert await first.acquire() == 1.0
+            assert await second.acquire() is None
+            await first.save({"mapping": b"m1", "vm/rA": b"a1"})
+
+        asyncio.run(before())
+        etcd.kill(_raft_leader(etcd))  # the worst member to lose: a new leader is elected
+        wait_for(etcd.healthy, 10, 0.1)
+
+        async def after() -> float:
+            assert await second.load() == {"mapping": b"m1", "vm/rA": b"a1"}
+            assert await first.keepalive() > 0
+            await first.save({"vm/rA": b"a2", "dp/0000000000000001": b"t1"})
+            assert await second.load() == {"mapping": b"m1", "vm/rA": b"a2", "dp/0000000000000001": b"t1"}
+            # The election goes on on two members: the first's lease expires, the second takes over.
+            stopped = time.monotonic()
+            while await second.acquire() is None:
+                await asyncio.sleep(0.05)
+            taken = time.monotonic() - stopped
+            assert await second.holder() == "second"
+            await second.save({"vm/rA": b"a3"})
+            with pytest.raises(Exception, match="no longer 'first'"):
+                await first.save({"vm/rA": b"stale"})
+            assert (await second.load())["vm/rA"] == b"a3"
+            return taken
+
+        taken = asyncio.run(after())
+        print(f"etcd member lost: the NIB read and written on the other two; leadership moved in {taken:.2f} s")
+        assert taken <= FAILOVER_MAX_S
+    assert not Path(tmp_path / "etcd").exists()
