@@ -19,7 +19,6 @@ import asyncio
 import json
 import re
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -29,17 +28,12 @@ import pytest
 from tests.integration.scenarios import converged, flow_mods, stayed_up, stream_loss
 from tests.integration.test_server_restart import H4, PINGS, VMS, _identity
 
-from routeflow.harness import CONVERGE_TIMEOUT, Stack, example_variant, wait_for
-from routeflow.operator_client import OperatorClient
-from routeflow.protocol.transport import DEFAULT_UNIX
+from routeflow.harness import CONVERGE_TIMEOUT, PAIR_SECOND, PAIR_SECOND_ARGS, pair_stack, serving, wait_for
 from routeflow.server.etcd_local import LocalEtcd
 from routeflow.server.etcd_store import EtcdStore
 
 pytestmark = pytest.mark.integration
 
-#: The pair's addresses: the first server's is the stack's usual socket.
-SECOND = "/run/routeflow/server2.sock"
-PAIR = f"unix:{DEFAULT_UNIX},unix:{SECOND}"
 #: Client ports of the tests' etcd members (loopback), apart from a `routeflow etcd start`'s.
 PAIR_ETCD_PORT = 23890
 CLUSTER_ETCD_PORT = 23990
@@ -47,33 +41,17 @@ CLUSTER_ETCD_PORT = 23990
 FAILOVER_MAX_S = 3.0
 
 
-def _serving(path: str) -> bool:
-    """Whether a server accepts connections on the Unix socket ``path``."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        try:
-            sock.connect(path)
-        except OSError:
-            return False
-    return True
-
-
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("server-pair")
     with LocalEtcd(run_dir / "etcd", members=1, base_port=PAIR_ETCD_PORT) as etcd:
-        example = example_variant("rftest2", run_dir / "example", config_settings={
-            "listen": [f"unix:{DEFAULT_UNIX}"],
-            "store": {"kind": "etcd", "endpoints": list(etcd.endpoints), "lease_ttl": 1,
-                      "servers": PAIR.split(",")}})
-        stack = Stack(example, run_dir)
-        stack.server_address = PAIR  # the controller and the operator try both
-        stack.operator = OperatorClient(PAIR)
+        stack = pair_stack("rftest2", run_dir, etcd.endpoints)
         standby: subprocess.Popen[bytes] | None = None
         with stack:
             try:
                 wait_for(stack.all_pairs_ok, CONVERGE_TIMEOUT, 0.2)
                 stack.wait_verify_clean()
-                standby = stack.spawn_server("server2", "--listen", f"unix:{SECOND}", "--id", "second")
+                standby = stack.spawn_server("server2", *PAIR_SECOND_ARGS)
                 wait_for(lambda: "standby: server" in (run_dir / "server2.log").read_text(errors="replace"), 30, 0.1)
                 yield stack, standby
             finally:
@@ -91,7 +69,7 @@ def test_the_standby_takes_over_from_a_killed_active_server_and_loses_nothing(pa
     adjacencies = converged(stack)
     sampled = time.monotonic()
     before = {vm: _identity(stack, vm) for vm in VMS}
-    assert not _serving(SECOND), "the standby listens only once active"
+    assert not serving(PAIR_SECOND), "the standby listens only once active"
     pinger = subprocess.Popen(["ip", "netns", "exec", "h1", "ping", "-n", "-c", str(PINGS), "-i", "0.01", "-W", "1",
                                H4], stdout=subprocess.PIPE, text=True)
     try:
@@ -101,7 +79,7 @@ def test_the_standby_takes_over_from_a_killed_active_server_and_loses_nothing(pa
         killed = time.monotonic()
         stack.server.wait(10)
         stack.server = standby  # the stack stops it at the end: it holds the VMs now
-        wait_for(lambda: _serving(SECOND), 10, 0.01)
+        wait_for(lambda: serving(PAIR_SECOND), 10, 0.01)
         failover = time.monotonic() - killed
         stack.wait_verify_clean(timeout=15, interval=0.05)
         clean = time.monotonic() - killed
