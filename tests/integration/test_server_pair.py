@@ -20,6 +20,7 @@ import json
 import re
 import signal
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -154,3 +155,50 @@ def test_the_nib_survives_the_loss_of_an_etcd_member(tmp_path):
         print(f"etcd member lost: the NIB read and written on the other two; leadership moved in {taken:.2f} s")
         assert taken <= FAILOVER_MAX_S
     assert not Path(tmp_path / "etcd").exists()
+
+
+FENCE_ETCD_PORT = 24190
+
+
+def test_an_active_server_cut_off_from_etcd_stops_serving_before_its_lease_can_expire(tmp_path):
+    """etcd frozen (SIGSTOP: no answer, as a partition looks): the active server fences itself
+    within its lease and exits 1; once etcd answers again the standby takes over."""
+    config = tmp_path / "routeflow.yaml"
+    first, second = tmp_path / "a.sock", tmp_path / "b.sock"
+    with LocalEtcd(tmp_path / "etcd", members=1, base_port=FENCE_ETCD_PORT) as etcd:
+        config.write_text(json.dumps({
+            "listen": [f"unix:{first}"], "manage_vms": False,
+            "store": {"kind": "etcd", "endpoints": list(etcd.endpoints), "lease_ttl": 1,
+                      "servers": [f"unix:{first}", f"unix:{second}"]},
+            "vms": [{"name": "rA", "dpid": 1, "engine": "none", "interfaces": [{"name": "eth1", "port": 1}]}]}))
+        argv = [sys.executable, "-m", "routeflow", "-v", "server", str(config), "--keys", str(tmp_path / "keys")]
+        logs = {name: open(tmp_path / f"{name}.log", "wb") for name in ("a", "b")}  # noqa: SIM115
+        active = subprocess.Popen([*argv, "--id", "a"], stdout=logs["a"], stderr=subprocess.STDOUT)
+        standby = None
+        try:
+            wait_for(lambda: serving(str(first)), 30, 0.05)
+            standby = subprocess.Popen([*argv, "--listen", f"unix:{second}", "--id", "b"], stdout=logs["b"],
+                                       stderr=subprocess.STDOUT)
+            wait_for(lambda: "standby: server a is active" in (tmp_path / "b.log").read_text(), 30, 0.1)
+            member = etcd.processes["m0"]
+            member.send_signal(signal.SIGSTOP)
+            frozen = time.monotonic()
+            try:
+                wait_for(lambda: not serving(str(first)), 5, 0.01)
+                fenced_after = time.monotonic() - frozen
+                assert active.wait(5) == 1  # EXIT_FENCED
+                assert not serving(str(second))
+            finally:
+                member.send_signal(signal.SIGCONT)
+            wait_for(lambda: serving(str(second)), 10, 0.05)
+            print(f"etcd frozen: the active server stopped serving after {fenced_after:.2f} s; the standby took "
+                  "over once etcd answered again")
+            assert fenced_after <= 1.0  # the lease: it stopped before the standby could have begun
+            assert "fenced: no keepalive confirmed the lease" in (tmp_path / "a.log").read_text()
+        finally:
+            for process in (active, standby):
+                if process is not None and process.poll() is None:
+                    process.send_signal(signal.SIGTERM)
+                    process.wait(30)
+            for log in logs.values():
+                log.close()
