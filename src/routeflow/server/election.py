@@ -28,7 +28,11 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
+from routeflow.lograte import RateLimit
+
 log = logging.getLogger("routeflow.server.election")
+# An unreachable etcd is met at every poll: said a few times, then summarised.
+log.addFilter(RateLimit())
 
 #: The standby looks at the leader key this often, as a fraction of the TTL.
 POLL_FRACTION = 0.1

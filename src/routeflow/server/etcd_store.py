@@ -24,9 +24,12 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
+from routeflow.lograte import RateLimit
 from routeflow.server.store import Deposed
 
 log = logging.getLogger("routeflow.server.etcd")
+# An unreachable etcd is met at every poll: said a few times, then summarised.
+log.addFilter(RateLimit())
 
 #: Operations per transaction: etcd refuses more than 128 by default.
 TXN_OPS = 100

@@ -1,8 +1,8 @@
 """Where the RF-Server keeps its NIB for a successor: the store.
 
-One server alone keeps its NIB in its own memory (:class:`EmbeddedStore`, the
-default): a restarted server rebuilds it from its peers, who re-report
-everything. A server pair (:mod:`routeflow.server.election`) keeps it in etcd
+One server alone keeps its NIB in its own memory (``store: {kind: embedded}``,
+the default), and writes it nowhere: a restarted server rebuilds it from its
+peers, who re-report everything. A server pair (:mod:`routeflow.server.election`) keeps it in etcd
 (:mod:`routeflow.server.etcd_store`) too, so that the standby taking over
 starts from what the active one knew: the mapping table (which RFVS port each VM
 NIC is), each VM's state (interfaces, routes, neighbours) and each datapath's
@@ -67,7 +67,9 @@ class NibStore(Protocol):
 
 
 class EmbeddedStore:
-    """The NIB in this process's memory only: the one-server default."""
+    """A store in this process's memory. A server alone (``store: {kind: embedded}``) needs
+    none: its NIB is its own memory, and nothing is written anywhere; this one holds what
+    a :class:`NibWriter` writes where no etcd is wanted (the tests of the writer)."""
 
     def __init__(self) -> None:
         self.items: dict[str, bytes] = {}
@@ -138,6 +140,18 @@ def encode_item(nib: Nib, key: str) -> bytes | None:
     return None
 
 
+def _entries(nib: Nib, key: str) -> int:
+    """How many entries item ``key`` holds: what its size follows."""
+    kind, _, name = key.partition("/")
+    if kind == "vm" and name in nib.vms:
+        state = nib.vms[name]
+        return len(state.routes) + len(state.neighbours) + len(state.interfaces)
+    if kind == "dp":
+        dp = nib.datapaths.get(int(name, 16))
+        return len(dp.installed.flows) + len(dp.installed.groups) if dp and dp.installed else 0
+    return len(nib.rfvs_ports)
+
+
 def restore(nib: Nib, items: Mapping[str, bytes]) -> dict[int, Table]:
     """Fill ``nib`` from stored ``items`` (see the module's rules): the mapping table and
     each configured VM's state, which stays unsynced. Returns the stored installed
@@ -205,7 +219,9 @@ class NibWriter:
         self._written: dict[str, bytes] = {}
         #: Installed tables the predecessor recorded, until the switch's dump arrives.
         self.stored_tables: dict[int, Table] = {}
-        self._oversized: set[str] = set()
+        #: Items found over MAX_ITEM, with their entries then: not encoded again (at a million
+        #: flows, every flush would) until they have fewer.
+        self._oversized: dict[str, int] = {}
 
     async def restore(self) -> None:
         """Read the store into the NIB (before serving)."""
@@ -239,15 +255,20 @@ class NibWriter:
         dirty, self._dirty = self._dirty, set()
         changes: dict[str, bytes | None] = {}
         for key in sorted(dirty):
+            entries = _entries(self.nib, key)
+            if key in self._oversized and entries >= self._oversized[key]:
+                continue  # still too large: deleted from the store when it was found so
             value = encode_item(self.nib, key)
             if value is None:
                 # An unsynced VM, a table being read again: the stored copy is still the best there is.
                 continue
-            if value is not None and len(value) > MAX_ITEM:
-                if key not in self._oversized:
-                    log.warning("NIB item %s is %d bytes, over %d: not stored", key, len(value), MAX_ITEM)
-                    self._oversized.add(key)
+            if len(value) > MAX_ITEM:
+                log.warning("NIB item %s is %d bytes (%d entries), over %d: not stored", key, len(value), entries,
+                            MAX_ITEM)
+                self._oversized[key] = entries
                 value = None
+            else:
+                self._oversized.pop(key, None)
             if self._written.get(key) != value:
                 changes[key] = value
         if not changes:

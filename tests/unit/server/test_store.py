@@ -95,6 +95,16 @@ def test_an_oversized_item_is_deleted_not_left_stale(monkeypatch):
     asyncio.run(writer.flush())
     assert vm_key("rA") not in store.items
     assert MAX_ITEM > 1000
+    # Not encoded again while it is no smaller: at a million entries every flush would.
+    encoded = []
+    monkeypatch.setattr("routeflow.server.store.encode_item", lambda nib, key: encoded.append(key))
+    writer.mark([vm_key("rA")])
+    asyncio.run(writer.flush())
+    assert encoded == []
+    core.nib.vms["rA"].routes.popitem()
+    writer.mark([vm_key("rA")])
+    asyncio.run(writer.flush())
+    assert encoded == [vm_key("rA")]
 
 
 class RefusingStore(EmbeddedStore):
