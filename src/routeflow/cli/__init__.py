@@ -104,6 +104,8 @@ def _server_address(text: str) -> str:
 
 def _listen_address(text: str) -> str:
     """argparse type of the server's ``--listen``: one address."""
+    if "," in text:  # a comma separates a pair's addresses (--server)
+        raise argparse.ArgumentTypeError(f"{text!r}: one address per --listen (repeat it for several)")
     try:
         parse_address(text)
     except ValueError as exc:

@@ -155,6 +155,10 @@ def stop_recorded(directory: Path = DEFAULT_DIR) -> bool:
         deadline = time.monotonic() + 10
         while any(_is_etcd(pid) for pid in pids.values()) and time.monotonic() < deadline:
             time.sleep(0.1)
+        for pid in pids.values():  # one that ignored SIGTERM
+            with contextlib.suppress(ProcessLookupError):
+                if _is_etcd(pid):
+                    os.kill(pid, signal.SIGKILL)
     shutil.rmtree(directory, ignore_errors=True)
     return True
 
