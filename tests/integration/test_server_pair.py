@@ -111,7 +111,10 @@ def test_the_standby_takes_over_from_a_killed_active_server_and_loses_nothing(pa
     assert "virtual environment up: 4 VMs on rfvs (4 adopted)" in log
     assert re.search(r"datapath 0x1 holds the \d+ flows and \d+ groups the previous server recorded", log), log
     # The RF-Clients found the new active at its address.
-    assert all(vm["client_connected"] for vm in stack.status(detail=False)["vms"])
+    status = stack.status(detail=False)
+    assert all(vm["client_connected"] for vm in status["vms"])
+    assert status["server"]["store"] == "etcd"
+    assert status["server"]["listeners"][0]["address"] == f"unix:{PAIR_SECOND}"
 
 
 def _raft_leader(etcd: LocalEtcd) -> str:

@@ -44,7 +44,10 @@ def _print_status(doc: dict[str, Any], flows: bool, routes: bool) -> None:
     _table([("LISTENER", "PEERS PROVE", "ENCRYPTED")]
            + [(lst["address"], "certificate" if lst["encrypted"] else "key", "yes" if lst["encrypted"] else "no")
               for lst in serving["listeners"]])
-    out.write(f"peers refused for failed authentication: {serving['auth_failures']}\n\n")
+    out.write(f"peers refused for failed authentication: {serving['auth_failures']}\n")
+    if serving.get("store") == "etcd":
+        out.write("NIB in etcd: this server is the active one of a server pair\n")
+    out.write("\n")
     rows: list[tuple[str, ...]] = [("DATAPATH", "MIRRORED BY", "STATE", "PORTS UP", "FLOWS", "GROUPS", "PACKET-IN", "UNRESOLVED",
                                      "REFUSED")]
     for dp in doc["datapaths"]:

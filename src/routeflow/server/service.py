@@ -410,6 +410,8 @@ class RFServer:
                           for text in self.config.listen],
             "keys": str(self.key_dir),
             "auth_failures": self.auth_failures,
+            # etcd: this server is the active one of a pair (a standby answers nobody).
+            "store": self.config.store.kind.value,
         }
         return StatusReply(msg.request_id, document)
 
