@@ -29,7 +29,15 @@ import pytest
 from tests.integration.scenarios import converged, flow_mods, stayed_up, stream_loss
 from tests.integration.test_server_restart import H4, PINGS, VMS, _identity
 
-from routeflow.harness import CONVERGE_TIMEOUT, PAIR_SECOND, PAIR_SECOND_ARGS, pair_stack, serving, wait_for
+from routeflow.harness import (
+    CONVERGE_TIMEOUT,
+    PAIR_ADDRESSES,
+    PAIR_SECOND,
+    PAIR_SECOND_ARGS,
+    pair_stack,
+    serving,
+    wait_for,
+)
 from routeflow.server import etcd_local
 from routeflow.server.etcd_local import LocalEtcd
 from routeflow.server.etcd_store import EtcdStore
@@ -66,6 +74,10 @@ def pair(tmp_path_factory):
                 # A test that failed between the kill and the takeover leaves the VMs to nobody.
                 if stack.server is not None and stack.server.poll() is not None:
                     asyncio.run(cleanup_stale())
+    # The killed server's socket, which nobody removed.
+    for path in PAIR_ADDRESSES.split(","):
+        if not serving(path.removeprefix("unix:")):
+            Path(path.removeprefix("unix:")).unlink(missing_ok=True)
     namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
     assert not set(VMS) & set(namespaces), namespaces
 
