@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -266,6 +267,11 @@ class Stack:
         wait_for(lambda: Path(DEFAULT_UNIX).exists() or self._server_died(), 30, 0.1)
         self._server_died()
 
+    def spawn_server(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        """Another RF-Server on this stack's config, with ``args`` (a server pair's second:
+        ``--listen`` its own address), logging to ``NAME.log``; the caller stops it."""
+        return self._spawn(name, "server", str(self.config_path), *args)
+
     def _server_died(self) -> bool:
         if self.server is not None and self.server.poll() is not None:
             raise RuntimeError(f"the server exited with {self.server.returncode}; see {self.run_dir}/server.log")
@@ -411,6 +417,40 @@ def running(example: str | Path, run_dir: str | Path, ready: Callable[[Stack], b
         except TimeoutError as exc:
             raise RuntimeError(f"{example} did not converge: {exc}\n{stack.log_tails()}") from exc
         yield stack
+
+
+#: A server pair's second server's socket (the first listens on the usual one), and the
+#: addresses the pair's peers try in turn.
+PAIR_SECOND = "/run/routeflow/server2.sock"
+PAIR_ADDRESSES = f"unix:{DEFAULT_UNIX},unix:{PAIR_SECOND}"
+
+
+def pair_stack(example: str, run_dir: Path, endpoints: Sequence[str], lease_ttl: int = 1) -> Stack:
+    """A :class:`Stack` of ``example`` whose server is the first of a pair on the etcd at
+    ``endpoints``; the controller and the operator try both servers. The second server,
+    once the stack is up: ``stack.spawn_server("server2", *PAIR_SECOND_ARGS)``."""
+    example_dir = example_variant(example, run_dir / "example", config_settings={
+        "listen": [f"unix:{DEFAULT_UNIX}"],
+        "store": {"kind": "etcd", "endpoints": list(endpoints), "lease_ttl": lease_ttl,
+                  "servers": PAIR_ADDRESSES.split(",")}})
+    stack = Stack(example_dir, run_dir)
+    stack.server_address = PAIR_ADDRESSES
+    stack.operator = OperatorClient(PAIR_ADDRESSES)
+    return stack
+
+
+#: The second server of a :func:`pair_stack`: its own socket, its id.
+PAIR_SECOND_ARGS = ("--listen", f"unix:{PAIR_SECOND}", "--id", "second")
+
+
+def serving(path: str) -> bool:
+    """Whether a server accepts connections on the Unix socket ``path``."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        try:
+            sock.connect(path)
+        except OSError:
+            return False
+    return True
 
 
 def stop_kept() -> bool:

@@ -20,7 +20,7 @@ from typing import Any
 
 from routeflow.protocol.auth import KEY_DIR, AuthError
 from routeflow.protocol.messages import StatusReply, StatusRequest, VerifyReply, VerifyRequest
-from routeflow.protocol.transport import BlockingSession, parse_address
+from routeflow.protocol.transport import BlockingSession, first_answering, parse_addresses
 
 #: Reply wait: verify dumps every datapath and every VM's FIB.
 TIMEOUT = 900.0
@@ -71,8 +71,9 @@ class OperatorClient:
 
     def _ask(self, request: StatusRequest | VerifyRequest) -> StatusReply | VerifyReply:
         try:
-            session = BlockingSession(parse_address(self.server), "operator", "cli", timeout=self.timeout,
-                                      keys=self.keys)
+            # A server pair's addresses are tried in turn: the active one is listening.
+            session = first_answering(parse_addresses(self.server), lambda address: BlockingSession(
+                address, "operator", "cli", timeout=self.timeout, keys=self.keys))
         except (OSError, AuthError) as exc:  # AuthError: no key here, so no server has run here
             raise ServerUnreachable(self.server, exc) from exc
         try:

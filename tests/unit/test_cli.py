@@ -19,6 +19,9 @@ from routeflow.cli import EXIT_UNREACHABLE, EXIT_USAGE, main
     ["controller", "--server", "unix:"],
     ["client", "--vm", "rA", "--server", "foo"],
     ["client", "--vm", "rA", "--audit-interval", "0.5"],
+    ["status", "--server", "unix:/a,tls:127.0.0.1:1"],
+    ["server", "c.yaml", "--listen", "unix:/a,unix:/b"],
+    ["etcd", "start", "--members", "2"],
 ])  # fmt: skip
 def test_a_bad_argument_is_a_usage_error_with_its_reason(argv, capsys):
     with pytest.raises(SystemExit) as exc:
@@ -89,3 +92,18 @@ def test_the_examples_are_package_data_so_an_installed_routeflow_has_them():
     patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["routeflow"]
     shipped = [p for p in harness.EXAMPLES.rglob("*") if p.is_file()]
     assert shipped and all(any(p.relative_to(package).match(pattern) for pattern in patterns) for p in shipped)
+
+
+def test_a_server_pair_is_named_on_the_command_line():
+    from routeflow.cli import build_parser
+
+    args = build_parser().parse_args(["server", "c.yaml", "--listen", "unix:/run/b.sock", "--id", "second"])
+    assert (args.listen, args.id) == (["unix:/run/b.sock"], "second")
+    args = build_parser().parse_args(["status", "--server", "unix:/run/a.sock,unix:/run/b.sock"])
+    assert args.server == "unix:/run/a.sock,unix:/run/b.sock"
+
+
+def test_status_tries_each_server_of_a_pair(tmp_path, capsys):
+    assert main(["status", "--server", f"unix:{tmp_path}/a.sock,unix:{tmp_path}/b.sock", "--keys",
+                 str(tmp_path)]) == EXIT_UNREACHABLE
+    assert "cannot reach the server" in capsys.readouterr().err

@@ -30,7 +30,7 @@ from routeflow.errors import ConfigError
 from routeflow.lab.topology import LINK_STATES
 from routeflow.operator_client import ServerUnreachable
 from routeflow.protocol.auth import AuthError
-from routeflow.protocol.transport import ADDRESS_FORMS, DEFAULT_SERVER, parse_address
+from routeflow.protocol.transport import ADDRESS_FORMS, DEFAULT_SERVER, parse_address, parse_addresses
 from routeflow.vnet import VnetError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
@@ -97,6 +97,17 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 def _server_address(text: str) -> str:
     """argparse type of ``--server``: a bad address is a usage error (exit 2), not a traceback."""
     try:
+        parse_addresses(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _listen_address(text: str) -> str:
+    """argparse type of the server's ``--listen``: one address."""
+    if "," in text:  # a comma separates a pair's addresses (--server)
+        raise argparse.ArgumentTypeError(f"{text!r}: one address per --listen (repeat it for several)")
+    try:
         parse_address(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
@@ -122,7 +133,8 @@ def _listen_host(text: str) -> str:
 
 def _add_server_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--server", default=DEFAULT_SERVER, type=_server_address,
-                        help=f"RF-Server address, {ADDRESS_FORMS} (default {DEFAULT_SERVER})")
+                        help=f"RF-Server address, {ADDRESS_FORMS} (default {DEFAULT_SERVER}); a server pair's "
+                             "addresses separated by commas, tried in turn")
 
 
 def _datapath_list(text: str) -> tuple[int, ...]:
@@ -166,6 +178,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="routeflow YAML config")
     add_keys_option(p)
     p.add_argument("--no-vms", action="store_true", help="do not create the VMs; they are run elsewhere")
+    p.add_argument("--listen", action="append", type=_listen_address, metavar="ADDRESS",
+                   help="listen here instead of the config's listen addresses (repeat for several): "
+                        "each server of a pair on its own, one of store.servers")
+    p.add_argument("--id", help="this server's id in its pair (default HOST-PID)")
 
     p = sub.add_parser("controller", help="run the RF-Controller (os-ken, OpenFlow 1.3)")
     _add_server_option(p)
@@ -260,6 +276,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("words", nargs="*", metavar="COMMAND", help="after --: the command to run; its exit "
                                                                 "code is routeflow's")
 
+    etcd = sub.add_parser("etcd", help="a local etcd on loopback for a server pair's store (store: {kind: etcd})")
+    etcd_sub = etcd.add_subparsers(dest="etcd_command", required=True)
+    p = etcd_sub.add_parser("start", help="start etcd in the background and print its endpoints")
+    p.add_argument("--members", type=int, choices=(1, 3, 5), default=1, help="cluster members (default 1)")
+    p.add_argument("--port", type=_port, default=23790, help="first member's client port (default 23790; "
+                                                            "member i: PORT + 2i, its peer port the next)")
+    p.add_argument("--dir", type=Path, default=None, help="data and logs (default /run/routeflow/etcd)")
+    p = etcd_sub.add_parser("stop", help="stop the etcd `etcd start` started and remove its data")
+    p.add_argument("--dir", type=Path, default=None, help="as given to start")
+
     p = sub.add_parser("demo", help="bring up an example network end to end, test it, tear it down")
     p.add_argument("example", nargs="?", default="rftest2", type=_example,
                    help="example name or directory (default rftest2)")
@@ -319,8 +345,9 @@ def _run(args: argparse.Namespace) -> int:
         config = load_config(args.config)
         if args.no_vms:
             config = dataclasses.replace(config, manage_vms=False)
-        asyncio.run(serve(config, keys=args.keys))
-        return EXIT_OK
+        if args.listen:
+            config = dataclasses.replace(config, listen=tuple(args.listen))
+        return asyncio.run(serve(config, keys=args.keys, server_id=args.id))
     if args.command == "controller":
         from routeflow.controller.main import run as run_controller
 
@@ -334,6 +361,20 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.command == "check":
         return _check(args)
+    if args.command == "etcd":
+        from routeflow.server import etcd_local
+
+        directory = args.dir or etcd_local.DEFAULT_DIR
+        if args.etcd_command == "stop":
+            return EXIT_OK if etcd_local.stop_recorded(directory) else EXIT_FAILED
+        try:
+            cluster = etcd_local.LocalEtcd(directory, args.members, args.port)
+            cluster.start(detach=True)
+        except RuntimeError as exc:
+            etcd_local.stop_recorded(directory)
+            raise OSError(str(exc)) from None
+        print(",".join(cluster.endpoints))
+        return EXIT_OK
     if args.command == "pki":
         made: list[str] = []
         if args.pki_command == "init":  # make the CA and what the config's peers need, if missing

@@ -61,8 +61,10 @@ def _print_status(doc: dict[str, Any], flows: bool, routes: bool) -> None:
               for lst in serving["listeners"]])
     out.write(f"peers refused for failed authentication: {serving['auth_failures']}\n")
     http = serving.get("http")
-    out.write(f"HTTP: REST API http://{http}/api/v1/, metrics http://{http}/metrics\n\n" if http
-              else "HTTP: off\n\n")
+    out.write(f"HTTP: REST API http://{http}/api/v1/, metrics http://{http}/metrics\n" if http else "HTTP: off\n")
+    if serving.get("store") == "etcd":
+        out.write("NIB in etcd: this server is the active one of a server pair\n")
+    out.write("\n")
     rows: list[tuple[str, ...]] = [("DATAPATH", "MIRRORED BY", "STATE", "PORTS UP", "FLOWS", "GROUPS", "PACKET-IN", "UNRESOLVED",
                                      "REFUSED")]
     for dp in doc["datapaths"]:

@@ -47,7 +47,7 @@ from routeflow.protocol.transport import (
     AsyncSession,
     Credential,
     load_credential,
-    parse_address,
+    parse_addresses,
 )
 
 log = logging.getLogger("routeflow.client")
@@ -145,9 +145,12 @@ class LinuxHost:
 class Agent:
     """One RF-Client: a FIB source, the virtual router, and the session to the RF-Server."""
 
-    def __init__(self, vm: str, server: Address, watcher: FibSource, host: Host, credential: Credential) -> None:
+    def __init__(self, vm: str, server: Address | Sequence[Address], watcher: FibSource, host: Host,
+                 credential: Credential) -> None:
         self.vm = vm
-        self.server = server
+        #: The server's addresses, tried in turn: a pair's active server is the one listening.
+        self.servers: tuple[Address, ...] = (server,) if isinstance(server, Address) else tuple(server)
+        self.server = self.servers[0]
         #: The key or certificate of this VM's client, which the server knows it by.
         self.credential = credential
         self.watcher = watcher
@@ -202,10 +205,10 @@ class Agent:
         delay = BACKOFF_MIN
         while True:
             try:
-                opening = AsyncSession.open(self.server, "client", self.vm, self.credential)
-                session = await asyncio.wait_for(opening, HANDSHAKE_TIMEOUT)
+                session = await self._open()
             except (OSError, ProtocolError) as exc:
-                log.info("cannot reach the server at %s (%s); retrying in %.1f s", self.server, exc, delay)
+                log.info("cannot reach the server at %s (%s); retrying in %.1f s",
+                         ",".join(map(str, self.servers)), exc, delay)
             else:
                 started = time.monotonic()
                 await self._serve(session)
@@ -213,6 +216,20 @@ class Agent:
                     delay = BACKOFF_MIN  # a session that lasted resets the back-off
             await asyncio.sleep(delay)
             delay = min(delay * 2, BACKOFF_MAX)
+
+    async def _open(self) -> AsyncSession:
+        """A session with the first of the server's addresses that answers."""
+        for address in self.servers:
+            try:
+                opening = AsyncSession.open(address, "client", self.vm, self.credential)
+                session = await asyncio.wait_for(opening, HANDSHAKE_TIMEOUT)
+            except OSError:
+                if address == self.servers[-1]:
+                    raise
+                continue
+            self.server = address
+            return session
+        raise AssertionError("no server address")
 
     async def _serve(self, session: AsyncSession) -> None:
         """Synchronise a new session and handle what the server sends until it ends."""
@@ -284,10 +301,10 @@ async def run(vm: str, server: str, audit_interval: float | None = AUDIT_INTERVA
     The FIB is audited against the kernel every ``audit_interval`` seconds at
     least (None: never). The VM's key (or TLS credential) is read from ``keys``
     at once: without it no server would take us."""
-    address = parse_address(server)
-    credential = load_credential(address, keys, "client", vm)
+    addresses = parse_addresses(server)
+    credential = load_credential(addresses[0], keys, "client", vm)  # one kind of proof for all (parse_addresses)
     host = LinuxHost()
-    agent = Agent(vm, address, Watcher(audit_interval=audit_interval), host, credential)
+    agent = Agent(vm, addresses, Watcher(audit_interval=audit_interval), host, credential)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -324,7 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--log-level", default="INFO", help="logging level (default %(default)s)")
     args = parser.parse_args(argv)
     try:
-        parse_address(args.server)
+        parse_addresses(args.server)
     except ValueError as exc:
         parser.error(str(exc))
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import ipaddress
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ from routeflow.config.schema import (
     Limits,
     Read,
     RfvsConfig,
+    StoreConfig,
+    StoreKind,
     Trunk,
     VmConfig,
     VmInterface,
@@ -75,6 +78,7 @@ def parse_config(document: object, source: str = "<config>", reading: Sequence[t
     discovery.finish()
     limits = _parse_limits(Fields(top.raw("limits", {}), "limits", problems))
     http = _parse_http(Fields(top.raw("http", {}), "http", problems))
+    store = _parse_store(Fields(top.raw("store", {}), "store", problems))
 
     vms = []
     for vm in top.items("vms"):
@@ -93,7 +97,8 @@ def parse_config(document: object, source: str = "<config>", reading: Sequence[t
                   for i, v in enumerate(vms) if v.trunk is not None and v.dpid is not None])
     problems.raise_if_any()
     return Config(vms=tuple(vms), rfvs=rfvs, listen=tuple(listen), manage_vms=manage_vms,
-                  discovery_interval=discovery_interval, limits=limits, http=http, source=source)
+                  discovery_interval=discovery_interval, limits=limits, http=http, store=store,
+                  source=source)
 
 
 def _parse_http(f: Fields) -> HttpConfig:
@@ -182,6 +187,50 @@ def _parse_limits(f: Fields) -> Limits:
         f.problems.add(f"{f.path}.idle_timeout", f"must be longer than keepalive ({limits.keepalive:g} s): "
                                                  "a peer is pinged before it can be found silent")
     return limits
+
+
+def _parse_store(f: Fields) -> StoreConfig:
+    """The ``store`` section: ``embedded`` (the default) takes no other key; ``etcd``
+    needs its endpoints, and its pair's server addresses are addresses."""
+    keys = read_keys(f, StoreConfig)
+    endpoints = []
+    for i, text in enumerate(f.seq("endpoints", ())):
+        url = urllib.parse.urlsplit(text) if isinstance(text, str) else None
+        try:
+            port = url.port if url else None
+        except ValueError:
+            port = None
+        if url is None or url.scheme not in ("http", "https") or not url.hostname or port is None \
+                or url.path not in ("", "/"):
+            f.problems.add(f"{f.path}.endpoints[{i}]", f"{shown(text)} is not an etcd client URL: expected "
+                                                       "http://HOST:PORT or https://HOST:PORT")
+            continue
+        endpoints.append(text)
+    servers = []
+    for i, text in enumerate(f.seq("servers", ())):
+        try:
+            if not isinstance(text, str):
+                raise ValueError(text)
+            parse_address(text)
+        except ValueError:
+            f.problems.add(f"{f.path}.servers[{i}]", f"{shown(text)} is not an address: expected {ADDRESS_FORMS}")
+            continue
+        servers.append(text)
+    check_unique(f.problems, f.path, "server address", [(f"{f.path}.servers[{i}]", a) for i, a in enumerate(servers)])
+    f.finish()
+    kind = keys["kind"]
+    if kind == StoreKind.ETCD and not f.data.get("endpoints"):
+        f.problems.add(f"{f.path}.endpoints", "is required with kind: etcd: the etcd cluster's client URLs")
+    if kind != StoreKind.ETCD:
+        for name in ("endpoints", "servers", "lease_ttl", "prefix"):
+            if name in f.data:
+                f.problems.add(f"{f.path}.{name}", f"is for kind: etcd only (kind is {(kind or StoreKind.EMBEDDED).value})")
+    if servers and any(parse_address(a).kind == "tls" for a in servers) and \
+            not all(parse_address(a).kind == "tls" for a in servers):
+        f.problems.add(f"{f.path}.servers", "tls: and unix:/tcp: addresses cannot be mixed (peers hold one "
+                                            "credential for all)")
+    return StoreConfig(**{**keys, "kind": kind or StoreKind.EMBEDDED}, endpoints=tuple(endpoints),
+                       servers=tuple(servers))
 
 
 def parse_engine(f: Fields, engines: Sequence[Engine], default: Engine) -> tuple[Engine, tuple[str, ...], str]:

@@ -44,6 +44,7 @@ SAMPLE: dict[str, Any] = {
     "rfvs": {"bridge": "rfvs", "dpid": 0x7266},
     "discovery": {},
     "limits": {},
+    "store": {},
     "vms": [{
         "name": "rA",
         "dpid": 1,

@@ -187,6 +187,35 @@ class HttpConfig:
     token_file: str | None = None
 
 
+class StoreKind(StrEnum):
+    """Where the RF-Server keeps its NIB (see StoreConfig.kind)."""
+
+    EMBEDDED = "embedded"
+    ETCD = "etcd"
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Where the RF-Server keeps its NIB, and whether it runs alone or as a pair with a
+    standby (the ``store`` section)."""
+
+    #: ``embedded``: in the server's memory, one server. ``etcd``: in etcd as well, for a
+    #: server pair: two servers on one config, one active, the other standing by to take
+    #: over when the active one's lease expires.
+    kind: StoreKind = field(default=StoreKind.EMBEDDED, metadata=key("choice", choices=tuple(StoreKind)))
+    #: The etcd cluster's client URLs, ``http://HOST:PORT`` each (``kind: etcd`` only, and required).
+    endpoints: tuple[str, ...] = ()
+    #: Seconds the active server's lease lasts unrenewed: the longest a dead active server
+    #: is waited for, and the soonest the standby takes over (etcd: whole seconds).
+    lease_ttl: int = field(default=1, metadata=key("integer", lo=1, hi=30))
+    #: Where in etcd the pair's keys are: two pairs may share a cluster under two prefixes.
+    prefix: str = field(default="routeflow", metadata=key("name", max_len=64))
+    #: The addresses of the pair's servers (each started with ``--listen`` one of them),
+    #: which the RF-Clients the servers start try in turn; give the controller and
+    #: operators the same list, comma-separated, as ``--server``.
+    servers: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class Config:
     vms: tuple[VmConfig, ...]
@@ -200,6 +229,7 @@ class Config:
     discovery_interval: float = field(default=1.0, metadata=key("seconds", lo=0.1, hi=60.0))
     limits: Limits = field(default_factory=Limits)
     http: HttpConfig = field(default_factory=HttpConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
     source: str = ""
 
     def vm(self, name: str) -> VmConfig | None:

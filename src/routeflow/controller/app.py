@@ -81,7 +81,7 @@ from routeflow.protocol.messages import (
     TableMod,
     Welcome,
 )
-from routeflow.protocol.transport import parse_address
+from routeflow.protocol.transport import parse_addresses
 
 LOGGER_NAME = "routeflow.controller"
 #: Bytes of serialised OpenFlow messages handed to os-ken's send queue at once.
@@ -116,7 +116,7 @@ class RouteFlowController(app_manager.OSKenApp):
         guards.install_raw_stats_replies()
         guards.install_parser_guards()
         self.settings = settings or ControllerSettings.from_conf(self.CONF.routeflow)
-        self.link = ServerLink(parse_address(self.settings.server), self.settings.name,
+        self.link = ServerLink(parse_addresses(self.settings.server), self.settings.name,
                                self._on_server_connect, self._on_server_message, keys=self.settings.keys)
         self._lock = threading.Lock()
         #: Wakes the clock thread before its time: a dump started, a new plan, the app stopping.

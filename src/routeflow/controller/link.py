@@ -12,12 +12,12 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from routeflow.protocol import auth, codec
 from routeflow.protocol.messages import AnyMessage, Goodbye, Message, Welcome
-from routeflow.protocol.transport import Address, BlockingSession
+from routeflow.protocol.transport import Address, BlockingSession, first_answering
 
 LOG = logging.getLogger("routeflow.controller")
 
@@ -38,7 +38,7 @@ class ServerLink:
 
     def __init__(
         self,
-        address: Address,
+        address: Address | Sequence[Address],
         name: str,
         on_connect: Callable[[Welcome], None],
         on_message: Callable[[AnyMessage], None],
@@ -46,7 +46,9 @@ class ServerLink:
         max_delay: float = MAX_DELAY,
         keys: Path = auth.KEY_DIR,
     ) -> None:
-        self.address = address
+        #: The server's addresses, tried in turn: a pair's active server is the one listening.
+        self.addresses: tuple[Address, ...] = (address,) if isinstance(address, Address) else tuple(address)
+        self.address = self.addresses[0]
         self.name = name
         #: Where the controller's key is; the server makes it when it first starts.
         self.keys = keys
@@ -110,14 +112,16 @@ class ServerLink:
         delay = self._min_delay
         while not self._stop.is_set():
             try:
-                session = BlockingSession(self.address, "controller", self.name, keys=self.keys)
+                session = first_answering(
+                    self.addresses, lambda address: BlockingSession(address, "controller", self.name, keys=self.keys))
             except (OSError, codec.ProtocolError, auth.AuthError) as exc:
-                LOG.info("cannot reach the server at %s: %s (retry in %.1fs)", self.address, exc, delay)
+                LOG.info("cannot reach the server at %s: %s (retry in %.1fs)",
+                         ",".join(map(str, self.addresses)), exc, delay)
                 self._stop.wait(delay)
                 delay = min(delay * 2, self._max_delay)
                 continue
             delay = self._min_delay
-            LOG.info("connected to the server at %s", self.address)
+            LOG.info("connected to the server at %s", session.address)
             self._serve(session)
             if not self._stop.is_set():
                 self._stop.wait(delay)

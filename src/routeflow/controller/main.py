@@ -18,7 +18,7 @@ from os_ken.lib import hub
 from routeflow.controller.settings import register_options
 from routeflow.protocol import pki
 from routeflow.protocol.auth import KEY_DIR
-from routeflow.protocol.transport import parse_address
+from routeflow.protocol.transport import parse_addresses
 
 LOG = logging.getLogger("routeflow.controller")
 APP_MODULE = "routeflow.controller.app"
@@ -58,7 +58,7 @@ def run(server: str, of_port: int = 6653, of_host: str = "127.0.0.1", name: str 
     host), and RuntimeError if os-ken stops by itself. Once per process: os-ken's
     configuration and application manager are process-wide.
     """
-    parse_address(server)  # a bad address fails here, not in a retry loop
+    parse_addresses(server)  # a bad address fails here, not in a retry loop
     _check_listen(of_host, of_port)
     openflow_tls: list[str] = []
     if tls:

@@ -18,7 +18,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Callable, NamedTuple, Sequence, TypeVar
 
 from routeflow.protocol import auth, codec, pki
 from routeflow.protocol.messages import PROTOCOL_VERSION, AnyMessage, Hello, Message, Ping, Pong, Role, Welcome
@@ -29,6 +29,7 @@ DEFAULT_SERVER = "unix:" + DEFAULT_UNIX
 
 
 ADDRESS_FORMS = "unix:PATH, tcp:HOST:PORT or tls:HOST:PORT"
+T = TypeVar("T")
 #: Bytes asked of the socket per read: below malloc's mmap threshold, since recv
 #: allocates all of it each call (1 MiB made a small reply's round trip 4x slower).
 _RECV_SIZE = 64 << 10
@@ -53,6 +54,30 @@ def parse_address(text: str) -> Address:
         if host and port.isdigit() and 0 < int(port) < 65536:
             return Address(kind, host.strip("[]"), int(port))
     raise ValueError(f"bad address {text!r}: expected {ADDRESS_FORMS}")
+
+
+def parse_addresses(text: str) -> tuple[Address, ...]:
+    """A server's address, or the addresses of a server pair (an active one and its
+    standby, :mod:`routeflow.server.election`) separated by commas, which peers try
+    in turn: only the active server listens. All of one kind of proof: TLS for all,
+    or a key for all (one credential serves them all). Raises ValueError with the reason."""
+    addresses = tuple(parse_address(part.strip()) for part in text.split(","))
+    if len({a.kind == "tls" for a in addresses}) > 1:
+        raise ValueError(f"bad addresses {text!r}: tls: and unix:/tcp: addresses cannot be mixed")
+    return addresses
+
+
+def first_answering(addresses: Sequence[Address], connect: Callable[[Address], T]) -> T:
+    """``connect(address)`` for each of ``addresses`` in turn, the first that succeeds
+    (the active server of a pair); the last failure if none does."""
+    failure: OSError | None = None
+    for address in addresses:
+        try:
+            return connect(address)
+        except OSError as exc:
+            failure = exc
+    assert failure is not None, "no address"
+    raise failure
 
 
 @dataclass(frozen=True)
@@ -97,6 +122,7 @@ class BlockingSession:
     def __init__(self, address: Address, role: Role, name: str, timeout: float = 5.0,
                  keys: Path = auth.KEY_DIR) -> None:
         credential = load_credential(address, keys, role, name)  # before connecting: no key, no try
+        self.address = address
         self.sock = connect_blocking(address, timeout, credential.tls)
         # Whole frames only: a Pong from the receiving thread must not cut into another's send.
         self._write = threading.Lock()

@@ -58,6 +58,7 @@ from routeflow.server.handshake import AuthenticationFailed, Handshake
 from routeflow.server.metrics import ServerMetrics
 from routeflow.server.peers import MAX_REQUESTS, FibParts, Peer
 from routeflow.server.status import datapath_name, expect_table, fib_drift, status_document
+from routeflow.server.store import NibStore, NibWriter, changed_items
 
 log = logging.getLogger("routeflow.server")
 # Peers decide how often the server logs their refusal: a flood of them is summarised.
@@ -73,7 +74,8 @@ TABLE_TIMEOUT = 600.0
 class RFServer:
     """The RF-Server service: sockets, peers, request/reply plumbing."""
 
-    def __init__(self, config: Config, limits: Limits | None = None, keys: Path = auth.KEY_DIR) -> None:
+    def __init__(self, config: Config, limits: Limits | None = None, keys: Path = auth.KEY_DIR,
+                 store: NibStore | None = None) -> None:
         self.config = config
         #: What one peer may hold of the server: the config's unless given (tests).
         self.limits = limits or config.limits
@@ -101,10 +103,17 @@ class RFServer:
         self._fibs: dict[int, FibParts] = {}
         self._reconcile_scheduled = False
         self._ticker: asyncio.Task[None] | None = None
+        self._flusher: asyncio.Task[None] | None = None
+        #: Where the NIB is kept for a successor (a server pair's etcd), if anywhere.
+        self.writer = NibWriter(store, self.core.nib) if store is not None else None
+        #: Set when the store refused a write: another server is active (see election).
+        self.deposed = asyncio.Event()
 
     # -- lifecycle ---------------------------------------------------------------
 
     async def start(self) -> None:
+        if self.writer is not None:
+            await self.writer.restore()  # before anyone is served: what the predecessor knew
         idents = ["controller", "operator", *(auth.identity("client", vm.name) for vm in self.config.vms)]
         self._keys = auth.ensure_keys(self.key_dir, idents)
         addresses = [parse_address(text) for text in self.config.listen]
@@ -138,9 +147,18 @@ class RFServer:
             log.info("listening on %s", address)
         self._ticker = asyncio.get_running_loop().create_task(self._tick())
         self._keepalive = asyncio.get_running_loop().create_task(self._keep_alive())
+        if self.writer is not None:
+            self._flusher = asyncio.get_running_loop().create_task(self.writer.run(self.deposed))
+
+    def fence(self) -> None:
+        """Stop serving at once (another server may be active): no listener, no peer."""
+        for server in self._servers:
+            server.close()
+        for peer in list(self._peers):
+            peer.writer.transport.abort()
 
     async def stop(self) -> None:
-        for task in (self._ticker, self._keepalive):
+        for task in (self._ticker, self._keepalive, self._flusher):
             if task is not None:
                 task.cancel()
         for peer in [self.controller, *self.clients.values()]:
@@ -279,6 +297,8 @@ class RFServer:
         if type(msg) is FibDelta:
             self.metrics.fib_changed(peer.name, time.monotonic())
         self._deliver(DISPATCH[peer.role][type(msg)](self, peer, msg))
+        if self.writer is not None:
+            self.writer.mark(changed_items(peer.role, peer.name, msg))
         if self.core.has_dirty:
             self._schedule_reconcile()
 
@@ -296,6 +316,8 @@ class RFServer:
                 self._resolve(msg.request_id, msg)
             return []
         whole = self._assemble(msg)
+        if whole is not None and self.writer is not None:
+            self.writer.check_dump(whole)
         return self.core.on_table_dump(whole) if whole is not None else []
 
     def _on_fib_snapshot(self, peer: Peer, msg: FibSnapshot) -> list[Out]:
@@ -315,6 +337,8 @@ class RFServer:
         return []
 
     def _deliver(self, out: list[Out]) -> None:
+        if self.writer is not None:
+            self.writer.mark(changed_items(CONTROLLER, "", *(item.msg for item in out)))
         for item in out:
             peer = self.controller if item.to == CONTROLLER else self.clients.get(item.to)
             if peer is not None:
@@ -424,6 +448,8 @@ class RFServer:
             "keys": str(self.key_dir),
             "auth_failures": self.auth_failures,
             "http": self.config.http.listen,
+            # etcd: this server is the active one of a pair (a standby answers nobody).
+            "store": self.config.store.kind.value,
         }
         return document
 

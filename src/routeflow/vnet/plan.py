@@ -167,8 +167,12 @@ def client_server_address(config: Config) -> str:
 
     A Unix socket if the server listens on one: a namespace has its own
     loopback, so ``tcp:127.0.0.1`` inside a VM is not the server's.
-    Otherwise the first listen address (which must then be routable).
+    Otherwise the first listen address (which must then be routable). A server
+    pair's addresses (``store.servers``), its Unix sockets if it has any.
     """
+    if config.store.servers:  # a server pair: each of its servers in turn (the active one listens)
+        unix = [a for a in config.store.servers if a.startswith("unix:")]
+        return ",".join(unix or config.store.servers)
     return next((a for a in config.listen if a.startswith("unix:")), config.listen[0] if config.listen
                 else DEFAULT_SERVER)
 

@@ -225,3 +225,31 @@ def test_daemons_belong_to_frr():
         "vms[1].daemons[3]": "duplicate daemon 'ospfd' (also at vms[1].daemons[2])",
         "vms[2].daemons": "only the frr engine runs daemons (engine is 'none')",
     }
+
+
+def test_store_is_embedded_by_default_and_etcd_needs_its_endpoints():
+    from routeflow.config.schema import StoreConfig, StoreKind
+    from routeflow.vnet.plan import client_server_address
+
+    vms = {"vms": [{"name": "rA", "dpid": 1, "interfaces": [{"name": "eth1", "port": 1}]}]}
+    assert parse_config(vms).store == StoreConfig()
+    pair = parse_config({**vms, "store": {"kind": "etcd", "endpoints": ["http://127.0.0.1:2379"], "lease_ttl": 2,
+                                          "servers": ["unix:/run/routeflow/s1.sock", "unix:/run/routeflow/s2.sock"]}})
+    assert (pair.store.kind, pair.store.endpoints, pair.store.lease_ttl) == (StoreKind.ETCD, ("http://127.0.0.1:2379",), 2)
+    # The RF-Clients the servers start try both servers.
+    assert client_server_address(pair) == "unix:/run/routeflow/s1.sock,unix:/run/routeflow/s2.sock"
+    assert problems({**vms, "store": {"kind": "etcd"}}) == {
+        "store.endpoints": "is required with kind: etcd: the etcd cluster's client URLs"}
+    assert problems({**vms, "store": {"kind": "etcd", "endpoints": ["127.0.0.1:2379"], "lease_ttl": 0,
+                                      "servers": ["unix:/a", "unix:/a", "tls:h:1"], "ttl": 1}}) == {
+        "store.endpoints[0]": "'127.0.0.1:2379' is not an etcd client URL: expected http://HOST:PORT or "
+                              "https://HOST:PORT",
+        "store.lease_ttl": "must be an integer from 1 to 30, not 0",
+        "store.servers[1]": "duplicate server address 'unix:/a' (also at store.servers[0])",
+        "store.servers": "tls: and unix:/tcp: addresses cannot be mixed (peers hold one credential for all)",
+        "store.ttl": "unknown key",
+    }
+    assert problems({**vms, "store": {"endpoints": ["http://127.0.0.1:2379"], "kind": "zookeeper"}}) == {
+        "store.kind": "'zookeeper' is not one of embedded, etcd",
+        "store.endpoints": "is for kind: etcd only (kind is embedded)",
+    }

@@ -116,3 +116,19 @@ def test_goodbye_even_when_stop_begins_while_a_message_is_handled(server):
     time.sleep(0.1)  # the receive loop runs on past the handler
     link.stop()
     assert server.wait_for(lambda m: isinstance(m, Goodbye), timeout=5).reason == "controller stopping"
+
+
+def test_tries_each_address_of_a_server_pair(tmp_path):
+    """Of a server pair only the active one listens: the link finds it, whichever it is."""
+    server = FakeServer(tmp_path / "b.sock", Welcome(PROTOCOL_VERSION, (7,)), listen=False)
+    welcomes: queue.Queue = queue.Queue()
+    link = ServerLink((Address("unix", str(tmp_path / "a.sock")), Address("unix", str(server.path))), "ctl",
+                      welcomes.put, queue.Queue().put, min_delay=0.05, max_delay=0.2, keys=server.keys)
+    link.start()
+    try:
+        server.listen()
+        assert welcomes.get(timeout=5) == Welcome(PROTOCOL_VERSION, (7,))
+        assert link.connected
+    finally:
+        link.stop()
+        server.close()
