@@ -46,6 +46,8 @@ def status_document(nib: Nib, stats: ControllerStats | None = None,
             # Second connections claiming this datapath id while it was alive (impostors or a
             # switch reconnecting from another address).
             "refused_connections": None if stats is None else stats.refused.get(dpid, 0),
+            # The OpenFlow role the switch last gave the active controller (master, slave, equal).
+            "controller_role": None if stats is None else stats.roles.get(dpid),
             "unresolved_next_hops": [
                 {"prefix": u.prefix, "ifname": u.ifname, "gateway": u.gateway,
                  **_retry(nib.resolving.get(names.get(dpid, ""), {}).get((u.ifname, u.gateway)), now)}
