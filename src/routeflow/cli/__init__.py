@@ -183,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tls", action="store_true",
                    help="OpenFlow over TLS only: switches connect to ssl:HOST:PORT with a certificate of "
                         "the CA in --keys DIR/tls (routeflow pki init)")
-    p.add_argument("--instance", type=_instance, default="", metavar="NAME",
+    p.add_argument("--instance", type=_instance, default=None, metavar="NAME",
                    help="this controller's name to the server, which elects one of two controllers active "
                         "and keeps the other standing by (default: HOST:LISTEN-PORT)")
 
@@ -319,7 +319,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "controller":
         from routeflow.controller.main import run as run_controller
 
-        run_controller(args.server, of_port=args.listen_port, of_host=args.listen_host, name=args.instance,
+        run_controller(args.server, of_port=args.listen_port, of_host=args.listen_host, name=args.instance or "",
                        keys=args.keys, datapaths=args.datapaths, tls=args.tls)
         return EXIT_OK
     if args.command == "client":

@@ -1,0 +1,81 @@
+"""Two RF-Controllers on rftest2: either can die (``kill -9``) and the other takes over.
+
+Every switch (and the RFVS) has both controllers as targets. The RF-Server elects the
+first active, which asks every switch to make it master; the second stands by as slave.
+Under a ping stream h1 -> h4 every 10 ms, the active controller is killed: the server
+elects the other in a newer term, which asks every switch for mastership with that term
+as its generation id, reports the datapaths, and the server reads each switch's table and
+sends only the difference, which is nothing. No ping is lost, no flow rewritten, verify
+is clean at once. Then the first comes back (standing by) and the second is killed: the
+first takes over again.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from typing import Any
+
+import pytest
+from tests.integration.scenarios import Kill, converged, kill_under_ping, stayed_up
+
+from routeflow.harness import Stack, running, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def rftest2(tmp_path_factory):
+    with running("rftest2", tmp_path_factory.mktemp("failover"), Stack.all_pairs_ok) as stack:
+        stack.start_standby_controller()
+        wait_for(lambda: _state(stack) == ("a", {"b"}), 30, 0.1)
+        yield stack
+
+
+def _state(stack: Stack) -> tuple[str, set[str]] | None:
+    """``("a" or "b", the names standing by)`` once the active controller is master of
+    every datapath, the RFVS included (its role replies say so); None until then.
+    ``a`` is the controller on port 6653, ``b`` the one on 6654."""
+    doc: dict[str, Any] = stack.status(detail=False)
+    active = [c["name"] for c in doc["controllers"] if c["active"]]
+    datapaths = doc["datapaths"]
+    if len(active) != 1 or not datapaths or any(dp["controller_role"] != "master" for dp in datapaths):
+        return None
+    short = {name: "a" if name.endswith(":6653") else "b" for name in (c["name"] for c in doc["controllers"])}
+    return short[active[0]], {short[c["name"]] for c in doc["controllers"] if not c["active"]}
+
+
+def _failover(stack: Stack, kill: Any, survivor: str) -> tuple[Kill, float]:
+    """Kill the active controller under the ping stream; the result and the seconds from the
+    kill until the survivor was master of every datapath."""
+    killed_at: list[float] = []
+
+    def do_kill() -> None:
+        killed_at.append(time.monotonic())
+        kill(signal.SIGKILL)
+
+    def took_over() -> bool:
+        return _state(stack) == (survivor, set())
+
+    result = kill_under_ping(stack, f"active RF-Controller, {survivor} takes over", do_kill, took_over)
+    # kill_under_ping measures from the takeover; the takeover itself, from the kill:
+    failover = result.returned_at - killed_at[0]
+    print(f"controller failover to {survivor}: {failover:.3f} s")
+    return result, failover
+
+
+def test_the_standby_takes_over_when_the_active_controller_is_killed_and_either_can_die(rftest2):
+    adjacencies = converged(rftest2)
+    sampled = time.monotonic()
+    result, failover = _failover(rftest2, rftest2.stop_controller, "b")
+    assert result.lost == 0, result
+    assert result.rewritten == {}, result  # nothing was wrong: nothing is written
+    assert result.clean_after_s <= 2.0, result
+    assert failover <= 2.0, failover
+    # The first comes back, standing by; now it is the second that dies.
+    rftest2.start_controller()
+    wait_for(lambda: _state(rftest2) == ("b", {"a"}), 30, 0.1)
+    result, failover = _failover(rftest2, rftest2.stop_standby_controller, "a")
+    assert result.lost == 0 and result.rewritten == {} and result.clean_after_s <= 2.0, result
+    assert failover <= 2.0, failover
+    assert stayed_up(adjacencies, sampled) == []
