@@ -284,6 +284,20 @@ class Stack:
         _terminate(self.standby, sig)
         self.standby = None
 
+    def controller_ports(self) -> tuple[int, frozenset[int]] | None:
+        """The OpenFlow ports of the active controller and of those standing by, once every
+        datapath (the RFVS included) has made the active one master; None until then.
+        (The harness's controllers are named ``HOST:PORT``, their default.)"""
+        doc = self.status(detail=False)
+        active = [c["name"] for c in doc["controllers"] if c["active"]]
+        if len(active) != 1 or not doc["datapaths"] or any(dp["controller_role"] != "master"
+                                                           for dp in doc["datapaths"]):
+            return None
+        def port(name: str) -> int:
+            return int(name.rpartition(":")[2])
+
+        return port(active[0]), frozenset(port(c["name"]) for c in doc["controllers"] if not c["active"])
+
     def start_server(self) -> None:
         # A killed server leaves its socket behind: wait for the new server's, not that.
         Path(DEFAULT_UNIX).unlink(missing_ok=True)

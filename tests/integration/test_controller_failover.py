@@ -19,33 +19,23 @@ from typing import Any
 import pytest
 from tests.integration.scenarios import Kill, converged, kill_under_ping, stayed_up
 
-from routeflow.harness import Stack, running, wait_for
+from routeflow.harness import STANDBY_OF_PORT, Stack, running, wait_for
 
 pytestmark = pytest.mark.integration
+
+#: The controllers' OpenFlow ports: the first (the stack's own) and the standby.
+A, B = 6653, STANDBY_OF_PORT
 
 
 @pytest.fixture(scope="module")
 def rftest2(tmp_path_factory):
     with running("rftest2", tmp_path_factory.mktemp("failover"), Stack.all_pairs_ok) as stack:
         stack.start_standby_controller()
-        wait_for(lambda: _state(stack) == ("a", {"b"}), 30, 0.1)
+        wait_for(lambda: stack.controller_ports() == (A, {B}), 30, 0.1)
         yield stack
 
 
-def _state(stack: Stack) -> tuple[str, set[str]] | None:
-    """``("a" or "b", the names standing by)`` once the active controller is master of
-    every datapath, the RFVS included (its role replies say so); None until then.
-    ``a`` is the controller on port 6653, ``b`` the one on 6654."""
-    doc: dict[str, Any] = stack.status(detail=False)
-    active = [c["name"] for c in doc["controllers"] if c["active"]]
-    datapaths = doc["datapaths"]
-    if len(active) != 1 or not datapaths or any(dp["controller_role"] != "master" for dp in datapaths):
-        return None
-    short = {name: "a" if name.endswith(":6653") else "b" for name in (c["name"] for c in doc["controllers"])}
-    return short[active[0]], {short[c["name"]] for c in doc["controllers"] if not c["active"]}
-
-
-def _failover(stack: Stack, kill: Any, survivor: str) -> tuple[Kill, float]:
+def _failover(stack: Stack, kill: Any, survivor: int) -> tuple[Kill, float]:
     """Kill the active controller under the ping stream; the result and the seconds from the
     kill until the survivor was master of every datapath."""
     killed_at: list[float] = []
@@ -55,7 +45,7 @@ def _failover(stack: Stack, kill: Any, survivor: str) -> tuple[Kill, float]:
         kill(signal.SIGKILL)
 
     def took_over() -> bool:
-        return _state(stack) == (survivor, set())
+        return stack.controller_ports() == (survivor, set())
 
     result = kill_under_ping(stack, f"active RF-Controller, {survivor} takes over", do_kill, took_over)
     # kill_under_ping measures from the takeover; the takeover itself, from the kill:
@@ -67,15 +57,15 @@ def _failover(stack: Stack, kill: Any, survivor: str) -> tuple[Kill, float]:
 def test_the_standby_takes_over_when_the_active_controller_is_killed_and_either_can_die(rftest2):
     adjacencies = converged(rftest2)
     sampled = time.monotonic()
-    result, failover = _failover(rftest2, rftest2.stop_controller, "b")
+    result, failover = _failover(rftest2, rftest2.stop_controller, B)
     assert result.lost == 0, result
     assert result.rewritten == {}, result  # nothing was wrong: nothing is written
     assert result.clean_after_s <= 2.0, result
     assert failover <= 2.0, failover
     # The first comes back, standing by; now it is the second that dies.
     rftest2.start_controller()
-    wait_for(lambda: _state(rftest2) == ("b", {"a"}), 30, 0.1)
-    result, failover = _failover(rftest2, rftest2.stop_standby_controller, "a")
+    wait_for(lambda: rftest2.controller_ports() == (B, {A}), 30, 0.1)
+    result, failover = _failover(rftest2, rftest2.stop_standby_controller, A)
     assert result.lost == 0 and result.rewritten == {} and result.clean_after_s <= 2.0, result
     assert failover <= 2.0, failover
     assert stayed_up(adjacencies, sampled) == []
