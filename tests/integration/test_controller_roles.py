@@ -88,20 +88,20 @@ def _port_up(join: DatapathJoin) -> bool:
 def test_the_standby_keeps_its_view_and_takes_over_and_the_old_master_is_demoted_and_fenced(pair):
     server_a, server_b, log_a, log_b = pair
     join = server_a.wait_for(lambda m: isinstance(m, DatapathJoin) and m.dpid == DPID)
-    assert _port_up(join)
+    assert not _port_up(join)  # an internal port is down until its interface is set up
     wait_for(lambda: "0000000000c10001: slave (generation 10)" in log_b.read_text(), 10, 0.1)
     wait_for(lambda: "0000000000c10001: master (generation 10)" in log_a.read_text(), 10, 0.1)
     # The active controller writes; the one standing by says nothing to its server.
     server_a.send(TableMod(DPID, add=(Flow(0, 5, match(in_port=1), (output(1),)),)))
     wait_for(lambda: any("priority=5" in f for f in _flows()), 10, 0.1)
-    # The port goes down while B stands by: port status reaches A (reported) and B (kept).
-    sh("ovs-ofctl", "-O", "OpenFlow13", "mod-port", BRIDGE, PORT, "down")
-    server_a.wait_for(lambda m: isinstance(m, PortChange) and not m.port.up)
+    # The port comes up while B stands by: port status reaches A (reported) and B (kept).
+    sh("ip", "link", "set", PORT, "up")
+    server_a.wait_for(lambda m: isinstance(m, PortChange) and m.port.up)
     assert not [m for m in server_b.received if not isinstance(m, Hello) and type(m).__name__ != "Proof"]
     # B is elected in term 11: it asks for mastership and reports the datapath as it is now.
     server_b.send(ControllerRole(True, TERM + 1))
     join = server_b.wait_for(lambda m: isinstance(m, DatapathJoin) and m.dpid == DPID)
-    assert not _port_up(join)
+    assert _port_up(join)
     wait_for(lambda: "0000000000c10001: master (generation 11)" in log_b.read_text(), 10, 0.1)
     # The switch demoted A and said so (ONF role status): A stops writing, though its
     # server has not told it (as if A were cut off from the server).

@@ -77,6 +77,7 @@ from routeflow.controller.roles import (
     RoleRequest,
     Roles,
     decode_role_status,
+    install_role_status_parser,
 )
 from routeflow.controller.settings import ControllerSettings
 from routeflow.controller.switch import error_text, flows_in, groups_in, hang_up, peer, port_desc, switch_certificate
@@ -132,6 +133,7 @@ class RouteFlowController(app_manager.OSKenApp):
         # parses nothing from a switch it cannot parse in bounded time.
         ofwire.install_raw_stats_replies()
         ofwire.install_parser_guards()
+        install_role_status_parser()  # after the guards, which refuse every experimenter message
         self.settings = settings or ControllerSettings.from_conf(self.CONF.routeflow)
         self.link = ServerLink(parse_address(self.settings.server), self.settings.name,
                                self._on_server_connect, self._on_server_message, keys=self.settings.keys)

@@ -17,6 +17,9 @@ role replies, errors and role statuses, sends the :class:`RoleRequest` s it
 returns, and asks :meth:`Roles.may_write` before a flow change or a packet out.
 A server that holds no elections (term 0) asks for no role: the switches keep
 their default, equal, and the controller writes as it always did.
+
+:func:`install_role_status_parser` is the one piece of os-ken glue here: it lets the
+role status through the parser guards, which refuse every other experimenter message.
 """
 
 from __future__ import annotations
@@ -26,6 +29,11 @@ import logging
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+
+from os_ken.ofproto import ofproto_parser
+from os_ken.ofproto import ofproto_v1_3 as ofp
+from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 LOG = logging.getLogger("routeflow.controller")
 
@@ -38,6 +46,10 @@ OFPRRFC_STALE = 0
 #: role (uint32), reason (uint8), 3 pad bytes, generation id (uint64): the body of a role
 #: status after its header (1.4) or after its experimenter header (ONF, 1.3).
 _ROLE_STATUS = struct.Struct("!IB3xQ")
+#: The experimenter header (experimenter id, type) after the OpenFlow header, and the whole
+#: ONF role status: 8 + 8 + 16 bytes.
+_EXPERIMENTER = struct.Struct("!II")
+_ONF_ROLE_STATUS_LEN = ofp.OFP_HEADER_SIZE + _EXPERIMENTER.size + _ROLE_STATUS.size
 
 
 class Role(enum.IntEnum):
@@ -181,3 +193,32 @@ class Roles:
         ``""`` if it has said none (no role asked for)."""
         switch = self._switches.get(dpid)
         return "" if switch is None or switch.role is None else switch.role.name.lower()
+
+
+def install_role_status_parser() -> None:
+    """Have os-ken hand the app OpenFlow 1.3's ONF role status as an ``OFPExperimenter``
+    (``EventOFPExperimenter``), read at its fixed size, ahead of the parser guards
+    (:func:`routeflow.controller.ofwire.install_parser_guards`, installed first), which
+    drop every experimenter message unparsed. Process-wide and idempotent."""
+    table = ofproto_parser._MSG_PARSERS
+    guarded = table[ofp.OFP_VERSION]
+    if getattr(guarded, "routeflow_role_status", False):
+        return
+
+    def parse(datapath: Any, version: int, msg_type: int, msg_len: int, xid: int, buf: bytes) -> Any:
+        if msg_type == ofp.OFPT_EXPERIMENTER and msg_len == _ONF_ROLE_STATUS_LEN and len(buf) >= msg_len:
+            experimenter, exp_type = _EXPERIMENTER.unpack_from(buf, ofp.OFP_HEADER_SIZE)
+            if (experimenter, exp_type) == (ONF_EXPERIMENTER_ID, ONFT_ROLE_STATUS):
+                body = bytes(buf[ofp.OFP_HEADER_SIZE + _EXPERIMENTER.size:msg_len])
+                msg = parser.OFPExperimenter(datapath, experimenter, exp_type, body)
+                msg.set_headers(version, msg_type, msg_len, xid)
+                msg.set_buf(buf)
+                return msg
+        return guarded(datapath, version, msg_type, msg_len, xid, buf)
+
+    # Guarded as what it wraps is: installing the guards again must not wrap it. Its
+    # ``original`` is os-ken's own parser, as the guards' is.
+    parse.routeflow_guarded = True  # type: ignore[attr-defined]
+    parse.original = getattr(guarded, "original", guarded)  # type: ignore[attr-defined]
+    parse.routeflow_role_status = True  # type: ignore[attr-defined]
+    table[ofp.OFP_VERSION] = parse
