@@ -268,14 +268,18 @@ class Stack:
         """A second RF-Controller on OpenFlow port ``port``, and every switch of the lab
         and the RFVS given it as a second controller target (the first target, and its
         connection, stay). The RF-Server keeps it standing by while the first is active
-        and elects it when that one dies (README, "Two controllers")."""
+        and elects it when that one dies (README, "Restarts": two RF-Controllers)."""
         targets = [s.controller for s in self.topology.switches] + [self.config.rfvs.controller]
         if any(not t.startswith("tcp:") for t in targets):
             raise ValueError("a standby controller is for tcp: controller targets only")
         self.standby = self._spawn("controller-standby", "controller", "--server", self.server_address,
                                    "--listen-port", str(port))
+        target = f"tcp:127.0.0.1:{port}"
         for bridge in [s.name for s in self.topology.switches] + [self.config.rfvs.bridge]:
-            subprocess.run(["ovs-vsctl", "--", "--id=@c", "create", "Controller", f'target="tcp:127.0.0.1:{port}"',
+            have = subprocess.run(["ovs-vsctl", "get-controller", bridge], check=True, capture_output=True, text=True)
+            if target in have.stdout.split():  # started again: the switches have it already
+                continue
+            subprocess.run(["ovs-vsctl", "--", "--id=@c", "create", "Controller", f'target="{target}"',
                             f"max_backoff={ovs.CONTROLLER_MAX_BACKOFF_MS}",
                             f"inactivity_probe={ovs.CONTROLLER_INACTIVITY_PROBE_MS}",
                             "--", "add", "Bridge", bridge, "controller", "@c"], check=True, capture_output=True)
