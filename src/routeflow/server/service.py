@@ -276,7 +276,7 @@ class RFServer:
         for other in self.controllers:
             if other is not peer:
                 other.send(ControllerRole(False, self.term))
-        log.info("controller %s connected, active in term %d", peer.name, self.term)
+        log.info("controller %s %s, active in term %d", peer.name, "connected" if welcome else "elected", self.term)
         self._deliver(self.core.on_controller_up())
 
     def _disconnected(self, peer: Peer) -> None:
