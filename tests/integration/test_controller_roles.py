@@ -5,7 +5,8 @@ real server's election would): A active in term 10, B standing by. The bridge ha
 as targets. What Open vSwitch does with the roles is what this checks: a slave is sent
 port status (B's view stays current) but its writes would be refused; a new master with
 a newer generation id demotes the old one, which Open vSwitch tells it with the ONF role
-status of OpenFlow 1.3; a master request with an older generation id is refused as stale.
+status of OpenFlow 1.3; a master request with an older generation id is refused as stale;
+a packet to the controller goes to the master alone.
 """
 
 from __future__ import annotations
@@ -17,18 +18,20 @@ from pathlib import Path
 
 import pytest
 from tests.fakeserver import FakeServer
-from tests.integration.test_controller import start_controller
+from tests.integration.test_controller import frame, raw_socket, start_controller
 from tests.processes import sh, stop_process
 
 from routeflow.harness import wait_for
-from routeflow.model import Flow, match, output
+from routeflow.model import CONTROLLER, Flow, match, output
 from routeflow.protocol import auth
 from routeflow.protocol.messages import (
     PROTOCOL_VERSION,
     ControllerRole,
+    ControllerStats,
     DatapathJoin,
     Hello,
     PortChange,
+    StatsRequest,
     TableMod,
     Welcome,
 )
@@ -81,6 +84,14 @@ def pair(tmp_path: Path) -> Iterator[tuple[FakeServer, FakeServer, Path, Path]]:
                 print(log.read_text()[-3000:])
 
 
+def _packet_ins(server: FakeServer, request_id: int) -> int:
+    """Packet-ins the controller of ``server`` has had from the bridge (it must be active to answer)."""
+    since = server.mark()
+    server.send(StatsRequest(request_id))
+    stats = server.wait_for(lambda m: isinstance(m, ControllerStats) and m.request_id == request_id, since)
+    return stats.packet_in.get(DPID, 0)
+
+
 def _port_up(join: DatapathJoin) -> bool:
     return next(p.up for p in join.ports if p.port_no == 1)
 
@@ -98,11 +109,18 @@ def test_the_standby_keeps_its_view_and_takes_over_and_the_old_master_is_demoted
     sh("ip", "link", "set", PORT, "up")
     server_a.wait_for(lambda m: isinstance(m, PortChange) and m.port.up)
     assert not [m for m in server_b.received if not isinstance(m, Hello) and type(m).__name__ != "Proof"]
+    # A packet to the controller goes to the master: the slave is sent no packet-in.
+    server_a.send(TableMod(DPID, add=(Flow(0, 9, match(in_port=1, eth_type=0x88B5), (CONTROLLER,)),)))
+    wait_for(lambda: any("priority=9" in f for f in _flows()), 10, 0.1)
+    with raw_socket(PORT) as sock:
+        sock.send(frame(b"to-the-master"))
+    wait_for(lambda: _packet_ins(server_a, 1) >= 1, 10, 0.2)
     # B is elected in term 11: it asks for mastership and reports the datapath as it is now.
     server_b.send(ControllerRole(True, TERM + 1))
     join = server_b.wait_for(lambda m: isinstance(m, DatapathJoin) and m.dpid == DPID)
     assert _port_up(join)
     wait_for(lambda: "0000000000c10001: master (generation 11)" in log_b.read_text(), 10, 0.1)
+    assert _packet_ins(server_b, 2) == 0  # none while it was slave
     # The switch demoted A and said so (ONF role status): A stops writing, though its
     # server has not told it (as if A were cut off from the server).
     wait_for(lambda: "another controller is master (generation 11)" in log_a.read_text(), 10, 0.1)
