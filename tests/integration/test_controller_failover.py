@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 import pytest
-from tests.integration.scenarios import Kill, converged, kill_under_ping, stayed_up
+from tests.integration.scenarios import Kill, converged, flow_mods, kill_under_ping, stayed_up
 
 from routeflow.harness import STANDBY_OF_PORT, Stack, running, wait_for
 
@@ -69,3 +69,23 @@ def test_the_standby_takes_over_when_the_active_controller_is_killed_and_either_
     assert result.lost == 0 and result.rewritten == {} and result.clean_after_s <= 2.0, result
     assert failover <= 2.0, failover
     assert stayed_up(adjacencies, sampled) == []
+
+
+def test_a_restarted_server_elects_one_of_the_pair_in_a_newer_term(rftest2):
+    """The server's terms come from its clock: a new server's first election is newer than
+    its predecessor's last, so the switches take its master's requests (a term that started
+    again from 1 would be refused as stale). Its counters start at 0: it sends nothing."""
+    if rftest2.standby is None:  # killed by the test before
+        rftest2.start_standby_controller()
+    wait_for(lambda: rftest2.controller_ports() == (A, {B}), 30, 0.1)
+    converged(rftest2)
+    (old_term,) = {c["term"] for c in rftest2.status(detail=False)["controllers"]}
+    assert rftest2.server is not None
+    rftest2.server.kill()  # as a crash does: the VMs stay, for the next server to adopt
+    rftest2.server.wait(30)
+    rftest2.start_server()
+    wait_for(lambda: rftest2.controller_ports() is not None and len(rftest2.controller_ports()[1]) == 1, 30, 0.1)
+    (new_term,) = {c["term"] for c in rftest2.status(detail=False)["controllers"]}
+    assert new_term > old_term
+    rftest2.wait_verify_clean(timeout=15, interval=0.1)
+    assert set(flow_mods(rftest2).values()) == {0}
