@@ -25,7 +25,7 @@ from routeflow.protocol.transport import DEFAULT_UNIX
 from routeflow.server.etcd_local import LocalEtcd
 from routeflow_bench.common import Context
 from routeflow_bench.report import Row
-from routeflow_bench.resilience import _kill
+from routeflow_bench.resilience import kill_under_probes
 from routeflow_bench.stats import Summary
 
 #: etcd's client ports for this benchmark (loopback), apart from the tests'.
@@ -66,7 +66,7 @@ def run(ctx: Context) -> list[Row]:
                             serving_at.append(time.monotonic())
                         return bool(serving_at)
 
-                    r = _kill(stack, kill, back, counters_reset=True)
+                    r = kill_under_probes(stack, kill, back, counters_reset=True)
                     r["failover_s"] = serving_at[0] - killed_at[0]
                     r["clean_after_kill_s"] = r["failover_s"] + r["clean_s"]
                     results.append(r)

@@ -44,7 +44,7 @@ def _flow_mods(stack: Stack) -> dict[str, int]:
     return {dp["dpid"]: dp["flow_mods_sent"] for dp in stack.status(detail=False)["datapaths"]}
 
 
-def _quiet(stack: Stack) -> None:
+def quiet(stack: Stack) -> None:
     """Every pair pings, verify is clean and the server has sent nothing for 3 s."""
     wait_for(lambda: stack.all_pairs_ok() and stack.verify().ok, 120, 0.5)
     mods, changed = [_flow_mods(stack)], [time.monotonic()]
@@ -58,10 +58,11 @@ def _quiet(stack: Stack) -> None:
     wait_for(still, 120, 0.2)
 
 
-def _kill(stack: Stack, kill: Callable[[], None], back: Callable[[], bool], counters_reset: bool) -> dict[str, Any]:
+def kill_under_probes(stack: Stack, kill: Callable[[], None], back: Callable[[], bool],
+                      counters_reset: bool) -> dict[str, Any]:
     """``kill`` under the probe stream; loss after it, seconds from ``back`` to a clean verify,
     flow changes sent meanwhile (a new server's counters start at 0)."""
-    _quiet(stack)
+    quiet(stack)
     before = {} if counters_reset else _flow_mods(stack)
     lead = 1.0
     proc = subprocess.Popen(["ip", "netns", "exec", SRC, sys.executable, PROBER, DST, str(INTERVAL),
@@ -134,9 +135,9 @@ def run(ctx: Context) -> list[Row]:
         wait_for(stack.all_pairs_ok, 120, 0.5)
         components = _components(stack)
         for i in range(ctx.repeat):
-            results.setdefault("nothing", []).append(_kill(stack, lambda: None, lambda: True, False))
+            results.setdefault("nothing", []).append(kill_under_probes(stack, lambda: None, lambda: True, False))
             for name, (kill, back, reset) in components.items():
-                r = _kill(stack, kill, back, reset)
+                r = kill_under_probes(stack, kill, back, reset)
                 results.setdefault(name, []).append(r)
                 ctx.say(f"resilience: {name} {i + 1}/{ctx.repeat}: {r['loss_ms']:.0f} ms lost, verify clean "
                         f"{r['clean_s']:.2f} s after its return, {r['rewritten']} flow changes")

@@ -33,6 +33,7 @@ from routeflow.lab.topology import Topology, load_topology
 from routeflow.operator_client import OperatorClient
 from routeflow.protocol.messages import VerifyReply
 from routeflow.protocol.transport import DEFAULT_SERVER, DEFAULT_UNIX
+from routeflow.vnet import ovs
 from routeflow.vnet.engine import DaemonPlan
 from routeflow.vnet.plan import VmPlan, plan_vnet
 from routeflow.vnet.resources import Resource, process_start_time, read_pidfile, running_record
@@ -50,6 +51,8 @@ STACK_LOCK = Path("/run/routeflow-stack.lock")
 #: Set in the environment by a process that holds :data:`STACK_LOCK` for its children
 #: (``flock /run/routeflow-stack.lock ...``): they must not wait for it again.
 LOCK_HELD_ENV = "ROUTEFLOW_STACK_LOCK_HELD"
+#: The OpenFlow port of a second RF-Controller (:meth:`Stack.start_standby_controller`).
+STANDBY_OF_PORT = 6654
 T = TypeVar("T")
 
 _lock_depth = 0
@@ -196,6 +199,8 @@ class Stack:
         # The default lab record, so `routeflow lab down` finds a kept demo's lab.
         self.lab_state = network.DEFAULT_STATE
         self.controller: subprocess.Popen[bytes] | None = None
+        #: A second controller, standing by while the first is active (None: just one).
+        self.standby: subprocess.Popen[bytes] | None = None
         self.server: subprocess.Popen[bytes] | None = None
         self.server_started_at = 0.0
         #: The stack lock while this deployment is up, and whether the lab is ours to remove
@@ -230,6 +235,8 @@ class Stack:
                 self.stop_server()
             with contextlib.suppress(Exception):
                 self.stop_controller()
+            with contextlib.suppress(Exception):
+                self.stop_standby_controller()
             if self._lab_is_ours:
                 network.lab_down(state_path=self.lab_state)
                 self._lab_is_ours = False
@@ -239,7 +246,7 @@ class Stack:
 
     def keep(self) -> None:
         """Record the processes so :func:`stop_kept` can stop them from another process."""
-        pids = [p.pid for p in (self.server, self.controller) if p is not None]
+        pids = [p.pid for p in (self.server, self.controller, self.standby) if p is not None]
         KEPT.write_text(json.dumps({"pids": pids, "lab_state": str(self.lab_state)}))
 
     def _spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
@@ -258,6 +265,44 @@ class Stack:
     def stop_controller(self, sig: int = signal.SIGTERM) -> None:
         _terminate(self.controller, sig)
         self.controller = None
+
+    def start_standby_controller(self, port: int = STANDBY_OF_PORT) -> None:
+        """A second RF-Controller on OpenFlow port ``port``, and every switch of the lab
+        and the RFVS given it as a second controller target (the first target, and its
+        connection, stay). The RF-Server keeps it standing by while the first is active
+        and elects it when that one dies (README, "Restarts": two RF-Controllers)."""
+        targets = [s.controller for s in self.topology.switches] + [self.config.rfvs.controller]
+        if any(not (t or "").startswith("tcp:") for t in targets):
+            raise ValueError("a standby controller is for tcp: controller targets only")
+        self.standby = self._spawn("controller-standby", "controller", "--server", self.server_address,
+                                   "--listen-port", str(port))
+        target = f"tcp:127.0.0.1:{port}"
+        for bridge in [s.name for s in self.topology.switches] + [self.config.rfvs.bridge]:
+            have = subprocess.run(["ovs-vsctl", "get-controller", bridge], check=True, capture_output=True, text=True)
+            if target in have.stdout.split():  # started again: the switches have it already
+                continue
+            subprocess.run(["ovs-vsctl", "--", "--id=@c", "create", "Controller", f'target="{target}"',
+                            f"max_backoff={ovs.CONTROLLER_MAX_BACKOFF_MS}",
+                            f"inactivity_probe={ovs.CONTROLLER_INACTIVITY_PROBE_MS}",
+                            "--", "add", "Bridge", bridge, "controller", "@c"], check=True, capture_output=True)
+
+    def stop_standby_controller(self, sig: int = signal.SIGTERM) -> None:
+        _terminate(self.standby, sig)
+        self.standby = None
+
+    def controller_ports(self) -> tuple[int, frozenset[int]] | None:
+        """The OpenFlow ports of the active controller and of those standing by, once every
+        datapath (the RFVS included) has made the active one master; None until then.
+        (The harness's controllers are named ``HOST:PORT``, their default.)"""
+        doc = self.status(detail=False)
+        active = [c["name"] for c in doc["controllers"] if c["active"]]
+        if len(active) != 1 or not doc["datapaths"] or any(dp["controller_role"] != "master"
+                                                           for dp in doc["datapaths"]):
+            return None
+        def port(name: str) -> int:
+            return int(name.rpartition(":")[2])
+
+        return port(active[0]), frozenset(port(c["name"]) for c in doc["controllers"] if not c["active"])
 
     def start_server(self) -> None:
         # A killed server leaves its socket behind: wait for the new server's, not that.

@@ -11,6 +11,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Callable
 
 from routeflow.harness import CONVERGE_TIMEOUT, Stack, ping, route_device, wait_for
 from routeflow.lab import network
@@ -22,6 +23,8 @@ RFTEST2_VMS = ("rA", "rB", "rC", "rD")
 STABLE = 10.0
 #: The VM NICs that mirror link A-B's ports: sA port 3 and sB port 2.
 A_B_NICS = ("rA:eth3", "rB:eth2")
+#: h4: h1's traffic to it crosses sA and sD (link A-D), flows of rA's and rD's.
+H4 = "172.31.4.100"
 
 
 def vm_routes(stack: Stack, vm: str) -> list[dict]:
@@ -235,3 +238,42 @@ def stayed_up(before: dict[tuple[str, str, str], float], since: float) -> list[t
 def flow_mods(stack: Stack) -> dict[str, int]:
     """Flow and group changes the running server sent, by datapath (its counters start at 0)."""
     return {dp["dpid"]: dp["flow_mods_sent"] for dp in stack.status(detail=False)["datapaths"]}
+
+
+@dataclass
+class Kill:
+    """One process killed under the ping stream: pings lost, seconds from its return to a
+    clean verify, and the flow changes the server sent meanwhile, by datapath."""
+
+    what: str
+    sent: int
+    lost: int
+    clean_after_s: float
+    rewritten: dict[str, int]
+    #: When ``back`` held (``time.monotonic()``).
+    returned_at: float = 0.0
+
+
+def kill_under_ping(stack: Stack, what: str, kill: Callable[[], None], back: Callable[[], bool]) -> Kill:
+    """Run ``kill`` while h1 pings h4 every 10 ms, wait for ``back`` (the process runs
+    again, or another took its place), then until verify is clean; the stream goes on 2 s more."""
+    before = flow_mods(stack)
+    pinger = subprocess.Popen(["ip", "netns", "exec", "h1", "ping", "-n", "-i", "0.01", "-W", "1", H4],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.5)
+        kill()
+        wait_for(back, 30, 0.02)
+        returned = time.monotonic()
+        stack.wait_verify_clean(timeout=15, interval=0.05)
+        clean_after = time.monotonic() - returned
+        time.sleep(2.0)
+    finally:
+        pinger.send_signal(signal.SIGINT)
+        summary = pinger.communicate(timeout=10)[0]
+    sent, lost = stream_loss(summary)
+    after = flow_mods(stack)
+    rewritten = {dpid: n - before.get(dpid, 0) for dpid, n in after.items() if n != before.get(dpid, 0)}
+    result = Kill(what, sent, lost, round(clean_after, 2), rewritten, returned)
+    print(f"kill -9 {what}: {result}")
+    return result

@@ -121,6 +121,13 @@ def _port(text: str) -> int:
     return int(text)
 
 
+def _instance(text: str) -> str:
+    """argparse type of ``--instance``: a name of 1 to 64 printable ASCII characters (the server logs it)."""
+    if not (1 <= len(text) <= 64 and text.isascii() and text.isprintable() and not text.isspace()):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a name of 1 to 64 printable ASCII characters")
+    return text
+
+
 def _listen_host(text: str) -> str:
     """argparse type of ``--listen-host``: an address (or name) of this host."""
     try:
@@ -193,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tls", action="store_true",
                    help="OpenFlow over TLS only: switches connect to ssl:HOST:PORT with a certificate of "
                         "the CA in --keys DIR/tls (routeflow pki init)")
+    p.add_argument("--instance", type=_instance, default=None, metavar="NAME",
+                   help="this controller's name to the server, which elects one of two controllers active "
+                        "and keeps the other standing by (default: HOST:LISTEN-PORT)")
 
     p = sub.add_parser("client", help="run an RF-Client inside a VM")
     p.add_argument("--vm", required=True, help="the VM's name in the server's config")
@@ -351,8 +361,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "controller":
         from routeflow.controller.main import run as run_controller
 
-        run_controller(args.server, of_port=args.listen_port, of_host=args.listen_host, keys=args.keys,
-                       datapaths=args.datapaths, tls=args.tls)
+        run_controller(args.server, of_port=args.listen_port, of_host=args.listen_host, name=args.instance or "",
+                       keys=args.keys, datapaths=args.datapaths, tls=args.tls)
         return EXIT_OK
     if args.command == "client":
         from routeflow.client.agent import run as run_client

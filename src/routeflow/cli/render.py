@@ -54,7 +54,13 @@ def events(http: str, since: int, follow: bool, as_json: bool) -> int:
 
 def _print_status(doc: dict[str, Any], flows: bool, routes: bool) -> None:
     out = sys.stdout
-    out.write(f"controller: {'connected' if doc['controller_connected'] else 'NOT connected'}\n\n")
+    out.write(f"controller: {'connected' if doc['controller_connected'] else 'NOT connected'}")
+    # Two controllers: which is active (OpenFlow master), in which election term, and which stands by.
+    controllers = doc.get("controllers", [])
+    if controllers:
+        out.write(" (" + "; ".join(f"{c['name']} active in term {c['term']}" if c["active"] else
+                                   f"{c['name']} standing by" for c in controllers) + ")")
+    out.write("\n\n")
     serving = doc["server"]
     _table([("LISTENER", "PEERS PROVE", "ENCRYPTED")]
            + [(lst["address"], "certificate" if lst["encrypted"] else "key", "yes" if lst["encrypted"] else "no")

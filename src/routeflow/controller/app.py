@@ -18,6 +18,13 @@ prober (:class:`~routeflow.controller.discovery.Prober`) and the slow path
 through one send path (:meth:`RouteFlowController._step`). What it keeps
 itself is which connection each datapath id is known by, and its ports.
 
+Two controllers may serve the same switches, one active (OpenFlow master), the
+other standing by (slave): :class:`~routeflow.controller.roles.Roles` holds which
+this one is, as the RF-Server elects it. A controller standing by keeps its view
+of datapaths and ports current but says nothing to the server and writes nothing
+to a switch; promoted, it reports every datapath as on a reconnection to the
+server, which reads each switch's table and sends only the difference.
+
 A datapath is the one connection its id is known by. Anyone who can reach the
 OpenFlow port can claim any id, so a second connection claiming a connected
 id is held while the first is sent an echo request: if the first answers
@@ -47,6 +54,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 from os_ken.base import app_manager
 from os_ken.controller import ofp_event
 from os_ken.controller.controller import Datapath
@@ -62,6 +70,15 @@ from routeflow.controller.link import ServerLink
 from routeflow.controller.openflow import errors, fast_encode, guards
 from routeflow.controller.ports import DatapathPorts
 from routeflow.controller.relay import SlowPath
+from routeflow.controller.roles import (
+    OFPET_ROLE_REQUEST_FAILED,
+    ONF_EXPERIMENTER_ID,
+    ONFT_ROLE_STATUS,
+    RoleRequest,
+    Roles,
+    decode_role_status,
+    install_role_status_parser,
+)
 from routeflow.controller.settings import ControllerSettings
 from routeflow.controller.switch import error_text, flows_in, groups_in, hang_up, peer, port_desc, switch_certificate
 from routeflow.model import Flow, Group
@@ -69,6 +86,7 @@ from routeflow.protocol import pki
 from routeflow.protocol.codec import RemoteProtocolError
 from routeflow.protocol.messages import (
     AnyMessage,
+    ControllerRole,
     DatapathLeave,
     DiscoveryPlan,
     DumpTable,
@@ -115,6 +133,7 @@ class RouteFlowController(app_manager.OSKenApp):
         # parses nothing from a switch it cannot parse in bounded time.
         guards.install_raw_stats_replies()
         guards.install_parser_guards()
+        install_role_status_parser()  # after the guards, which refuse every experimenter message
         self.settings = settings or ControllerSettings.from_conf(self.CONF.routeflow)
         self.link = ServerLink(parse_addresses(self.settings.server), self.settings.name,
                                self._on_server_connect, self._on_server_message, keys=self.settings.keys)
@@ -133,6 +152,7 @@ class RouteFlowController(app_manager.OSKenApp):
         self.dumps = TableDumps()
         self.prober = Prober()
         self.slow_path = SlowPath(self.prober)
+        self.roles = Roles(self._next_xid)
         #: The handler of each message the server may send (every type of ``messages.ToController``).
         self.server_handlers: dict[type[Message], Callable[[Any], None]] = {
             TableMod: self.apply_table_mod,
@@ -140,6 +160,7 @@ class RouteFlowController(app_manager.OSKenApp):
             DiscoveryPlan: self.set_discovery_plan,
             DumpTable: self.dump_table,
             StatsRequest: self.send_stats,
+            ControllerRole: self.set_role,
             Goodbye: self._goodbye,
         }
         self._clock = threading.Thread(target=self._run_clock, name="routeflow-clock", daemon=True)
@@ -192,9 +213,9 @@ class RouteFlowController(app_manager.OSKenApp):
             for action in actions:
                 if isinstance(action, PacketOut):
                     dp = self._datapaths.get(action.dpid)
-                    if dp is not None:
+                    if dp is not None and self.roles.may_write(action.dpid):
                         outs.append((dp, action))
-                else:
+                elif self.roles.active:  # standing by, it tells the server nothing
                     self.link.send(action)
         for dp, out in outs:
             sent = self._send_msg(dp, parser.OFPPacketOut(dp, ofp.OFP_NO_BUFFER, ofp.OFPP_CONTROLLER,
@@ -213,11 +234,10 @@ class RouteFlowController(app_manager.OSKenApp):
     # -- server side ---------------------------------------------------------------
 
     def _on_server_connect(self, welcome: Welcome) -> None:
-        with self._step() as actions:
+        with self._lock:
             self.slow_path.rfvs = frozenset(welcome.rfvs)
-            # The server may have restarted and forgotten everything: re-report.
-            actions += self.ports.joins()
-            actions += self.prober.known()
+        # The server may have restarted and forgotten everything: re-report (if active).
+        self._take_part(welcome.controller_active, welcome.term, report=True)
 
     def _on_server_message(self, msg: AnyMessage) -> None:
         handler = self.server_handlers.get(type(msg))
@@ -232,7 +252,9 @@ class RouteFlowController(app_manager.OSKenApp):
     def send_stats(self, request: StatsRequest) -> None:
         """Answer the server's request for the slow path's counters."""
         with self._step() as actions:
-            actions.append(self.slow_path.stats(request.request_id, dict(self.refused)))
+            stats = self.slow_path.stats(request.request_id, dict(self.refused))
+            roles = {dpid: role for dpid in self._datapaths if (role := self.roles.role_of(dpid))}
+            actions.append(msgspec.structs.replace(stats, roles=roles))
 
     def set_relay_map(self, relay: RelayMap) -> None:
         """Replace the slow-path relay table."""
@@ -249,6 +271,11 @@ class RouteFlowController(app_manager.OSKenApp):
         """Send the flow and group changes of ``mod`` to its datapath, in a safe order."""
         with self._lock:
             dp = self._datapaths.get(mod.dpid)
+            if dp is not None and not self.roles.may_write(mod.dpid):
+                # Another controller is master there (a newer election the server has not told us of).
+                self.logger.warning("table change for datapath %016x dropped: this controller is not its master",
+                                    mod.dpid)
+                return
         if dp is None:
             self.logger.warning("table change for datapath %016x, which is not connected", mod.dpid)
             with self._step() as actions:
@@ -401,6 +428,9 @@ class RouteFlowController(app_manager.OSKenApp):
             with self._step() as actions:
                 actions += self.dumps.fail_datapath(dpid, "datapath reconnected")
         self.logger.info("datapath %016x connected from %s", dpid, peer(dp))
+        with self._lock:
+            requests = self.roles.connected(dpid)
+        self._send_role_requests(requests)  # ahead of anything else it is sent
         # Whole packets in every packet-in, so they can be relayed as they are.
         self._send_msg(dp, parser.OFPSetConfig(dp, ofp.OFPC_FRAG_NORMAL, ofp.OFPCML_NO_BUFFER))
         # OpenFlow 1.3 switches (Open vSwitch among them) leave TTL-expired
@@ -425,6 +455,7 @@ class RouteFlowController(app_manager.OSKenApp):
                 xid = self._register(successor, dpid)
             else:
                 del self._datapaths[dpid]
+                self.roles.disconnected(dpid)
                 if self.ports.forget(dpid):
                     actions += self.prober.datapath_gone(dpid)
                     actions.append(DatapathLeave(dpid))
@@ -492,6 +523,8 @@ class RouteFlowController(app_manager.OSKenApp):
         with self._step() as actions:
             if not self._current(msg.datapath):  # not through the handshake, or not the datapath's connection
                 return
+            if msg.type == OFPET_ROLE_REQUEST_FAILED and self.roles.refused(dpid, msg.xid, msg.code):
+                return
             if self.dumps.expects(dpid, msg.xid):
                 actions += self.dumps.fail(dpid, msg.xid, text)
             else:
@@ -515,3 +548,49 @@ class RouteFlowController(app_manager.OSKenApp):
                 return
             actions += self.slow_path.receive(msg.datapath.id, in_port, data, total_len, self._datapaths,
                                               time.monotonic())
+
+    # -- roles (two controllers: routeflow.controller.roles) -----------------------------
+
+    def set_role(self, msg: ControllerRole) -> None:
+        """The server elected a controller: this one is active now, or stands by."""
+        self._take_part(msg.active, msg.term, report=False)
+
+    def _take_part(self, active: bool, term: int, report: bool) -> None:
+        """Become active or stand by in ``term``: ask every switch for the role that follows
+        and, on becoming active (or with ``report``), report every datapath to the server."""
+        with self._lock:
+            was_active = self.roles.active
+            requests = self.roles.assign(active, term)
+        # Queued to each switch before anything this controller writes to it as master.
+        self._send_role_requests(requests)
+        with self._step() as actions:
+            if self.roles.active and (report or not was_active):
+                actions += self.ports.joins()
+                actions += self.prober.known()
+
+    def _send_role_requests(self, requests: list[RoleRequest]) -> None:
+        for request in requests:
+            with self._lock:
+                dp = self._datapaths.get(request.dpid)
+            if dp is not None:
+                msg = parser.OFPRoleRequest(dp, int(request.role), request.generation)
+                msg.set_xid(request.xid)
+                dp.send_msg(msg)
+
+    @set_ev_cls(ofp_event.EventOFPRoleReply, MAIN_DISPATCHER)
+    def _role_reply(self, ev: Any) -> None:
+        msg = ev.msg
+        with self._lock:
+            if self._current(msg.datapath):
+                self.roles.reply(msg.datapath.id, msg.xid, msg.role, msg.generation_id)
+
+    @set_ev_cls(ofp_event.EventOFPExperimenter, MAIN_DISPATCHER)
+    def _experimenter(self, ev: Any) -> None:
+        """OpenFlow 1.3's role status (ONF extension 1911): another controller became master."""
+        msg = ev.msg
+        if (msg.experimenter, msg.exp_type) != (ONF_EXPERIMENTER_ID, ONFT_ROLE_STATUS):
+            return
+        status = decode_role_status(bytes(msg.data))
+        with self._lock:
+            if status is not None and self._current(msg.datapath):
+                self.roles.status(msg.datapath.id, status[0], status[2])

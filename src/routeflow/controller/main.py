@@ -52,6 +52,11 @@ def run(server: str, of_port: int = 6653, of_host: str = "127.0.0.1", name: str 
     controller presents its certificate from ``keys`` and a switch must present
     one signed by the same CA (``ssl:`` controller targets).
 
+    ``name`` is what it tells the server it is (default ``HOST:OF_PORT``): of two
+    controllers serving the same switches the server elects one active and keeps the
+    other standing by, and a controller of the same name replaces its predecessor
+    (most likely a dead connection), so two must have different names.
+
     Blocks until SIGTERM or SIGINT (when called from the main thread), then says
     goodbye to the server and returns. Raises OSError, before anything starts, if
     ``of_host:of_port`` cannot be listened on (taken, or not an address of this
@@ -75,7 +80,7 @@ def run(server: str, of_port: int = 6653, of_host: str = "127.0.0.1", name: str 
             "--ofp-tcp-listen-port", str(of_port),
             "--ofp-listen-host", of_host,
             "--routeflow-server", server,
-            "--routeflow-name", name or socket.gethostname(),
+            "--routeflow-name", name or f"{socket.gethostname()}:{of_port}"[-64:],
             "--routeflow-key-dir", str(keys),
             "--routeflow-datapaths", ",".join(f"{dpid:x}" for dpid in datapaths),
         ],

@@ -7,7 +7,9 @@ ones listed in the role's docstring. Anything else closes the connection.
 
 Roles:
 
-* ``controller`` -- the RF-Controller (os-ken application), one at a time.
+* ``controller`` -- the RF-Controller (os-ken application): one active at a time, any
+  others (``name`` tells them apart) standing by, each told its part by :class:`Welcome`
+  and :class:`ControllerRole`.
 * ``client`` -- an RF-Client inside a virtual router; ``name`` is the VM name.
 * ``operator`` -- the ``routeflow`` CLI asking for status or a verify run.
 """
@@ -75,10 +77,16 @@ class Proof(Message, tag="proof", frozen=True):
 
 
 class Welcome(Message, tag="welcome", frozen=True):
-    """The server accepts the peer. ``rfvs`` lists the datapath ids of the RFVS bridges."""
+    """The server accepts the peer. ``rfvs`` lists the datapath ids of the RFVS bridges.
+
+    To a controller, also its part (as :class:`ControllerRole` says it later): active or
+    standing by, in election ``term``; term 0, from a server that holds no elections, asks
+    for no OpenFlow role (the switches keep their default, equal)."""
 
     version: int
     rfvs: tuple[int, ...] = ()
+    controller_active: bool = True
+    term: Annotated[int, msgspec.Meta(ge=0, le=(1 << 63) - 1)] = 0
 
 
 class Ping(Message, tag="ping", frozen=True):
@@ -176,6 +184,8 @@ class ControllerStats(Message, tag="controller_stats", frozen=True):
     dropped: dict[int, int] = {}
     #: Connections refused for claiming a datapath id whose connection was alive.
     refused: dict[int, int] = {}
+    #: The OpenFlow role each switch last gave the controller (``master``, ``slave``, ``equal``).
+    roles: dict[int, str] = {}
 
 
 # -- server -> controller --------------------------------------------------------
@@ -227,9 +237,18 @@ class StatsRequest(Message, tag="stats_request", frozen=True):
     request_id: int
 
 
+class ControllerRole(Message, tag="controller_role", frozen=True):
+    """The server elected a controller: this one is now ``active`` (OpenFlow master of
+    every switch, with ``term`` as its generation id) or stands by (slave). Terms only
+    grow, across the server's restarts too, so a switch refuses a deposed master's."""
+
+    active: bool
+    term: Annotated[int, msgspec.Meta(gt=0, le=(1 << 63) - 1)]
+
+
 #: What the server sends the controller after the handshake (a :class:`Ping` is answered
 #: by the session and never handed on).
-ToController = RelayMap | DiscoveryPlan | TableMod | DumpTable | StatsRequest | Goodbye
+ToController = RelayMap | DiscoveryPlan | TableMod | DumpTable | StatsRequest | ControllerRole | Goodbye
 
 
 # -- client -> server ------------------------------------------------------------
@@ -390,6 +409,7 @@ AnyMessage = (
     | TableMod
     | DumpTable
     | StatsRequest
+    | ControllerRole
     | FibSnapshot
     | FibDelta
     | FibAudit

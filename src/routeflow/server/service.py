@@ -25,6 +25,7 @@ from routeflow.private import SHARED_DIR_MODE, private_dir
 from routeflow.protocol import auth, codec, pki
 from routeflow.protocol.messages import (
     PROTOCOL_VERSION,
+    ControllerRole,
     ControllerStats,
     DatapathJoin,
     DatapathLeave,
@@ -92,7 +93,11 @@ class RFServer:
         #: Every peer past its handshake, for keepalives.
         self._peers: set[Peer] = set()
         self._keepalive: asyncio.Task[None] | None = None
+        #: The active controller, every controller connected (the active one among them, the
+        #: others standing by, first come first), and the term of the last election.
         self.controller: Peer | None = None
+        self.controllers: list[Peer] = []
+        self.term = 0
         self.clients: dict[str, Peer] = {}
         self._servers: list[asyncio.AbstractServer] = []
         self._pending: dict[int, asyncio.Future[Any]] = {}
@@ -161,9 +166,8 @@ class RFServer:
         for task in (self._ticker, self._keepalive, self._flusher):
             if task is not None:
                 task.cancel()
-        for peer in [self.controller, *self.clients.values()]:
-            if peer is not None:
-                peer.close("server shutting down")
+        for peer in [*self.controllers, *self.clients.values()]:
+            peer.close("server shutting down")
         for server in self._servers:
             server.close()
             await server.wait_closed()
@@ -254,17 +258,11 @@ class RFServer:
         if hello.role != "operator":
             self.events.record(f"{hello.role}_up", f"{hello.role} {hello.name} connected",
                                vm=hello.name if hello.role == "client" else None)
-        peer.send(Welcome(PROTOCOL_VERSION, rfvs=(self.config.rfvs.dpid,)))
         if hello.role == "controller":
-            if self.controller is not None:
-                # The newest controller wins: the old one is most likely a dead connection.
-                old, self.controller = self.controller, None
-                old.close("replaced by a new controller connection")
-                self._deliver(self.core.on_controller_down())
-            self.controller = peer
-            log.info("controller %s connected", hello.name)
-            self._deliver(self.core.on_controller_up())
-        elif hello.role == "client":
+            self._controller_joins(peer)
+            return peer
+        peer.send(Welcome(PROTOCOL_VERSION, rfvs=(self.config.rfvs.dpid,)))
+        if hello.role == "client":
             old_client = self.clients.pop(hello.name, None)
             if old_client is not None:
                 old_client.close("replaced by a new connection of the same VM")
@@ -273,17 +271,60 @@ class RFServer:
             self._deliver(self.core.on_client_up(hello.name))
         return peer
 
+    def _controller_joins(self, peer: Peer) -> None:
+        """A controller proven. One of the same name replaces its predecessor (most likely
+        a dead connection); it is elected if there is no active controller or it replaces
+        the active one, else it stands by (two controllers, each connected to every switch,
+        so that either can die)."""
+        old = next((c for c in self.controllers if c.name == peer.name), None)
+        if old is not None:
+            self.controllers.remove(old)
+            old.close("replaced by a new controller connection")
+        self.controllers.append(peer)
+        if self.controller is not None and self.controller is old:
+            self.controller = None
+            self._deliver(self.core.on_controller_down())
+        if self.controller is None:
+            self._elect(peer, welcome=True)
+        else:
+            peer.send(Welcome(PROTOCOL_VERSION, rfvs=(self.config.rfvs.dpid,), controller_active=False,
+                              term=self.term))
+            log.info("controller %s connected, standing by (%s is active)", peer.name, self.controller.name)
+
+    def _elect(self, peer: Peer, welcome: bool = False) -> None:
+        """Make ``peer`` the active controller in a new term, and tell every controller."""
+        # Terms are the switches' generation ids, which must only grow: by the clock (ms),
+        # so that a restarted server's first term is newer than its predecessor's last.
+        self.term = max(self.term + 1, time.time_ns() // 1_000_000)
+        self.controller = peer
+        if welcome:
+            peer.send(Welcome(PROTOCOL_VERSION, rfvs=(self.config.rfvs.dpid,), controller_active=True,
+                              term=self.term))
+        else:
+            peer.send(ControllerRole(True, self.term))
+        for other in self.controllers:
+            if other is not peer:
+                other.send(ControllerRole(False, self.term))
+        log.info("controller %s %s, active in term %d", peer.name, "connected" if welcome else "elected", self.term)
+        self._deliver(self.core.on_controller_up())
+
     def _disconnected(self, peer: Peer) -> None:
         if peer.role != "operator":
             self.events.record(f"{peer.role}_down", f"{peer.role} {peer.name} disconnected",
                                vm=peer.name if peer.role == "client" else None)
-        if peer.role == "controller" and self.controller is peer:
+        if peer.role == "controller" and peer in self.controllers:
+            self.controllers.remove(peer)
+            if self.controller is not peer:
+                log.warning("controller %s (standing by) disconnected", peer.name)
+                return
             self.controller = None
             log.warning("controller %s disconnected", peer.name)
             self._parts.clear()
             for rid in list(self._tables):
                 self._resolve(rid, TableDump(rid, 0, (), (), "controller disconnected"))
             self._deliver(self.core.on_controller_down())
+            if self.controllers:  # the one standing by takes over
+                self._elect(self.controllers[0])
         elif peer.role == "client" and self.clients.get(peer.name) is peer:
             del self.clients[peer.name]
             log.warning("client of VM %s disconnected", peer.name)
@@ -293,6 +334,8 @@ class RFServer:
 
     def _dispatch(self, peer: Peer, msg: Message) -> None:
         """Hand ``msg``, which its peer's role may send (checked), to its handler in :data:`DISPATCH`."""
+        if peer.role == "controller" and peer is not self.controller:
+            return  # a controller standing by has nothing to say until elected
         self.events.on_message(peer.role, peer.name, msg)
         if type(msg) is FibDelta:
             self.metrics.fib_changed(peer.name, time.monotonic())
@@ -451,6 +494,8 @@ class RFServer:
             # etcd: this server is the active one of a pair (a standby answers nobody).
             "store": self.config.store.kind.value,
         }
+        document["controllers"] = [{"name": c.name, "active": c is self.controller, "term": self.term}
+                                   for c in self.controllers]
         return document
 
     def _assemble(self, part: TableDump) -> TableDump | None:

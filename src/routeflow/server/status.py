@@ -63,6 +63,8 @@ def datapath_entry(nib: Nib, dpid: int, stats: ControllerStats | None = None,
         # Second connections claiming this datapath id while it was alive (impostors or a
         # switch reconnecting from another address).
         "refused_connections": None if stats is None else stats.refused.get(dpid, 0),
+        # The OpenFlow role the switch last gave the active controller (master, slave, equal).
+        "controller_role": None if stats is None else stats.roles.get(dpid),
         "unresolved_next_hops": [
             {"prefix": u.prefix, "ifname": u.ifname, "gateway": u.gateway,
              **_retry(nib.resolving.get(mirrored_by, {}).get((u.ifname, u.gateway)), now)}

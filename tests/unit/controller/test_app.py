@@ -70,6 +70,8 @@ class FakeLink:
 def app():
     controller = RouteFlowController(settings=ControllerSettings("unix:/nonexistent", "test"))
     controller.link = FakeLink()
+    # Active, as a server that holds no elections says (term 0: no OpenFlow roles asked for).
+    controller.roles.assign(True, 0)
     yield controller
     with controller._lock:  # its clock thread, if a test started it
         controller._stopping = True
@@ -539,6 +541,7 @@ def test_openflow_events_reach_their_handlers():
         "EventOFPPortDescStatsReply": "_port_desc_reply", "EventOFPPortStatus": "_port_status",
         "EventOFPFlowStatsReply": "_flow_stats_reply", "EventOFPGroupDescStatsReply": "_group_desc_reply",
         "EventOFPErrorMsg": "_error", "EventOFPPacketIn": "_packet_in",
+        "EventOFPRoleReply": "_role_reply", "EventOFPExperimenter": "_experimenter",
     }
 
 
@@ -681,6 +684,7 @@ def test_ports_are_bounded(app, monkeypatch):
 def test_only_the_datapaths_allowed_may_connect(caplog):
     controller = RouteFlowController(settings=ControllerSettings("unix:/nonexistent", "test", datapaths=frozenset({1})))
     controller.link = FakeLink()
+    controller.roles.assign(True, 0)
     stranger = FakeDatapath(2)
     state_change(controller, stranger, MAIN_DISPATCHER)
     assert not stranger.alive and not stranger.writes  # closed before a word to it

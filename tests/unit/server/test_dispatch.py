@@ -49,6 +49,7 @@ def test_messages_reach_the_core_through_the_table_of_their_peers_role():
     async def scenario() -> None:
         server = RFServer(CONFIG)
         controller = Peer("controller", "ctl", Writer(), 1 << 30)
+        server.controller = controller  # the active one: a controller standing by is not heard
         client = Peer("client", "rA", Writer(), 1 << 30)
         server._dispatch(controller, DatapathJoin(1, (PortDesc(1, "s1-eth1", "02:00:00:00:00:01", True),)))
         assert set(server.core.nib.datapaths[1].ports) == {1}
