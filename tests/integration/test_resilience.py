@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import pytest
-from tests.integration.scenarios import converged, flow_mods, stayed_up, stream_loss
+from tests.scenarios import converged, flow_mods, stayed_up, stream_loss
 
 from routeflow.harness import CONVERGE_TIMEOUT, Stack, running, wait_for
 

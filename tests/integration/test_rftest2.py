@@ -17,7 +17,7 @@ import sys
 import time
 
 import pytest
-from tests.integration.scenarios import (
+from tests.scenarios import (
     cut_reroutes_and_restores,
     kill_daemon_under_ping,
     silence_reroutes_and_restores,

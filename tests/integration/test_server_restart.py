@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import pytest
 import yaml
-from tests.integration.scenarios import converged, flow_mods, stayed_up
+from tests.scenarios import converged, flow_mods, stayed_up
 
 from routeflow.harness import CONVERGE_TIMEOUT, Stack, example_variant, running, wait_for
 from routeflow.vnet.plan import plan_vnet

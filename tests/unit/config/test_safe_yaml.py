@@ -5,7 +5,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.unit.problems import problems
+from tests.problems import problems
 
 from routeflow.config import safe_yaml
 from routeflow.config.fields import MAX_PROBLEMS
