@@ -3,6 +3,7 @@ compiler's and the server core's tests translate, and the packets they send."""
 
 from __future__ import annotations
 
+from routeflow.config.loader import parse_config
 from routeflow.config.schema import VmConfig, VmInterface
 from routeflow.model import Interface, Neighbour, NextHop, PortDesc, Route
 
@@ -44,3 +45,10 @@ def ports(*down: int) -> dict[int, PortDesc]:
 def ip_packet(dst: str, in_port: int = 1, eth_dst: str = MAC1, **extra: object) -> dict[str, object]:
     """An IPv4 packet for ``dst`` arriving on ``in_port``, addressed to the router's MAC there."""
     return {"in_port": in_port, "eth_type": 0x0800, "eth_dst": eth_dst, "ipv4_dst": dst, "ip_proto": 1, **extra}
+
+
+#: A server's configuration with rA as its only VM.
+CONFIG = parse_config({"vms": [{
+    "name": VM.name, "dpid": VM.dpid, "engine": "none",
+    "interfaces": [{"name": i.name, "port": i.port, "addresses": list(i.addresses)} for i in VM.interfaces],
+}]})
