@@ -10,16 +10,13 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from tests.fakeserver import FakeServer
-from tests.processes import sh, stop_process
+from tests.processes import sh, start_controller, stop_process
 
 from routeflow.model import CONTROLLER, DEC_TTL, Flow, Group, PortDesc, group, match, output, set_field
 from routeflow.protocol import auth, mapping
@@ -63,18 +60,6 @@ def needs_ovs() -> None:
         pytest.skip("needs root and Open vSwitch")
     if sh("ovs-vsctl", "--timeout=5", "show", check=False).returncode != 0:
         pytest.skip("ovs-vswitchd/ovsdb-server not running")
-
-
-def start_controller(server: str, of_port: int, log: Path) -> subprocess.Popen[bytes]:
-    code = (
-        "import logging, sys\n"
-        "logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,"
-        " format='%(asctime)s %(name)s %(levelname)s %(message)s')\n"
-        "from routeflow.controller.main import run\n"
-        f"run({server!r}, of_port={of_port})\n"
-    )
-    with open(log, "wb") as out:
-        return subprocess.Popen([sys.executable, "-c", code], stdout=out, stderr=subprocess.STDOUT)
 
 
 def remove_topology() -> None:

@@ -10,6 +10,7 @@ from typing import Any, Awaitable, Callable
 
 from tests.datapath import CONNECTED, IFACES, NEIGHBOURS, VM, ip_packet, ports
 from tests.fakeswitch import FakeSwitch
+from tests.waiting import until
 
 from routeflow.config.loader import parse_config
 from routeflow.model import Fib, NextHop, PortDesc, Route
@@ -183,12 +184,9 @@ def test_peers_going_away_show_in_status_and_verify(tmp_path):
         await peers.sessions.pop("client").close()
         await peers.sessions.pop("controller").close()
 
-        status: dict[str, Any] = {}
-        for _ in range(int(STEP / 0.05)):  # polled: the server sees each end as it reads it
-            status = (await peers.ask(StatusRequest(1))).status
-            if not status["controller_connected"] and not status["vms"][0]["client_connected"]:
-                break
-            await asyncio.sleep(0.05)
+        # The server sees each end as it reads it.
+        await until(lambda: peers.server.controller is None and "rA" not in peers.server.clients)
+        status = (await peers.ask(StatusRequest(1))).status
         assert not status["controller_connected"] and not status["vms"][0]["client_connected"]
         reply = await peers.ask(VerifyRequest(2))
         assert not reply.ok and any("cannot read its FIB" in d for d in reply.differences)
