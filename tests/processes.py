@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
+from pathlib import Path
 
 
 def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -26,3 +28,16 @@ def stop_process(proc: subprocess.Popen[bytes], grace: float = 10) -> int:
 def output(*argv: str) -> str:
     """A command's standard output; a non-zero exit fails the test."""
     return sh(*argv).stdout
+
+
+def start_controller(server: str, of_port: int, log: Path) -> subprocess.Popen[bytes]:
+    """The RF-Controller for ``server`` on OpenFlow port ``of_port``, logging at debug level to ``log``."""
+    code = (
+        "import logging, sys\n"
+        "logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,"
+        " format='%(asctime)s %(name)s %(levelname)s %(message)s')\n"
+        "from routeflow.controller.main import run\n"
+        f"run({server!r}, of_port={of_port})\n"
+    )
+    with open(log, "wb") as out:
+        return subprocess.Popen([sys.executable, "-c", code], stdout=out, stderr=subprocess.STDOUT)

@@ -4,7 +4,7 @@ and with FRR and BIRD mixed. The RF-Client is the same for both engines."""
 from __future__ import annotations
 
 import pytest
-from tests.integration.scenarios import (
+from tests.scenarios import (
     cut_reroutes_and_restores,
     kill_daemon_under_ping,
     vm_routes,

@@ -27,6 +27,7 @@ from tests.fakeserver import FakeServer
 from tests.fibmirror import FibMirror
 from tests.processes import sh, stop_process
 
+from routeflow.harness import wait_for
 from routeflow.model import Fib, NextHop, Route
 from routeflow.protocol import mapping
 from routeflow.protocol.messages import (
@@ -54,14 +55,6 @@ def ip(*args: str) -> str:
 
 def ip_json(*args: str) -> Any:
     return json.loads(ip("-j", *args) or "[]")
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -158,7 +151,7 @@ def agent(netns: None, server: MirroringServer, tmp_path: Path) -> Iterator[subp
             "--audit-interval", "1"]  # fmt: skip
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_until(lambda: server.count(FibSnapshot) > 0, what="the first snapshot")
+        wait_for(lambda: server.count(FibSnapshot) > 0, 10, 0.05)
         yield proc
     finally:
         stop_process(proc)
@@ -281,7 +274,7 @@ def test_route_changes_arrive_as_deltas(server: MirroringServer, agent: subproce
     ]
     for command in steps:
         ip(*command.split())
-        wait_until(lambda: in_sync(server), what=command)
+        wait_for(lambda: in_sync(server), 10, 0.05)
     assert "10.50.0.0/16" not in server.routes()
     assert server.routes()["10.20.0.0/16"].nexthops[0].gateway == "10.0.2.2"
     assert server.count(FibSnapshot) == 1  # deltas only after the first snapshot
@@ -311,7 +304,7 @@ def test_ipv6_changes_arrive_as_deltas(server: MirroringServer, agent: subproces
     ]
     for command, check in steps:
         ip(*command.split())
-        wait_until(lambda: in_sync(server) and check(), what=command)
+        wait_for(lambda: in_sync(server) and check(), 10, 0.05)
     assert server.routes()["2001:db8:20::/48"].nexthops == (NextHop("eth1", "2001:db8:1::2"),)
     assert server.count(FibSnapshot) == 1
 
@@ -367,10 +360,10 @@ def test_next_hop_objects_and_what_the_kernel_removes_silently(
     ]
     for command, check in steps:
         ip(*command.split())
-        wait_until(lambda: in_sync(server) and check(), what=command)
+        wait_for(lambda: in_sync(server) and check(), 10, 0.05)
     assert server.count(FibSnapshot) == 1  # all of it as deltas
     # The audits (every second here) ran meanwhile, and never found anything the events had missed.
-    wait_until(lambda: server.count(FibAudit) >= 2, what="two audits")
+    wait_for(lambda: server.count(FibAudit) >= 2, 10, 0.05)
     with server.lock:
         audits = [msg for msg in server.received if isinstance(msg, FibAudit)]
     assert audits[-1].audits >= 2 and audits[-1].repaired == 0, audits[-1]
@@ -388,7 +381,7 @@ def test_a_nic_moved_into_a_vrf_takes_its_routes_along(server: MirroringServer, 
     ]
     for command, check in steps:
         ip(*command.split())
-        wait_until(lambda: in_sync(server) and check(), what=command)
+        wait_for(lambda: in_sync(server) and check(), 10, 0.05)
 
 
 @pytest.mark.parametrize("family", ["ipv4", "ipv6"])
@@ -405,13 +398,13 @@ def test_twenty_thousand_routes_in_a_batch(
     batch.write_text("".join(f"route add {p} via {via} dev eth1\n" for p in prefixes))
     before = server.count(FibDelta)
     ip("-batch", str(batch))
-    wait_until(lambda: set(prefixes) <= server.routes().keys(), timeout=60, what="20k routes")
+    wait_for(lambda: set(prefixes) <= server.routes().keys(), 60, 0.05)  # 20k routes in
     assert in_sync(server)
     deltas = server.count(FibDelta) - before
     assert deltas < 2000, f"{deltas} deltas for 20k routes: events are not coalesced"
     batch.write_text("".join(f"route del {p}\n" for p in prefixes))
     ip("-batch", str(batch))
-    wait_until(lambda: not set(prefixes) & server.routes().keys(), timeout=60, what="20k routes gone")
+    wait_for(lambda: not set(prefixes) & server.routes().keys(), 60, 0.05)  # 20k routes gone
     assert in_sync(server)
 
 
@@ -420,19 +413,17 @@ def test_link_state_sets_the_nic_down_and_up(server: MirroringServer, agent: sub
         return "UP" in ip_json("link", "show", "eth2")[0]["flags"]
 
     server.send(LinkState("eth2", False))
-    wait_until(lambda: not nic_up(), what="eth2 down")
+    wait_for(lambda: not nic_up(), 10, 0.05)
     # The kernel flushes eth2's routes without notifying: the client must notice anyway.
-    wait_until(lambda: "10.0.2.0/24" not in server.routes(), what="connected route gone")
-    wait_until(lambda: in_sync(server), what="routes after link down")
+    wait_for(lambda: "10.0.2.0/24" not in server.routes(), 10, 0.05)
+    wait_for(lambda: in_sync(server), 10, 0.05)
     assert [hop.ifname for hop in server.routes()["10.30.0.0/16"].nexthops] == ["eth1"]
     with server.lock:
         assert server.mirror.interfaces["eth2"].up is False
     server.send(LinkState("eth2", True))
-    wait_until(nic_up, what="eth2 up")
-    wait_until(
-        lambda: len(server.routes().get("10.30.0.0/16", Route("")).nexthops) == 2, what="multipath back"
-    )
-    wait_until(lambda: in_sync(server), what="routes after link up")
+    wait_for(nic_up, 10, 0.05)
+    wait_for(lambda: len(server.routes().get("10.30.0.0/16", Route("")).nexthops) == 2, 10, 0.05)  # multipath back
+    wait_for(lambda: in_sync(server), 10, 0.05)
 
 
 def test_mapping_packets_until_port_mapped(server: MirroringServer, agent: subprocess.Popen[bytes]) -> None:
@@ -467,11 +458,11 @@ def test_snapshot_request_reads_the_kernel_again(server: MirroringServer, agent:
                 (m for m in server.received if isinstance(m, FibSnapshot) and m.request_id == 7), None
             )
 
-    wait_until(lambda: reply() is not None, what="the snapshot reply")
+    wait_for(lambda: reply() is not None, 10, 0.05)
     answer = reply()
     assert answer is not None
     assert "10.60.0.0/16" in {route.prefix for route in answer.fib.routes}
-    wait_until(lambda: in_sync(server), what="deltas")
+    wait_for(lambda: in_sync(server), 10, 0.05)
     with server.lock:
         assert {r.prefix: r for r in answer.fib.routes} == server.mirror.routes
 

@@ -10,16 +10,14 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from tests.fakeserver import FakeServer
-from tests.processes import sh, stop_process
+from tests.frames import captured, frame, raw_socket
+from tests.processes import sh, start_controller, stop_process
 
 from routeflow.model import CONTROLLER, DEC_TTL, Flow, Group, PortDesc, group, match, output, set_field
 from routeflow.protocol import auth, mapping
@@ -52,9 +50,6 @@ VETHS = [
     (RFVS, 1, "tco-rv-p1", "tco-rv-h1"),
     (RFVS, 2, "tco-rv-p2", "tco-rv-h2"),
 ]
-TEST_ETH_TYPE = 0x88B5  # IEEE local experimental: no stack in the way answers it
-ETH_P_ALL = 0x0003
-PACKET_OUTGOING = 4
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -63,18 +58,6 @@ def needs_ovs() -> None:
         pytest.skip("needs root and Open vSwitch")
     if sh("ovs-vsctl", "--timeout=5", "show", check=False).returncode != 0:
         pytest.skip("ovs-vswitchd/ovsdb-server not running")
-
-
-def start_controller(server: str, of_port: int, log: Path) -> subprocess.Popen[bytes]:
-    code = (
-        "import logging, sys\n"
-        "logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,"
-        " format='%(asctime)s %(name)s %(levelname)s %(message)s')\n"
-        "from routeflow.controller.main import run\n"
-        f"run({server!r}, of_port={of_port})\n"
-    )
-    with open(log, "wb") as out:
-        return subprocess.Popen([sys.executable, "-c", code], stdout=out, stderr=subprocess.STDOUT)
 
 
 def remove_topology() -> None:
@@ -206,29 +189,6 @@ def test_link_down_and_up_reported(env):
         sh("ip", "link", "set", "tco-s1-h2", "up")
     server.wait_for(lambda m: isinstance(m, PortChange) and m.port.port_no == 2 and m.port.up, since)
 
-
-def raw_socket(ifname: str) -> socket.socket:
-    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-    sock.bind((ifname, 0))
-    sock.settimeout(0.2)
-    return sock
-
-
-def frame(marker: bytes) -> bytes:
-    return (bytes.fromhex("02000000aa01" "02000000aa02") + TEST_ETH_TYPE.to_bytes(2, "big") + marker).ljust(60, b"\0")
-
-
-def captured(sock: socket.socket, marker: bytes, timeout: float = 5.0) -> bytes | None:
-    """The first frame received (not sent) on ``sock`` carrying ``marker``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            data, addr = sock.recvfrom(65535)
-        except TimeoutError:
-            continue
-        if addr[2] != PACKET_OUTGOING and marker in data:
-            return data
-    return None
 
 
 def test_mapping_packet_is_reported(env):

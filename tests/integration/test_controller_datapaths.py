@@ -22,10 +22,9 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 from os_ken.ofproto.ofproto_protocol import ProtocolDesc
 from tests.fakeserver import FakeServer
-from tests.integration.test_client import wait_until
-from tests.integration.test_controller import start_controller
-from tests.processes import sh, stop_process
+from tests.processes import sh, start_controller, stop_process
 
+from routeflow.harness import wait_for
 from routeflow.model import Flow, match, output
 from routeflow.protocol import auth
 from routeflow.protocol.messages import (
@@ -76,7 +75,7 @@ def add_bridge(server: FakeServer) -> DatapathJoin:
        "--", "add-port", BRIDGE, PORT, "--", "set", "interface", PORT, "type=internal", "ofport_request=1",
        "--", "set-controller", BRIDGE, f"tcp:127.0.0.1:{OF_PORT}")
     join = server.wait_for(lambda m: isinstance(m, DatapathJoin) and m.dpid == DPID and m.ports, since)
-    wait_until(bridge_connected, what="Open vSwitch's database to say so")  # a moment after the fact
+    wait_for(bridge_connected, 10, 0.05)  # a moment after the fact
     return join
 
 
@@ -138,7 +137,7 @@ def test_second_connection_for_a_live_datapath_is_refused(controller):
     server, log = controller
     add_bridge(server)
     server.send(TableMod(DPID, add=(Flow(0, 100, match(eth_type=0x88B5), (output(1),)),)))
-    wait_until(lambda: "0x88b5" in flows())
+    wait_for(lambda: "0x88b5" in flows(), 10, 0.05)
     before = flows()
     since = server.mark()
 
@@ -158,7 +157,7 @@ def test_second_connection_for_a_live_datapath_is_refused(controller):
     # the bridge: its flows as they were, still the datapath the server's changes go to, never reconnected
     assert flows() == before
     server.send(TableMod(DPID, add=(Flow(0, 101, match(eth_type=0x88B6), (output(1),)),)))
-    wait_until(lambda: "0x88b6" in flows())
+    wait_for(lambda: "0x88b6" in flows(), 10, 0.05)
     assert bridge_connected()
     with server.lock:
         assert [m for m in server.received[since:] if isinstance(m, (DatapathJoin, DatapathLeave))] == []
@@ -189,7 +188,7 @@ def test_silent_first_connection_gives_way_to_the_switch(controller):
     with server.lock:  # a reconnect to the server: the bridge's join replaced the impostor's, no leave
         assert [m for m in server.received[since:] if isinstance(m, (DatapathJoin, DatapathLeave))] == [join]
     server.send(TableMod(DPID, add=(Flow(0, 100, match(eth_type=0x88B5), (output(1),)),)))
-    wait_until(lambda: "0x88b5" in flows())
+    wait_for(lambda: "0x88b5" in flows(), 10, 0.05)
 
 
 def test_a_switch_that_hangs_up_is_down_at_once(controller: tuple[FakeServer, Path]) -> None:

@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 import pytest
-from tests.integration.scenarios import Kill, converged, flow_mods, kill_under_ping, stayed_up
+from tests.scenarios import Kill, converged, flow_mods, kill_under_ping, stayed_up
 
 from routeflow.harness import STANDBY_OF_PORT, Stack, running, wait_for
 

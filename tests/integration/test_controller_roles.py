@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 from tests.fakeserver import FakeServer
-from tests.integration.test_controller import frame, raw_socket, start_controller
-from tests.processes import sh, stop_process
+from tests.frames import frame, raw_socket
+from tests.processes import sh, start_controller, stop_process
 
 from routeflow.harness import wait_for
 from routeflow.model import CONTROLLER, Flow, match, output

@@ -16,7 +16,7 @@ import signal
 import time
 
 import pytest
-from tests.integration.scenarios import Kill, converged, kill_under_ping, stayed_up
+from tests.scenarios import Kill, converged, kill_under_ping, stayed_up
 
 from routeflow.harness import CONVERGE_TIMEOUT, Stack, running, wait_for
 

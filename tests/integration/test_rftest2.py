@@ -18,7 +18,7 @@ import time
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from tests.integration.scenarios import (
+from tests.scenarios import (
     A_B_NICS,
     cut_reroutes_and_restores,
     kill_daemon_under_ping,

@@ -26,8 +26,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from tests.integration.scenarios import converged, flow_mods, stayed_up, stream_loss
-from tests.integration.test_server_restart import H4, PINGS, VMS, _identity
+from tests.scenarios import H4, PINGS, VMS, converged, flow_mods, stayed_up, stream_loss, vm_identity
 
 from routeflow.harness import (
     CONVERGE_TIMEOUT,
@@ -86,7 +85,7 @@ def test_the_standby_takes_over_from_a_killed_active_server_and_loses_nothing(pa
     stack, standby = pair
     adjacencies = converged(stack)
     sampled = time.monotonic()
-    before = {vm: _identity(stack, vm) for vm in VMS}
+    before = {vm: vm_identity(stack, vm) for vm in VMS}
     assert not serving(PAIR_SECOND), "the standby listens only once active"
     pinger = subprocess.Popen(["ip", "netns", "exec", "h1", "ping", "-n", "-c", str(PINGS), "-i", "0.01", "-W", "1",
                                H4], stdout=subprocess.PIPE, text=True)
@@ -114,7 +113,7 @@ def test_the_standby_takes_over_from_a_killed_active_server_and_loses_nothing(pa
     # The new active sent no switch anything: every flow was right.
     dpids = {f"{vm.dpid:#x}" for vm in stack.config.vms} | {f"{stack.config.rfvs.dpid:#x}"}
     assert mods == dict.fromkeys(dpids, 0)
-    assert {vm: _identity(stack, vm) for vm in VMS} == before, "a VM was recreated"
+    assert {vm: vm_identity(stack, vm) for vm in VMS} == before, "a VM was recreated"
     assert stayed_up(adjacencies, sampled) == []
     log = (stack.run_dir / "server2.log").read_text(errors="replace")
     assert "server second is active" in log

@@ -20,22 +20,14 @@ from dataclasses import dataclass
 
 import pytest
 import yaml
-from tests.integration.scenarios import converged, flow_mods, stayed_up
+from tests.scenarios import H4, PINGS, VMS, converged, flow_mods, stayed_up, vm_identity
 
 from routeflow.harness import CONVERGE_TIMEOUT, Stack, example_variant, running, wait_for
-from routeflow.vnet.plan import plan_vnet
-from routeflow.vnet.resources import process_start_time, read_pidfile
 
 pytestmark = pytest.mark.integration
 
-VMS = ("rA", "rB", "rC", "rD")
-#: h4: h1's traffic to it crosses sA and sD (link A-D), flows of rA's and rD's.
-H4 = "172.31.4.100"
 #: How long the server stays down.
 DOWN = 2.0
-#: Pings of the stream, 10 ms apart: 0.5 s before the server stops, the time it is down,
-#: and several seconds after its return.
-PINGS = 1000
 
 
 @pytest.fixture(scope="module")
@@ -49,17 +41,6 @@ def rftest2(tmp_path_factory):
     namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
     assert not set(VMS) & set(namespaces), namespaces
     assert "rfvs" not in subprocess.run(["ovs-vsctl", "list-br"], capture_output=True, text=True).stdout.split()
-
-
-def _identity(stack: Stack, vm: str) -> dict[str, object]:
-    """What a VM is: its namespace (by inode), its daemons and RF-Client (pid, start time)."""
-    plan = plan_vnet(stack.config).vm(vm)
-    daemons = {}
-    for daemon in plan.daemons:
-        pid = read_pidfile(str(daemon.pidfile))
-        daemons[daemon.name] = (pid, process_start_time(pid) if pid else None)
-    return {"netns": os.stat(f"/run/netns/{plan.netns}").st_ino, "daemons": daemons,
-            "client": [(pid, process_start_time(pid)) for pid in stack.client_pids(vm)]}
 
 
 @dataclass
@@ -112,7 +93,7 @@ def _server_log(stack: Stack) -> str:
 
 
 def _check_adopted(stack: Stack, before: dict[str, dict[str, object]], restart: Restart) -> None:
-    assert {vm: _identity(stack, vm) for vm in VMS} == before, "a VM was recreated"
+    assert {vm: vm_identity(stack, vm) for vm in VMS} == before, "a VM was recreated"
     assert restart.lost == 0, restart
     assert restart.clean_after_s <= 2.0, restart
     # Every switch kept its flows untouched, the RFVS's trunks too: the server sent them nothing.
@@ -125,7 +106,7 @@ def test_restarted_server_adopts_the_vms_and_loses_nothing(rftest2, how):
     adjacencies = converged(rftest2)
     sampled = time.monotonic()
     sent_before = flow_mods(rftest2)
-    before = {vm: _identity(rftest2, vm) for vm in VMS}
+    before = {vm: vm_identity(rftest2, vm) for vm in VMS}
     assert all(identity["client"] for identity in before.values())
     log_start = len(_server_log(rftest2))
     restart = _restart_under_ping(rftest2, how)
@@ -149,7 +130,7 @@ def test_restarted_server_adopts_the_vms_and_loses_nothing(rftest2, how):
 def test_a_vm_whose_config_changed_is_recreated_alone(rftest2):
     adjacencies = converged(rftest2)
     sampled = time.monotonic()
-    before = {vm: _identity(rftest2, vm) for vm in VMS}
+    before = {vm: vm_identity(rftest2, vm) for vm in VMS}
     _stop(rftest2, signal.SIGKILL)
     document = yaml.safe_load(rftest2.config_path.read_text())
     rd = next(vm for vm in document["vms"] if vm["name"] == "rD")
@@ -158,7 +139,7 @@ def test_a_vm_whose_config_changed_is_recreated_alone(rftest2):
     log_start = len(_server_log(rftest2))
     rftest2.start_server()
     wait_for(lambda: "virtual environment up" in _server_log(rftest2)[log_start:], 60, 0.2)
-    after = {vm: _identity(rftest2, vm) for vm in VMS}
+    after = {vm: vm_identity(rftest2, vm) for vm in VMS}
     assert {vm: after[vm] for vm in ("rA", "rB", "rC")} == {vm: before[vm] for vm in ("rA", "rB", "rC")}
     assert after["rD"]["netns"] != before["rD"]["netns"]
     assert not set(after["rD"]["daemons"].values()) & set(before["rD"]["daemons"].values())

@@ -23,8 +23,10 @@ from pathlib import Path
 
 import pytest
 from tests.processes import output
+from tests.waiting import until
 
 from routeflow.config.loader import load_config
+from routeflow.harness import wait_for
 from routeflow.vnet import VnetError, links, ovs
 from routeflow.vnet.driver import NamespaceDriver
 from routeflow.vnet.frr import vtysh
@@ -130,10 +132,7 @@ def test_bring_up_supervise_and_tear_down(state: Path) -> None:
             old = venv.client_pid("rB")
             assert old is not None
             os.kill(old, signal.SIGKILL)
-            deadline = time.monotonic() + 10
-            while venv.client_pid("rB") in (None, old):
-                assert time.monotonic() < deadline, "client not restarted"
-                await asyncio.sleep(0.05)
+            await until(lambda: venv.client_pid("rB") not in (None, old), timeout=10, interval=0.05)
             assert venv.supervisors["rB"].restarts == 1
             recorded = [r.pid for r in _recorded_processes(state)]
             assert venv.client_pid("rB") in recorded and old not in recorded
@@ -142,17 +141,14 @@ def test_bring_up_supervise_and_tear_down(state: Path) -> None:
             zebra = next(r for r in ResourceLog.load(state).of("rD", "process") if r.name.endswith("zebra.pid"))
             assert zebra.pid is not None
             os.kill(zebra.pid, signal.SIGKILL)
-            deadline = time.monotonic() + 5
-            while venv.is_alive("rD"):
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.05)
+            await until(lambda: not venv.is_alive("rD"), interval=0.05)
             return [r.pid for r in _recorded_processes(state) if r.pid is not None]
 
     pids = asyncio.run(scenario())
     assert _vnet_objects() == []
     assert not state.exists()
-    time.sleep(0.2)
-    assert [p for p in pids if Path(f"/proc/{p}").exists() and "Z" not in _proc_state(p)] == []
+    # Each recorded process ends (or is a zombie its parent has yet to reap).
+    wait_for(lambda: not [p for p in pids if Path(f"/proc/{p}").exists() and "Z" not in _proc_state(p)], 5, 0.05)
 
 
 def _proc_state(pid: int) -> str:
@@ -236,10 +232,7 @@ def test_removing_a_namespace_ends_every_process_in_it_whoever_started_it() -> N
                                   start_new_session=True)]
         outside = subprocess.Popen(["sleep", "1000"])
         try:
-            deadline = time.monotonic() + 5
-            while len(links.netns_pids(name)) < 3:  # sleep, sh and its sleep
-                assert time.monotonic() < deadline, links.netns_pids(name)
-                await asyncio.sleep(0.05)
+            await until(lambda: len(links.netns_pids(name)) >= 3, interval=0.05)  # sleep, sh and its sleep
             started = time.monotonic()
             await links.remove_netns(name)
             assert not links.netns_exists(name)

@@ -1,8 +1,8 @@
 from pathlib import Path
 
 import pytest
-from tests.unit.problems import assert_reported
-from tests.unit.problems import problems as config_problems
+from tests.problems import assert_reported
+from tests.problems import problems as config_problems
 
 from routeflow.config.loader import load_config, parse_config
 from routeflow.config.schema import Limits

@@ -1,7 +1,7 @@
 """Every string the config hands to a command is checked against its grammar at load time."""
 
 import pytest
-from tests.unit.problems import problems as config_problems
+from tests.problems import problems as config_problems
 
 from routeflow.config.fields import CONTROLLER_FORMS, controller_problem, ifname_problem
 from routeflow.config.loader import parse_config

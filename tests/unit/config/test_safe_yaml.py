@@ -5,7 +5,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.unit.problems import problems
+from tests.problems import problems
 
 from routeflow.config import safe_yaml
 from routeflow.config.fields import MAX_PROBLEMS
@@ -114,9 +114,9 @@ def test_unreadable_file(tmp_path):
 @pytest.mark.timeout(10)
 def test_alias_bomb_in_name_and_dpid_is_refused_at_once(tmp_path):
     bomb = LAUGHS + BASE.replace("name: rA", "name: *l9").replace("dpid: 0x1", "dpid: *l9")
-    start = time.perf_counter()
+    start = time.process_time()
     error = error_of(tmp_path, bomb)
-    assert time.perf_counter() - start < 1
+    assert time.process_time() - start < 1  # CPU seconds: no expansion, whatever else the machine runs
     found = dict(error.problems)
     assert found["vms[0].name"] == ALIAS.format("l9", 13)
     assert found["vms[0].dpid"] == ALIAS.format("l9", 14)
@@ -128,9 +128,9 @@ def test_alias_bomb_in_name_and_dpid_is_refused_at_once(tmp_path):
 @pytest.mark.timeout(10)
 def test_alias_bomb_in_a_topology(tmp_path):
     bomb = LAUGHS + TOPOLOGY.replace("{name: s1, dpid: 1}", "{name: *l9, dpid: *l9}")
-    start = time.perf_counter()
+    start = time.process_time()
     found = file_problems(tmp_path, bomb, load_topology)
-    assert time.perf_counter() - start < 1
+    assert time.process_time() - start < 1  # CPU seconds: no expansion, whatever else the machine runs
     assert found["switches[0].name"] == ALIAS.format("l9", 12)
     assert found["switches[0].dpid"] == ALIAS.format("l9", 12)
 
@@ -290,9 +290,9 @@ def test_shown_and_path_key_are_bounded():
     bomb: list = ["lol"] * 9
     for _ in range(9):
         bomb = [bomb] * 9
-    start = time.perf_counter()
+    start = time.process_time()
     assert shown(bomb) == "[[[...], [...], [...], [...], [...], ...], [[...], [...], [...], [...."
-    assert time.perf_counter() - start < 1
+    assert time.process_time() - start < 1  # CPU seconds: no expansion, whatever else the machine runs
     assert shown(10 ** 5000) == "<integer of 16610 bits>"
     assert shown(-(10 ** 5000)) == "<negative integer of 16610 bits>"
     assert shown("short") == "'short'" and shown(7) == "7"
@@ -332,7 +332,7 @@ def test_pure_python_parser_reads_alike(tmp_path, monkeypatch):
     # PyYAML's scanner is quadratic in the flow depth: it is stopped as libyaml's is.
     monkeypatch.setattr(safe_yaml, "_StrictLoader", loader)
     (tmp_path / "x.yaml").write_text(f"x: {nested(5000)}")
-    start = time.perf_counter()
+    start = time.process_time()
     with pytest.raises(ConfigError, match=f"x.yaml: line 1: nested deeper than {MAX_DEPTH} levels"):
         safe_yaml.read_yaml(tmp_path / "x.yaml")
-    assert time.perf_counter() - start < 1
+    assert time.process_time() - start < 1  # CPU seconds: no expansion, whatever else the machine runs

@@ -5,7 +5,7 @@ import dataclasses
 import inspect
 
 import pytest
-from tests.unit.problems import problems as config_problems
+from tests.problems import problems as config_problems
 
 from routeflow.config import schema
 from routeflow.config.fields import Fields

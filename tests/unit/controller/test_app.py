@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import struct
 import threading
-import time
 import typing
 
 import pytest
@@ -19,6 +18,7 @@ from routeflow.controller.app import RouteFlowController
 from routeflow.controller.openflow import fast_decode, reference
 from routeflow.controller.settings import ControllerSettings
 from routeflow.controller.switch import error_text
+from routeflow.harness import wait_for
 from routeflow.model import CONTROLLER, Flow, Group, PortDesc, match, output
 from routeflow.protocol import lldp, mapping
 from routeflow.protocol.codec import RemoteProtocolError
@@ -106,14 +106,6 @@ def connect(app, dpid, host: str) -> FakeDatapath:
     return dp
 
 
-def eventually(pred, timeout: float = 5.0) -> None:
-    """Wait until ``pred()`` holds (what another thread of the app does)."""
-    end = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < end, "timed out"
-        time.sleep(0.01)
-
-
 def packet_in(app, dp, in_port, data, reason=ofp.OFPR_NO_MATCH):
     msg = parser.OFPPacketIn(dp, ofp.OFP_NO_BUFFER, len(data), reason, 0, 0,
                              parser.OFPMatch(in_port=in_port), data)
@@ -184,7 +176,7 @@ def test_stale_connection_death_does_not_remove_the_new_one(app, monkeypatch):
     monkeypatch.setattr(appmod, "ECHO_TIMEOUT", 0.05)
     old = join(app, S1)
     new = connect(app, S1, "127.0.0.2")
-    eventually(lambda: new.of_type(ofp.OFPT_MULTIPART_REQUEST))  # the old one did not answer: replaced
+    wait_for(lambda: new.of_type(ofp.OFPT_MULTIPART_REQUEST), 5, 0.01)  # the old one did not answer: replaced
     port_desc_reply(app, new, [ofport(1), ofport(2)])
     app.link.take()
     state_change(app, old, DEAD_DISPATCHER)
@@ -355,9 +347,7 @@ def test_dump_table_errors(app, monkeypatch):
     join(app, S1)
     app.link.take()
     app.dump_table(DumpTable(4, S1))
-    deadline = time.monotonic() + 5
-    while not app.link.sent and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: app.link.sent, 5, 0.01)
     assert app.link.take() == [TableDump(4, S1, (), (), "timed out")]
 
 
@@ -722,14 +712,14 @@ def test_second_connection_refused_while_the_first_answers(app, caplog):
     app.link.take()
     impostor = connect(app, S1, "127.0.0.2")
     xid = app._checks[S1].xid
-    eventually(lambda: first.of_type(ofp.OFPT_ECHO_REQUEST))
+    wait_for(lambda: first.of_type(ofp.OFPT_ECHO_REQUEST), 5, 0.01)
     (_, sent_xid, _), = first.of_type(ofp.OFPT_ECHO_REQUEST)
     assert sent_xid == xid
     echo_reply(app, impostor, xid)  # an answer on another connection is no answer from the first
     echo_reply(app, first, xid + 1)
     assert not app._checks[S1].answered.is_set()
     echo_reply(app, first, xid)
-    eventually(lambda: not impostor.alive)
+    wait_for(lambda: not impostor.alive, 5, 0.01)
     assert impostor.writes == [] and first.alive
     assert app.refused == {S1: 1} and not app._checks
     assert ("refused a second connection for datapath 0000000000000001 from 127.0.0.2:50000: "
@@ -761,7 +751,7 @@ def test_nothing_from_a_held_connection_reaches_the_app(app, relay):
     assert app.slow_path.packet_in == {} and app.slow_path.dropped == {}
     assert impostor.writes == []
     echo_reply(app, switch, app._checks[S1].xid)
-    eventually(lambda: not impostor.alive)
+    wait_for(lambda: not impostor.alive, 5, 0.01)
     assert app.refused == {S1: 2}
 
 
@@ -771,7 +761,7 @@ def test_a_silent_first_connection_is_replaced(app, monkeypatch, caplog):
     app._on_server_message(DumpTable(9, S1))
     app.link.take()
     second = connect(app, S1, "127.0.0.2")
-    eventually(lambda: second.of_type(ofp.OFPT_MULTIPART_REQUEST))
+    wait_for(lambda: second.of_type(ofp.OFPT_MULTIPART_REQUEST), 5, 0.01)
     assert not first.alive and app.refused == {}
     assert "the first connection (127.0.0.1:40001) did not answer in 0.1 s" in caplog.text
     # the server hears of a reconnect: the dump fails, and a join replaces the old one, with no leave
@@ -798,12 +788,22 @@ def test_the_first_connection_ending_during_the_check_hands_over_at_once(app):
 
 def test_the_second_connection_ending_during_the_check_changes_nothing(app, monkeypatch):
     monkeypatch.setattr(appmod, "ECHO_TIMEOUT", 0.05)
+    check_over = threading.Event()
+    check_first = app._check_first
+
+    def checked(check):
+        try:
+            check_first(check)
+        finally:
+            check_over.set()
+
+    monkeypatch.setattr(app, "_check_first", checked)
     first = join(app, S1)
     app.link.take()
     second = connect(app, S1, "127.0.0.2")
     state_change(app, second, DEAD_DISPATCHER)
     assert not app._checks
-    time.sleep(0.2)  # the check's own end, once its echo request times out
+    assert check_over.wait(5)  # the check's own end, once its echo request times out
     assert first.alive and app._datapaths[S1] is first and app.link.take() == []
     assert second.writes == [] and app.refused == {}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -9,6 +10,7 @@ import time
 import pytest
 
 from routeflow.controller.link import ServerLink
+from routeflow.harness import wait_for
 from routeflow.protocol.codec import RemoteProtocolError
 from routeflow.protocol.messages import (
     PROTOCOL_VERSION,
@@ -37,12 +39,13 @@ def make_link(server, on_message=None):
     return link, welcomes, messages
 
 
-def test_connects_once_the_server_appears_and_delivers_messages(server):
+def test_connects_once_the_server_appears_and_delivers_messages(server, caplog):
+    caplog.set_level(logging.INFO, "routeflow.controller")
     link, welcomes, messages = make_link(server)
     assert not link.send(DatapathLeave(1)), "nothing to send on before connecting"
     link.start()
     try:
-        time.sleep(0.3)  # a few failed attempts first
+        wait_for(lambda: caplog.text.count("cannot reach the server") >= 2, 5, 0.01)  # a few failed attempts first
         server.listen()
         assert welcomes.get(timeout=5) == Welcome(PROTOCOL_VERSION, (7,))
         hello = server.wait_for(lambda m: isinstance(m, Hello), timeout=5)

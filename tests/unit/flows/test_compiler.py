@@ -1,53 +1,17 @@
 """The flow compiler, checked by forwarding packets through a fake switch."""
 
 import pytest
-from tests.unit.fakeswitch import forward
+from tests.datapath import CONNECTED, GW2, GW3, H1, IFACES, MAC1, MAC2, MAC3, NEIGHBOURS, VM, ip_packet, ports
+from tests.fakeswitch import forward
 
 from routeflow.config.schema import Config, RfvsConfig, Trunk, VmConfig, VmInterface
 from routeflow.flows.compiler import compile_datapath, compile_rfvs, ipv4_prefix
 from routeflow.model import Fib, Interface, Neighbour, NextHop, PortDesc, Route
 
-MAC1, MAC2, MAC3 = "02:00:00:00:00:01", "02:00:00:00:00:02", "02:00:00:00:00:03"
-H1, GW2, GW3 = "0a:00:00:00:00:01", "0a:00:00:00:00:02", "0a:00:00:00:00:03"
-
-VM = VmConfig(
-    name="rA",
-    dpid=1,
-    interfaces=(
-        VmInterface("eth1", 1, ("172.31.1.1/24",)),
-        VmInterface("eth2", 2, ("10.0.2.1/30",)),
-        VmInterface("eth3", 3, ("10.0.3.1/30",)),
-    ),
-)
-IFACES = (
-    Interface("eth1", MAC1, True, ("172.31.1.1/24",)),
-    Interface("eth2", MAC2, True, ("10.0.2.1/30",)),
-    Interface("eth3", MAC3, True, ("10.0.3.1/30",)),
-    Interface("lo", "00:00:00:00:00:00", True, ("10.255.0.1/32",)),
-)
-CONNECTED = (
-    Route("172.31.1.0/24", (NextHop("eth1"),), proto="kernel"),
-    Route("10.0.2.0/30", (NextHop("eth2"),), proto="kernel"),
-    Route("10.0.3.0/30", (NextHop("eth3"),), proto="kernel"),
-)
-NEIGHBOURS = (
-    Neighbour("eth1", "172.31.1.100", H1),
-    Neighbour("eth2", "10.0.2.2", GW2),
-    Neighbour("eth3", "10.0.3.2", GW3),
-)
-
-
-def ports(*down: int) -> dict[int, PortDesc]:
-    return {n: PortDesc(n, f"s1-eth{n}", f"aa:00:00:00:00:0{n}", n not in down) for n in (1, 2, 3)}
-
 
 def compiled(routes=(), neighbours=NEIGHBOURS, down=()):
     fib = Fib(IFACES, CONNECTED + tuple(routes), neighbours)
     return compile_datapath(VM, fib, ports(*down))
-
-
-def ip_packet(dst: str, in_port: int = 1, eth_dst: str = MAC1, **extra):
-    return {"in_port": in_port, "eth_type": 0x0800, "eth_dst": eth_dst, "ipv4_dst": dst, "ip_proto": 1, **extra}
 
 
 def test_route_rewrites_macs_decrements_ttl_and_outputs_mapped_port():

@@ -3,7 +3,7 @@
 import random
 
 import pytest
-from tests.unit.flows.test_compiler import CONNECTED, IFACES, NEIGHBOURS, VM, ports
+from tests.datapath import CONNECTED, IFACES, NEIGHBOURS, VM, ports
 
 from routeflow.flows.compiler import compile_datapath
 from routeflow.flows.incremental import IncrementalCompiler

@@ -8,8 +8,8 @@ import pytest
 from routeflow.config.loader import load_config
 from routeflow.errors import ConfigError
 from routeflow.lab.topology import DEFAULT_CONTROLLER, Endpoint, Topology, load_topology, parse_topology
-from tests.unit.problems import assert_reported
-from tests.unit.problems import problems as config_problems
+from tests.problems import assert_reported
+from tests.problems import problems as config_problems
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 

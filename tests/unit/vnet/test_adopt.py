@@ -28,6 +28,7 @@ from routeflow.vnet.manager import VirtualEnvironment
 from routeflow.vnet.ovs import BridgeSpec
 from routeflow.vnet.plan import VmPlan, plan_vnet, vm_digests
 from routeflow.vnet.resources import Resource, ResourceLog, is_running, process_record
+from tests.waiting import until
 
 SLEEP = ["sleep", "60"]
 
@@ -145,13 +146,6 @@ def _fates(caplog: pytest.LogCaptureFixture) -> dict[str, str]:
             if re.match(r"VM \w+: (adopted|recreated|created|removed) \(", m)}
 
 
-async def _until(predicate: Any, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.01)
-
-
 def test_plan_digests_tell_which_part_changed():
     before = vm_digests(plan_vnet(CONFIG).vm("rA"))
     assert before == vm_digests(plan_vnet(parse_config({"vms": [_vm("rA", 1)]})).vm("rA"))
@@ -187,7 +181,7 @@ def test_a_new_run_adopts_every_unchanged_vm_and_its_client(tmp_path, system, ca
         old = clients["rB"]
         assert old is not None
         os.kill(old, signal.SIGKILL)
-        await _until(lambda: second.client_pid("rB") not in (None, old))
+        await until(lambda: second.client_pid("rB") not in (None, old))
         assert second.supervisors["rB"].restarts == 1
         recorded = [r.pid for r in second.record.of("rB", "process")]
         assert second.client_pid("rB") in recorded and old not in recorded
@@ -249,13 +243,13 @@ def test_a_vm_missing_a_part_is_recreated_and_a_dead_client_restarted(tmp_path, 
         os.kill(rb_zebra.pid, signal.SIGKILL)  # rB's engine crashed
         system.bridges["rfvs"].discard("rC-eth1")  # rC's port was removed by hand
         os.kill(client_a, signal.SIGKILL)  # rA's client died with the server
-        await _until(lambda: not is_running(rb_zebra) and not is_running(ra_client))
+        await until(lambda: not is_running(rb_zebra) and not is_running(ra_client))
 
         created.clear()
         second = _venv(CONFIG, tmp_path, system, created)
         await second.start()
         assert created == ["rB", "rC"]
-        await _until(lambda: second.client_pid("rA") not in (None, client_a))
+        await until(lambda: second.client_pid("rA") not in (None, client_a))
         await second.stop()
         assert system.empty()
 

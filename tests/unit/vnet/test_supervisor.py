@@ -17,6 +17,7 @@ from routeflow.vnet.engine import DaemonPlan, EnginePlan, start_engine
 from routeflow.vnet.plan import VmPlan, plan_vnet
 from routeflow.vnet.resources import ResourceLog, is_running, stop_process
 from routeflow.vnet.supervisor import ClientSupervisor, EngineSupervisor
+from tests.waiting import until
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 
@@ -44,13 +45,6 @@ def _vm() -> VmPlan:
     return plan_vnet(load_config(EXAMPLES / "rftest1" / "routeflow.yaml")).vms[0]
 
 
-async def _until(predicate, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.01)
-
-
 def test_restarts_a_killed_client_and_records_it():
     async def body() -> None:
         record = ResourceLog()
@@ -60,7 +54,7 @@ def test_restarts_a_killed_client_and_records_it():
         assert first is not None and first.returncode is None
         assert [r.pid for r in record.of("rfvmA", "process")] == [first.pid]
         first.send_signal(signal.SIGKILL)
-        await _until(lambda: supervisor.process is not first and supervisor.process is not None)
+        await until(lambda: supervisor.process is not first and supervisor.process is not None)
         assert supervisor.restarts == 1
         second = supervisor.process
         assert second is not None
@@ -77,7 +71,7 @@ def test_back_off_doubles_up_to_the_maximum(caplog):
         supervisor = ClientSupervisor(_vm(), ["false"], LocalDriver(), ResourceLog(),
                                       min_backoff=0.01, max_backoff=0.04)
         await supervisor.start()
-        await _until(lambda: supervisor.restarts >= 5)
+        await until(lambda: supervisor.restarts >= 5)
         await supervisor.stop()
 
     with caplog.at_level(logging.INFO, logger="routeflow.vnet"):
@@ -92,7 +86,7 @@ def test_a_client_that_cannot_start_is_retried():
         supervisor = ClientSupervisor(_vm(), ["/nonexistent/client"], driver, ResourceLog(), min_backoff=0.01)
         await supervisor.start()
         assert supervisor.process is None
-        await _until(lambda: len(driver.started) >= 3)
+        await until(lambda: len(driver.started) >= 3)
         await supervisor.stop()
 
     asyncio.run(body())
@@ -122,12 +116,12 @@ def test_engine_supervisor_restarts_a_dead_daemon_and_after_zebra_every_daemon(t
         try:
             first = pids()
             os.kill(first["ospfd.pid"], signal.SIGKILL)
-            await _until(lambda: pids().get("ospfd.pid") not in (None, first["ospfd.pid"]))
+            await until(lambda: pids().get("ospfd.pid") not in (None, first["ospfd.pid"]))
             second = pids()
             assert second["zebra.pid"] == first["zebra.pid"]  # a protocol daemon dies alone
             assert supervisor.restarts == {"zebra": 0, "ospfd": 1}
             os.kill(second["zebra.pid"], signal.SIGKILL)
-            await _until(lambda: len(pids()) == 2 and all(p is not None and p not in second.values() for p in pids().values()))
+            await until(lambda: len(pids()) == 2 and all(p is not None and p not in second.values() for p in pids().values()))
             # zebra came back first, then the daemon that was still running was restarted after it.
             assert supervisor.restarts == {"zebra": 1, "ospfd": 2}
             assert all(is_running(r) for r in record.of(vm.name, "process"))
@@ -158,10 +152,16 @@ def test_engine_supervisor_watches_a_daemon_an_operator_started_again_by_hand(tm
             proc = await asyncio.create_subprocess_exec(
                 "bash", "-c", f"(exec -a {ospfd.pidfile} sleep 300 </dev/null >/dev/null 2>&1) & echo $! > {ospfd.pidfile}")
             await proc.wait()
-            await asyncio.sleep(1.0)
+
+            def recorded() -> list:
+                return [r for r in record.of(vm.name, "process") if r.name == str(ospfd.pidfile)]
+
+            # The supervisor takes the operator's ospfd as its own (its record follows the pidfile) ...
+            await until(lambda: [r.pid for r in recorded()] == [int(ospfd.pidfile.read_text())])
+            (now,) = recorded()
+            assert is_running(now)
+            # ... and, finding it running, starts no other.
             assert supervisor.restarts == {"zebra": 0, "ospfd": 0}
-            (now,) = [r for r in record.of(vm.name, "process") if r.name == str(ospfd.pidfile)]
-            assert now.pid == int(ospfd.pidfile.read_text()) and is_running(now)
         finally:
             await supervisor.stop()
             for resource in record.of(vm.name, "process"):

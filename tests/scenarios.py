@@ -5,17 +5,19 @@ restored."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from routeflow.harness import CONVERGE_TIMEOUT, Stack, ping, route_device, wait_for
 from routeflow.lab import network
 from routeflow.vnet.frr import vtysh
+from routeflow.vnet.plan import plan_vnet
+from routeflow.vnet.resources import process_start_time, read_pidfile
 
 #: rftest2's VMs.
 RFTEST2_VMS = ("rA", "rB", "rC", "rD")
@@ -277,3 +279,21 @@ def kill_under_ping(stack: Stack, what: str, kill: Callable[[], None], back: Cal
     result = Kill(what, sent, lost, round(clean_after, 2), rewritten, returned)
     print(f"kill -9 {what}: {result}")
     return result
+
+
+#: The VMs of rftest2.
+VMS = ("rA", "rB", "rC", "rD")
+#: Pings of a server-restart stream, 10 ms apart: 0.5 s before the server stops, the time it
+#: is down, and several seconds after its return.
+PINGS = 1000
+
+
+def vm_identity(stack: Stack, vm: str) -> dict[str, object]:
+    """What a VM is: its namespace (by inode), its daemons and RF-Client (pid, start time)."""
+    plan = plan_vnet(stack.config).vm(vm)
+    daemons = {}
+    for daemon in plan.daemons:
+        pid = read_pidfile(str(daemon.pidfile))
+        daemons[daemon.name] = (pid, process_start_time(pid) if pid else None)
+    return {"netns": os.stat(f"/run/netns/{plan.netns}").st_ino, "daemons": daemons,
+            "client": [(pid, process_start_time(pid)) for pid in stack.client_pids(vm)]}
