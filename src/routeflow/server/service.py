@@ -29,7 +29,6 @@ from routeflow.protocol.messages import (
     ControllerStats,
     DatapathJoin,
     DatapathLeave,
-    DumpTable,
     FibAudit,
     FibDelta,
     FibSnapshot,
@@ -41,7 +40,6 @@ from routeflow.protocol.messages import (
     Ping,
     Pong,
     PortChange,
-    SnapshotRequest,
     StatsRequest,
     StatusReply,
     StatusRequest,
@@ -58,8 +56,10 @@ from routeflow.server.events import EventLog
 from routeflow.server.handshake import AuthenticationFailed, Handshake
 from routeflow.server.metrics import ServerMetrics
 from routeflow.server.peers import MAX_REQUESTS, FibParts, Peer
-from routeflow.server.status import datapath_name, expect_table, fib_drift, status_document
+from routeflow.server.requests import PeerRequests
+from routeflow.server.status import status_document
 from routeflow.server.store import NibStore, NibWriter, changed_items
+from routeflow.server.verify import differences
 
 log = logging.getLogger("routeflow.server")
 # Peers decide how often the server logs their refusal: a flood of them is summarised.
@@ -67,10 +67,6 @@ log.addFilter(RateLimit())
 #: How often the server looks for next hops due for another resolution attempt.
 RESOLVE_TICK = 0.5
 
-#: How long the server waits for a reply from the controller or a client:
-#: quick questions, and whole tables (a dump of a million flows takes a while).
-REQUEST_TIMEOUT = 15.0
-TABLE_TIMEOUT = 600.0
 
 class RFServer:
     """The RF-Server service: sockets, peers, request/reply plumbing."""
@@ -100,12 +96,7 @@ class RFServer:
         self.term = 0
         self.clients: dict[str, Peer] = {}
         self._servers: list[asyncio.AbstractServer] = []
-        self._pending: dict[int, asyncio.Future[Any]] = {}
-        #: Dumps compared part by part as they arrive (verify), and parts of dumps the core asked for.
-        self._tables: dict[int, TableComparison] = {}
-        self._parts: dict[int, list[TableDump]] = {}
-        #: FIBs requested from clients, by request id, as their parts arrive.
-        self._fibs: dict[int, FibParts] = {}
+        self.requests = PeerRequests()
         self._reconcile_scheduled = False
         self._ticker: asyncio.Task[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
@@ -319,9 +310,7 @@ class RFServer:
                 return
             self.controller = None
             log.warning("controller %s disconnected", peer.name)
-            self._parts.clear()
-            for rid in list(self._tables):
-                self._resolve(rid, TableDump(rid, 0, (), (), "controller disconnected"))
+            self.requests.controller_lost()
             self._deliver(self.core.on_controller_down())
             if self.controllers:  # the one standing by takes over
                 self._elect(self.controllers[0])
@@ -346,29 +335,19 @@ class RFServer:
             self._schedule_reconcile()
 
     def _on_reply(self, peer: Peer, msg: ControllerStats) -> list[Out]:
-        self._resolve(msg.request_id, msg)
+        self.requests.resolve(msg.request_id, msg)
         return []
 
     def _on_table_dump(self, peer: Peer, msg: TableDump) -> list[Out]:
-        if msg.request_id in self._tables:
-            # Consumed here, as decoded: the connection reads no further part
-            # until this one is compared, so parts never pile up in memory.
-            if not msg.error:
-                self._tables[msg.request_id].feed(msg.flows, msg.groups)
-            if not msg.more or msg.error:
-                self._resolve(msg.request_id, msg)
-            return []
-        whole = self._assemble(msg)
+        whole = self.requests.table_part(msg)
         if whole is not None and self.writer is not None:
             self.writer.check_dump(whole)
         return self.core.on_table_dump(whole) if whole is not None else []
 
     def _on_fib_snapshot(self, peer: Peer, msg: FibSnapshot) -> list[Out]:
-        if msg.request_id in self._fibs:
-            self._fibs[msg.request_id].add(msg.fib)
-            if not msg.more:
-                self._resolve(msg.request_id, msg)
-        elif msg.request_id:
+        if self.requests.fib_part(msg):  # a FIB verify asked for
+            return []
+        if msg.request_id:
             log.debug("%s: part of an abandoned FIB request %d", peer.name, msg.request_id)
         else:  # the client's whole state, in parts: the core sees it once complete
             if peer.snapshot is None:
@@ -431,23 +410,6 @@ class RFServer:
 
     # -- requests to peers -------------------------------------------------------
 
-    def _resolve(self, request_id: int, msg: Message) -> None:
-        future = self._pending.pop(request_id, None)
-        if future is not None and not future.done():
-            future.set_result(msg)
-
-    async def _request(self, peer: Peer | None, msg: Message, request_id: int,
-                       timeout: float = REQUEST_TIMEOUT) -> Any:
-        if peer is None:
-            raise ConnectionError("not connected")
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[request_id] = future
-        peer.send(msg)
-        try:
-            return await asyncio.wait_for(future, timeout)
-        finally:
-            self._pending.pop(request_id, None)
-
     def _spawn(self, peer: Peer, work: Awaitable[Message]) -> None:
         async def run() -> None:
             try:
@@ -466,7 +428,7 @@ class RFServer:
         """The controller's counters now; None if it cannot be asked."""
         with contextlib.suppress(ConnectionError, asyncio.TimeoutError):
             rid = self.core.next_request_id()
-            return await self._request(self.controller, StatsRequest(rid), rid)  # type: ignore[no-any-return]
+            return await self.requests.ask(self.controller, StatsRequest(rid), rid)  # type: ignore[no-any-return]
         return None
 
     def peer_counts(self) -> dict[str, int]:
@@ -498,87 +460,25 @@ class RFServer:
                                    for c in self.controllers]
         return document
 
-    def _assemble(self, part: TableDump) -> TableDump | None:
-        """The whole dump once its last part is in (None until then)."""
-        parts = self._parts.setdefault(part.request_id, [])
-        parts.append(part)
-        if part.more:
-            return None
-        del self._parts[part.request_id]
-        if len(parts) == 1:
-            return part
-        flows = tuple(f for p in parts for f in p.flows)
-        return TableDump(part.request_id, part.dpid, flows, part.groups, part.error)
-
-    async def _compare_table(self, dpid: int, comparison: TableComparison) -> None:
+    async def compare_table(self, dpid: int, comparison: TableComparison) -> None:
         """Feed a switch's table to ``comparison`` part by part as the controller sends it."""
-        rid = self.core.next_request_id()
-        self._tables[rid] = comparison
-        try:
-            last: TableDump = await self._request(self.controller, DumpTable(rid, dpid), rid, TABLE_TIMEOUT)
-        finally:
-            del self._tables[rid]
-        if last.error:
-            raise ConnectionError(last.error)
+        await self.requests.compare_table(self.controller, self.core.next_request_id(), dpid, comparison)
 
-    async def _fresh_fib(self, vm: str) -> Fib:
-        """A VM's FIB read from its kernel now, assembled as its parts arrive."""
-        rid = self.core.next_request_id()
-        self._fibs[rid] = parts = FibParts(self.core.nib.vms[vm].routes)
-        try:
-            await self._request(self.clients.get(vm), SnapshotRequest(rid), rid, TABLE_TIMEOUT)
-        finally:
-            del self._fibs[rid]
-        return parts.fib()
+    async def fresh_fib(self, vm: str) -> Fib:
+        """A VM's FIB read from its kernel now."""
+        return await self.requests.fresh_fib(self.clients.get(vm), self.core.next_request_id(),
+                                             self.core.nib.vms[vm].routes)
 
     async def _verify(self, peer: Peer, msg: VerifyRequest) -> VerifyReply:
         return await self.verify(msg.request_id)
 
     async def verify(self, request_id: int = 0) -> VerifyReply:
-        """Compare every VM's real FIB, translated, with the flows its datapath holds."""
-        differences: list[str] = []
-        checked = {"datapaths": 0, "flows": 0, "routes": 0}
-        nib = self.core.nib
-        targets = [(vm.dpid, vm.name) for vm in self.config.vms] + [(self.config.rfvs.dpid, None)]
-        for dpid, vm_name in targets:
-            fib = None
-            if vm_name is not None:
-                try:
-                    fib = await self._fresh_fib(vm_name)
-                except (ConnectionError, asyncio.TimeoutError) as exc:
-                    differences.append(f"{vm_name}: cannot read its FIB: {exc or 'timeout'}")
-                    continue
-                differences += fib_drift(vm_name, nib.vms[vm_name], fib)
-                checked["routes"] += len(fib.routes)
-            dp = nib.datapaths.get(dpid)
-            if dp is None:
-                differences.append(f"datapath {dpid:#x}: not connected")
-                continue
-            # Translate as a stream against our copy of the switch's table, then
-            # let the FIB go before the dump arrives: at a million routes a whole
-            # translated table or FIB is hundreds of megabytes.
-            if dp.compile_error:
-                differences.append(f"datapath {dpid:#x}: flows not updated: {dp.compile_error}")
-            comparison = TableComparison(dp.installed)
-            try:
-                if not expect_table(comparison, nib, dpid, fib, dp.ports):
-                    continue
-            except Exception as exc:  # noqa: BLE001 - a bad FIB fails its own datapath's check only
-                differences.append(f"datapath {dpid:#x}: its table cannot be computed: {type(exc).__name__}: {exc}")
-                continue
-            del fib
-            try:
-                await self._compare_table(dpid, comparison)
-            except (ConnectionError, asyncio.TimeoutError) as exc:
-                differences.append(f"datapath {dpid:#x}: cannot read its table: {exc or 'timeout'}")
-                continue
-            checked["datapaths"] += 1
-            checked["flows"] += comparison.flows_seen
-            differences += comparison.lines(datapath_name(self.config, dpid))
-            del comparison
+        """Compare every VM's real FIB, translated, with the flows its datapath holds
+        (:func:`routeflow.server.verify.differences`)."""
+        found, checked = await differences(self.core.nib, self)
         self.metrics.verify_runs.inc()
-        self.metrics.verify_differences.set(len(differences))
-        return VerifyReply(request_id, not differences, tuple(differences), checked)
+        self.metrics.verify_differences.set(len(found))
+        return VerifyReply(request_id, not found, tuple(found), checked)
 
 
 #: What the server does with a message from a peer: a handler of ``(server, peer, message)``
