@@ -37,6 +37,7 @@ from routeflow.client.fib import proto_name
 from routeflow.harness import Stack, ping, wait_for
 from routeflow.lab import churn
 from routeflow.lab.churn import ChurnOptions, ChurnReport
+from routeflow_bench import install
 from routeflow_bench.common import Context, peak_rss_kb
 from routeflow_bench.parse import parse_proc_status_kb
 from routeflow_bench.report import Row
@@ -134,6 +135,8 @@ def run(ctx: Context) -> list[Row]:
         mods_before = _flow_mods(stack)
         with RssSampler(pids) as sampler:
             probes = start_probes(CHURN_PREP + duration)
+            # --profile: py-spy the three processes from just before the churn to verify clean.
+            spies = install._profile(ctx, {n: [p] for n, p in pids.items()}, "churn") if ctx.profile else {}
             try:
                 report = churn.collect(churn.spawn(VM, ChurnOptions(RATE, duration)), duration + 120)
             finally:
@@ -146,6 +149,11 @@ def run(ctx: Context) -> list[Row]:
             except TimeoutError as exc:
                 clean_s = None
                 raw["verify_differences"] = str(exc)[:5000]
+            if spies:
+                raw["profile"] = install._stop_profile(ctx, spies, "churn")
+                for name, prof in raw["profile"].items():
+                    ctx.say(f"churn: py-spy {name}: {prof['samples'] / 200:.1f} CPU-s; self: "
+                            + ", ".join(f"{f} {pct}%" for f, pct in prof["self"][:8]))
         held = server_view(stack, report.proto)
         mods = _flow_mods(stack) - mods_before
         peak = {name: peak_rss_kb(pid) or 0 for name, pid in pids.items()}

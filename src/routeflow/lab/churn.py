@@ -250,18 +250,23 @@ class ChurnReport(msgspec.Struct, kw_only=True):
 
 
 def vm_gateways_and_subnets() -> tuple[list[str], list[ipaddress.IPv4Network]]:
-    """This namespace's resolved IPv4 neighbours (the gateways) and its IPv4 subnets."""
+    """This namespace's IPv4 subnets, and its resolved unicast IPv4 neighbours inside the
+    subnet of the NIC they are on (the gateways; OSPF's multicast entries are not)."""
     from pyroute2 import IPRoute
 
-    resolved = 0x02 | 0x04 | 0x08 | 0x10 | 0x40 | 0x80  # REACHABLE STALE DELAY PROBE NOARP PERMANENT
+    resolved = 0x02 | 0x04 | 0x08 | 0x10 | 0x80  # REACHABLE STALE DELAY PROBE PERMANENT
     with IPRoute() as ipr:
-        loopbacks = {link["index"] for link in ipr.get_links() if link["flags"] & 0x8}  # IFF_LOOPBACK
-        gateways = sorted({n.get_attr("NDA_DST") for n in ipr.get_neighbours(family=socket.AF_INET)
-                           if n["state"] & resolved and n["ifindex"] not in loopbacks and n.get_attr("NDA_LLADDR")},
-                          key=ipaddress.ip_address)
-        subnets = [ipaddress.ip_interface(f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}").network
-                   for a in ipr.get_addr(family=socket.AF_INET)]
-    return gateways, [s for s in subnets if isinstance(s, ipaddress.IPv4Network)]
+        subnets: dict[int, list[ipaddress.IPv4Network]] = {}
+        for a in ipr.get_addr(family=socket.AF_INET):
+            network = ipaddress.IPv4Interface(f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}").network
+            subnets.setdefault(a["index"], []).append(network)
+        gateways = set()
+        for n in ipr.get_neighbours(family=socket.AF_INET):
+            ip = ipaddress.IPv4Address(n.get_attr("NDA_DST"))
+            on_link = any(ip in s and ip != s.broadcast_address for s in subnets.get(n["ifindex"], []))
+            if n["state"] & resolved and n.get_attr("NDA_LLADDR") and not ip.is_multicast and on_link:
+                gateways.add(str(ip))
+    return sorted(gateways, key=ipaddress.ip_address), [s for nets in subnets.values() for s in nets]
 
 
 def kernel_prefixes(proto: int = CHURN_PROTO) -> list[str]:
