@@ -23,6 +23,7 @@ over Netlink. Measured:
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -106,6 +107,19 @@ class RssSampler:
         return at[-1] - at[0] if at else 0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used (0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def ovs_vswitchd_pid() -> int:
+    return int(Path("/run/openvswitch/ovs-vswitchd.pid").read_text())
+
+
 def _flow_mods(stack: Stack) -> int:
     return next(dp["flow_mods_sent"] for dp in stack.status(detail=False)["datapaths"] if dp["dpid"] == SWITCH_DPID)
 
@@ -114,6 +128,29 @@ def server_view(stack: Stack, proto: int) -> list[str]:
     """The churned prefixes the server holds for rA."""
     vm = next(v for v in stack.status()["vms"] if v["name"] == VM)
     return sorted(r["prefix"] for r in vm["routes"] if r["proto"] == proto_name(proto))
+
+
+def catch_up(stack: Stack, report: ChurnReport, mods_before: int, timeout: float,
+             raw: dict[str, Any]) -> tuple[float | None, float | None]:
+    """Seconds from the churn's last change until the server had sent sA as many flow
+    changes as the churn made (polled cheaply, every 50 ms), and until a verify asked
+    then is clean (None: not within ``timeout``). Verify is not polled from the start:
+    each one dumps rA's FIB and sA's table, load that would slow what it measures."""
+    deadline = time.monotonic() + timeout
+    sent_s = None
+    while time.monotonic() < deadline:
+        if _flow_mods(stack) - mods_before >= report.changes:
+            sent_s = time.time() - report.ended_at
+            break
+        time.sleep(0.05)
+    while time.monotonic() < deadline:
+        asked = time.time()
+        result = stack.verify()
+        if result.ok:
+            return sent_s, asked - report.ended_at
+        raw["verify_differences"] = result.differences[:50]
+        time.sleep(0.2)
+    return sent_s, None
 
 
 def run(ctx: Context) -> list[Row]:
@@ -133,27 +170,34 @@ def run(ctx: Context) -> list[Row]:
         idle_probes = probe_results(start_probes(idle_s), idle_s + 30)
         idle_rss = {name: peak_rss_kb(pid) or 0 for name, pid in pids.items()}
         mods_before = _flow_mods(stack)
+        # Where the CPU goes during the churn: routeflow's three processes, Open vSwitch,
+        # rA's zebra (it reads every route change too) and the generator itself.
+        cpu_pids = {**pids, "ovs-vswitchd": ovs_vswitchd_pid(), f"zebra {VM}": stack.daemon_pid(VM, "zebra") or 0}
         with RssSampler(pids) as sampler:
             probes = start_probes(CHURN_PREP + duration)
-            # --profile: py-spy the three processes from just before the churn to verify clean.
+            # --profile: py-spy the three processes while the churn runs.
             spies = install._profile(ctx, {n: [p] for n, p in pids.items()}, "churn") if ctx.profile else {}
+            proc = churn.spawn(VM, ChurnOptions(RATE, duration))
+            cpu_pids["generator"] = proc.pid  # ip netns exec execs it: the same process
+            cpu_before = {name: cpu_seconds(pid) for name, pid in cpu_pids.items()}
             try:
-                report = churn.collect(churn.spawn(VM, ChurnOptions(RATE, duration)), duration + 120)
+                report = churn.collect(proc, duration + 120)
             finally:
                 during = probe_results(probes, CHURN_PREP + duration + 60)
-            ctx.say(f"churn: {report.changes:,} changes in {report.seconds:.1f} s ({report.achieved_rate:,.0f}/s); "
-                    f"waiting for verify")
-            try:
-                stack.wait_verify_clean(timeout=max(60.0, duration * 5), interval=0.1)
-                clean_s: float | None = time.time() - report.ended_at
-            except TimeoutError as exc:
-                clean_s = None
-                raw["verify_differences"] = str(exc)[:5000]
+            backlog = report.changes - (_flow_mods(stack) - mods_before)
+            cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in cpu_pids.items() if name != "generator"}
             if spies:
                 raw["profile"] = install._stop_profile(ctx, spies, "churn")
                 for name, prof in raw["profile"].items():
                     ctx.say(f"churn: py-spy {name}: {prof['samples'] / 200:.1f} CPU-s; self: "
                             + ", ".join(f"{f} {pct}%" for f, pct in prof["self"][:8]))
+            ctx.say(f"churn: {report.changes:,} changes in {report.seconds:.1f} s ({report.achieved_rate:,.0f}/s); "
+                    f"{backlog:,} not yet sent to sA; waiting for verify")
+            sent_s, clean_s = catch_up(stack, report, mods_before, timeout=max(60.0, duration * 5), raw=raw)
+        cpu["generator"] = report.cpu_seconds
+        raw["cpu_s_during_churn"] = cpu
+        raw["backlog_at_end"] = backlog
+        raw["all_sent_s"] = sent_s
         held = server_view(stack, report.proto)
         mods = _flow_mods(stack) - mods_before
         peak = {name: peak_rss_kb(pid) or 0 for name, pid in pids.items()}
@@ -183,6 +227,15 @@ def rows(report: ChurnReport, clean_s: float | None, held: list[str], mods: int,
     end_to_end = report.changes / (report.seconds + clean_s) if clean_s is not None else float("nan")
     rows.append(Row(bench, "changes/s sustained end to end (first change to verify clean)", "1/s",
                     Summary.of([end_to_end]), note=f"flow changes sent to sA: {mods:,}"))
+    rows.append(Row(bench, "backlog when the churn stops (changes not yet sent to sA)", "",
+                    Summary.of([float(raw["backlog_at_end"])]), published="0 if routeflow keeps up"))
+    rows.append(Row(bench, "seconds from the last change until all were sent to sA", "s",
+                    Summary.of([raw["all_sent_s"]] if raw["all_sent_s"] is not None else [])))
+    seconds = report.seconds
+    for name, used in raw["cpu_s_during_churn"].items():
+        rows.append(Row(bench, f"CPU during the churn: {name}", "% of a core", Summary.of([100 * used / seconds]),
+                        note=(f"user + system CPU over the {seconds:.0f} s of the churn (/proc/PID/stat); "
+                              f"this machine has {os.cpu_count()} CPUs") if name == "server" else ""))
     rtt_note = (f"fixed-rate ICMP probes every {PROBE_INTERVAL * 1000:.0f} ms from each host to its gateway (the "
                 "VM, across the trunk), idle just before the churn vs during it; value = every probe's RTT")
     for vm, host, dst in OTHERS:

@@ -222,6 +222,8 @@ class ChurnReport(msgspec.Struct, kw_only=True):
     deletes: int = 0
     started_at: float = 0.0
     ended_at: float = 0.0
+    #: CPU seconds the generator itself used while churning.
+    cpu_seconds: float = 0.0
     #: Changes sent in each second of the run.
     per_second: list[int] = []
     #: Changes the kernel refused, by errno name.
@@ -304,7 +306,7 @@ def churn(plan: ChurnPlan, rate: float, duration: float, gateways: Sequence[str]
         sock.bind((0, 0))
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         sock.setblocking(False)
-        start = time.monotonic()
+        start, cpu = time.monotonic(), time.process_time()
         report.started_at = time.time()
         deadline = start + duration + tick  # the last tick's batch too
         done = 0
@@ -327,6 +329,7 @@ def churn(plan: ChurnPlan, rate: float, duration: float, gateways: Sequence[str]
             if pause > 0:
                 time.sleep(pause)
         report.ended_at = time.time()
+        report.cpu_seconds = time.process_time() - cpu
         report.changes = done
         report.deletes = done - report.adds
         time.sleep(0.05)  # the last refusals, if any
