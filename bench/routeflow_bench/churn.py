@@ -72,16 +72,18 @@ def probe_results(procs: dict[str, subprocess.Popen[str]], timeout: float) -> di
     return out
 
 
-class RssSampler:
-    """VmRSS of some processes every ``interval`` s, in a thread, as (time, {name: kB})."""
+class Sampler:
+    """Every ``interval`` s, in a thread: VmRSS (kB) of ``rss_pids`` and CPU seconds used so
+    far by ``cpu_pids``, as (time, {name: value}) rows."""
 
-    def __init__(self, pids: dict[str, int], interval: float = 0.5) -> None:
-        self.pids, self.interval = pids, interval
+    def __init__(self, rss_pids: dict[str, int], cpu_pids: dict[str, int], interval: float = 0.5) -> None:
+        self.rss_pids, self.cpu_pids, self.interval = rss_pids, cpu_pids, interval
         self.samples: list[tuple[float, dict[str, int]]] = []
+        self.cpu: list[tuple[float, dict[str, float]]] = []
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="sampler", daemon=True)
 
-    def __enter__(self) -> RssSampler:
+    def __enter__(self) -> Sampler:
         self._thread.start()
         return self
 
@@ -92,12 +94,14 @@ class RssSampler:
     def _run(self) -> None:
         while not self._stop.is_set():
             row = {}
-            for name, pid in self.pids.items():
+            for name, pid in self.rss_pids.items():
                 try:
                     row[name] = parse_proc_status_kb(Path(f"/proc/{pid}/status").read_text()).get("VmRSS", 0)
                 except OSError:
                     continue
-            self.samples.append((time.time(), row))
+            now = time.time()
+            self.samples.append((now, row))
+            self.cpu.append((now, {name: cpu_seconds(pid) for name, pid in list(self.cpu_pids.items())}))
             self._stop.wait(self.interval)
 
     def growth_kb(self, name: str, start: float, end: float) -> int:
@@ -105,6 +109,15 @@ class RssSampler:
         mid = (start + end) / 2
         at = [row.get(name, 0) for t, row in self.samples if mid <= t <= end and name in row]
         return at[-1] - at[0] if at else 0
+
+    def cpu_share(self, start: float, end: float) -> dict[str, float]:
+        """Each process's CPU use between the samples nearest ``start`` and ``end``, in % of a core."""
+        inside = [(t, row) for t, row in self.cpu if start - self.interval / 2 <= t <= end + self.interval / 2]
+        if len(inside) < 2:
+            return {}
+        (t0, first), (t1, last) = inside[0], inside[-1]
+        return {name: 100 * (last[name] - first.get(name, 0.0)) / (t1 - t0)
+                for name in last if name in first and first[name] > 0}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -173,29 +186,28 @@ def run(ctx: Context) -> list[Row]:
         # Where the CPU goes during the churn: routeflow's three processes, Open vSwitch,
         # rA's zebra (it reads every route change too) and the generator itself.
         cpu_pids = {**pids, "ovs-vswitchd": ovs_vswitchd_pid(), f"zebra {VM}": stack.daemon_pid(VM, "zebra") or 0}
-        with RssSampler(pids) as sampler:
+        with Sampler(pids, cpu_pids) as sampler:
             probes = start_probes(CHURN_PREP + duration)
             # --profile: py-spy the three processes while the churn runs.
             spies = install._profile(ctx, {n: [p] for n, p in pids.items()}, "churn") if ctx.profile else {}
             proc = churn.spawn(VM, ChurnOptions(RATE, duration))
             cpu_pids["generator"] = proc.pid  # ip netns exec execs it: the same process
-            cpu_before = {name: cpu_seconds(pid) for name, pid in cpu_pids.items()}
             try:
                 report = churn.collect(proc, duration + 120)
+                backlog = report.changes - (_flow_mods(stack) - mods_before)
+                if spies:
+                    raw["profile"] = install._stop_profile(ctx, spies, "churn")
+                ctx.say(f"churn: {report.changes:,} changes in {report.seconds:.1f} s ({report.achieved_rate:,.0f}/s);"
+                        f" {backlog:,} not yet sent to sA; waiting for verify")
+                sent_s, clean_s = catch_up(stack, report, mods_before, timeout=max(60.0, duration * 5), raw=raw)
             finally:
                 during = probe_results(probes, CHURN_PREP + duration + 60)
-            backlog = report.changes - (_flow_mods(stack) - mods_before)
-            cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in cpu_pids.items() if name != "generator"}
-            if spies:
-                raw["profile"] = install._stop_profile(ctx, spies, "churn")
-                for name, prof in raw["profile"].items():
-                    ctx.say(f"churn: py-spy {name}: {prof['samples'] / 200:.1f} CPU-s; self: "
-                            + ", ".join(f"{f} {pct}%" for f, pct in prof["self"][:8]))
-            ctx.say(f"churn: {report.changes:,} changes in {report.seconds:.1f} s ({report.achieved_rate:,.0f}/s); "
-                    f"{backlog:,} not yet sent to sA; waiting for verify")
-            sent_s, clean_s = catch_up(stack, report, mods_before, timeout=max(60.0, duration * 5), raw=raw)
-        cpu["generator"] = report.cpu_seconds
-        raw["cpu_s_during_churn"] = cpu
+        for name, prof in raw.get("profile", {}).items():
+            ctx.say(f"churn: py-spy {name}: {prof['samples'] / 200:.1f} CPU-s; self: "
+                    + ", ".join(f"{f} {pct}%" for f, pct in prof["self"][:8]))
+        cpu = sampler.cpu_share(report.started_at, report.ended_at)
+        cpu["generator"] = 100 * report.cpu_seconds / report.seconds
+        raw["cpu_percent_during_churn"] = cpu
         raw["backlog_at_end"] = backlog
         raw["all_sent_s"] = sent_s
         held = server_view(stack, report.proto)
@@ -231,11 +243,11 @@ def rows(report: ChurnReport, clean_s: float | None, held: list[str], mods: int,
                     Summary.of([float(raw["backlog_at_end"])]), published="0 if routeflow keeps up"))
     rows.append(Row(bench, "seconds from the last change until all were sent to sA", "s",
                     Summary.of([raw["all_sent_s"]] if raw["all_sent_s"] is not None else [])))
-    seconds = report.seconds
-    for name, used in raw["cpu_s_during_churn"].items():
-        rows.append(Row(bench, f"CPU during the churn: {name}", "% of a core", Summary.of([100 * used / seconds]),
-                        note=(f"user + system CPU over the {seconds:.0f} s of the churn (/proc/PID/stat); "
-                              f"this machine has {os.cpu_count()} CPUs") if name == "server" else ""))
+    for name, share in raw["cpu_percent_during_churn"].items():
+        rows.append(Row(bench, f"CPU during the churn: {name}", "% of a core", Summary.of([share]),
+                        note=(f"user + system CPU over the {report.seconds:.0f} s of the churn (/proc/PID/stat "
+                              f"sampled every 0.5 s); this machine has {os.cpu_count()} CPUs")
+                        if name == "server" else ""))
     rtt_note = (f"fixed-rate ICMP probes every {PROBE_INTERVAL * 1000:.0f} ms from each host to its gateway (the "
                 "VM, across the trunk), idle just before the churn vs during it; value = every probe's RTT")
     for vm, host, dst in OTHERS:
