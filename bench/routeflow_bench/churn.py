@@ -143,7 +143,7 @@ def server_view(stack: Stack, proto: int) -> list[str]:
     return sorted(r["prefix"] for r in vm["routes"] if r["proto"] == proto_name(proto))
 
 
-def catch_up(stack: Stack, report: ChurnReport, mods_before: int, timeout: float,
+def catch_up(stack: Stack, report: churn.Churned, mods_before: int, timeout: float,
              raw: dict[str, Any]) -> tuple[float | None, float | None]:
     """Seconds from the churn's last change until the server had sent sA as many flow
     changes as the churn made (polled cheaply, every 50 ms), and until a verify asked
@@ -193,13 +193,16 @@ def run(ctx: Context) -> list[Row]:
             proc = churn.spawn(VM, ChurnOptions(RATE, duration))
             cpu_pids["generator"] = proc.pid  # ip netns exec execs it: the same process
             try:
+                done = churn.churned(proc)
+                backlog = done.changes - (_flow_mods(stack) - mods_before) if done else 0
+                caught = catch_up(stack, done, mods_before, max(60.0, duration * 5), raw) if done else (None, None)
                 report = churn.collect(proc, duration + 120)
-                backlog = report.changes - (_flow_mods(stack) - mods_before)
                 if spies:
                     raw["profile"] = install._stop_profile(ctx, spies, "churn")
+                sent_s, clean_s = caught
                 ctx.say(f"churn: {report.changes:,} changes in {report.seconds:.1f} s ({report.achieved_rate:,.0f}/s);"
-                        f" {backlog:,} not yet sent to sA; waiting for verify")
-                sent_s, clean_s = catch_up(stack, report, mods_before, timeout=max(60.0, duration * 5), raw=raw)
+                        f" {backlog:,} not yet sent to sA then; all sent after {sent_s} s, verify clean after "
+                        f"{clean_s} s")
             finally:
                 during = probe_results(probes, CHURN_PREP + duration + 60)
         for name, prof in raw.get("profile", {}).items():

@@ -336,6 +336,9 @@ def churn(plan: ChurnPlan, rate: float, duration: float, gateways: Sequence[str]
         _drain_errors(sock, report)
     finally:
         sock.close()
+    # Said at once, before the kernel is read back: a caller times what follows from here.
+    sys.stdout.write(msgspec.json.encode({"ended_at": report.ended_at, "changes": report.changes}).decode() + "\n")
+    sys.stdout.flush()
     report.final_expected = sorted(plan.routes[i].prefix for i in plan.present_after(report.changes))
     report.final_kernel = kernel_prefixes(proto)
     return report
@@ -381,12 +384,27 @@ def spawn(namespace: str, options: ChurnOptions) -> subprocess.Popen[bytes]:
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
 
 
+class Churned(msgspec.Struct):
+    """The first line a run prints, the moment its last change is made."""
+
+    ended_at: float
+    changes: int
+
+
+def churned(proc: subprocess.Popen[bytes]) -> Churned | None:
+    """Wait until a run :func:`spawn` started has made its last change; None if it failed
+    first (:func:`collect` says why)."""
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    return msgspec.json.decode(line, type=Churned) if line.strip() else None
+
+
 def collect(proc: subprocess.Popen[bytes], timeout: float) -> ChurnReport:
     """The report of a run :func:`spawn` started (RuntimeError if it failed)."""
     out, err = proc.communicate(timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"churn exited {proc.returncode}: {err.decode(errors='replace').strip()[-800:]}")
-    return msgspec.json.decode(out, type=ChurnReport)
+    return msgspec.json.decode(out.strip().splitlines()[-1], type=ChurnReport)
 
 
 def flush_in(namespace: str) -> None:
