@@ -294,7 +294,8 @@ def flush(proto: int = CHURN_PROTO) -> int:
 def churn(plan: ChurnPlan, rate: float, duration: float, gateways: Sequence[str], proto: int = CHURN_PROTO,
           tick: float = 0.01) -> ChurnReport:
     """Make ``rate`` changes per second of ``plan`` for ``duration`` seconds, in this
-    namespace's main table; stops at the deadline even when behind."""
+    namespace's main table; stops at the deadline even when behind (the report says
+    how many it made)."""
     encoded = [(encode_change(r, False, i, proto), encode_change(r, True, i, proto))
                for i, r in enumerate(plan.routes)]
     total = int(rate * duration)
@@ -308,13 +309,12 @@ def churn(plan: ChurnPlan, rate: float, duration: float, gateways: Sequence[str]
         sock.setblocking(False)
         start, cpu = time.monotonic(), time.process_time()
         report.started_at = time.time()
-        deadline = start + duration + tick  # the last tick's batch too
         done = 0
         while done < total:
             now = time.monotonic()
-            if now >= deadline:
-                break
-            n = due(rate, now - start, done, total, max_batch)
+            elapsed = now - start
+            # At the deadline, what is due then is sent (up to a batch) and the run ends.
+            n = due(rate, min(elapsed, duration), done, total, max_batch)
             if n:
                 batch = []
                 for i in range(done, done + n):
@@ -325,6 +325,8 @@ def churn(plan: ChurnPlan, rate: float, duration: float, gateways: Sequence[str]
                 done += n
                 report.per_second[min(int(now - start), len(report.per_second) - 1)] += n
                 _drain_errors(sock, report)
+            if elapsed >= duration:
+                break
             pause = tick - (time.monotonic() - now)
             if pause > 0:
                 time.sleep(pause)
