@@ -9,7 +9,13 @@ over Netlink. Measured:
 * the changes per second the generator achieved;
 * the slow-path RTT of rB, rC and rD (h2, h3, h4 pinging their gateway, answered by the
   VM across the trunk) during the churn against the same probes on the idle stack just
-  before: the prober's fixed-rate ICMP stream (:mod:`.prober`), 10 ms apart;
+  before: the prober's fixed-rate ICMP stream (:mod:`.prober`), 10 ms apart. And the
+  baseline that tells routeflow's share from Open vSwitch's: the same probes while the
+  same change stream goes as flow mods (``ovs-ofctl``, every 0.1 s) into a plain bridge
+  of the same ovs-vswitchd, routeflow idle (all lab switches share one userspace
+  datapath, whose main thread both applies flow mods and forwards the veth ports' packets);
+* the CPU share of each process during the churn, and of the whole machine (other
+  users' processes included: the benchmark does not own the machine);
 * the peak RSS (VmHWM) of the RF-Server, the RF-Controller and rA's RF-Client, against
   their VmHWM on the idle stack, and their RSS growth over the second half of the churn
   (VmRSS sampled every 0.5 s): bounded memory means none;
@@ -22,6 +28,7 @@ over Netlink. Measured:
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import subprocess
@@ -37,9 +44,9 @@ import msgspec
 from routeflow.client.fib import proto_name
 from routeflow.harness import Stack, ping, wait_for
 from routeflow.lab import churn
-from routeflow.lab.churn import ChurnOptions, ChurnReport
+from routeflow.lab.churn import ChurnOptions, ChurnPlan, ChurnReport, ChurnRoute, due
 from routeflow_bench import install
-from routeflow_bench.common import Context, peak_rss_kb
+from routeflow_bench.common import Context, PlainBridge, peak_rss_kb, sh
 from routeflow_bench.parse import parse_proc_status_kb
 from routeflow_bench.report import Row
 from routeflow_bench.stats import Summary, percentile, probe_rtts
@@ -50,6 +57,10 @@ OTHERS = (("rB", "h2", "172.31.2.1"), ("rC", "h3", "172.31.3.1"), ("rD", "h4", "
 RATE = 10_000.0
 PROBE_INTERVAL = 0.01
 PROBER = str(Path(__file__).with_name("prober.py"))
+#: The whole machine's CPU (every process, ours and anyone else's) in :class:`Sampler`.
+MACHINE = "machine, all processes"
+#: The baseline: the same changes as flow mods into a plain bridge of the same Open vSwitch.
+BASELINE_BRIDGE = "bnb-churn"
 #: Seconds the churn generator may take before its clock starts (reading the table,
 #: encoding the messages): the probes during the churn run this much longer.
 CHURN_PREP = 15.0
@@ -101,7 +112,9 @@ class Sampler:
                     continue
             now = time.time()
             self.samples.append((now, row))
-            self.cpu.append((now, {name: cpu_seconds(pid) for name, pid in list(self.cpu_pids.items())}))
+            cpu = {name: cpu_seconds(pid) for name, pid in list(self.cpu_pids.items())}
+            cpu[MACHINE] = machine_busy_seconds()
+            self.cpu.append((now, cpu))
             self._stop.wait(self.interval)
 
     def growth_kb(self, name: str, start: float, end: float) -> int:
@@ -127,6 +140,13 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all CPUs of the machine have spent busy (/proc/stat), whoever used them."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def ovs_vswitchd_pid() -> int:
@@ -166,6 +186,40 @@ def catch_up(stack: Stack, report: churn.Churned, mods_before: int, timeout: flo
     return sent_s, None
 
 
+def flow_text(route: ChurnRoute, add: bool) -> str:
+    """One ``ovs-ofctl`` flow line of the baseline: the prefix, as an LPM entry would be."""
+    plen = ipaddress.ip_network(route.prefix).prefixlen
+    match = f"table=0,priority={1000 + plen},ip,nw_dst={route.prefix}"
+    return f"{match},actions=dec_ttl,mod_dl_dst:02:00:00:00:00:01,output:1\n" if add else match + "\n"
+
+
+def ovs_flow_churn(bridge: str, plan: ChurnPlan, rate: float, duration: float, tick: float = 0.1) -> tuple[float, float,
+                                                                                                           int]:
+    """The churn's change stream straight into ``bridge`` as flow mods, no routeflow: every
+    ``tick`` s one ``ovs-ofctl del-flows --strict`` and one ``add-flows`` of the changes
+    then due. (start, end, changes), ``time.time()``."""
+    total = int(rate * duration)
+    done = 0
+    started, start = time.time(), time.monotonic()
+    while done < total:
+        now = time.monotonic()
+        elapsed = now - start
+        n = due(rate, min(elapsed, duration), done, total, int(rate * tick * 10))
+        text: dict[bool, list[str]] = {True: [], False: []}
+        for i in range(done, done + n):
+            add, index = plan.change(i)
+            text[add].append(flow_text(plan.routes[index], add))
+        for add, verb in ((False, "del-flows"), (True, "add-flows")):
+            if text[add]:
+                sh(["ovs-ofctl", "-O", "OpenFlow13", *([] if add else ["--strict"]), verb, bridge, "-"],
+                   input="".join(text[add]))
+        done += n
+        if elapsed >= duration:
+            break
+        time.sleep(max(0.0, tick - (time.monotonic() - now)))
+    return started, time.time(), done
+
+
 def run(ctx: Context) -> list[Row]:
     duration = 5.0 if ctx.quick else 60.0
     idle_s = 3.0 if ctx.quick else 10.0
@@ -173,20 +227,22 @@ def run(ctx: Context) -> list[Row]:
     raw: dict[str, Any] = {"rate": RATE, "duration_s": duration, "vm": VM}
     ctx.raw["churn"] = raw
     ctx.say(f"churn: bringing up rftest2; {RATE:,.0f} changes/s for {duration:.0f} s in {VM}")
-    with Stack("rftest2", run_dir) as stack:
+    with PlainBridge(BASELINE_BRIDGE) as bridge, Stack("rftest2", run_dir) as stack:
         wait_for(lambda: stack.all_pairs_ok() and stack.verify().ok, 120, 0.2)
         for _, host, dst in OTHERS:  # warm the ARP caches: no probe pays for a resolution
             ping(host, dst, count=2, interval=0.05)
         assert stack.server is not None and stack.controller is not None
         pids = {"server": stack.server.pid, "controller": stack.controller.pid,
                 f"client {VM}": stack.client_pids(VM)[0]}
-        idle_probes = probe_results(start_probes(idle_s), idle_s + 30)
-        idle_rss = {name: peak_rss_kb(pid) or 0 for name, pid in pids.items()}
-        mods_before = _flow_mods(stack)
-        # Where the CPU goes during the churn: routeflow's three processes, Open vSwitch,
-        # rA's zebra (it reads every route change too) and the generator itself.
+        # Where the CPU goes: routeflow's three processes, Open vSwitch, rA's zebra (it reads
+        # every route change too), the generator, and the machine as a whole.
         cpu_pids = {**pids, "ovs-vswitchd": ovs_vswitchd_pid(), f"zebra {VM}": stack.daemon_pid(VM, "zebra") or 0}
         with Sampler(pids, cpu_pids) as sampler:
+            idle_at = time.time()
+            idle_probes = probe_results(start_probes(idle_s), idle_s + 30)
+            raw["cpu_percent_idle"] = sampler.cpu_share(idle_at, time.time())
+            idle_rss = {name: peak_rss_kb(pid) or 0 for name, pid in pids.items()}
+            mods_before = _flow_mods(stack)
             probes = start_probes(CHURN_PREP + duration)
             # --profile: py-spy the three processes while the churn runs.
             spies = install._profile(ctx, {n: [p] for n, p in pids.items()}, "churn") if ctx.profile else {}
@@ -205,26 +261,42 @@ def run(ctx: Context) -> list[Row]:
                         f"{clean_s} s")
             finally:
                 during = probe_results(probes, CHURN_PREP + duration + 60)
+            held = server_view(stack, report.proto)
+            mods = _flow_mods(stack) - mods_before
+            # The baseline: the same stream as flow mods into a plain bridge of the same
+            # ovs-vswitchd, routeflow idle, under the same probes.
+            ctx.say(f"churn: baseline, {RATE:,.0f} flow mods/s into {BASELINE_BRIDGE} for {duration:.0f} s")
+            plan = ChurnPlan(tuple(ChurnRoute(e.prefix, "192.0.2.1") for e in churn.read_table(
+                churn.DEFAULT_TABLE, report.pool)), report.window)
+            probes = start_probes(duration + 5)
+            try:
+                ovs_window = ovs_flow_churn(bridge.name, plan, RATE, duration)
+            finally:
+                ovs_probes = probe_results(probes, duration + 60)
+            raw["ovs_baseline"] = {"changes": ovs_window[2], "seconds": ovs_window[1] - ovs_window[0]}
         for name, prof in raw.get("profile", {}).items():
             ctx.say(f"churn: py-spy {name}: {prof['samples'] / 200:.1f} CPU-s; self: "
                     + ", ".join(f"{f} {pct}%" for f, pct in prof["self"][:8]))
         cpu = sampler.cpu_share(report.started_at, report.ended_at)
         cpu["generator"] = 100 * report.cpu_seconds / report.seconds
         raw["cpu_percent_during_churn"] = cpu
+        raw["cpu_percent_ovs_baseline"] = sampler.cpu_share(ovs_window[0], ovs_window[1])
         raw["backlog_at_end"] = backlog
         raw["all_sent_s"] = sent_s
-        held = server_view(stack, report.proto)
-        mods = _flow_mods(stack) - mods_before
         peak = {name: peak_rss_kb(pid) or 0 for name, pid in pids.items()}
         growth = {name: sampler.growth_kb(name, report.started_at, report.ended_at) for name in pids}
         raw["rss_samples"] = sampler.samples
-    return rows(report, clean_s, held, mods, idle_probes, during, idle_rss, peak, growth, raw)
+    probes_by_phase = {"idle": (idle_probes, 0.0, float("inf")),
+                       "churn": (during, report.started_at, report.ended_at),
+                       "ovs": (ovs_probes, ovs_window[0], ovs_window[1])}
+    return rows(report, clean_s, held, mods, probes_by_phase, idle_rss, peak, growth, raw)
 
 
 def rows(report: ChurnReport, clean_s: float | None, held: list[str], mods: int,
-         idle_probes: dict[str, dict[str, Any]], during: dict[str, dict[str, Any]], idle_rss: dict[str, int],
+         probes: dict[str, tuple[dict[str, dict[str, Any]], float, float]], idle_rss: dict[str, int],
          peak: dict[str, int], growth: dict[str, int], raw: dict[str, Any]) -> list[Row]:
-    """The table's rows, and the raw figures behind them into ``raw``."""
+    """The table's rows, and the raw figures behind them into ``raw``. ``probes``: phase
+    (idle, churn, ovs) -> (prober output by VM, the phase's start and end)."""
     expected = set(report.final_expected)
     lost_server = sorted(expected ^ set(held))
     raw.update({"report": {k: v for k, v in msgspec.structs.asdict(report).items()
@@ -247,23 +319,37 @@ def rows(report: ChurnReport, clean_s: float | None, held: list[str], mods: int,
     rows.append(Row(bench, "seconds from the last change until all were sent to sA", "s",
                     Summary.of([raw["all_sent_s"]] if raw["all_sent_s"] is not None else [])))
     for name, share in raw["cpu_percent_during_churn"].items():
+        if name == MACHINE:
+            continue
         rows.append(Row(bench, f"CPU during the churn: {name}", "% of a core", Summary.of([share]),
                         note=(f"user + system CPU over the {report.seconds:.0f} s of the churn (/proc/PID/stat "
                               f"sampled every 0.5 s); this machine has {os.cpu_count()} CPUs")
                         if name == "server" else ""))
     rtt_note = (f"fixed-rate ICMP probes every {PROBE_INTERVAL * 1000:.0f} ms from each host to its gateway (the "
-                "VM, across the trunk), idle just before the churn vs during it; value = every probe's RTT")
-    for vm, host, dst in OTHERS:
-        idle_rtts, idle_lost = probe_rtts(idle_probes[vm]["sent"], idle_probes[vm]["reply"], 0, float("inf"))
-        rtts, lost = probe_rtts(during[vm]["sent"], during[vm]["reply"], report.started_at, report.ended_at)
-        raw.setdefault("rtt", {})[vm] = {"idle_p90_ms": percentile(idle_rtts, 90), "p90_ms": percentile(rtts, 90),
-                                         "idle_lost": idle_lost, "lost": lost, "n": len(rtts)}
-        rows.append(Row(bench, f"slow path {host}->{vm} RTT during churn", "ms", Summary.of(rtts),
-                        Summary.of(idle_rtts), "idle", "target <= 2x idle",
+                "VM, across the trunk): idle just before the churn, during it, and while a plain bridge of the same "
+                "ovs-vswitchd takes the same changes as flow mods (ovs-ofctl, routeflow idle); value = every "
+                "probe's RTT")
+    for vm, host, _ in OTHERS:
+        rtts: dict[str, list[float]] = {}
+        lost: dict[str, int] = {}
+        for phase, (data, start, end) in probes.items():
+            rtts[phase], lost[phase] = probe_rtts(data[vm]["sent"], data[vm]["reply"], start, end)
+        raw.setdefault("rtt", {})[vm] = {f"{phase}_p90_ms": percentile(r, 90) for phase, r in rtts.items()} | {
+            "lost": lost, "n": {phase: len(r) for phase, r in rtts.items()}}
+        rows.append(Row(bench, f"slow path {host}->{vm} RTT during churn", "ms", Summary.of(rtts["churn"]),
+                        Summary.of(rtts["idle"]), "idle", "target <= 2x idle",
                         note=rtt_note if vm == OTHERS[0][0] else ""))
         rows.append(Row(bench, f"slow path {host}->{vm} RTT p90 during churn", "ms",
-                        Summary.of([percentile(rtts, 90)]), Summary.of([percentile(idle_rtts, 90)]), "idle",
-                        note=f"probes lost: {lost} during, {idle_lost} idle" if lost or idle_lost else ""))
+                        Summary.of([percentile(rtts["churn"], 90)]), Summary.of([percentile(rtts["idle"], 90)]),
+                        "idle", note=f"probes lost: {lost}" if any(lost.values()) else ""))
+        rows.append(Row(bench, f"slow path {host}->{vm} RTT, same flow mods into OVS alone", "ms",
+                        Summary.of(rtts["ovs"]), Summary.of(rtts["idle"]), "idle"))
+    for phase, key in (("idle", "cpu_percent_idle"), ("churn", "cpu_percent_during_churn"),
+                       ("OVS-alone baseline", "cpu_percent_ovs_baseline")):
+        rows.append(Row(bench, f"machine CPU busy, {phase}", "% of a core",
+                        Summary.of([raw[key].get(MACHINE, float("nan"))]),
+                        note=f"every process on the machine ({os.cpu_count()} CPUs = {100 * (os.cpu_count() or 1)}%), "
+                             "other users' included" if phase == "idle" else ""))
     for name in peak:
         rows.append(Row(bench, f"peak RSS (VmHWM) {name}", "MB", Summary.of([peak[name] / 1024]),
                         Summary.of([idle_rss[name] / 1024]), "VmHWM before the churn", "target < 1 GB",
