@@ -53,6 +53,8 @@ from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import msgspec
+from pyroute2 import IPRoute
+from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 log = logging.getLogger("routeflow.lab.churn")
 
@@ -173,8 +175,6 @@ def encode_change(route: ChurnRoute, add: bool, seq: int, proto: int = CHURN_PRO
     """The RTM_NEWROUTE (create, exclusive: a duplicate is an error) or RTM_DELROUTE of
     one churned route, as pyroute2 encodes it; the delete names the protocol, so the
     kernel removes only a route of ours."""
-    from pyroute2.netlink.rtnl.rtmsg import rtmsg
-
     network = ipaddress.IPv4Network(route.prefix)
     msg = rtmsg()
     msg["header"]["type"] = RTM_NEWROUTE if add else RTM_DELROUTE
@@ -254,8 +254,6 @@ class ChurnReport(msgspec.Struct, kw_only=True):
 def vm_gateways_and_subnets() -> tuple[list[str], list[ipaddress.IPv4Network]]:
     """This namespace's IPv4 subnets, and its resolved unicast IPv4 neighbours inside the
     subnet of the NIC they are on (the gateways; OSPF's multicast entries are not)."""
-    from pyroute2 import IPRoute
-
     resolved = 0x02 | 0x04 | 0x08 | 0x10 | 0x80  # REACHABLE STALE DELAY PROBE PERMANENT
     with IPRoute() as ipr:
         subnets: dict[int, list[ipaddress.IPv4Network]] = {}
@@ -273,8 +271,6 @@ def vm_gateways_and_subnets() -> tuple[list[str], list[ipaddress.IPv4Network]]:
 
 def kernel_prefixes(proto: int = CHURN_PROTO) -> list[str]:
     """The prefixes of the main table's routes of protocol ``proto``."""
-    from pyroute2 import IPRoute
-
     with IPRoute() as ipr:
         return sorted(f"{r.get_attr('RTA_DST')}/{r['dst_len']}"
                       for r in ipr.get_routes(family=socket.AF_INET, table=RT_TABLE_MAIN) if r["proto"] == proto)
@@ -282,8 +278,6 @@ def kernel_prefixes(proto: int = CHURN_PROTO) -> list[str]:
 
 def flush(proto: int = CHURN_PROTO) -> int:
     """Delete every main-table IPv4 route of ``proto`` (a previous run's); how many."""
-    from pyroute2 import IPRoute
-
     prefixes = kernel_prefixes(proto)
     with IPRoute() as ipr:
         for prefix in prefixes:
