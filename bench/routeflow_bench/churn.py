@@ -348,7 +348,8 @@ def rows(report: ChurnReport, clean_s: float | None, held: list[str], mods: int,
     rows.append(Row(bench, "flow mods/s achieved by the OVS-alone baseline", "1/s",
                     Summary.of([ovs["changes"] / ovs["seconds"]]), published=f"asked {report.rate:,.0f}/s",
                     note="one ovs-ofctl del-flows --strict and one add-flows every 0.1 s; fewer than asked when "
-                         "ovs-ofctl cannot keep up, which makes the baseline's RTT a floor of what OVS does"))
+                         "ovs-ofctl cannot keep up: then the baseline disturbs OVS with fewer flow mods than "
+                         "routeflow's churn did"))
     for phase, key in (("idle", "cpu_percent_idle"), ("churn", "cpu_percent_during_churn"),
                        ("OVS-alone baseline", "cpu_percent_ovs_baseline")):
         rows.append(Row(bench, f"machine CPU busy, {phase}", "% of a core",
