@@ -9,12 +9,12 @@ one of 64 next hops, one in ten via one of 32 ECMP select groups, a few
 blackholes and to-the-controller routes), then times, in this process, with
 no switch:
 
-- encode: the TableMod -> wire bytes with xids (os-ken: ``ofcodec.encode_table_mod``
-  plus ``set_xid``/``serialize`` as the controller used to; fast: ``ofwire.encode_table_mod``);
+- encode: the TableMod -> wire bytes with xids (os-ken: ``reference.encode_table_mod``
+  plus ``set_xid``/``serialize`` as the controller used to; fast: ``fast_encode.encode_table_mod``);
 - delete: the same for a TableMod deleting every flow;
 - decode: flow-stats replies of those flows, cut like Open vSwitch cuts them
-  (about 64 KiB each), -> ``Flow`` (os-ken: its parser plus ``ofcodec.flow_from_stats``;
-  fast: ``ofwire.decode_flow_stats``);
+  (about 64 KiB each), -> ``Flow`` (os-ken: its parser plus ``reference.flow_from_stats``;
+  fast: ``fast_decode.decode_flow_stats``);
 - group decode: a group-desc reply of the groups.
 
 Both paths must produce identical bytes and values (checked on what os-ken did).
@@ -36,7 +36,10 @@ from typing import Any
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from routeflow.controller import ofcodec, ofwire
+from routeflow.controller.openflow import reference
+from routeflow.controller.openflow.errors import STATS
+from routeflow.controller.openflow.fast_decode import decode_flow_stats, decode_group_desc, reply_body_span
+from routeflow.controller.openflow.fast_encode import encode_table_mod
 from routeflow.model import CONTROLLER, DEC_TTL, Flow, Group, group, match, output, set_field
 from routeflow.protocol.messages import TableMod
 
@@ -66,7 +69,7 @@ def table(flows: int) -> tuple[list[Flow], list[Group]]:
 
 
 def os_ken_encode(mod: TableMod) -> bytes:
-    messages, errors = ofcodec.encode_table_mod(mod)
+    messages, errors = reference.encode_table_mod(mod)
     assert not errors
     xids = itertools.count(1)
     out = bytearray()
@@ -78,7 +81,7 @@ def os_ken_encode(mod: TableMod) -> bytes:
 
 
 def fast_encode(mod: TableMod) -> bytes:
-    chunks, _, errors = ofwire.encode_table_mod(mod, itertools.count(1).__next__)
+    chunks, _, errors = encode_table_mod(mod, itertools.count(1).__next__)
     assert not errors
     return b"".join(chunks)
 
@@ -93,7 +96,7 @@ def stats_replies(wire: bytes) -> list[bytes]:
             table_id, priority = wire[offset + 24], struct.unpack_from("!H", wire, offset + 30)[0]
             rest = wire[offset + 48:offset + length]
             entries.append(struct.pack(ofp.OFP_FLOW_STATS_0_PACK_STR, 48 + len(rest), table_id, 100, 0, priority,
-                                       0, 0, 0, ofcodec.ROUTEFLOW_COOKIE, 12345, 1234567) + rest)
+                                       0, 0, 0, reference.ROUTEFLOW_COOKIE, 12345, 1234567) + rest)
         offset += length
     return pack_replies(ofp.OFPMP_FLOW, entries)
 
@@ -101,7 +104,7 @@ def stats_replies(wire: bytes) -> list[bytes]:
 def group_replies(groups: list[Group]) -> list[bytes]:
     entries = []
     for grp in groups:
-        mod = ofcodec.group_add(grp)
+        mod = reference.group_add(grp)
         mod.set_xid(0)
         mod.serialize()
         body = bytes(mod.buf[16:])
@@ -127,19 +130,19 @@ _OS_KEN_MULTIPART = getattr(parser._MSG_PARSERS[ofp.OFPT_MULTIPART_REPLY], "orig
 def os_ken_decode(replies: list[bytes]) -> list[Any]:
     out: list[Any] = []
     for buf in replies:
-        msg = _OS_KEN_MULTIPART(ofcodec.STANDALONE, 4, ofp.OFPT_MULTIPART_REPLY, len(buf), 7, buf)
+        msg = _OS_KEN_MULTIPART(reference.STANDALONE, 4, ofp.OFPT_MULTIPART_REPLY, len(buf), 7, buf)
         if msg.type == ofp.OFPMP_FLOW:
-            out += [ofcodec.flow_from_stats(s) for s in msg.body]
+            out += [reference.flow_from_stats(s) for s in msg.body]
         else:
-            out += [ofcodec.group_from_stats(s) for s in msg.body]
+            out += [reference.group_from_stats(s) for s in msg.body]
     return out
 
 
 def fast_decode(replies: list[bytes]) -> list[Any]:
     out: list[Any] = []
     for buf in replies:
-        kind, end = ofwire.reply_body_span(buf)
-        out += (ofwire.decode_flow_stats if kind == ofp.OFPMP_FLOW else ofwire.decode_group_desc)(buf, end=end)
+        kind, end = reply_body_span(buf)
+        out += (decode_flow_stats if kind == ofp.OFPMP_FLOW else decode_group_desc)(buf, end=end)
     return out
 
 
@@ -196,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'operation':<20} {'entries':>8} {'os-ken/s':>10} {'fast/s':>10} {'ratio':>7} {'1M fast':>8}")
     for name, count, slow_rate, fast_rate, ratio, secs in rows:
         print(f"{name:<20} {count:>8} {slow_rate:>10.0f} {fast_rate:>10.0f} {ratio:>6.1f}x {secs:>7.1f}s")
-    print(f"fast-path fallbacks to os-ken: {ofwire.STATS.fallback}")
+    print(f"fast-path fallbacks to os-ken: {STATS.fallback}")
     return 0
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from routeflow.controller import ofcodec
+from routeflow.controller.openflow import reference
 from routeflow.model import (
     CONTROLLER,
     DEC_TTL,
@@ -268,8 +268,8 @@ def of_entries() -> tuple[list[bytes], list[bytes]]:
     """(flow-stats entries, group-desc entries): routeflow's shapes, foreign ones, nested
     Nicira actions, and every entry of the Open vSwitch capture."""
     apply = parser.OFPInstructionActions
-    flows = [_flow_stats_entry(ofcodec.flow_add(f)) for f in SEED_FLOWS]
-    flows += [_flow_stats_entry(parser.OFPFlowMod(ofcodec.STANDALONE, table_id=0, priority=6, match=m,
+    flows = [_flow_stats_entry(reference.flow_add(f)) for f in SEED_FLOWS]
+    flows += [_flow_stats_entry(parser.OFPFlowMod(reference.STANDALONE, table_id=0, priority=6, match=m,
                                                   instructions=i)) for m, i in [
         (parser.OFPMatch(in_port=1), [apply(ofp.OFPIT_APPLY_ACTIONS, [_nx_ct(parser.OFPActionOutput(2, 0))])]),
         (parser.OFPMatch(metadata=(5, 0xFF)), [parser.OFPInstructionWriteMetadata(1, 0xFF),
@@ -277,10 +277,10 @@ def of_entries() -> tuple[list[bytes], list[bytes]]:
         (parser.OFPMatch(eth_type=0x800, ipv4_dst=("10.0.0.0", "255.0.255.0")),
          [apply(ofp.OFPIT_WRITE_ACTIONS, [parser.OFPActionGroup(3)])]),
     ]]
-    groups = [_group_desc_entry(ofcodec.group_add(g)) for g in SEED_GROUPS]
+    groups = [_group_desc_entry(reference.group_add(g)) for g in SEED_GROUPS]
     bucket = parser.OFPBucket(1, ofp.OFPP_ANY, ofp.OFPG_ANY,
                               [parser.OFPActionPushVlan(), _nx_ct(parser.OFPActionOutput(2, 0))])
-    groups.append(_group_desc_entry(parser.OFPGroupMod(ofcodec.STANDALONE, ofp.OFPGC_ADD, ofp.OFPGT_SELECT, 5,
+    groups.append(_group_desc_entry(parser.OFPGroupMod(reference.STANDALONE, ofp.OFPGC_ADD, ofp.OFPGT_SELECT, 5,
                                                        [bucket])))
     for reply in of_golden_replies():
         kind = struct.unpack_from("!H", reply, 8)[0]

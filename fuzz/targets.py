@@ -11,13 +11,14 @@ server_core            event sequences (peers connecting and leaving, every mess
                        ticks, status) -> ``ServerCore``: no exception ever (the core documents
                        none), every datapath's table computable, every command it emits encodable
                        and accepted by its peer's decoder
-openflow_replies       bytes -> ``ofwire.decode_flow_stats`` / ``decode_group_desc`` /
+openflow_replies       bytes -> ``fast_decode.decode_flow_stats`` / ``decode_group_desc`` /
                        ``reply_body_span``: values or ``DecodeError``, no more values than the
                        bytes allow
-openflow_messages      a switch's message -> os-ken's parser behind ``ofwire.install_parser_guards``
+openflow_messages      a switch's message -> os-ken's parser behind ``guards.install_parser_guards``
                        (and ``install_raw_stats_replies``): a message or None, never an exception;
                        a lazy multipart body reads or raises ``DecodeError``
-netlink                datagrams -> ``rtnetlink.messages`` / ``route`` / ``nexthop`` and
+netlink                datagrams -> ``netlink.messages`` / ``route`` / ``nexthop`` (a record or None),
+                       ``link`` / ``address`` / ``neighbour`` (that, or ``Malformed``), and
                        ``FibState.apply_datagram`` then ``take_delta``, ``fib``, ``resync``: never
                        raises (optionally on top of a golden dump's state)
 frames                 bytes -> ``lldp.parse_probe`` (None or a probe), ``mapping.decode`` (a packet
@@ -57,13 +58,14 @@ from fuzz import seeds
 from fuzz.engine import Target
 from fuzz.strategies import LengthField, any_int, for_type, loose_messages, messages_of, msgpack_values, mutated
 from routeflow import model
-from routeflow.client import rtnetlink
+from routeflow.client import netlink as rtnl
 from routeflow.client.fib import FibState
 from routeflow.config.loader import load_config, parse_config
 from routeflow.config.safe_yaml import parse_yaml
 from routeflow.config.schema import Config
-from routeflow.controller import ofwire
 from routeflow.controller.classify import traffic_kind
+from routeflow.controller.openflow import fast_decode, guards
+from routeflow.controller.openflow.errors import DecodeError
 from routeflow.errors import ConfigError
 from routeflow.lab.topology import load_topology, parse_topology
 from routeflow.model import Flow
@@ -624,21 +626,21 @@ def of_length_fields(buf: bytes) -> list[LengthField]:
 
 def check_openflow_replies(buf: bytes) -> None:
     try:
-        _, end = _stage("reply_body_span", lambda: ofwire.reply_body_span(buf))
-    except ofwire.DecodeError:
+        _, end = _stage("reply_body_span", lambda: fast_decode.reply_body_span(buf))
+    except DecodeError:
         end = None
     body = max(len(buf) - 16, 0)
     for stop in {None, end}:
         try:
-            flows = _stage("decode_flow_stats", lambda: ofwire.decode_flow_stats(buf, end=stop))
+            flows = _stage("decode_flow_stats", lambda: fast_decode.decode_flow_stats(buf, end=stop))
             assert len(flows) <= body // 56 and all(isinstance(f, Flow) for f in flows), flows
-        except ofwire.DecodeError:
+        except DecodeError:
             pass
         try:
-            groups = _stage("decode_group_desc", lambda: ofwire.decode_group_desc(buf, end=stop))
+            groups = _stage("decode_group_desc", lambda: fast_decode.decode_group_desc(buf, end=stop))
             assert len(groups) <= body // 8, groups
             assert sum(len(a) for g in groups for a in g.buckets) <= body // 8, groups
-        except ofwire.DecodeError:
+        except DecodeError:
             pass
 
 
@@ -646,7 +648,7 @@ def openflow_replies() -> Target:
     small = seeds.of_small_replies()
     return Target(
         name="openflow_replies",
-        doc="ofwire.decode_flow_stats / decode_group_desc / reply_body_span on switch replies",
+        doc="fast_decode.decode_flow_stats / decode_group_desc / reply_body_span on switch replies",
         strategy=st.one_of(
             mutated(small, fields=of_length_fields, orders=("big",)),
             mutated(small, fields=of_length_fields, orders=("big",)),
@@ -678,8 +680,8 @@ _DATAPATH = FuzzDatapath()
 
 @functools.cache
 def _install_guards() -> None:
-    ofwire.install_raw_stats_replies()
-    ofwire.install_parser_guards()
+    guards.install_raw_stats_replies()
+    guards.install_parser_guards()
 
 
 def check_openflow_messages(data: bytes) -> None:
@@ -695,17 +697,17 @@ def check_openflow_messages(data: bytes) -> None:
     if msg is None:
         return
     body = getattr(msg, "body", None)
-    if isinstance(body, ofwire.LazyBody):
+    if isinstance(body, guards.LazyBody):
         try:
             _stage("LazyBody", lambda: len(body))
-        except ofwire.DecodeError:
+        except DecodeError:
             pass
         try:
             if msg.type == ofp.OFPMP_FLOW:
-                _stage("decode_flow_stats", lambda: ofwire.decode_flow_stats(msg.buf, end=msg.msg_len))
+                _stage("decode_flow_stats", lambda: fast_decode.decode_flow_stats(msg.buf, end=msg.msg_len))
             else:
-                _stage("decode_group_desc", lambda: ofwire.decode_group_desc(msg.buf, end=msg.msg_len))
-        except ofwire.DecodeError:
+                _stage("decode_group_desc", lambda: fast_decode.decode_group_desc(msg.buf, end=msg.msg_len))
+        except DecodeError:
             pass
     if msg_type == ofp.OFPT_PACKET_IN:
         _stage("traffic_kind", lambda: traffic_kind(bytes(msg.data)))
@@ -719,7 +721,7 @@ def openflow_messages() -> Target:
     messages = seeds.of_messages()
     return Target(
         name="openflow_messages",
-        doc="os-ken's parsing of a switch's messages behind ofwire's parser guards",
+        doc="os-ken's parsing of a switch's messages behind the parser guards of routeflow.controller.openflow.guards",
         strategy=st.one_of(
             mutated(messages, fields=_of_header_fields, orders=("big",)),
             mutated(messages, fields=_of_header_fields, orders=("big",)),
@@ -749,7 +751,7 @@ def netlink_length_fields(data: bytes) -> list[LengthField]:
             if length < 4:
                 return
             payload, stop = pos + 4, min(pos + length, end)
-            if kind & 0x3FFF == rtnetlink.RTA_MULTIPATH:
+            if kind & 0x3FFF == rtnl.ATTRIBUTE["RTA_MULTIPATH"]:
                 leg = payload
                 while leg + 8 <= stop:
                     (leg_len,) = struct.unpack_from("=H", data, leg)
@@ -784,23 +786,36 @@ def _base_states() -> list[FibState]:
 def _fib_state(base: int) -> FibState:
     if base < 0:
         return FibState()
-    state = _base_states()[base % len(_base_states())]
-    marshal = state._marshal  # shared (it holds a lock, and no state of a datagram's)
-    return copy.deepcopy(state, {id(marshal): marshal})
+    return copy.deepcopy(_base_states()[base % len(_base_states())])
+
+
+#: The decoders that reject a malformed message with Malformed, and the record each returns.
+_NL_RECORDS: dict[int, tuple[Callable[[bytes, int, int], Any], type]] = {
+    rtnl.RTM_NEWLINK: (rtnl.link, rtnl.Link), rtnl.RTM_DELLINK: (rtnl.link, rtnl.Link),
+    rtnl.RTM_NEWADDR: (rtnl.address, rtnl.Address), rtnl.RTM_DELADDR: (rtnl.address, rtnl.Address),
+    rtnl.RTM_NEWNEIGH: (rtnl.neighbour, rtnl.NeighbourEntry), rtnl.RTM_DELNEIGH: (rtnl.neighbour, rtnl.NeighbourEntry),
+}
 
 
 def check_netlink(value: tuple[int, list[bytes]]) -> None:
     base, datagrams = value
     state = _fib_state(base)
     for data in datagrams:
-        for kind, _, start, end in _stage("rtnetlink.messages", lambda: list(rtnetlink.messages(data))):
+        for kind, _, start, end in _stage("netlink.messages", lambda: list(rtnl.messages(data))):
             assert 0 <= start < end <= len(data), (start, end)
-            if kind in (rtnetlink.RTM_NEWROUTE, rtnetlink.RTM_DELROUTE):
-                decoded = _stage("rtnetlink.route", lambda: rtnetlink.route(data, start, end))
-                assert decoded is None or isinstance(decoded, rtnetlink.KernelRoute)
-            elif kind in (rtnetlink.RTM_NEWNEXTHOP, rtnetlink.RTM_DELNEXTHOP):
-                obj = _stage("rtnetlink.nexthop", lambda: rtnetlink.nexthop(data, start, end))
-                assert obj is None or isinstance(obj, rtnetlink.NexthopObject)
+            if kind in (rtnl.RTM_NEWROUTE, rtnl.RTM_DELROUTE):
+                decoded = _stage("netlink.route", lambda: rtnl.route(data, start, end))
+                assert decoded is None or isinstance(decoded, rtnl.KernelRoute)
+            elif kind in (rtnl.RTM_NEWNEXTHOP, rtnl.RTM_DELNEXTHOP):
+                obj = _stage("netlink.nexthop", lambda: rtnl.nexthop(data, start, end))
+                assert obj is None or isinstance(obj, rtnl.NexthopObject)
+            elif kind in _NL_RECORDS:
+                decode, record = _NL_RECORDS[kind]
+                try:
+                    decoded = _stage(f"netlink.{decode.__name__}", lambda: decode(data, start, end))
+                except rtnl.Malformed:
+                    continue
+                assert decoded is None or isinstance(decoded, record)
         _stage("FibState.apply_datagram", lambda: state.apply_datagram(data))
         _stage("FibState.take_delta", state.take_delta)
     _stage("FibState.fib", state.fib)
@@ -821,7 +836,7 @@ def netlink() -> Target:
     )
     return Target(
         name="netlink",
-        doc="rtnetlink decoders and FibState.apply_datagram / take_delta / resync on kernel datagrams",
+        doc="netlink decoders and FibState.apply_datagram / take_delta / resync on kernel datagrams",
         strategy=st.tuples(st.sampled_from([-1, -1, -1, *range(len(dumps))]), st.lists(one, min_size=1, max_size=4)),
         check=check_netlink,
         seeds=lambda: [(-1, list(dump)) for dump in dumps] + [(0, step) for step in seeds.netlink_event_steps()],

@@ -2,7 +2,8 @@
 # Install and start what routeflow needs on Debian 12, idempotently (run as root).
 set -euo pipefail
 
-PACKAGES=(openvswitch-switch frr bird2 iproute2 iputils-ping traceroute tcpdump procps python3-venv)
+# chromium and its driver: the web view's browser test (headless, offline).
+PACKAGES=(openvswitch-switch frr bird2 iproute2 iputils-ping traceroute tcpdump procps python3-venv chromium chromium-driver)
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "setup-system: must run as root (namespaces, Open vSwitch, FRR)" >&2

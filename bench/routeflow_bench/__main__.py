@@ -26,12 +26,12 @@ import traceback
 from pathlib import Path
 
 from routeflow.harness import LOCK_HELD_ENV
-from routeflow_bench import bgp, churn, faucet, faucet_bgp, install, recovery, resilience, table1, tls
+from routeflow_bench import api, bgp, churn, faucet, faucet_bgp, install, recovery, resilience, table1, tls
 from routeflow_bench.common import WORK_DIR, Context, leftovers, remove_prefixed, snapshot, stack_lock
 from routeflow_bench.report import Row, format_table, write_json
 
 BENCHMARKS = {"table1": table1, "install": install, "bgp": bgp, "recovery": recovery, "faucet": faucet,
-              "faucet-bgp": faucet_bgp, "tls": tls, "resilience": resilience,
+              "faucet-bgp": faucet_bgp, "tls": tls, "resilience": resilience, "api": api,
               "churn": churn}
 RESULTS = WORK_DIR / "results"
 

@@ -41,7 +41,7 @@ from typing import Any
 
 import msgspec
 
-from routeflow.client.fib import proto_name
+from routeflow.client.netlink import proto_name
 from routeflow.harness import Stack, ping, wait_for
 from routeflow.lab import churn
 from routeflow.lab.churn import ChurnOptions, ChurnPlan, ChurnReport, ChurnRoute, due

@@ -44,38 +44,27 @@ crosses the RF-protocol: TLS on the RF-protocol cannot change it. Only a port-id
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import shutil
-import socket
-import subprocess
-import sys
-import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import yaml
-
-from routeflow.model import Fib, FlowKey, Interface, Neighbour, NextHop, PortDesc, Route
+from routeflow.model import Route
 from routeflow.protocol.messages import (
-    ControllerStats,
-    DatapathJoin,
-    DumpTable,
     FibDelta,
-    FibSnapshot,
-    Goodbye,
-    StatsRequest,
     StatusReply,
     StatusRequest,
-    TableDump,
-    TableMod,
 )
-from routeflow.protocol.transport import Address, BlockingSession, load_credential, parse_address
+from routeflow.protocol.transport import Address, BlockingSession, load_credential
 from routeflow_bench.common import Context
 from routeflow_bench.report import Row
+from routeflow_bench.rfpeers import (
+    cpu_seconds,
+    rf_server,
+    routes,
+    status,
+    synced_peers,
+)
 from routeflow_bench.stats import Summary, median, percentile
 
 #: No switch, namespace or shared socket: this benchmark needs no stack lock.
@@ -97,167 +86,6 @@ NOTE_OPEN = ("session open: BlockingSession as the CLI opens one (credential rea
 NOTE_CPU = ("CPU time (not wall time, so less sensitive to other load): the server process from "
             "/proc/PID/task/*/schedstat, the peers (threads of the benchmark process) from process_time(), "
             "over the timed adds or requests")
-
-VM = "rA"
-DPID = 1
-PORTS = (PortDesc(1, "p1", "aa:00:00:00:00:01", True), PortDesc(2, "p2", "aa:00:00:00:00:02", True))
-INTERFACES = (Interface("eth1", "02:00:00:00:00:01", True, ("172.31.1.1/24",)),
-              Interface("eth2", "02:00:00:00:00:02", True, ("172.31.2.1/24",)))
-NEIGHBOURS = (Neighbour("eth1", "172.31.1.2", "0a:00:00:00:00:01"),
-              Neighbour("eth2", "172.31.2.2", "0a:00:00:00:00:02"))
-
-
-def prefix(i: int) -> str:
-    return f"{10 + (i >> 16)}.{(i >> 8) & 255}.{i & 255}.0/24"
-
-
-def routes(n: int) -> list[Route]:
-    """N /24 routes, a third each via eth1, via eth2 and ECMP over both."""
-    hops = [(NextHop("eth1", "172.31.1.2"),), (NextHop("eth2", "172.31.2.2"),),
-            (NextHop("eth1", "172.31.1.2"), NextHop("eth2", "172.31.2.2"))]
-    return [Route(prefix(i), hops[i % 3], proto="bgp") for i in range(n)]
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time of every thread of process ``pid`` so far (``/proc/PID/task/*/schedstat``,
-    nanoseconds); NaN if unreadable."""
-    try:
-        return sum(int(p.read_text().split()[0]) for p in Path(f"/proc/{pid}/task").glob("*/schedstat")) / 1e9
-    except (OSError, ValueError, IndexError):
-        return float("nan")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-# --- the server --------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def rf_server(ctx: Context) -> Iterator[tuple[dict[str, Address], Path, int]]:
-    """A real RF-Server process on a tcp: and a tls: loopback listener; its addresses by
-    transport, its key directory and its pid. Killed, and its key directory removed, on exit."""
-    work = Path(tempfile.mkdtemp(prefix="routeflow-bench-tls-"))
-    addresses = {"tcp": parse_address(f"tcp:127.0.0.1:{free_port()}"),
-                 "tls": parse_address(f"tls:127.0.0.1:{free_port()}")}
-    keys = work / "keys"
-    config = {
-        "manage_vms": False,
-        "listen": [str(addresses["tcp"]), str(addresses["tls"])],
-        "vms": [{"name": VM, "dpid": DPID, "engine": "none", "interfaces": [
-            {"name": "eth1", "port": 1, "addresses": ["172.31.1.1/24"]},
-            {"name": "eth2", "port": 2, "addresses": ["172.31.2.1/24"]}]}],
-    }
-    (work / "routeflow.yaml").write_text(yaml.safe_dump(config))
-    log_path = ctx.run_dir / "tls-server.log"
-    proc: subprocess.Popen[bytes] | None = None
-    try:
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "routeflow", "server", str(work / "routeflow.yaml"),
-                                     "--keys", str(keys)], stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        for transport in TRANSPORTS:
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"the RF-Server exited {proc.returncode}: {log_path.read_text()[-2000:]}")
-                try:
-                    BlockingSession(addresses[transport], "operator", "bench", keys=keys).close()
-                    break
-                except Exception as exc:  # noqa: BLE001 - not listening yet, keys not made yet
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(f"the RF-Server does not serve {addresses[transport]}: {exc}") from None
-                    time.sleep(0.05)
-        yield addresses, keys, proc.pid
-    finally:
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-        shutil.rmtree(work, ignore_errors=True)
-
-
-# --- fake peers ----------------------------------------------------------------------
-
-
-class FakeController:
-    """A controller that has joined datapath 1: answers DumpTable (an empty switch) and
-    StatsRequest, and keeps the flow table the server's TableMods make, counting the flows
-    of ``targets`` (route prefixes) in it. All reads and writes on its own thread."""
-
-    def __init__(self, address: Address, keys: Path, targets: frozenset[str]) -> None:
-        self.targets = targets
-        self.flows: set[FlowKey] = set()
-        self.route_flows = 0
-        #: perf_counter() of the last TableMod applied.
-        self.changed_at = 0.0
-        self.error: BaseException | None = None
-        self.cond = threading.Condition()
-        self.session = BlockingSession(address, "controller", "bench", keys=keys)
-        self.session.settimeout(None)
-        self.session.send(DatapathJoin(DPID, PORTS))
-        self._thread = threading.Thread(target=self._run, name="bench-tls-controller", daemon=True)
-        self._thread.start()
-
-    def _is_route(self, key: FlowKey) -> bool:
-        return any(field == "ipv4_dst" and value in self.targets for field, value in key.match)
-
-    def _run(self) -> None:
-        try:
-            while True:
-                msg = self.session.receive()
-                if isinstance(msg, TableMod):
-                    with self.cond:
-                        for flow in msg.add:
-                            key = flow.key
-                            if key not in self.flows:
-                                self.flows.add(key)
-                                self.route_flows += self._is_route(key)
-                        for key in msg.delete:
-                            if key in self.flows:
-                                self.flows.discard(key)
-                                self.route_flows -= self._is_route(key)
-                        self.changed_at = time.perf_counter()
-                        self.cond.notify_all()
-                elif isinstance(msg, DumpTable):
-                    self.session.send(TableDump(msg.request_id, msg.dpid, (), ()))
-                elif isinstance(msg, StatsRequest):
-                    self.session.send(ControllerStats(msg.request_id, {}, {}))
-                elif isinstance(msg, Goodbye):
-                    raise ConnectionError(f"the server said goodbye: {msg.reason}")
-        except Exception as exc:  # noqa: BLE001 - closed (ours or the server's) or broken
-            with self.cond:
-                self.error = exc
-                self.cond.notify_all()
-
-    def wait(self, check: Callable[[], bool], timeout: float, what: str) -> float:
-        """Wait until ``check()`` (called under the lock); when the last TableMod came."""
-        with self.cond:
-            if not self.cond.wait_for(lambda: check() or self.error is not None, timeout):
-                raise TimeoutError(f"{what}: not within {timeout:.0f} s ({self.route_flows} route flows)")
-            if not check():
-                raise RuntimeError(f"{what}: controller session ended: {self.error}")
-            return self.changed_at
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.session.sock.shutdown(socket.SHUT_RDWR)  # wakes the reading thread
-        self._thread.join(10)
-        self.session.close()
-
-
-def status(session: BlockingSession, request_id: int) -> dict[str, Any]:
-    session.send(StatusRequest(request_id, detail=False))
-    while True:
-        msg = session.receive()
-        if isinstance(msg, StatusReply) and msg.request_id == request_id:
-            return msg.status
-
 
 # --- one repeat over one transport -----------------------------------------------------
 
@@ -302,26 +130,8 @@ def measure_throughput(address: Address, keys: Path, server_pid: int, control: B
     and the two peers (this process), in microseconds per route."""
     n = len(batch)
     timeout = 120 + n / 500
-    controller = FakeController(address, keys, targets)
-    client: BlockingSession | None = None
+    controller, client = synced_peers(address, keys, control, ids, targets)
     try:
-        client = BlockingSession(address, "client", VM, keys=keys)
-        client.send(FibSnapshot(Fib(INTERFACES, (), NEIGHBOURS)))
-        # The start line: the VM synced with no routes, and the controller holding every flow
-        # the server believes it holds (the base table, sent after the dump).
-        deadline = time.monotonic() + 60
-        while True:
-            doc = status(control, next(ids))
-            vm = doc["vms"][0]
-            dp = next(d for d in doc["datapaths"] if d["dpid"] == f"{DPID:#x}")
-            with controller.cond:
-                held = len(controller.flows)
-            if (doc["controller_connected"] and vm["synced"] and vm["client_connected"] and vm["route_count"] == 0
-                    and dp["connected"] and dp["flow_count"] > 0 and dp["flow_count"] == held):
-                break
-            if controller.error is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"no start line over {address}: controller {controller.error}, status {vm} {dp}")
-            time.sleep(0.02)
         server_cpu, peer_cpu = cpu_seconds(server_pid), time.process_time()
         t = time.perf_counter()
         for i in range(0, n, BATCH):
@@ -336,8 +146,7 @@ def measure_throughput(address: Address, keys: Path, server_pid: int, control: B
         return {"add": added, "withdraw": n / (done - t), "server_cpu_us": server_cpu / n * 1e6,
                 "peer_cpu_us": peer_cpu / n * 1e6}
     finally:
-        if client is not None:
-            client.close()
+        client.close()
         controller.close()
 
 
@@ -359,7 +168,7 @@ def run(ctx: Context) -> list[Row]:
 
     ctx.say(f"tls: one RF-Server on tcp: and tls:; {ctx.repeat} repeats x (sizes {sizes}, {opens} opens, "
             f"{requests} requests) per transport")
-    with rf_server(ctx) as (addresses, keys, pid):
+    with rf_server(ctx, TRANSPORTS) as (addresses, keys, pid):
         control = BlockingSession(addresses["tcp"], "operator", "bench-control", keys=keys)
         try:
             # Warm-up, not counted: the server's first routes, both transports' first handshakes.

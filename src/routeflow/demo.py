@@ -42,9 +42,11 @@ def run_demo(example: str = "rftest2", keep: bool = False) -> int:
             _say(stack.log_tails(25))
         if keep and ok:
             stack.keep()
+            http = stack.config.http.listen
             _say(f"\nleft running (logs in {run_dir}). Explore with `.venv/bin/routeflow status`, "
-                 "`routeflow verify`, `ip netns exec h1 ping 172.31.4.100`; stop it all with "
-                 "`.venv/bin/routeflow demo --stop` (or `make demo-stop`).")
+                 "`routeflow verify`, `ip netns exec h1 ping 172.31.4.100`"
+                 + (f", the web view at http://{http}/ (API under /api/v1/, metrics at /metrics)" if http else "")
+                 + "; stop it all with `.venv/bin/routeflow demo --stop` (or `make demo-stop`).")
         else:
             _say("tearing down")
             stack.stop()

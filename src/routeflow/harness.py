@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
@@ -320,6 +321,18 @@ class Stack:
         except TimeoutError:
             raise TimeoutError("verify not clean:\n" + "\n".join(last[0].differences)) from None
         return last[0]
+
+    def http(self, path: str, timeout: float = 10.0) -> bytes:
+        """The body of ``GET path`` (``/api/v1/vms``, ``/metrics``) from the server's HTTP surface."""
+        listen = self.config.http.listen
+        if listen is None:
+            raise RuntimeError(f"{self.config_path}: the server has no HTTP surface (http.listen is off)")
+        with urllib.request.urlopen(f"http://{listen}{path}", timeout=timeout) as response:
+            return bytes(response.read())
+
+    def api(self, path: str) -> Any:
+        """The JSON of the REST API's ``path`` (``/vms``: ``/api/v1/vms``)."""
+        return json.loads(self.http("/api/v1" + path))
 
     def flows(self, dpid: str) -> list[str]:
         """The flows the server believes datapath ``dpid`` (``"0x1"``) holds, as text."""

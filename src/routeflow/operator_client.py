@@ -10,7 +10,11 @@ printing them is the CLI's job (:mod:`routeflow.cli.render`).
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +85,33 @@ class OperatorClient:
         if not isinstance(reply, (StatusReply, VerifyReply)):
             raise ServerUnreachable(self.server, f"unexpected reply {type(reply).__name__}")
         return reply
+
+
+#: How long one long poll of ``events`` waits for news before asking again.
+EVENTS_POLL = 30.0
+
+
+def events(http: str, since: int = 0, follow: bool = False) -> Iterator[dict[str, Any]]:
+    """The server's events after number ``since``, from its HTTP surface at ``http``
+    (``HOST:PORT``); with ``follow``, on and on as they happen (long polls). A gap the
+    server's log no longer holds comes as ``{"kind": "missed", "missed": N}``."""
+    while True:
+        url = f"http://{http}/api/v1/events?since={since}&wait={EVENTS_POLL if follow else 0:g}"
+        try:
+            with urllib.request.urlopen(url, timeout=EVENTS_POLL + 10) as response:
+                page = json.loads(response.read())
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise ServerUnreachable(f"http://{http}", getattr(exc, "reason", exc)) from exc
+        if page["last"] < since:  # a new server: its numbers start again
+            since = 0
+            continue
+        if page["missed"]:
+            yield {"kind": "missed", "missed": page["missed"]}
+        for event in page["events"]:
+            since = event["seq"]
+            yield event
+        if not follow and not page["events"]:
+            return
 
 
 def status_problems(doc: dict[str, Any]) -> list[str]:

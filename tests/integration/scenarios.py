@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from routeflow.harness import CONVERGE_TIMEOUT, Stack, ping, route_device, wait_for
@@ -73,13 +74,16 @@ def _reconverged(stack: Stack, virtual: bool) -> None:
     stack.wait_verify_clean()
 
 
-def cut_reroutes_and_restores(stack: Stack) -> None:
-    """Cut A-B (carrier lost): the mirrored NICs go down at once and traffic reroutes."""
+def cut_reroutes_and_restores(stack: Stack, while_cut: Callable[[], None] | None = None) -> None:
+    """Cut A-B (carrier lost): the mirrored NICs go down at once and traffic reroutes;
+    ``while_cut`` looks at the stack once it has, before A-B is restored."""
     wait_for(_via_a_b, CONVERGE_TIMEOUT, 0.2)  # after an earlier cut, OSPF may still be returning to A-B
     network.set_link("A-B", "down", state_path=stack.lab_state)
     try:
         wait_for(lambda: _cut_port_mirrored(stack), 10, 0.2)
         _rerouted(stack)
+        if while_cut is not None:
+            while_cut()
     finally:
         network.set_link("A-B", "up", state_path=stack.lab_state)
     _reconverged(stack, stack.config.vms[0].routing_plane == "virtual")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from routeflow.client.fib import proto_name
+from routeflow.client.netlink import proto_name
 from routeflow.harness import Stack, ping, running
 from routeflow.lab import churn
 from routeflow.lab.churn import CHURN_PROTO, DEFAULT_TABLE, ChurnOptions

@@ -17,7 +17,9 @@ import sys
 import time
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from tests.integration.scenarios import (
+    A_B_NICS,
     cut_reroutes_and_restores,
     kill_daemon_under_ping,
     silence_reroutes_and_restores,
@@ -26,6 +28,7 @@ from tests.integration.scenarios import (
 )
 
 from routeflow.harness import CONVERGE_TIMEOUT, Stack, captured, example_variant, ping, running, wait_for
+from routeflow.lab import network
 
 pytestmark = pytest.mark.integration
 #: Link-discovery probe interval of the virtual plane: a silent link is unwired after 3.5 of them.
@@ -119,8 +122,37 @@ def test_rftest2_ecmp_uses_both_equal_cost_paths(rftest2):
     assert sum(sent.values()) >= 200 and min(sent.values()) >= 20, sent
 
 
+def _samples(stack: Stack) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = stack.http("/metrics").decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+#: sA's port 3, cabled to sB: what the A-B cut takes down.
+SA_PORT3 = ("routeflow_port_status", (("dp_id", "0x1"), ("dp_name", "rA"), ("port", "3"), ("port_name", "sA-p3")))
+
+
 def test_rftest2_link_cut_reroutes_and_restores(rftest2):
-    cut_reroutes_and_restores(rftest2)
+    """...and the operator's HTTP surface follows: the REST API lists the switches, the
+    port's metric turns 0 during the cut and 1 after, and the events say so."""
+    datapaths = {d["dpid"]: d for d in rftest2.api("/datapaths")["datapaths"]}
+    assert all(datapaths[f"{i:#x}"]["connected"] for i in range(1, 5)) and len(datapaths) == 5
+    routes = rftest2.api("/vms/rA/routes?q=172.31.4.0")["routes"]
+    assert [r["prefix"] for r in routes] == ["172.31.4.0/24"]
+    assert rftest2.api("/openapi.json")["openapi"].startswith("3.")
+    before = _samples(rftest2)
+    assert before[SA_PORT3] == 1 and before[("routeflow_vm_client_connected", (("vm", "rA"),))] == 1
+    since = rftest2.api("/events")["last"]
+    during: dict = {}
+    cut_reroutes_and_restores(rftest2, while_cut=lambda: during.update(_samples(rftest2)))
+    assert during[SA_PORT3] == 0
+    wait_for(lambda: _samples(rftest2)[SA_PORT3] == 1, 10, 0.2)
+    kinds = {(e["kind"], e["dpid"]) for e in rftest2.api(f"/events?since={since}")["events"]}
+    assert {("port_down", "0x1"), ("port_up", "0x1"), ("routes", None)} <= kinds
+    after = _samples(rftest2)
+    dp = (("dp_id", "0x1"), ("dp_name", "rA"))
+    assert after[("routeflow_flow_mods_sent_total", dp)] > before[("routeflow_flow_mods_sent_total", dp)]
+    assert after[("routeflow_route_to_flow_seconds_count", ())] > before[("routeflow_route_to_flow_seconds_count", ())]
 
 
 def test_rftest2_silent_link_failure_reroutes_and_restores(rftest2):
@@ -230,6 +262,61 @@ def test_rftest2_zebra_killed_and_restarted_leaves_no_stale_flow(rftest2):
     wait_for(rftest2.all_pairs_ok, CONVERGE_TIMEOUT, 0.5)
 
 
+@pytest.fixture
+def browser():
+    """Headless Chromium, Debian's, driven by its chromedriver: offline, nothing downloaded."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must not look for drivers on the network
+    options = Options()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_rftest2_web_view_shows_the_topology_and_a_cut_link_live(rftest2, browser):
+    """The web view, in a real browser: four switches with their VMs and five links; a cut
+    turns its link red without a reload, and the routes page searches a VM's FIB."""
+    from selenium.webdriver.common.by import By
+
+    if rftest2.config.vms[0].routing_plane != "virtual":
+        pytest.skip("links between switches are discovered in the virtual routing plane")
+    browser.get(f"http://{rftest2.config.http.listen}/")
+
+    def links(state: str) -> int:
+        return len(browser.find_elements(By.CSS_SELECTOR, f"line.link[data-state={state}]"))
+
+    wait_for(lambda: len(browser.find_elements(By.CSS_SELECTOR, "g.datapath[data-state=up]")) == 4
+             and links("up") == 5, 20, 0.1)
+    assert sorted(e.text for e in browser.find_elements(By.CSS_SELECTOR, "text.vm-label")) == ["rA", "rB", "rC", "rD"]
+    wait_for(lambda: "live" in browser.find_element(By.ID, "live").text, 10, 0.1)
+    network.set_link("A-B", "down", state_path=rftest2.lab_state)
+    cut = time.monotonic()
+    try:
+        wait_for(lambda: links("down") == 1, 10, 0.05)
+        seen = time.monotonic() - cut
+    finally:
+        network.set_link("A-B", "up", state_path=rftest2.lab_state)
+    print(f"\nweb view: the cut link turned red {seen:.2f} s after the cut")
+    assert seen < 2.0 and links("up") == 4
+    wait_for(lambda: rftest2.all_pairs_ok() and A_B_NICS in virtual_links(rftest2), CONVERGE_TIMEOUT, 0.5)
+    rftest2.wait_verify_clean()
+    wait_for(lambda: links("up") == 5 and links("down") == 0, 20, 0.1)
+    browser.get(f"http://{rftest2.config.http.listen}/#/vm/rA")
+    search = browser.find_element(By.ID, "search")
+    search.send_keys("172.31.4.")
+    wait_for(lambda: [row.text.split()[0] for row in browser.find_elements(By.CSS_SELECTOR, "#table-body tr")]
+             == ["172.31.4.0/24"], 10, 0.1)
+
+
 def test_rftest2_fib_audits_found_nothing_the_events_missed(rftest2):
     """Last in the module, after the restarts and the next-hop object tests: every RF-Client
     has audited its FIB against a kernel dump, and `routeflow status` shows that no audit
@@ -242,3 +329,4 @@ def test_rftest2_fib_audits_found_nothing_the_events_missed(rftest2):
     # The clients audit every 30 s: each has done one by now, or does within the next period.
     wait_for(lambda: all(vm["fib_audits"] >= 1 for vm in vms()), 40, 1.0)
     assert {vm["name"]: vm["fib_repaired"] for vm in vms()} == {vm["name"]: 0 for vm in vms()}
+

@@ -25,6 +25,7 @@ from typing import Any, NoReturn, Sequence
 
 from routeflow.cli import render
 from routeflow.client import add_audit_option, add_keys_option
+from routeflow.config.schema import DEFAULT_HTTP
 from routeflow.errors import ConfigError
 from routeflow.lab.topology import LINK_STATES
 from routeflow.operator_client import ServerUnreachable
@@ -211,6 +212,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = lab_sub.add_parser("down", help="remove everything the last `lab up` created")
     p.add_argument("--state", default=None)
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = lab_sub.add_parser("generate", help="write a partial-mesh scenario of any size: DIR/topology.yaml and "
+                                            "DIR/routeflow.yaml (FRR OSPF on every VM), for `routeflow demo DIR`")
+    p.add_argument("directory", metavar="DIR")
+    p.add_argument("--switches", type=int, required=True, help="how many switches (each with a host and a VM)")
+    p.add_argument("--degree", type=float, default=3.0, help="average links per switch (a ring is 2; default 3)")
+    p.add_argument("--seed", type=int, default=1, help="the chords' random seed (same seed, same files)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p = lab_sub.add_parser("link", help="cut, silence or restore a link (both ends)")
     p.add_argument("link", help="link name or endpoint, e.g. A-B or sA:3")
     p.add_argument("state_word", choices=LINK_STATES,
@@ -232,6 +240,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                    help="retry until clean or this many seconds have passed")
+
+    p = sub.add_parser("events", help="what the server saw happen: switches, ports, links, peers, routes")
+    p.add_argument("--http", default=DEFAULT_HTTP, metavar="HOST:PORT",
+                   help=f"the server's HTTP surface (its http.listen; default {DEFAULT_HTTP})")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing events as they happen")
+    p.add_argument("--since", type=int, default=0, metavar="N", help="only events after number N")
+    p.add_argument("--json", action="store_true", help="one JSON object a line")
 
     vm = sub.add_parser("vm", help="a VM of the running server")
     vm.add_argument("name", metavar="NAME", help="the VM's name in the config")
@@ -336,6 +351,8 @@ def _run(args: argparse.Namespace) -> int:
         return render.status(args.server, as_json=args.json, flows=args.flows, routes=args.routes, keys=args.keys)
     if args.command == "verify":
         return render.verify(args.server, as_json=args.json, wait=args.wait, keys=args.keys)
+    if args.command == "events":
+        return render.events(args.http, args.since, args.follow, args.json)
     if args.command == "vm":
         from routeflow import vmshell
 
@@ -374,8 +391,8 @@ def _check(args: argparse.Namespace) -> int:
 def _lab(args: argparse.Namespace) -> int:
     from routeflow.lab import network
 
-    state = Path(args.state or network.DEFAULT_STATE)
-    document: dict[str, Any] = {"state_file": str(state)}
+    state = Path(getattr(args, "state", None) or network.DEFAULT_STATE)
+    document: dict[str, Any] = {} if args.lab_command == "generate" else {"state_file": str(state)}
     if args.lab_command == "up":
         topology = network.lab_up(args.topology, state_path=state)
         # What was made, by name: the topology file has the rest (router configs may hold secrets).
@@ -385,6 +402,17 @@ def _lab(args: argparse.Namespace) -> int:
             routers=[{"name": r.name, "engine": r.engine} for r in topology.routers],
             links=[{"name": link.name, "ends": [str(end) for end in link.ends]} for link in topology.links])
         text = f"lab {args.topology} is up"
+    elif args.lab_command == "generate":
+        from routeflow.lab.generate import write
+
+        try:
+            mesh = write(Path(args.directory), args.switches, args.degree, args.seed)
+        except ValueError as exc:
+            raise ConfigError("routeflow lab generate", [("arguments", str(exc))]) from None
+        document = {"directory": args.directory, "switches": mesh.switches, "links": len(mesh.links),
+                    "files": [str(Path(args.directory, f)) for f in ("topology.yaml", "routeflow.yaml")]}
+        text = (f"{args.directory}: {mesh.switches} switches, {len(mesh.links)} links between them; "
+                f"run it with: routeflow demo {args.directory}")
     elif args.lab_command == "link":
         link = network.set_link(args.link, args.state_word, state_path=state)
         document.update(link=link.name, ends=[str(end) for end in link.ends], state=args.state_word)

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from routeflow import operator_client
 from routeflow.operator_client import OperatorClient, status_problems
 from routeflow.protocol.auth import KEY_DIR
 
@@ -37,6 +38,20 @@ def status(server: str, as_json: bool, flows: bool, routes: bool, keys: Path = K
     return 1 if problems else 0
 
 
+def events(http: str, since: int, follow: bool, as_json: bool) -> int:
+    """``routeflow events``: one line an event (a JSON object with ``--json``), as they come
+    with ``follow``."""
+    for event in operator_client.events(http, since, follow):
+        if as_json:
+            sys.stdout.write(json.dumps(event, sort_keys=True) + "\n")
+        elif event["kind"] == "missed":
+            sys.stdout.write(f"... {event['missed']} events no longer held by the server\n")
+        else:
+            sys.stdout.write(f"{event['seq']:>7} {event['time']} {event['kind']:<14} {event['text']}\n")
+        sys.stdout.flush()
+    return 0
+
+
 def _print_status(doc: dict[str, Any], flows: bool, routes: bool) -> None:
     out = sys.stdout
     out.write(f"controller: {'connected' if doc['controller_connected'] else 'NOT connected'}\n\n")
@@ -44,7 +59,10 @@ def _print_status(doc: dict[str, Any], flows: bool, routes: bool) -> None:
     _table([("LISTENER", "PEERS PROVE", "ENCRYPTED")]
            + [(lst["address"], "certificate" if lst["encrypted"] else "key", "yes" if lst["encrypted"] else "no")
               for lst in serving["listeners"]])
-    out.write(f"peers refused for failed authentication: {serving['auth_failures']}\n\n")
+    out.write(f"peers refused for failed authentication: {serving['auth_failures']}\n")
+    http = serving.get("http")
+    out.write(f"HTTP: REST API http://{http}/api/v1/, metrics http://{http}/metrics\n\n" if http
+              else "HTTP: off\n\n")
     rows: list[tuple[str, ...]] = [("DATAPATH", "MIRRORED BY", "STATE", "PORTS UP", "FLOWS", "GROUPS", "PACKET-IN", "UNRESOLVED",
                                      "REFUSED")]
     for dp in doc["datapaths"]:

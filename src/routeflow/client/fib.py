@@ -1,36 +1,38 @@
-"""The FIB state machine: rtnetlink records in, model-level changes out.
+"""The FIB state machine: the kernel's tables in, the model's FIB and its changes out.
 
-Pure: no socket, no clock. The watcher hands :class:`FibState` the raw
-datagrams of a dump and then of the event stream
-(:meth:`FibState.apply_datagram`); :mod:`routeflow.client.rtnetlink` decodes
-them, and the state keeps the kernel's raw tables and reports, per batch,
-only the model-level changes as a :class:`~routeflow.protocol.messages.FibDelta`.
+The data path, dumps and events alike: the watcher
+(:mod:`routeflow.client.watcher`) reads raw datagrams from its own rtnetlink
+sockets, a dump of every table at start (and of next-hop objects and routes
+again when they may have changed unannounced), the multicast event stream
+after it, and hands each datagram to :meth:`FibState.apply_datagram`. That
+splits it into messages and decodes each with :mod:`routeflow.client.netlink`
+into a record (:class:`~routeflow.client.netlink.KernelRoute`,
+:class:`~routeflow.client.netlink.NexthopObject`, ``Link``, ``Address``,
+``NeighbourEntry``), which it applies to the kernel's tables it keeps: the
+routes of each prefix in the kernel's order (:mod:`routeflow.client.aliases`),
+next-hop objects, links, addresses, neighbours. Per batch,
+:meth:`FibState.take_delta` reports only the model-level changes, as a
+:class:`~routeflow.protocol.messages.FibDelta`; :meth:`FibState.fib` is the
+snapshot they add up to. Pure: no socket, no clock.
 
 Rules, for IPv4 and IPv6 alike unless said otherwise:
 
 * Routes: main table only, tos 0, types unicast/blackhole/unreachable/prohibit,
-  no cache clones (RTM_F_CLONED: PMTU and redirect exceptions). The kernel may
-  hold several routes per prefix (different metrics, or ``ip route
-  append``); the FIB entry is the first live one of lowest metric, exactly as
-  the kernel's lookup picks it. Dead multipath legs are dropped.
+  no cache clones (RTM_F_CLONED: PMTU and redirect exceptions). The FIB entry
+  of a prefix is its first live route of lowest metric, exactly as the
+  kernel's lookup picks it. Dead multipath legs are dropped.
 * Next-hop objects (``ip nexthop``, what FRR installs routes through): a
   route with an ``nhid`` forwards as its object says now, a single next hop,
   a blackhole or a weighted group, whatever the route message spelled out
   when it was added; an object replaced or a group whose members change
   changes every route using it, and an object deleted takes every route
   using it along, as in the kernel, which announces neither.
-* IPv6 routes are kept as the kernel keeps them: one route per next hop
-  ("leg"), legs of equal metric that have a gateway forming one ECMP route.
-  Messages show them either as one route with RTA_MULTIPATH (a multipath add,
-  an append: the whole group) or, with older semantics, as one message per
-  leg with NLM_F_APPEND; a delete names the legs it removes. Either way the
-  legs are merged here, and the ECMP next hops reported sorted (their kernel
-  order depends on history). A route through a next-hop object is one leg
-  whatever its object holds (the kernel never merges those). Not forwarding
-  state, so skipped: link-local ``fe80::/10`` and multicast ``ff00::/8``
-  prefixes (the kernel's per-interface ``fe80::/64`` and ``ff00::/8``), and
-  the connected routes of addresses on the loopback (``::1/128``, router-id
-  /128s), which IPv4 keeps in the local table.
+* IPv6: the legs of equal metric with a gateway form one ECMP route, its next
+  hops reported sorted (their kernel order depends on history). Not
+  forwarding state, so skipped: link-local ``fe80::/10`` and multicast
+  ``ff00::/8`` prefixes (the kernel's per-interface ``fe80::/64`` and
+  ``ff00::/8``), and the connected routes of addresses on the loopback
+  (``::1/128``, router-id /128s), which IPv4 keeps in the local table.
 * Neighbours: resolved entries (REACHABLE, STALE, DELAY, PROBE, PERMANENT,
   NOARP) with a unicast Ethernet address; proxy entries are skipped, IPv6
   router entries (NTF_ROUTER) are ordinary neighbours.
@@ -55,26 +57,14 @@ from __future__ import annotations
 import functools
 import ipaddress
 import logging
-from collections.abc import Iterable
-from typing import TypeVar
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
-from pyroute2.netlink import NLM_F_APPEND, NLM_F_REPLACE
-from pyroute2.netlink.rtnl.marshal import MarshalRtnl
-
-from routeflow.client.rtnetlink import (
+from routeflow.client import aliases, netlink
+from routeflow.client.netlink import (
     IFF_LOWER_UP,
     IFF_UP,
-    PARSED,
-    RTM_DELADDR,
-    RTM_DELLINK,
-    RTM_DELNEIGH,
-    RTM_DELNEXTHOP,
-    RTM_DELROUTE,
-    RTM_NEWADDR,
-    RTM_NEWLINK,
-    RTM_NEWNEIGH,
-    RTM_NEWNEXTHOP,
-    RTM_NEWROUTE,
+    ROUTE_TYPES,
     RTPROT_KERNEL,
     Address,
     KernelNextHop,
@@ -82,31 +72,13 @@ from routeflow.client.rtnetlink import (
     Link,
     Malformed,
     NeighbourEntry,
-    NetlinkMessage,
     NexthopObject,
-    messages,
-    nexthop,
-    parse,
-    parse_address,
-    parse_link,
-    parse_neighbour,
-    route,
+    proto_name,
 )
-from routeflow.model import Fib, Interface, Neighbour, NextHop, Route, RouteType
+from routeflow.model import Fib, Interface, Neighbour, NextHop, Route
 from routeflow.protocol.messages import FibDelta
 
 log = logging.getLogger("routeflow.client")
-
-ROUTE_TYPES: dict[int, RouteType] = {1: "unicast", 6: "blackhole", 7: "unreachable", 8: "prohibit"}
-
-#: ``/etc/iproute2/rt_protos`` plus the numbers FRR registers for its daemons.
-PROTO_NAMES = {
-    0: "unspec", 1: "redirect", 2: "kernel", 3: "boot", 4: "static", 8: "gated", 9: "ra",
-    10: "mrt", 11: "zebra", 12: "bird", 13: "dnrouted", 14: "xorp", 15: "ntk", 16: "dhcp",
-    17: "mrouted", 18: "keepalived", 42: "babel", 99: "openr", 186: "bgp", 187: "isis",
-    188: "ospf", 189: "rip", 190: "ripng", 191: "nhrp", 192: "eigrp", 193: "ldp",
-    194: "sharp", 195: "pbr", 196: "static", 197: "openfabric",
-}  # fmt: skip
 
 #: What a route forwards through: next hops with their dead flags, and whether it is a blackhole.
 Resolved = tuple[tuple[KernelNextHop, ...], tuple[bool, ...], bool]
@@ -118,79 +90,9 @@ def _nexthops(hops: tuple[NextHop, ...]) -> tuple[NextHop, ...]:
     return hops
 
 
-def proto_name(proto: int) -> str:
-    """``ospf`` for 188 and so on; the number itself when unknown."""
-    return PROTO_NAMES.get(proto, str(proto))
-
-
 def _address_key(address: str) -> tuple[int, int, int]:
     iface = ipaddress.ip_interface(address)
     return iface.version, int(iface.ip), iface.network.prefixlen
-
-
-def _insert_alias(aliases: list[KernelRoute], route: KernelRoute, flags: int) -> None:
-    """Apply RTM_NEWROUTE to the aliases of one prefix like ``fib_table_insert``.
-
-    Idempotent, so that events already reflected in a dump can be replayed."""
-    if any(alias.identity == route.identity for alias in aliases):
-        aliases[:] = [route if alias.identity == route.identity else alias for alias in aliases]
-        return
-    same = [i for i, alias in enumerate(aliases) if alias.priority == route.priority]
-    if flags & NLM_F_REPLACE and same:
-        aliases[same[0]] = route
-    elif flags & NLM_F_APPEND and same:
-        aliases.insert(same[-1] + 1, route)
-    else:  # a new alias goes first among equals, and the list stays sorted by metric
-        pos = same[0] if same else sum(1 for alias in aliases if alias.priority < route.priority)
-        aliases.insert(pos, route)
-
-
-def _is_ipv6(route: KernelRoute) -> bool:
-    return ":" in route.prefix
-
-
-def _legs(route: KernelRoute) -> list[KernelRoute]:
-    """An IPv6 route message as the kernel's routes: one per next hop, or one
-    through its next-hop object."""
-    if len(route.nexthops) <= 1 or route.nhid:
-        return [route]
-    legs = zip(route.nexthops, route.dead, strict=True)
-    return [route._replace(nexthops=(hop,), dead=(dead,)) for hop, dead in legs]
-
-
-def _leg_key(leg: KernelRoute) -> tuple[object, ...]:
-    # What makes two IPv6 routes of a prefix the same for the kernel (rt6_duplicate_nexthop).
-    if leg.nhid:
-        return leg.priority, "nhid", leg.nhid
-    hop = leg.nexthops[0] if leg.nexthops else None
-    return leg.priority, hop.oif if hop else None, hop.gateway if hop else None
-
-
-def _ecmp_capable(leg: KernelRoute) -> bool:
-    """Only IPv6 routes with a gateway and no next-hop object join ECMP groups
-    (rt6_qualify_for_ecmp)."""
-    return not leg.nhid and bool(leg.nexthops) and leg.nexthops[0].gateway is not None
-
-
-def _insert_legs(aliases: list[KernelRoute], route: KernelRoute, flags: int) -> None:
-    """Apply an IPv6 RTM_NEWROUTE to the legs of one prefix like ``fib6_add_rt2node``.
-
-    A known leg is refreshed in place, so the whole group an append reports,
-    or a replayed event, changes nothing more."""
-    legs = _legs(route)
-    if flags & NLM_F_REPLACE:
-        # Replacing takes out the route of that metric and kind, with all its ECMP siblings.
-        ecmp = _ecmp_capable(legs[0])
-        aliases[:] = [a for a in aliases if a.priority != route.priority or _ecmp_capable(a) != ecmp]
-    for n, leg in enumerate(legs):
-        key = _leg_key(leg)
-        index = next((i for i, alias in enumerate(aliases) if _leg_key(alias) == key), None)
-        if index is not None:
-            # A group message has the protocol of its first leg (the route notified):
-            # the other legs keep their own.
-            aliases[index] = leg if n == 0 else aliases[index]._replace(nexthops=leg.nexthops, dead=leg.dead)
-        else:  # siblings and equal-metric routes go last among equals
-            aliases.insert(sum(1 for alias in aliases if alias.priority <= leg.priority), leg)
 
 
 # -- the state -----------------------------------------------------------------------
@@ -230,7 +132,6 @@ class FibState:
         self._names_changed = False
         #: The kernel may have changed routes without notice: see the module docstring.
         self.routes_stale = False
-        self._marshal = MarshalRtnl()
 
     @classmethod
     def load(cls, datagrams: list[bytes]) -> FibState:
@@ -252,56 +153,33 @@ class FibState:
         """Apply every message of a netlink datagram (dump or event); unknown,
         unsupported and malformed ones are ignored (a malformed link, address or
         neighbour message with a warning that says why)."""
-        for kind, flags, start, end in messages(data):
-            if kind == RTM_NEWROUTE or kind == RTM_DELROUTE:
-                decoded = route(data, start, end)
-                if decoded is not None:
-                    self.apply_route(decoded, kind == RTM_NEWROUTE, flags)
-            elif kind == RTM_NEWNEXTHOP or kind == RTM_DELNEXTHOP:
-                obj = nexthop(data, start, end)
-                if obj is not None:
-                    self.apply_nexthop(obj, kind == RTM_NEWNEXTHOP)
-            elif kind in PARSED:
-                try:
-                    for msg in parse(self._marshal, data, start, end):
-                        self._apply_message(msg)
-                except Malformed as exc:
-                    log.warning("rtnetlink message of type %d ignored: %s", kind, exc)
-
-    def _apply_message(self, msg: NetlinkMessage) -> None:
-        kind = msg["header"]["type"]
-        if kind in (RTM_NEWNEIGH, RTM_DELNEIGH):
-            entry = parse_neighbour(msg)
-            if entry is not None:
-                self._apply_neighbour(entry, kind == RTM_NEWNEIGH)
-        elif kind in (RTM_NEWADDR, RTM_DELADDR):
-            address = parse_address(msg)
-            if address is not None:
-                self._apply_address(address, kind == RTM_NEWADDR)
-        elif kind == RTM_NEWLINK:
-            link = parse_link(msg)
-            if link is not None:
-                self._apply_link(link)
-        elif kind == RTM_DELLINK:
-            link = parse_link(msg)
-            if link is not None:
-                self._remove_link(link.ifindex)
+        for kind, flags, start, end in netlink.messages(data):
+            handling = _HANDLING.get(kind)
+            if handling is None:
+                continue
+            decode, apply, new = handling
+            try:
+                record = decode(data, start, end)
+            except Malformed as exc:
+                log.warning("rtnetlink message of type %d ignored: %s", kind, exc)
+                continue
+            if record is not None:
+                apply(self, record, new, flags)
 
     def resync(self, datagrams: Iterable[bytes]) -> None:
         """Replace the next-hop objects and routes with a fresh dump of both
         (objects first), after :attr:`routes_stale` or to audit the state."""
         fresh = FibState()
         for data in datagrams:
-            for kind, _, start, end in messages(data):
-                if kind == RTM_NEWNEXTHOP:
-                    obj = nexthop(data, start, end)
+            for kind, _, start, end in netlink.messages(data):
+                if kind == netlink.RTM_NEWNEXTHOP:
+                    obj = netlink.nexthop(data, start, end)
                     if obj is not None:
                         fresh._objects[obj.id] = obj
-                elif kind == RTM_NEWROUTE:
-                    decoded = route(data, start, end)
+                elif kind == netlink.RTM_NEWROUTE:
+                    decoded = netlink.route(data, start, end)
                     if decoded is not None:  # dumps come in kernel order
-                        aliases = fresh._routes.setdefault(decoded.prefix, [])
-                        aliases.extend(_legs(decoded) if _is_ipv6(decoded) else (decoded,))
+                        fresh._routes.setdefault(decoded.prefix, []).extend(aliases.kernel_routes(decoded))
                         if decoded.nhid:
                             fresh._users.setdefault(decoded.nhid, set()).add(decoded.prefix)
         if fresh._objects != self._objects:
@@ -313,27 +191,18 @@ class FibState:
         self._routes, self._objects, self._users = fresh._routes, fresh._objects, fresh._users
         self.routes_stale = False
 
-    def apply_route(self, route: KernelRoute, new: bool, flags: int) -> None:
-        """Apply a decoded RTM_NEWROUTE (``new``) or RTM_DELROUTE."""
-        aliases = self._routes.setdefault(route.prefix, [])
-        if _is_ipv6(route):
-            if new:
-                _insert_legs(aliases, route, flags)
-            else:  # a delete names the legs it removes (one, or the whole group)
-                gone = {_leg_key(leg) for leg in _legs(route)}
-                aliases[:] = [alias for alias in aliases if _leg_key(alias) not in gone]
-        elif new:
-            _insert_alias(aliases, route, flags)
-        else:
-            aliases[:] = [alias for alias in aliases if alias.identity != route.identity]
-        if not aliases:
+    def _apply_route(self, route: KernelRoute, new: bool, flags: int) -> None:
+        """Apply an RTM_NEWROUTE (``new``) or RTM_DELROUTE."""
+        routes = self._routes.setdefault(route.prefix, [])
+        aliases.apply(routes, route, new, flags)
+        if not routes:
             del self._routes[route.prefix]
         if new and route.nhid:
             self._users.setdefault(route.nhid, set()).add(route.prefix)
         self._dirty_routes.add(route.prefix)
 
-    def apply_nexthop(self, obj: NexthopObject, new: bool) -> None:
-        """Apply a decoded RTM_NEWNEXTHOP (``new``: added or replaced) or RTM_DELNEXTHOP."""
+    def _apply_nexthop(self, obj: NexthopObject, new: bool, _: int) -> None:
+        """Apply an RTM_NEWNEXTHOP (``new``: added or replaced) or RTM_DELNEXTHOP."""
         if new:
             self._objects[obj.id] = obj
             self._objects_changed(obj.id)
@@ -352,11 +221,11 @@ class FibState:
             else:
                 self._remove_object(group.id)
         for prefix in self._users.pop(nhid, ()):
-            aliases = self._routes.get(prefix)
-            if aliases is None:
+            routes = self._routes.get(prefix)
+            if routes is None:
                 continue
-            aliases[:] = [alias for alias in aliases if alias.nhid != nhid]
-            if not aliases:
+            routes[:] = [alias for alias in routes if alias.nhid != nhid]
+            if not routes:
                 del self._routes[prefix]
 
     def _objects_changed(self, nhid: int | None = None) -> None:
@@ -370,7 +239,7 @@ class FibState:
             if any(m == nhid for m, _ in group.group):
                 self._dirty_routes.update(self._users.get(group.id, ()))
 
-    def _apply_neighbour(self, entry: NeighbourEntry, new: bool) -> None:
+    def _apply_neighbour(self, entry: NeighbourEntry, new: bool, _: int) -> None:
         key = (entry.ifindex, entry.ip)
         if new and entry.mac is not None:
             self._neighbours[key] = entry.mac
@@ -378,7 +247,7 @@ class FibState:
             self._neighbours.pop(key, None)
         self._dirty_neighbours.add(key)
 
-    def _apply_address(self, address: Address, new: bool) -> None:
+    def _apply_address(self, address: Address, new: bool, _: int) -> None:
         addresses = self._addresses.setdefault(address.ifindex, {})
         if new and address.usable and ":" not in address.address and address.address not in addresses:
             self.routes_stale = True  # dead IPv4 multipath legs through its subnet revive, silently
@@ -390,7 +259,10 @@ class FibState:
             self.routes_stale = True  # routes using it as source are flushed, not always told
         self._links_dirty = True
 
-    def _apply_link(self, link: Link) -> None:
+    def _apply_link(self, link: Link, new: bool, _: int) -> None:
+        if not new:
+            self._remove_link(link.ifindex)
+            return
         old = self._links.get(link.ifindex)
         if old is not None and old.ifname != link.ifname:
             self._names_changed = True
@@ -521,8 +393,8 @@ class FibState:
             return None
         if kind != "unicast":
             return Route(prefix, (), kind, proto_name(best.proto))
-        if _ecmp_capable(best):
-            chosen = [hop for leg, hops, _ in live if leg.priority == best.priority and _ecmp_capable(leg) for hop in hops]
+        if aliases.ecmp_capable(best):
+            chosen = [hop for leg, hops, _ in live if leg.priority == best.priority and aliases.ecmp_capable(leg) for hop in hops]
         else:
             chosen = list(best_hops)
         if best.proto == RTPROT_KERNEL and all(self._is_loopback(hop.oif) for hop in chosen):
@@ -583,6 +455,22 @@ class FibState:
                     self._neighbours_out[key] = new
                     changed_n.append(new)
         return changed_n, gone_n
+
+
+#: Per message type: its decoder, the method applying what it decodes, and whether it adds
+#: (RTM_NEW*: a new or replaced object) or removes (RTM_DEL*).
+_HANDLING: dict[int, tuple[Callable[[bytes, int, int], Any], Callable[[FibState, Any, bool, int], None], bool]] = {
+    netlink.RTM_NEWROUTE: (netlink.route, FibState._apply_route, True),
+    netlink.RTM_DELROUTE: (netlink.route, FibState._apply_route, False),
+    netlink.RTM_NEWNEXTHOP: (netlink.nexthop, FibState._apply_nexthop, True),
+    netlink.RTM_DELNEXTHOP: (netlink.nexthop, FibState._apply_nexthop, False),
+    netlink.RTM_NEWLINK: (netlink.link, FibState._apply_link, True),
+    netlink.RTM_DELLINK: (netlink.link, FibState._apply_link, False),
+    netlink.RTM_NEWADDR: (netlink.address, FibState._apply_address, True),
+    netlink.RTM_DELADDR: (netlink.address, FibState._apply_address, False),
+    netlink.RTM_NEWNEIGH: (netlink.neighbour, FibState._apply_neighbour, True),
+    netlink.RTM_DELNEIGH: (netlink.neighbour, FibState._apply_neighbour, False),
+}
 
 
 def _diff_dicts(old: dict[K, V], new: dict[K, V]) -> tuple[list[V], list[K]]:

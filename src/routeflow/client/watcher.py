@@ -1,5 +1,10 @@
 """The asyncio Netlink watcher: the kernel's tables as a stream of FIB updates.
 
+The watcher owns the client's rtnetlink sockets, and reads nothing but raw
+datagrams from them: the dumps (:func:`read_dump`, in a thread) and the
+multicast events alike go to :class:`~routeflow.client.fib.FibState` as bytes,
+decoded by :mod:`routeflow.client.netlink`.
+
 Order matters so that nothing falls between the dump and the stream: the
 event socket joins the multicast groups first, then a second socket dumps
 (events of the meantime queue up on the first), then the events are applied
@@ -25,12 +30,16 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import os
 import socket
 import time
 from collections import deque
 from collections.abc import AsyncGenerator
 
-from pyroute2.netlink.rtnl import (
+from routeflow.client import netlink
+from routeflow.client.fib import FibState
+from routeflow.client.netlink import (
+    FAMILIES,
     RTMGRP_IPV4_IFADDR,
     RTMGRP_IPV4_ROUTE,
     RTMGRP_IPV6_IFADDR,
@@ -38,17 +47,13 @@ from pyroute2.netlink.rtnl import (
     RTMGRP_LINK,
     RTMGRP_NEIGH,
 )
-
-from routeflow.client import rtnetlink
-from routeflow.client.fib import FibState
-from routeflow.client.rtnetlink import FAMILIES
 from routeflow.model import Fib
 from routeflow.protocol.messages import FibAudit, FibDelta, FibSnapshot
 
 log = logging.getLogger("routeflow.client")
 
 #: Links, neighbours (both families), and addresses and routes of each handled family
-#: (next-hop objects are joined apart: :data:`~routeflow.client.rtnetlink.RTNLGRP_NEXTHOP`).
+#: (next-hop objects are joined apart: :data:`~routeflow.client.netlink.RTNLGRP_NEXTHOP`).
 GROUPS = (
     RTMGRP_LINK | RTMGRP_NEIGH | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_IFADDR | RTMGRP_IPV6_ROUTE
 )
@@ -63,8 +68,32 @@ _DRAIN_MAX = 10000
 #: routes a dump takes seconds, and the interval stretches to match.
 _AUDIT_SHARE = 0.05
 
+#: Bytes a dump's socket takes in at once.
+_DUMP_RECV = 1 << 20
+
 #: The watcher's output: a full state (at start and after an overflow), changes, audit reports.
 Update = FibSnapshot | FibDelta | FibAudit
+
+
+def read_dump(request: int, family: int = socket.AF_UNSPEC) -> list[bytes]:
+    """The datagrams of one rtnetlink dump (``request``: an RTM_GET* type), blocking:
+    run it in a thread. Raw bytes, so that dumps go through the same decoder as events."""
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * _DUMP_RECV)
+        sock.bind((0, 0))
+        sock.send(netlink.dump_request(request, family))
+        datagrams = []
+        while True:
+            data = sock.recv(_DUMP_RECV)
+            datagrams.append(data)
+            for kind, _, start, end in netlink.messages(data):
+                if kind in (netlink.NLMSG_ERROR, netlink.NLMSG_DONE):
+                    # Both carry an error code: a dump can fail at its end, too.
+                    error = netlink.error_code(data, start, end)
+                    if error:
+                        raise OSError(-error, f"netlink dump {request} failed: {os.strerror(-error)}")
+                    if kind == netlink.NLMSG_DONE:
+                        return datagrams
 
 
 async def dump_routes() -> list[bytes]:
@@ -72,14 +101,14 @@ async def dump_routes() -> list[bytes]:
     the routes of every handled family, as raw datagrams."""
     datagrams = await dump_nexthops()
     for family in sorted(FAMILIES):
-        datagrams += await asyncio.to_thread(rtnetlink.dump, rtnetlink.RTM_GETROUTE, family)
+        datagrams += await asyncio.to_thread(read_dump, netlink.RTM_GETROUTE, family)
     return datagrams
 
 
 async def dump_nexthops() -> list[bytes]:
     """A dump of the next-hop objects; none on a kernel without them (before 5.3)."""
     try:
-        return await asyncio.to_thread(rtnetlink.dump, rtnetlink.RTM_GETNEXTHOP)
+        return await asyncio.to_thread(read_dump, netlink.RTM_GETNEXTHOP)
     except OSError as exc:
         if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL):
             return []
@@ -89,11 +118,11 @@ async def dump_nexthops() -> list[bytes]:
 async def dump() -> list[bytes]:
     """A fresh dump of links (first, to name the rest), next-hop objects,
     addresses, routes and neighbours."""
-    datagrams = await asyncio.to_thread(rtnetlink.dump, rtnetlink.RTM_GETLINK)
+    datagrams = await asyncio.to_thread(read_dump, netlink.RTM_GETLINK)
     datagrams += await dump_nexthops()
     for family in sorted(FAMILIES):
-        for request in (rtnetlink.RTM_GETADDR, rtnetlink.RTM_GETROUTE, rtnetlink.RTM_GETNEIGH):
-            datagrams += await asyncio.to_thread(rtnetlink.dump, request, family)
+        for request in (netlink.RTM_GETADDR, netlink.RTM_GETROUTE, netlink.RTM_GETNEIGH):
+            datagrams += await asyncio.to_thread(read_dump, request, family)
     return datagrams
 
 
@@ -128,7 +157,7 @@ class _EventSocket:
         self._loop = asyncio.get_running_loop()
         self._sock.bind((0, GROUPS))  # from here on, every event is queued for us
         try:
-            self._sock.setsockopt(_SOL_NETLINK, _NETLINK_ADD_MEMBERSHIP, rtnetlink.RTNLGRP_NEXTHOP)
+            self._sock.setsockopt(_SOL_NETLINK, _NETLINK_ADD_MEMBERSHIP, netlink.RTNLGRP_NEXTHOP)
         except OSError:  # a kernel without next-hop objects (before 5.3)
             log.info("no next-hop object events on this kernel")
         self._loop.add_reader(self._sock.fileno(), self._drain)

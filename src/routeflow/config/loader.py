@@ -18,6 +18,7 @@ from routeflow.config.fields import Fields, Problems, check_unique
 from routeflow.config.frr_daemons import daemon_problems
 from routeflow.config.safe_yaml import read_yaml, shown
 from routeflow.config.schema import (
+    DEFAULT_HTTP,
     FRR_DAEMONS,
     KEY,
     OFPP_MAX,
@@ -25,6 +26,7 @@ from routeflow.config.schema import (
     TRUNK_MAX_PORT,
     Config,
     Engine,
+    HttpConfig,
     Limits,
     Read,
     RfvsConfig,
@@ -72,6 +74,7 @@ def parse_config(document: object, source: str = "<config>", reading: Sequence[t
     discovery_interval = read_key(discovery, Config, "discovery_interval", key="interval")
     discovery.finish()
     limits = _parse_limits(Fields(top.raw("limits", {}), "limits", problems))
+    http = _parse_http(Fields(top.raw("http", {}), "http", problems))
 
     vms = []
     for vm in top.items("vms"):
@@ -90,7 +93,46 @@ def parse_config(document: object, source: str = "<config>", reading: Sequence[t
                   for i, v in enumerate(vms) if v.trunk is not None and v.dpid is not None])
     problems.raise_if_any()
     return Config(vms=tuple(vms), rfvs=rfvs, listen=tuple(listen), manage_vms=manage_vms,
-                  discovery_interval=discovery_interval, limits=limits, source=source)
+                  discovery_interval=discovery_interval, limits=limits, http=http, source=source)
+
+
+def _parse_http(f: Fields) -> HttpConfig:
+    listen = f.text("listen", DEFAULT_HTTP)
+    if listen == "off":
+        listen = None
+    elif listen is not None and http_address_problem(listen):
+        f.error("listen", f"{shown(listen)} is not an HTTP address: {http_address_problem(listen)} "
+                          "(expected HOST:PORT, or off)")
+        listen = DEFAULT_HTTP
+    token_file = f.text("token_file", None)
+    if listen is not None and token_file is None and not _loopback(split_http_address(listen)[0]):
+        f.error("listen", f"{shown(listen)} is not on this host: the HTTP API listens off loopback only "
+                          "with a token_file (its bearer token)")
+    f.finish()
+    return HttpConfig(listen, token_file)
+
+
+def split_http_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[V6]:PORT`` too) as (host, port); ValueError if it is not one."""
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
+        raise ValueError(text)
+    return host, int(port)
+
+
+def http_address_problem(text: str) -> str | None:
+    """Why ``text`` is no ``HOST:PORT`` an HTTP server can listen on, or None."""
+    try:
+        host, _ = split_http_address(text)
+    except ValueError:
+        return "expected HOST:PORT with a port from 1 to 65535"
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if host != "localhost":
+            return f"{shown(host)} is not an IP address"
+    return None
 
 
 def read_key(f: Fields, owner: type, name: str, key: str | None = None) -> Any:

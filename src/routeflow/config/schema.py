@@ -171,6 +171,22 @@ class Limits:
         "controller": 1 << 30, "client": 64 << 20, "operator": 64 << 20})
 
 
+#: Where the operator's HTTP surface (REST API, metrics) listens unless configured.
+DEFAULT_HTTP = "127.0.0.1:8080"
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    """The operator's HTTP surface of the server (the ``http`` section): the REST API under
+    ``/api/v1/``, its OpenAPI document and the Prometheus metrics at ``/metrics``."""
+
+    #: ``HOST:PORT`` (``[::1]:8080`` for IPv6), or ``off`` for no HTTP surface.
+    listen: str | None = DEFAULT_HTTP
+    #: A file holding the bearer token every request from off this host must carry. Required
+    #: to listen off loopback (requests from loopback need none: the API only reads).
+    token_file: str | None = None
+
+
 @dataclass(frozen=True)
 class Config:
     vms: tuple[VmConfig, ...]
@@ -183,6 +199,7 @@ class Config:
     #: VMs; a link that passes none for 3.5 intervals while its ports stay up is unwired.
     discovery_interval: float = field(default=1.0, metadata=key("seconds", lo=0.1, hi=60.0))
     limits: Limits = field(default_factory=Limits)
+    http: HttpConfig = field(default_factory=HttpConfig)
     source: str = ""
 
     def vm(self, name: str) -> VmConfig | None:

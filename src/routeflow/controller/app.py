@@ -55,11 +55,11 @@ from os_ken.lib import hub
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from routeflow.controller import ofwire
 from routeflow.controller.actions import Action, PacketOut
 from routeflow.controller.discovery import Prober
 from routeflow.controller.dumps import TableDumps
 from routeflow.controller.link import ServerLink
+from routeflow.controller.openflow import errors, fast_encode, guards
 from routeflow.controller.ports import DatapathPorts
 from routeflow.controller.relay import SlowPath
 from routeflow.controller.settings import ControllerSettings
@@ -111,10 +111,10 @@ class RouteFlowController(app_manager.OSKenApp):
 
     def __init__(self, *args: Any, settings: ControllerSettings | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # Table dumps come as raw bytes, decoded by ofwire instead of os-ken; and os-ken
+        # Table dumps come as raw bytes, decoded by the fast decoder instead of os-ken; and os-ken
         # parses nothing from a switch it cannot parse in bounded time.
-        ofwire.install_raw_stats_replies()
-        ofwire.install_parser_guards()
+        guards.install_raw_stats_replies()
+        guards.install_parser_guards()
         self.settings = settings or ControllerSettings.from_conf(self.CONF.routeflow)
         self.link = ServerLink(parse_address(self.settings.server), self.settings.name,
                                self._on_server_connect, self._on_server_message, keys=self.settings.keys)
@@ -254,9 +254,9 @@ class RouteFlowController(app_manager.OSKenApp):
             with self._step() as actions:
                 actions.append(SwitchError(mod.dpid, "datapath not connected"))
             return
-        # Wire bytes straight away (os-ken objects only for shapes ofwire does not write),
+        # Wire bytes straight away (os-ken objects only for shapes the fast encoder does not write),
         # sent as they are encoded: the switch works while the rest is encoded.
-        writer = ofwire.TableModWriter(mod, self._next_xid, SEND_CHUNK)
+        writer = fast_encode.TableModWriter(mod, self._next_xid, SEND_CHUNK)
         for chunk in writer:
             if not dp.send(chunk):
                 break
@@ -297,7 +297,7 @@ class RouteFlowController(app_manager.OSKenApp):
         try:
             flows, groups = decode()
             error = ""
-        except ofwire.DecodeError as exc:  # a reply we cannot read must not leave the server waiting
+        except errors.DecodeError as exc:  # a reply we cannot read must not leave the server waiting
             self.logger.warning("datapath %016x: malformed table dump reply: %s", dpid, exc)
             error = f"unreadable reply: {exc}"
         except Exception as exc:  # noqa: BLE001 - a backstop: no bug may leave the server waiting either

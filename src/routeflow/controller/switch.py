@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
-from routeflow.controller import ofcodec, ofwire
+from routeflow.controller.openflow import fast_decode, reference
 from routeflow.model import Flow, Group, PortDesc
 from routeflow.protocol import pki
 
@@ -51,17 +51,17 @@ def port_desc(port: Any) -> PortDesc | None:
 
 def flows_in(msg: Any) -> list[Flow]:
     """The flows of a flow stats reply: decoded from its raw bytes when it came off the wire
-    (os-ken never parses those), from os-ken's objects otherwise. Raises ofwire.DecodeError."""
+    (os-ken never parses those), from os-ken's objects otherwise. Raises DecodeError."""
     if msg.buf is not None:
-        return ofwire.decode_flow_stats(msg.buf, end=msg.msg_len)
-    return [ofcodec.flow_from_stats(s) for s in msg.body]
+        return fast_decode.decode_flow_stats(msg.buf, end=msg.msg_len)
+    return [reference.flow_from_stats(s) for s in msg.body]
 
 
 def groups_in(msg: Any) -> list[Group]:
     """The groups of a group description reply, as :func:`flows_in` reads flows."""
     if msg.buf is not None:
-        return ofwire.decode_group_desc(msg.buf, end=msg.msg_len)
-    return [ofcodec.group_from_stats(s) for s in msg.body]
+        return fast_decode.decode_group_desc(msg.buf, end=msg.msg_len)
+    return [reference.group_from_stats(s) for s in msg.body]
 
 
 def _number(value: Any, spec: str = "d") -> str:

@@ -11,6 +11,7 @@ from typing import Callable
 
 from routeflow.config.schema import Config
 from routeflow.protocol import auth
+from routeflow.server.api import HttpApi
 from routeflow.server.service import RFServer
 
 log = logging.getLogger("routeflow.server")
@@ -26,6 +27,13 @@ async def serve(config: Config, ready: Callable[[], None] | None = None, keys: P
     """
     server = RFServer(config, keys=keys)
     await server.start()
+    api = HttpApi(server, config.http) if config.http.listen else None
+    if api is not None:
+        try:
+            await api.start()
+        except OSError:
+            await server.stop()
+            raise
     stop = asyncio.Event()
     leaving = False
 
@@ -56,6 +64,8 @@ async def serve(config: Config, ready: Callable[[], None] | None = None, keys: P
             await stop.wait()
     finally:
         log.info("shutting down")
+        if api is not None:
+            await api.stop()
         await server.stop()
     if left:
         # The RF-Clients this server started are its children: a normal exit would have

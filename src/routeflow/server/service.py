@@ -46,13 +46,16 @@ from routeflow.protocol.messages import (
     StatusRequest,
     SwitchError,
     TableDump,
+    TableMod,
     VerifyReply,
     VerifyRequest,
     Welcome,
 )
 from routeflow.protocol.transport import parse_address
 from routeflow.server.core import CONTROLLER, Out, ServerCore
+from routeflow.server.events import EventLog
 from routeflow.server.handshake import AuthenticationFailed, Handshake
+from routeflow.server.metrics import ServerMetrics
 from routeflow.server.peers import MAX_REQUESTS, FibParts, Peer
 from routeflow.server.status import datapath_name, expect_table, fib_drift, status_document
 
@@ -80,6 +83,9 @@ class RFServer:
         #: Peers that failed to prove who they said they were.
         self.auth_failures = 0
         self.core = ServerCore(config)
+        #: What happened, for the operator's API, and the Prometheus metrics.
+        self.events = EventLog()
+        self.metrics = ServerMetrics(self.core.nib)
         self._connections = 0
         #: Every peer past its handshake, for keepalives.
         self._peers: set[Peer] = set()
@@ -197,6 +203,7 @@ class RFServer:
                         conn.max_frame = codec.MAX_FRAME
         except AuthenticationFailed as exc:
             self.auth_failures += 1
+            self.metrics.auth_failures.inc()
             log.warning("refused %s %r from %s: %s (%d refused so far)", exc.hello.role, exc.hello.name, where,
                         exc.reason, self.auth_failures)
             with contextlib.suppress(Exception):
@@ -225,6 +232,10 @@ class RFServer:
         """A peer proven: welcome it; a controller or client replaces its predecessor."""
         peer = Peer(hello.role, hello.name, writer, self.limits.unread.get(hello.role, 64 << 20))
         self._peers.add(peer)
+        self.metrics.peer_connections.labels(hello.role).inc()
+        if hello.role != "operator":
+            self.events.record(f"{hello.role}_up", f"{hello.role} {hello.name} connected",
+                               vm=hello.name if hello.role == "client" else None)
         peer.send(Welcome(PROTOCOL_VERSION, rfvs=(self.config.rfvs.dpid,)))
         if hello.role == "controller":
             if self.controller is not None:
@@ -245,6 +256,9 @@ class RFServer:
         return peer
 
     def _disconnected(self, peer: Peer) -> None:
+        if peer.role != "operator":
+            self.events.record(f"{peer.role}_down", f"{peer.role} {peer.name} disconnected",
+                               vm=peer.name if peer.role == "client" else None)
         if peer.role == "controller" and self.controller is peer:
             self.controller = None
             log.warning("controller %s disconnected", peer.name)
@@ -261,6 +275,9 @@ class RFServer:
 
     def _dispatch(self, peer: Peer, msg: Message) -> None:
         """Hand ``msg``, which its peer's role may send (checked), to its handler in :data:`DISPATCH`."""
+        self.events.on_message(peer.role, peer.name, msg)
+        if type(msg) is FibDelta:
+            self.metrics.fib_changed(peer.name, time.monotonic())
         self._deliver(DISPATCH[peer.role][type(msg)](self, peer, msg))
         if self.core.has_dirty:
             self._schedule_reconcile()
@@ -312,7 +329,11 @@ class RFServer:
 
     def _reconcile(self) -> None:
         self._reconcile_scheduled = False
-        self._deliver(self.core.reconcile())
+        out = self.core.reconcile()
+        self._deliver(out)
+        mirrors = {vm.dpid: vm.name for vm in self.config.vms}
+        self.metrics.tables_sent([mirrors[item.msg.dpid] for item in out
+                                  if isinstance(item.msg, TableMod) and item.msg.dpid in mirrors], time.monotonic())
 
     async def _keep_alive(self) -> None:
         """Ping every peer each ``keepalive`` seconds; drop one silent past ``idle_timeout``
@@ -374,20 +395,37 @@ class RFServer:
         peer.requests += 1
         asyncio.get_running_loop().create_task(run())
 
-    async def _status(self, peer: Peer, msg: StatusRequest) -> StatusReply:
-        stats: ControllerStats | None = None
+    async def controller_stats(self) -> ControllerStats | None:
+        """The controller's counters now; None if it cannot be asked."""
         with contextlib.suppress(ConnectionError, asyncio.TimeoutError):
             rid = self.core.next_request_id()
-            stats = await self._request(self.controller, StatsRequest(rid), rid)
-        document = status_document(self.core.nib, stats, msg.detail, asyncio.get_running_loop().time())
+            return await self._request(self.controller, StatsRequest(rid), rid)  # type: ignore[no-any-return]
+        return None
+
+    def peer_counts(self) -> dict[str, int]:
+        """RF-protocol peers connected now, by role."""
+        counts = dict.fromkeys(("controller", "client", "operator"), 0)
+        for peer in self._peers:
+            counts[peer.role] = counts.get(peer.role, 0) + 1
+        return counts
+
+    async def _status(self, peer: Peer, msg: StatusRequest) -> StatusReply:
+        return StatusReply(msg.request_id, await self.status(msg.detail))
+
+    async def status(self, detail: bool) -> dict[str, Any]:
+        """The status document (see :func:`~routeflow.server.status.status_document`) with the
+        controller's counters and the server's listeners."""
+        stats = await self.controller_stats()
+        document = status_document(self.core.nib, stats, detail, asyncio.get_running_loop().time())
         document["server"] = {
             # Every peer proves who it is on every listener: its key, or over TLS its certificate.
             "listeners": [{"address": text, "authenticated": True, "encrypted": text.startswith("tls:")}
                           for text in self.config.listen],
             "keys": str(self.key_dir),
             "auth_failures": self.auth_failures,
+            "http": self.config.http.listen,
         }
-        return StatusReply(msg.request_id, document)
+        return document
 
     def _assemble(self, part: TableDump) -> TableDump | None:
         """The whole dump once its last part is in (None until then)."""
@@ -423,6 +461,9 @@ class RFServer:
         return parts.fib()
 
     async def _verify(self, peer: Peer, msg: VerifyRequest) -> VerifyReply:
+        return await self.verify(msg.request_id)
+
+    async def verify(self, request_id: int = 0) -> VerifyReply:
         """Compare every VM's real FIB, translated, with the flows its datapath holds."""
         differences: list[str] = []
         checked = {"datapaths": 0, "flows": 0, "routes": 0}
@@ -464,7 +505,9 @@ class RFServer:
             checked["flows"] += comparison.flows_seen
             differences += comparison.lines(datapath_name(self.config, dpid))
             del comparison
-        return VerifyReply(msg.request_id, not differences, tuple(differences), checked)
+        self.metrics.verify_runs.inc()
+        self.metrics.verify_differences.set(len(differences))
+        return VerifyReply(request_id, not differences, tuple(differences), checked)
 
 
 #: What the server does with a message from a peer: a handler of ``(server, peer, message)``

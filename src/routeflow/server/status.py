@@ -7,7 +7,7 @@ from typing import Any, Callable, Iterable, Mapping
 from routeflow.config.schema import Config
 from routeflow.flows.compiler import GroupTable, datapath_flows
 from routeflow.flows.diff import TableComparison
-from routeflow.model import Fib, PortDesc, format_flow, format_group
+from routeflow.model import Fib, Neighbour, PortDesc, Route, format_flow, format_group
 from routeflow.protocol.messages import ControllerStats
 from routeflow.server.nib import Nib, Retry, VmState
 
@@ -21,88 +21,119 @@ def status_document(nib: Nib, stats: ControllerStats | None = None,
     only counts of routes, neighbours, flows and groups are given (a million
     routes make a large document). ``now`` is the clock of the resolution retries.
     """
-    config = nib.config
-    datapaths = []
+    return {"controller_connected": nib.controller_connected,
+            "datapaths": [datapath_entry(nib, dpid, stats, detail, now) for dpid in datapath_ids(nib)],
+            "vms": [vm_entry(nib, vm.name, detail) for vm in nib.config.vms],
+            "links": link_entries(nib)}
+
+
+def datapath_names(config: Config) -> dict[int, str]:
+    """What mirrors each datapath of the config: a VM's name, or the RFVS."""
     names = {vm.dpid: vm.name for vm in config.vms}
     names[config.rfvs.dpid] = f"RFVS {config.rfvs.bridge}"
-    for dpid in sorted(set(names) | set(nib.datapaths)):
-        dp = nib.datapaths.get(dpid)
-        table = dp.installed if dp else None
-        datapaths.append({
-            "dpid": f"{dpid:#x}",
-            "mirrored_by": names.get(dpid, ""),
-            "connected": dp is not None,
-            "ports": [
-                {"port": p.port_no, "name": p.name, "mac": p.mac, "up": p.up}
-                for p in sorted(dp.ports.values())
-            ] if dp else [],
-            "flow_count": len(table.flows) if table else 0,
-            "group_count": len(table.groups) if table else 0,
-            "flows": sorted(format_flow(f) for f in table.flows.values()) if table and detail else [],
-            "groups": sorted(format_group(g) for g in table.groups.values()) if table and detail else [],
-            "flow_mods_sent": dp.flow_mods if dp else 0,
-            "compile_error": dp.compile_error if dp else "",
-            "packet_in": None if stats is None else dict(stats.packet_in_by_kind.get(dpid, {})),
-            # Second connections claiming this datapath id while it was alive (impostors or a
-            # switch reconnecting from another address).
-            "refused_connections": None if stats is None else stats.refused.get(dpid, 0),
-            "unresolved_next_hops": [
-                {"prefix": u.prefix, "ifname": u.ifname, "gateway": u.gateway,
-                 **_retry(nib.resolving.get(names.get(dpid, ""), {}).get((u.ifname, u.gateway)), now)}
-                for u in dp.unresolved
-            ] if dp else [],
-        })
+    return names
+
+
+def datapath_ids(nib: Nib) -> list[int]:
+    """Every datapath the config names or that is connected, in order."""
+    return sorted(set(datapath_names(nib.config)) | set(nib.datapaths))
+
+
+def datapath_entry(nib: Nib, dpid: int, stats: ControllerStats | None = None,
+                   detail: bool = True, now: float = 0.0) -> dict[str, Any]:
+    """One datapath of :func:`status_document`: ports, counts, and with ``detail`` its flows."""
+    mirrored_by = datapath_names(nib.config).get(dpid, "")
+    dp = nib.datapaths.get(dpid)
+    table = dp.installed if dp else None
+    return {
+        "dpid": f"{dpid:#x}",
+        "mirrored_by": mirrored_by,
+        "connected": dp is not None,
+        "ports": [
+            {"port": p.port_no, "name": p.name, "mac": p.mac, "up": p.up}
+            for p in sorted(dp.ports.values())
+        ] if dp else [],
+        "flow_count": len(table.flows) if table else 0,
+        "group_count": len(table.groups) if table else 0,
+        "flows": sorted(format_flow(f) for f in table.flows.values()) if table and detail else [],
+        "groups": sorted(format_group(g) for g in table.groups.values()) if table and detail else [],
+        "flow_mods_sent": dp.flow_mods if dp else 0,
+        "compile_error": dp.compile_error if dp else "",
+        "packet_in": None if stats is None else dict(stats.packet_in_by_kind.get(dpid, {})),
+        # Second connections claiming this datapath id while it was alive (impostors or a
+        # switch reconnecting from another address).
+        "refused_connections": None if stats is None else stats.refused.get(dpid, 0),
+        "unresolved_next_hops": [
+            {"prefix": u.prefix, "ifname": u.ifname, "gateway": u.gateway,
+             **_retry(nib.resolving.get(mirrored_by, {}).get((u.ifname, u.gateway)), now)}
+            for u in dp.unresolved
+        ] if dp else [],
+    }
+
+
+def vm_entry(nib: Nib, name: str, detail: bool = True) -> dict[str, Any]:
+    """One VM of :func:`status_document`: its NICs and their mapping, counts, and with
+    ``detail`` its routes and neighbours."""
+    vm = nib.config.vm(name)
+    assert vm is not None, name
+    state = nib.vms[vm.name]
+    return {
+        "name": vm.name,
+        "dpid": f"{vm.dpid:#x}",
+        "engine": vm.engine,
+        "client_connected": state.connected,
+        "synced": state.synced,
+        "interfaces": interface_entries(nib, name),
+        "route_count": len(state.routes),
+        # Routes the client found changed in the kernel without an event, and repaired.
+        "fib_audits": state.audit.audits if state.audit else 0,
+        "fib_repaired": state.audit.repaired if state.audit else 0,
+        "fib_last_repair": state.audit.last_repair if state.audit else "",
+        "neighbour_count": len(state.neighbours),
+        "routes": [route_entry(r) for r in sorted(state.routes.values())] if detail else [],
+        "neighbours": [neighbour_entry(n) for n in sorted(state.neighbours.values())] if detail else [],
+    }
+
+
+def interface_entries(nib: Nib, name: str) -> list[dict[str, Any]]:
+    """A VM's NICs: the switch port each mirrors, its RFVS port, state and addresses."""
+    vm = nib.config.vm(name)
+    assert vm is not None, name
+    state = nib.vms[vm.name]
     wired = {}
     for a, b in nib.virtual_links():
         wired[a], wired[b] = b, a
-    vms = []
-    for vm in config.vms:
-        state = nib.vms[vm.name]
-        interfaces = []
-        for nic in vm.interfaces:
-            iface = state.interfaces.get(nic.name)
-            rfvs = nib.rfvs_ports.get((vm.name, nic.name))
-            peer = wired.get((vm.name, nic.name))
-            interfaces.append({
-                "name": nic.name,
-                "dpid": f"{vm.dpid:#x}",
-                "port": nic.port,
-                "rfvs_port": rfvs[1] if rfvs else None,
-                "mac": iface.mac if iface else None,
-                "up": iface.up if iface else None,
-                "addresses": list(iface.addresses) if iface else list(nic.addresses),
-                # The NIC it is wired to on the RFVS (virtual routing plane), if any.
-                "virtual_link": f"{peer[0]}:{peer[1]}" if peer else None,
-            })
-        vms.append({
-            "name": vm.name,
+    interfaces = []
+    for nic in vm.interfaces:
+        iface = state.interfaces.get(nic.name)
+        rfvs = nib.rfvs_ports.get((vm.name, nic.name))
+        peer = wired.get((vm.name, nic.name))
+        interfaces.append({
+            "name": nic.name,
             "dpid": f"{vm.dpid:#x}",
-            "engine": vm.engine,
-            "client_connected": state.connected,
-            "synced": state.synced,
-            "interfaces": interfaces,
-            "route_count": len(state.routes),
-            # Routes the client found changed in the kernel without an event, and repaired.
-            "fib_audits": state.audit.audits if state.audit else 0,
-            "fib_repaired": state.audit.repaired if state.audit else 0,
-            "fib_last_repair": state.audit.last_repair if state.audit else "",
-            "neighbour_count": len(state.neighbours),
-            "routes": [] if not detail else [
-                {
-                    "prefix": r.prefix,
-                    "type": r.type,
-                    "proto": r.proto,
-                    "nexthops": [{"ifname": h.ifname, "gateway": h.gateway} for h in r.nexthops],
-                }
-                for r in sorted(state.routes.values())
-            ],
-            "neighbours": [] if not detail else [
-                {"ifname": n.ifname, "ip": n.ip, "mac": n.mac} for n in sorted(state.neighbours.values())
-            ],
+            "port": nic.port,
+            "rfvs_port": rfvs[1] if rfvs else None,
+            "mac": iface.mac if iface else None,
+            "up": iface.up if iface else None,
+            "addresses": list(iface.addresses) if iface else list(nic.addresses),
+            # The NIC it is wired to on the RFVS (virtual routing plane), if any.
+            "virtual_link": f"{peer[0]}:{peer[1]}" if peer else None,
         })
-    links = [{"from": f"{a[0]:#x}:{a[1]}", "to": f"{b[0]:#x}:{b[1]}"} for a, b in sorted(nib.links)]
-    return {"controller_connected": nib.controller_connected, "datapaths": datapaths, "vms": vms,
-            "links": links}
+    return interfaces
+
+
+def route_entry(route: Route) -> dict[str, Any]:
+    return {"prefix": route.prefix, "type": route.type, "proto": route.proto,
+            "nexthops": [{"ifname": h.ifname, "gateway": h.gateway} for h in route.nexthops]}
+
+
+def neighbour_entry(neighbour: Neighbour) -> dict[str, Any]:
+    return {"ifname": neighbour.ifname, "ip": neighbour.ip, "mac": neighbour.mac}
+
+
+def link_entries(nib: Nib) -> list[dict[str, str]]:
+    """The links discovered between switch ports."""
+    return [{"from": f"{a[0]:#x}:{a[1]}", "to": f"{b[0]:#x}:{b[1]}"} for a, b in sorted(nib.links)]
 
 
 def _retry(retry: Retry | None, now: float) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """Helpers of the client's unit tests: netlink messages (golden and hand-built), async tests.
 
 Golden files (``tests/golden/netlink``) hold real kernel messages as hex; the
-builders below encode synthetic ones. Both go through pyroute2's own parser,
-so the code under test sees exactly what it sees in production.
+builders below encode synthetic ones with pyroute2, an encoder independent of
+the decoder under test. Both are bytes, as the client reads them in production.
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ import pytest
 from pyroute2.netlink import NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE
 from pyroute2.netlink.rtnl import RTM_DELADDR, RTM_DELLINK, RTM_DELNEIGH, RTM_DELROUTE
 
-from routeflow.client.fib import FibState, proto_name
+from routeflow.client.fib import FibState
+from routeflow.client.netlink import proto_name
 from routeflow.model import Fib, Interface, Neighbour, NextHop, Route
 from routeflow.protocol.messages import FibDelta
 from tests.fibmirror import FibMirror
@@ -297,8 +298,8 @@ def test_malformed_messages_are_ignored_with_a_warning(build: Any, caplog: pytes
     state = _state(build, build.address(3, "10.0.1.1/24"))
     before = state.fib()
     malformed = [
-        _patched(build.link(*ETH1), 32, b"\x01\x00"),  # IFLA_IFNAME of rta_len 1: pyroute2 gives bytes
-        _patched(build.address(3, "10.0.2.1/24"), 32, b"\x03\x00"),  # IFA_LOCAL of rta_len 3: bytes, or garbage
+        _patched(build.link(*ETH1), 32, b"\x01\x00"),  # IFLA_IFNAME of rta_len 1
+        _patched(build.address(3, "10.0.2.1/24"), 32, b"\x03\x00"),  # IFA_LOCAL of rta_len 3
         bytes.fromhex("10000000100002000100000000000000"),  # an RTM_NEWLINK with no ifinfomsg
         _patched(build.address(3, "10.0.2.1/24"), 17, b"\x28"),  # 10.0.2.1/40
     ]

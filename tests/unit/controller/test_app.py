@@ -15,8 +15,8 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from routeflow.controller import app as appmod
-from routeflow.controller import ofcodec, ofwire
 from routeflow.controller.app import RouteFlowController
+from routeflow.controller.openflow import fast_decode, reference
 from routeflow.controller.settings import ControllerSettings
 from routeflow.controller.switch import error_text
 from routeflow.model import CONTROLLER, Flow, Group, PortDesc, match, output
@@ -228,7 +228,7 @@ def test_table_mod_applied_in_order_with_barrier(app):
     assert len(set(xids)) == len(xids)
     first = dp.of_type(ofp.OFPT_FLOW_MOD)[0]
     parsed = ofproto_parser.msg(dp, ofp.OFP_VERSION, first[0], len(first[2]), first[1], first[2])
-    assert parsed.cookie == ofcodec.ROUTEFLOW_COOKIE and parsed.command == ofp.OFPFC_ADD
+    assert parsed.cookie == reference.ROUTEFLOW_COOKIE and parsed.command == ofp.OFPFC_ADD
 
 
 def test_large_table_mod_is_sent_in_few_large_writes(app):
@@ -257,7 +257,7 @@ def test_table_mod_errors_are_reported(app):
 def test_switch_errors_are_reported(app):
     dp = join(app, S1)
     app.link.take()
-    failed = ofcodec.flow_add(Flow(0, 1, ()), dp)
+    failed = reference.flow_add(Flow(0, 1, ()), dp)
     failed.set_xid(77)
     failed.serialize()
     err = parser.OFPErrorMsg(dp, ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_OUT_PORT, bytes(failed.buf[:64]))
@@ -285,7 +285,7 @@ def test_dump_table_collects_every_reply_part(app):
     grp = Group(3, "select", ((output(1),), (output(2),)))
 
     def stats(flow):
-        mod = ofcodec.flow_add(flow, dp)
+        mod = reference.flow_add(flow, dp)
         return parser.OFPFlowStats(flow.table, 0, 0, flow.priority, 0, 0, 0, mod.cookie, 0, 0,
                                    mod.match, mod.instructions)
 
@@ -297,7 +297,7 @@ def test_dump_table_collects_every_reply_part(app):
     flow_reply([stats(flows[0])], True)
     flow_reply([stats(flows[1])], False)
     assert app.link.take() == []
-    desc = parser.OFPGroupDescStats(ofp.OFPGT_SELECT, 3, ofcodec.group_add(grp).buckets)
+    desc = parser.OFPGroupDescStats(ofp.OFPGT_SELECT, 3, reference.group_add(grp).buckets)
     msg = parser.OFPGroupDescStatsReply(dp, body=[desc], flags=0)
     msg.xid = group_xid
     app._group_desc_reply(ofp_event.EventOFPGroupDescStatsReply(msg))
@@ -314,7 +314,7 @@ def test_large_dump_goes_to_the_server_in_parts(app, monkeypatch):
     flows = [Flow(1, 1000 + i, match(eth_type=0x800, ipv4_dst=f"10.0.{i}.0/24"), (output(1),)) for i in range(5)]
     body = []
     for flow in flows:
-        mod = ofcodec.flow_add(flow, dp)
+        mod = reference.flow_add(flow, dp)
         body.append(parser.OFPFlowStats(flow.table, 0, 0, flow.priority, 0, 0, 0, mod.cookie, 0, 0,
                                         mod.match, mod.instructions))
     msg = parser.OFPFlowStatsReply(dp, body=body, flags=0)
@@ -378,7 +378,7 @@ def test_dump_table_decodes_raw_replies(app):
     grp = Group(3, "select", ((output(1),), (output(2),)))
 
     def entry(flow):
-        mod = ofcodec.flow_add(flow, dp)
+        mod = reference.flow_add(flow, dp)
         mod.set_xid(0)
         mod.serialize()
         rest = bytes(mod.buf[48:])
@@ -390,7 +390,7 @@ def test_dump_table_decodes_raw_replies(app):
     app._flow_stats_reply(ofp_event.EventOFPFlowStatsReply(first))
     app._flow_stats_reply(ofp_event.EventOFPFlowStatsReply(
         raw_reply(dp, ofp.OFPMP_FLOW, flow_xid, [entry(flows[2])])))
-    mod = ofcodec.group_add(grp, dp)
+    mod = reference.group_add(grp, dp)
     mod.set_xid(0)
     mod.serialize()
     buckets = bytes(mod.buf[16:])
@@ -572,7 +572,7 @@ def test_experimenter_error_is_reported(app):
 
 def test_every_error_message_turns_into_text(app):
     dp = join(app, S1)
-    failed = ofcodec.flow_add(Flow(0, 1, ()), dp)
+    failed = reference.flow_add(Flow(0, 1, ()), dp)
     failed.set_xid(11)
     failed.serialize()
     datas = [b"", b"\x04", bytes(failed.buf[:64]), b"\x04\xee\x00\x08\x00\x00\x00\x01", b"no hello\n\x00\xff" * 40]
@@ -607,7 +607,7 @@ def test_unusable_messages_are_dropped_not_the_switch(app, caplog):
     zero_group_stats = struct.pack("!BBHIHH4x", 4, ofp.OFPT_MULTIPART_REPLY, 56, 6, ofp.OFPMP_GROUP, 0) + bytes(40)
     v14_zero_instruction = (struct.pack("!BBHIHH4x", 5, ofp.OFPT_MULTIPART_REPLY, 80, 7, ofp.OFPMP_FLOW, 0)
                             + struct.pack("!H46xHH4x", 64, ofp.OFPMT_OXM, 4) + struct.pack("!HH4x", 4, 0))
-    flow_mod = ofcodec.flow_add(Flow(0, 1, (), (output(1),)), dp)
+    flow_mod = reference.flow_add(Flow(0, 1, (), (output(1),)), dp)
     flow_mod.set_xid(8)
     flow_mod.serialize()
     zero_instruction_flow_mod = bytes(flow_mod.buf[:58]) + b"\x00\x00" + bytes(flow_mod.buf[60:])  # after an empty match
@@ -627,7 +627,7 @@ def test_malformed_table_dump_replies(app, monkeypatch):
     dp = join(app, S1)
     app.link.take()
     # nobody asked: not even decoded
-    monkeypatch.setattr(ofwire, "decode_group_desc", None)
+    monkeypatch.setattr(fast_decode, "decode_group_desc", None)
     app._group_desc_reply(ofp_event.EventOFPGroupDescStatsReply(from_wire(dp, ZERO_BUCKET_REPLY)))
     assert app.link.take() == []
     monkeypatch.undo()

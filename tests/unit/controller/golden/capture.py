@@ -5,7 +5,7 @@
 
 Needs root and a running Open vSwitch. Makes a bridge ``tfc-gold`` whose
 controller is this script (a bare-bones one on 127.0.0.1:16654), installs
-routeflow's flows and groups with :mod:`routeflow.controller.ofwire`, adds a few
+routeflow's flows and groups with :mod:`routeflow.controller.openflow.fast_encode`, adds a few
 foreign entries with ``ovs-ofctl``, then records the raw multipart replies to a
 table dump and removes the bridge.
 """
@@ -23,7 +23,7 @@ import msgspec
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from routeflow.controller import ofcodec, ofwire
+from routeflow.controller.openflow import fast_encode, reference
 from routeflow.model import CONTROLLER, DEC_TTL, Flow, Group, group, match, output, set_field
 from routeflow.protocol.messages import TableMod
 
@@ -114,7 +114,7 @@ def main(out_path):
         for f in FOREIGN_GROUPS:
             sh("ovs-ofctl", "-O", "OpenFlow13", "add-group", BR, f)
         mod = TableMod(1, add=tuple(FLOWS), group_add=(ECMP, IND, ALL))
-        chunks, count, errors = ofwire.encode_table_mod(mod, xids)
+        chunks, count, errors = fast_encode.encode_table_mod(mod, xids)
         assert not errors, errors
         for c in chunks:
             sock.sendall(c)
@@ -128,9 +128,9 @@ def main(out_path):
                 break
         for f in FOREIGN_FLOWS:
             sh("ovs-ofctl", "-O", "OpenFlow13", "add-flow", BR, f)
-        for req in (parser.OFPFlowStatsRequest(ofcodec.STANDALONE, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY,
+        for req in (parser.OFPFlowStatsRequest(reference.STANDALONE, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY,
                                                0, 0, parser.OFPMatch()),
-                    parser.OFPGroupDescStatsRequest(ofcodec.STANDALONE, 0)):
+                    parser.OFPGroupDescStatsRequest(reference.STANDALONE, 0)):
             req.set_xid(xids())
             req.serialize()
             sock.sendall(bytes(req.buf))

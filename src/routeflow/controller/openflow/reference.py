@@ -1,4 +1,4 @@
-"""Switch-neutral flows and groups <-> os-ken OpenFlow 1.3 messages. Pure: no I/O.
+"""The reference codec: switch-neutral flows and groups <-> os-ken OpenFlow 1.3 messages. Pure: no I/O.
 
 Encoding turns :class:`~routeflow.model.Flow`, :class:`FlowKey` and
 :class:`Group` into ``OFPFlowMod``/``OFPGroupMod`` objects; decoding turns the
@@ -10,17 +10,22 @@ Whatever a switch holds that routeflow never writes (foreign actions,
 instructions or match fields) still decodes, into ``("unknown", text)``
 actions or textual values, so that it shows up as a difference instead of
 breaking the dump.
+
+os-ken's objects are exact but slow; the fast codec (:mod:`.fast_encode`,
+:mod:`.fast_decode`) writes and reads the same bytes directly, hands whatever
+it does not write to this one, and is tested against it.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
+from routeflow.controller.openflow.order import Kind, in_send_order
 from routeflow.model import Action, Flow, FlowKey, Group, Match
 from routeflow.protocol.messages import TableMod
 
@@ -272,32 +277,27 @@ def group_from_stats(stats: parser.OFPGroupDescStats) -> Group:
 # -- a whole TableMod ----------------------------------------------------------------
 
 
-def encode_table_mod(mod: TableMod, dp: DatapathLike = STANDALONE) -> tuple[list[Any], list[str]]:
-    """The messages applying ``mod`` in a safe order, and the entries that could not be encoded.
+#: The os-ken message of each kind of TableMod entry.
+BUILDERS: dict[Kind, Callable[[Any, DatapathLike], Any]] = {
+    Kind.GROUP_ADD: group_add,
+    Kind.GROUP_MODIFY: group_modify,
+    Kind.GROUP_DELETE: group_delete,
+    Kind.FLOW_ADD: flow_add,
+    Kind.FLOW_MODIFY: flow_modify,
+    Kind.FLOW_DELETE: flow_delete,
+}
 
-    Groups are added and modified before the flows that may point at them and
-    deleted after the flows that did. A barrier separates those phases (a switch
-    may reorder messages between barriers) and ends the batch.
-    """
+
+def encode_table_mod(mod: TableMod, dp: DatapathLike = STANDALONE) -> tuple[list[Any], list[str]]:
+    """The messages applying ``mod`` in the order of :data:`.order.SEND_ORDER`, barriers
+    included, and the entries that could not be encoded."""
     errors: list[str] = []
 
-    def build(items: Iterable[Any], encode: Any) -> list[Any]:
-        out = []
-        for item in items:
-            try:
-                out.append(encode(item, dp))
-            except (ValueError, TypeError, KeyError) as exc:
-                errors.append(f"cannot encode {item!r}: {exc}")
-        return out
+    def builder(kind: Kind) -> Callable[[Any], Any]:
+        build = BUILDERS[kind]
+        return lambda entry: build(entry, dp)
 
-    phases = [
-        build(mod.group_add, group_add) + build(mod.group_modify, group_modify),
-        build(mod.add, flow_add) + build(mod.modify, flow_modify) + build(mod.delete, flow_delete),
-        build(mod.group_delete, group_delete),
-    ]
-    messages: list[Any] = []
-    for phase in phases:
-        if phase:
-            messages.extend(phase)
-            messages.append(parser.OFPBarrierRequest(dp))
+    messages = list(in_send_order(mod, builder,
+                                  lambda: parser.OFPBarrierRequest(dp), errors,
+                                  caught=(ValueError, TypeError, KeyError)))
     return messages, errors

@@ -1,10 +1,10 @@
 """The hand-written OpenFlow wire codec against os-ken, byte for byte and value for value.
 
-Encoding: every message :mod:`ofwire` writes must equal what os-ken serialises
-for the same entry and xid. Decoding: every reply :mod:`ofwire` reads must give
-what ``ofcodec.flow_from_stats``/``group_from_stats`` give for os-ken's parse
+Encoding: every message :mod:`.fast_encode` writes must equal what os-ken serialises
+for the same entry and xid. Decoding: every reply :mod:`.fast_decode` reads must give
+what ``reference.flow_from_stats``/``group_from_stats`` give for os-ken's parse
 of the same bytes. Reply entries are built from os-ken's own serialisation
-(never from ofwire's), plus flow-stats and group-desc replies captured from a
+(never from the fast encoder's), plus flow-stats and group-desc replies captured from a
 real Open vSwitch (``golden/``).
 """
 
@@ -25,7 +25,9 @@ from os_ken.ofproto import ofproto_parser
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from routeflow.controller import ofcodec, ofwire
+from routeflow.controller.openflow import checks, fast_decode, fast_encode, fields, guards, memo, reference
+from routeflow.controller.openflow.errors import STATS, DecodeError, Unsupported
+from routeflow.controller.openflow.order import Kind
 from routeflow.model import (
     CONTROLLER,
     DEC_TTL,
@@ -42,7 +44,7 @@ from routeflow.protocol.messages import TableMod
 
 from .wire import deadline, split_messages
 
-DP = ofcodec.STANDALONE
+DP = reference.STANDALONE
 GOLDEN = Path(__file__).parent / "golden"
 MAC_A, MAC_B = "02:00:00:00:00:0a", "0a:00:00:00:00:0b"
 NEXT_HOP = (DEC_TTL, set_field("eth_src", MAC_A), set_field("eth_dst", MAC_B), output(3))
@@ -127,17 +129,17 @@ def os_ken_bytes(build, item, xid: int) -> bytes:
 @pytest.mark.parametrize("xid", XIDS)
 @pytest.mark.parametrize("flow", FAST_FLOWS, ids=str)
 def test_flow_mods_equal_os_ken_bytes(flow, xid):
-    assert ofwire.flow_add(flow, xid) == os_ken_bytes(ofcodec.flow_add, flow, xid)
-    assert ofwire.flow_modify(flow, xid) == os_ken_bytes(ofcodec.flow_modify, flow, xid)
-    assert ofwire.flow_delete(flow.key, xid) == os_ken_bytes(ofcodec.flow_delete, flow.key, xid)
+    assert fast_encode.flow_add(flow, xid) == os_ken_bytes(reference.flow_add, flow, xid)
+    assert fast_encode.flow_modify(flow, xid) == os_ken_bytes(reference.flow_modify, flow, xid)
+    assert fast_encode.flow_delete(flow.key, xid) == os_ken_bytes(reference.flow_delete, flow.key, xid)
 
 
 @pytest.mark.parametrize("xid", XIDS)
 @pytest.mark.parametrize("grp", FAST_GROUPS, ids=str)
 def test_group_mods_equal_os_ken_bytes(grp, xid):
-    assert ofwire.group_add(grp, xid) == os_ken_bytes(ofcodec.group_add, grp, xid)
-    assert ofwire.group_modify(grp, xid) == os_ken_bytes(ofcodec.group_modify, grp, xid)
-    assert ofwire.group_delete(grp.group_id, xid) == os_ken_bytes(ofcodec.group_delete, grp.group_id, xid)
+    assert fast_encode.group_add(grp, xid) == os_ken_bytes(reference.group_add, grp, xid)
+    assert fast_encode.group_modify(grp, xid) == os_ken_bytes(reference.group_modify, grp, xid)
+    assert fast_encode.group_delete(grp.group_id, xid) == os_ken_bytes(reference.group_delete, grp.group_id, xid)
 
 
 @pytest.mark.parametrize("xid", XIDS)
@@ -145,7 +147,7 @@ def test_barrier_equals_os_ken_bytes(xid):
     msg = parser.OFPBarrierRequest(DP)
     msg.set_xid(xid)
     msg.serialize()
-    assert ofwire.barrier(xid) == bytes(msg.buf)
+    assert fast_encode.barrier(xid) == bytes(msg.buf)
 
 
 def test_cached_pieces_do_not_leak_between_entries():
@@ -153,34 +155,34 @@ def test_cached_pieces_do_not_leak_between_entries():
     flows = [Flow(1, 1024 + n, match(eth_type=0x800, ipv4_dst=f"10.{n}.0.0/16"), NEXT_HOP) for n in range(5)]
     flows += [Flow(1, 9, match(in_port=n, eth_dst=MAC_A), (output(n),), goto=n % 2 or None) for n in range(5)]
     for flow in flows * 2:
-        assert ofwire.flow_add(flow, 5) == os_ken_bytes(ofcodec.flow_add, flow, 5)
+        assert fast_encode.flow_add(flow, 5) == os_ken_bytes(reference.flow_add, flow, 5)
 
 
 def test_caches_are_bounded(monkeypatch):
-    monkeypatch.setattr(ofwire, "CACHE_LIMIT", 8)
+    monkeypatch.setattr(memo, "CACHE_LIMIT", 8)
     for n in range(50):
         flow = Flow(1, 1, match(in_port=n, eth_type=0x800, ipv4_dst=f"10.0.0.{n}"), (output(n),), goto=1)
-        assert ofwire.flow_add(flow, n) == os_ken_bytes(ofcodec.flow_add, flow, n)
-    assert len(ofwire._actions_cache) <= 8 and len(ofwire._instructions_cache) <= 8
-    assert len(ofwire._field_cache) <= 8
+        assert fast_encode.flow_add(flow, n) == os_ken_bytes(reference.flow_add, flow, n)
+    assert len(fast_encode._actions_cache) <= 8 and len(fast_encode._instructions_cache) <= 8
+    assert len(fields._field_cache) <= 8
 
 
 @pytest.mark.parametrize("flow", FALLBACK_FLOWS, ids=str)
 def test_other_shapes_fall_back_to_os_ken(flow):
-    with pytest.raises(ofwire.Unsupported):
-        ofwire.flow_add(flow, 1)
-    assert ofwire.encode("flow_add", flow, 9) == os_ken_bytes(ofcodec.flow_add, flow, 9)
-    assert ofwire.encode("flow_delete", flow.key, 9) == os_ken_bytes(ofcodec.flow_delete, flow.key, 9)
+    with pytest.raises(Unsupported):
+        fast_encode.flow_add(flow, 1)
+    assert fast_encode.encode(Kind.FLOW_ADD, flow, 9) == os_ken_bytes(reference.flow_add, flow, 9)
+    assert fast_encode.encode(Kind.FLOW_DELETE, flow.key, 9) == os_ken_bytes(reference.flow_delete, flow.key, 9)
 
 
 def test_unknown_group_type_falls_back_to_os_kens_error():
     with pytest.raises(ValueError):
-        ofwire.encode("group_add", Group(1, "chained", ()), 1)
+        fast_encode.encode(Kind.GROUP_ADD, Group(1, "chained", ()), 1)
 
 
 @pytest.mark.parametrize("flow", BAD_FLOWS, ids=str)
 def test_bad_entries_are_errors_as_before(flow):
-    chunks, count, errors = ofwire.encode_table_mod(TableMod(1, add=(flow, FAST_FLOWS[3])),
+    chunks, count, errors = fast_encode.encode_table_mod(TableMod(1, add=(flow, FAST_FLOWS[3])),
                                                     itertools.count(1).__next__)
     assert len(errors) == 1 and errors[0].startswith("cannot encode")
     assert count == 2  # the good flow and the barrier
@@ -198,14 +200,14 @@ def test_table_mod_bytes_equal_os_kens_messages_in_order():
         group_modify=(FAST_GROUPS[1],),
         group_delete=(77, 78),
     )
-    messages, errors = ofcodec.encode_table_mod(mod)
+    messages, errors = reference.encode_table_mod(mod)
     assert errors == []
     expected = b""
     for xid, msg in enumerate(messages, start=100):
         msg.set_xid(xid)
         msg.serialize()
         expected += bytes(msg.buf)
-    chunks, count, errors = ofwire.encode_table_mod(mod, itertools.count(100).__next__)
+    chunks, count, errors = fast_encode.encode_table_mod(mod, itertools.count(100).__next__)
     assert errors == [] and count == len(messages)
     assert b"".join(chunks) == expected
 
@@ -213,13 +215,13 @@ def test_table_mod_bytes_equal_os_kens_messages_in_order():
 def test_table_mod_chunks_hold_whole_messages():
     flows = tuple(Flow(1, 1032, match(eth_type=0x800, ipv4_dst=f"10.0.{i >> 8}.{i & 255}"), NEXT_HOP)
                   for i in range(1000))
-    chunks, count, _ = ofwire.encode_table_mod(TableMod(1, add=flows), itertools.count(1).__next__, 4096)
+    chunks, count, _ = fast_encode.encode_table_mod(TableMod(1, add=flows), itertools.count(1).__next__, 4096)
     assert count == 1001 and len(chunks) > 10
     for chunk in chunks:
         assert len(chunk) < 4096 + 200
         assert sum(len(m) for _, _, m in split_messages(chunk)) == len(chunk)
     assert [xid for _, xid, _ in split_messages(b"".join(chunks))] == list(range(1, 1002))
-    assert ofwire.encode_table_mod(TableMod(1), itertools.count(1).__next__) == ([], 0, [])
+    assert fast_encode.encode_table_mod(TableMod(1), itertools.count(1).__next__) == ([], 0, [])
 
 
 # -- decoding -------------------------------------------------------------------------
@@ -249,7 +251,7 @@ def reply(kind: int, entries: list[bytes], flags: int = 0, xid: int = 9) -> byte
 
 
 def os_ken_reply(buf: bytes):
-    """os-ken's own parse of a reply (bypassing ofwire's raw-reply hook, if installed)."""
+    """os-ken's own parse of a reply (bypassing the raw-reply guard, if installed)."""
     parse = parser._MSG_PARSERS[ofp.OFPT_MULTIPART_REPLY]
     parse = getattr(parse, "original", parse)
     _, kind, length, xid = struct.unpack_from("!BBHI", buf)
@@ -257,11 +259,11 @@ def os_ken_reply(buf: bytes):
 
 
 def reference_flows(buf: bytes) -> list[Flow]:
-    return [ofcodec.flow_from_stats(s) for s in os_ken_reply(buf).body]
+    return [reference.flow_from_stats(s) for s in os_ken_reply(buf).body]
 
 
 def reference_groups(buf: bytes) -> list[Group]:
-    return [ofcodec.group_from_stats(s) for s in os_ken_reply(buf).body]
+    return [reference.group_from_stats(s) for s in os_ken_reply(buf).body]
 
 
 def raw_flow(table, priority, ofp_match, instructions) -> bytes:
@@ -317,12 +319,12 @@ FOREIGN = [
 
 
 def os_ken_flow_entries(flows: list[Flow]) -> list[bytes]:
-    return [flow_stats_entry(ofcodec.flow_add(f)) for f in flows]
+    return [flow_stats_entry(reference.flow_add(f)) for f in flows]
 
 
 def test_flow_stats_decode_like_os_ken():
     buf = reply(ofp.OFPMP_FLOW, os_ken_flow_entries(FAST_FLOWS + FALLBACK_FLOWS))
-    decoded = ofwire.decode_flow_stats(buf)
+    decoded = fast_decode.decode_flow_stats(buf)
     assert decoded == reference_flows(buf)
     assert decoded[:len(FAST_FLOWS)] == FAST_FLOWS_CANONICAL
 
@@ -341,14 +343,14 @@ FAST_FLOWS_CANONICAL = [
 @pytest.mark.parametrize("entry", FOREIGN, ids=[str(i) for i in range(len(FOREIGN))])
 def test_foreign_flow_entries_decode_like_os_ken(entry):
     buf = reply(ofp.OFPMP_FLOW, [entry])
-    assert ofwire.decode_flow_stats(buf) == reference_flows(buf)
+    assert fast_decode.decode_flow_stats(buf) == reference_flows(buf)
 
 
 def test_fast_path_takes_every_flow_routeflow_writes():
-    before = ofwire.STATS.fallback
+    before = STATS.fallback
     buf = reply(ofp.OFPMP_FLOW, os_ken_flow_entries(FAST_FLOWS))
-    ofwire.decode_flow_stats(buf)
-    assert ofwire.STATS.fallback == before
+    fast_decode.decode_flow_stats(buf)
+    assert STATS.fallback == before
 
 
 def test_many_entries_with_shared_instructions():
@@ -358,24 +360,24 @@ def test_many_entries_with_shared_instructions():
     decoded = []
     for start in range(0, len(entries), 400):
         buf = reply(ofp.OFPMP_FLOW, entries[start:start + 400])
-        assert ofwire.decode_flow_stats(buf) == reference_flows(buf)
+        assert fast_decode.decode_flow_stats(buf) == reference_flows(buf)
         # the message in a longer buffer, as ``msg.buf`` and ``msg_len`` may hand it over
-        decoded += ofwire.decode_flow_stats(buf + b"junk", end=len(buf))
+        decoded += fast_decode.decode_flow_stats(buf + b"junk", end=len(buf))
     assert decoded == flows
 
 
 def test_empty_and_malformed_replies():
-    assert ofwire.decode_flow_stats(reply(ofp.OFPMP_FLOW, [])) == []
-    assert ofwire.decode_group_desc(reply(ofp.OFPMP_GROUP_DESC, [])) == []
+    assert fast_decode.decode_flow_stats(reply(ofp.OFPMP_FLOW, [])) == []
+    assert fast_decode.decode_group_desc(reply(ofp.OFPMP_GROUP_DESC, [])) == []
     entry = os_ken_flow_entries([FAST_FLOWS[4]])[0]
     with pytest.raises(ValueError):
-        ofwire.decode_flow_stats(reply(ofp.OFPMP_FLOW, [entry[:-8]]))
+        fast_decode.decode_flow_stats(reply(ofp.OFPMP_FLOW, [entry[:-8]]))
     with pytest.raises(ValueError):
-        ofwire.decode_flow_stats(reply(ofp.OFPMP_FLOW, [b"\0\0" + entry[2:]]))
+        fast_decode.decode_flow_stats(reply(ofp.OFPMP_FLOW, [b"\0\0" + entry[2:]]))
 
 
 def test_group_desc_decodes_like_os_ken():
-    entries = [group_desc_entry(ofcodec.group_add(g)) for g in FAST_GROUPS]
+    entries = [group_desc_entry(reference.group_add(g)) for g in FAST_GROUPS]
     foreign = [
         parser.OFPGroupMod(DP, ofp.OFPGC_ADD, ofp.OFPGT_SELECT, 5, [
             parser.OFPBucket(3, ofp.OFPP_ANY, ofp.OFPG_ANY, [parser.OFPActionPushVlan(), parser.OFPActionOutput(1, 0)]),
@@ -385,7 +387,7 @@ def test_group_desc_decodes_like_os_ken():
             parser.OFPBucket(0, 2, ofp.OFPG_ANY, [parser.OFPActionSetField(eth_src="AA:00:00:00:00:01")])]),
     ]
     buf = reply(ofp.OFPMP_GROUP_DESC, entries + [group_desc_entry(m) for m in foreign])
-    decoded = ofwire.decode_group_desc(buf)
+    decoded = fast_decode.decode_group_desc(buf)
     assert decoded == reference_groups(buf)
     assert decoded[:len(FAST_GROUPS)] == FAST_GROUPS
     assert decoded[-2].type == "type9"
@@ -403,13 +405,13 @@ def golden_replies() -> list[tuple[str, bytes]]:
 
 @pytest.mark.parametrize("name,buf", golden_replies())
 def test_real_ovs_replies_decode_like_os_ken(name, buf):
-    kind, end = ofwire.reply_body_span(buf)
+    kind, end = fast_decode.reply_body_span(buf)
     if kind == ofp.OFPMP_FLOW:
-        decoded = ofwire.decode_flow_stats(buf)
+        decoded = fast_decode.decode_flow_stats(buf)
         assert decoded and decoded == reference_flows(buf)
     else:
         assert kind == ofp.OFPMP_GROUP_DESC
-        decoded = ofwire.decode_group_desc(buf)
+        decoded = fast_decode.decode_group_desc(buf)
         assert decoded and decoded == reference_groups(buf)
 
 
@@ -422,11 +424,11 @@ def test_golden_capture_holds_what_routeflow_installed():
     flows, groups = [], []
     for hexed in data["replies"]:
         buf = bytes.fromhex(hexed)
-        kind, _ = ofwire.reply_body_span(buf)
+        kind, _ = fast_decode.reply_body_span(buf)
         if kind == ofp.OFPMP_FLOW:
-            flows += ofwire.decode_flow_stats(buf)
+            flows += fast_decode.decode_flow_stats(buf)
         else:
-            groups += ofwire.decode_group_desc(buf)
+            groups += fast_decode.decode_group_desc(buf)
     installed = msgspec.convert(data["flows"], list[Flow])
     foreign = [f for f in flows if f.table == 2]
     assert sorted(f for f in flows if f.table != 2) == sorted(installed)
@@ -441,20 +443,20 @@ def test_golden_capture_holds_what_routeflow_installed():
 
 
 def test_raw_replies_parse_lazily_and_transparently():
-    ofwire.install_raw_stats_replies()
-    ofwire.install_raw_stats_replies()  # idempotent
+    guards.install_raw_stats_replies()
+    guards.install_raw_stats_replies()  # idempotent
     buf = reply(ofp.OFPMP_FLOW, os_ken_flow_entries(FAST_FLOWS[:3]), flags=ofp.OFPMPF_REPLY_MORE, xid=42)
     msg = ofproto_parser.msg(DP, ofp.OFP_VERSION, ofp.OFPT_MULTIPART_REPLY, len(buf), 42, buf)
-    assert isinstance(msg, parser.OFPFlowStatsReply) and isinstance(msg.body, ofwire.LazyBody)
+    assert isinstance(msg, parser.OFPFlowStatsReply) and isinstance(msg.body, guards.LazyBody)
     assert (msg.xid, msg.flags, msg.type, msg.buf) == (42, ofp.OFPMPF_REPLY_MORE, ofp.OFPMP_FLOW, buf)
     assert msg.body._items is None  # nothing parsed yet
-    assert len(msg.body) == 3 and [ofcodec.flow_from_stats(s) for s in msg.body] == FAST_FLOWS[:3]
+    assert len(msg.body) == 3 and [reference.flow_from_stats(s) for s in msg.body] == FAST_FLOWS[:3]
     assert msg.body[0].table_id == FAST_FLOWS[0].table
 
-    groups = reply(ofp.OFPMP_GROUP_DESC, [group_desc_entry(ofcodec.group_add(FAST_GROUPS[0]))])
+    groups = reply(ofp.OFPMP_GROUP_DESC, [group_desc_entry(reference.group_add(FAST_GROUPS[0]))])
     msg = ofproto_parser.msg(DP, ofp.OFP_VERSION, ofp.OFPT_MULTIPART_REPLY, len(groups), 43, groups)
     assert isinstance(msg, parser.OFPGroupDescStatsReply)
-    assert [ofcodec.group_from_stats(s) for s in msg.body] == [FAST_GROUPS[0]]
+    assert [reference.group_from_stats(s) for s in msg.body] == [FAST_GROUPS[0]]
 
     # other multipart replies: parsed by os-ken as ever
     port = parser.OFPPort(1, "02:00:00:00:00:01", b"p1".ljust(16, b"\0"), 0, 0, 0, 0, 0, 0, 0, 0)
@@ -473,19 +475,19 @@ def test_route_prefixes_of_every_length(prefixlen):
     address = ".".join(str(network >> s & 255) for s in (24, 16, 8, 0))
     for text in (f"{address}/{prefixlen}", address if prefixlen == 32 else f"{address}/{prefixlen}"):
         flow = Flow(1, 1000 + prefixlen, match(eth_type=0x800, ipv4_dst=text), NEXT_HOP)
-        assert ofwire.flow_add(flow, prefixlen) == os_ken_bytes(ofcodec.flow_add, flow, prefixlen)
+        assert fast_encode.flow_add(flow, prefixlen) == os_ken_bytes(reference.flow_add, flow, prefixlen)
         buf = reply(ofp.OFPMP_FLOW, os_ken_flow_entries([flow]))
-        assert ofwire.decode_flow_stats(buf) == reference_flows(buf)
+        assert fast_decode.decode_flow_stats(buf) == reference_flows(buf)
     if prefixlen < 32:
         # host bits under the mask: an error when written, cleared when read
         bad = Flow(1, 1, match(eth_type=0x800, ipv4_dst=f"{address[:-1]}{int(address[-1]) | 1}/{prefixlen}"))
-        with pytest.raises(ofwire.Unsupported):
-            ofwire.flow_add(bad, 1)
+        with pytest.raises(Unsupported):
+            fast_encode.flow_add(bad, 1)
         netmask = str(ipaddress.IPv4Network(f"0.0.0.0/{prefixlen}").netmask)
         mod = parser.OFPFlowMod(DP, table_id=1, priority=1, match=parser.OFPMatch(_ordered_fields=[
             ("eth_type", 0x800), ("ipv4_dst", (f"{address[:-1]}{int(address[-1]) | 1}", netmask))]))
         buf = reply(ofp.OFPMP_FLOW, [flow_stats_entry(mod)])
-        assert ofwire.decode_flow_stats(buf) == reference_flows(buf)
+        assert fast_decode.decode_flow_stats(buf) == reference_flows(buf)
 
 
 # -- what a switch sends: every reply decodes or is a DecodeError, in bounded time and memory ------
@@ -528,13 +530,13 @@ def flow_seed_entries() -> list[bytes]:
 
 
 def group_seed_entries() -> list[bytes]:
-    return [group_desc_entry(ofcodec.group_add(g)) for g in FAST_GROUPS] + FOREIGN_GROUPS
+    return [group_desc_entry(reference.group_add(g)) for g in FAST_GROUPS] + FOREIGN_GROUPS
 
 
 def length_fields(buf: bytes, kind: int) -> list[tuple[str, int, int]]:
     """(level, offset, width) of every length field of a well-formed flow-stats or group-desc reply.
 
-    Written from the specification, apart from ofwire, so that the tests do not share its mistakes.
+    Written from the specification, apart from the fast decoder, so that the tests do not share its mistakes.
     """
     fields = []
 
@@ -584,33 +586,33 @@ def rewrite(buf: bytes, offset: int, width: int, value: int) -> bytes:
 
 
 def decoder(kind: int):
-    return ofwire.decode_flow_stats if kind == ofp.OFPMP_FLOW else ofwire.decode_group_desc
+    return fast_decode.decode_flow_stats if kind == ofp.OFPMP_FLOW else fast_decode.decode_group_desc
 
 
 def body_is_well_formed(buf: bytes, kind: int) -> bool:
-    """ofwire's own whole-entry checks: what os-ken may be shown."""
-    check = ofwire._check_flow_entry if kind == ofp.OFPMP_FLOW else ofwire._check_group_entry
+    """The codec's own whole-entry checks: what os-ken may be shown."""
+    check = checks.check_flow_entry if kind == ofp.OFPMP_FLOW else checks.check_group_entry
     offset = ofp.OFP_MULTIPART_REPLY_SIZE
     try:
         while offset < len(buf):
             offset = check(buf, offset, len(buf))
-    except ofwire.DecodeError:
+    except DecodeError:
         return False
     return True
 
 
 def test_zero_length_bucket_is_an_error_not_a_loop():
     with deadline(2):
-        with pytest.raises(ofwire.DecodeError, match="bad bucket length 0 at 24"):
-            ofwire.decode_group_desc(ZERO_BUCKET_REPLY)
+        with pytest.raises(DecodeError, match="bad bucket length 0 at 24"):
+            fast_decode.decode_group_desc(ZERO_BUCKET_REPLY)
         # os-ken's objects, for whoever reads msg.body: the same error, never os-ken's loop
-        ofwire.install_raw_stats_replies()
+        guards.install_raw_stats_replies()
         msg = ofproto_parser.msg(DP, ofp.OFP_VERSION, ofp.OFPT_MULTIPART_REPLY, len(ZERO_BUCKET_REPLY), 11,
                                  ZERO_BUCKET_REPLY)
-        with pytest.raises(ofwire.DecodeError):
+        with pytest.raises(DecodeError):
             len(msg.body)
-        with pytest.raises(ofwire.DecodeError):
-            ofwire.decode_flow_stats(ZERO_BUCKET_REPLY)
+        with pytest.raises(DecodeError):
+            fast_decode.decode_flow_stats(ZERO_BUCKET_REPLY)
 
 
 @pytest.mark.parametrize("kind", [ofp.OFPMP_FLOW, ofp.OFPMP_GROUP_DESC], ids=["flow", "group"])
@@ -628,17 +630,17 @@ def test_short_buffers(kind):
             if cut in boundaries:
                 assert decode(buf[:cut]) == expected[:boundaries[cut]]
             else:
-                with pytest.raises(ofwire.DecodeError):
+                with pytest.raises(DecodeError):
                     decode(buf[:cut])
             # the same message handed over in a longer buffer, ending early
             if cut >= 16 and cut not in boundaries:
-                with pytest.raises(ofwire.DecodeError):
+                with pytest.raises(DecodeError):
                     decode(buf, end=cut)
-    with pytest.raises(ofwire.DecodeError):
+    with pytest.raises(DecodeError):
         decode(buf, end=len(buf) + 1)
     for cut in range(16):
-        with pytest.raises(ofwire.DecodeError):
-            ofwire.reply_body_span(buf[:cut])
+        with pytest.raises(DecodeError):
+            fast_decode.reply_body_span(buf[:cut])
 
 
 @pytest.mark.parametrize("kind", [ofp.OFPMP_FLOW, ofp.OFPMP_GROUP_DESC], ids=["flow", "group"])
@@ -659,7 +661,7 @@ def test_bad_lengths_at_every_nesting_level(kind):
                 if width == 2 and level != "match":  # the lengths OpenFlow pads to 8
                     bad.append(old + 4)
                 for value in bad:
-                    with pytest.raises(ofwire.DecodeError):
+                    with pytest.raises(DecodeError):
                         decode(rewrite(buf, offset, width, value))
     expected = ({"flow entry", "match", "OXM", "instruction", "action", "set_field OXM", "ct action",
                  "ct set_field OXM", "ct ct action"} if kind == ofp.OFPMP_FLOW else
@@ -669,13 +671,13 @@ def test_bad_lengths_at_every_nesting_level(kind):
 
 def test_actions_nested_deeper_than_the_limit_are_an_error():
     inner = parser.OFPActionOutput(1, 0)
-    for _ in range(ofwire.NESTING_LIMIT + 1):
+    for _ in range(checks.NESTING_LIMIT + 1):
         inner = nx_ct(inner)
     too_deep = reply(ofp.OFPMP_FLOW, [raw_flow(0, 1, parser.OFPMatch(), [apply(inner)])])
-    with pytest.raises(ofwire.DecodeError, match="nested"):
-        ofwire.decode_flow_stats(too_deep)
+    with pytest.raises(DecodeError, match="nested"):
+        fast_decode.decode_flow_stats(too_deep)
     deep = reply(ofp.OFPMP_FLOW, [raw_flow(0, 1, parser.OFPMatch(), [apply(inner.actions[0])])])
-    assert ofwire.decode_flow_stats(deep) == reference_flows(deep)
+    assert fast_decode.decode_flow_stats(deep) == reference_flows(deep)
 
 
 def test_what_os_ken_cannot_read_is_an_error():
@@ -690,18 +692,18 @@ def test_what_os_ken_cannot_read_is_an_error():
         (rewrite(two, inst + 8 + 2, 2, 16), "length 16, not 8"),  # os-ken would step over 8 bytes of 16
     ]
     for case, reason in cases:
-        with pytest.raises(ofwire.DecodeError, match=reason):
-            ofwire.decode_flow_stats(reply(ofp.OFPMP_FLOW, [case]))
+        with pytest.raises(DecodeError, match=reason):
+            fast_decode.decode_flow_stats(reply(ofp.OFPMP_FLOW, [case]))
     # a set_field of a known field with a value of the wrong size: os-ken's own error, as a DecodeError
     odd = raw_flow(0, 1, parser.OFPMatch(), [apply(parser.OFPActionSetField(eth_dst="02:00:00:00:00:01"))])
     odd = rewrite(odd, inst + 8 + 7, 1, 3)  # eth_dst of 3 bytes
-    with pytest.raises(ofwire.DecodeError, match="OFPFlowStats at 16"):
-        ofwire.decode_flow_stats(reply(ofp.OFPMP_FLOW, [odd]))
+    with pytest.raises(DecodeError, match="OFPFlowStats at 16"):
+        fast_decode.decode_flow_stats(reply(ofp.OFPMP_FLOW, [odd]))
 
 
 def test_parser_guards_install_once():
-    ofwire.install_parser_guards()
-    ofwire.install_parser_guards()
+    guards.install_parser_guards()
+    guards.install_parser_guards()
     assert set(ofproto_parser._MSG_PARSERS) >= {ofp.OFP_VERSION}
     for parse in ofproto_parser._MSG_PARSERS.values():
         assert parse.routeflow_guarded and not getattr(parse.original, "routeflow_guarded", False)
@@ -710,7 +712,7 @@ def test_parser_guards_install_once():
 
 def test_message_of_a_version_without_parser_is_dropped(caplog):
     """os-ken raises OFPUnknownVersion for it, out of the switch's receive loop: dropped with its reason."""
-    ofwire.install_parser_guards()
+    guards.install_parser_guards()
     for version in (0, 2, 7, 255):
         caplog.clear()
         echo = struct.pack("!BBHI", version, ofp.OFPT_ECHO_REQUEST, 8, 1)
@@ -719,12 +721,12 @@ def test_message_of_a_version_without_parser_is_dropped(caplog):
 
 
 def test_decoding_memos_are_bounded_in_bytes(monkeypatch):
-    monkeypatch.setattr(ofwire, "MEMO_BYTES", 4096)
+    monkeypatch.setattr(memo, "MEMO_BYTES", 4096)
     for n in range(64):
         actions = [parser.OFPActionOutput(p, 0) for p in range(n, n + 40)]  # 648 bytes of instructions
-        ofwire.decode_flow_stats(reply(ofp.OFPMP_FLOW, [raw_flow(0, n, parser.OFPMatch(), [apply(*actions)])]))
-    assert ofwire._inst_cache.key_bytes <= 4096
-    assert sum(map(len, ofwire._inst_cache)) == ofwire._inst_cache.key_bytes
+        fast_decode.decode_flow_stats(reply(ofp.OFPMP_FLOW, [raw_flow(0, n, parser.OFPMatch(), [apply(*actions)])]))
+    assert fast_decode._inst_cache.key_bytes <= 4096
+    assert sum(map(len, fast_decode._inst_cache)) == fast_decode._inst_cache.key_bytes
 
 
 MUTATION_CASES = 20_000
@@ -763,14 +765,14 @@ def test_mutated_replies_decode_or_fail_cleanly_in_bounded_time_and_memory():
     """20,000 seeded mutations of valid flow-stats and group-desc replies (os-ken's serialisations).
 
     Each decodes or raises DecodeError, within CASE_SECONDS and allocating at most
-    CASE_BYTES; what decodes is well-formed by ofwire's own whole-entry checks (so
+    CASE_BYTES; what decodes is well-formed by the codec's own whole-entry checks (so
     the fast path is never laxer than what os-ken is shown), and no bigger than its
     bytes allow.
     """
     rng = random.Random(20240613)
     outcomes = {"decoded": 0, "error": 0}
     slowest, largest = 0.0, 0
-    fallback = ofwire.STATS.fallback
+    fallback = STATS.fallback
     streams = [(kind, decoder(kind), mutants(rng, kind, seeds)) for kind, seeds in
                [(ofp.OFPMP_FLOW, flow_seed_entries()), (ofp.OFPMP_GROUP_DESC, group_seed_entries())]]
     tracemalloc.start()
@@ -785,7 +787,7 @@ def test_mutated_replies_decode_or_fail_cleanly_in_bounded_time_and_memory():
                 start = time.perf_counter()
                 try:
                     result = decode(buf)
-                except ofwire.DecodeError:
+                except DecodeError:
                     result = None
                 slowest = max(slowest, time.perf_counter() - start)
                 largest = max(largest, tracemalloc.get_traced_memory()[1] - before)
@@ -806,4 +808,4 @@ def test_mutated_replies_decode_or_fail_cleanly_in_bounded_time_and_memory():
     assert slowest < CASE_SECONDS and largest < CASE_BYTES, (slowest, largest)
     # the corpus reaches both outcomes, and os-ken's path (with checked entries only)
     assert min(outcomes.values()) > MUTATION_CASES // 10, outcomes
-    assert ofwire.STATS.fallback - fallback > MUTATION_CASES // 20
+    assert STATS.fallback - fallback > MUTATION_CASES // 20
