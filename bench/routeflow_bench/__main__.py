@@ -29,6 +29,7 @@ from routeflow.harness import LOCK_HELD_ENV
 from routeflow_bench import (
     api,
     bgp,
+    churn,
     controller_failover,
     failover,
     faucet,
@@ -44,7 +45,7 @@ from routeflow_bench.report import Row, format_table, write_json
 
 BENCHMARKS = {"table1": table1, "install": install, "bgp": bgp, "recovery": recovery, "faucet": faucet,
               "faucet-bgp": faucet_bgp, "tls": tls, "resilience": resilience, "api": api, "failover": failover,
-              "controller-failover": controller_failover}
+              "controller-failover": controller_failover, "churn": churn}
 RESULTS = WORK_DIR / "results"
 
 

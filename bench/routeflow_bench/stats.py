@@ -165,3 +165,17 @@ def probe_losses(sent: Sequence[float], reply: Sequence[float | None], events: S
         phases[phase]["loss_ms"] += n * interval * 1000
         phases[phase]["outage_ms"] = max(phases[phase]["outage_ms"], (end - sent[a]) * 1000)
     return {"interval_ms": interval * 1000, "sent": len(sent), "received": len(sent) - len(lost), "phases": phases}
+
+
+def probe_rtts(sent: Sequence[float], reply: Sequence[float | None], start: float,
+               end: float) -> tuple[list[float], int]:
+    """RTTs in ms of the probes of a fixed-rate stream sent within ``[start, end)``, and how
+    many of those were lost (same clock as ``sent``)."""
+    rtts, lost = [], 0
+    for s, r in zip(sent, reply):
+        if start <= s < end:
+            if r is None:
+                lost += 1
+            else:
+                rtts.append((r - s) * 1000)
+    return rtts, lost

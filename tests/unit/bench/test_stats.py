@@ -9,6 +9,7 @@ from routeflow_bench.stats import (
     median,
     percentile,
     probe_losses,
+    probe_rtts,
     ratio,
     runs,
 )
@@ -116,3 +117,11 @@ def test_curve_delays_samples_evenly():
     second = [(float(k), k + 1) for k in range(1000)]
     delays = curve_delays(first, second, 1000, points=100)
     assert len(delays) == 100 and delays[:3] == [0.0, 10.0, 20.0]
+
+
+def test_probe_rtts_window():
+    sent = [0.0, 0.01, 0.02, 0.03, 0.04]
+    reply = [0.001, None, 0.023, 0.032, 0.05]
+    rtts, lost = probe_rtts(sent, reply, 0.01, 0.04)
+    assert rtts == pytest.approx([3.0, 2.0]) and lost == 1
+    assert probe_rtts(sent, reply, 1.0, 2.0) == ([], 0)
