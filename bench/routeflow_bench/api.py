@@ -28,7 +28,7 @@ import threading
 import time
 from typing import Any
 
-from routeflow.protocol.messages import FibDelta, StatusReply, StatusRequest
+from routeflow.protocol.messages import FibDelta
 from routeflow.protocol.transport import BlockingSession
 from routeflow_bench.common import Context
 from routeflow_bench.report import Row
@@ -52,13 +52,8 @@ def _round_trips(session: BlockingSession, ids: itertools.count[int], until: thr
     times = []
     end = time.monotonic() + seconds
     while (until is None and time.monotonic() < end) or (until is not None and not until.is_set()):
-        rid = next(ids)
         t = time.perf_counter()
-        session.send(StatusRequest(rid, detail=False))
-        while True:
-            msg = session.receive()
-            if isinstance(msg, StatusReply) and msg.request_id == rid:
-                break
+        status(session, next(ids))
         times.append(time.perf_counter() - t)
         time.sleep(SPACING)
     return times

@@ -52,8 +52,6 @@ from pathlib import Path
 from routeflow.model import Route
 from routeflow.protocol.messages import (
     FibDelta,
-    StatusReply,
-    StatusRequest,
 )
 from routeflow.protocol.transport import Address, BlockingSession, load_credential
 from routeflow_bench.common import Context
@@ -108,13 +106,8 @@ def measure_open_rtt(address: Address, keys: Path, server_pid: int, opens: int, 
         status(session, next(ids))  # warm: the first reply of a session is not timed
         cpu = cpu_seconds(server_pid)
         for _ in range(requests):
-            rid = next(ids)
             t = time.perf_counter()
-            session.send(StatusRequest(rid, detail=False))
-            while True:
-                msg = session.receive()
-                if isinstance(msg, StatusReply) and msg.request_id == rid:
-                    break
+            status(session, next(ids))
             rtts.append(time.perf_counter() - t)
         cpu = cpu_seconds(server_pid) - cpu
     finally:
