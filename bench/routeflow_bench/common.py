@@ -154,7 +154,8 @@ class PlainBridge:
         assert name.startswith(PREFIX)
         self.name = name
         # Without a dpid, one from the name: only a controller tells bridges apart by it.
-        switch = Switch(name, dpid if dpid is not None else int.from_bytes(name.encode()[-8:], "big"), controller)
+        switch = Switch(name, dpid if dpid is not None else int.from_bytes(name.encode()[-8:], "big"),
+                        (controller,) if controller else ())
         topology = Topology(
             (switch,),
             tuple(Host(h.name, (ipaddress.ip_interface(h.address),)) for h in hosts),

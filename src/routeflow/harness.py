@@ -257,8 +257,8 @@ class Stack:
 
     def start_controller(self) -> None:
         # The switches' ssl: targets need a controller that speaks TLS (and only TLS).
-        targets = [s.controller for s in self.topology.switches] + [self.config.rfvs.controller]
-        tls = ["--tls"] if any((t or "").startswith("ssl:") for t in targets) else []
+        targets = [t for s in self.topology.switches for t in s.controller] + list(self.config.rfvs.controller)
+        tls = ["--tls"] if any(t.startswith("ssl:") for t in targets) else []
         self.controller = self._spawn("controller", "controller", "--server", self.server_address,
                                       "--listen-port", str(self.of_port), *tls)
 
@@ -271,8 +271,8 @@ class Stack:
         and the RFVS given it as a second controller target (the first target, and its
         connection, stay). The RF-Server keeps it standing by while the first is active
         and elects it when that one dies (README, "Restarts": two RF-Controllers)."""
-        targets = [s.controller for s in self.topology.switches] + [self.config.rfvs.controller]
-        if any(not (t or "").startswith("tcp:") for t in targets):
+        targets = [t for s in self.topology.switches for t in s.controller] + list(self.config.rfvs.controller)
+        if any(not t.startswith("tcp:") for t in targets):
             raise ValueError("a standby controller is for tcp: controller targets only")
         self.standby = self._spawn("controller-standby", "controller", "--server", self.server_address,
                                    "--listen-port", str(port))

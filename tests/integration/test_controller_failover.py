@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from tests.scenarios import Kill, converged, flow_mods, kill_under_ping, stayed_up
 
-from routeflow.harness import STANDBY_OF_PORT, Stack, running, wait_for
+from routeflow.harness import STANDBY_OF_PORT, Stack, example_variant, running, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -27,10 +27,18 @@ pytestmark = pytest.mark.integration
 A, B = 6653, STANDBY_OF_PORT
 
 
+#: Both controllers' targets, as an operator configures a pair: every lab switch and the RFVS
+#: are given both from the start.
+PAIR = [f"tcp:127.0.0.1:{A}", f"tcp:127.0.0.1:{B}"]
+
+
 @pytest.fixture(scope="module")
 def rftest2(tmp_path_factory):
-    with running("rftest2", tmp_path_factory.mktemp("failover"), Stack.all_pairs_ok) as stack:
-        stack.start_standby_controller()
+    run_dir = tmp_path_factory.mktemp("failover")
+    example = example_variant("rftest2", run_dir / "example", switch_settings={"controller": PAIR},
+                              config_settings={"rfvs": {"bridge": "rfvs", "dpid": 0x7266, "controller": PAIR}})
+    with running(example, run_dir, Stack.all_pairs_ok) as stack:
+        stack.start_standby_controller()  # the switches already have its target: only the process
         wait_for(lambda: stack.controller_ports() == (A, {B}), 30, 0.1)
         yield stack
 

@@ -20,10 +20,11 @@ def _unit(name: str) -> configparser.ConfigParser:
 
 
 @pytest.mark.parametrize("name, verb", [("routeflow-server.service", "server"),
-                                        ("routeflow-controller.service", "controller")])
+                                        ("routeflow-controller.service", "controller"),
+                                        ("routeflow-controller@.service", "controller")])
 def test_each_unit_runs_routeflow_and_restarts_it_a_second_after_it_dies(name, verb):
     service = _unit(name)["Service"]
-    argv = shlex.split(service["ExecStart"])
+    argv = shlex.split(service["ExecStart"].replace("%i", "6654"))  # a template's instance
     assert Path(argv[0]).name == "routeflow" and argv[1] == verb
     build_parser().parse_args(argv[1:])  # exits (SystemExit) on an option the CLI does not have
     # kill -9 is a failure; a stop asked for (exit 0) is not restarted.
@@ -36,3 +37,9 @@ def test_the_server_unit_leaves_the_vms_for_the_next_server_to_adopt():
     # the signal that makes it exit leaving its VMs (server/main.py).
     assert service["KillMode"] == "process"
     assert service["KillSignal"] == "SIGUSR1"
+
+
+def test_the_controller_template_listens_on_its_instance_port_under_its_own_name():
+    args = build_parser().parse_args(shlex.split(
+        _unit("routeflow-controller@.service")["Service"]["ExecStart"].replace("%i", "6654"))[1:])
+    assert args.listen_port == 6654 and args.instance == "controller-6654"

@@ -36,6 +36,8 @@ _UNIX_PATH = re.compile(r"[A-Za-z0-9._/@+~-]+")
 #: Most problems listed for one file (a hostile file can hold hundreds of thousands).
 MAX_PROBLEMS = 1000
 #: The controller targets Open vSwitch accepts, as messages name them (see controller_problem).
+#: Controller targets one switch may be given: an active/standby pair, and room for more.
+MAX_CONTROLLERS = 4
 CONTROLLER_FORMS = ("tcp:IP[:PORT], ssl:IP[:PORT], unix:PATH, ptcp:[PORT][:IP], pssl:[PORT][:IP] or punix:PATH, "
                     "IPv6 in brackets")
 
@@ -146,18 +148,33 @@ class Fields:
             return None
         return value
 
-    def controller(self, key: str, default: str) -> str:
-        """An Open vSwitch controller target (see :func:`controller_problem`); ``default`` if
-        absent or invalid."""
-        value = self.text(key, default)
-        if key not in self.data or value is None:
+    def controller(self, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        """Open vSwitch controller targets (see :func:`controller_problem`): one, or a list of
+        up to :data:`MAX_CONTROLLERS` (a controller pair: the switch connects to each);
+        ``default`` if absent or invalid."""
+        if key not in self.data:
             return default
-        problem = controller_problem(value)
-        if problem:
-            self.error(key, f"{shown(value)} is not an OpenFlow controller target: {problem} "
-                       f"(expected {CONTROLLER_FORMS})")
+        raw = self.raw(key)
+        many = isinstance(raw, list)
+        if many and not 1 <= len(raw) <= MAX_CONTROLLERS:
+            self.error(key, f"lists {len(raw)} controller targets: 1 to {MAX_CONTROLLERS}")
             return default
-        return str(value)
+        targets = []
+        for i, value in enumerate(raw if many else [raw]):
+            where = f"{self._field(key)}[{i}]" if many else self._field(key)
+            if not isinstance(value, str) or not value:
+                self.problems.add(where, f"must be a non-empty string, not {shown(value)}")
+                return default
+            problem = controller_problem(value)
+            if problem:
+                self.problems.add(where, f"{shown(value)} is not an OpenFlow controller target: {problem} "
+                                         f"(expected {CONTROLLER_FORMS})")
+                return default
+            if value in targets:
+                self.problems.add(where, f"{shown(value)} is listed twice")
+                return default
+            targets.append(value)
+        return tuple(targets)
 
     def integer(self, key: str, default: Any = _MISSING, lo: int = 0, hi: int = 2**32 - 1) -> Any:
         value = self.raw(key, default)

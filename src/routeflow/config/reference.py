@@ -289,7 +289,7 @@ def _type(key: Key, hint: Any) -> str:
     if key.accessor == "name":
         return f"name: a letter, then letters, digits or `_`; at most {a['max_len']}"
     described = {
-        "ifname": "interface name", "controller": "Open vSwitch controller target", "flag": "`true` or `false`",
+        "ifname": "interface name", "controller": "Open vSwitch controller target, or a list of them", "flag": "`true` or `false`",
         "dpid": "datapath id", "items": "list of mappings", "interface_addresses": "list of `ADDRESS/PREFIXLEN`",
         "mac": "MAC address", "ip": "IP address", "text": "text",
     }

@@ -144,8 +144,9 @@ class RfvsConfig:
 
     bridge: str = field(default="rfvs", metadata=key("name"))
     dpid: int = field(default=0x7266, metadata=key("dpid"))
-    #: OpenFlow controller target the RFVS bridge is given.
-    controller: str = field(default="tcp:127.0.0.1:6653", metadata=key("controller"))
+    #: OpenFlow controller target the RFVS bridge is given, or a list of them (a controller
+    #: pair: the bridge connects to each, and the one the server elects is its master).
+    controller: tuple[str, ...] = field(default=("tcp:127.0.0.1:6653",), metadata=key("controller"))
 
 
 #: Roles whose unread bytes are bounded separately (see Limits.unread): the RF-protocol's.

@@ -74,8 +74,9 @@ class Switch:
 
     name: str
     dpid: int
-    #: None: no controller (a baseline switch whose flows are added by hand; not in topology files).
-    controller: str | None = DEFAULT_CONTROLLER
+    #: Its controller targets (two: a controller pair); none for a baseline switch whose flows
+    #: are added by hand (not in topology files).
+    controller: tuple[str, ...] = (DEFAULT_CONTROLLER,)
     #: The port cabled to the RFVS for the data-plane slow path (None: no trunk).
     trunk: int | None = None
 
@@ -256,7 +257,7 @@ def parse_topology(document: object, source: str = "<topology>",
     ``reading``: the problems found reading the file (see :func:`~routeflow.config.safe_yaml.read_yaml`)."""
     problems = Problems(source, reading)
     top = Fields(document, "", problems)
-    default_controller = top.controller("controller", DEFAULT_CONTROLLER)
+    default_controller = top.controller("controller", (DEFAULT_CONTROLLER,))
     switches = [_parse_switch(f, default_controller) for f in top.items("switches")]
     hosts = [_parse_host(f) for f in top.items("hosts", [])]
     routers = [_parse_router(f) for f in top.items("routers", [])]
@@ -296,7 +297,7 @@ def parse_topology(document: object, source: str = "<topology>",
     return Topology(tuple(switches), tuple(hosts), tuple(link for _, link in links), source, tuple(routers))
 
 
-def _parse_switch(f: Fields, default_controller: str) -> Switch:
+def _parse_switch(f: Fields, default_controller: tuple[str, ...]) -> Switch:
     name = f.name("name", max_len=IFNAME_MAX)
     dpid = f.dpid("dpid")
     controller = f.controller("controller", default_controller)

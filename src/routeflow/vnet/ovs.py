@@ -34,12 +34,12 @@ class OvsError(VnetError):
 
 @dataclass(frozen=True)
 class BridgeSpec:
-    """An OpenFlow 1.3 bridge under one controller (None: none, its flows are added by
-    hand), with ports to add."""
+    """An OpenFlow 1.3 bridge under its controllers (one, a pair, or none: its flows are
+    added by hand), with ports to add."""
 
     name: str
     dpid: int
-    controller: str | None
+    controller: tuple[str, ...]
     #: ``(interface name, OpenFlow port number or None for any)``
     ports: tuple[tuple[str, int | None], ...] = ()
     #: Patch ports to other bridges of this Open vSwitch: ``(name, OpenFlow port
@@ -50,7 +50,7 @@ class BridgeSpec:
     @property
     def tls(self) -> bool:
         """Its controller target is ``ssl:`` (the switch needs Open vSwitch's TLS credential)."""
-        return self.controller is not None and self.controller.startswith("ssl:")
+        return any(target.startswith("ssl:") for target in self.controller)
 
 
 def add_bridge_argv(spec: BridgeSpec) -> list[str]:
@@ -66,13 +66,12 @@ def add_bridge_argv(spec: BridgeSpec) -> list[str]:
         # No hidden in-band flows: the flow table is exactly what the controller installs.
         "other-config:disable-in-band=true",
     ]
-    if spec.controller is not None:
-        argv += [
-            "--", "--id=@c", "create", "Controller", f'target="{spec.controller}"',
-            f"max_backoff={CONTROLLER_MAX_BACKOFF_MS}",
-            f"inactivity_probe={CONTROLLER_INACTIVITY_PROBE_MS}",
-            "--", "set", "Bridge", spec.name, "controller=@c",
-        ]
+    for i, target in enumerate(spec.controller):
+        argv += ["--", f"--id=@c{i}", "create", "Controller", f'target="{target}"',
+                 f"max_backoff={CONTROLLER_MAX_BACKOFF_MS}", f"inactivity_probe={CONTROLLER_INACTIVITY_PROBE_MS}"]
+    if spec.controller:
+        argv += ["--", "set", "Bridge", spec.name,
+                 "controller=[" + ",".join(f"@c{i}" for i in range(len(spec.controller))) + "]"]
     for ifname, ofport in spec.ports:
         argv += add_port_argv(spec.name, ifname, ofport)
     for name, ofport, peer in spec.patches:
@@ -116,8 +115,8 @@ async def check_running() -> None:
 
 
 async def add_bridge(spec: BridgeSpec) -> None:
-    log.info("bridge %s: dpid %016x, controller %s, %d ports", spec.name, spec.dpid, spec.controller,
-             len(spec.ports))
+    log.info("bridge %s: dpid %016x, controller %s, %d ports", spec.name, spec.dpid,
+             " ".join(spec.controller) or "none", len(spec.ports))
     await vsctl(*add_bridge_argv(spec))
 
 

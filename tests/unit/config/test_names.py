@@ -54,7 +54,7 @@ def test_good_interface_names(name):
 ])
 def test_good_controller_targets(target):
     assert controller_problem(target) is None
-    assert parse_config({"rfvs": {"controller": target}, **with_vm()}).rfvs.controller == target
+    assert parse_config({"rfvs": {"controller": target}, **with_vm()}).rfvs.controller == (target,)
 
 
 @pytest.mark.parametrize("target, reason", [
@@ -86,6 +86,18 @@ def test_bad_controller_targets(target, reason):
     found = problems({"rfvs": {"controller": target}, **with_vm()})
     assert found == {"rfvs.controller": f"{shown(target)} is not an OpenFlow controller target: {reason} "
                                         f"(expected {CONTROLLER_FORMS})"}
+
+
+def test_a_controller_pair_is_a_list_of_targets_each_checked():
+    pair = ["tcp:127.0.0.1:6653", "tcp:127.0.0.1:6654"]
+    assert parse_config({"rfvs": {"controller": pair}, **with_vm()}).rfvs.controller == tuple(pair)
+    assert problems({"rfvs": {"controller": [pair[0], "tcp:x"]}, **with_vm()}) == {
+        "rfvs.controller[1]": f"'tcp:x' is not an OpenFlow controller target: {controller_problem('tcp:x')} "
+                              f"(expected {CONTROLLER_FORMS})"}
+    assert problems({"rfvs": {"controller": [pair[0], pair[0]]}, **with_vm()}) == {
+        "rfvs.controller[1]": "'tcp:127.0.0.1:6653' is listed twice"}
+    assert problems({"rfvs": {"controller": []}, **with_vm()}) == {
+        "rfvs.controller": "lists 0 controller targets: 1 to 4"}
 
 
 def test_controller_must_be_text():

@@ -13,7 +13,7 @@ def test_rftest1_plan():
     plan = plan_lab(load_topology(EXAMPLES / "rftest1" / "topology.yaml"))
     assert [h.name for h in plan.hosts] == ["b1", "b2"]
     assert plan.veths == (Veth("s1-b1", "s1-p1", "eth0", "b1"), Veth("s1-b2", "s1-p2", "eth0", "b2"))
-    assert plan.bridges == (BridgeSpec("s1", 1, "tcp:127.0.0.1:6653", (("s1-p1", 1), ("s1-p2", 2))),)
+    assert plan.bridges == (BridgeSpec("s1", 1, ("tcp:127.0.0.1:6653",), (("s1-p1", 1), ("s1-p2", 2))),)
 
 
 def test_rftest2_plan_puts_host_ends_in_namespaces_and_numbers_ports():

@@ -39,7 +39,7 @@ def good(**changes: object) -> dict:
 def test_good_topology_model():
     topo = parse_topology(GOOD, "topo.yaml")
     assert [(s.name, s.dpid, s.controller) for s in topo.switches] == [
-        ("s1", 1, DEFAULT_CONTROLLER), ("s2", 2, "tcp:10.0.0.1:6633")]
+        ("s1", 1, (DEFAULT_CONTROLLER,)), ("s2", 2, ("tcp:10.0.0.1:6633",))]
     h1 = topo.host("h1")
     assert h1.addresses == (ipaddress.ip_interface("172.31.1.2/24"), ipaddress.ip_interface("2001:db8:1::2/64"))
     assert h1.gateways == (ipaddress.ip_address("172.31.1.1"), ipaddress.ip_address("2001:db8:1::1"))
@@ -136,8 +136,8 @@ def test_bad_controller_targets():
     })
     assert "switches[1].controller" not in found
     topo = parse_topology(good(controller="ssl:[::1]:6653"))
-    assert topo.switch("s1").controller == "ssl:[::1]:6653"
-    assert topo.switch("s2").controller == "tcp:10.0.0.1:6633"
+    assert topo.switch("s1").controller == ("ssl:[::1]:6653",)
+    assert topo.switch("s2").controller == ("tcp:10.0.0.1:6633",)
 
 
 def test_bad_links():
@@ -237,7 +237,7 @@ def test_ipv6_host_addresses_and_gateways():
 
 def test_controller_targets_follow_open_vswitch_grammar():
     for target in ("ptcp:6653", "punix:/run/s1.sock", "tcp:[2001:db8::1]:6653", "ssl:192.0.2.1"):
-        assert parse_topology(good(controller=target)).switch("s1").controller == target
+        assert parse_topology(good(controller=target)).switch("s1").controller == (target,)
     found = problems(good(controller="tcp:controller.example:6653", switches=[
         {"name": "s1", "dpid": 1, "controller": 'tcp:1.2.3.4" x=1'},
         {"name": "s2", "dpid": 2, "controller": "unix:/run/a b"}]))

@@ -20,7 +20,7 @@ def test_rftest2_plan():
     plan = plan_vnet(load_config(EXAMPLES / "rftest2" / "routeflow.yaml"), RUN)
     # Each switch's trunk lands on a patch port whose peer the lab creates.
     patches = tuple((f"rft{n}-rf", None, f"rft{n}-sw") for n in (1, 2, 3, 4))
-    assert plan.bridge == BridgeSpec("rfvs", 0x7266, "tcp:127.0.0.1:6653", (), patches)
+    assert plan.bridge == BridgeSpec("rfvs", 0x7266, ("tcp:127.0.0.1:6653",), (), patches)
     assert [v.name for v in plan.vms] == ["rA", "rB", "rC", "rD"]
     ra = plan.vm("rA")
     assert ra.netns == "rA" and ra.dpid == 1
@@ -81,11 +81,11 @@ def test_client_command_and_server_address():
 
 
 def test_bridge_is_one_transaction():
-    argv = add_bridge_argv(BridgeSpec("sA", 0x1, "tcp:127.0.0.1:6653", (("sA-p1", 1),)))
+    argv = add_bridge_argv(BridgeSpec("sA", 0x1, ("tcp:127.0.0.1:6653",), (("sA-p1", 1),)))
     assert argv[:3] == ["--", "add-br", "sA"]
     for setting in ("datapath_type=netdev", "fail_mode=secure", "protocols=OpenFlow13",
                     "other-config:datapath-id=0000000000000001", 'target="tcp:127.0.0.1:6653"',
-                    "max_backoff=1000", "controller=@c"):
+                    "max_backoff=1000", "controller=[@c0]"):
         assert setting in argv
     port = add_port_argv("sA", "sA-p1", 1)
     assert argv[-len(port):] == port == ["--", "add-port", "sA", "sA-p1",
@@ -94,10 +94,16 @@ def test_bridge_is_one_transaction():
 
 
 def test_a_bridge_without_a_controller_has_no_controller_row():
-    spec = BridgeSpec("bnb-t1", 0x1, None, (("bnb-t1-p1", 1),))
+    spec = BridgeSpec("bnb-t1", 0x1, (), (("bnb-t1-p1", 1),))
     argv = add_bridge_argv(spec)
-    assert "fail_mode=secure" in argv and "Controller" not in argv and "controller=@c" not in argv
-    assert not spec.tls and BridgeSpec("sA", 0x1, "ssl:127.0.0.1:6653").tls
+    assert "fail_mode=secure" in argv and "Controller" not in argv and not any("controller=" in a for a in argv)
+    assert not spec.tls and BridgeSpec("sA", 0x1, ("tcp:127.0.0.1:6653", "ssl:127.0.0.1:6654")).tls
+
+
+def test_a_bridge_of_a_controller_pair_is_given_both_targets_in_one_transaction():
+    argv = add_bridge_argv(BridgeSpec("sA", 0x1, ("tcp:127.0.0.1:6653", "tcp:127.0.0.1:6654")))
+    assert argv.count("Controller") == 2 and 'target="tcp:127.0.0.1:6654"' in argv
+    assert argv[argv.index("--id=@c1") - 1] == "--" and "controller=[@c0,@c1]" in argv
 
 
 def test_a_trunk_on_a_host_nic_puts_that_nic_on_the_rfvs():
@@ -108,7 +114,7 @@ def test_a_trunk_on_a_host_nic_puts_that_nic_on_the_rfvs():
 
 
 def test_patch_port_is_created_with_its_bridge():
-    argv = add_bridge_argv(BridgeSpec("sA", 0x1, "tcp:127.0.0.1:6653", patches=(("rft1-sw", 100, "rft1-rf"),)))
+    argv = add_bridge_argv(BridgeSpec("sA", 0x1, ("tcp:127.0.0.1:6653",), patches=(("rft1-sw", 100, "rft1-rf"),)))
     assert argv[-15:] == ["--", "add-port", "sA", "rft1-sw", "--", "set", "Interface", "rft1-sw",
                           "ofport_request=100", "--", "set", "Interface", "rft1-sw", "type=patch",
                           "options:peer=rft1-rf"]
