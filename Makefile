@@ -58,7 +58,7 @@ bench: setup
 bench-smoke: setup
 	$(PY) bench/run.py --quick --only table1,install,bgp --sizes 1000 $(BENCH_ARGS)
 
-# Fuzzing (security issue): every target of fuzz/targets.py, 1,000,000 cases each by default.
+# Fuzzing (security issue): every target of fuzz/targets/, 1,000,000 cases each by default.
 # Not part of `make test`, which runs each target briefly (tests/unit/test_fuzz_smoke.py).
 # Extra options: make fuzz FUZZ_ARGS="--only netlink,frames --seconds 600 --keep-going"
 fuzz: setup

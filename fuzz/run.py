@@ -41,7 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="address-space cap of this process (default 2 GiB)")
     p.add_argument("--keep-going", action="store_true", help="run the other targets after a failure")
     p.add_argument("--strict", action="store_true",
-                   help="known issues (fuzz/targets.py KNOWN) are failures too, not counted and passed")
+                   help="known issues (a target's KnownIssues, fuzz/targets/) are failures too, not counted and passed")
     p.add_argument("--list", action="store_true", help="list the targets and exit")
     p.add_argument("--replay", nargs="+", type=Path, metavar="FILE",
                    help="check these inputs (fuzz/regressions/<target>/*.bin, fuzz/crashes/<target>/*.bin) "

@@ -21,7 +21,7 @@ SECONDS = 15
 
 #: Regression inputs (under fuzz/regressions/) of issues found and reported but not fixed
 #: yet, with why they fail. They must keep failing (strict xfail): once the code is fixed,
-#: remove the entry here and the KnownIssue in fuzz/targets.py, and the input stays a
+#: remove the entry here and the KnownIssue in its target's module under fuzz/targets/, and the input stays a
 #: regression test.
 KNOWN_FAILURES: dict[str, str] = {}
 
