@@ -19,11 +19,9 @@ through one send path (:meth:`RouteFlowController._step`). What it keeps
 itself is which connection each datapath id is known by, and its ports.
 
 Two controllers may serve the same switches, one active (OpenFlow master), the
-other standing by (slave): :class:`~routeflow.controller.roles.Roles` holds which
-this one is, as the RF-Server elects it. A controller standing by keeps its view
-of datapaths and ports current but says nothing to the server and writes nothing
-to a switch; promoted, it reports every datapath as on a reconnection to the
-server, which reads each switch's table and sends only the difference.
+other standing by (slave), as the RF-Server elects them: the role handlers are
+:class:`~routeflow.controller.app_roles.RoleHandlers`, mixed in, and every write
+to a switch or word to the server asks :class:`~routeflow.controller.roles.Roles` first.
 
 A datapath is the one connection its id is known by. Anyone who can reach the
 OpenFlow port can claim any id, so a second connection claiming a connected
@@ -64,21 +62,14 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from routeflow.controller.actions import Action, PacketOut
+from routeflow.controller.app_roles import RoleHandlers
 from routeflow.controller.discovery import Prober
 from routeflow.controller.dumps import TableDumps
 from routeflow.controller.link import ServerLink
 from routeflow.controller.openflow import errors, fast_encode, guards
 from routeflow.controller.ports import DatapathPorts
 from routeflow.controller.relay import SlowPath
-from routeflow.controller.roles import (
-    OFPET_ROLE_REQUEST_FAILED,
-    ONF_EXPERIMENTER_ID,
-    ONFT_ROLE_STATUS,
-    RoleRequest,
-    Roles,
-    decode_role_status,
-    install_role_status_parser,
-)
+from routeflow.controller.roles import OFPET_ROLE_REQUEST_FAILED, Roles, install_role_status_parser
 from routeflow.controller.settings import ControllerSettings
 from routeflow.controller.switch import error_text, flows_in, groups_in, hang_up, peer, port_desc, switch_certificate
 from routeflow.model import Flow, Group
@@ -121,7 +112,7 @@ class _Check:
     answered: threading.Event = field(default_factory=threading.Event)
 
 
-class RouteFlowController(app_manager.OSKenApp):
+class RouteFlowController(RoleHandlers, app_manager.OSKenApp):
     """The os-ken application: OpenFlow events <-> RF-protocol messages."""
 
     OFP_VERSIONS = [ofp.OFP_VERSION]
@@ -548,49 +539,3 @@ class RouteFlowController(app_manager.OSKenApp):
                 return
             actions += self.slow_path.receive(msg.datapath.id, in_port, data, total_len, self._datapaths,
                                               time.monotonic())
-
-    # -- roles (two controllers: routeflow.controller.roles) -----------------------------
-
-    def set_role(self, msg: ControllerRole) -> None:
-        """The server elected a controller: this one is active now, or stands by."""
-        self._take_part(msg.active, msg.term, report=False)
-
-    def _take_part(self, active: bool, term: int, report: bool) -> None:
-        """Become active or stand by in ``term``: ask every switch for the role that follows
-        and, on becoming active (or with ``report``), report every datapath to the server."""
-        with self._lock:
-            was_active = self.roles.active
-            requests = self.roles.assign(active, term)
-        # Queued to each switch before anything this controller writes to it as master.
-        self._send_role_requests(requests)
-        with self._step() as actions:
-            if self.roles.active and (report or not was_active):
-                actions += self.ports.joins()
-                actions += self.prober.known()
-
-    def _send_role_requests(self, requests: list[RoleRequest]) -> None:
-        for request in requests:
-            with self._lock:
-                dp = self._datapaths.get(request.dpid)
-            if dp is not None:
-                msg = parser.OFPRoleRequest(dp, int(request.role), request.generation)
-                msg.set_xid(request.xid)
-                dp.send_msg(msg)
-
-    @set_ev_cls(ofp_event.EventOFPRoleReply, MAIN_DISPATCHER)
-    def _role_reply(self, ev: Any) -> None:
-        msg = ev.msg
-        with self._lock:
-            if self._current(msg.datapath):
-                self.roles.reply(msg.datapath.id, msg.xid, msg.role, msg.generation_id)
-
-    @set_ev_cls(ofp_event.EventOFPExperimenter, MAIN_DISPATCHER)
-    def _experimenter(self, ev: Any) -> None:
-        """OpenFlow 1.3's role status (ONF extension 1911): another controller became master."""
-        msg = ev.msg
-        if (msg.experimenter, msg.exp_type) != (ONF_EXPERIMENTER_ID, ONFT_ROLE_STATUS):
-            return
-        status = decode_role_status(bytes(msg.data))
-        with self._lock:
-            if status is not None and self._current(msg.datapath):
-                self.roles.status(msg.datapath.id, status[0], status[2])
