@@ -16,14 +16,15 @@ table dumps (:class:`~routeflow.controller.dumps.TableDumps`), the discovery
 prober (:class:`~routeflow.controller.discovery.Prober`) and the slow path
 (:class:`~routeflow.controller.relay.SlowPath`) -- and sends what comes back
 through one send path (:meth:`RouteFlowController._step`). What it keeps
-itself is which connection each datapath id is known by, and its ports.
+itself is which connection each datapath id is known by, and its ports. The
+handlers of the server's table changes and dumps
+(:class:`~routeflow.controller.app_tables.TableHandlers`) and of OpenFlow roles
+(:class:`~routeflow.controller.app_roles.RoleHandlers`) are mixed in from modules
+of their own; os-ken registers an app's inherited handlers as its own.
 
 Two controllers may serve the same switches, one active (OpenFlow master), the
-other standing by (slave): :class:`~routeflow.controller.roles.Roles` holds which
-this one is, as the RF-Server elects it. A controller standing by keeps its view
-of datapaths and ports current but says nothing to the server and writes nothing
-to a switch; promoted, it reports every datapath as on a reconnection to the
-server, which reads each switch's table and sends only the difference.
+other standing by (slave), as the RF-Server elects them; every write to a switch
+and word to the server asks :class:`~routeflow.controller.roles.Roles` first.
 
 A datapath is the one connection its id is known by. Anyone who can reach the
 OpenFlow port can claim any id, so a second connection claiming a connected
@@ -64,24 +65,17 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from routeflow.controller.actions import Action, PacketOut
+from routeflow.controller.app_roles import RoleHandlers
+from routeflow.controller.app_tables import TableHandlers
 from routeflow.controller.discovery import Prober
 from routeflow.controller.dumps import TableDumps
 from routeflow.controller.link import ServerLink
-from routeflow.controller.openflow import errors, fast_encode, guards
+from routeflow.controller.openflow import guards
 from routeflow.controller.ports import DatapathPorts
 from routeflow.controller.relay import SlowPath
-from routeflow.controller.roles import (
-    OFPET_ROLE_REQUEST_FAILED,
-    ONF_EXPERIMENTER_ID,
-    ONFT_ROLE_STATUS,
-    RoleRequest,
-    Roles,
-    decode_role_status,
-    install_role_status_parser,
-)
+from routeflow.controller.roles import OFPET_ROLE_REQUEST_FAILED, Roles, install_role_status_parser
 from routeflow.controller.settings import ControllerSettings
-from routeflow.controller.switch import error_text, flows_in, groups_in, hang_up, peer, port_desc, switch_certificate
-from routeflow.model import Flow, Group
+from routeflow.controller.switch import error_text, hang_up, peer, port_desc, switch_certificate
 from routeflow.protocol import pki
 from routeflow.protocol.codec import RemoteProtocolError
 from routeflow.protocol.messages import (
@@ -95,15 +89,12 @@ from routeflow.protocol.messages import (
     RelayMap,
     StatsRequest,
     SwitchError,
-    TableDump,
     TableMod,
     Welcome,
 )
 from routeflow.protocol.transport import parse_addresses
 
 LOGGER_NAME = "routeflow.controller"
-#: Bytes of serialised OpenFlow messages handed to os-ken's send queue at once.
-SEND_CHUNK = 64 * 1024
 _PACKET_IN_REASONS = 1 << ofp.OFPR_NO_MATCH | 1 << ofp.OFPR_ACTION | 1 << ofp.OFPR_INVALID_TTL
 _PORT_STATUS_REASONS = 1 << ofp.OFPPR_ADD | 1 << ofp.OFPPR_DELETE | 1 << ofp.OFPPR_MODIFY
 #: Seconds the connection a datapath id is known by has to answer an echo request when
@@ -121,7 +112,7 @@ class _Check:
     answered: threading.Event = field(default_factory=threading.Event)
 
 
-class RouteFlowController(app_manager.OSKenApp):
+class RouteFlowController(RoleHandlers, TableHandlers, app_manager.OSKenApp):
     """The os-ken application: OpenFlow events <-> RF-protocol messages."""
 
     OFP_VERSIONS = [ofp.OFP_VERSION]
@@ -266,75 +257,6 @@ class RouteFlowController(app_manager.OSKenApp):
         with self._step() as actions:
             actions += self.prober.plan(plan, self.ports.joined, time.monotonic())
             self._wake.notify()
-
-    def apply_table_mod(self, mod: TableMod) -> None:
-        """Send the flow and group changes of ``mod`` to its datapath, in a safe order."""
-        with self._lock:
-            dp = self._datapaths.get(mod.dpid)
-            if dp is not None and not self.roles.may_write(mod.dpid):
-                # Another controller is master there (a newer election the server has not told us of).
-                self.logger.warning("table change for datapath %016x dropped: this controller is not its master",
-                                    mod.dpid)
-                return
-        if dp is None:
-            self.logger.warning("table change for datapath %016x, which is not connected", mod.dpid)
-            with self._step() as actions:
-                actions.append(SwitchError(mod.dpid, "datapath not connected"))
-            return
-        # Wire bytes straight away (os-ken objects only for shapes the fast encoder does not write),
-        # sent as they are encoded: the switch works while the rest is encoded.
-        writer = fast_encode.TableModWriter(mod, self._next_xid, SEND_CHUNK)
-        for chunk in writer:
-            if not dp.send(chunk):
-                break
-        for error in writer.errors:
-            self.logger.error("datapath %016x: %s", mod.dpid, error)
-        with self._step() as actions:
-            actions += [SwitchError(mod.dpid, error) for error in writer.errors]
-        self.logger.debug("datapath %016x: sent %d messages", mod.dpid, writer.count)
-
-    def dump_table(self, request: DumpTable) -> None:
-        """Ask the datapath for every flow and group; the reply goes out when both are complete."""
-        dpid = request.dpid
-        with self._step() as actions:
-            dp = self._datapaths.get(dpid)
-            if dp is None:
-                actions.append(TableDump(request.request_id, dpid, (), (), "datapath not connected"))
-                return
-            xids = (self._next_xid(), self._next_xid())
-            self.dumps.start(request.request_id, dpid, xids, time.monotonic())
-            self._wake.notify()
-        flow_req = parser.OFPFlowStatsRequest(dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY,
-                                              0, 0, parser.OFPMatch())
-        group_req = parser.OFPGroupDescStatsRequest(dp, 0)
-        flow_req.set_xid(xids[0])
-        group_req.set_xid(xids[1])
-        if not (dp.send_msg(flow_req) and dp.send_msg(group_req)):
-            with self._step() as actions:
-                actions += self.dumps.fail(dpid, xids[0], "datapath disconnected")
-
-    def _dump_reply(self, msg: Any, decode: Callable[[], tuple[list[Flow], list[Group]]]) -> None:
-        """A part of the reply to a dump request (flow stats or group descriptions), decoded by ``decode``."""
-        dp, xid, more = msg.datapath, msg.xid, bool(msg.flags & ofp.OFPMPF_REPLY_MORE)
-        dpid: int = dp.id
-        with self._lock:
-            # unasked for, too late, or from another connection: not worth decoding
-            if not self.dumps.expects(dpid, xid) or not self._current(dp):
-                return
-        try:
-            flows, groups = decode()
-            error = ""
-        except errors.DecodeError as exc:  # a reply we cannot read must not leave the server waiting
-            self.logger.warning("datapath %016x: malformed table dump reply: %s", dpid, exc)
-            error = f"unreadable reply: {exc}"
-        except Exception as exc:  # noqa: BLE001 - a backstop: no bug may leave the server waiting either
-            self.logger.exception("datapath %016x: unreadable table dump", dpid)
-            error = f"unreadable reply: {exc}"
-        with self._step() as actions:
-            if error:
-                actions += self.dumps.fail(dpid, xid, error)
-            else:
-                actions += self.dumps.reply(dpid, xid, flows, groups, more, time.monotonic())
 
     # -- datapaths ---------------------------------------------------------------------
 
@@ -506,14 +428,6 @@ class RouteFlowController(app_manager.OSKenApp):
         self.logger.info("datapath %016x port %d %s: %s", dpid, port.port_no, port.name,
                          "deleted" if deleted else "up" if port.up else "down")
 
-    @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
-    def _flow_stats_reply(self, ev: Any) -> None:
-        self._dump_reply(ev.msg, lambda: (flows_in(ev.msg), []))
-
-    @set_ev_cls(ofp_event.EventOFPGroupDescStatsReply, MAIN_DISPATCHER)
-    def _group_desc_reply(self, ev: Any) -> None:
-        self._dump_reply(ev.msg, lambda: ([], groups_in(ev.msg)))
-
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def _error(self, ev: Any) -> None:
         msg = ev.msg
@@ -548,49 +462,3 @@ class RouteFlowController(app_manager.OSKenApp):
                 return
             actions += self.slow_path.receive(msg.datapath.id, in_port, data, total_len, self._datapaths,
                                               time.monotonic())
-
-    # -- roles (two controllers: routeflow.controller.roles) -----------------------------
-
-    def set_role(self, msg: ControllerRole) -> None:
-        """The server elected a controller: this one is active now, or stands by."""
-        self._take_part(msg.active, msg.term, report=False)
-
-    def _take_part(self, active: bool, term: int, report: bool) -> None:
-        """Become active or stand by in ``term``: ask every switch for the role that follows
-        and, on becoming active (or with ``report``), report every datapath to the server."""
-        with self._lock:
-            was_active = self.roles.active
-            requests = self.roles.assign(active, term)
-        # Queued to each switch before anything this controller writes to it as master.
-        self._send_role_requests(requests)
-        with self._step() as actions:
-            if self.roles.active and (report or not was_active):
-                actions += self.ports.joins()
-                actions += self.prober.known()
-
-    def _send_role_requests(self, requests: list[RoleRequest]) -> None:
-        for request in requests:
-            with self._lock:
-                dp = self._datapaths.get(request.dpid)
-            if dp is not None:
-                msg = parser.OFPRoleRequest(dp, int(request.role), request.generation)
-                msg.set_xid(request.xid)
-                dp.send_msg(msg)
-
-    @set_ev_cls(ofp_event.EventOFPRoleReply, MAIN_DISPATCHER)
-    def _role_reply(self, ev: Any) -> None:
-        msg = ev.msg
-        with self._lock:
-            if self._current(msg.datapath):
-                self.roles.reply(msg.datapath.id, msg.xid, msg.role, msg.generation_id)
-
-    @set_ev_cls(ofp_event.EventOFPExperimenter, MAIN_DISPATCHER)
-    def _experimenter(self, ev: Any) -> None:
-        """OpenFlow 1.3's role status (ONF extension 1911): another controller became master."""
-        msg = ev.msg
-        if (msg.experimenter, msg.exp_type) != (ONF_EXPERIMENTER_ID, ONFT_ROLE_STATUS):
-            return
-        status = decode_role_status(bytes(msg.data))
-        with self._lock:
-            if status is not None and self._current(msg.datapath):
-                self.roles.status(msg.datapath.id, status[0], status[2])

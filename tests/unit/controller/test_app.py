@@ -8,13 +8,14 @@ import typing
 
 import pytest
 from os_ken.controller import ofp_event
-from os_ken.controller.handler import DEAD_DISPATCHER, MAIN_DISPATCHER
+from os_ken.controller.handler import DEAD_DISPATCHER, MAIN_DISPATCHER, get_dependent_services, register_instance
 from os_ken.ofproto import ofproto_parser
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from routeflow.controller import app as appmod
 from routeflow.controller.app import RouteFlowController
+from routeflow.controller.app_tables import SEND_CHUNK
 from routeflow.controller.openflow import fast_decode, reference
 from routeflow.controller.settings import ControllerSettings
 from routeflow.controller.switch import error_text
@@ -233,8 +234,8 @@ def test_large_table_mod_is_sent_in_few_large_writes(app):
     app.apply_table_mod(TableMod(S1, add=flows))
     assert len(dp.of_type(ofp.OFPT_FLOW_MOD)) == 5000
     total = sum(map(len, dp.writes))
-    assert len(dp.writes) <= total // appmod.SEND_CHUNK + 1
-    assert all(len(w) < appmod.SEND_CHUNK + 1024 for w in dp.writes)
+    assert len(dp.writes) <= total // SEND_CHUNK + 1
+    assert all(len(w) < SEND_CHUNK + 1024 for w in dp.writes)
 
 
 def test_table_mod_errors_are_reported(app):
@@ -522,17 +523,22 @@ def test_discovery_probes_finds_and_loses_links(app):
     assert app.link.take() == [LinkChange(S1, 2, s2, 1, False), DatapathLeave(S1)]
 
 
-def test_openflow_events_reach_their_handlers():
-    # os-ken dispatches by decorator: a method slipped in under one steals its events.
-    handlers = {ev.__name__: name for name, method in vars(RouteFlowController).items()
-                for ev in getattr(method, "callers", {})}
+def test_openflow_events_reach_their_handlers(app):
+    # os-ken dispatches by decorator: a method slipped in under one steals its events. Registered
+    # as os-ken's app manager registers an app (register_app -> register_instance), so that the
+    # handlers the app inherits from its mixins (app_roles, app_tables) count as well.
+    register_instance(app)
+    handlers = {ev.__name__: [method.__name__ for method in methods] for ev, methods in app.event_handlers.items()}
     assert handlers == {
-        "EventOFPStateChange": "_state_change", "EventOFPEchoReply": "_echo_reply",
-        "EventOFPPortDescStatsReply": "_port_desc_reply", "EventOFPPortStatus": "_port_status",
-        "EventOFPFlowStatsReply": "_flow_stats_reply", "EventOFPGroupDescStatsReply": "_group_desc_reply",
-        "EventOFPErrorMsg": "_error", "EventOFPPacketIn": "_packet_in",
-        "EventOFPRoleReply": "_role_reply", "EventOFPExperimenter": "_experimenter",
+        "EventOFPStateChange": ["_state_change"], "EventOFPEchoReply": ["_echo_reply"],
+        "EventOFPPortDescStatsReply": ["_port_desc_reply"], "EventOFPPortStatus": ["_port_status"],
+        "EventOFPFlowStatsReply": ["_flow_stats_reply"], "EventOFPGroupDescStatsReply": ["_group_desc_reply"],
+        "EventOFPErrorMsg": ["_error"], "EventOFPPacketIn": ["_packet_in"],
+        "EventOFPRoleReply": ["_role_reply"], "EventOFPExperimenter": ["_experimenter"],
     }
+    # The app manager loads the service that raises these events (ofp_handler) for the class's
+    # handlers, inherited ones included.
+    assert get_dependent_services(RouteFlowController) == ["os_ken.controller.ofp_handler"]
 
 
 # -- what a switch sends: no handler raises, malformed input is dropped with its reason ----------------
