@@ -186,7 +186,7 @@ def test_an_active_server_cut_off_from_etcd_stops_serving_before_its_lease_can_e
     first, second = tmp_path / "a.sock", tmp_path / "b.sock"
     with LocalEtcd(tmp_path / "etcd", members=1, base_port=FENCE_ETCD_PORT) as etcd:
         config.write_text(json.dumps({
-            "listen": [f"unix:{first}"], "manage_vms": False,
+            "listen": [f"unix:{first}"], "manage_vms": False, "http": {"listen": "off"},
             "store": {"kind": "etcd", "endpoints": list(etcd.endpoints), "lease_ttl": 1,
                       "servers": [f"unix:{first}", f"unix:{second}"]},
             "vms": [{"name": "rA", "dpid": 1, "engine": "none", "interfaces": [{"name": "eth1", "port": 1}]}]}))

@@ -76,7 +76,7 @@ def status(keys: Path) -> dict:
 
 def test_a_vm_on_another_host_over_tls(hosts: None, tmp_path: Path) -> None:
     config = tmp_path / "routeflow.yaml"
-    config.write_text(yaml.safe_dump({"manage_vms": False, "listen": [ADDRESS], "vms": [
+    config.write_text(yaml.safe_dump({"manage_vms": False, "listen": [ADDRESS], "http": {"listen": "off"}, "vms": [
         {"name": "rA", "dpid": 1, "engine": "none", "interfaces": [{"name": "eth1", "port": 1}]},
         {"name": "rB", "dpid": 2, "engine": "none", "interfaces": [{"name": "eth1", "port": 1}]}]}))
     keys = tmp_path / "keys"
