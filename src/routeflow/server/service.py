@@ -98,6 +98,7 @@ class RFServer:
         self._servers: list[asyncio.AbstractServer] = []
         self.requests = PeerRequests()
         self._reconcile_scheduled = False
+        self._stopping = False
         self._ticker: asyncio.Task[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
         #: Where the NIB is kept for a successor (a server pair's etcd), if anywhere.
@@ -154,6 +155,7 @@ class RFServer:
             peer.writer.transport.abort()
 
     async def stop(self) -> None:
+        self._stopping = True  # peers closed now are not replaced (no election on the way out)
         for task in (self._ticker, self._keepalive, self._flusher):
             if task is not None:
                 task.cancel()
@@ -312,7 +314,7 @@ class RFServer:
             log.warning("controller %s disconnected", peer.name)
             self.requests.controller_lost()
             self._deliver(self.core.on_controller_down())
-            if self.controllers:  # the one standing by takes over
+            if self.controllers and not self._stopping:  # the one standing by takes over
                 self._elect(self.controllers[0])
         elif peer.role == "client" and self.clients.get(peer.name) is peer:
             del self.clients[peer.name]
