@@ -294,9 +294,15 @@ def test_rftest2_web_view_shows_the_topology_and_a_cut_link_live(rftest2, browse
     def links(state: str) -> int:
         return len(browser.find_elements(By.CSS_SELECTOR, f"line.link[data-state={state}]"))
 
+    def texts(selector: str) -> list[str]:
+        # Read in the page in one step: the view redraws as events come, and an element
+        # found in one call may be gone by the next.
+        return browser.execute_script(  # type: ignore[no-any-return]
+            "return Array.from(document.querySelectorAll(arguments[0]), e => e.textContent)", selector)
+
     wait_for(lambda: len(browser.find_elements(By.CSS_SELECTOR, "g.datapath[data-state=up]")) == 4
              and links("up") == 5, 20, 0.1)
-    assert sorted(e.text for e in browser.find_elements(By.CSS_SELECTOR, "text.vm-label")) == ["rA", "rB", "rC", "rD"]
+    assert sorted(texts("text.vm-label")) == ["rA", "rB", "rC", "rD"]
     wait_for(lambda: "live" in browser.find_element(By.ID, "live").text, 10, 0.1)
     network.set_link("A-B", "down", state_path=rftest2.lab_state)
     cut = time.monotonic()
@@ -313,8 +319,7 @@ def test_rftest2_web_view_shows_the_topology_and_a_cut_link_live(rftest2, browse
     browser.get(f"http://{rftest2.config.http.listen}/#/vm/rA")
     search = browser.find_element(By.ID, "search")
     search.send_keys("172.31.4.")
-    wait_for(lambda: [row.text.split()[0] for row in browser.find_elements(By.CSS_SELECTOR, "#table-body tr")]
-             == ["172.31.4.0/24"], 10, 0.1)
+    wait_for(lambda: texts("#table-body tr td:first-child") == ["172.31.4.0/24"], 10, 0.1)
 
 
 def test_rftest2_fib_audits_found_nothing_the_events_missed(rftest2):
