@@ -58,8 +58,9 @@ def _lookup(table: Table, table_id: int, packet: dict[str, object]) -> Flow | No
 
 
 def _run_actions(actions, packet, outcome: Outcome, table: Table) -> list[dict[str, object]]:
+    """Apply ``actions`` to ``packet`` (in place: what they change, the next table sees)."""
     outputs = []
-    pkt = dict(packet)
+    pkt = packet
     for action in actions:
         name = action[0]
         if name == "output":
@@ -80,7 +81,7 @@ def _run_actions(actions, packet, outcome: Outcome, table: Table) -> list[dict[s
         elif name == "group":
             grp = table.groups[action[1]]
             assert grp.type == "select"
-            outcome.buckets = [_run_actions(b, pkt, Outcome(), table) for b in grp.buckets]
+            outcome.buckets = [_run_actions(b, dict(pkt), Outcome(), table) for b in grp.buckets]
         else:
             raise AssertionError(f"unknown action {action}")
     return outputs
@@ -89,6 +90,7 @@ def _run_actions(actions, packet, outcome: Outcome, table: Table) -> list[dict[s
 def forward(table: Table, packet: dict[str, object]) -> Outcome:
     """Run ``packet`` (OXM field names to values) through the pipeline from table 0."""
     outcome = Outcome()
+    packet = dict(packet)
     table_id: int | None = 0
     while table_id is not None:
         flow = _lookup(table, table_id, packet)

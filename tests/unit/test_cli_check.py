@@ -138,7 +138,7 @@ def test_json(tmp_path, capsys):
     assert {k: document[k] for k in ("file", "lab", "valid", "warnings")} == {
         "file": config, "lab": topology, "valid": True, "warnings": []}
     assert document["config"]["vms"][0]["interfaces"][0] == {
-        "name": "eth1", "port": 1, "addresses": ["172.31.1.1/24"], "mac": None}
+        "name": "eth1", "port": 1, "addresses": ["172.31.1.1/24"], "mac": None, "vlan": None}
     assert document["config"]["vms"][0]["trunk"] == {"port": 100, "rfvs_interface": None}
     assert document["topology"]["hosts"][0]["addresses"] == ["172.31.1.100/24"]
     assert document["topology"]["hosts"][0]["gateway"] == "172.31.1.1"

@@ -94,13 +94,14 @@ def compare_lab(found: Findings, config: Config, topology: Topology) -> None:
                 found.error(cfg, f"vms[{i}].interfaces[{j}].port",
                             f"port {iface.port} of switch {switch.name} is on no link of {topo} "
                             f"(the links of {switch.name} end at: {ends})")
-        nics = {iface.port for iface in vm.interfaces}
-        for port, link in sorted(ports.items()):
+        sharing = config.vms_of_dpid(vm.dpid)
+        nics = {iface.port for v in sharing for iface in v.interfaces}
+        for port, link in sorted(ports.items()) if sharing[0] is vm else ():  # once per switch
             if port not in nics:
                 end = link.ends.index(next(e for e in link.ends if e.node == switch.name and e.port == port))
+                names = ", ".join(f"{v.name} ({cfg} vms[{config.vms.index(v)}])" for v in sharing)
                 found.warning(topo, f"links[{topology.links.index(link)}].ends[{end}]",
-                              f"port {port} of {switch.name} is mirrored by no interface of VM {vm.name} "
-                              f"({cfg} vms[{i}])")
+                              f"port {port} of {switch.name} is mirrored by no interface of VM {names}")
         _compare_trunk(found, cfg, topo, i, vm.name, vm.trunk.port if vm.trunk else None, k, switch)
     for k, switch in enumerate(topology.switches):
         if switch.dpid not in mirrored:

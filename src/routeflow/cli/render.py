@@ -86,13 +86,15 @@ def _print_status(doc: dict[str, Any], flows: bool, routes: bool) -> None:
         if dp["compile_error"]:
             out.write(f"datapath {dp['dpid']}: flows not updated: {dp['compile_error']}\n")
     out.write("\n")
-    rows = [("VM", "DATAPATH", "CLIENT", "INTERFACE", "PORT", "RFVS PORT", "STATE", "VIRTUAL LINK", "ADDRESSES")]
+    # The mapping table: each VM NIC and the virtual port (datapath, port, VLAN) it mirrors.
+    rows = [("VM", "DATAPATH", "CLIENT", "INTERFACE", "PORT", "VLAN", "RFVS PORT", "STATE", "VIRTUAL LINK",
+             "ADDRESSES")]
     for vm in doc["vms"]:
         client = ("synced" if vm["synced"] else "connected") if vm["client_connected"] else "down"
         for i, iface in enumerate(vm["interfaces"]):
             rows.append((
                 vm["name"] if i == 0 else "", vm["dpid"] if i == 0 else "", client if i == 0 else "",
-                iface["name"], str(iface["port"]), _dash(iface["rfvs_port"]),
+                iface["name"], str(iface["port"]), _dash(iface.get("vlan")), _dash(iface["rfvs_port"]),
                 "-" if iface["up"] is None else "up" if iface["up"] else "down",
                 _dash(iface["virtual_link"]), " ".join(iface["addresses"]),
             ))
@@ -119,7 +121,7 @@ def _print_status(doc: dict[str, Any], flows: bool, routes: bool) -> None:
                 out.write(f"  {line}\n")
             for u in dp["unresolved_next_hops"]:
                 retry = f"next attempt in {u['next_attempt_s']} s" if u["next_attempt_s"] is not None else "VM away"
-                out.write(f"  unresolved: {u['prefix']} via {u['gateway']} dev {u['ifname']} "
+                out.write(f"  unresolved ({u['vm']}): {u['prefix']} via {u['gateway']} dev {u['ifname']} "
                           f"({u['resolve_attempts']} resolution attempts, {retry})\n")
 
 

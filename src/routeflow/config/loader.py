@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import ipaddress
 import urllib.parse
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,9 +35,11 @@ from routeflow.config.schema import (
     StoreConfig,
     StoreKind,
     Trunk,
+    VirtualPort,
     VmConfig,
     VmInterface,
 )
+from routeflow.flows.pipeline import MAX_CONTEXTS
 from routeflow.protocol.transport import ADDRESS_FORMS, parse_address
 
 
@@ -88,17 +91,55 @@ def parse_config(document: object, source: str = "<config>", reading: Sequence[t
     top.finish()
 
     check_unique(problems, "vms", "VM name", [(f"vms[{i}].name", v.name) for i, v in enumerate(vms)])
-    check_unique(problems, "vms", "datapath id", [(f"vms[{i}].dpid", v.dpid) for i, v in enumerate(vms)])
     for i, parsed in enumerate(vms):
         if parsed.dpid is not None and parsed.dpid == rfvs.dpid:
             problems.add(f"vms[{i}].dpid", f"{parsed.dpid:#x} is the RFVS datapath id")
+    _check_virtual_ports(problems, vms)
+    trunks: dict[int, tuple[int, Trunk | None]] = {}  # one trunk per datapath, however many VMs share it
+    for i, v in enumerate(vms):
+        if v.dpid is not None:
+            trunks.setdefault(v.dpid, (i, v.trunk))
+            first, trunk = trunks[v.dpid]
+            if trunk != v.trunk:
+                problems.add(f"vms[{i}].trunk", f"differs from vms[{first}].trunk ({vms[first].name}): VMs "
+                                                f"sharing datapath {v.dpid:#x} share its trunk, so they "
+                                                "must give the same one (or none)")
+    for dpid, sharing in Counter(v.dpid for v in vms if v.dpid is not None).items():
+        if sharing > MAX_CONTEXTS:
+            problems.add("vms", f"{sharing} VMs share datapath {dpid:#x}: at most {MAX_CONTEXTS} can "
+                                "(each has a FIB table of its own there)")
     check_unique(problems, "vms", "trunk RFVS interface",
-                 [(f"vms[{i}].trunk.rfvs_interface", v.trunk.rfvs_port_name(v.dpid))
-                  for i, v in enumerate(vms) if v.trunk is not None and v.dpid is not None])
+                 [(f"vms[{i}].trunk.rfvs_interface", t.rfvs_port_name(dpid))
+                  for dpid, (i, t) in trunks.items() if t is not None])
     problems.raise_if_any()
     return Config(vms=tuple(vms), rfvs=rfvs, listen=tuple(listen), manage_vms=manage_vms,
                   discovery_interval=discovery_interval, limits=limits, http=http, store=store,
                   source=source)
+
+
+def _check_virtual_ports(problems: Problems, vms: Sequence[VmConfig]) -> None:
+    """The mapping table must be one: no virtual port claimed twice, and no switch port
+    both untagged (one NIC owns all of it) and carrying VLANs (NICs own tags of it)."""
+    claimed: dict[VirtualPort, str] = {}
+    untagged: dict[tuple[int, int], str] = {}
+    tagged: dict[tuple[int, int], str] = {}
+    for i, vm in enumerate(vms):
+        for j, nic in enumerate(vm.interfaces if vm.dpid is not None else ()):
+            if nic.port is None:
+                continue
+            path, vport = f"vms[{i}].interfaces[{j}]", vm.virtual_port(nic)
+            if vport in claimed:
+                problems.add(f"{path}.port", f"virtual port {vport} is already {claimed[vport]}")
+                continue
+            claimed[vport] = f"{path} ({vm.name} {nic.name})"
+            if nic.vlan is None:
+                untagged.setdefault((vm.dpid, nic.port), claimed[vport])
+            else:
+                tagged.setdefault((vm.dpid, nic.port), f"{path}.vlan")
+    for (dpid, port), path in tagged.items():
+        if (dpid, port) in untagged:
+            problems.add(path, f"datapath {dpid:#x} port {port} is also used untagged by "
+                               f"{untagged[dpid, port]}: a port is one NIC's, untagged, or carries VLANs")
 
 
 def _parse_http(f: Fields) -> HttpConfig:
@@ -279,8 +320,6 @@ def _parse_vm(vm: Fields) -> VmConfig:
         vm.error("interfaces", "must list at least one interface")
     check_unique(vm.problems, vm.path, "interface name",
                  [(f"{vm.path}.interfaces[{i}].name", x.name) for i, x in enumerate(interfaces)])
-    check_unique(vm.problems, vm.path, "switch port",
-                 [(f"{vm.path}.interfaces[{i}].port", x.port) for i, x in enumerate(interfaces)])
     for i, x in enumerate(interfaces):
         if x.name == "lo":
             vm.problems.add(f"{vm.path}.interfaces[{i}].name", "'lo' is the loopback; use the loopback key")
@@ -314,8 +353,9 @@ def _parse_trunk(vm: Fields, interfaces: list[VmInterface]) -> Trunk | None:
     for i, x in enumerate(interfaces):
         if x.port == port:
             vm.problems.add(f"{f.path}.port", f"port {port} is also interfaces[{i}] ({x.name})")
-        if isinstance(x.port, int) and x.port > TRUNK_MAX_PORT:
-            # The trunk tags frames with their switch port as VLAN id (12 bits).
+        if isinstance(x.port, int) and x.port > TRUNK_MAX_PORT and x.vlan is None:
+            # The trunk tags frames with their switch port as VLAN id (12 bits); VLAN
+            # sub-interfaces keep their own tag and take the controller's relay.
             vm.problems.add(f"{vm.path}.interfaces[{i}].port",
                             f"{x.port} does not fit a VLAN id: with a trunk, ports must be 1..{TRUNK_MAX_PORT}")
     return Trunk(**keys) if isinstance(port, int) else None

@@ -67,10 +67,12 @@ NOT_IN_SCHEMA: dict[str, str] = {
     "vms[].name": "The VM's name: its network namespace and the prefix of its NICs' names on the RFVS "
                   "(`rA-eth1`).",
     "vms[].dpid": "The datapath id of the switch this VM mirrors: `0x1`, `00:00:00:00:00:00:00:01`, "
-                  "`0000000000000001` (as `ovs-ofctl show` prints it) or decimal.",
+                  "`0000000000000001` (as `ovs-ofctl show` prints it) or decimal. Several VMs may give "
+                  "the same one (multiplexing): each routes only the ports (or VLANs) its NICs claim.",
     "vms[].interfaces[].name": "The NIC's name inside the VM (`eth1`): what the routing engine's config names.",
     "vms[].interfaces[].port": "The switch port this NIC mirrors (its OpenFlow port number); with a `trunk`, "
-                               f"1 to {schema.TRUNK_MAX_PORT} (the port travels as a VLAN id).",
+                               f"1 to {schema.TRUNK_MAX_PORT} (the port travels as a VLAN id). "
+                               "No other NIC of any VM may claim the same port (or port and `vlan`).",
     "vms[].interfaces[].addresses": "The router's addresses on that port, `ADDRESS/PREFIXLEN`, IPv4 or IPv6.",
     "vms[].engine": "The routing engine the VM runs: `frr` (with `daemons`), `bird`, or `none` (a FIB "
                     "managed by hand).",

@@ -17,10 +17,11 @@ Example (see ``examples/rftest2/routeflow.yaml``)::
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, get_args
+from typing import Any, NamedTuple, get_args
 
 from routeflow.protocol.messages import Role
 from routeflow.protocol.transport import DEFAULT_SERVER, DEFAULT_TCP
@@ -76,6 +77,27 @@ class VmInterface:
     addresses: tuple[str, ...] = field(default=(), metadata=key("interface_addresses"))
     #: Fixed MAC for the NIC (also the router MAC on the switch port); random if None.
     mac: str | None = field(default=None, metadata=key("mac"))
+    #: The 802.1Q VLAN the NIC mirrors on its switch port (a sub-interface: frames of the
+    #: port tagged ``vlan`` are this NIC's, and what it sends leaves tagged); None: untagged.
+    vlan: int | None = field(default=None, metadata=key("integer", lo=1, hi=4094))
+
+
+class VirtualPort(NamedTuple):
+    """Where a VM NIC is on the physical plane: a switch port, or a VLAN on one.
+
+    The mapping table of every mode of operation is made of these: logical split
+    has all of a VM's virtual ports on one datapath and one VM per datapath;
+    multiplexing puts several VMs' virtual ports on one datapath.
+    """
+
+    dpid: int
+    port: int
+    #: None: untagged.
+    vlan: int | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.dpid:#x} port {self.port}"
+        return where if self.vlan is None else f"{where} vlan {self.vlan}"
 
 
 #: A VLAN id carries the switch port on a trunk: ports 1..4094 fit.
@@ -132,6 +154,10 @@ class VmConfig:
 
     def interface(self, ifname: str) -> VmInterface | None:
         return next((i for i in self.interfaces if i.name == ifname), None)
+
+    def virtual_port(self, nic: VmInterface) -> VirtualPort:
+        """The virtual port ``nic`` mirrors."""
+        return VirtualPort(self.dpid, nic.port, nic.vlan)
 
     def port_of(self, ifname: str) -> int | None:
         iface = self.interface(ifname)
@@ -236,5 +262,23 @@ class Config:
     def vm(self, name: str) -> VmConfig | None:
         return next((v for v in self.vms if v.name == name), None)
 
-    def vm_of_dpid(self, dpid: int) -> VmConfig | None:
-        return next((v for v in self.vms if v.dpid == dpid), None)
+    def vms_of_dpid(self, dpid: int) -> tuple[VmConfig, ...]:
+        """The VMs with virtual ports on datapath ``dpid``, in config order: one in logical
+        split, several when the datapath is multiplexed."""
+        return self._by_dpid.get(dpid, ())
+
+    def context(self, vm: VmConfig) -> int:
+        """``vm``'s routing context on its datapath: its place among the VMs sharing it
+        (0 for the first, and in logical split). It names the VM's FIB table there."""
+        return self.vms_of_dpid(vm.dpid).index(vm)
+
+    def shared(self, dpid: int) -> bool:
+        """Whether several VMs share datapath ``dpid`` (multiplexing)."""
+        return len(self.vms_of_dpid(dpid)) > 1
+
+    @functools.cached_property
+    def _by_dpid(self) -> dict[int, tuple[VmConfig, ...]]:
+        grouped: dict[int, list[VmConfig]] = {}
+        for vm in self.vms:
+            grouped.setdefault(vm.dpid, []).append(vm)
+        return {dpid: tuple(vms) for dpid, vms in grouped.items()}

@@ -4,7 +4,9 @@ flow table of the datapath it mirrors. No I/O, no clock, no randomness.
 Given the VM's configuration (which NIC mirrors which switch port), what its
 RF-Client reported (interfaces, FIB, neighbours) and the switch's port
 states, :func:`compile_datapath` returns the complete desired :class:`Table`.
-The server diffs it against what the switch holds (:mod:`routeflow.flows.diff`).
+A datapath several VMs share holds the union of their tables, each in its own
+:class:`RoutingContext`. The server diffs it against what the switch holds
+(:mod:`routeflow.flows.diff`).
 """
 
 from __future__ import annotations
@@ -67,19 +69,54 @@ class Compiled:
     unresolved: list[Unresolved] = field(default_factory=list)
 
 
+class RoutingContext(NamedTuple):
+    """Where a VM's routes live on its datapath: its FIB table and, if other VMs share the
+    datapath (multiplexing), that its admission and own-address flows name its ports."""
+
+    fib_table: int = P.FIB.table_id
+    shared: bool = False
+
+    @property
+    def group_seed(self) -> int:
+        """Seeds the hash of group ids, so that two contexts' groups do not collide."""
+        return self.fib_table - P.FIB.table_id
+
+
+#: The routing context of a VM alone on its datapath (logical split).
+SOLE = RoutingContext()
+
+
+def routing_context(config: Config, vm: VmConfig) -> RoutingContext:
+    """``vm``'s routing context on its datapath, as the config places it."""
+    return RoutingContext(P.fib_table(config.context(vm)), config.shared(vm.dpid))
+
+
+class Nic(NamedTuple):
+    """A usable VM NIC on the switch: its port, its MAC (the router MAC there) and the
+    VLAN it owns of the port (None: untagged)."""
+
+    port: int
+    mac: str
+    vlan: int | None = None
+
+
 class _Egress(NamedTuple):
-    """Where and how a packet leaves: port, router MAC of that port, next-hop MAC."""
+    """Where and how a packet leaves: port, router MAC of that port, next-hop MAC, VLAN."""
 
     port: int
     src_mac: str
     dst_mac: str
+    vlan: int | None = None
 
 
 @functools.lru_cache(maxsize=65536)
 def _rewrite(egress: _Egress) -> tuple[Action, ...]:
     """The actions sending a packet to one next hop. Memoised: a large FIB has
     few next hops, so thousands of flows share one tuple (time and memory)."""
-    return (set_field("eth_src", egress.src_mac), set_field("eth_dst", egress.dst_mac), output(egress.port))
+    rewrite = (set_field("eth_src", egress.src_mac), set_field("eth_dst", egress.dst_mac), output(egress.port))
+    if egress.vlan is None:
+        return rewrite
+    return (PUSH_VLAN, set_field("vlan_vid", egress.vlan | VID_PRESENT), *rewrite)
 
 
 @functools.lru_cache(maxsize=65536)
@@ -96,33 +133,33 @@ _FAMILY: dict[int, tuple[tuple[str, int], str, int]] = {4: (_IPV4, "ipv4_dst", 3
 
 
 def usable_nics(vm: VmConfig, interfaces: Mapping[str, Interface],
-                ports: Mapping[int, PortDesc]) -> dict[str, tuple[int, str]]:
-    """NIC name -> (switch port, router MAC) for Ethernet NICs that are up on a port that is up."""
-    usable: dict[str, tuple[int, str]] = {}
+                ports: Mapping[int, PortDesc]) -> dict[str, Nic]:
+    """NIC name -> :class:`Nic` for Ethernet NICs that are up on a port that is up."""
+    usable: dict[str, Nic] = {}
     for nic in vm.interfaces:
         iface = interfaces.get(nic.name)
         desc = ports.get(nic.port)
         if iface is not None and iface.mac and desc is not None and desc.up and iface.up:
-            usable[nic.name] = (nic.port, iface.mac)
+            usable[nic.name] = Nic(nic.port, iface.mac, nic.vlan)
     return usable
 
 
-def compile_datapath(vm: VmConfig, fib: Fib, ports: Mapping[int, PortDesc]) -> Compiled:
+def compile_datapath(vm: VmConfig, fib: Fib, ports: Mapping[int, PortDesc], ctx: RoutingContext = SOLE) -> Compiled:
     """The desired flows and groups of the datapath that ``vm`` mirrors.
 
     The reference translation: :class:`~routeflow.flows.incremental.IncrementalCompiler`
     keeps the same result up to date change by change, and verify checks
     switches against this function (through :func:`datapath_flows`).
     """
-    groups = GroupTable()
+    groups = GroupTable(ctx.group_seed)
     result = Compiled(Table())
-    flows = {f.key: f for f in datapath_flows(vm, fib, ports, groups, result.unresolved)}
+    flows = {f.key: f for f in datapath_flows(vm, fib, ports, groups, result.unresolved, ctx)}
     result.table = Table(flows=flows, groups=groups.by_id())
     return result
 
 
 def datapath_flows(vm: VmConfig, fib: Fib, ports: Mapping[int, PortDesc], groups: GroupTable,
-                   unresolved: list[Unresolved]) -> Iterator[Flow]:
+                   unresolved: list[Unresolved], ctx: RoutingContext = SOLE) -> Iterator[Flow]:
     """:func:`compile_datapath` as a stream: its flows one by one (of two with the
     same key, the later wins), its groups in ``groups`` once the stream ends.
 
@@ -130,12 +167,12 @@ def datapath_flows(vm: VmConfig, fib: Fib, ports: Mapping[int, PortDesc], groups
     """
     interfaces = {i.ifname: i for i in fib.interfaces}
     usable = usable_nics(vm, interfaces, ports)
-    yield from control_flows(vm, interfaces, usable)
+    yield from control_flows(vm, interfaces, usable, ctx)
 
     neighbours = {(n.ifname, n.ip): n.mac for n in fib.neighbours}
     host_routes: set[str] = set()
     for route in fib.routes:
-        compiled = route_flow(route, usable, neighbours, groups)
+        compiled = route_flow(route, usable, neighbours, groups, ctx.fib_table)
         if compiled is None:
             continue
         if compiled.host is not None:
@@ -149,10 +186,10 @@ def datapath_flows(vm: VmConfig, fib: Fib, ports: Mapping[int, PortDesc], groups
         by_ip.setdefault(neigh.ip, []).append(neigh)
     for ip, candidates in by_ip.items():
         if ip not in host_routes:
-            flow = neighbour_flow(candidates, usable)
+            flow = neighbour_flow(candidates, usable, ctx.fib_table)
             if flow is not None:
                 yield flow
-    yield FIB_MISS
+    yield fib_miss(ctx.fib_table)
 
 
 def compile_rfvs(config: Config, nics: Mapping[tuple[str, str], int], ports: Mapping[int, PortDesc],
@@ -185,8 +222,10 @@ def compile_rfvs(config: Config, nics: Mapping[tuple[str, str], int], ports: Map
         flows.append(Flow(table, P.PRIO_RFVS_TRUNK_DROP, match(in_port=trunk), ()))
         for nic in vm.interfaces:
             rfvs_port = nics.get((vm.name, nic.name))
-            if rfvs_port is None:
-                continue  # not identified yet: relayed until its mapping packet arrives
+            if rfvs_port is None or nic.vlan is not None:
+                # Not identified yet: relayed until its mapping packet arrives. A VLAN
+                # sub-interface's frames keep their own tag: the controller relays them.
+                continue
             vid = nic.port | VID_PRESENT
             flows += [
                 Flow(table, P.PRIO_RFVS_TRUNK, match(in_port=rfvs_port), _tag(vid, trunk)),
@@ -205,8 +244,13 @@ def _to_vm(table: int, priority: int, flow_match: Match) -> Flow:
 
 
 def control_flows(vm: VmConfig, interfaces: Mapping[str, Interface],
-                  usable: Mapping[str, tuple[int, str]]) -> list[Flow]:
-    """The CONTROL and SLOW_PATH tables of ``vm``'s datapath."""
+                  usable: Mapping[str, Nic], ctx: RoutingContext = SOLE) -> list[Flow]:
+    """``vm``'s part of the CONTROL and SLOW_PATH tables of its datapath.
+
+    Routing-protocol and neighbour traffic goes to the slow path whoever's port it
+    entered (the same flows for every VM sharing a datapath): the slow path delivers
+    it by its ingress port (and VLAN) to the VM owning that. Admission to the FIB, and
+    the router's own addresses on a shared datapath, are per port."""
     table = P.CONTROL.table_id
     flows = [
         _to_vm(table, P.PRIO_SLOW_PATH, match(eth_type=ETH_TYPE_ARP)),
@@ -219,35 +263,63 @@ def control_flows(vm: VmConfig, interfaces: Mapping[str, Interface],
     # ND to its link-local addresses...) is for the VM.
     own = sorted({ipaddress.ip_interface(a).ip for iface in interfaces.values() for a in iface.addresses},
                  key=lambda ip: (ip.version, ip))
-    flows += [_to_vm(table, P.PRIO_SLOW_PATH, _host_match(str(ip), ip.version)) for ip in own if not ip.is_loopback]
-    flows += [
-        Flow(table, P.PRIO_ROUTER_MAC, match(in_port=port, eth_dst=mac), goto=P.FIB.table_id)
-        for port, mac in sorted(usable.values())
-    ]
+    own_matches = [_host_match(str(ip), ip.version) for ip in own if not ip.is_loopback]
+    if ctx.shared:
+        # Tenants may own the same addresses: each gets its own on its own ports only.
+        own_matches = [(*_port_match(nic), *m) for nic in sorted(usable.values(), key=_nic_order) for m in own_matches]
+    flows += [_to_vm(table, P.PRIO_SLOW_PATH, tuple(sorted(m))) for m in own_matches]
+    flows += [_admit(nic, ctx.fib_table) for nic in sorted(usable.values(), key=_nic_order)]
     if vm.routing_plane == RoutingPlane.VIRTUAL:
         # Discovery probes from the controller, to find links to wire in the virtual plane.
         flows.append(Flow(table, P.PRIO_DISCOVERY, match(eth_type=lldp.ETH_TYPE), (CONTROLLER,)))
     return flows + slow_path_flows(vm, usable)
 
 
-def slow_path_flows(vm: VmConfig, usable: Mapping[str, tuple[int, str]]) -> list[Flow]:
+def _port_match(nic: Nic) -> Match:
+    """The frames of ``nic``'s virtual port: its switch port and, if it has one, its VLAN."""
+    if nic.vlan is None:
+        return match(in_port=nic.port)
+    return match(in_port=nic.port, vlan_vid=nic.vlan | VID_PRESENT)
+
+
+def _admit(nic: Nic, fib_table: int) -> Flow:
+    """Frames for the router's MAC on ``nic``'s virtual port go on to its FIB, untagged."""
+    flow_match = tuple(sorted((*_port_match(nic), ("eth_dst", nic.mac))))
+    if nic.vlan is None:
+        return Flow(P.CONTROL.table_id, P.PRIO_ROUTER_MAC, flow_match, goto=fib_table)
+    return Flow(P.CONTROL.table_id, P.PRIO_ROUTER_MAC, flow_match, (POP_VLAN,), goto=fib_table)
+
+
+def slow_path_flows(vm: VmConfig, usable: Mapping[str, Nic]) -> list[Flow]:
     """How packets for the VM reach it: down the trunk, tagged with their ingress
     port, and back up untagged onto the port the tag names (for ports that are
-    up, as everything else); or, with no trunk, through the controller."""
+    up, as everything else); or, with no trunk, through the controller. VLAN
+    sub-interfaces take the controller, which relays a frame by port and tag."""
+    to_controller = Flow(P.SLOW_PATH.table_id, P.PRIO_TO_CONTROLLER, (), (CONTROLLER,))
     if vm.trunk is None:
-        return [Flow(P.SLOW_PATH.table_id, P.PRIO_TO_CONTROLLER, (), (CONTROLLER,))]
+        return [to_controller]
     trunk = vm.trunk.port
     flows = [Flow(P.CONTROL.table_id, P.PRIO_TRUNK_DROP, match(in_port=trunk), ())]
-    for port, _ in sorted(usable.values()):
-        vid = port | VID_PRESENT
+    for nic in sorted(usable.values(), key=_nic_order):
+        if nic.vlan is not None:
+            flows.append(Flow(P.SLOW_PATH.table_id, P.PRIO_TO_TRUNK, _port_match(nic), (CONTROLLER,)))
+            continue
+        vid = nic.port | VID_PRESENT
         flows += [
-            Flow(P.SLOW_PATH.table_id, P.PRIO_TO_TRUNK, match(in_port=port), _tag(vid, trunk)),
-            Flow(P.CONTROL.table_id, P.PRIO_TRUNK, match(in_port=trunk, vlan_vid=vid), (POP_VLAN, output(port))),
+            Flow(P.SLOW_PATH.table_id, P.PRIO_TO_TRUNK, match(in_port=nic.port), _tag(vid, trunk)),
+            Flow(P.CONTROL.table_id, P.PRIO_TRUNK, match(in_port=trunk, vlan_vid=vid),
+                 (POP_VLAN, output(nic.port))),
         ]
     return flows
 
 
-FIB_MISS = _to_vm(P.FIB.table_id, P.PRIO_FIB_MISS, ())
+def _nic_order(nic: Nic) -> tuple[int, int, str]:
+    return (nic.port, nic.vlan or 0, nic.mac)
+
+
+def fib_miss(fib_table: int) -> Flow:
+    """A packet no route of the context matches goes to its virtual router."""
+    return _to_vm(fib_table, P.PRIO_FIB_MISS, ())
 
 
 @dataclass(frozen=True)
@@ -261,9 +333,10 @@ class RouteFlow:
     host: str | None = None
 
 
-def route_flow(route: Route, usable: Mapping[str, tuple[int, str]],
-               neighbours: Mapping[tuple[str, str], str], groups: GroupTable) -> RouteFlow | None:
-    """Translate one route; None for a route this compiler ignores (not IP unicast).
+def route_flow(route: Route, usable: Mapping[str, Nic], neighbours: Mapping[tuple[str, str], str],
+               groups: GroupTable, table: int = P.FIB.table_id) -> RouteFlow | None:
+    """Translate one route into FIB table ``table``; None for a route this compiler
+    ignores (not IP unicast).
 
     An ECMP route takes a reference on its group in ``groups``.
     """
@@ -278,7 +351,6 @@ def route_flow(route: Route, usable: Mapping[str, tuple[int, str]],
     # Built directly rather than with match(): this runs once per route.
     flow_match: Match = (eth_type, (dst_field, address if host else text)) if prefixlen else (eth_type,)
     priority = P.fib_priority(prefixlen)
-    table = P.FIB.table_id
     if route.type == "blackhole":
         return RouteFlow(Flow(table, priority, flow_match, ()), host=host)
     if route.type != "unicast":  # unreachable, prohibit: the VM sends the ICMP error
@@ -297,8 +369,8 @@ def route_flow(route: Route, usable: Mapping[str, tuple[int, str]],
         if mac is None:
             unresolved.append(Unresolved(route.prefix, hop.ifname, hop.gateway))
             continue
-        port, src = usable[hop.ifname]
-        egresses.append(_Egress(port, src, mac))
+        nic = usable[hop.ifname]
+        egresses.append(_Egress(nic.port, nic.mac, mac, nic.vlan))
     if not reachable:
         return RouteFlow(None, host=host)
     if not egresses:
@@ -314,21 +386,22 @@ def route_flow(route: Route, usable: Mapping[str, tuple[int, str]],
                      tuple(unresolved), host)
 
 
-def neighbour_flow(candidates: list[Neighbour], usable: Mapping[str, tuple[int, str]]) -> Flow | None:
+def neighbour_flow(candidates: list[Neighbour], usable: Mapping[str, Nic],
+                   table: int = P.FIB.table_id) -> Flow | None:
     """The connected-host flow for one IP address, from its neighbour entries.
 
     The same address on two NICs is ambiguous; the first NIC by name wins, so
     the result does not depend on the order entries arrived in.
     """
     for neigh in sorted(candidates):
-        key = host_key(neigh.ip)
+        key = host_key(neigh.ip, table)
         if neigh.ifname in usable and key is not None:
-            port_no, src = usable[neigh.ifname]
-            return Flow(key.table, key.priority, key.match, _forward(_Egress(port_no, src, neigh.mac)))
+            nic = usable[neigh.ifname]
+            return Flow(key.table, key.priority, key.match, _forward(_Egress(nic.port, nic.mac, neigh.mac, nic.vlan)))
     return None
 
 
-def host_key(ip: str) -> FlowKey | None:
+def host_key(ip: str, table: int = P.FIB.table_id) -> FlowKey | None:
     """The key of the connected-host flow for ``ip``; None if it has none: not an IP
     address, or an IPv6 link-local one (on-link only, never a destination to route to)."""
     parsed = ip_prefix(ip)
@@ -338,7 +411,7 @@ def host_key(ip: str) -> FlowKey | None:
     host_len = _FAMILY[version][2]
     if prefixlen != host_len or (version == 6 and ipaddress.IPv6Address(address).is_link_local):
         return None
-    return FlowKey(P.FIB.table_id, P.fib_priority(host_len), _host_match(address, version))
+    return FlowKey(table, P.fib_priority(host_len), _host_match(address, version))
 
 
 def _host_match(ip: str, version: int) -> Match:
@@ -351,12 +424,14 @@ def _host_match(ip: str, version: int) -> Match:
 class GroupTable:
     """ECMP select groups by bucket set, shared by every route using the same next hops.
 
-    A group's id is a hash of its buckets, so it stays the same across
-    recompilations and restarts; a collision probes the next free id. Routes
-    acquire and release references; a group with none left disappears.
+    A group's id is a hash of its buckets (from ``seed``: each routing context of a
+    datapath has its own), so it stays the same across recompilations and restarts;
+    a collision probes the next free id. Routes acquire and release references; a
+    group with none left disappears.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, seed: int = 0) -> None:
+        self._seed = seed
         self._groups: dict[tuple[tuple[Action, ...], ...], Group] = {}
         self._refs: dict[tuple[tuple[Action, ...], ...], int] = {}
         self._ids: set[int] = set()
@@ -364,7 +439,7 @@ class GroupTable:
     def acquire(self, buckets: tuple[tuple[Action, ...], ...]) -> Group:
         grp = self._groups.get(buckets)
         if grp is None:
-            gid = zlib.crc32(repr(buckets).encode()) & 0x7FFFFFFF or 1
+            gid = zlib.crc32(repr(buckets).encode(), self._seed) & 0x7FFFFFFF or 1
             while gid in self._ids:
                 gid = gid % 0x7FFFFFFF + 1
             grp = self._groups[buckets] = Group(gid, "select", buckets)

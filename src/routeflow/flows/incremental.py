@@ -18,10 +18,13 @@ from typing import Iterable, Mapping
 
 from routeflow.config.schema import VmConfig
 from routeflow.flows.compiler import (
-    FIB_MISS,
+    SOLE,
     GroupTable,
+    Nic,
+    RoutingContext,
     Unresolved,
     control_flows,
+    fib_miss,
     host_key,
     neighbour_flow,
     route_flow,
@@ -49,13 +52,16 @@ class _RouteState:
 
 
 class IncrementalCompiler:
-    """The desired table of one datapath, maintained under route and neighbour changes."""
+    """The desired table of one VM on its datapath (the whole table in logical split,
+    its routing context's part when VMs share the datapath), maintained under route
+    and neighbour changes."""
 
-    def __init__(self, vm: VmConfig) -> None:
+    def __init__(self, vm: VmConfig, ctx: RoutingContext = SOLE) -> None:
         self.vm = vm
+        self.ctx = ctx
         self.table = Table()
-        self._usable: dict[str, tuple[int, str]] = {}
-        self._groups = GroupTable()
+        self._usable: dict[str, Nic] = {}
+        self._groups = GroupTable(ctx.group_seed)
         self._routes: dict[str, _RouteState] = {}
         #: (ifname, gateway) -> prefixes of routes using it as a next hop.
         self._by_gateway: dict[tuple[str, str], set[str]] = {}
@@ -75,7 +81,7 @@ class IncrementalCompiler:
                 neighbours: Mapping[tuple[str, str], Neighbour], ports: Mapping[int, PortDesc]) -> Table:
         """Compile everything from scratch (after a snapshot, a port or interface change)."""
         self._usable = usable_nics(self.vm, interfaces, ports)
-        self._groups = GroupTable()
+        self._groups = GroupTable(self.ctx.group_seed)
         self._routes = {}
         self._unresolved = {}
         self._by_gateway = {}
@@ -84,8 +90,9 @@ class IncrementalCompiler:
         self._neighbour_keys = {}
         for key in neighbours:
             self._neighbour_keys.setdefault(key[1], set()).add(key)
-        flows = {f.key: f for f in control_flows(self.vm, interfaces, self._usable)}
-        flows[FIB_MISS.key] = FIB_MISS
+        flows = {f.key: f for f in control_flows(self.vm, interfaces, self._usable, self.ctx)}
+        miss = fib_miss(self.ctx.fib_table)
+        flows[miss.key] = miss
         self.table = Table(flows=flows, groups={})
         changes = Changes()
         for prefix in routes:
@@ -157,7 +164,7 @@ class IncrementalCompiler:
         route = routes.get(prefix)
         if route is None:
             return None
-        compiled = route_flow(route, self._usable, self._neighbours, self._groups)
+        compiled = route_flow(route, self._usable, self._neighbours, self._groups, self.ctx.fib_table)
         if compiled is None:
             return None
         gateways = _gateways(route.nexthops)
@@ -179,11 +186,11 @@ class IncrementalCompiler:
     def _neighbour_ip(self, ip: str, candidates: list[Neighbour], changes: Changes) -> None:
         if ip in self._host_routes:
             return  # the /32 route's flow owns this key
-        flow = neighbour_flow(candidates, self._usable)
+        flow = neighbour_flow(candidates, self._usable, self.ctx.fib_table)
         if flow is not None:
             changes.flows[flow.key] = flow
             return
-        key = host_key(ip)
+        key = host_key(ip, self.ctx.fib_table)
         if key is not None:
             changes.flows[key] = None  # no usable entry left for this address
 

@@ -10,6 +10,12 @@ would. ``FIB`` holds one flow per route and per resolved neighbour, longest
 prefix first; a packet with no route goes to the virtual router, which answers
 it (ICMP unreachable) or resolves the neighbour.
 
+A datapath shared by several virtual routers (multiplexing) gives each its own
+routing context: its own FIB table (:func:`fib_table`), which only frames
+entering its ports (or VLANs of a port) reach, admitted in ``CONTROL`` by port,
+VLAN and router MAC. Routes of two contexts never meet, so tenants may use the
+same prefixes.
+
 Every "to the virtual router" decision continues in ``SLOW_PATH``, which says
 how packets reach it: to the controller, which relays them to the VM NIC
 (packet-in, packet-out), or, where the datapath has a trunk to the RFVS,
@@ -32,6 +38,18 @@ class TableSpec(NamedTuple):
 CONTROL = TableSpec(0, "control", "slow-path classification and router-MAC admission")
 FIB = TableSpec(1, "fib", "longest-prefix-match routes and connected hosts")
 SLOW_PATH = TableSpec(2, "slow_path", "to the virtual router: via the controller or the trunk")
+
+#: The FIB tables of a datapath's further routing contexts (multiplexing: one per VM
+#: sharing it, after the first, whose FIB is ``FIB``) are numbered from here.
+FIB_CONTEXT_BASE = 3
+#: Routing contexts one datapath can hold: OpenFlow tables end at 254.
+MAX_CONTEXTS = 254 - FIB_CONTEXT_BASE + 2
+
+
+def fib_table(context: int) -> int:
+    """The FIB table of routing context ``context`` (0: the first VM's, ``FIB``)."""
+    return FIB.table_id if context == 0 else FIB_CONTEXT_BASE + context - 1
+
 
 #: RFVS bridges have one table: VM NICs to and from trunks, the rest to the controller.
 RFVS_TABLE = 0

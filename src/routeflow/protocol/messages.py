@@ -192,12 +192,16 @@ class ControllerStats(Message, tag="controller_stats", frozen=True):
 
 
 class RelayEntry(msgspec.Struct, frozen=True, order=True, array_like=True):
-    """Slow-path pairing of a switch port with the RFVS port of its VM NIC."""
+    """Slow-path pairing of a virtual port (a switch port, or a VLAN on one) with the
+    RFVS port of its VM NIC."""
 
     dpid: int
     port: int
     rfvs_dpid: int
     rfvs_port: int
+    #: The 802.1Q VLAN id of the virtual port, 0 if untagged: its frames lose the tag on
+    #: their way to the VM NIC and get it back on their way out.
+    vlan: Annotated[int, msgspec.Meta(ge=0, le=4094)] = 0
 
 
 class RelayMap(Message, tag="relay_map", frozen=True):

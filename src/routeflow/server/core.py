@@ -14,9 +14,10 @@ import logging
 from dataclasses import dataclass
 
 from routeflow.config.schema import Config, RoutingPlane, VmConfig
+from routeflow.flows.compiler import routing_context
 from routeflow.flows.diff import apply_changes, diff_tables, is_empty, split_table_mod
 from routeflow.flows.incremental import IncrementalCompiler
-from routeflow.model import FlowKey, Table
+from routeflow.model import Flow, FlowKey, Group, Table
 from routeflow.protocol.messages import (
     DatapathJoin,
     DatapathLeave,
@@ -69,10 +70,11 @@ class ServerCore:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.nib = Nib(config)
-        #: Datapaths to recompile in full, and route/neighbour keys changed per datapath.
+        #: Datapaths to recompile in full, and route/neighbour keys changed per VM.
         self._dirty: set[int] = set()
-        self._changed: dict[int, tuple[set[str], set[tuple[str, str]]]] = {}
-        self._compilers: dict[int, IncrementalCompiler] = {}
+        self._changed: dict[str, tuple[set[str], set[tuple[str, str]]]] = {}
+        #: Each VM's part of its datapath's table, kept current change by change.
+        self._compilers: dict[str, IncrementalCompiler] = {}
         self._request_ids = itertools.count(1)
         #: request id -> dpid of dumps the core asked for (to resync).
         self._dumps: dict[int, int] = {}
@@ -113,19 +115,18 @@ class ServerCore:
         dp.installed = None
         log.info("datapath %#x joined with %d ports", msg.dpid, len(msg.ports))
         out = self._request_dump(msg.dpid)
-        vm = self.config.vm_of_dpid(msg.dpid)
-        if vm is not None:
+        for vm in self.config.vms_of_dpid(msg.dpid):
             out += self._link_states(vm)
         return out
 
     def on_datapath_leave(self, msg: DatapathLeave) -> list[Out]:
         dp = self.nib.datapaths.pop(msg.dpid, None)
         log.info("datapath %#x left", msg.dpid)
-        vm = self.config.vm_of_dpid(msg.dpid)
-        if dp is None or vm is None:
+        if dp is None:
             return []
         # A switch gone means every mirrored link is gone.
-        return [Out(vm.name, LinkState(i.name, False)) for i in vm.interfaces]
+        return [Out(vm.name, LinkState(i.name, False)) for vm in self.config.vms_of_dpid(msg.dpid)
+                for i in vm.interfaces]
 
     def on_port_change(self, msg: PortChange) -> list[Out]:
         dp = self.nib.datapaths.get(msg.dpid)
@@ -136,16 +137,13 @@ class ServerCore:
         else:
             dp.ports[msg.port.port_no] = msg.port
         self._dirty.add(msg.dpid)
-        vm = self.config.vm_of_dpid(msg.dpid)
-        if vm is None:
-            return []
         out = []
-        for iface in vm.interfaces:
-            if iface.port == msg.port.port_no:
-                up = msg.port.up and not msg.deleted
-                log.info("%s port %d %s: VM %s %s %s", f"{msg.dpid:#x}", iface.port,
-                         "up" if up else "down", vm.name, iface.name, "up" if up else "down")
-                out.append(Out(vm.name, LinkState(iface.name, up)))
+        up = msg.port.up and not msg.deleted
+        for vm in self.config.vms_of_dpid(msg.dpid):
+            for iface in vm.interfaces:
+                if iface.port == msg.port.port_no:  # the port and every VLAN on it
+                    log.info("%s: VM %s %s %s", vm.virtual_port(iface), vm.name, iface.name, "up" if up else "down")
+                    out.append(Out(vm.name, LinkState(iface.name, up)))
         return out
 
     def on_mapping_seen(self, msg: MappingSeen) -> list[Out]:
@@ -159,8 +157,8 @@ class ServerCore:
         where = (msg.rfvs_dpid, msg.rfvs_port)
         out = [Out(vm.name, PortMapped(msg.ifname, vm.dpid, iface.port))]
         if self.nib.rfvs_ports.get(key) != where:
-            log.info("VM %s %s is RFVS port %d, mirrors %#x port %d",
-                     msg.vm, msg.ifname, msg.rfvs_port, vm.dpid, iface.port)
+            log.info("VM %s %s is RFVS port %d, mirrors %s", msg.vm, msg.ifname, msg.rfvs_port,
+                     vm.virtual_port(iface))
             self.nib.rfvs_ports[key] = where
             self._dirty.add(self.config.rfvs.dpid)  # a trunked NIC gets its RFVS flows
             out.append(Out(CONTROLLER, self.relay_map()))
@@ -246,7 +244,7 @@ class ServerCore:
         if msg.interfaces_set or msg.interfaces_del:
             self._dirty.add(vm.dpid)  # addresses, MACs or link states: everything may change
         else:
-            routes, neighbours = self._changed.setdefault(vm.dpid, (set(), set()))
+            routes, neighbours = self._changed.setdefault(vm.name, (set(), set()))
             routes.update(r.prefix for r in msg.routes_set)
             routes.update(msg.routes_del)
             neighbours.update((n.ifname, n.ip) for n in msg.neighbours_set)
@@ -265,9 +263,14 @@ class ServerCore:
         out = []
         dirty, self._dirty = self._dirty, set()
         changed, self._changed = self._changed, {}
-        for dpid in sorted(dirty | changed.keys()):
+        by_dpid: dict[int, dict[str, tuple[set[str], set[tuple[str, str]]]]] = {}
+        for name, keys in changed.items():
+            vm = self.config.vm(name)
+            if vm is not None:
+                by_dpid.setdefault(vm.dpid, {})[name] = keys
+        for dpid in sorted(dirty | by_dpid.keys()):
             try:
-                mod = self._reconcile_datapath(dpid, full=dpid in dirty, changed=changed.get(dpid))
+                mod = self._reconcile_datapath(dpid, full=dpid in dirty, changed=by_dpid.get(dpid, {}))
             except Exception as exc:  # noqa: BLE001 - whatever it is, it costs this datapath only
                 self._compile_failed(dpid, exc)
                 continue
@@ -281,9 +284,10 @@ class ServerCore:
 
     def _compile_failed(self, dpid: int, exc: Exception) -> None:
         """A datapath whose table could not be computed keeps its last good one;
-        the others go on. Its compiler may be half-updated: the next change
-        rebuilds it from the VM's state."""
-        self._compilers.pop(dpid, None)
+        the others go on. Its compilers may be half-updated: the next change
+        rebuilds them from the VMs' state."""
+        for vm in self.config.vms_of_dpid(dpid):
+            self._compilers.pop(vm.name, None)
         error = f"{type(exc).__name__}: {exc}"[:500]
         dp = self.nib.datapaths.get(dpid)
         if dp is not None and dp.compile_error != error:
@@ -293,11 +297,13 @@ class ServerCore:
             dp.compile_error = error
 
     def _reconcile_datapath(self, dpid: int, full: bool,
-                            changed: tuple[set[str], set[tuple[str, str]]] | None) -> TableMod | None:
+                            changed: dict[str, tuple[set[str], set[tuple[str, str]]]]) -> TableMod | None:
         dp = self.nib.datapaths.get(dpid)
+        vms = self.config.vms_of_dpid(dpid)
         if dp is None or dp.installed is None or not self.nib.controller_connected:
-            # Its dump will bring a full reconcile; until then the compiler is stale.
-            self._compilers.pop(dpid, None)
+            # Its dump will bring a full reconcile; until then the compilers are stale.
+            for vm in vms:
+                self._compilers.pop(vm.name, None)
             return None
         if dpid == self.config.rfvs.dpid:
             desired = self.nib.rfvs_table(dp.ports)
@@ -310,24 +316,30 @@ class ServerCore:
             mod = diff_tables(dpid, dp.installed, desired)
             dp.installed = _copy(desired)
             return mod
-        vm = self.config.vm_of_dpid(dpid)
-        if vm is None:
+        if not vms or not all(self.nib.vms[vm.name].synced for vm in vms):
+            # After a server restart the switch keeps its flows until every VM on it has reported.
             return None
-        state = self.nib.vms[vm.name]
-        if not state.synced:
-            return None  # after a server restart the switch keeps its flows until the VM reports
-        compiler = self._compilers.get(dpid)
-        if full or compiler is None:
-            compiler = self._compilers[dpid] = IncrementalCompiler(vm)
-            desired = compiler.rebuild(state.interfaces, state.routes, state.neighbours, dp.ports)
+        if full or any(vm.name not in self._compilers for vm in vms):
+            desired = Table()
+            for vm in vms:
+                state = self.nib.vms[vm.name]
+                compiler = self._compilers[vm.name] = IncrementalCompiler(vm, routing_context(self.config, vm))
+                _merge(desired, compiler.rebuild(state.interfaces, state.routes, state.neighbours, dp.ports), dpid)
+                state.unresolved = compiler.unresolved
             mod = diff_tables(dpid, dp.installed, desired)
-            dp.installed = _copy(desired)
-        else:
-            routes, neighbours = changed or (set(), set())
+            dp.installed = desired
+            return mod
+        flows: dict[FlowKey, Flow | None] = {}
+        groups: dict[int, Group | None] = {}
+        for name, (routes, neighbours) in changed.items():
+            state, compiler = self.nib.vms[name], self._compilers[name]
+            # Contexts' route and neighbour flows are in their own FIB tables, their groups
+            # seeded apart: the changes of two VMs never touch the same entry.
             changes = compiler.update(state.routes, state.neighbours, routes, neighbours)
-            mod = apply_changes(dpid, dp.installed, changes.flows, changes.groups)
-        dp.unresolved = compiler.unresolved
-        return mod
+            flows.update(changes.flows)
+            groups.update(changes.groups)
+            state.unresolved = compiler.unresolved
+        return apply_changes(dpid, dp.installed, flows, groups)
 
     def resolve_due(self, now: float) -> list[Out]:
         """Ask each VM to resolve those of its unresolved next hops whose retry is due.
@@ -340,7 +352,7 @@ class ServerCore:
         out = []
         for vm in self.config.vms:
             dp = self.nib.datapaths.get(vm.dpid)
-            wanted = {(u.ifname, u.gateway) for u in dp.unresolved} if dp else set()
+            wanted = {(u.ifname, u.gateway) for u in self.nib.vms[vm.name].unresolved} if dp else set()
             retries = self.nib.resolving.setdefault(vm.name, {})
             for key in set(retries) - wanted:
                 del retries[key]
@@ -390,12 +402,13 @@ class ServerCore:
         return DiscoveryPlan(dpids, self.config.discovery_interval)
 
     def relay_map(self) -> RelayMap:
+        """The slow path's pairs: each identified VM NIC's RFVS port with its virtual port."""
         entries = []
         for (vm_name, ifname), (rfvs_dpid, rfvs_port) in self.nib.rfvs_ports.items():
             vm = self.config.vm(vm_name)
-            port = vm.port_of(ifname) if vm else None
-            if vm is not None and port is not None:
-                entries.append(RelayEntry(vm.dpid, port, rfvs_dpid, rfvs_port))
+            nic = vm.interface(ifname) if vm else None
+            if vm is not None and nic is not None:
+                entries.append(RelayEntry(vm.dpid, nic.port, rfvs_dpid, rfvs_port, nic.vlan or 0))
         return RelayMap(tuple(sorted(entries)))
 
     # -- helpers -----------------------------------------------------------------
@@ -428,6 +441,16 @@ class ServerCore:
 
 def _copy(table: Table) -> Table:
     return Table(flows=dict(table.flows), groups=dict(table.groups))
+
+
+def _merge(into: Table, part: Table, dpid: int) -> None:
+    """Add one VM's part of a datapath's table to ``into``. Parts share only flows that
+    are the same for every VM (the slow path's); a group id two contexts both hash to
+    would have one of them forward by the other's buckets, so it is refused."""
+    into.flows.update(part.flows)
+    for gid, grp in part.groups.items():
+        if into.groups.setdefault(gid, grp) != grp:
+            raise ValueError(f"datapath {dpid:#x}: two routing contexts need group {gid} (a hash collision)")
 
 
 def _size(mod: TableMod) -> int:

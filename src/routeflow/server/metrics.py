@@ -112,7 +112,8 @@ class NibCollector(Collector):
             flows.add_metric(labels, len(dp.installed.flows) if dp.installed else 0)
             groups.add_metric(labels, len(dp.installed.groups) if dp.installed else 0)
             flow_mods.add_metric(labels, dp.flow_mods)
-            unresolved.add_metric(labels, len(dp.unresolved))
+            unresolved.add_metric(labels, sum(len(nib.vms[vm.name].unresolved)
+                                              for vm in nib.config.vms_of_dpid(dpid)))
         yield from (status, ports, flows, groups, flow_mods, unresolved)
 
         routes = GaugeMetricFamily("routeflow_vm_routes", "Routes in the VM's FIB", labels=["vm"])

@@ -29,6 +29,8 @@ class VmState:
     connected: bool = False
     #: The client's last report of its FIB audits (None until one came).
     audit: FibAudit | None = None
+    #: Next hops of its routes with no neighbour entry yet (their traffic goes to the VM).
+    unresolved: list[Unresolved] = field(default_factory=list)
 
     def replace(self, fib: Fib) -> None:
         self.interfaces = {i.ifname: i for i in fib.interfaces}
@@ -67,7 +69,6 @@ class DatapathState:
     #: until a dump arrives, and the server never diffs against a guess.
     installed: Table | None = None
     dump_pending: bool = False
-    unresolved: list[Unresolved] = field(default_factory=list)
     flow_mods: int = 0
     #: Why the last attempt to compute this datapath's table failed ("" if it did not):
     #: the switch keeps its last good table meanwhile.
@@ -108,12 +109,16 @@ class Nib:
     def virtual_links(self) -> list[tuple[tuple[str, str], tuple[str, str]]]:
         """Physical links, seen in both directions, between ports mirrored by NICs of
         two ``virtual`` routing-plane VMs: ((vm, ifname), (vm, ifname)) pairs."""
-        nic_of = {(vm.dpid, nic.port): (vm.name, nic.name)
-                  for vm in self.config.vms if vm.routing_plane == RoutingPlane.VIRTUAL for nic in vm.interfaces}
+        # A link carries each VLAN both its ends have a NIC for: one tenant's cable each.
+        nics_of: dict[tuple[int, int], dict[int | None, tuple[str, str]]] = {}
+        for vm in self.config.vms:
+            if vm.routing_plane == RoutingPlane.VIRTUAL:
+                for nic in vm.interfaces:
+                    nics_of.setdefault((vm.dpid, nic.port), {})[nic.vlan] = (vm.name, nic.name)
         pairs = []
         for a, b in self.links:
-            if a < b and (b, a) in self.links and a in nic_of and b in nic_of:
-                pairs.append((nic_of[a], nic_of[b]))
+            if a < b and (b, a) in self.links and a in nics_of and b in nics_of:
+                pairs += [(nic, nics_of[b][vlan]) for vlan, nic in nics_of[a].items() if vlan in nics_of[b]]
         return sorted(pairs)
 
     def rfvs_table(self, ports: Mapping[int, PortDesc]) -> Table:

@@ -47,7 +47,7 @@ SCHEMAS: dict[str, Any] = {
     "Groups": _obj({"dpid": DPID, "groups": _array(_ref("Group"))}),
     "Link": _obj({"from": STR, "to": STR}),
     "Links": _obj({"links": _array(_ref("Link"))}),
-    "Interface": _obj({"name": STR, "dpid": DPID, "port": INT, "rfvs_port": NULL_INT, "mac": NULL_STR,
+    "Interface": _obj({"name": STR, "dpid": DPID, "port": INT, "vlan": NULL_INT, "rfvs_port": NULL_INT, "mac": NULL_STR,
                        "up": {"type": ["boolean", "null"]}, "addresses": _array(STR), "virtual_link": NULL_STR}),
     "Vm": _obj({"name": STR, "dpid": DPID, "engine": STR, "client_connected": BOOL, "synced": BOOL,
                 "interfaces": _array(_ref("Interface")), "route_count": INT, "neighbour_count": INT,

@@ -379,9 +379,8 @@ class RFServer:
         self._reconcile_scheduled = False
         out = self.core.reconcile()
         self._deliver(out)
-        mirrors = {vm.dpid: vm.name for vm in self.config.vms}
-        self.metrics.tables_sent([mirrors[item.msg.dpid] for item in out
-                                  if isinstance(item.msg, TableMod) and item.msg.dpid in mirrors], time.monotonic())
+        self.metrics.tables_sent([vm.name for item in out if isinstance(item.msg, TableMod)
+                                  for vm in self.config.vms_of_dpid(item.msg.dpid)], time.monotonic())
 
     async def _keep_alive(self) -> None:
         """Ping every peer each ``keepalive`` seconds; drop one silent past ``idle_timeout``

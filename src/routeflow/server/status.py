@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Mapping
+import itertools
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from routeflow.config.schema import Config
-from routeflow.flows.compiler import GroupTable, datapath_flows
+from routeflow.flows.compiler import GroupTable, datapath_flows, routing_context
 from routeflow.flows.diff import TableComparison
 from routeflow.model import Fib, Neighbour, PortDesc, Route, format_flow, format_group
 from routeflow.protocol.messages import ControllerStats
@@ -28,8 +29,9 @@ def status_document(nib: Nib, stats: ControllerStats | None = None,
 
 
 def datapath_names(config: Config) -> dict[int, str]:
-    """What mirrors each datapath of the config: a VM's name, or the RFVS."""
-    names = {vm.dpid: vm.name for vm in config.vms}
+    """What mirrors each datapath of the config: a VM's name (the VMs' names, comma-separated,
+    if it is shared), or the RFVS."""
+    names = {vm.dpid: ", ".join(v.name for v in config.vms_of_dpid(vm.dpid)) for vm in config.vms}
     names[config.rfvs.dpid] = f"RFVS {config.rfvs.bridge}"
     return names
 
@@ -66,9 +68,9 @@ def datapath_entry(nib: Nib, dpid: int, stats: ControllerStats | None = None,
         # The OpenFlow role the switch last gave the active controller (master, slave, equal).
         "controller_role": None if stats is None else stats.roles.get(dpid),
         "unresolved_next_hops": [
-            {"prefix": u.prefix, "ifname": u.ifname, "gateway": u.gateway,
-             **_retry(nib.resolving.get(mirrored_by, {}).get((u.ifname, u.gateway)), now)}
-            for u in dp.unresolved
+            {"vm": vm.name, "prefix": u.prefix, "ifname": u.ifname, "gateway": u.gateway,
+             **_retry(nib.resolving.get(vm.name, {}).get((u.ifname, u.gateway)), now)}
+            for vm in nib.config.vms_of_dpid(dpid) for u in nib.vms[vm.name].unresolved
         ] if dp else [],
     }
 
@@ -114,6 +116,7 @@ def interface_entries(nib: Nib, name: str) -> list[dict[str, Any]]:
             "name": nic.name,
             "dpid": f"{vm.dpid:#x}",
             "port": nic.port,
+            "vlan": nic.vlan,
             "rfvs_port": rfvs[1] if rfvs else None,
             "mac": iface.mac if iface else None,
             "up": iface.up if iface else None,
@@ -145,27 +148,31 @@ def _retry(retry: Retry | None, now: float) -> dict[str, Any]:
     return {"resolve_attempts": retry.attempts, "next_attempt_s": round(max(0.0, retry.next_at - now), 1)}
 
 
-def expect_table(comparison: TableComparison, nib: Nib, dpid: int, fib: Fib | None,
+def expect_table(comparison: TableComparison, nib: Nib, dpid: int, fibs: Sequence[Fib],
                  ports: Mapping[int, PortDesc]) -> bool:
-    """Give ``comparison`` what ``dpid`` must hold for ``fib`` (the RFVS: its relay
-    and trunk table), translated as a stream; False if it is not ours to check."""
+    """Give ``comparison`` what ``dpid`` must hold for ``fibs``, the FIBs of the VMs on
+    it in config order (each in its routing context; the RFVS: its relay and trunk
+    table), translated as a stream; False if it is not ours to check."""
     config = nib.config
     if dpid == config.rfvs.dpid:
         rfvs = nib.rfvs_table(ports)
         comparison.expect(rfvs.flows.values()).expect_groups(rfvs.groups.values())
         return True
-    vm = config.vm_of_dpid(dpid)
-    if vm is None or fib is None:
+    vms = config.vms_of_dpid(dpid)
+    if not vms or len(fibs) != len(vms):
         return False
-    groups = GroupTable()
-    comparison.expect(datapath_flows(vm, fib, ports, groups, []))
-    comparison.expect_groups(groups.by_id().values())
+    contexts = [routing_context(config, vm) for vm in vms]
+    groups = [GroupTable(ctx.group_seed) for ctx in contexts]
+    comparison.expect(itertools.chain.from_iterable(
+        datapath_flows(vm, fib, ports, grp, [], ctx) for vm, fib, grp, ctx in zip(vms, fibs, groups, contexts)))
+    for grp in groups:  # complete once the flows have streamed by
+        comparison.expect_groups(grp.by_id().values())
     return True
 
 
 def datapath_name(config: Config, dpid: int) -> str:
-    vm = config.vm_of_dpid(dpid)
-    return f"{vm.name} ({dpid:#x})" if vm else f"RFVS {dpid:#x}"
+    name = datapath_names(config).get(dpid)
+    return f"{name} ({dpid:#x})" if name and dpid != config.rfvs.dpid else f"RFVS {dpid:#x}"
 
 
 def fib_drift(vm: str, reported: VmState, fresh: Fib) -> list[str]:

@@ -1,11 +1,14 @@
 """Verify: every VM's FIB, read from its kernel now and translated, against the flows and
-groups its switch holds now, datapath by datapath (``routeflow verify``)."""
+groups its switch holds now, datapath by datapath (``routeflow verify``). A datapath
+several VMs share must hold each one's translation in its routing context, and nothing
+that belongs to none of them."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from typing import Protocol, Sequence
 
+from routeflow.config.schema import VmConfig
 from routeflow.flows.diff import TableComparison
 from routeflow.model import Fib
 from routeflow.server.nib import Nib
@@ -20,23 +23,33 @@ class Sources(Protocol):
     async def compare_table(self, dpid: int, comparison: TableComparison) -> None: ...
 
 
+async def _fresh_fibs(nib: Nib, sources: Sources, vms: Sequence[VmConfig], found: list[str],
+                      checked: dict[str, int]) -> list[Fib] | None:
+    """The FIBs of ``vms`` read now, their drift from the server's copies added to ``found``;
+    None if one cannot be read."""
+    fibs = []
+    for vm in vms:
+        try:
+            fibs.append(await sources.fresh_fib(vm.name))
+        except (ConnectionError, asyncio.TimeoutError) as exc:
+            found.append(f"{vm.name}: cannot read its FIB: {exc or 'timeout'}")
+            return None
+        found += fib_drift(vm.name, nib.vms[vm.name], fibs[-1])
+        checked["routes"] += len(fibs[-1].routes)
+    return fibs
+
+
 async def differences(nib: Nib, sources: Sources) -> tuple[list[str], dict[str, int]]:
     """Each difference found, as a line naming its VM or datapath, and what was checked
     (datapaths, flows, routes). A VM or switch that cannot be read is a difference."""
     found: list[str] = []
     checked = {"datapaths": 0, "flows": 0, "routes": 0}
     config = nib.config
-    targets = [(vm.dpid, vm.name) for vm in config.vms] + [(config.rfvs.dpid, None)]
-    for dpid, vm_name in targets:
-        fib = None
-        if vm_name is not None:
-            try:
-                fib = await sources.fresh_fib(vm_name)
-            except (ConnectionError, asyncio.TimeoutError) as exc:
-                found.append(f"{vm_name}: cannot read its FIB: {exc or 'timeout'}")
-                continue
-            found += fib_drift(vm_name, nib.vms[vm_name], fib)
-            checked["routes"] += len(fib.routes)
+    targets = [(dpid, config.vms_of_dpid(dpid)) for dpid in dict.fromkeys(vm.dpid for vm in config.vms)]
+    for dpid, vms in [*targets, (config.rfvs.dpid, ())]:
+        fibs = await _fresh_fibs(nib, sources, vms, found, checked)
+        if fibs is None:
+            continue
         dp = nib.datapaths.get(dpid)
         if dp is None:
             found.append(f"datapath {dpid:#x}: not connected")
@@ -48,12 +61,12 @@ async def differences(nib: Nib, sources: Sources) -> tuple[list[str], dict[str, 
             found.append(f"datapath {dpid:#x}: flows not updated: {dp.compile_error}")
         comparison = TableComparison(dp.installed)
         try:
-            if not expect_table(comparison, nib, dpid, fib, dp.ports):
+            if not expect_table(comparison, nib, dpid, fibs, dp.ports):
                 continue
         except Exception as exc:  # noqa: BLE001 - a bad FIB fails its own datapath's check only
             found.append(f"datapath {dpid:#x}: its table cannot be computed: {type(exc).__name__}: {exc}")
             continue
-        del fib
+        del fibs
         try:
             await sources.compare_table(dpid, comparison)
         except (ConnectionError, asyncio.TimeoutError) as exc:

@@ -107,12 +107,12 @@ def plan_vnet(config: Config, run_root: Path = frr.DEFAULT_RUN_ROOT) -> VnetPlan
     problems.raise_if_any()
     rfvs = config.rfvs
     # Trunks land on a host NIC (real switches) or on a patch port whose peer
-    # is the switch end a lab on this Open vSwitch creates.
-    ports = tuple((vm.trunk.rfvs_interface, None) for vm in config.vms
-                  if vm.trunk is not None and vm.trunk.rfvs_interface is not None)
-    patches = tuple((rfvs_end, None, switch_end) for vm in config.vms if vm.trunk is not None
-                    and vm.trunk.rfvs_interface is None
-                    for switch_end, rfvs_end in [trunk_patch_names(vm.dpid)])
+    # is the switch end a lab on this Open vSwitch creates. One per datapath, however
+    # many VMs share it (they share its trunk).
+    trunks = {vm.dpid: vm.trunk for vm in config.vms if vm.trunk is not None}
+    ports = tuple((trunk.rfvs_interface, None) for trunk in trunks.values() if trunk.rfvs_interface is not None)
+    patches = tuple((rfvs_end, None, switch_end) for dpid, trunk in trunks.items() if trunk.rfvs_interface is None
+                    for switch_end, rfvs_end in [trunk_patch_names(dpid)])
     return VnetPlan(BridgeSpec(rfvs.bridge, rfvs.dpid, rfvs.controller, ports, patches), vms)
 
 

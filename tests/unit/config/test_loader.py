@@ -29,7 +29,7 @@ def test_good_config():
     assert [v.dpid for v in config.vms] == [1, 2]
     assert config.rfvs.dpid == 0x7266
     assert config.vms[1].interfaces[0].mac == "02:00:00:00:00:aa"
-    assert config.vm_of_dpid(2).name == "rB"
+    assert [v.name for v in config.vms_of_dpid(2)] == ["rB"]
 
 
 def test_every_error_is_reported_with_its_field():
@@ -58,12 +58,61 @@ def test_every_error_is_reported_with_its_field():
     assert found["extra"] == "unknown key"
 
 
-def test_duplicate_dpid_and_missing_fields():
+def test_missing_fields():
     found = problems({"vms": [{"name": "a", "dpid": 1, "interfaces": [{"name": "e", "port": 1}]},
                                     {"dpid": 1, "interfaces": [{"port": 2}]}]})
-    assert "duplicate datapath id" in found["vms[1].dpid"]
     assert found["vms[1].name"] == "is required"
     assert found["vms[1].interfaces[0].name"] == "is required"
+
+
+def test_vms_share_a_datapath_each_on_its_own_virtual_ports():
+    config = parse_config({"vms": [
+        {"name": "a", "dpid": 1, "interfaces": [{"name": "e1", "port": 1}, {"name": "e3", "port": 3, "vlan": 10}]},
+        {"name": "b", "dpid": 1, "interfaces": [{"name": "e2", "port": 2}, {"name": "e3", "port": 3, "vlan": 20}]},
+        {"name": "c", "dpid": 2, "interfaces": [{"name": "e1", "port": 1}]}]})
+    assert [v.name for v in config.vms_of_dpid(1)] == ["a", "b"]
+    assert [config.context(v) for v in config.vms] == [0, 1, 0]
+    assert config.shared(1) and not config.shared(2)
+    a = config.vms[0]
+    assert str(a.virtual_port(a.interfaces[1])) == "0x1 port 3 vlan 10"
+
+
+def test_a_virtual_port_claimed_twice_names_both_claims():
+    found = problems({"vms": [
+        {"name": "a", "dpid": 1, "interfaces": [{"name": "e1", "port": 1}, {"name": "e2", "port": 2, "vlan": 5}]},
+        {"name": "b", "dpid": 1, "interfaces": [{"name": "e1", "port": 1}, {"name": "e2", "port": 2, "vlan": 5}]}]})
+    assert found["vms[1].interfaces[0].port"] == "virtual port 0x1 port 1 is already vms[0].interfaces[0] (a e1)"
+    assert found["vms[1].interfaces[1].port"] == \
+        "virtual port 0x1 port 2 vlan 5 is already vms[0].interfaces[1] (a e2)"
+    # within one VM too
+    found = problems({"vms": [{"name": "a", "dpid": 1, "interfaces": [{"name": "e1", "port": 1},
+                                                                     {"name": "e2", "port": 1}]}]})
+    assert "already vms[0].interfaces[0] (a e1)" in found["vms[0].interfaces[1].port"]
+
+
+def test_a_port_is_untagged_or_carries_vlans_never_both():
+    found = problems({"vms": [
+        {"name": "a", "dpid": 1, "interfaces": [{"name": "e1", "port": 1}]},
+        {"name": "b", "dpid": 1, "interfaces": [{"name": "e1", "port": 1, "vlan": 7}]}]})
+    assert found["vms[1].interfaces[0].vlan"].startswith(
+        "datapath 0x1 port 1 is also used untagged by vms[0].interfaces[0] (a e1)")
+
+
+@pytest.mark.parametrize("vlan", [0, 4095, "10", True])
+def test_vlan_ids_are_1_to_4094(vlan: object):
+    found = problems({"vms": [{"name": "a", "dpid": 1, "interfaces": [{"name": "e1", "port": 1, "vlan": vlan}]}]})
+    assert found["vms[0].interfaces[0].vlan"].startswith("must be an integer from 1 to 4094")
+
+
+def test_vms_sharing_a_datapath_share_its_trunk():
+    found = problems({"vms": [
+        {"name": "a", "dpid": 1, "trunk": {"port": 9}, "interfaces": [{"name": "e1", "port": 1}]},
+        {"name": "b", "dpid": 1, "interfaces": [{"name": "e1", "port": 2}]}]})
+    assert found["vms[1].trunk"].startswith("differs from vms[0].trunk (a)")
+    config = parse_config({"vms": [
+        {"name": "a", "dpid": 1, "trunk": {"port": 9}, "interfaces": [{"name": "e1", "port": 1}]},
+        {"name": "b", "dpid": 1, "trunk": {"port": 9}, "interfaces": [{"name": "e1", "port": 2}]}]})
+    assert config.vms[1].trunk == config.vms[0].trunk
 
 
 def test_missing_file_and_bad_yaml(tmp_path: Path):

@@ -73,6 +73,10 @@ FAST_FLOWS = [
     # the data-plane slow path: tag with the ingress port, untag on the trunk
     Flow(2, 100, match(in_port=3), (PUSH_VLAN, set_field("vlan_vid", 0x1003), output(100))),
     Flow(0, 500, match(in_port=100, vlan_vid=0x1003), (POP_VLAN, output(3))),
+    # multiplexing: a VLAN sub-interface admitted to its context's FIB table, and routed out tagged
+    Flow(0, 200, match(in_port=3, vlan_vid=0x100A, eth_dst=MAC_A), (POP_VLAN,), goto=3),
+    Flow(3, 1024, match(eth_type=0x800, ipv4_dst="10.2.0.0/24"),
+         (DEC_TTL, PUSH_VLAN, set_field("vlan_vid", 0x1014), *NEXT_HOP[1:])),
     Flow(255, 0xFFFF, match(eth_type=0x800, ipv4_dst="255.255.255.255"),
          (set_field("ipv4_dst", "10.0.0.9"), set_field("ipv6_src", "fe80::1"), set_field("tcp_dst", 80),
           set_field("eth_dst", "AA:BB:CC:DD:EE:FF"), set_field("ip_proto", 6), output(1))),

@@ -9,7 +9,7 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from routeflow.config.schema import Config, Trunk, VmConfig, VmInterface
 from routeflow.controller.openflow import reference
-from routeflow.flows.compiler import compile_datapath, compile_rfvs
+from routeflow.flows.compiler import compile_datapath, compile_rfvs, routing_context
 from routeflow.model import (
     CONTROLLER,
     DEC_TTL,
@@ -30,6 +30,9 @@ from routeflow.model import (
     set_field,
 )
 from routeflow.protocol.messages import TableMod
+from tests.tenants import CONFIG as TENANT_CONFIG
+from tests.tenants import fib as tenant_fib
+from tests.tenants import ports as tenant_ports
 
 DP = reference.STANDALONE
 MAC_A, MAC_B = "02:00:00:00:00:0a", "0a:00:00:00:00:0b"
@@ -160,6 +163,13 @@ def test_everything_the_compiler_emits_round_trips(trunk):
         assert flow_via_wire(reference.flow_add(flow)) == flow
     for grp in table.groups.values():
         assert group_via_wire(reference.group_add(grp)) == grp
+
+
+def test_what_the_compiler_emits_for_shared_datapaths_round_trips():
+    for vm in TENANT_CONFIG.vms:
+        table = compile_datapath(vm, tenant_fib(vm.name), tenant_ports(), routing_context(TENANT_CONFIG, vm)).table
+        for flow in table.flows.values():
+            assert flow_via_wire(reference.flow_add(flow)) == flow
 
 
 def test_stats_to_flow():

@@ -83,3 +83,22 @@ def test_probes_between_switches_go_to_the_prober():
     # LLDP from a VM is the VM's own: relayed like any other frame
     assert receive(path, RFVS, 10, probe) == [PacketOut(S1, 1, probe, relayed=True)]
     assert path.packet_in_kinds[S2, "lldp"] == 3
+
+
+def tagged(frame: bytes, vid: int) -> bytes:
+    return frame[:12] + b"\x81\x00" + vid.to_bytes(2, "big") + frame[12:]
+
+
+def test_a_vlan_sub_interface_is_relayed_by_port_and_tag_and_its_tag_comes_off_and_back():
+    path = SlowPath(Prober())
+    path.rfvs = frozenset({RFVS})
+    path.set_map(RelayMap((RelayEntry(S1, 3, RFVS, 20, vlan=10), RelayEntry(S1, 3, RFVS, 21, vlan=20),
+                           RelayEntry(S1, 1, RFVS, 10))))
+    assert receive(path, S1, 3, tagged(FRAME, 10)) == [PacketOut(RFVS, 20, FRAME, relayed=True)]
+    assert receive(path, S1, 3, tagged(FRAME, 0x2000 | 20)) == [PacketOut(RFVS, 21, FRAME, relayed=True)]  # PCP kept out
+    assert receive(path, RFVS, 21, FRAME) == [PacketOut(S1, 3, tagged(FRAME, 20), relayed=True)]
+    assert receive(path, S1, 3, tagged(FRAME, 30)) == []  # a VLAN nobody owns
+    assert receive(path, S1, 3, FRAME) == []  # untagged on a port of VLANs
+    # an untagged port's frames go as they came, tagged or not
+    assert receive(path, S1, 1, tagged(FRAME, 10)) == [PacketOut(RFVS, 10, tagged(FRAME, 10), relayed=True)]
+    assert receive(path, S1, 3, tagged(FRAME, 0)) == []  # priority-tagged: VLAN 0 is no sub-interface

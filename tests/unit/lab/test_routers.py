@@ -85,7 +85,7 @@ def test_router_examples_match_their_routeflow_config(example):
     VM or legacy router address on its link."""
     topo = load_topology(EXAMPLES / example / "topology.yaml")
     config = load_config(EXAMPLES / example / "routeflow.yaml")
-    vm_of = {s.name: config.vm_of_dpid(s.dpid) for s in topo.switches}
+    vm_of = {s.name: config.vms_of_dpid(s.dpid)[0] for s in topo.switches}
     for switch in topo.switches:
         assert sorted(i.port for i in vm_of[switch.name].interfaces) == sorted(topo.ports(switch.name))
 

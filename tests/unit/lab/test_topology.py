@@ -188,7 +188,7 @@ def test_examples_match_their_routeflow_config(example):
     switch-to-switch link share a subnet on the mirroring NICs."""
     topo: Topology = load_topology(EXAMPLES / example / "topology.yaml")
     config = load_config(EXAMPLES / example / "routeflow.yaml")
-    vm_of = {s.name: config.vm_of_dpid(s.dpid) for s in topo.switches}
+    vm_of = {s.name: config.vms_of_dpid(s.dpid)[0] for s in topo.switches}
     for switch in topo.switches:
         vm = vm_of[switch.name]
         assert sorted(i.port for i in vm.interfaces) == sorted(topo.ports(switch.name))

@@ -61,7 +61,7 @@ def programmed() -> tuple[ServerCore, dict[int, FakeSwitch]]:
 def verify(core: ServerCore, switch: FakeSwitch, fib: Fib | None, pivot: bool = True) -> list[str]:
     """What a verify of ``switch`` against ``fib`` reports (the RFVS: against its relay table)."""
     comparison = TableComparison(core.nib.datapaths[switch.dpid].installed if pivot else None)
-    assert expect_table(comparison, core.nib, switch.dpid, fib, switch.ports)
+    assert expect_table(comparison, core.nib, switch.dpid, [fib], switch.ports)
     return comparison.feed(switch.flows.values(), switch.groups.values()).lines("rA")
 
 
@@ -97,5 +97,5 @@ def test_verify_names_what_a_switch_lost_holds_wrongly_or_holds_in_excess(pivot)
 
 def test_a_datapath_not_ours_or_a_vm_without_its_fib_is_not_checked():
     core, _ = programmed()
-    assert not expect_table(TableComparison(), core.nib, 0x99, ECMP_FIB, ports())
-    assert not expect_table(TableComparison(), core.nib, VM.dpid, None, ports())
+    assert not expect_table(TableComparison(), core.nib, 0x99, [ECMP_FIB], ports())
+    assert not expect_table(TableComparison(), core.nib, VM.dpid, [], ports())
