@@ -9,13 +9,15 @@ tears everything down. Every step prints one line; any failure exits 1.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from routeflow.harness import Stack, ping, stop_kept, wait_for
+from routeflow.harness import Stack, capturing, ping, stop_kept, wait_for
+from routeflow.lab.topology import Host
 
 CONVERGENCE_TIMEOUT = 120.0
 
@@ -57,7 +59,7 @@ def run_demo(example: str = "rftest2", keep: bool = False) -> int:
 
 def _checks(stack: Stack) -> bool:
     hosts = stack.host_addresses()
-    pairs = len(hosts) * (len(hosts) - 1)
+    pairs = len(stack.host_pairs())
 
     families = " and ".join(f"IPv{v}" for v in stack.versions())
     _say(f"[2/6] waiting for convergence: {pairs} host pairs reachable over {families}, and verify clean")
@@ -87,6 +89,9 @@ def _checks(stack: Stack) -> bool:
         _say(f"      FAILED pairs: {', '.join(failed) or 'none'}")
         return False
 
+    if stack.tenants() and not _isolated(stack):
+        return False
+
     _say("[4/6] verify: every VM's FIB, translated, equals its datapath's flows")
     reply = stack.verify()
     for line in reply.differences:
@@ -96,10 +101,11 @@ def _checks(stack: Stack) -> bool:
     _say(f"      clean: {reply.checked}")
 
     _say("[5/6] the paper's Table 1: slow path (host pings its gateway) vs fast path (host to host)")
-    first, *others = list(hosts)
+    first = next(iter(hosts))
+    last = [dst for src, dst in stack.host_pairs() if src == first][-1]  # of its tenant, if tenants
     gateway = next(h.gateway for h in stack.topology.hosts if h.name == first)
     slow = ping(first, str(gateway), count=30, interval=0.05)
-    fast = ping(first, hosts[others[-1]], count=30, interval=0.05)
+    fast = ping(first, hosts[last], count=30, interval=0.05)
     if not (slow.ok and fast.ok):
         _say("      FAILED: pings lost")
         return False
@@ -115,9 +121,30 @@ def _checks(stack: Stack) -> bool:
         ("flows / groups on the datapaths", f"{flows} / {groups}"),
         (f"slow path {first} -> {gateway} ({'trunk' if trunked else 'controller relay'}): avg / p90",
          f"{slow.avg_ms:.3f} / {slow.p90_ms:.3f} ms"),
-        (f"fast path {first} -> {hosts[others[-1]]}: avg / p90", f"{fast.avg_ms:.3f} / {fast.p90_ms:.3f} ms"),
+        (f"fast path {first} -> {last} ({hosts[last]}): avg / p90", f"{fast.avg_ms:.3f} / {fast.p90_ms:.3f} ms"),
     ]
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         _say(f"      {key.ljust(width)}  {value}")
+    return True
+
+
+def _isolated(stack: Stack) -> bool:
+    """Tenants share the switches, not their traffic: while each tenant's hosts ping every
+    address of the other tenants' hosts (addresses their own hosts have too), no ICMP
+    reaches any other tenant's host."""
+    tenants = stack.tenants()
+    addresses = stack.host_addresses()
+    for tenant, own in tenants.items():
+        others = [h for t, hosts in tenants.items() if t != tenant for h in hosts]
+        with contextlib.ExitStack() as captures:
+            seen = {h: captures.enter_context(capturing(h, Host.ifname, "icmp")) for h in others}
+            pings = [ping(src, addresses[dst], count=3, interval=0.05) for src in own for dst in others]
+        leaked = {h: len(lines) for h, lines in seen.items() if lines}
+        _say(f"      tenant {tenant}: {len(pings)} pings to the other tenants' hosts' addresses, "
+             f"{sum(p.received for p in pings)} answered (by {tenant}'s own hosts); "
+             f"ICMP packets reaching the other tenants' hosts: {sum(leaked.values())}")
+        if leaked:
+            _say(f"      FAILED: {tenant}'s traffic reached {', '.join(f'{h} ({n})' for h, n in leaked.items())}")
+            return False
     return True

@@ -120,6 +120,25 @@ def captured(ifname: str, bpf: str, seconds: float = 3.0) -> list[str]:
     return [line for line in out.stdout.splitlines() if line.strip()]
 
 
+@contextlib.contextmanager
+def capturing(namespace: str, ifname: str, bpf: str) -> Iterator[list[str]]:
+    """The packets matching ``bpf`` that cross ``ifname`` of ``namespace`` while the block
+    runs (tcpdump's one-line text), in the list yielded, filled when the block ends."""
+    seen: list[str] = []
+    proc = subprocess.Popen(["ip", "netns", "exec", namespace, "tcpdump", "-i", ifname, "-nn", "-l",
+                             "--immediate-mode", bpf], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # tcpdump says "listening on" once its filter is in place: nothing is missed after it.
+        assert proc.stderr is not None
+        proc.stderr.readline()
+        yield seen
+    finally:
+        time.sleep(0.2)  # the last packets' way through the capture
+        proc.terminate()
+        out, _ = proc.communicate(timeout=10)
+        seen += [line for line in out.splitlines() if line.strip()]
+
+
 @dataclass
 class PingResult:
     sent: int
@@ -409,11 +428,25 @@ class Stack:
 
     def all_pairs(self, count: int = 1, interval: float = 0.2, timeout: float = 1.0,
                   version: int = 4) -> dict[tuple[str, str], PingResult]:
+        """Each host pings each other host of its tenant (every other host, if no tenants)."""
         addresses = self.host_addresses(version)
         return {
             (src, dst): ping(src, addresses[dst], count, interval, timeout)
-            for src in addresses for dst in addresses if src != dst
+            for src, dst in self.host_pairs() if src in addresses and dst in addresses
         }
+
+    def host_pairs(self) -> list[tuple[str, str]]:
+        """(source, destination) host pairs that must reach each other: those of one tenant."""
+        hosts = self.topology.hosts
+        return [(a.name, b.name) for a in hosts for b in hosts if a is not b and a.tenant == b.tenant]
+
+    def tenants(self) -> dict[str, list[str]]:
+        """Tenant -> its hosts, for labs whose hosts belong to tenants."""
+        found: dict[str, list[str]] = {}
+        for host in self.topology.hosts:
+            if host.tenant is not None:
+                found.setdefault(host.tenant, []).append(host.name)
+        return found
 
     def packet_ins(self) -> dict[str, int]:
         """Slow-path packet-in counters by traffic kind, summed over datapaths."""

@@ -27,6 +27,7 @@ from tests.scenarios import (
     wait_for_ecmp_group,
 )
 
+from routeflow.flows import pipeline as P
 from routeflow.harness import CONVERGE_TIMEOUT, Stack, captured, example_variant, ping, running, wait_for
 from routeflow.lab import network
 
@@ -225,7 +226,7 @@ def test_rftest2_next_hop_that_never_resolves_is_visible_and_harmless(rftest2):
 
         wait_for(lambda: attempts() >= 3, 10, 0.2)
         # Its traffic goes to the VM (which tries to resolve it); nothing else is disturbed.
-        assert any("198.51.100.0/24" in f and "actions=goto_table:2" in f for f in rftest2.flows("0x1"))
+        assert any("198.51.100.0/24" in f and f"actions=goto_table:{P.SLOW_PATH.table_id}" in f for f in rftest2.flows("0x1"))
         assert rftest2.all_pairs_ok()
         rftest2.wait_verify_clean()
     finally:

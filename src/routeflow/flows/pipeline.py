@@ -37,18 +37,20 @@ class TableSpec(NamedTuple):
 
 CONTROL = TableSpec(0, "control", "slow-path classification and router-MAC admission")
 FIB = TableSpec(1, "fib", "longest-prefix-match routes and connected hosts")
-SLOW_PATH = TableSpec(2, "slow_path", "to the virtual router: via the controller or the trunk")
+#: The last table: a goto only leads forward, and every FIB table goes on to it (Open
+#: vSwitch keeps table 254 for itself).
+SLOW_PATH = TableSpec(253, "slow_path", "to the virtual router: via the controller or the trunk")
 
 #: The FIB tables of a datapath's further routing contexts (multiplexing: one per VM
-#: sharing it, after the first, whose FIB is ``FIB``) are numbered from here.
-FIB_CONTEXT_BASE = 3
-#: Routing contexts one datapath can hold: OpenFlow tables end at 254.
-MAX_CONTEXTS = 254 - FIB_CONTEXT_BASE + 2
+#: sharing it, after the first, whose FIB is ``FIB``) follow it.
+FIB_CONTEXT_BASE = FIB.table_id + 1
+#: Routing contexts one datapath can hold: FIB tables end where SLOW_PATH begins.
+MAX_CONTEXTS = SLOW_PATH.table_id - FIB.table_id
 
 
 def fib_table(context: int) -> int:
     """The FIB table of routing context ``context`` (0: the first VM's, ``FIB``)."""
-    return FIB.table_id if context == 0 else FIB_CONTEXT_BASE + context - 1
+    return FIB.table_id + context
 
 
 #: RFVS bridges have one table: VM NICs to and from trunks, the rest to the controller.

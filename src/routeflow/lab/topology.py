@@ -9,6 +9,7 @@ A topology file (see ``examples/rftest2/topology.yaml``)::
     hosts:
       - {name: h1, addresses: [172.31.1.100/24, "2001:db8:1::100/64"],
          gateway: 172.31.1.1, gateway6: "2001:db8:1::1"}     # gateways optional
+      - {name: h2, tenant: red, addresses: [10.1.1.100/24]}  # reaches red's hosts only
     routers:                              # legacy routers: routeflow does not control them
       - name: L1
         engine: frr                       # or bird
@@ -97,6 +98,9 @@ class Host:
     #: for IPv4, ``gateway6`` for IPv6, which may be the router's link-local address.
     gateway: ipaddress.IPv4Address | None = None
     gateway6: ipaddress.IPv6Address | None = None
+    #: The tenant the host belongs to, where several share the switches: hosts reach the
+    #: hosts of their own tenant only (None: everybody's host, reaching every other).
+    tenant: str | None = None
 
     @property
     def gateways(self) -> tuple[IpAddress, ...]:
@@ -311,10 +315,11 @@ def _parse_host(f: Fields) -> Host:
     addresses = tuple(_host_addresses(f))
     gateway = _gateway(f, "gateway", 4, addresses)
     gateway6 = _gateway(f, "gateway6", 6, addresses)
+    tenant = f.name("tenant", default=None)
     f.finish()
     return Host(name, addresses,
                 gateway if isinstance(gateway, ipaddress.IPv4Address) else None,
-                gateway6 if isinstance(gateway6, ipaddress.IPv6Address) else None)
+                gateway6 if isinstance(gateway6, ipaddress.IPv6Address) else None, tenant)
 
 
 def _host_addresses(f: Fields) -> list[IfAddress]:
