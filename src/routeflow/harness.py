@@ -29,7 +29,7 @@ import yaml
 from routeflow.config.loader import load_config
 from routeflow.config.schema import Config
 from routeflow.lab import network
-from routeflow.lab.topology import Topology, load_topology
+from routeflow.lab.topology import Host, Topology, load_topology
 from routeflow.operator_client import OperatorClient
 from routeflow.protocol.messages import VerifyReply
 from routeflow.protocol.transport import DEFAULT_SERVER, DEFAULT_UNIX
@@ -446,6 +446,22 @@ class Stack:
         for host in self.topology.hosts:
             if host.tenant is not None:
                 found.setdefault(host.tenant, []).append(host.name)
+        return found
+
+    def tenant_leaks(self, count: int = 3) -> dict[str, tuple[int, int, dict[str, int]]]:
+        """Tenant -> (echo requests sent, replies, ICMP packets by other tenants' host that
+        saw any) while each of its hosts pings ``count`` times every address of the other
+        tenants' hosts: addresses its own hosts have too, so the replies come from those,
+        and no other tenant's host may see a single packet."""
+        tenants, addresses = self.tenants(), self.host_addresses()
+        found = {}
+        for tenant, own in tenants.items():
+            others = [h for t, hosts in tenants.items() if t != tenant for h in hosts]
+            with contextlib.ExitStack() as captures:
+                seen = {h: captures.enter_context(capturing(h, Host.ifname, "icmp")) for h in others}
+                pings = [ping(src, addresses[dst], count, 0.05) for src in own for dst in others if dst in addresses]
+            found[tenant] = (sum(p.sent for p in pings), sum(p.received for p in pings),
+                             {h: len(lines) for h, lines in seen.items() if lines})
         return found
 
     def packet_ins(self) -> dict[str, int]:
