@@ -89,6 +89,8 @@ def _checks(stack: Stack) -> bool:
 
     if stack.tenants() and not _isolated(stack):
         return False
+    if any(not s.joined for s in stack.topology.switches) and not _joining(stack):
+        return False
 
     _say("[4/6] verify: every VM's FIB, translated, equals its datapath's flows")
     reply = stack.verify()
@@ -136,4 +138,41 @@ def _isolated(stack: Stack) -> bool:
         if leaked:
             _say(f"      FAILED: {tenant}'s traffic reached {', '.join(f'{h} ({n})' for h, n in leaked.items())}")
             return False
+    return True
+
+
+def _joining(stack: Stack) -> bool:
+    """The switches that join later (``joined: false``), one by one: each gets a VM made from
+    a template and is routed to, or is rejected and holds nothing but the table-miss drop."""
+    for switch in [s for s in stack.topology.switches if not s.joined]:
+        hosts = [h.name for h in stack.topology.hosts if stack.switch_of(h.name) == switch.name]
+        started = time.monotonic()
+        decision = stack.join_switch(switch.name)
+        decided = time.monotonic() - started
+        if decision is None:
+            _say(f"      switch {switch.name} joined; a configured VM mirrors it")
+            continue
+        if not decision["admitted"]:
+            flows = next(d["flow_count"] for d in stack.status(detail=False)["datapaths"]
+                         if d["dpid"] == f"{switch.dpid:#x}")
+            reached = [h for h in hosts if ping(next(iter(stack.host_addresses())), stack.host_addresses()[h],
+                                                  count=2, interval=0.1, timeout=0.5).received]
+            _say(f"      switch {switch.name} ({switch.dpid:#x}) joined and was rejected in {decided:.2f} s: "
+                 f"{decision['reason']}; it holds {flows} flow (the table-miss drop); its hosts reached: "
+                 f"{', '.join(reached) or 'none'}")
+            if reached or flows != 1:
+                return False
+            continue
+        source = next(src for src, _ in stack.host_pairs() if src not in hosts)
+        targets = {h: stack.host_addresses()[h] for h in hosts}
+
+        def routed() -> bool:
+            return all(ping(source, address, timeout=0.3).ok for address in targets.values())
+        wait_for(routed, CONVERGENCE_TIMEOUT, interval=0.05)
+        first_ping = time.monotonic() - started
+        wait_for(stack.all_pairs_ok, CONVERGENCE_TIMEOUT, interval=0.2)
+        everyone = time.monotonic() - started
+        _say(f"      switch {switch.name} ({switch.dpid:#x}) joined: admitted in {decided:.2f} s, VM {decision['vm']} "
+             f"made from template {decision['template']}; first routed ping {source} -> "
+             f"{', '.join(targets)} {first_ping:.1f} s after it connected, every pair {everyone:.1f} s")
     return True

@@ -226,6 +226,10 @@ class Stack:
         #: (one found already up, a kept demo's, is not).
         self._held = contextlib.ExitStack()
         self._lab_is_ours = False
+        #: Switches connected to the controller (a topology's ``joined: false`` ones join
+        #: with :meth:`join_switch`), and those the server rejected.
+        self.joined = {s.name for s in self.topology.switches if s.joined}
+        self.rejected: set[str] = set()
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -436,9 +440,44 @@ class Stack:
         }
 
     def host_pairs(self) -> list[tuple[str, str]]:
-        """(source, destination) host pairs that must reach each other: those of one tenant."""
-        hosts = self.topology.hosts
+        """(source, destination) host pairs that must reach each other: those of one tenant,
+        on switches that joined the network and that the server did not reject."""
+        served = self.joined - self.rejected
+        hosts = [h for h in self.topology.hosts if self.switch_of(h.name) in served | {None}]
         return [(a.name, b.name) for a in hosts for b in hosts if a is not b and a.tenant == b.tenant]
+
+    def switch_of(self, host: str) -> str | None:
+        """The switch host ``host`` is cabled to."""
+        for link in self.topology.links:
+            names = [end.node for end in link.ends]
+            if host in names:
+                return next((end.node for end in link.ends if end.is_switch), None)
+        return None
+
+    def join_switch(self, name: str, timeout: float = 10.0) -> dict[str, Any] | None:
+        """Switch ``name`` joins the network (connects to its controllers). Returns the
+        server's admission decision on it (None if a configured VM mirrors it)."""
+        switch = next(s for s in self.topology.switches if s.name == name)
+        network.set_switch(name, "join", state_path=self.lab_state)
+        self.joined.add(name)
+        if self.config.vms_of_dpid(switch.dpid):
+            return None
+
+        def decided() -> dict[str, Any] | None:
+            entry = next((d for d in self.status(detail=False)["datapaths"] if d["dpid"] == f"{switch.dpid:#x}"),
+                         None)
+            return entry["admission"] if entry and entry["connected"] else None
+        decision = wait_for(decided, timeout, 0.05)
+        assert decision is not None
+        if not decision["admitted"]:
+            self.rejected.add(name)
+        return decision
+
+    def leave_switch(self, name: str) -> None:
+        """Switch ``name`` leaves the network (disconnects from its controllers)."""
+        network.set_switch(name, "leave", state_path=self.lab_state)
+        self.joined.discard(name)
+        self.rejected.discard(name)
 
     def tenants(self) -> dict[str, list[str]]:
         """Tenant -> its hosts, for labs whose hosts belong to tenants."""

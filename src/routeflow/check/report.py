@@ -20,6 +20,7 @@ from routeflow.check.semantics import Finding, Findings
 from routeflow.config.loader import parse_config
 from routeflow.config.safe_yaml import read_yaml
 from routeflow.config.schema import Config, Engine, VmConfig
+from routeflow.config.templates import sample_vm
 from routeflow.errors import ConfigError
 from routeflow.lab.topology import Router, Topology, parse_topology
 
@@ -45,7 +46,9 @@ class CheckReport:
         """What was found valid, one line per file."""
         lines = []
         if isinstance(self.parsed, Config):
-            lines.append(f"{self.file}: valid config ({len(self.parsed.vms)} VMs)")
+            templates = len(self.parsed.templates)
+            lines.append(f"{self.file}: valid config ({len(self.parsed.vms)} VMs"
+                         + (f", {templates} template{'s' if templates > 1 else ''})" if templates else ")"))
         elif self.parsed is not None:
             lines.append(f"{self.file}: valid topology ({_topology_counts(self.parsed)})")
         if self.lab is not None and self.topology is not None:
@@ -81,6 +84,8 @@ def check(file: str, lab: str | None = None, as_topology: bool = False) -> Check
     config = _load(found, file, parse_config, as_topology=False)
     if config is not None:
         _check_engines(found, file, "vms", config.vms)
+        # A template's engine config, as the VM it makes for its first switch would run it.
+        _check_engines(found, file, "templates", [sample_vm(t) for t in config.templates])
     report = CheckReport(file, config, lab, found=found)
     if lab is not None:
         report.topology = _load(found, lab, parse_topology, as_topology=True)

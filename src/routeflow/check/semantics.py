@@ -104,9 +104,11 @@ def compare_lab(found: Findings, config: Config, topology: Topology) -> None:
                               f"port {port} of {switch.name} is mirrored by no interface of VM {names}")
         _compare_trunk(found, cfg, topo, i, vm.name, vm.trunk.port if vm.trunk else None, k, switch)
     for k, switch in enumerate(topology.switches):
-        if switch.dpid not in mirrored:
+        admitted = any(t.admit is None or switch.dpid in t.admit for t in config.templates)
+        if switch.dpid not in mirrored and not admitted:
             found.warning(topo, f"switches[{k}].dpid", f"switch {switch.name} ({switch.dpid:#x}) is mirrored by "
-                                                       f"no VM of {cfg}")
+                                                       f"no VM of {cfg}" + (" and admitted by no template: it will "
+                                                                            "be rejected" if config.templates else ""))
 
 
 def _compare_trunk(found: Findings, cfg: str, topo: str, i: int, vm: str, port: int | None,

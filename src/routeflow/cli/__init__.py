@@ -27,7 +27,7 @@ from routeflow.cli import render
 from routeflow.client import add_audit_option, add_keys_option
 from routeflow.config.schema import DEFAULT_HTTP
 from routeflow.errors import ConfigError
-from routeflow.lab.topology import LINK_STATES
+from routeflow.lab.topology import LINK_STATES, SWITCH_STATES
 from routeflow.operator_client import ServerUnreachable
 from routeflow.protocol.auth import AuthError
 from routeflow.protocol.transport import ADDRESS_FORMS, DEFAULT_SERVER, parse_address, parse_addresses
@@ -253,6 +253,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state", default=None)
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
+    p = lab_sub.add_parser("switch", help="connect a switch to its controllers (a switch appearing) or "
+                                          "disconnect it (disappearing)")
+    p.add_argument("switch", help="switch name, e.g. sD")
+    p.add_argument("switch_state", choices=SWITCH_STATES)
+    p.add_argument("--state", default=None)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
     p = sub.add_parser("status", help="datapaths, VMs, port mappings, routes and flows")
     _add_server_option(p)
     add_keys_option(p)
@@ -468,6 +475,10 @@ def _lab(args: argparse.Namespace) -> int:
         link = network.set_link(args.link, args.state_word, state_path=state)
         document.update(link=link.name, ends=[str(end) for end in link.ends], state=args.state_word)
         text = f"link {link.name} is {args.state_word}"
+    elif args.lab_command == "switch":
+        switch = network.set_switch(args.switch, args.switch_state, state_path=state)
+        document.update(switch=switch.name, dpid=f"{switch.dpid:#x}", state=args.switch_state)
+        text = f"switch {switch.name} ({switch.dpid:#x}) {'joined' if args.switch_state == 'join' else 'left'}"
     else:
         document["removed"] = network.lab_down(state_path=state)
         text = "lab is down" if document["removed"] else "no lab was up"

@@ -258,6 +258,17 @@ class Fields:
             self.error(key, f"{shown(value)} is not an IP address")
             return None
 
+    def network(self, key: str, default: Any = _MISSING) -> Any:
+        """An IPv4 network with its prefix length, host bits clear: ``10.255.1.0/24``."""
+        value = self.raw(key, default)
+        if value is None or (default is not _MISSING and value is default):
+            return value
+        try:
+            return str(ipaddress.IPv4Network(value))
+        except (ValueError, TypeError):
+            self.error(key, f"{shown(value)} is not an IPv4 network (ADDRESS/PREFIXLEN with the host bits clear)")
+            return None
+
     def mac(self, key: str, default: Any = _MISSING) -> Any:
         value = self.raw(key, default)
         if value is None or (default is not _MISSING and value is default):

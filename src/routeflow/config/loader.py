@@ -10,13 +10,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import ipaddress
+import string
 import urllib.parse
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from routeflow.config.fields import Fields, Problems, check_unique
+from routeflow.config.fields import Fields, Problems, check_unique, parse_dpid
 from routeflow.config.frr_daemons import daemon_problems
 from routeflow.config.safe_yaml import read_yaml, shown
 from routeflow.config.schema import (
@@ -34,6 +35,7 @@ from routeflow.config.schema import (
     RfvsConfig,
     StoreConfig,
     StoreKind,
+    Template,
     Trunk,
     VirtualPort,
     VmConfig,
@@ -84,10 +86,14 @@ def parse_config(document: object, source: str = "<config>", reading: Sequence[t
     store = _parse_store(Fields(top.raw("store", {}), "store", problems))
 
     vms = []
-    for vm in top.items("vms"):
+    for vm in top.items("vms", []):
         vms.append(_parse_vm(vm))
-    if "vms" in top.data and not vms and isinstance(top.data["vms"], list):
-        problems.add("vms", "must list at least one VM")
+    templates = [t for t in (_parse_template(f) for f in top.items("templates", [])) if t is not None]
+    if not vms and not templates and isinstance(top.data.get("vms", []), list) \
+            and isinstance(top.data.get("templates", []), list):
+        problems.add("vms", "must list at least one VM (or give templates for the switches that join)")
+    check_unique(problems, "templates", "template name",
+                 [(f"templates[{i}].name", t.name) for i, t in enumerate(templates)])
     top.finish()
 
     check_unique(problems, "vms", "VM name", [(f"vms[{i}].name", v.name) for i, v in enumerate(vms)])
@@ -114,7 +120,7 @@ def parse_config(document: object, source: str = "<config>", reading: Sequence[t
     problems.raise_if_any()
     return Config(vms=tuple(vms), rfvs=rfvs, listen=tuple(listen), manage_vms=manage_vms,
                   discovery_interval=discovery_interval, limits=limits, http=http, store=store,
-                  source=source)
+                  templates=tuple(templates), source=source)
 
 
 def _check_virtual_ports(problems: Problems, vms: Sequence[VmConfig]) -> None:
@@ -337,6 +343,62 @@ def _parse_vm(vm: Fields) -> VmConfig:
         trunk=trunk,
         routing_plane=routing_plane,
     )
+
+
+#: The placeholders a template's engine_config and nic_config may use.
+TEMPLATE_PLACEHOLDERS = frozenset({"name", "dpid", "router_id", "host_subnet", "host_address", "interfaces"})
+NIC_PLACEHOLDERS = frozenset({"ifname"})
+
+
+def _parse_template(f: Fields) -> Template | None:
+    keys = read_keys(f, Template)
+    engine, daemons, engine_config = parse_engine(f, (Engine.FRR, Engine.BIRD), Engine.FRR)
+    admit = _parse_admit(f)
+    f.finish()
+    for key, text, allowed in (("engine_config", engine_config, TEMPLATE_PLACEHOLDERS),
+                               ("nic_config", keys["nic_config"] or "", NIC_PLACEHOLDERS)):
+        problem = placeholder_problem(text, allowed)
+        if problem:
+            f.error(key, problem)
+    if (keys["host_port"] is None) != (keys["host_subnets"] is None):
+        f.error("host_subnets" if keys["host_port"] is not None else "host_port",
+                "host_port and host_subnets go together: the port facing the hosts and the subnets they get")
+    elif keys["host_subnets"] is not None and keys["host_prefixlen"] is not None \
+            and ipaddress.IPv4Network(keys["host_subnets"]).prefixlen > keys["host_prefixlen"]:
+        f.error("host_prefixlen", f"{keys['host_prefixlen']} is shorter than the pool {keys['host_subnets']}")
+    if None in (keys["name"], keys["router_ids"], keys["host_prefixlen"], keys["grace"]) or isinstance(admit, bool):
+        return None
+    return Template(**keys, admit=admit, engine=engine, daemons=daemons, engine_config=engine_config)
+
+
+def _parse_admit(f: Fields) -> tuple[int, ...] | None | bool:
+    """``admit``: ``all`` (None) or a list of datapath ids; False if invalid."""
+    value = f.raw("admit", "all")
+    if value == "all":
+        return None
+    if not isinstance(value, list) or not value:
+        f.error("admit", f"must be all or a list of datapath ids, not {shown(value)}")
+        return False
+    dpids = []
+    for i, item in enumerate(f.seq("admit")):
+        dpid = parse_dpid(item)
+        if dpid is None:
+            f.problems.add(f"{f.path}.admit[{i}]", f"{shown(item)} is not a datapath id (1 to 2^64-1, integer or hex)")
+            return False
+        dpids.append(dpid)
+    return tuple(dpids)
+
+
+def placeholder_problem(text: str, allowed: frozenset[str]) -> str | None:
+    """Why ``text`` is no valid template of ``allowed`` placeholders (``$name``), or None."""
+    template = string.Template(text)
+    if not template.is_valid():
+        return "has a $ that starts no placeholder (write $$ for a $)"
+    unknown = sorted(set(template.get_identifiers()) - allowed)
+    if unknown:
+        return (f"${unknown[0]} is no placeholder: the placeholders are "
+                + ", ".join(f"${name}" for name in sorted(allowed)))
+    return None
 
 
 def _parse_trunk(vm: Fields, interfaces: list[VmInterface]) -> Trunk | None:

@@ -51,6 +51,10 @@ SAMPLE: dict[str, Any] = {
         "interfaces": [{"name": "eth1", "port": 1}],
         "trunk": {"port": 100, "rfvs_interface": "eth9"},
     }],
+    "templates": [{
+        "name": "edge", "admit": [0x10], "router_ids": "10.255.1.0/24", "nic_config": "interface $ifname",
+        "host_port": 1, "host_subnets": "10.1.0.0/16", "host_prefixlen": 24, "grace": 30,
+    }],
 }
 
 #: Config keys whose name is not their schema field's: key path -> (class, field).
@@ -78,6 +82,10 @@ NOT_IN_SCHEMA: dict[str, str] = {
                     "managed by hand).",
     "vms[].daemons": "The FRR daemons besides zebra (which always runs): " + ", ".join(schema.FRR_DAEMONS) + ".",
     "vms[].loopback": "Addresses of the VM's loopback (router ids, `/32` and `/128`).",
+    "templates[].engine": "The routing engine the template's VMs run: `frr` (with `daemons`) or `bird`.",
+    "templates[].daemons": "The FRR daemons besides zebra.",
+    "templates[].engine_config": "The engine's config, with placeholders: `$name`, `$dpid`, `$router_id`, "
+                                 "`$host_subnet`, `$host_address`, `$interfaces` (`nic_config` per unnumbered NIC).",
     "rfvs.bridge": "The name of the RFVS bridge the server creates.",
     "rfvs.dpid": "The RFVS bridge's datapath id (no VM may mirror it).",
     "discovery": "Link discovery between switches, for VMs whose `routing_plane` is `virtual`.",
@@ -93,7 +101,7 @@ NOT_KEYS = {"Config.source"}
 
 _MISSING = fields_module._MISSING
 #: The Fields accessors that read one key, traced while the loader runs.
-_ACCESSORS = ("raw", "has", "text", "name", "ifname", "controller", "integer", "seconds", "flag", "dpid",
+_ACCESSORS = ("raw", "has", "text", "name", "ifname", "controller", "integer", "seconds", "flag", "dpid", "network",
               "choice", "seq", "items", "interface_addresses", "ip", "mac")
 #: How specific an accessor is: a key read twice (``has`` then ``name``; ``items``, a generator,
 #: reads its list with ``seq`` once iterated) is described by its most specific reader.
@@ -293,7 +301,7 @@ def _type(key: Key, hint: Any) -> str:
     described = {
         "ifname": "interface name", "controller": "Open vSwitch controller target, or a list of them", "flag": "`true` or `false`",
         "dpid": "datapath id", "items": "list of mappings", "interface_addresses": "list of `ADDRESS/PREFIXLEN`",
-        "mac": "MAC address", "ip": "IP address", "text": "text",
+        "mac": "MAC address", "ip": "IP address", "network": "IPv4 network", "text": "text",
     }
     if key.accessor in described:
         return described[key.accessor]

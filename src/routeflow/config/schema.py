@@ -130,7 +130,8 @@ class Trunk:
 
 @dataclass(frozen=True)
 class VmConfig:
-    """One virtual router and the datapath it mirrors (logical split)."""
+    """One virtual router and the datapath it mirrors: the whole of it (logical split), or the
+    ports and VLANs its NICs claim, beside other VMs on the same datapath (multiplexing)."""
 
     # At most 10 long: leaves room for "-ethN" on host-side veth names.
     name: str = field(metadata=key("name", max_len=10))
@@ -173,6 +174,53 @@ class RfvsConfig:
     #: OpenFlow controller target the RFVS bridge is given, or a list of them (a controller
     #: pair: the bridge connects to each, and the one the server elects is its master).
     controller: tuple[str, ...] = field(default=("tcp:127.0.0.1:6653",), metadata=key("controller"))
+
+
+#: The longest template name: its VMs are named ``<name><n>`` (n up to 999) and their
+#: NICs ``eth<port>`` (ports up to 9999), so ``<vm>-eth<port>`` fits Linux's 15 characters.
+TEMPLATE_NAME_MAX = 4
+TEMPLATE_POOL_MAX = 999
+TEMPLATE_PORT_MAX = 9999
+
+
+@dataclass(frozen=True)
+class Template:
+    """How the RF-Server makes a VM for a switch that no configured VM mirrors (the paper's
+    "for each OpenFlow switch found instantiates one VM"): which switches it admits, what
+    the VM runs, and the pools its addresses come from.
+
+    VM ``n`` of the template (``n`` its switch's datapath id if the pools reach that far
+    and it is free, else the lowest free, from 1) is named ``<name><n>``; it
+    gets the ``n``-th address of ``router_ids`` as its router id and loopback ``/32``,
+    and one NIC ``eth<port>`` per port up when the switch joins. Those NICs are
+    unnumbered (the router id, ``/32``, for point-to-point routing protocols), but for
+    ``host_port``, which gets the ``n``-th subnet of ``host_subnets`` (counting from 0:
+    switch 3 of ``10.1.0.0/16`` gets ``10.1.3.0/24``; the router its first address). ``engine_config`` may use ``$name``, ``$dpid``, ``$router_id``,
+    ``$host_subnet``, ``$host_address`` and ``$interfaces``: ``nic_config`` once per
+    unnumbered NIC, with ``$ifname`` (FRR has no wildcard interfaces; BIRD needs none).
+    """
+
+    #: The prefix of its VMs' names (``edge`` makes ``edge1``, ``edge2``...).
+    name: str = field(metadata=key("name", max_len=TEMPLATE_NAME_MAX))
+    #: The switches admitted: ``all`` (every switch no VM mirrors) or a list of datapath
+    #: ids (None: all); a switch no template admits is rejected.
+    admit: tuple[int, ...] | None
+    #: The pool of router ids, an IPv4 network: VM ``n`` gets its ``n``-th address.
+    router_ids: str = field(metadata=key("network"))
+    engine: Engine = Engine.FRR
+    daemons: tuple[str, ...] = ()
+    engine_config: str = ""
+    #: The engine config of one unnumbered NIC, ``$ifname`` its name: what ``$interfaces`` repeats.
+    nic_config: str = field(default="", metadata=key("text"))
+    #: The switch port facing the switch's hosts (None: none does).
+    host_port: int | None = field(default=None, metadata=key("integer", lo=1, hi=TEMPLATE_PORT_MAX))
+    #: The pool of host subnets, an IPv4 network cut in ``host_prefixlen`` long subnets
+    #: (required with ``host_port``).
+    host_subnets: str | None = field(default=None, metadata=key("network"))
+    #: The length of each host subnet of the pool.
+    host_prefixlen: int = field(default=24, metadata=key("integer", lo=8, hi=30))
+    #: Seconds a switch that left keeps its VM: back within them, it finds it as it was.
+    grace: float = field(default=30.0, metadata=key("seconds", lo=1, hi=86400))
 
 
 #: Roles whose unread bytes are bounded separately (see Limits.unread): the RF-protocol's.
@@ -257,6 +305,8 @@ class Config:
     limits: Limits = field(default_factory=Limits)
     http: HttpConfig = field(default_factory=HttpConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    #: How VMs are made for switches no VM mirrors, tried in order (none: such switches are left alone).
+    templates: tuple[Template, ...] = ()
     source: str = ""
 
     def vm(self, name: str) -> VmConfig | None:

@@ -79,6 +79,7 @@ from routeflow.controller.switch import error_text, hang_up, peer, port_desc, sw
 from routeflow.protocol import pki
 from routeflow.protocol.codec import RemoteProtocolError
 from routeflow.protocol.messages import (
+    Admission,
     AnyMessage,
     ControllerRole,
     DatapathLeave,
@@ -152,6 +153,7 @@ class RouteFlowController(RoleHandlers, TableHandlers, app_manager.OSKenApp):
             DumpTable: self.dump_table,
             StatsRequest: self.send_stats,
             ControllerRole: self.set_role,
+            Admission: self.admission,
             Goodbye: self._goodbye,
         }
         self._clock = threading.Thread(target=self._run_clock, name="routeflow-clock", daemon=True)
@@ -251,6 +253,18 @@ class RouteFlowController(RoleHandlers, TableHandlers, app_manager.OSKenApp):
         """Replace the slow-path relay table."""
         with self._lock:
             self.slow_path.set_map(relay)
+
+    def admission(self, decision: Admission) -> None:
+        """The server admitted a switch no configured VM mirrored (a VM is made for it) or
+        rejected it: a rejected switch's packet-ins are dropped from now on."""
+        with self._lock:
+            if decision.admitted:
+                self.slow_path.rejected.discard(decision.dpid)
+                self.logger.info("datapath %016x admitted: VM %s (template %s)", decision.dpid, decision.vm,
+                         decision.template)
+            else:
+                self.slow_path.rejected.add(decision.dpid)
+                self.logger.warning("datapath %016x rejected by the server: %s", decision.dpid, decision.reason)
 
     def set_discovery_plan(self, plan: DiscoveryPlan) -> None:
         """Probe the ports of ``plan.dpids`` from now on; links elsewhere are forgotten."""

@@ -41,6 +41,8 @@ class SlowPath:
         self.prober = prober
         #: The datapaths of the RFVS switch, where the VM NICs are.
         self.rfvs: frozenset[int] = frozenset()
+        #: Datapaths the server rejected: their packet-ins go nowhere.
+        self.rejected: set[int] = set()
         #: (dpid, port, vlan or 0) -> (rfvs dpid, rfvs port), and back.
         self._to_rfvs: dict[tuple[int, int, int], tuple[int, int]] = {}
         self._from_rfvs: dict[tuple[int, int], tuple[int, int, int]] = {}
@@ -63,6 +65,8 @@ class SlowPath:
         self.packet_in[dpid] += 1
         if in_port is None:
             LOG.debug("datapath %016x: malformed packet-in dropped", dpid)
+            return self._drop(dpid)
+        if dpid in self.rejected:
             return self._drop(dpid)
         self.packet_in_kinds[dpid, traffic_kind(data)] += 1
         on_rfvs = dpid in self.rfvs

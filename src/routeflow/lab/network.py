@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Sequence
 
 from routeflow.config.schema import trunk_patch_names
-from routeflow.lab.topology import LINK_STATES, Host, Link, Router, Switch, Topology, load_topology
+from routeflow.lab.topology import LINK_STATES, SWITCH_STATES, Host, Link, Router, Switch, Topology, load_topology
 from routeflow.protocol.auth import KEY_DIR
 from routeflow.vnet import VnetError, engine, links, ovs
 from routeflow.vnet.engine import EnginePlan, plan_engine
@@ -88,7 +88,7 @@ def plan_lab(topology: Topology, run_root: Path = ROUTER_RUN_ROOT) -> LabPlan:
         peer_netns, peer = topology.interface(b)
         veths.append(Veth(link.name, ifname, peer, peer_netns, netns))
     bridges = tuple(
-        ovs.BridgeSpec(s.name, s.dpid, s.controller,
+        ovs.BridgeSpec(s.name, s.dpid, s.controller if s.joined else (),
                        tuple((s.port_ifname(port), port) for port in sorted(topology.ports(s.name))),
                        _trunk_patch(s))
         for s in topology.switches)
@@ -253,6 +253,24 @@ def set_link(spec: str, state: str, state_path: str | Path = DEFAULT_STATE) -> L
         raise LabError(f"no lab is up (no state file {path})")
     topology = load_topology(ResourceLog.load(path).meta["topology"])
     return asyncio.run(_set_link(topology, spec, state))
+
+
+def set_switch(name: str, state: str, state_path: str | Path = DEFAULT_STATE) -> Switch:
+    """Connect switch ``name`` of the lab that is up to its controllers (``join``: a switch
+    appearing in the network) or disconnect it (``leave``: it disappears; its links stay)."""
+    if state not in SWITCH_STATES:
+        raise LabError(f"switch state {state!r} is not one of {', '.join(SWITCH_STATES)}")
+    path = Path(state_path)
+    if not path.exists():
+        raise LabError(f"no lab is up (no state file {path})")
+    topology = load_topology(ResourceLog.load(path).meta["topology"])
+    switch = next((s for s in topology.switches if s.name == name), None)
+    if switch is None:
+        raise LabError(f"no switch {name!r} in {topology.source} (its switches: "
+                       f"{', '.join(s.name for s in topology.switches)})")
+    asyncio.run(ovs.set_controllers(switch.name, switch.controller if state == "join" else ()))
+    log.info("switch %s %s", name, "joined" if state == "join" else "left")
+    return switch
 
 
 def host_exec(host: str, argv: Sequence[str], timeout: float | None = None,

@@ -6,6 +6,7 @@ A topology file (see ``examples/rftest2/topology.yaml``)::
     switches:
       - {name: sA, dpid: 0x1}
       - {name: sB, dpid: 0x2, trunk: 100}   # port 100: the data-plane slow path to the RFVS
+      - {name: sC, dpid: 0x3, joined: false}  # joins later: `routeflow lab switch sC join`
     hosts:
       - {name: h1, addresses: [172.31.1.100/24, "2001:db8:1::100/64"],
          gateway: 172.31.1.1, gateway6: "2001:db8:1::1"}     # gateways optional
@@ -80,6 +81,9 @@ class Switch:
     controller: tuple[str, ...] = (DEFAULT_CONTROLLER,)
     #: The port cabled to the RFVS for the data-plane slow path (None: no trunk).
     trunk: int | None = None
+    #: Connected to its controllers when the lab comes up; False: built, but it joins
+    #: the network only when told (``routeflow lab switch NAME join``): a switch appearing.
+    joined: bool = True
 
     def port_ifname(self, port: int) -> str:
         """The name of the veth end that is this switch's port ``port``."""
@@ -171,6 +175,9 @@ class Endpoint:
 #: ends; or keep carrier and port state up while dropping every frame (a silent failure,
 #: which only protocol timers and link discovery notice; switch ports at both ends only).
 LINK_STATES = ("up", "down", "silent")
+#: What can happen to a switch of a running lab: it joins the network (connects to its
+#: controllers) or leaves it (disconnects; its links stay).
+SWITCH_STATES = ("join", "leave")
 
 
 @dataclass(frozen=True)
@@ -306,8 +313,9 @@ def _parse_switch(f: Fields, default_controller: tuple[str, ...]) -> Switch:
     dpid = f.dpid("dpid")
     controller = f.controller("controller", default_controller)
     trunk = f.integer("trunk", None, lo=1, hi=0xFFFFFF00)
+    joined = f.flag("joined", True)
     f.finish()
-    return Switch(name, dpid, controller, trunk)
+    return Switch(name, dpid, controller, trunk, joined)
 
 
 def _parse_host(f: Fields) -> Host:

@@ -250,9 +250,21 @@ class ControllerRole(Message, tag="controller_role", frozen=True):
     term: Annotated[int, msgspec.Meta(gt=0, le=(1 << 63) - 1)]
 
 
+class Admission(Message, tag="admission", frozen=True):
+    """The server's decision on a switch that no configured VM mirrors (the paper's accept and
+    reject): admitted, VM ``vm``, made from ``template``, mirrors it; rejected for ``reason``,
+    it holds nothing but the table-miss drop, and its packet-ins are dropped."""
+
+    dpid: int
+    admitted: bool
+    vm: Annotated[str, msgspec.Meta(max_length=64)] = ""
+    template: Annotated[str, msgspec.Meta(max_length=64)] = ""
+    reason: Annotated[str, msgspec.Meta(max_length=500)] = ""
+
+
 #: What the server sends the controller after the handshake (a :class:`Ping` is answered
 #: by the session and never handed on).
-ToController = RelayMap | DiscoveryPlan | TableMod | DumpTable | StatsRequest | ControllerRole | Goodbye
+ToController = RelayMap | DiscoveryPlan | TableMod | DumpTable | StatsRequest | ControllerRole | Admission | Goodbye
 
 
 # -- client -> server ------------------------------------------------------------
@@ -414,6 +426,7 @@ AnyMessage = (
     | DumpTable
     | StatsRequest
     | ControllerRole
+    | Admission
     | FibSnapshot
     | FibDelta
     | FibAudit

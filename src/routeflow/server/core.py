@@ -9,6 +9,7 @@ The asyncio service (:mod:`routeflow.server.service`) delivers the messages.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 from dataclasses import dataclass
@@ -17,8 +18,9 @@ from routeflow.config.schema import Config, RoutingPlane, VmConfig
 from routeflow.flows.compiler import routing_context
 from routeflow.flows.diff import apply_changes, diff_tables, is_empty, split_table_mod
 from routeflow.flows.incremental import IncrementalCompiler
-from routeflow.model import Flow, FlowKey, Group, Table
+from routeflow.model import Flow, FlowKey, Group, PortDesc, Table
 from routeflow.protocol.messages import (
+    Admission,
     DatapathJoin,
     DatapathLeave,
     DiscoveryPlan,
@@ -39,7 +41,8 @@ from routeflow.protocol.messages import (
     TableDump,
     TableMod,
 )
-from routeflow.server.nib import DatapathState, Nib, Retry
+from routeflow.server.admission import Admissions
+from routeflow.server.nib import DatapathState, Nib, Retry, VmState
 
 log = logging.getLogger("routeflow.server")
 
@@ -58,12 +61,26 @@ RFVS_HOLD_MAX = 10.0
 RFVS_HOLD_PROBES = 3
 
 
+#: Where the VMs the server makes and retires at runtime are (see :class:`VmChange`).
+VNET = "vnet"
+#: What a rejected switch holds: the table-miss drop, nothing else.
+TABLE_MISS_DROP = Flow(0, 0, ())
+
+
 @dataclass(frozen=True)
 class Out:
-    """A message to deliver: ``to`` is ``"controller"`` or a VM name."""
+    """A message to deliver: ``to`` is ``"controller"``, a VM name, or :data:`VNET`."""
 
     to: str
-    msg: Message
+    msg: Message | VmChange
+
+
+@dataclass(frozen=True)
+class VmChange:
+    """For the virtual environment: make VM ``vm`` (``add``), or remove it."""
+
+    vm: VmConfig
+    add: bool
 
 
 class ServerCore:
@@ -115,13 +132,69 @@ class ServerCore:
         dp.installed = None
         log.info("datapath %#x joined with %d ports", msg.dpid, len(msg.ports))
         out = self._request_dump(msg.dpid)
+        decision = self.nib.admissions.decisions.get(msg.dpid)
+        if decision is not None and decision.vm is not None and decision.vm.name in self.nib.admissions.leaving:
+            del self.nib.admissions.leaving[decision.vm.name]
+            log.info("datapath %#x is back within its grace period: VM %s mirrors it again", msg.dpid,
+                     decision.vm.name)
+        elif not self.config.vms_of_dpid(msg.dpid) and self.config.templates and decision is None:
+            out += self._admit(msg.dpid, msg.ports)
         for vm in self.config.vms_of_dpid(msg.dpid):
             out += self._link_states(vm)
         return out
 
-    def on_datapath_leave(self, msg: DatapathLeave) -> list[Out]:
+    def _admit(self, dpid: int, ports: tuple[PortDesc, ...]) -> list[Out]:
+        """A switch no VM mirrors: a VM from the first template admitting it, or a reject."""
+        decision = self.nib.admissions.decide(dpid, ports)
+        if decision.vm is None:
+            log.warning("datapath %#x rejected: %s", dpid, decision.reason)
+            self._dirty.add(dpid)  # nothing but the table-miss drop
+            return [Out(CONTROLLER, Admission(dpid, False, reason=decision.reason))]
+        vm = decision.vm
+        log.info("datapath %#x admitted: template %s makes VM %s, %d NICs, router id %s", dpid, decision.template,
+                 vm.name, len(vm.interfaces), vm.loopback[0].split("/")[0])
+        self._set_vms((*self.config.vms, vm))
+        return [Out(CONTROLLER, Admission(dpid, True, vm.name, decision.template)), Out(VNET, VmChange(vm, True))]
+
+    def retire_due(self, now: float) -> list[Out]:
+        """Remove the VMs of switches that left longer ago than their template's grace period."""
+        out = []
+        for dpid in self.nib.admissions.due(now):
+            decision = self.nib.admissions.release(dpid)
+            assert decision is not None and decision.vm is not None
+            vm = decision.vm
+            log.info("datapath %#x gone for its grace period: VM %s removed", dpid, vm.name)
+            self._set_vms(tuple(v for v in self.config.vms if v.name != vm.name))
+            for key in [k for k in self.nib.rfvs_ports if k[0] == vm.name]:
+                del self.nib.rfvs_ports[key]
+            self.nib.resolving.pop(vm.name, None)
+            self._compilers.pop(vm.name, None)
+            self._changed.pop(vm.name, None)
+            self._dirty.add(self.config.rfvs.dpid)
+            out += [Out(VNET, VmChange(vm, False)), Out(CONTROLLER, self.relay_map())]
+        return out
+
+    def _set_vms(self, vms: tuple[VmConfig, ...]) -> None:
+        """The VMs the server runs change (one made or retired): a new config everywhere."""
+        self.config = dataclasses.replace(self.config, vms=vms)
+        self.nib.config = self.config
+        for vm in vms:
+            self.nib.vms.setdefault(vm.name, VmState())
+        for name in set(self.nib.vms) - {vm.name for vm in vms}:
+            del self.nib.vms[name]
+
+    def on_datapath_leave(self, msg: DatapathLeave, now: float = 0.0) -> list[Out]:
+        """A switch left (``now``: the event loop's clock). A VM made for it stays for its
+        template's grace period, then goes (:meth:`retire_due`); a rejected one is forgotten."""
         dp = self.nib.datapaths.pop(msg.dpid, None)
         log.info("datapath %#x left", msg.dpid)
+        decision = self.nib.admissions.decisions.get(msg.dpid)
+        if decision is not None and decision.vm is None:
+            self.nib.admissions.release(msg.dpid)  # judged again if it comes back
+        elif decision is not None and decision.vm is not None:
+            grace = self.nib.admissions.template(decision.template).grace
+            self.nib.admissions.leaving[decision.vm.name] = now + grace
+            log.info("VM %s stays %g s for its switch %#x to come back", decision.vm.name, grace, msg.dpid)
         if dp is None:
             return []
         # A switch gone means every mirrored link is gone.
@@ -316,6 +389,11 @@ class ServerCore:
             mod = diff_tables(dpid, dp.installed, desired)
             dp.installed = _copy(desired)
             return mod
+        if not vms and is_rejected(self.nib.admissions, dpid):
+            desired = Table({TABLE_MISS_DROP.key: TABLE_MISS_DROP})
+            mod = diff_tables(dpid, dp.installed, desired)
+            dp.installed = desired
+            return mod
         if not vms or not all(self.nib.vms[vm.name].synced for vm in vms):
             # After a server restart the switch keeps its flows until every VM on it has reported.
             return None
@@ -437,6 +515,12 @@ class ServerCore:
             port = dp.ports.get(iface.port)
             out.append(Out(vm.name, LinkState(iface.name, port is not None and port.up)))
         return out
+
+
+def is_rejected(admissions: Admissions, dpid: int) -> bool:
+    """Whether switch ``dpid`` was rejected (and holds nothing but the table-miss drop)."""
+    decision = admissions.decisions.get(dpid)
+    return decision is not None and decision.vm is None
 
 
 def _copy(table: Table) -> Table:

@@ -90,6 +90,7 @@ async def serve(config: Config, ready: Callable[[], None] | None = None, keys: P
             from routeflow.vnet.manager import VirtualEnvironment, default_client_argv
 
             async with VirtualEnvironment(config, client_argv=default_client_argv(config, keys), keys=keys) as venv:
+                server.vm_host = venv  # VMs for the switches that join
                 if ready:
                     ready()
                 await stop.wait()

@@ -14,6 +14,7 @@ from routeflow.config.schema import Config, RoutingPlane
 from routeflow.flows.compiler import Unresolved, compile_rfvs
 from routeflow.model import Fib, Interface, Neighbour, NextHop, PortDesc, Route, Table
 from routeflow.protocol.messages import FibAudit, FibDelta
+from routeflow.server.admission import Admissions
 
 
 @dataclass
@@ -96,10 +97,13 @@ class Nib:
     #: Directed physical links found by discovery: ((dpid, port), (dpid, port)).
     links: set[tuple[tuple[int, int], tuple[int, int]]] = field(default_factory=set)
     controller_connected: bool = False
+    #: What became of the switches no configured VM mirrors: VMs made from templates, rejects.
+    admissions: Admissions = field(init=False)
 
     def __post_init__(self) -> None:
         for vm in self.config.vms:
             self.vms.setdefault(vm.name, VmState())
+        self.admissions = Admissions(self.config.templates)
 
     def rfvs_nics(self) -> dict[tuple[str, str], int]:
         """(vm, ifname) -> port on the configured RFVS, for the NICs identified so far."""

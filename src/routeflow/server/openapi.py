@@ -38,7 +38,9 @@ SCHEMAS: dict[str, Any] = {
         "packet_in": {"type": ["object", "null"], "additionalProperties": INT},
         "refused_connections": NULL_INT,
         "unresolved_next_hops": _array({"type": "object"}),
+        "admission": {"oneOf": [{"type": "null"}, _ref("Admission")]},
     }, {"flows": _array(STR), "groups": _array(STR)}),
+    "Admission": _obj({"admitted": BOOL, "vm": NULL_STR, "template": NULL_STR, "reason": NULL_STR, "leaving": BOOL}),
     "Datapaths": _obj({"datapaths": _array(_ref("Datapath"))}),
     "Flow": _obj({"table": INT, "priority": INT, "match": {"type": "object"}, "actions": _array(STR),
                   "goto": NULL_INT, "text": STR}),
@@ -66,7 +68,8 @@ SCHEMAS: dict[str, Any] = {
     "Event": _obj({"seq": INT, "time": STR, "kind": STR, "text": STR, "dpid": NULL_STR, "vm": NULL_STR}),
     "Events": _obj({"events": _array(_ref("Event")), "missed": INT, "last": INT}),
     "Status": _obj({"controller_connected": BOOL, "datapaths": _array(_ref("Datapath")),
-                    "vms": _array(_ref("Vm")), "links": _array(_ref("Link")), "server": {"type": "object"}}),
+                    "vms": _array(_ref("Vm")), "links": _array(_ref("Link")), "server": {"type": "object"},
+                    "admissions": _obj({"admitted": INT, "rejected": INT})}),
 }
 
 _PAGED = [

@@ -15,9 +15,9 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Protocol
 
-from routeflow.config.schema import Config, Limits
+from routeflow.config.schema import Config, Limits, VmConfig
 from routeflow.flows.diff import TableComparison
 from routeflow.lograte import RateLimit
 from routeflow.model import Fib
@@ -51,7 +51,7 @@ from routeflow.protocol.messages import (
     Welcome,
 )
 from routeflow.protocol.transport import parse_address
-from routeflow.server.core import CONTROLLER, Out, ServerCore
+from routeflow.server.core import CONTROLLER, Out, ServerCore, VmChange
 from routeflow.server.events import EventLog
 from routeflow.server.handshake import AuthenticationFailed, Handshake
 from routeflow.server.metrics import ServerMetrics
@@ -68,6 +68,16 @@ log.addFilter(RateLimit())
 RESOLVE_TICK = 0.5
 
 
+class VmHost(Protocol):
+    """Where the VMs the server makes at runtime live: the virtual environment."""
+
+    async def add(self, vm: VmConfig) -> None:
+        """Make and start VM ``vm``: its namespace, NICs, engine and RF-Client."""
+
+    async def remove(self, name: str) -> None:
+        """Stop and remove VM ``name``."""
+
+
 class RFServer:
     """The RF-Server service: sockets, peers, request/reply plumbing."""
 
@@ -82,6 +92,11 @@ class RFServer:
         #: Peers that failed to prove who they said they were.
         self.auth_failures = 0
         self.core = ServerCore(config)
+        #: Where VMs made for switches that join are run (the virtual environment); None: nowhere.
+        self.vm_host: VmHost | None = None
+        self._vm_tasks: set[asyncio.Task[None]] = set()
+        #: Whether a listener speaks TLS (a VM made at runtime then needs a certificate too).
+        self.tls = False
         #: What happened, for the operator's API, and the Prometheus metrics.
         self.events = EventLog()
         self.metrics = ServerMetrics(self.core.nib)
@@ -120,6 +135,7 @@ class RFServer:
             if made:
                 log.info("TLS credentials made in %s: %s", pki.tls_dir(self.key_dir), ", ".join(made))
             tls = pki.server_context(self.key_dir)
+            self.tls = True
         for address in addresses:
             if address.kind == "unix":
                 path = Path(address.host)
@@ -362,11 +378,39 @@ class RFServer:
 
     def _deliver(self, out: list[Out]) -> None:
         if self.writer is not None:
-            self.writer.mark(changed_items(CONTROLLER, "", *(item.msg for item in out)))
+            self.writer.mark(changed_items(CONTROLLER, "", *(item.msg for item in out if isinstance(item.msg, Message))))
         for item in out:
+            if isinstance(item.msg, VmChange):
+                self._vm_change(item.msg)
+                continue
             peer = self.controller if item.to == CONTROLLER else self.clients.get(item.to)
             if peer is not None:
                 peer.send(item.msg)
+
+    def _vm_change(self, change: VmChange) -> None:
+        """The core made or retired a VM (a switch admitted, or gone for its grace period):
+        its client's key, and the VM itself in the virtual environment, if the server runs one."""
+        self.config = self.core.config
+        if change.add:
+            ident = auth.identity("client", change.vm.name)
+            self._keys.update(auth.ensure_keys(self.key_dir, [ident]))
+            if self.tls:
+                pki.ensure(self.key_dir, [ident])
+        self.events.record(f"vm_{'added' if change.add else 'removed'}",
+                           f"VM {change.vm.name} {'made' if change.add else 'removed'} for datapath "
+                           f"{change.vm.dpid:#x}", change.vm.dpid, change.vm.name)
+        if self.vm_host is None:
+            return
+        work = self.vm_host.add(change.vm) if change.add else self.vm_host.remove(change.vm.name)
+
+        async def run() -> None:
+            try:
+                await work
+            except Exception as exc:  # noqa: BLE001 - one VM failing to come up costs that VM only
+                log.error("VM %s could not be %s: %s", change.vm.name, "made" if change.add else "removed", exc)
+        task = asyncio.get_running_loop().create_task(run())
+        self._vm_tasks.add(task)
+        task.add_done_callback(self._vm_tasks.discard)
 
     def _schedule_reconcile(self) -> None:
         # Run once after the current burst of messages, so many FIB changes
@@ -405,6 +449,7 @@ class RFServer:
         while True:
             await asyncio.sleep(RESOLVE_TICK)
             self._deliver(self.core.resolve_due(loop.time()))
+            self._deliver(self.core.retire_due(loop.time()))
             self.core.settle_due(loop.time())
             if self.core.has_dirty:
                 self._schedule_reconcile()
@@ -510,7 +555,7 @@ def _operator_request(work: Callable[[RFServer, Peer, Any], Awaitable[Message]])
 DISPATCH: dict[str, dict[type[Message], Handler]] = {
     "controller": {
         DatapathJoin: _core_event(ServerCore.on_datapath_join),
-        DatapathLeave: _core_event(ServerCore.on_datapath_leave),
+        DatapathLeave: lambda server, peer, msg: server.core.on_datapath_leave(msg, asyncio.get_running_loop().time()),
         PortChange: _core_event(ServerCore.on_port_change),
         MappingSeen: _core_event(ServerCore.on_mapping_seen),
         LinkChange: _core_event(ServerCore.on_link_change),

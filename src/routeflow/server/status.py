@@ -25,7 +25,9 @@ def status_document(nib: Nib, stats: ControllerStats | None = None,
     return {"controller_connected": nib.controller_connected,
             "datapaths": [datapath_entry(nib, dpid, stats, detail, now) for dpid in datapath_ids(nib)],
             "vms": [vm_entry(nib, vm.name, detail) for vm in nib.config.vms],
-            "links": link_entries(nib)}
+            "links": link_entries(nib),
+            # Switches no configured VM mirrors: VMs made for them from templates, and rejects.
+            "admissions": {"admitted": nib.admissions.admitted_count, "rejected": nib.admissions.rejected_count}}
 
 
 def datapath_names(config: Config) -> dict[int, str]:
@@ -61,6 +63,7 @@ def datapath_entry(nib: Nib, dpid: int, stats: ControllerStats | None = None,
         "groups": sorted(format_group(g) for g in table.groups.values()) if table and detail else [],
         "flow_mods_sent": dp.flow_mods if dp else 0,
         "compile_error": dp.compile_error if dp else "",
+        "admission": admission_entry(nib, dpid),
         "packet_in": None if stats is None else dict(stats.packet_in_by_kind.get(dpid, {})),
         # Second connections claiming this datapath id while it was alive (impostors or a
         # switch reconnecting from another address).
@@ -73,6 +76,17 @@ def datapath_entry(nib: Nib, dpid: int, stats: ControllerStats | None = None,
             for vm in nib.config.vms_of_dpid(dpid) for u in nib.vms[vm.name].unresolved
         ] if dp else [],
     }
+
+
+def admission_entry(nib: Nib, dpid: int) -> dict[str, Any] | None:
+    """The server's decision on ``dpid`` if no configured VM mirrors it: the VM made for it
+    from a template (and when it goes, if the switch left), or why it was rejected."""
+    decision = nib.admissions.decisions.get(dpid)
+    if decision is None:
+        return None
+    vm = decision.vm.name if decision.vm else None
+    return {"admitted": decision.admitted, "vm": vm, "template": decision.template or None,
+            "reason": decision.reason or None, "leaving": vm is not None and vm in nib.admissions.leaving}
 
 
 def vm_entry(nib: Nib, name: str, detail: bool = True) -> dict[str, Any]:

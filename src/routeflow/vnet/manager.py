@@ -17,18 +17,19 @@ is removed and created again; :func:`cleanup_stale` removes all of it.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import functools
 import logging
 from pathlib import Path
 from typing import IO, Callable, Sequence
 
-from routeflow.config.schema import Config
+from routeflow.config.schema import Config, VmConfig
 from routeflow.private import SHARED_DIR_MODE, private_dir
 from routeflow.protocol.auth import KEY_DIR
 from routeflow.vnet import VnetError, frr, links, ovs
 from routeflow.vnet.driver import NamespaceDriver, VmDriver
-from routeflow.vnet.plan import VmPlan, client_argv, client_server_address, digest, plan_vnet, vm_digests
+from routeflow.vnet.plan import VmPlan, client_argv, client_server_address, digest, plan_vm, plan_vnet, vm_digests
 from routeflow.vnet.resources import (
     Lifecycle,
     Resource,
@@ -77,6 +78,7 @@ class VirtualEnvironment(Lifecycle):
         #: Where the RFVS's TLS credential is, if its controller target is ``ssl:``.
         self.keys = keys
         self.plan = plan_vnet(config, run_root)
+        self.run_root = run_root
         self.state_path = Path(state_path)
         self.record = ResourceLog(self.state_path)
         self.driver = driver(self.plan.bridge.name, self.record)
@@ -133,6 +135,42 @@ class VirtualEnvironment(Lifecycle):
             raise
         log.info("virtual environment up: %d VMs on %s (%d adopted)", len(self.plan.vms), self.plan.bridge.name,
                  len(kept - {RFVS}))
+
+    async def add(self, vm: VmConfig) -> None:
+        """Make and start one more VM (one the server made for a switch that joined): its
+        namespace and NICs on the RFVS, its engine and RF-Client, all supervised as the others."""
+        plan = plan_vm(vm, self.run_root)
+        if any(v.name == vm.name for v in self.plan.vms):
+            raise VnetError(f"VM {vm.name} exists already")
+        if links.netns_exists(plan.netns):
+            raise VnetError(f"cannot create VM {vm.name}: namespace {plan.netns} is in use")
+        self.plan = dataclasses.replace(self.plan, vms=(*self.plan.vms, plan))
+        await self.driver.create(plan)
+        await self.driver.start_engine(plan)
+        self._record_plan(plan.name, vm_digests(plan))
+        self.engines[plan.name] = EngineSupervisor(plan, self.record, *self._backoff)
+        self.engines[plan.name].start()
+        if self._client_argv is not None:
+            argv = self._client_argv(plan.name)
+            supervisor = self.supervisors[plan.name] = ClientSupervisor(plan, argv, self.driver, self.record,
+                                                                         *self._backoff)
+            self._record_plan(plan.name, {CLIENT: digest(argv)})
+            await supervisor.start()
+        log.info("VM %s up: %d NICs, engine %s", plan.name, len(plan.nics), plan.engine)
+
+    async def remove(self, name: str) -> None:
+        """Stop and remove VM ``name`` (its switch gone for good)."""
+        plan = self.plan.vm(name)
+        self._drop_plan(name)
+        engine = self.engines.pop(name, None)
+        if engine is not None:
+            await engine.stop()
+        supervisor = self.supervisors.pop(name, None)
+        if supervisor is not None:
+            await supervisor.stop()
+        await self.driver.destroy(plan)
+        self.plan = dataclasses.replace(self.plan, vms=tuple(v for v in self.plan.vms if v.name != name))
+        log.info("VM %s removed", name)
 
     async def _add_bridge(self) -> None:
         if self.plan.bridge.tls:

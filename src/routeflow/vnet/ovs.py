@@ -53,6 +53,20 @@ class BridgeSpec:
         return any(target.startswith("ssl:") for target in self.controller)
 
 
+def controllers_argv(bridge: str, targets: tuple[str, ...]) -> list[str]:
+    """The ``ovs-vsctl`` arguments giving ``bridge`` exactly the controllers ``targets``."""
+    argv = []
+    for i, target in enumerate(targets):
+        argv += ["--", f"--id=@c{i}", "create", "Controller", f'target="{target}"',
+                 f"max_backoff={CONTROLLER_MAX_BACKOFF_MS}", f"inactivity_probe={CONTROLLER_INACTIVITY_PROBE_MS}"]
+    return argv + ["--", "set", "Bridge", bridge, "controller=[" + ",".join(f"@c{i}" for i in range(len(targets))) + "]"]
+
+
+async def set_controllers(bridge: str, targets: tuple[str, ...]) -> None:
+    """Connect ``bridge`` to ``targets`` (none: disconnect it from every controller)."""
+    await vsctl(*controllers_argv(bridge, targets))
+
+
 def add_bridge_argv(spec: BridgeSpec) -> list[str]:
     """The ``ovs-vsctl`` arguments creating ``spec`` in a single transaction."""
     argv = [
@@ -66,12 +80,8 @@ def add_bridge_argv(spec: BridgeSpec) -> list[str]:
         # No hidden in-band flows: the flow table is exactly what the controller installs.
         "other-config:disable-in-band=true",
     ]
-    for i, target in enumerate(spec.controller):
-        argv += ["--", f"--id=@c{i}", "create", "Controller", f'target="{target}"',
-                 f"max_backoff={CONTROLLER_MAX_BACKOFF_MS}", f"inactivity_probe={CONTROLLER_INACTIVITY_PROBE_MS}"]
     if spec.controller:
-        argv += ["--", "set", "Bridge", spec.name,
-                 "controller=[" + ",".join(f"@c{i}" for i in range(len(spec.controller))) + "]"]
+        argv += controllers_argv(spec.name, spec.controller)
     for ifname, ofport in spec.ports:
         argv += add_port_argv(spec.name, ifname, ofport)
     for name, ofport, peer in spec.patches:

@@ -116,6 +116,14 @@ def plan_vnet(config: Config, run_root: Path = frr.DEFAULT_RUN_ROOT) -> VnetPlan
     return VnetPlan(BridgeSpec(rfvs.bridge, rfvs.dpid, rfvs.controller, ports, patches), vms)
 
 
+def plan_vm(vm: VmConfig, run_root: Path = frr.DEFAULT_RUN_ROOT) -> VmPlan:
+    """The plan of one VM (one made at runtime); raise ConfigError if a name does not fit Linux."""
+    problems = Problems(vm.name)
+    plan = _plan_vm(0, vm, run_root, problems)
+    problems.raise_if_any()
+    return plan
+
+
 def host_ifname(vm: str, nic: str) -> str:
     """The RFVS-side name of a VM NIC's veth: ``<vm>-<nic>``."""
     return f"{vm}-{nic}"
