@@ -35,6 +35,7 @@ from routeflow_bench import (
     faucet,
     faucet_bgp,
     install,
+    join,
     recovery,
     resilience,
     table1,
@@ -45,7 +46,7 @@ from routeflow_bench.report import Row, format_table, write_json
 
 BENCHMARKS = {"table1": table1, "install": install, "bgp": bgp, "recovery": recovery, "faucet": faucet,
               "faucet-bgp": faucet_bgp, "tls": tls, "resilience": resilience, "api": api, "failover": failover,
-              "controller-failover": controller_failover, "churn": churn}
+              "controller-failover": controller_failover, "churn": churn, "join": join}
 RESULTS = WORK_DIR / "results"
 
 

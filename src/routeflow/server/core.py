@@ -137,7 +137,8 @@ class ServerCore:
             del self.nib.admissions.leaving[decision.vm.name]
             log.info("datapath %#x is back within its grace period: VM %s mirrors it again", msg.dpid,
                      decision.vm.name)
-        elif not self.config.vms_of_dpid(msg.dpid) and self.config.templates and decision is None:
+        elif (not self.config.vms_of_dpid(msg.dpid) and self.config.templates and decision is None
+              and msg.dpid != self.config.rfvs.dpid):
             out += self._admit(msg.dpid, msg.ports)
         for vm in self.config.vms_of_dpid(msg.dpid):
             out += self._link_states(vm)
@@ -286,7 +287,9 @@ class ServerCore:
 
     def on_client_down(self, vm_name: str) -> list[Out]:
         # Flows stay: forwarding goes on headless until the client is back.
-        self.nib.vms[vm_name].connected = False
+        state = self.nib.vms.get(vm_name)
+        if state is not None:  # None: its VM was retired, which stopped it
+            state.connected = False
         return []
 
     def on_fib_snapshot(self, vm_name: str, msg: FibSnapshot) -> list[Out]:

@@ -94,6 +94,8 @@ async def serve(config: Config, ready: Callable[[], None] | None = None, keys: P
                 if ready:
                     ready()
                 await stop.wait()
+                server.vm_host = None
+                await server.vms_settled()
                 if leaving:
                     await venv.leave()
                     left = True

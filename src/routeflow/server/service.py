@@ -94,7 +94,8 @@ class RFServer:
         self.core = ServerCore(config)
         #: Where VMs made for switches that join are run (the virtual environment); None: nowhere.
         self.vm_host: VmHost | None = None
-        self._vm_tasks: set[asyncio.Task[None]] = set()
+        #: The latest change under way of each VM made or retired at runtime.
+        self._vm_work: dict[str, asyncio.Task[None]] = {}
         #: Whether a listener speaks TLS (a VM made at runtime then needs a certificate too).
         self.tls = False
         #: What happened, for the operator's API, and the Prometheus metrics.
@@ -169,6 +170,12 @@ class RFServer:
             server.close()
         for peer in list(self._peers):
             peer.writer.transport.abort()
+
+    async def vms_settled(self) -> None:
+        """Wait for the VMs being made or removed at runtime, so that the virtual environment
+        removes (or leaves) whole VMs only."""
+        while self._vm_work:
+            await asyncio.gather(*self._vm_work.values(), return_exceptions=True)
 
     async def stop(self) -> None:
         self._stopping = True  # peers closed now are not replaced (no election on the way out)
@@ -401,16 +408,19 @@ class RFServer:
                            f"{change.vm.dpid:#x}", change.vm.dpid, change.vm.name)
         if self.vm_host is None:
             return
-        work = self.vm_host.add(change.vm) if change.add else self.vm_host.remove(change.vm.name)
+        host, name = self.vm_host, change.vm.name
+        # One VM's changes in order: made again right after it was retired, it waits for the removal.
+        previous = self._vm_work.get(name)
 
         async def run() -> None:
+            if previous is not None:
+                await asyncio.gather(previous, return_exceptions=True)
             try:
-                await work
+                await (host.add(change.vm) if change.add else host.remove(name))
             except Exception as exc:  # noqa: BLE001 - one VM failing to come up costs that VM only
-                log.error("VM %s could not be %s: %s", change.vm.name, "made" if change.add else "removed", exc)
-        task = asyncio.get_running_loop().create_task(run())
-        self._vm_tasks.add(task)
-        task.add_done_callback(self._vm_tasks.discard)
+                log.error("VM %s could not be %s: %s", name, "made" if change.add else "removed", exc)
+        task = self._vm_work[name] = asyncio.get_running_loop().create_task(run())
+        task.add_done_callback(lambda done: self._vm_work.pop(name, None) if self._vm_work.get(name) is done else None)
 
     def _schedule_reconcile(self) -> None:
         # Run once after the current burst of messages, so many FIB changes

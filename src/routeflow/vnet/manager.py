@@ -170,7 +170,6 @@ class VirtualEnvironment(Lifecycle):
             await supervisor.stop()
         await self.driver.destroy(plan)
         self.plan = dataclasses.replace(self.plan, vms=tuple(v for v in self.plan.vms if v.name != name))
-        log.info("VM %s removed", name)
 
     async def _add_bridge(self) -> None:
         if self.plan.bridge.tls:
