@@ -5,12 +5,16 @@ switch that leaves keeps its VM for the grace period, then loses it."""
 
 from __future__ import annotations
 
+import signal
 import time
 
 import pytest
 
-from routeflow.harness import CONVERGE_TIMEOUT, Stack, ping, running, wait_for
-from routeflow.vnet import links
+from routeflow.harness import CONVERGE_TIMEOUT, Stack, ping, route_device, running, wait_for
+from routeflow.lab import network
+from routeflow.vnet import frr, links
+from routeflow.vnet.frr import DEFAULT_RUN_ROOT
+from routeflow.vnet.resources import read_pidfile
 
 pytestmark = pytest.mark.integration
 
@@ -25,6 +29,11 @@ def _vm_names(stack: Stack) -> list[str]:
     return sorted(vm["name"] for vm in stack.status(detail=False)["vms"])
 
 
+def _nics(stack: Stack, vm: str) -> list[str]:
+    """The NICs the server has VM ``vm`` mirror ports with."""
+    return sorted(i["name"] for v in stack.status(detail=False)["vms"] if v["name"] == vm for i in v["interfaces"])
+
+
 def test_the_switches_present_at_the_start_get_vms_and_route(discovered):
     assert _vm_names(discovered) == ["sw1", "sw2", "sw3"]
     status = discovered.status()
@@ -37,6 +46,7 @@ def test_the_switches_present_at_the_start_get_vms_and_route(discovered):
 
 
 def test_a_switch_that_joins_gets_its_vm_and_is_routed_to(discovered):
+    network.set_link("C-D", "down", state_path=discovered.lab_state)  # sD joins with its port 2 down
     started = time.monotonic()
     decision = discovered.join_switch("sD")
     assert decision["admitted"] and decision["vm"] == "sw4" and decision["template"] == "sw"
@@ -45,7 +55,17 @@ def test_a_switch_that_joins_gets_its_vm_and_is_routed_to(discovered):
     wait_for(discovered.all_pairs_ok, CONVERGE_TIMEOUT, 0.5)
     discovered.wait_verify_clean()
     assert _vm_names(discovered) == ["sw1", "sw2", "sw3", "sw4"]
+    assert _nics(discovered, "sw4") == ["eth1", "eth3", "eth4"]
     print(f"\nsD joined: first routed ping h1 -> h4 {first_ping:.1f} s after it connected")
+
+
+def test_a_port_that_comes_up_later_gets_a_nic_and_carries_routes(discovered):
+    network.set_link("C-D", "up", state_path=discovered.lab_state)
+    wait_for(lambda: _nics(discovered, "sw4") == ["eth1", "eth2", "eth3", "eth4"], 10, 0.2)
+    # sw3 meets sw4 over the new NIC: h3 reaches h4 over C-D, sC port 4 (sw3's eth4)
+    wait_for(lambda: route_device("sw3", "10.1.4.100") == "eth4", CONVERGE_TIMEOUT, 0.2)
+    wait_for(discovered.all_pairs_ok, CONVERGE_TIMEOUT, 0.5)
+    discovered.wait_verify_clean()
 
 
 def test_a_switch_outside_the_policy_is_rejected_and_holds_only_the_table_miss_drop(discovered):
@@ -71,3 +91,18 @@ def test_a_switch_that_leaves_keeps_its_vm_for_the_grace_period_then_loses_it(di
     wait_for(lambda: not links.netns_exists("sw4"), 10, 0.2)
     wait_for(discovered.all_pairs_ok, CONVERGE_TIMEOUT, 0.5)
     discovered.wait_verify_clean()
+
+
+def test_a_restarted_server_adopts_the_vms_it_made_and_loses_nothing(discovered):
+    pids = {vm: read_pidfile(str(frr.pidfile("ospfd", DEFAULT_RUN_ROOT / vm))) for vm in ("sw1", "sw2", "sw3")}
+    assert all(pids.values()), pids
+    discovered.server.send_signal(signal.SIGKILL)
+    discovered.server.wait(timeout=10)
+    discovered.start_server()
+    wait_for(lambda: _vm_names(discovered) == ["sw1", "sw2", "sw3"]
+             and all(vm["synced"] for vm in discovered.status(detail=False)["vms"]), 30, 0.2)
+    discovered.wait_verify_clean()
+    assert {vm: read_pidfile(str(frr.pidfile("ospfd", DEFAULT_RUN_ROOT / vm))) for vm in pids} == pids, "a VM was remade"
+    log = "".join(text for name, text in discovered.logs() if name == "server.log")
+    assert "virtual environment up: 3 VMs on rfvs (3 adopted)" in log
+    assert discovered.all_pairs_ok()

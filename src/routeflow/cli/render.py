@@ -85,6 +85,13 @@ def _print_status(doc: dict[str, Any], flows: bool, routes: bool) -> None:
     for dp in doc["datapaths"]:
         if dp["compile_error"]:
             out.write(f"datapath {dp['dpid']}: flows not updated: {dp['compile_error']}\n")
+        for missing in dp.get("missing_ports", []):
+            out.write(f"datapath {dp['dpid']}: no such port for {missing}\n")
+        admission = dp.get("admission")
+        if admission and not admission["admitted"]:
+            out.write(f"datapath {dp['dpid']}: rejected: {admission['reason']}\n")
+        elif admission and admission["leaving"]:
+            out.write(f"datapath {dp['dpid']}: gone; VM {admission['vm']} stays for its grace period\n")
     out.write("\n")
     # The mapping table: each VM NIC and the virtual port (datapath, port, VLAN) it mirrors.
     rows = [("VM", "DATAPATH", "CLIENT", "INTERFACE", "PORT", "VLAN", "RFVS PORT", "STATE", "VIRTUAL LINK",

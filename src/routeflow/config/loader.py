@@ -24,6 +24,7 @@ from routeflow.config.schema import (
     DEFAULT_HTTP,
     FRR_DAEMONS,
     KEY,
+    MAX_VMS_PER_DATAPATH,
     OFPP_MAX,
     PEER_ROLES,
     TRUNK_MAX_PORT,
@@ -41,7 +42,6 @@ from routeflow.config.schema import (
     VmConfig,
     VmInterface,
 )
-from routeflow.flows.pipeline import MAX_CONTEXTS
 from routeflow.protocol.transport import ADDRESS_FORMS, parse_address
 
 
@@ -111,8 +111,8 @@ def parse_config(document: object, source: str = "<config>", reading: Sequence[t
                                                 f"sharing datapath {v.dpid:#x} share its trunk, so they "
                                                 "must give the same one (or none)")
     for dpid, sharing in Counter(v.dpid for v in vms if v.dpid is not None).items():
-        if sharing > MAX_CONTEXTS:
-            problems.add("vms", f"{sharing} VMs share datapath {dpid:#x}: at most {MAX_CONTEXTS} can "
+        if sharing > MAX_VMS_PER_DATAPATH:
+            problems.add("vms", f"{sharing} VMs share datapath {dpid:#x}: at most {MAX_VMS_PER_DATAPATH} can "
                                 "(each has a FIB table of its own there)")
     check_unique(problems, "vms", "trunk RFVS interface",
                  [(f"vms[{i}].trunk.rfvs_interface", t.rfvs_port_name(dpid))

@@ -100,6 +100,10 @@ class VirtualPort(NamedTuple):
         return where if self.vlan is None else f"{where} vlan {self.vlan}"
 
 
+#: VMs one datapath can be shared by: each has a FIB table of its own there, tables 1 to
+#: 252 (:data:`routeflow.flows.pipeline.MAX_CONTEXTS`, which a test holds equal).
+MAX_VMS_PER_DATAPATH = 252
+
 #: A VLAN id carries the switch port on a trunk: ports 1..4094 fit.
 TRUNK_MAX_PORT = 4094
 

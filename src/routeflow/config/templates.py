@@ -8,7 +8,6 @@ import string
 from typing import Iterable
 
 from routeflow.config.schema import TEMPLATE_POOL_MAX, TEMPLATE_PORT_MAX, Template, VmConfig, VmInterface
-from routeflow.model import PortDesc
 
 
 def pool_size(template: Template) -> int:
@@ -19,9 +18,10 @@ def pool_size(template: Template) -> int:
     return max(0, min(size, TEMPLATE_POOL_MAX))
 
 
-def vm_from_template(template: Template, n: int, dpid: int, ports: Iterable[PortDesc]) -> VmConfig:
-    """VM ``n`` of ``template`` for switch ``dpid``: a NIC ``eth<port>`` per port up (unnumbered,
-    but for the host port), its router id the ``n``-th of the pool, its engine config rendered."""
+def vm_from_template(template: Template, n: int, dpid: int, ports: Iterable[int]) -> VmConfig:
+    """VM ``n`` of ``template`` for switch ``dpid``: a NIC ``eth<port>`` per port of ``ports``
+    (unnumbered, but for the host port; ports past TEMPLATE_PORT_MAX have none), its router
+    id the ``n``-th of the pool, its engine config rendered."""
     router_id = ipaddress.IPv4Network(template.router_ids)[n]
     host_subnet = host_address = ""
     if template.host_subnets is not None:
@@ -30,7 +30,7 @@ def vm_from_template(template: Template, n: int, dpid: int, ports: Iterable[Port
         subnet = ipaddress.IPv4Network((int(pool.network_address) + n * size, template.host_prefixlen))
         host_subnet, host_address = str(subnet), f"{subnet[1]}/{template.host_prefixlen}"
     nics = []
-    for port in sorted(p.port_no for p in ports if p.up and p.port_no <= TEMPLATE_PORT_MAX):
+    for port in sorted({p for p in ports if 0 < p <= TEMPLATE_PORT_MAX}):
         addresses = (host_address,) if port == template.host_port and host_address else (f"{router_id}/32",)
         nics.append(VmInterface(f"eth{port}", port, addresses))
     name = f"{template.name}{n}"
@@ -46,5 +46,4 @@ def vm_from_template(template: Template, n: int, dpid: int, ports: Iterable[Port
 def sample_vm(template: Template) -> VmConfig:
     """The VM ``template`` would make for a first switch with ports 1 to 3 up (what ``routeflow
     check`` has the engine parse)."""
-    ports = [PortDesc(n, f"eth{n}", f"02:00:00:00:00:0{n}", True) for n in (1, 2, 3)]
-    return vm_from_template(template, 1, template.admit[0] if template.admit else 1, ports)
+    return vm_from_template(template, 1, template.admit[0] if template.admit else 1, (1, 2, 3))

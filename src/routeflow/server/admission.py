@@ -72,11 +72,41 @@ class Admissions:
                 exhausted.append(template.name)
                 continue
             used.add(n)
-            return Decision(dpid, vm_from_template(template, n, dpid, ports), template.name)
+            return Decision(dpid, vm_from_template(template, n, dpid, [p.port_no for p in ports if p.up]),
+                            template.name)
         if exhausted:
             return Decision(dpid, reason=f"the pools of template {', '.join(exhausted)} are exhausted "
                                          f"({', '.join(str(pool_size(t)) for t in self.templates if t.name in exhausted)} VMs)")
         return Decision(dpid, reason="no template admits it")
+
+    def with_port(self, dpid: int, port: int) -> VmConfig | None:
+        """The VM of admitted switch ``dpid`` with a NIC for ``port`` too, now up (remembered);
+        None if the switch was not admitted here or the VM has one already (or can have none)."""
+        decision = self.decisions.get(dpid)
+        if decision is None or decision.vm is None or decision.vm.port_of(f"eth{port}") is not None:
+            return None
+        vm = vm_from_template(self.template(decision.template), index_of(decision), dpid,
+                              [*(nic.port for nic in decision.vm.interfaces), port])
+        if len(vm.interfaces) == len(decision.vm.interfaces):
+            return None
+        self.decisions[dpid] = Decision(dpid, vm, decision.template)
+        return vm
+
+    def readmit(self, name: str, dpid: int, ports: Iterable[int]) -> Decision | None:
+        """Take again the decision a previous server took (its VM ``name`` for ``dpid``, with NICs
+        for ``ports``), if a template still makes such a VM; None if none does now."""
+        for template in self.templates:
+            index = name[len(template.name):]
+            if not (name.startswith(template.name) and index.isdigit() and index[0] != "0"):
+                continue
+            n, used = int(index), self.used.setdefault(template.name, set())
+            if (template.admit is not None and dpid not in template.admit) or n > pool_size(template) or n in used \
+                    or dpid in self.decisions:
+                return None
+            used.add(n)
+            decision = self.decisions[dpid] = Decision(dpid, vm_from_template(template, n, dpid, ports), template.name)
+            return decision
+        return None
 
     def release(self, dpid: int) -> Decision | None:
         """Forget switch ``dpid``'s decision; its VM's pool index is free again."""

@@ -13,6 +13,7 @@ import dataclasses
 import itertools
 import logging
 from dataclasses import dataclass
+from typing import Literal
 
 from routeflow.config.schema import Config, RoutingPlane, VmConfig
 from routeflow.flows.compiler import routing_context
@@ -77,10 +78,11 @@ class Out:
 
 @dataclass(frozen=True)
 class VmChange:
-    """For the virtual environment: make VM ``vm`` (``add``), or remove it."""
+    """For the virtual environment: make VM ``vm`` (``add``), give it the NICs it has now
+    (``update``: a port came up on its switch), or ``remove`` it."""
 
     vm: VmConfig
-    add: bool
+    kind: Literal["add", "update", "remove"]
 
 
 class ServerCore:
@@ -142,6 +144,10 @@ class ServerCore:
             out += self._admit(msg.dpid, msg.ports)
         for vm in self.config.vms_of_dpid(msg.dpid):
             out += self._link_states(vm)
+            missing = [f"{nic.name} (port {nic.port})" for nic in vm.interfaces if nic.port not in dp.ports]
+            if missing:
+                log.warning("datapath %#x has no port for VM %s's %s: down until it has", msg.dpid, vm.name,
+                            ", ".join(missing))
         return out
 
     def _admit(self, dpid: int, ports: tuple[PortDesc, ...]) -> list[Out]:
@@ -155,7 +161,24 @@ class ServerCore:
         log.info("datapath %#x admitted: template %s makes VM %s, %d NICs, router id %s", dpid, decision.template,
                  vm.name, len(vm.interfaces), vm.loopback[0].split("/")[0])
         self._set_vms((*self.config.vms, vm))
-        return [Out(CONTROLLER, Admission(dpid, True, vm.name, decision.template)), Out(VNET, VmChange(vm, True))]
+        return [Out(CONTROLLER, Admission(dpid, True, vm.name, decision.template)), Out(VNET, VmChange(vm, "add"))]
+
+    def readmit(self, made: dict[str, tuple[int, tuple[int, ...]]], now: float) -> list[str]:
+        """A restarted server takes the VMs its predecessor made for switches that joined
+        (``made``: name -> datapath, ports) as its own again, so that the virtual environment
+        adopts them; each waits its grace period for its switch. Returns the names taken."""
+        taken = []
+        for name, (dpid, ports) in sorted(made.items()):
+            decision = None if self.config.vms_of_dpid(dpid) else self.nib.admissions.readmit(name, dpid, ports)
+            if decision is None or decision.vm is None:
+                log.info("VM %s, made for datapath %#x, is no template's now: it goes", name, dpid)
+                continue
+            self._set_vms((*self.config.vms, decision.vm))
+            self.nib.admissions.leaving[name] = now + self.nib.admissions.template(decision.template).grace
+            taken.append(name)
+        if taken:
+            log.info("VMs made by the previous server taken again: %s", ", ".join(taken))
+        return taken
 
     def retire_due(self, now: float) -> list[Out]:
         """Remove the VMs of switches that left longer ago than their template's grace period."""
@@ -172,7 +195,7 @@ class ServerCore:
             self._compilers.pop(vm.name, None)
             self._changed.pop(vm.name, None)
             self._dirty.add(self.config.rfvs.dpid)
-            out += [Out(VNET, VmChange(vm, False)), Out(CONTROLLER, self.relay_map())]
+            out += [Out(VNET, VmChange(vm, "remove")), Out(CONTROLLER, self.relay_map())]
         return out
 
     def _set_vms(self, vms: tuple[VmConfig, ...]) -> None:
@@ -213,6 +236,12 @@ class ServerCore:
         self._dirty.add(msg.dpid)
         out = []
         up = msg.port.up and not msg.deleted
+        grown = self.nib.admissions.with_port(msg.dpid, msg.port.port_no) if up else None
+        if grown is not None:  # a VM made from a template gets a NIC for a port that came up
+            log.info("%#x port %d up: VM %s gets NIC eth%d", msg.dpid, msg.port.port_no, grown.name,
+                     msg.port.port_no)
+            self._set_vms(tuple(grown if v.name == grown.name else v for v in self.config.vms))
+            out.append(Out(VNET, VmChange(grown, "update")))
         for vm in self.config.vms_of_dpid(msg.dpid):
             for iface in vm.interfaces:
                 if iface.port == msg.port.port_no:  # the port and every VLAN on it
@@ -479,7 +508,7 @@ class ServerCore:
 
     def discovery_plan(self) -> DiscoveryPlan:
         """Probe the datapaths of ``virtual`` routing-plane VMs: their links get wired."""
-        dpids = tuple(sorted(vm.dpid for vm in self.config.vms if vm.routing_plane == RoutingPlane.VIRTUAL))
+        dpids = tuple(sorted({vm.dpid for vm in self.config.vms if vm.routing_plane == RoutingPlane.VIRTUAL}))
         return DiscoveryPlan(dpids, self.config.discovery_interval)
 
     def relay_map(self) -> RelayMap:

@@ -72,6 +72,11 @@ async def serve(config: Config, ready: Callable[[], None] | None = None, keys: P
             return 0
         await _wait_vnet_free(config)
     server = RFServer(config, keys=keys, store=store)
+    if config.manage_vms and config.templates:
+        from routeflow.vnet.manager import made_vms
+
+        server.core.readmit(made_vms(), asyncio.get_running_loop().time())
+        server.config = server.core.config
     await server.start()
     api = HttpApi(server, config.http) if config.http.listen else None
     if api is not None:
@@ -89,7 +94,8 @@ async def serve(config: Config, ready: Callable[[], None] | None = None, keys: P
         if config.manage_vms:
             from routeflow.vnet.manager import VirtualEnvironment, default_client_argv
 
-            async with VirtualEnvironment(config, client_argv=default_client_argv(config, keys), keys=keys) as venv:
+            running = server.config  # with the VMs made by the previous server, if any: adopted
+            async with VirtualEnvironment(running, client_argv=default_client_argv(running, keys), keys=keys) as venv:
                 server.vm_host = venv  # VMs for the switches that join
                 if ready:
                     ready()

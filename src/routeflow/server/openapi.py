@@ -38,7 +38,7 @@ SCHEMAS: dict[str, Any] = {
         "packet_in": {"type": ["object", "null"], "additionalProperties": INT},
         "refused_connections": NULL_INT,
         "unresolved_next_hops": _array({"type": "object"}),
-        "admission": {"oneOf": [{"type": "null"}, _ref("Admission")]},
+        "admission": {"oneOf": [{"type": "null"}, _ref("Admission")]}, "missing_ports": _array(STR),
     }, {"flows": _array(STR), "groups": _array(STR)}),
     "Admission": _obj({"admitted": BOOL, "vm": NULL_STR, "template": NULL_STR, "reason": NULL_STR, "leaving": BOOL}),
     "Datapaths": _obj({"datapaths": _array(_ref("Datapath"))}),

@@ -74,6 +74,9 @@ class VmHost(Protocol):
     async def add(self, vm: VmConfig) -> None:
         """Make and start VM ``vm``: its namespace, NICs, engine and RF-Client."""
 
+    async def update(self, vm: VmConfig) -> None:
+        """Give running VM ``vm.name`` the NICs ``vm`` has and it has not, and its engine the config."""
+
     async def remove(self, name: str) -> None:
         """Stop and remove VM ``name``."""
 
@@ -398,14 +401,14 @@ class RFServer:
         """The core made or retired a VM (a switch admitted, or gone for its grace period):
         its client's key, and the VM itself in the virtual environment, if the server runs one."""
         self.config = self.core.config
-        if change.add:
+        if change.kind == "add":
             ident = auth.identity("client", change.vm.name)
             self._keys.update(auth.ensure_keys(self.key_dir, [ident]))
             if self.tls:
                 pki.ensure(self.key_dir, [ident])
-        self.events.record(f"vm_{'added' if change.add else 'removed'}",
-                           f"VM {change.vm.name} {'made' if change.add else 'removed'} for datapath "
-                           f"{change.vm.dpid:#x}", change.vm.dpid, change.vm.name)
+        done = {"add": "made", "update": "given its new NICs", "remove": "removed"}[change.kind]
+        self.events.record(f"vm_{change.kind}", f"VM {change.vm.name} {done} (datapath {change.vm.dpid:#x})",
+                           change.vm.dpid, change.vm.name)
         if self.vm_host is None:
             return
         host, name = self.vm_host, change.vm.name
@@ -416,9 +419,14 @@ class RFServer:
             if previous is not None:
                 await asyncio.gather(previous, return_exceptions=True)
             try:
-                await (host.add(change.vm) if change.add else host.remove(name))
+                if change.kind == "add":
+                    await host.add(change.vm)
+                elif change.kind == "update":
+                    await host.update(change.vm)
+                else:
+                    await host.remove(name)
             except Exception as exc:  # noqa: BLE001 - one VM failing to come up costs that VM only
-                log.error("VM %s could not be %s: %s", name, "made" if change.add else "removed", exc)
+                log.error("VM %s could not be %s: %s", name, done, exc)
         task = self._vm_work[name] = asyncio.get_running_loop().create_task(run())
         task.add_done_callback(lambda done: self._vm_work.pop(name, None) if self._vm_work.get(name) is done else None)
 

@@ -64,6 +64,8 @@ def datapath_entry(nib: Nib, dpid: int, stats: ControllerStats | None = None,
         "flow_mods_sent": dp.flow_mods if dp else 0,
         "compile_error": dp.compile_error if dp else "",
         "admission": admission_entry(nib, dpid),
+        # VM NICs mirroring ports this switch does not have (it came back with other ports).
+        "missing_ports": missing_ports(nib, dpid),
         "packet_in": None if stats is None else dict(stats.packet_in_by_kind.get(dpid, {})),
         # Second connections claiming this datapath id while it was alive (impostors or a
         # switch reconnecting from another address).
@@ -76,6 +78,16 @@ def datapath_entry(nib: Nib, dpid: int, stats: ControllerStats | None = None,
             for vm in nib.config.vms_of_dpid(dpid) for u in nib.vms[vm.name].unresolved
         ] if dp else [],
     }
+
+
+def missing_ports(nib: Nib, dpid: int) -> list[str]:
+    """``"VM NIC: port N"`` for each NIC of the VMs on ``dpid`` whose port the connected switch
+    does not have (its NIC is down meanwhile)."""
+    dp = nib.datapaths.get(dpid)
+    if dp is None:
+        return []
+    return [f"{vm.name} {nic.name}: port {nic.port}" for vm in nib.config.vms_of_dpid(dpid)
+            for nic in vm.interfaces if nic.port not in dp.ports]
 
 
 def admission_entry(nib: Nib, dpid: int) -> dict[str, Any] | None:

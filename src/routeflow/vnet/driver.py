@@ -14,7 +14,7 @@ import logging
 from typing import Sequence
 
 from routeflow.vnet import VnetError, engine, links, ovs
-from routeflow.vnet.plan import VmPlan
+from routeflow.vnet.plan import NicPlan, VmPlan
 from routeflow.vnet.resources import Resource, ResourceLog, is_running, teardown
 
 log = logging.getLogger("routeflow.vnet")
@@ -32,8 +32,16 @@ class VmDriver(abc.ABC):
         """Create the VM with its NICs, addressed and up, plugged into the RFVS."""
 
     @abc.abstractmethod
+    async def add_nic(self, vm: VmPlan, nic: NicPlan) -> None:
+        """Give the running VM one more NIC, addressed and up, plugged into the RFVS."""
+
+    @abc.abstractmethod
     async def start_engine(self, vm: VmPlan) -> None:
         """Start the VM's routing engine; return once it accepts its peers."""
+
+    @abc.abstractmethod
+    async def reload_engine(self, vm: VmPlan) -> None:
+        """Have the VM's running engine take its config as planned now (new NICs)."""
 
     @abc.abstractmethod
     async def start_client(self, vm: VmPlan, argv: Sequence[str]) -> asyncio.subprocess.Process:
@@ -70,16 +78,23 @@ class NamespaceDriver(VmDriver):
         await links.set_sysctls(vm.netns, dict(vm.sysctls))
         await links.add_addresses(vm.netns, "lo", vm.loopback)
         for nic in vm.nics:
-            self.record.add(Resource("link", nic.host_ifname, vm.name))
-            await links.add_veth(nic.host_ifname, nic.name, vm.netns, nic.mac)
-            await links.add_addresses(vm.netns, nic.name, nic.addresses)
-            self.record.add(Resource("port", nic.host_ifname, vm.name))
-            await ovs.add_port(self.bridge, nic.host_ifname)
+            await self.add_nic(vm, nic)
         log.info("VM %s: namespace with %d NICs on %s", vm.name, len(vm.nics), self.bridge)
+
+    async def add_nic(self, vm: VmPlan, nic: NicPlan) -> None:
+        self.record.add(Resource("link", nic.host_ifname, vm.name))
+        await links.add_veth(nic.host_ifname, nic.name, vm.netns, nic.mac)
+        await links.add_addresses(vm.netns, nic.name, nic.addresses)
+        self.record.add(Resource("port", nic.host_ifname, vm.name))
+        await ovs.add_port(self.bridge, nic.host_ifname)
 
     async def start_engine(self, vm: VmPlan) -> None:
         if vm.engine_run is not None:
             await engine.start_engine(vm.netns, f"VM {vm.name}", vm.engine_run, self.record, owner=vm.name)
+
+    async def reload_engine(self, vm: VmPlan) -> None:
+        if vm.engine_run is not None:
+            await engine.reload_engine(vm.netns, f"VM {vm.name}", vm.engine_run)
 
     async def start_client(self, vm: VmPlan, argv: Sequence[str]) -> asyncio.subprocess.Process:
         # `ip netns exec` execs the command: the process handle is the client's.

@@ -86,6 +86,23 @@ async def start_engine(netns: str, label: str, plan: EnginePlan, record: Resourc
     log.info("%s: %s running", label, ", ".join(d.name for d in plan.daemons))
 
 
+async def reload_engine(netns: str, label: str, plan: EnginePlan) -> None:
+    """Rewrite ``plan``'s config and have its running daemons take it: FRR applies the file
+    (``vtysh -f``: what is new is added, what is there stays), BIRD reconfigures."""
+    write_private(plan.conf_file, plan.conf, plan.user)
+    if plan.engine == Engine.FRR:
+        argv = frr.vtysh_argv(plan.run_dir) + ["-f", str(plan.conf_file)]
+    else:
+        argv = bird.birdc_argv(plan.run_dir, "configure")
+    proc = await asyncio.create_subprocess_exec(*links.netns_argv(netns, argv), stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL)
+    out, _ = await proc.communicate()
+    # birdc says how the reconfiguration went, and exits 0 either way.
+    if proc.returncode != 0 or (plan.engine == Engine.BIRD and b"Reconfigur" not in out):
+        raise VnetError(f"{label}: {plan.engine} did not take its new config: {out.decode(errors='replace')[-500:]}")
+    log.info("%s: %s took its new config", label, plan.engine)
+
+
 def prepare_run_dir(plan: EnginePlan) -> None:
     """A fresh run directory (0700) holding the config file (0600), both owned by the
     engine's user: the config holds the engine's secrets (BGP and OSPF passwords)."""

@@ -56,6 +56,9 @@ PLANS = "plans"
 RFVS = "rfvs"
 #: The part of a VM's recorded plan that is its RF-Client's command (not in its VmPlan).
 CLIENT = "client"
+#: State-file meta: the VMs made at runtime for switches that joined, each with its
+#: datapath and ports, for a restarted server to make them again as they are (and adopt them).
+MADE = "made"
 
 
 class VirtualEnvironment(Lifecycle):
@@ -148,6 +151,7 @@ class VirtualEnvironment(Lifecycle):
         await self.driver.create(plan)
         await self.driver.start_engine(plan)
         self._record_plan(plan.name, vm_digests(plan))
+        self._record_made(vm)
         self.engines[plan.name] = EngineSupervisor(plan, self.record, *self._backoff)
         self.engines[plan.name].start()
         if self._client_argv is not None:
@@ -158,10 +162,28 @@ class VirtualEnvironment(Lifecycle):
             await supervisor.start()
         log.info("VM %s up: %d NICs, engine %s", plan.name, len(plan.nics), plan.engine)
 
+    async def update(self, vm: VmConfig) -> None:
+        """Give running VM ``vm.name`` the NICs of ``vm`` it lacks (ports that came up on its
+        switch), and its engine the config that names them."""
+        plan, old = plan_vm(vm, self.run_root), self.plan.vm(vm.name)
+        have = {nic.name for nic in old.nics}
+        for nic in plan.nics:
+            if nic.name not in have:
+                await self.driver.add_nic(plan, nic)
+        self.plan = dataclasses.replace(self.plan, vms=tuple(plan if v.name == vm.name else v for v in self.plan.vms))
+        self._record_plan(plan.name, vm_digests(plan))
+        self._record_made(vm)
+        await self.driver.reload_engine(plan)
+        if vm.name in self.engines:  # a daemon restarted later starts with what it has now
+            self.engines[vm.name].vm = plan
+        log.info("VM %s: NICs %s added", vm.name, ", ".join(n.name for n in plan.nics if n.name not in have))
+
     async def remove(self, name: str) -> None:
         """Stop and remove VM ``name`` (its switch gone for good)."""
         plan = self.plan.vm(name)
         self._drop_plan(name)
+        if self.record.meta.get(MADE, {}).pop(name, None) is not None:
+            self.record.save()
         engine = self.engines.pop(name, None)
         if engine is not None:
             await engine.stop()
@@ -186,6 +208,10 @@ class VirtualEnvironment(Lifecycle):
 
     def _record_plan(self, owner: str, parts: dict[str, str]) -> None:
         self.record.meta.setdefault(PLANS, {}).setdefault(owner, {}).update(parts)
+        self.record.save()
+
+    def _record_made(self, vm: VmConfig) -> None:
+        self.record.meta.setdefault(MADE, {})[vm.name] = {"dpid": vm.dpid, "ports": [n.port for n in vm.interfaces]}
         self.record.save()
 
     def _drop_plan(self, owner: str) -> None:
@@ -357,6 +383,19 @@ class VirtualEnvironment(Lifecycle):
 
     def is_alive(self, vm: str) -> bool:
         return self.driver.is_alive(self.plan.vm(vm))
+
+
+def made_vms(state_path: Path = DEFAULT_STATE) -> dict[str, tuple[int, tuple[int, ...]]]:
+    """The VMs a previous run made for switches that joined, as its state file records them:
+    name -> (datapath id, switch ports of its NICs). Nothing if there is no (readable) record."""
+    if not state_path.exists():
+        return {}
+    try:
+        made = ResourceLog.load(state_path).meta.get(MADE, {})
+        return {name: (int(entry["dpid"]), tuple(int(p) for p in entry["ports"])) for name, entry in made.items()}
+    except (VnetError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        log.warning("the VMs made by the previous run are not known (%s): they are made again", exc)
+        return {}
 
 
 def default_client_argv(config: Config, keys: Path = KEY_DIR) -> ClientArgv:

@@ -7,6 +7,7 @@ import pytest
 from tests.fakeswitch import forward
 from tests.tenants import CONFIG, SHARED_PORT, TENANTS, VMS, fib, ports, virtual_ports
 
+from routeflow.config.schema import MAX_VMS_PER_DATAPATH
 from routeflow.flows import pipeline as P
 from routeflow.flows.compiler import SOLE, compile_datapath, routing_context
 from routeflow.flows.incremental import IncrementalCompiler
@@ -36,6 +37,11 @@ def egress(outcome) -> set[tuple[int, int | None]]:
     """The (port, VLAN) pairs a packet left by, through flows or group buckets."""
     outputs = outcome.outputs + [o for bucket in outcome.buckets for o in bucket]
     return {(o["port"], o["vlan_vid"] & 0xFFF if "vlan_vid" in o else None) for o in outputs}
+
+
+def test_the_pipeline_has_a_fib_table_for_as_many_vms_as_the_config_lets_share_a_datapath():
+    assert P.MAX_CONTEXTS == MAX_VMS_PER_DATAPATH
+    assert P.fib_table(MAX_VMS_PER_DATAPATH - 1) < P.SLOW_PATH.table_id
 
 
 def test_each_tenant_has_its_own_fib_table_and_the_first_keeps_logical_splits():

@@ -7,7 +7,16 @@ from tests.problems import problems as config_problems
 from routeflow.config.loader import parse_config
 from routeflow.config.templates import pool_size, vm_from_template
 from routeflow.model import PortDesc
-from routeflow.protocol.messages import Admission, DatapathJoin, DatapathLeave, DumpTable, RelayMap, TableDump, TableMod
+from routeflow.protocol.messages import (
+    Admission,
+    DatapathJoin,
+    DatapathLeave,
+    DumpTable,
+    PortChange,
+    RelayMap,
+    TableDump,
+    TableMod,
+)
 from routeflow.server.admission import Admissions
 from routeflow.server.core import CONTROLLER, TABLE_MISS_DROP, VNET, ServerCore, VmChange
 from routeflow.server.status import status_document
@@ -32,7 +41,7 @@ def ports(*numbers: int, down: tuple[int, ...] = ()) -> tuple[PortDesc, ...]:
 
 
 def test_a_vm_from_a_template_has_a_nic_per_port_up_unnumbered_but_the_host_port():
-    vm = vm_from_template(CONFIG.templates[0], 2, 0x10, ports(1, 2, 3, 4, down=(4,)))
+    vm = vm_from_template(CONFIG.templates[0], 2, 0x10, (1, 2, 3))
     assert vm.name == "edge2" and vm.dpid == 0x10 and vm.loopback == ("10.255.1.2/32",)
     assert [(n.name, n.port, n.addresses) for n in vm.interfaces] == [
         ("eth1", 1, ("10.1.2.1/24",)), ("eth2", 2, ("10.255.1.2/32",)), ("eth3", 3, ("10.255.1.2/32",))]
@@ -89,7 +98,7 @@ def test_the_core_makes_a_vm_for_an_admitted_switch_and_retires_it_after_the_gra
     (decision,) = [o.msg for o in out if isinstance(o.msg, Admission)]
     (change,) = [o.msg for o in out if o.to == VNET]
     assert decision == Admission(0x10, True, "edge1", "edge")
-    assert isinstance(change, VmChange) and change.add and change.vm.name == "edge1"
+    assert isinstance(change, VmChange) and change.kind == "add" and change.vm.name == "edge1"
     assert [vm.name for vm in core.config.vms_of_dpid(0x10)] == ["edge1"] and "edge1" in core.nib.vms
     assert status_document(core.nib)["admissions"] == {"admitted": 1, "rejected": 0}
     # the switch leaves; back within the grace period, it finds its VM
@@ -100,7 +109,7 @@ def test_the_core_makes_a_vm_for_an_admitted_switch_and_retires_it_after_the_gra
     # gone for longer than the grace period: the VM goes, and its index is free again
     core.on_datapath_leave(DatapathLeave(0x10), now=300.0)
     out = core.retire_due(305.0)
-    assert [(o.to, o.msg.add, o.msg.vm.name) for o in out if o.to == VNET] == [(VNET, False, "edge1")]
+    assert [(o.to, o.msg.kind, o.msg.vm.name) for o in out if o.to == VNET] == [(VNET, "remove", "edge1")]
     assert any(isinstance(o.msg, RelayMap) for o in out)
     assert core.config.vm("edge1") is None and "edge1" not in core.nib.vms
     assert core.nib.admissions.decide(0x11, ports(1)).vm.name == "edge1"
@@ -143,3 +152,35 @@ def test_a_switch_gets_its_datapath_id_as_index_where_the_pool_reaches():
     book = Admissions(template)
     assert [book.decide(d, ports(1)).vm.name for d in (3, 1, 0x1000, 2)] == ["edge3", "edge1", "edge2", "edge4"]
     assert book.decisions[3].vm.interfaces[0].addresses == ("10.1.3.1/24",)
+
+
+def test_a_port_that_comes_up_on_an_admitted_switch_gets_a_nic():
+    core = ServerCore(CONFIG)
+    core.on_controller_up()
+    joined(core, 0x10, 1, 2)  # port 3 is not there yet
+    assert [n.name for n in core.config.vm("edge1").interfaces] == ["eth1", "eth2"]
+    out = core.on_port_change(PortChange(0x10, ports(3)[0]))
+    (change,) = [o.msg for o in out if o.to == VNET]
+    assert change.kind == "update" and [n.name for n in change.vm.interfaces] == ["eth1", "eth2", "eth3"]
+    assert change.vm.interfaces[2].addresses == ("10.255.1.1/32",)
+    assert "interface eth3\n ip ospf network point-to-point" in change.vm.engine_config
+    assert core.config.vm("edge1") == change.vm
+    # the same port down and up again: nothing more to make
+    core.on_port_change(PortChange(0x10, ports(3, down=(3,))[0]))
+    assert not [o for o in core.on_port_change(PortChange(0x10, ports(3)[0])) if o.to == VNET]
+
+
+def test_a_restarted_server_takes_the_vms_its_predecessor_made_as_they_were():
+    first = ServerCore(CONFIG)
+    first.on_controller_up()
+    joined(first, 0x11, 1, 2, 3)
+    made = first.config.vm("edge1")
+    later = ServerCore(CONFIG)
+    taken = later.readmit({"edge1": (0x11, (1, 2, 3)), "edge9": (0x12, (1,)), "other1": (0x10, (1,))}, now=50.0)
+    assert taken == ["edge1"]  # edge9 is past the pool, other1 no template's
+    assert later.config.vm("edge1") == made  # the same config: the virtual environment adopts it
+    assert later.nib.admissions.leaving == {"edge1": 55.0}
+    later.on_controller_up()
+    out, _ = joined(later, 0x11, 1, 2, 3)  # its switch is back: no new decision, the VM stays
+    assert not [o for o in out if isinstance(o.msg, Admission)] and later.nib.admissions.leaving == {}
+    assert later.retire_due(100.0) == []

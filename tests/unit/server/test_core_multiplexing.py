@@ -6,6 +6,7 @@ import asyncio
 from tests.fakeswitch import FakeSwitch
 from tests.tenants import CONFIG, SHARED_PORT, TENANTS, fib, ports
 
+from routeflow.config.loader import parse_config
 from routeflow.flows import pipeline as P
 from routeflow.flows.diff import TableComparison
 from routeflow.model import Fib, Flow, NextHop, Route
@@ -14,6 +15,7 @@ from routeflow.protocol.messages import (
     DumpTable,
     FibDelta,
     FibSnapshot,
+    LinkChange,
     LinkState,
     MappingSeen,
     PortChange,
@@ -126,3 +128,26 @@ def test_verify_checks_each_tenant_and_reports_a_flow_that_belongs_to_none():
     found, _ = asyncio.run(differences(core.nib, sources))
     text = "\n".join(found)
     assert "10.2.0.0/24" in text and f"table={P.FIB_CONTEXT_BASE + 5}" in text
+
+
+def test_a_shared_link_in_the_virtual_plane_is_one_cable_per_tenant():
+    """Two switches, two tenants each, a link between them carrying both on their VLANs:
+    each tenant's two NICs on it are wired to each other, and never to the other tenant's."""
+    vms = []
+    for dpid in (1, 2):
+        for tenant, vlan in (("a", 10), ("b", 20)):
+            vms.append({"name": f"{tenant}{dpid}", "dpid": dpid, "engine": "none", "routing_plane": "virtual",
+                        "interfaces": [{"name": "eth1", "port": 1 if tenant == "a" else 2},
+                                       {"name": "eth3", "port": 3, "vlan": vlan}]})
+    core = ServerCore(parse_config({"vms": vms}))
+    core.on_link_change(LinkChange(1, 3, 2, 3, True))
+    core.on_link_change(LinkChange(2, 3, 1, 3, True))
+    assert core.nib.virtual_links() == [(("a1", "eth3"), ("a2", "eth3")), (("b1", "eth3"), ("b2", "eth3"))]
+
+
+def test_a_switch_back_with_fewer_ports_names_the_nics_left_without_one():
+    core = ServerCore(CONFIG)
+    core.on_controller_up()
+    core.on_datapath_join(DatapathJoin(1, tuple(p for n, p in ports().items() if n != SHARED_PORT)))
+    (dp,) = [d for d in status_document(core.nib)["datapaths"] if d["dpid"] == "0x1"]
+    assert dp["missing_ports"] == ["tA eth2: port 3", "tB eth2: port 3"]
