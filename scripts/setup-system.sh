@@ -3,7 +3,7 @@
 set -euo pipefail
 
 # chromium and its driver: the web view's browser test (headless, offline); etcd-server: a server pair's NIB.
-PACKAGES=(openvswitch-switch frr bird2 iproute2 iputils-ping traceroute tcpdump procps python3-venv chromium chromium-driver etcd-server)
+PACKAGES=(openvswitch-switch frr frr-pythontools bird2 iproute2 iputils-ping traceroute tcpdump procps python3-venv chromium chromium-driver etcd-server)
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "setup-system: must run as root (namespaces, Open vSwitch, FRR)" >&2

@@ -1,6 +1,6 @@
-"""The operator's client of the RF-Server: the requests ``status`` and ``verify``.
+"""The operator's client of the RF-Server: the requests ``status``, ``verify`` and ``reload``.
 
-What ``routeflow status`` and ``routeflow verify`` ask a running server over the
+What ``routeflow status``, ``verify`` and ``reload`` ask a running server over the
 RF-protocol, and what the demo, the running-stack harness and the benchmarks ask
 it too. Like the controller's :class:`~routeflow.controller.link.ServerLink`, a
 client of the server with its own identity (``operator``), but one request per
@@ -19,13 +19,22 @@ from pathlib import Path
 from typing import Any
 
 from routeflow.protocol.auth import KEY_DIR, AuthError
-from routeflow.protocol.messages import StatusReply, StatusRequest, VerifyReply, VerifyRequest
+from routeflow.protocol.messages import (
+    ReloadReply,
+    ReloadRequest,
+    StatusReply,
+    StatusRequest,
+    VerifyReply,
+    VerifyRequest,
+)
 from routeflow.protocol.transport import BlockingSession, first_answering, parse_addresses
 
 #: Reply wait: verify dumps every datapath and every VM's FIB.
 TIMEOUT = 900.0
 #: Between two verify requests while waiting for a clean one.
 VERIFY_RETRY = 1.0
+Request = StatusRequest | VerifyRequest | ReloadRequest
+Reply = StatusReply | VerifyReply | ReloadReply
 
 
 class ServerUnreachable(ConnectionError):
@@ -69,7 +78,14 @@ class OperatorClient:
                     return reply
             time.sleep(VERIFY_RETRY)
 
-    def _ask(self, request: StatusRequest | VerifyRequest) -> StatusReply | VerifyReply:
+    def reload(self) -> ReloadReply:
+        """Have the server read its config file again and apply what differs; its reply
+        says what changed and the FlowMods it took, or why the file was refused."""
+        reply = self._ask(ReloadRequest(1))
+        assert isinstance(reply, ReloadReply)
+        return reply
+
+    def _ask(self, request: Request) -> Reply:
         try:
             # A server pair's addresses are tried in turn: the active one is listening.
             session = first_answering(parse_addresses(self.server), lambda address: BlockingSession(
@@ -83,7 +99,7 @@ class OperatorClient:
             raise ServerUnreachable(self.server, exc) from exc
         finally:
             session.close()
-        if not isinstance(reply, (StatusReply, VerifyReply)):
+        if not isinstance(reply, (StatusReply, VerifyReply, ReloadReply)):
             raise ServerUnreachable(self.server, f"unexpected reply {type(reply).__name__}")
         return reply
 

@@ -274,6 +274,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                    help="retry until clean or this many seconds have passed")
 
+    p = sub.add_parser("reload", help="have the server read its config again and apply only what changed")
+    _add_server_option(p)
+    add_keys_option(p)
+    p.add_argument("--json", action="store_true")
+
     p = sub.add_parser("events", help="what the server saw happen: switches, ports, links, peers, routes")
     p.add_argument("--http", default=DEFAULT_HTTP, metavar="HOST:PORT",
                    help=f"the server's HTTP surface (its http.listen; default {DEFAULT_HTTP})")
@@ -409,6 +414,8 @@ def _run(args: argparse.Namespace) -> int:
         return render.status(args.server, as_json=args.json, flows=args.flows, routes=args.routes, keys=args.keys)
     if args.command == "verify":
         return render.verify(args.server, as_json=args.json, wait=args.wait, keys=args.keys)
+    if args.command == "reload":
+        return render.reload(args.server, as_json=args.json, keys=args.keys)
     if args.command == "events":
         return render.events(args.http, args.since, args.follow, args.json)
     if args.command == "vm":

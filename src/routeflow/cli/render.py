@@ -148,6 +148,28 @@ def verify(server: str, as_json: bool, wait: float, keys: Path = KEY_DIR) -> int
     return 0 if reply.ok else 1
 
 
+def reload(server: str, as_json: bool, keys: Path = KEY_DIR) -> int:
+    """``routeflow reload``: what the server changed and the FlowMods it took, or why it
+    refused the file (nothing changed then); 1 if it refused."""
+    reply = OperatorClient(server, keys).reload()
+    if as_json:
+        print_json({"ok": reply.ok, "problems": list(reply.problems), "changes": list(reply.changes),
+                    "flow_mods": reply.flow_mods, "table_size": reply.table_size})
+        return 0 if reply.ok else 1
+    for line in reply.problems:
+        sys.stderr.write(line + "\n")
+    if not reply.ok:
+        sys.stderr.write(f"routeflow: reload: refused ({len(reply.problems)} problems); nothing changed\n")
+        return 1
+    for line in reply.changes or ["nothing changed: the file says what runs"]:
+        sys.stdout.write(line + "\n")
+    if reply.flow_mods:
+        _table([("DATAPATH", "FLOWMODS"), *((dp, str(n)) for dp, n in sorted(reply.flow_mods.items()))])
+    sys.stdout.write(f"reload: {sum(reply.flow_mods.values())} FlowMods sent, to datapaths holding "
+                     f"{reply.table_size} flows and groups\n")
+    return 0
+
+
 def credentials(keys: Path, made: Sequence[str], as_json: bool) -> int:
     """``routeflow pki``: list every TLS credential in ``keys`` with its expiry, marking
     those of the identities ``made`` just now; 1 if there is none."""

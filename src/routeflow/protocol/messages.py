@@ -404,6 +404,27 @@ class VerifyReply(Message, tag="verify_reply", frozen=True):
     checked: dict[str, int] = {}
 
 
+class ReloadRequest(Message, tag="reload_request", frozen=True):
+    """Read the server's config file again and apply what differs (``routeflow reload``)."""
+
+    request_id: int
+
+
+class ReloadReply(Message, tag="reload_reply", frozen=True):
+    request_id: int
+    #: False: the config was refused whole (``problems``) and nothing changed.
+    ok: bool
+    #: Each problem as ``file: field: reason``.
+    problems: tuple[str, ...] = ()
+    #: What changed, one line each (empty: the file says what runs).
+    changes: tuple[str, ...] = ()
+    #: FlowMods (flow and group changes) the reload sent, by datapath (``0x...``), counted
+    #: until the VMs it changed have reported their new state.
+    flow_mods: dict[str, int] = {}
+    #: Flows and groups the datapaths it touched hold (what a flush would have rewritten).
+    table_size: int = 0
+
+
 AnyMessage = (
     Hello
     | Challenge
@@ -438,6 +459,8 @@ AnyMessage = (
     | StatusReply
     | VerifyRequest
     | VerifyReply
+    | ReloadRequest
+    | ReloadReply
 )
 
 # -- what each role may send -----------------------------------------------------
@@ -460,7 +483,7 @@ SENT_BY: dict[str, tuple[type[Message], ...]] = {
         ControllerStats,
     ),
     "client": (FibSnapshot, FibDelta, FibAudit),
-    "operator": (StatusRequest, VerifyRequest),
+    "operator": (StatusRequest, VerifyRequest, ReloadRequest),
 }
 
 #: What the server accepts from each role after the handshake.

@@ -124,6 +124,11 @@ class Admissions:
     def template(self, name: str) -> Template:
         return next(t for t in self.templates if t.name == name)
 
+    def rejected(self, dpid: int) -> bool:
+        """Whether switch ``dpid`` was rejected (and holds nothing but the table-miss drop)."""
+        decision = self.decisions.get(dpid)
+        return decision is not None and decision.vm is None
+
 
 def index_of(decision: Decision) -> int:
     """The pool index of an admitted switch's VM: its name's number."""

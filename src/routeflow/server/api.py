@@ -9,9 +9,11 @@ a million of each on a full Internet table) are streamed in chunks of :data:`CHU
 entries, yielding to the event loop between chunks, so no request holds the server
 for long; ``offset``/``limit`` page through them and ``q`` filters them by text.
 
-Requests from loopback need no credential (everything here only reads). With
-``http.token_file`` configured, a request from anywhere else must carry
-``Authorization: Bearer TOKEN``; the loader refuses a listener off loopback without one.
+Requests from loopback need no credential to read. With ``http.token_file`` configured,
+a request from anywhere else must carry ``Authorization: Bearer TOKEN``; the loader refuses
+a listener off loopback without one. The one request that changes state, ``POST /reload``
+(:meth:`~routeflow.server.operations.Operations.reload`), exists only with a token, and
+needs it from loopback too.
 """
 
 from __future__ import annotations
@@ -63,6 +65,8 @@ KEEPALIVE = 15.0
 #: The web view's files: a page, a script and a style sheet, served as they are.
 WEB = Path(__file__).with_name("web")
 _SERVER: web.AppKey[RFServer] = web.AppKey("server", object)  # type: ignore[arg-type]
+#: Whether ``POST /reload`` is served (a token is configured).
+_RELOAD: web.AppKey[bool] = web.AppKey("reload", bool)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -86,7 +90,7 @@ def _server(request: web.Request) -> RFServer:
 
 
 def _error(status: int, reason: str) -> web.HTTPException:
-    cls = {400: web.HTTPBadRequest, 404: web.HTTPNotFound}[status]
+    cls = {400: web.HTTPBadRequest, 401: web.HTTPUnauthorized, 404: web.HTTPNotFound}[status]
     return cls(text=msgspec.json.encode({"error": reason}).decode(), content_type="application/json")
 
 
@@ -262,6 +266,20 @@ async def _verify(request: web.Request) -> web.Response:
     return _json({"ok": reply.ok, "differences": list(reply.differences), "checked": reply.checked})
 
 
+def _reload(token: str) -> Handler:
+    """``POST /reload``, for bearers of ``token`` only: 200 with what changed, 422 with the
+    problems of a config refused (nothing changed)."""
+    async def reload(request: web.Request) -> web.Response:
+        if not hmac.compare_digest(request.headers.get("Authorization", "").encode(), f"Bearer {token}".encode()):
+            log.warning("refused a reload from %s: no valid bearer token", request.remote)
+            raise _error(401, "a bearer token is required to change state")
+        reply = await _server(request).reload()
+        return web.json_response({"ok": reply.ok, "problems": list(reply.problems), "changes": list(reply.changes),
+                                  "flow_mods": reply.flow_mods, "table_size": reply.table_size},
+                                 status=200 if reply.ok else 422)
+    return reload
+
+
 async def _events(request: web.Request) -> web.Response:
     events = _server(request).events
     try:
@@ -314,7 +332,7 @@ async def _index(request: web.Request) -> web.FileResponse:
 
 
 async def _openapi(request: web.Request) -> web.Response:
-    return _json(openapi_document(ENDPOINTS))
+    return _json(openapi_document(ENDPOINTS, reload=request.app[_RELOAD]))
 
 
 ENDPOINTS: tuple[Endpoint, ...] = (
@@ -334,9 +352,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 )
 
 
-def openapi_document(endpoints: Iterable[Endpoint]) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of ``endpoints``: derived from the table the routes are
-    made from, so the two cannot drift."""
+def openapi_document(endpoints: Iterable[Endpoint], reload: bool = False) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of ``endpoints`` (and ``POST /reload`` if ``reload``): derived
+    from the table the routes are made from, so the two cannot drift."""
     paths: dict[str, Any] = {}
     for ep in endpoints:
         paths[PREFIX + ep.path] = {"get": {
@@ -352,10 +370,24 @@ def openapi_document(endpoints: Iterable[Endpoint]) -> dict[str, Any]:
                     "schema": {"$ref": "#/components/schemas/Error"}}}},
             },
         }}
+    if reload:
+        paths[PREFIX + "/reload"] = {"post": {
+            "summary": "Read the config file again and apply only what changed (a bearer token required)",
+            "operationId": "reload", "security": [{"bearer": []}],
+            "responses": {
+                "200": {"description": "Applied", "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/Reload"}}}},
+                "401": {"description": "No valid bearer token", "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/Error"}}}},
+                "422": {"description": "The config was refused whole; nothing changed", "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/Reload"}}}},
+            },
+        }}
     return {"openapi": "3.1.0",
             "info": {"title": "routeflow RF-Server API", "version": "1",
-                     "description": "Read-only view of the RF-Server's NIB: datapaths, links, VMs, routes, flows."},
-            "servers": [{"url": PREFIX}], "paths": paths, "components": {"schemas": SCHEMAS}}
+                     "description": "The RF-Server's NIB: datapaths, links, VMs, routes, flows; and its reload."},
+            "servers": [{"url": PREFIX}], "paths": paths,
+            "components": {"schemas": SCHEMAS, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}}}
 
 
 # -- the application --------------------------------------------------------------------
@@ -385,6 +417,9 @@ def build_app(server: RFServer, token: str | None = None) -> web.Application:
 
     app = web.Application(middlewares=[authenticate], client_max_size=64 << 10)
     app[_SERVER] = server
+    app[_RELOAD] = token is not None
+    if token is not None:
+        app.router.add_post(PREFIX + "/reload", _reload(token))
     for ep in ENDPOINTS:
         app.router.add_get(PREFIX + ep.path, ep.handler)
     app.router.add_get(PREFIX + "/openapi.json", _openapi)

@@ -9,19 +9,15 @@ The asyncio service (:mod:`routeflow.server.service`) delivers the messages.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import logging
-from dataclasses import dataclass
-from typing import Literal
 
 from routeflow.config.schema import Config, RoutingPlane, VmConfig
 from routeflow.flows.compiler import routing_context
 from routeflow.flows.diff import apply_changes, diff_tables, is_empty, split_table_mod
 from routeflow.flows.incremental import IncrementalCompiler
-from routeflow.model import Flow, FlowKey, Group, PortDesc, Table
+from routeflow.model import Flow, FlowKey, Group, Table
 from routeflow.protocol.messages import (
-    Admission,
     DatapathJoin,
     DatapathLeave,
     DiscoveryPlan,
@@ -32,7 +28,6 @@ from routeflow.protocol.messages import (
     LinkChange,
     LinkState,
     MappingSeen,
-    Message,
     PortChange,
     PortMapped,
     RelayEntry,
@@ -42,12 +37,11 @@ from routeflow.protocol.messages import (
     TableDump,
     TableMod,
 )
-from routeflow.server.admission import Admissions
-from routeflow.server.nib import DatapathState, Nib, Retry, VmState
+from routeflow.server.core_vms import CONTROLLER, VNET, Out, VmChange, VmLifecycle
+from routeflow.server.nib import DatapathState, Nib, Retry
 
 log = logging.getLogger("routeflow.server")
 
-CONTROLLER = "controller"
 #: Back-off of resolution attempts for a next hop with no neighbour entry:
 #: the first retry after this many seconds, doubling up to RESOLVE_MAX.
 RESOLVE_FIRST = 1.0
@@ -62,30 +56,14 @@ RFVS_HOLD_MAX = 10.0
 RFVS_HOLD_PROBES = 3
 
 
-#: Where the VMs the server makes and retires at runtime are (see :class:`VmChange`).
-VNET = "vnet"
 #: What a rejected switch holds: the table-miss drop, nothing else.
 TABLE_MISS_DROP = Flow(0, 0, ())
 
 
-@dataclass(frozen=True)
-class Out:
-    """A message to deliver: ``to`` is ``"controller"``, a VM name, or :data:`VNET`."""
+class ServerCore(VmLifecycle):
+    """The RF-Server's state and decisions (see the module docstring); the VMs that change
+    while it runs are :class:`~routeflow.server.core_vms.VmLifecycle`'s."""
 
-    to: str
-    msg: Message | VmChange
-
-
-@dataclass(frozen=True)
-class VmChange:
-    """For the virtual environment: make VM ``vm`` (``add``), give it the NICs it has now
-    (``update``: a port came up on its switch), or ``remove`` it."""
-
-    vm: VmConfig
-    kind: Literal["add", "update", "remove"]
-
-
-class ServerCore:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.nib = Nib(config)
@@ -149,63 +127,6 @@ class ServerCore:
                 log.warning("datapath %#x has no port for VM %s's %s: down until it has", msg.dpid, vm.name,
                             ", ".join(missing))
         return out
-
-    def _admit(self, dpid: int, ports: tuple[PortDesc, ...]) -> list[Out]:
-        """A switch no VM mirrors: a VM from the first template admitting it, or a reject."""
-        decision = self.nib.admissions.decide(dpid, ports)
-        if decision.vm is None:
-            log.warning("datapath %#x rejected: %s", dpid, decision.reason)
-            self._dirty.add(dpid)  # nothing but the table-miss drop
-            return [Out(CONTROLLER, Admission(dpid, False, reason=decision.reason))]
-        vm = decision.vm
-        log.info("datapath %#x admitted: template %s makes VM %s, %d NICs, router id %s", dpid, decision.template,
-                 vm.name, len(vm.interfaces), vm.loopback[0].split("/")[0])
-        self._set_vms((*self.config.vms, vm))
-        return [Out(CONTROLLER, Admission(dpid, True, vm.name, decision.template)), Out(VNET, VmChange(vm, "add"))]
-
-    def readmit(self, made: dict[str, tuple[int, tuple[int, ...]]], now: float) -> list[str]:
-        """A restarted server takes the VMs its predecessor made for switches that joined
-        (``made``: name -> datapath, ports) as its own again, so that the virtual environment
-        adopts them; each waits its grace period for its switch. Returns the names taken."""
-        taken = []
-        for name, (dpid, ports) in sorted(made.items()):
-            decision = None if self.config.vms_of_dpid(dpid) else self.nib.admissions.readmit(name, dpid, ports)
-            if decision is None or decision.vm is None:
-                log.info("VM %s, made for datapath %#x, is no template's now: it goes", name, dpid)
-                continue
-            self._set_vms((*self.config.vms, decision.vm))
-            self.nib.admissions.leaving[name] = now + self.nib.admissions.template(decision.template).grace
-            taken.append(name)
-        if taken:
-            log.info("VMs made by the previous server taken again: %s", ", ".join(taken))
-        return taken
-
-    def retire_due(self, now: float) -> list[Out]:
-        """Remove the VMs of switches that left longer ago than their template's grace period."""
-        out = []
-        for dpid in self.nib.admissions.due(now):
-            decision = self.nib.admissions.release(dpid)
-            assert decision is not None and decision.vm is not None
-            vm = decision.vm
-            log.info("datapath %#x gone for its grace period: VM %s removed", dpid, vm.name)
-            self._set_vms(tuple(v for v in self.config.vms if v.name != vm.name))
-            for key in [k for k in self.nib.rfvs_ports if k[0] == vm.name]:
-                del self.nib.rfvs_ports[key]
-            self.nib.resolving.pop(vm.name, None)
-            self._compilers.pop(vm.name, None)
-            self._changed.pop(vm.name, None)
-            self._dirty.add(self.config.rfvs.dpid)
-            out += [Out(VNET, VmChange(vm, "remove")), Out(CONTROLLER, self.relay_map())]
-        return out
-
-    def _set_vms(self, vms: tuple[VmConfig, ...]) -> None:
-        """The VMs the server runs change (one made or retired): a new config everywhere."""
-        self.config = dataclasses.replace(self.config, vms=vms)
-        self.nib.config = self.config
-        for vm in vms:
-            self.nib.vms.setdefault(vm.name, VmState())
-        for name in set(self.nib.vms) - {vm.name for vm in vms}:
-            del self.nib.vms[name]
 
     def on_datapath_leave(self, msg: DatapathLeave, now: float = 0.0) -> list[Out]:
         """A switch left (``now``: the event loop's clock). A VM made for it stays for its
@@ -421,12 +342,14 @@ class ServerCore:
             mod = diff_tables(dpid, dp.installed, desired)
             dp.installed = _copy(desired)
             return mod
-        if not vms and is_rejected(self.nib.admissions, dpid):
-            desired = Table({TABLE_MISS_DROP.key: TABLE_MISS_DROP})
+        if not vms:
+            # A switch no VM mirrors (rejected, or its VMs reloaded away) holds none of our
+            # flows: a rejected one the table-miss drop only.
+            desired = Table({TABLE_MISS_DROP.key: TABLE_MISS_DROP}) if self.nib.admissions.rejected(dpid) else Table()
             mod = diff_tables(dpid, dp.installed, desired)
             dp.installed = desired
             return mod
-        if not vms or not all(self.nib.vms[vm.name].synced for vm in vms):
+        if not all(self.nib.vms[vm.name].synced for vm in vms):
             # After a server restart the switch keeps its flows until every VM on it has reported.
             return None
         if full or any(vm.name not in self._compilers for vm in vms):
@@ -547,12 +470,6 @@ class ServerCore:
             port = dp.ports.get(iface.port)
             out.append(Out(vm.name, LinkState(iface.name, port is not None and port.up)))
         return out
-
-
-def is_rejected(admissions: Admissions, dpid: int) -> bool:
-    """Whether switch ``dpid`` was rejected (and holds nothing but the table-miss drop)."""
-    decision = admissions.decisions.get(dpid)
-    return decision is not None and decision.vm is None
 
 
 def _copy(table: Table) -> Table:

@@ -37,7 +37,8 @@ async def serve(config: Config, ready: Callable[[], None] | None = None, keys: P
     """Run the RF-Server (and, if configured, its VMs) until a signal; the peers' keys
     are in ``keys`` (made there if missing).
 
-    SIGTERM or SIGINT: stop, removing the VMs. SIGUSR1: stop, leaving the VMs (their
+    SIGTERM or SIGINT: stop, removing the VMs. SIGHUP: read the config file again and
+    apply what differs (:meth:`~routeflow.server.operations.Operations.reload`). SIGUSR1: stop, leaving the VMs (their
     engines and RF-Clients) running for the next server, which adopts them, as it
     does after a ``kill -9``: a restart that loses no adjacency and no flow.
 
@@ -71,7 +72,16 @@ async def serve(config: Config, ready: Callable[[], None] | None = None, keys: P
             log.info("standby stopping")
             return 0
         await _wait_vnet_free(config)
-    server = RFServer(config, keys=keys, store=store)
+    server = RFServer(config, keys=keys, store=store, config_path=Path(config.source) if config.source else None)
+    reloads: set[asyncio.Task[object]] = set()
+
+    def reload() -> None:
+        # It logs what it did or why it refused; the task is kept until it ends.
+        task = loop.create_task(server.reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
     if config.manage_vms and config.templates:
         from routeflow.vnet.manager import made_vms
 
@@ -96,12 +106,12 @@ async def serve(config: Config, ready: Callable[[], None] | None = None, keys: P
 
             running = server.config  # with the VMs made by the previous server, if any: adopted
             async with VirtualEnvironment(running, client_argv=default_client_argv(running, keys), keys=keys) as venv:
-                server.vm_host = venv  # VMs for the switches that join
+                server.vm_work.host = venv  # VMs for the switches that join, and reloads
                 if ready:
                     ready()
                 await stop.wait()
-                server.vm_host = None
-                await server.vms_settled()
+                server.vm_work.host = None
+                await server.vm_work.settled()
                 if leaving:
                     await venv.leave()
                     left = True

@@ -65,6 +65,8 @@ SCHEMAS: dict[str, Any] = {
     "Mappings": _obj({"mappings": _array(_ref("Mapping"))}),
     "Verify": _obj({"ok": BOOL, "differences": _array(STR), "checked": {"type": "object",
                                                                        "additionalProperties": INT}}),
+    "Reload": _obj({"ok": BOOL, "problems": _array(STR), "changes": _array(STR),
+                    "flow_mods": {"type": "object", "additionalProperties": INT}, "table_size": INT}),
     "Event": _obj({"seq": INT, "time": STR, "kind": STR, "text": STR, "dpid": NULL_STR, "vm": NULL_STR}),
     "Events": _obj({"events": _array(_ref("Event")), "missed": INT, "last": INT}),
     "Status": _obj({"controller_connected": BOOL, "datapaths": _array(_ref("Datapath")),

@@ -15,12 +15,10 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Awaitable, Callable
 
-from routeflow.config.schema import Config, Limits, VmConfig
-from routeflow.flows.diff import TableComparison
+from routeflow.config.schema import Config, Limits
 from routeflow.lograte import RateLimit
-from routeflow.model import Fib
 from routeflow.private import SHARED_DIR_MODE, private_dir
 from routeflow.protocol import auth, codec, pki
 from routeflow.protocol.messages import (
@@ -40,26 +38,25 @@ from routeflow.protocol.messages import (
     Ping,
     Pong,
     PortChange,
-    StatsRequest,
-    StatusReply,
+    ReloadRequest,
     StatusRequest,
     SwitchError,
     TableDump,
     TableMod,
-    VerifyReply,
     VerifyRequest,
     Welcome,
 )
 from routeflow.protocol.transport import parse_address
-from routeflow.server.core import CONTROLLER, Out, ServerCore, VmChange
+from routeflow.server.core import ServerCore
+from routeflow.server.core_vms import CONTROLLER, Out, VmChange
 from routeflow.server.events import EventLog
 from routeflow.server.handshake import AuthenticationFailed, Handshake
 from routeflow.server.metrics import ServerMetrics
+from routeflow.server.operations import Operations
 from routeflow.server.peers import MAX_REQUESTS, FibParts, Peer
 from routeflow.server.requests import PeerRequests
-from routeflow.server.status import status_document
 from routeflow.server.store import NibStore, NibWriter, changed_items
-from routeflow.server.verify import differences
+from routeflow.server.vmhost import DONE, VmWork
 
 log = logging.getLogger("routeflow.server")
 # Peers decide how often the server logs their refusal: a flood of them is summarised.
@@ -68,24 +65,11 @@ log.addFilter(RateLimit())
 RESOLVE_TICK = 0.5
 
 
-class VmHost(Protocol):
-    """Where the VMs the server makes at runtime live: the virtual environment."""
-
-    async def add(self, vm: VmConfig) -> None:
-        """Make and start VM ``vm``: its namespace, NICs, engine and RF-Client."""
-
-    async def update(self, vm: VmConfig) -> None:
-        """Give running VM ``vm.name`` the NICs ``vm`` has and it has not, and its engine the config."""
-
-    async def remove(self, name: str) -> None:
-        """Stop and remove VM ``name``."""
-
-
-class RFServer:
+class RFServer(Operations):
     """The RF-Server service: sockets, peers, request/reply plumbing."""
 
     def __init__(self, config: Config, limits: Limits | None = None, keys: Path = auth.KEY_DIR,
-                 store: NibStore | None = None) -> None:
+                 store: NibStore | None = None, config_path: Path | None = None) -> None:
         self.config = config
         #: What one peer may hold of the server: the config's unless given (tests).
         self.limits = limits or config.limits
@@ -95,10 +79,11 @@ class RFServer:
         #: Peers that failed to prove who they said they were.
         self.auth_failures = 0
         self.core = ServerCore(config)
-        #: Where VMs made for switches that join are run (the virtual environment); None: nowhere.
-        self.vm_host: VmHost | None = None
-        #: The latest change under way of each VM made or retired at runtime.
-        self._vm_work: dict[str, asyncio.Task[None]] = {}
+        #: The VM changes under way (VMs for switches that join, reloads), on the virtual
+        #: environment once the server runs one (``vm_work.host``).
+        self.vm_work = VmWork()
+        #: The file ``config`` was read from, read again by a reload (None: it cannot be).
+        self.config_path = config_path
         #: Whether a listener speaks TLS (a VM made at runtime then needs a certificate too).
         self.tls = False
         #: What happened, for the operator's API, and the Prometheus metrics.
@@ -116,6 +101,7 @@ class RFServer:
         self.clients: dict[str, Peer] = {}
         self._servers: list[asyncio.AbstractServer] = []
         self.requests = PeerRequests()
+        self._reload_lock = asyncio.Lock()
         self._reconcile_scheduled = False
         self._stopping = False
         self._ticker: asyncio.Task[None] | None = None
@@ -173,12 +159,6 @@ class RFServer:
             server.close()
         for peer in list(self._peers):
             peer.writer.transport.abort()
-
-    async def vms_settled(self) -> None:
-        """Wait for the VMs being made or removed at runtime, so that the virtual environment
-        removes (or leaves) whole VMs only."""
-        while self._vm_work:
-            await asyncio.gather(*self._vm_work.values(), return_exceptions=True)
 
     async def stop(self) -> None:
         self._stopping = True  # peers closed now are not replaced (no election on the way out)
@@ -398,37 +378,20 @@ class RFServer:
                 peer.send(item.msg)
 
     def _vm_change(self, change: VmChange) -> None:
-        """The core made or retired a VM (a switch admitted, or gone for its grace period):
-        its client's key, and the VM itself in the virtual environment, if the server runs one."""
+        """The core made, changed or retired a VM (a switch admitted or gone for its grace
+        period, a reload): its client's key, its client's session, and the VM itself in the
+        virtual environment, if the server runs one."""
         self.config = self.core.config
         if change.kind == "add":
             ident = auth.identity("client", change.vm.name)
             self._keys.update(auth.ensure_keys(self.key_dir, [ident]))
             if self.tls:
                 pki.ensure(self.key_dir, [ident])
-        done = {"add": "made", "update": "given its new NICs", "remove": "removed"}[change.kind]
-        self.events.record(f"vm_{change.kind}", f"VM {change.vm.name} {done} (datapath {change.vm.dpid:#x})",
-                           change.vm.dpid, change.vm.name)
-        if self.vm_host is None:
-            return
-        host, name = self.vm_host, change.vm.name
-        # One VM's changes in order: made again right after it was retired, it waits for the removal.
-        previous = self._vm_work.get(name)
-
-        async def run() -> None:
-            if previous is not None:
-                await asyncio.gather(previous, return_exceptions=True)
-            try:
-                if change.kind == "add":
-                    await host.add(change.vm)
-                elif change.kind == "update":
-                    await host.update(change.vm)
-                else:
-                    await host.remove(name)
-            except Exception as exc:  # noqa: BLE001 - one VM failing to come up costs that VM only
-                log.error("VM %s could not be %s: %s", name, done, exc)
-        task = self._vm_work[name] = asyncio.get_running_loop().create_task(run())
-        task.add_done_callback(lambda done: self._vm_work.pop(name, None) if self._vm_work.get(name) is done else None)
+        elif change.kind == "remove" and change.vm.name in self.clients:
+            self.clients[change.vm.name].close("its VM is removed")
+        self.events.record(f"vm_{change.kind}", f"VM {change.vm.name} {DONE[change.kind]} "
+                           f"(datapath {change.vm.dpid:#x})", change.vm.dpid, change.vm.name)
+        self.vm_work.submit(change)
 
     def _schedule_reconcile(self) -> None:
         # Run once after the current burst of messages, so many FIB changes
@@ -471,78 +434,6 @@ class RFServer:
             self.core.settle_due(loop.time())
             if self.core.has_dirty:
                 self._schedule_reconcile()
-
-    # -- requests to peers -------------------------------------------------------
-
-    def _spawn(self, peer: Peer, work: Awaitable[Message]) -> None:
-        async def run() -> None:
-            try:
-                peer.send(await work)
-            except Exception:  # an operator request must never take the server down
-                log.exception("operator request failed")
-                peer.close("internal error; see the server log")
-            finally:
-                peer.requests -= 1
-                peer.request_done.set()
-
-        peer.requests += 1
-        asyncio.get_running_loop().create_task(run())
-
-    async def controller_stats(self) -> ControllerStats | None:
-        """The controller's counters now; None if it cannot be asked."""
-        with contextlib.suppress(ConnectionError, asyncio.TimeoutError):
-            rid = self.core.next_request_id()
-            return await self.requests.ask(self.controller, StatsRequest(rid), rid)  # type: ignore[no-any-return]
-        return None
-
-    def peer_counts(self) -> dict[str, int]:
-        """RF-protocol peers connected now, by role."""
-        counts = dict.fromkeys(("controller", "client", "operator"), 0)
-        for peer in self._peers:
-            counts[peer.role] = counts.get(peer.role, 0) + 1
-        return counts
-
-    async def _status(self, peer: Peer, msg: StatusRequest) -> StatusReply:
-        return StatusReply(msg.request_id, await self.status(msg.detail))
-
-    async def status(self, detail: bool) -> dict[str, Any]:
-        """The status document (see :func:`~routeflow.server.status.status_document`) with the
-        controller's counters and the server's listeners."""
-        stats = await self.controller_stats()
-        document = status_document(self.core.nib, stats, detail, asyncio.get_running_loop().time())
-        document["server"] = {
-            # Every peer proves who it is on every listener: its key, or over TLS its certificate.
-            "listeners": [{"address": text, "authenticated": True, "encrypted": text.startswith("tls:")}
-                          for text in self.config.listen],
-            "keys": str(self.key_dir),
-            "auth_failures": self.auth_failures,
-            "http": self.config.http.listen,
-            # etcd: this server is the active one of a pair (a standby answers nobody).
-            "store": self.config.store.kind.value,
-        }
-        document["controllers"] = [{"name": c.name, "active": c is self.controller, "term": self.term}
-                                   for c in self.controllers]
-        return document
-
-    async def compare_table(self, dpid: int, comparison: TableComparison) -> None:
-        """Feed a switch's table to ``comparison`` part by part as the controller sends it."""
-        await self.requests.compare_table(self.controller, self.core.next_request_id(), dpid, comparison)
-
-    async def fresh_fib(self, vm: str) -> Fib:
-        """A VM's FIB read from its kernel now."""
-        return await self.requests.fresh_fib(self.clients.get(vm), self.core.next_request_id(),
-                                             self.core.nib.vms[vm].routes)
-
-    async def _verify(self, peer: Peer, msg: VerifyRequest) -> VerifyReply:
-        return await self.verify(msg.request_id)
-
-    async def verify(self, request_id: int = 0) -> VerifyReply:
-        """Compare every VM's real FIB, translated, with the flows its datapath holds
-        (:func:`routeflow.server.verify.differences`)."""
-        found, checked = await differences(self.core.nib, self)
-        self.metrics.verify_runs.inc()
-        self.metrics.verify_differences.set(len(found))
-        return VerifyReply(request_id, not found, tuple(found), checked)
 
 
 #: What the server does with a message from a peer: a handler of ``(server, peer, message)``
@@ -589,5 +480,6 @@ DISPATCH: dict[str, dict[type[Message], Handler]] = {
     "operator": {
         StatusRequest: _operator_request(RFServer._status),
         VerifyRequest: _operator_request(RFServer._verify),
+        ReloadRequest: _operator_request(RFServer._reload),
     },
 }

@@ -14,6 +14,7 @@ import logging
 from typing import Sequence
 
 from routeflow.vnet import VnetError, engine, links, ovs
+from routeflow.vnet.links import IfAddress
 from routeflow.vnet.plan import NicPlan, VmPlan
 from routeflow.vnet.resources import Resource, ResourceLog, is_running, teardown
 
@@ -36,12 +37,24 @@ class VmDriver(abc.ABC):
         """Give the running VM one more NIC, addressed and up, plugged into the RFVS."""
 
     @abc.abstractmethod
+    async def remove_nic(self, vm: VmPlan, nic: NicPlan) -> None:
+        """Unplug NIC ``nic`` of running VM ``vm`` from the RFVS and delete it."""
+
+    @abc.abstractmethod
+    async def readdress(self, vm: VmPlan, ifname: str, old: Sequence[IfAddress], new: Sequence[IfAddress]) -> None:
+        """Make the addresses of ``ifname`` (a NIC, or ``lo``) of running VM ``vm`` ``new`` instead of ``old``."""
+
+    @abc.abstractmethod
+    async def set_mac(self, vm: VmPlan, ifname: str, mac: str) -> None:
+        """Give NIC ``ifname`` of running VM ``vm`` the MAC address ``mac``."""
+
+    @abc.abstractmethod
     async def start_engine(self, vm: VmPlan) -> None:
         """Start the VM's routing engine; return once it accepts its peers."""
 
     @abc.abstractmethod
     async def reload_engine(self, vm: VmPlan) -> None:
-        """Have the VM's running engine take its config as planned now (new NICs)."""
+        """Have the VM's running engine take its config as planned now, with no restart."""
 
     @abc.abstractmethod
     async def start_client(self, vm: VmPlan, argv: Sequence[str]) -> asyncio.subprocess.Process:
@@ -87,6 +100,20 @@ class NamespaceDriver(VmDriver):
         await links.add_addresses(vm.netns, nic.name, nic.addresses)
         self.record.add(Resource("port", nic.host_ifname, vm.name))
         await ovs.add_port(self.bridge, nic.host_ifname)
+
+    async def remove_nic(self, vm: VmPlan, nic: NicPlan) -> None:
+        for resource in self.record.of(vm.name):
+            if resource.kind in ("port", "link") and resource.name == nic.host_ifname:
+                self.record.discard(resource)
+        await ovs.del_port(nic.host_ifname)
+        await links.delete_link(nic.host_ifname)
+
+    async def readdress(self, vm: VmPlan, ifname: str, old: Sequence[IfAddress], new: Sequence[IfAddress]) -> None:
+        await links.remove_addresses(vm.netns, ifname, [a for a in old if a not in new])
+        await links.add_addresses(vm.netns, ifname, [a for a in new if a not in old])
+
+    async def set_mac(self, vm: VmPlan, ifname: str, mac: str) -> None:
+        await links.set_mac(vm.netns, ifname, mac)
 
     async def start_engine(self, vm: VmPlan) -> None:
         if vm.engine_run is not None:

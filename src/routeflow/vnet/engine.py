@@ -87,10 +87,15 @@ async def start_engine(netns: str, label: str, plan: EnginePlan, record: Resourc
 
 
 async def reload_engine(netns: str, label: str, plan: EnginePlan) -> None:
-    """Rewrite ``plan``'s config and have its running daemons take it: FRR applies the file
-    (``vtysh -f``: what is new is added, what is there stays), BIRD reconfigures."""
+    """Rewrite ``plan``'s config and have its running daemons take it, none restarted: FRR's
+    reload applies the difference (lines added, changed or gone); BIRD reconfigures. Without
+    FRR's reload script (no frr-pythontools), ``vtysh -f`` applies the file, which adds and
+    changes but removes nothing: said in the log."""
     write_private(plan.conf_file, plan.conf, plan.user)
-    if plan.engine == Engine.FRR:
+    if plan.engine == Engine.FRR and frr.FRR_RELOAD.exists():
+        argv = frr.reload_argv(plan.run_dir, plan.conf_file)
+    elif plan.engine == Engine.FRR:
+        log.warning("%s: %s missing: the config is applied with vtysh -f, lines removed stay", label, frr.FRR_RELOAD)
         argv = frr.vtysh_argv(plan.run_dir) + ["-f", str(plan.conf_file)]
     else:
         argv = bird.birdc_argv(plan.run_dir, "configure")

@@ -13,6 +13,9 @@ from pathlib import Path
 from routeflow.vnet import query
 
 FRR_DIR = Path("/usr/lib/frr")
+#: FRR's own reload (Debian's frr-pythontools): applies the difference between the running
+#: configuration and a file, lines the file no longer has included, with no daemon restarted.
+FRR_RELOAD = FRR_DIR / "frr-reload.py"
 FRR_USER = "frr"
 #: Root of the per-VM run directories, ``<root>/<vm>/``.
 DEFAULT_RUN_ROOT = Path("/run/routeflow/vms")
@@ -72,6 +75,13 @@ def vtysh(vm: str, command: str | Sequence[str], run_root: Path = DEFAULT_RUN_RO
     """
     commands = [command] if isinstance(command, str) else list(command)
     return query(vtysh_argv(run_root / vm, commands), f"vtysh {command!r} on {vm}", timeout)
+
+
+def reload_argv(run_dir: Path, conf_file: Path) -> list[str]:
+    """FRR's reload (:data:`FRR_RELOAD`) of the instance of ``run_dir`` to ``conf_file``, logging
+    to its output; ``conf_file`` is the instance's own, so nothing else is written."""
+    return [str(FRR_RELOAD), "--reload", "--stdout", "--bindir", "/usr/bin", "--confdir", str(run_dir),
+            "--rundir", str(run_dir), "--vty_socket", str(run_dir), str(conf_file)]
 
 
 def vtysh_argv(run_dir: Path, commands: Sequence[str] = ()) -> list[str]:

@@ -236,6 +236,27 @@ async def add_addresses(namespace: str | None, ifname: str, addresses: Sequence[
                 raise VnetError(f"cannot add {address} to {ifname} in {_where(namespace)}: {exc}") from exc
 
 
+async def remove_addresses(namespace: str | None, ifname: str, addresses: Sequence[IfAddress]) -> None:
+    """Remove ``addresses`` from ``ifname`` (one already gone is no error)."""
+    async with rtnl(namespace) as ipr:
+        index = await _index(ipr, ifname, namespace)
+        for address in addresses:
+            try:
+                await ipr.addr("del", index=index, address=str(address.ip), prefixlen=address.network.prefixlen)
+            except NetlinkError as exc:
+                if exc.code != 99:  # EADDRNOTAVAIL: not there
+                    raise VnetError(f"cannot remove {address} from {ifname} in {_where(namespace)}: {exc}") from exc
+
+
+async def set_mac(namespace: str | None, ifname: str, mac: str) -> None:
+    """Give ``ifname`` the MAC address ``mac``."""
+    async with rtnl(namespace) as ipr:
+        try:
+            await ipr.link("set", index=await _index(ipr, ifname, namespace), address=mac)
+        except NetlinkError as exc:
+            raise VnetError(f"cannot set the MAC of {ifname} in {_where(namespace)} to {mac}: {exc}") from exc
+
+
 async def addresses(namespace: str | None, ifname: str) -> list[IfAddress]:
     """The addresses of ``ifname``, except IPv6 link-local ones."""
     async with rtnl(namespace) as ipr:

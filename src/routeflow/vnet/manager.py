@@ -163,20 +163,37 @@ class VirtualEnvironment(Lifecycle):
         log.info("VM %s up: %d NICs, engine %s", plan.name, len(plan.nics), plan.engine)
 
     async def update(self, vm: VmConfig) -> None:
-        """Give running VM ``vm.name`` the NICs of ``vm`` it lacks (ports that came up on its
-        switch), and its engine the config that names them."""
+        """Make running VM ``vm.name`` what ``vm`` says, with nothing restarted: NICs added
+        (ports that came up on its switch, a reload) or removed, their addresses and MACs,
+        its loopback, and its engine's configuration, which the running engine takes
+        (:meth:`~routeflow.vnet.driver.VmDriver.reload_engine`)."""
         plan, old = plan_vm(vm, self.run_root), self.plan.vm(vm.name)
-        have = {nic.name for nic in old.nics}
+        had = {nic.name: nic for nic in old.nics}
+        wanted = {nic.name for nic in plan.nics}
+        for nic in old.nics:
+            if nic.name not in wanted:
+                await self.driver.remove_nic(old, nic)
         for nic in plan.nics:
-            if nic.name not in have:
+            before = had.get(nic.name)
+            if before is None:
                 await self.driver.add_nic(plan, nic)
+                continue
+            if before.addresses != nic.addresses:
+                await self.driver.readdress(plan, nic.name, before.addresses, nic.addresses)
+            if nic.mac is not None and before.mac != nic.mac:
+                await self.driver.set_mac(plan, nic.name, nic.mac)
+        if old.loopback != plan.loopback:
+            await self.driver.readdress(plan, "lo", old.loopback, plan.loopback)
         self.plan = dataclasses.replace(self.plan, vms=tuple(plan if v.name == vm.name else v for v in self.plan.vms))
         self._record_plan(plan.name, vm_digests(plan))
-        self._record_made(vm)
-        await self.driver.reload_engine(plan)
+        if vm.name in self.record.meta.get(MADE, {}):
+            self._record_made(vm)
+        if old.engine_conf != plan.engine_conf:
+            await self.driver.reload_engine(plan)
         if vm.name in self.engines:  # a daemon restarted later starts with what it has now
             self.engines[vm.name].vm = plan
-        log.info("VM %s: NICs %s added", vm.name, ", ".join(n.name for n in plan.nics if n.name not in have))
+        log.info("VM %s updated: NICs %s added, %s removed", vm.name,
+                 ", ".join(sorted(wanted - set(had))) or "none", ", ".join(sorted(set(had) - wanted)) or "none")
 
     async def remove(self, name: str) -> None:
         """Stop and remove VM ``name`` (its switch gone for good)."""

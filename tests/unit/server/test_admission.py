@@ -18,7 +18,8 @@ from routeflow.protocol.messages import (
     TableMod,
 )
 from routeflow.server.admission import Admissions
-from routeflow.server.core import CONTROLLER, TABLE_MISS_DROP, VNET, ServerCore, VmChange
+from routeflow.server.core import TABLE_MISS_DROP, ServerCore
+from routeflow.server.core_vms import CONTROLLER, VNET, VmChange
 from routeflow.server.status import status_document
 
 FRR_TEMPLATE = {

@@ -7,6 +7,7 @@ import json
 
 import jsonschema
 import pytest
+import yaml
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -290,3 +291,38 @@ def test_the_web_view_is_served_and_its_events_stream():
         assert event["kind"] == "port_down" and event["dpid"] == "0x1"
         stream.close()
     served(check)
+
+
+TOKEN = "0123456789abcdef0123"
+
+
+def test_reload_exists_only_with_a_token_and_needs_it_from_loopback_too(tmp_path):
+    path = tmp_path / "routeflow.yaml"
+    path.write_text(yaml.safe_dump({"vms": [{"name": "rA", "dpid": 1, "engine": "none", "interfaces": [
+        {"name": "eth1", "port": 1, "addresses": ["172.31.1.1/24"]},
+        {"name": "eth2", "port": 2, "addresses": ["172.31.2.1/24"]}]}]}))
+
+    async def main():
+        server = filled_server()
+        server.config_path = path
+        async with TestClient(TestServer(build_app(server))) as client:
+            assert (await client.post(PREFIX + "/reload")).status in (404, 405)  # no token: no such endpoint
+        async with TestClient(TestServer(build_app(server, TOKEN))) as client:
+            assert (await client.post(PREFIX + "/reload")).status == 401
+            wrong = await client.post(PREFIX + "/reload", headers={"Authorization": "Bearer nope"})
+            assert wrong.status == 401
+            auth = {"Authorization": f"Bearer {TOKEN}"}
+            response = await client.post(PREFIX + "/reload", headers=auth)
+            assert response.status == 200, await response.text()
+            body = json.loads(await response.read())
+            validator("Reload").validate(body)
+            assert body["ok"] and body["changes"] == []
+            path.write_text("vms: [{name: rA, dpid: 1, interfaces: [{name: eth1, port: 0}]}]\n")
+            response = await client.post(PREFIX + "/reload", headers=auth)
+            assert response.status == 422
+            body = json.loads(await response.read())
+            assert not body["ok"] and any("vms[0].interfaces[0].port" in p for p in body["problems"])
+            assert server.core.config.vm("rA").port_of("eth2") == 2  # nothing changed
+            document = await get_json(client, "/openapi.json")
+            assert "post" in document["paths"][PREFIX + "/reload"]
+    asyncio.run(main())
