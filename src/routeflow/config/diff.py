@@ -46,12 +46,16 @@ class VmDiff:
 
     @property
     def remapped(self) -> bool:
-        """Where its NICs are on the physical plane changed: its datapath's flows and the
-        slow path's pairs are computed again."""
+        """Where the NICs it keeps are on the physical plane (datapath, port, VLAN, MAC, trunk,
+        routing plane) changed: nothing the VM's kernel shows, so its datapath's flows and the
+        slow path's pairs are computed again. (NICs added or removed, and addresses, the VM's
+        client reports as the kernel takes them.)"""
+        def where(vm: VmConfig) -> dict[str, tuple[int, int | None, str | None]]:
+            return {n.name: (n.port, n.vlan, n.mac) for n in vm.interfaces}
+        before, after = where(self.old), where(self.new)
         return (self.old.dpid != self.new.dpid or self.old.trunk != self.new.trunk
                 or self.old.routing_plane != self.new.routing_plane
-                or [(n.name, n.port, n.vlan, n.mac) for n in self.old.interfaces]
-                != [(n.name, n.port, n.vlan, n.mac) for n in self.new.interfaces])
+                or any(before[name] != after[name] for name in before.keys() & after.keys()))
 
     def describe(self) -> str:
         parts = []

@@ -144,7 +144,8 @@ class VmLifecycle:
                 continue
             for ifname in change.nics_removed:
                 self.nib.rfvs_ports.pop((change.new.name, ifname), None)
-            if change.remapped:  # else its flows follow what its client reports (new addresses)
+                self._dirty.add(self.config.rfvs.dpid)
+            if change.remapped:  # else its flows follow what its client reports (NICs, addresses)
                 self._compilers.pop(change.new.name, None)
                 self._dirty.update({change.old.dpid, change.new.dpid, self.config.rfvs.dpid})
             out += [Out(VNET, VmChange(change.new, "update")), *self._link_states(change.new)]
@@ -152,7 +153,7 @@ class VmLifecycle:
             log.info("reload: VM %s added on datapath %#x", vm.name, vm.dpid)
             self._dirty.add(vm.dpid)
             out.append(Out(VNET, VmChange(vm, "add")))
-        if diff.added or diff.removed or any(change.remapped for change in diff.changed):
+        if diff.added or diff.removed or any(change.remapped or change.nics_removed for change in diff.changed):
             out += [Out(CONTROLLER, self.relay_map()), Out(CONTROLLER, self.discovery_plan())]
         return diff, out
 

@@ -51,6 +51,11 @@ class ServerMetrics:
         self.verify_differences = Gauge(
             "routeflow_verify_differences", "Differences the last verify found (0: every switch holds what its FIB says)",
             registry=self.registry)
+        self.reloads = Counter("routeflow_reloads", "Configuration reloads, by result (applied or refused)",
+                               ["result"], registry=self.registry)
+        self.reload_flow_mods = Counter("routeflow_reload_flow_mods",
+                                        "FlowMods sent by configuration reloads, by datapath", ["dp_id"],
+                                        registry=self.registry)
         self.peers_connected = Gauge("routeflow_peers_connected", "RF-protocol peers connected now", ["role"],
                                      registry=self.registry)
         #: Per VM, when its oldest change not yet sent as flows reached the server.

@@ -156,6 +156,7 @@ class Operations:
                 problems = tuple(f"{exc.file}: {where}: {reason}" for where, reason in exc.problems)
                 log.warning("reload refused, nothing changed: %s", "; ".join(problems))
                 self.events.record("reload_refused", f"reload refused: {len(problems)} problem(s)")
+                self.metrics.reloads.labels("refused").inc()
                 return ReloadReply(request_id, False, problems)
             if self.limits == self.config.limits:  # the config's, not a test's own
                 self.limits = new.limits
@@ -172,6 +173,9 @@ class Operations:
             sent = {f"{dpid:#x}": dp.flow_mods - before.get(dpid, 0) for dpid, dp in touched.items()}
             size = sum(len(dp.installed.flows) + len(dp.installed.groups) for dp in touched.values() if dp.installed)
             changes = diff.describe()
+            self.metrics.reloads.labels("applied").inc()
+            for dpid, count in sent.items():
+                self.metrics.reload_flow_mods.labels(dpid).inc(count)
             log.info("reload: %s; %d FlowMods sent", "; ".join(changes) or "nothing changed", sum(sent.values()))
             self.events.record("reload", f"reload: {len(changes)} change(s), {sum(sent.values())} FlowMods")
             return ReloadReply(request_id, True, (), tuple(changes), sent, size)

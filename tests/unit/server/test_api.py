@@ -325,4 +325,8 @@ def test_reload_exists_only_with_a_token_and_needs_it_from_loopback_too(tmp_path
             assert server.core.config.vm("rA").port_of("eth2") == 2  # nothing changed
             document = await get_json(client, "/openapi.json")
             assert "post" in document["paths"][PREFIX + "/reload"]
+            metrics = await (await client.get("/metrics")).text()
+            reloads = {s.labels["result"]: s.value for f in text_string_to_metric_families(metrics)
+                       if f.name == "routeflow_reloads" for s in f.samples if s.name.endswith("_total")}
+            assert reloads == {"applied": 1.0, "refused": 1.0}
     asyncio.run(main())

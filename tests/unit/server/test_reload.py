@@ -185,4 +185,17 @@ def test_the_diff_says_what_changed_of_each_vm():
     assert diff.describe() == ["VM rC added (datapath 0x3)", "VM rB removed (datapath 0x2)",
                                "VM rA: NICs added eth3; NICs removed eth2; NICs changed eth1"]
     (change,) = diff.changed
-    assert change.remapped and not change.replaced
+    # NICs added or removed, addresses: the VM's client reports them as its kernel takes them.
+    assert not change.remapped and not change.replaced
+
+
+def test_a_nic_moved_to_another_port_is_remapped_without_its_client():
+    core = running()
+    nics = [{"name": "eth1", "port": 1, "addresses": ["10.1.1.1/24"]},
+            {"name": "eth2", "port": 3, "addresses": ["10.1.2.1/24"]}]
+    diff, out = core.reload(config(vm("rA", 1, interfaces=nics), vm("rB", 2)))
+    assert diff.changed[0].remapped
+    (relay,) = [o.msg for o in out if isinstance(o.msg, RelayMap)]
+    assert (1, 3) in {(e.dpid, e.port) for e in relay.entries} and (1, 2) not in {(e.dpid, e.port) for e in relay.entries}
+    mods = table_mods(core.reconcile())
+    assert 2 not in mods and mods[1].add and mods[1].delete  # port 2's flows become port 3's
